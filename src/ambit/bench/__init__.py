@@ -1,0 +1,1 @@
+"""Benchmarks: side-by-side measurements of ambit's data path, run as separate OS processes."""

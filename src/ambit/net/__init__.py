@@ -1,0 +1,1 @@
+"""The asyncio edge: sockets, TLS transports, HBONE connections and pool, relays, drain."""
