@@ -6,8 +6,10 @@
    We replace it with a version that encodes only the first bytes it prints.
 2. After a GOAWAY is sent *or* received, h2's connection state machine moves to CLOSED and then rejects
    every frame, including DATA and WINDOW_UPDATE of streams the GOAWAY explicitly lets finish
-   (RFC 9113 §6.8). ``reopen_after_goaway`` puts the state machine back to open so in-flight streams
-   drain; the HBONE core itself refuses new streams once a GOAWAY has passed.
+   (RFC 9113 §6.8). Reopening after the event is too late: a GOAWAY and the next DATA frame often
+   arrive in one read and h2 processes both inside one ``receive_data`` call. So
+   ``keep_open_through_goaway`` gives a connection its own transition table in which GOAWAY leaves
+   the state unchanged; the HBONE core itself refuses new streams once a GOAWAY has passed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import binascii
 
 import hyperframe.frame
-from h2.connection import ConnectionState, H2Connection
+from h2.connection import ConnectionInputs, ConnectionState, H2Connection
 
 _REPR_BYTES = 10
 
@@ -32,9 +34,18 @@ def apply() -> None:
     hyperframe.frame._raw_data_repr = _short_raw_data_repr
 
 
-def reopen_after_goaway(conn: H2Connection, *, client_side: bool) -> None:
-    """Let streams that a GOAWAY did not cancel keep exchanging frames."""
-    conn.state_machine.state = ConnectionState.CLIENT_OPEN if client_side else ConnectionState.SERVER_OPEN
+_GOAWAY_INPUTS = (ConnectionInputs.SEND_GOAWAY, ConnectionInputs.RECV_GOAWAY)
+_OPEN_STATES = (ConnectionState.IDLE, ConnectionState.CLIENT_OPEN, ConnectionState.SERVER_OPEN)
+
+
+def keep_open_through_goaway(conn: H2Connection) -> None:
+    """Let streams that a GOAWAY did not cancel keep exchanging frames (this connection only)."""
+    machine = conn.state_machine
+    table = dict(machine._transitions)
+    for state in _OPEN_STATES:
+        for event in _GOAWAY_INPUTS:
+            table[(state, event)] = (None, state)
+    machine._transitions = table  # an instance attribute shadows h2's class-level table
 
 
 apply()

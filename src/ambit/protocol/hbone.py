@@ -14,7 +14,7 @@ collects with `data_to_send()`. It owns everything that is protocol and policy-f
 * the stream-reset budget (HTTP/2 rapid reset): a token bucket of remote resets; an abusive peer
   gets GOAWAY(ENHANCE_YOUR_CALM) and `ConnectionAborted`;
 * graceful GOAWAY both ways, with streams at or below the last stream id allowed to finish
-  (see `h2tuning.reopen_after_goaway`).
+  (see `h2tuning.keep_open_through_goaway`).
 
 Time is injected (`clock`) so tests drive the reset budget deterministically.
 """
@@ -196,6 +196,35 @@ def format_authority(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def request_headers(
+    source_ip: str | None,
+    *,
+    source_port: int | None = None,
+    host: str | None = None,
+    baggage: str | None = None,
+    traceparent: str | None = None,
+) -> tuple[tuple[str, str], ...]:
+    """The headers an HBONE client sends with CONNECT, as ztunnel does.
+
+    `forwarded: for="<ip[:port]>"[;host=<service FQDN>]` names the original client (RFC 7239 quotes
+    IPv6 and ports); `baggage` and `traceparent` are carried through unchanged when present.
+    """
+    headers: list[tuple[str, str]] = []
+    if source_ip is not None:
+        node = f"[{source_ip}]" if ":" in source_ip else source_ip
+        if source_port is not None:
+            node = f"{node}:{source_port}"
+        value = f'for="{node}"'
+        if host:
+            value += f";host={host}"
+        headers.append(("forwarded", value))
+    if baggage:
+        headers.append(("baggage", baggage))
+    if traceparent:
+        headers.append(("traceparent", traceparent))
+    return tuple(headers)
+
+
 # ---------------------------------------------------------------- reset budget
 
 
@@ -253,6 +282,7 @@ class HboneConnection:
             client_side=client_side, header_encoding=None, validate_inbound_headers=True
         )
         self._h2 = h2.connection.H2Connection(config=config)
+        h2tuning.keep_open_through_goaway(self._h2)
         s = self.settings
         self._h2.local_settings = h2.settings.Settings(
             client=client_side,
@@ -377,7 +407,6 @@ class HboneConnection:
             self._abort(ErrorCodes.ENHANCE_YOUR_CALM, "stream reset budget exhausted (rapid reset)", out)
 
     def _on_goaway(self, ev: h2.events.ConnectionTerminated, out: list[Event]) -> None:
-        h2tuning.reopen_after_goaway(self._h2, client_side=self.client_side)
         last = int(ev.last_stream_id or 0)
         info = GoAwayReceived(int(ev.error_code or 0), last, bytes(ev.additional_data or b""))
         self.goaway_received = info
@@ -489,7 +518,6 @@ class HboneConnection:
         self._h2.close_connection(
             error_code=error_code, additional_data=debug or None, last_stream_id=last_stream_id
         )
-        h2tuning.reopen_after_goaway(self._h2, client_side=self.client_side)
         self.goaway_sent = True
 
     # ------------------------------------------------------------ internals

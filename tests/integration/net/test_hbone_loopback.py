@@ -22,7 +22,7 @@ from ambit.net.hbone import (
     TunnelRejected,
     connect_hbone,
 )
-from ambit.protocol.hbone import HboneSettings
+from ambit.protocol.hbone import HboneSettings, request_headers
 from ambit.testing.hbone_env import HboneEnv, forwarding_handler, key, workload
 
 CLIENT = workload("client")
@@ -453,3 +453,19 @@ async def test_server_drain_deadline_aborts_stuck_streams(env: HboneEnv) -> None
     assert asyncio.get_running_loop().time() - started < 2
     with pytest.raises(StreamAborted):
         await asyncio.wait_for(stream.read_all(), 5)
+
+
+async def test_pool_drain_sends_goaway_and_lets_inflight_finish(env: HboneEnv) -> None:
+    upstream, port = await setup(env)
+    pool = env.pool({CLIENT: env.cert(CLIENT)})
+    k = key(CLIENT, SERVER, port)
+    stream = await pool.open_stream(k, f"127.0.0.1:{upstream}", request_headers("127.0.0.1"))
+    [conn] = pool.connections(k)
+    pool.drain()
+    assert not conn.is_usable, "a draining connection takes no new streams"
+    stream.write(b"in flight")
+    assert await stream.read_exactly(9) == b"in flight"
+    stream.write_eof()
+    assert await stream.read() == b""
+    await asyncio.wait_for(conn.wait_closed(), 5)
+    assert pool.connections(k) == []

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ambit.protocol.hbone import (
     ConnectionAborted,
+    DataReceived,
     GoAwayReceived,
     HboneConnection,
     HboneProtocolError,
@@ -25,6 +26,7 @@ from ambit.protocol.hbone import (
     TunnelRequested,
     TunnelResponse,
     parse_authority,
+    request_headers,
 )
 from ambit.testing.hbone_pair import HbonePair
 
@@ -259,3 +261,39 @@ def test_events_are_h2_independent() -> None:
     pair.server.respond(sid, 200)
     pair.pump()
     assert not any(isinstance(e, h2.events.Event) for e in pair.client_events + pair.server_events)
+
+
+def test_request_headers_match_ztunnel_forms() -> None:
+    assert request_headers("10.244.0.3") == (("forwarded", 'for="10.244.0.3"'),)
+    assert request_headers("fd00::3", source_port=4711, host="reviews.default.svc.cluster.local") == (
+        ("forwarded", 'for="[fd00::3]:4711";host=reviews.default.svc.cluster.local'),
+    )
+    assert dict(request_headers(None, baggage="k8s.namespace.name=default", traceparent="00-ab-cd-01")) == {
+        "baggage": "k8s.namespace.name=default",
+        "traceparent": "00-ab-cd-01",
+    }
+
+
+def test_request_headers_reach_the_server_intact() -> None:
+    pair = HbonePair.create()
+    sent = request_headers(
+        "10.244.0.3", baggage="k8s.pod.name=curl", traceparent="00-0af7651916cd43dd-b7ad6b71-01"
+    )
+    pair.client.open_tunnel("10.244.1.5:9080", sent)
+    pair.pump()
+    [req] = pair.of_type("server", TunnelRequested)
+    assert req.headers == sent
+
+
+def test_goaway_and_data_in_one_read_keep_the_stream_alive() -> None:
+    """A GOAWAY and the next DATA frame often arrive together: the DATA must still be delivered."""
+    pair = HbonePair.create()
+    sid = pair.client.open_tunnel("10.0.0.1:80")
+    pair.pump()
+    pair.server.respond(sid, 200)
+    pair.pump()
+    pair.client.goaway()
+    pair.client.send(sid, b"same read")
+    events = pair.server.receive(pair.client.data_to_send())  # both frames in one call
+    assert [type(e) for e in events] == [GoAwayReceived, DataReceived]
+    assert not pair.server.is_aborted()
