@@ -45,6 +45,24 @@ test-integration: setup
 bench: setup
 	$(BIN)/ambit bench hbone --out BENCHMARKS.md
 
+# Regenerate src/ambit/xds/pb from proto/ (protobuf + grpc + .pyi). protoc writes modules named after the
+# proto paths (ambit.<api>.v1); they are moved under ambit.xds.pb and their imports rewritten to match.
+PROTO_OUT := src/ambit/xds/pb
+proto: setup
+	rm -rf $(VENV)/proto-gen && mkdir -p $(VENV)/proto-gen
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=$(VENV)/proto-gen --pyi_out=$(VENV)/proto-gen \
+		--grpc_python_out=$(VENV)/proto-gen $$(find proto -name '*.proto' | sort)
+	mkdir -p $(PROTO_OUT) && find $(PROTO_OUT) -name '*_pb2*.py*' -delete
+	cd $(VENV)/proto-gen/ambit && for f in $$(find . -name '*_pb2*.py*' | sort); do \
+		mkdir -p "$(CURDIR)/$(PROTO_OUT)/$$(dirname $$f)" && \
+		sed -E 's/^(from|import) ambit\.([a-z_]+\.v[0-9]+)/\1 ambit.xds.pb.\2/' "$$f" \
+			> "$(CURDIR)/$(PROTO_OUT)/$$f"; \
+	done
+	for d in $$(find $(PROTO_OUT) -type d); do \
+		test -f $$d/__init__.py || echo '"""Generated protobuf code (make proto); do not edit."""' > $$d/__init__.py; \
+	done
+	rm -rf $(VENV)/proto-gen
+
 demo: setup
 	@echo "make demo arrives with the L4 mesh issue (ambit up + bookinfo); nothing to run yet." >&2
 	@exit 2

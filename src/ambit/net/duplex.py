@@ -16,10 +16,14 @@ Subclasses implement the network-facing half (`deliver`, `deliver_eof`, `pause_s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from dataclasses import dataclass
 from typing import cast
 
 _READ_BUFFER_LIMIT = 1024 * 1024
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 class StreamAborted(ConnectionError):
@@ -231,9 +235,14 @@ class TcpDuplex(Duplex, asyncio.Protocol):
             self.transport.resume_reading()
 
     def abort(self, reason: BaseException | None = None) -> None:
+        """Reset the connection: the peer sees a TCP RST, not an orderly close (as ztunnel does)."""
         if self.error is None:
             self.error = reason or StreamAborted("aborted")
         if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None and not self.transport.is_closing():
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
             self.transport.abort()
 
     def _check_done(self) -> None:

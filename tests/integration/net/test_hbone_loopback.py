@@ -469,3 +469,31 @@ async def test_pool_drain_sends_goaway_and_lets_inflight_finish(env: HboneEnv) -
     assert await stream.read() == b""
     await asyncio.wait_for(conn.wait_closed(), 5)
     assert pool.connections(k) == []
+
+
+async def test_client_reset_reaches_upstream_as_tcp_reset(env: HboneEnv) -> None:
+    """RST_STREAM from the HBONE client must reach the upstream as a TCP RST, not as an orderly FIN."""
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    class Watch(asyncio.Protocol):
+        def eof_received(self) -> bool:
+            if not outcome.done():
+                outcome.set_result("fin")
+            return False
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not outcome.done():
+                outcome.set_result(f"reset: {type(exc).__name__}" if exc else "closed")
+
+    server = await asyncio.get_running_loop().create_server(Watch, "127.0.0.1", 0)
+    try:
+        up_port = server.sockets[0].getsockname()[1]
+        _s, port = await env.hbone_server(SERVER)
+        pool = env.pool({CLIENT: env.cert(CLIENT)})
+        stream = await pool.open_stream(key(CLIENT, SERVER, port), f"127.0.0.1:{up_port}")
+        stream.write(b"partial request")
+        await asyncio.sleep(0.1)
+        stream.abort()
+        assert (await asyncio.wait_for(outcome, 5)).startswith("reset"), "the upstream saw an orderly close"
+    finally:
+        server.close()

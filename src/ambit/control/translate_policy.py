@@ -1,0 +1,514 @@
+"""AuthorizationPolicy and PeerAuthentication → ztunnel's L4 ``Authorization`` (Istio's IS-AUTHZ).
+
+Follows Istio's ``pilot/pkg/serviceregistry/ambient/authorization.go`` and ``policies.go``; the
+data model is ``ambit.model.policy`` (Istio's ``Group`` is our ``Rule``, Istio's ``Rules`` our
+``Clause``). Exactly what happens:
+
+AuthorizationPolicy
+  * with ``targetRef`` / ``targetRefs``: not for ztunnel (a waypoint enforces it): skipped, no warning;
+  * action ``ALLOW`` (the default) or ``DENY``; ``AUDIT`` and ``CUSTOM``: skipped with a warning;
+  * scope: no selector (or an empty ``matchLabels``, which Istio's API documents as "all workloads
+    of the namespace") → ``NAMESPACE``, or ``GLOBAL`` in the root namespace; with a selector →
+    ``WORKLOAD_SELECTOR``, listed on every matching workload of the policy's namespace, or of
+    *every* namespace when the policy is in the root namespace;
+  * annotation ``istio.io/dry-run`` → ``dry_run`` (ztunnel logs, never enforces); an unparsable
+    value counts as false, with a warning;
+  * each rule becomes a ``Rule`` whose clauses are ANDed:
+      - all ``to`` entries → ONE clause, one ``Match`` per entry (entries are ORed):
+        ``ports`` / ``notPorts`` → ``destination_ports`` / ``not_destination_ports``;
+      - all ``from`` entries → ONE clause, one ``Match`` per entry: ``principals``,
+        ``notPrincipals``, ``namespaces``, ``notNamespaces`` → string matches (``*`` presence,
+        ``x*`` prefix, ``*x`` suffix, else exact); ``ipBlocks`` / ``notIpBlocks`` → CIDRs (a
+        single IP becomes /32 or /128); ``serviceAccounts`` / ``notServiceAccounts`` (``sa`` or
+        ``ns/sa``, ``ns`` defaulting to the policy's) → exact principals
+        ``<trust-domain>/ns/<ns>/sa/<sa>``;
+      - each ``when`` condition with an L4 key → its own clause with one ``Match``:
+        ``source.ip`` → source_ips, ``source.namespace`` → namespaces, ``source.principal`` →
+        principals, ``destination.ip`` → destination_ips, ``destination.port`` →
+        destination_ports; ``notValues`` → the ``not_`` field;
+  * L7-only attributes (``hosts``, ``notHosts``, ``methods``, ``notMethods``, ``paths``,
+    ``notPaths``, ``requestPrincipals``, ``notRequestPrincipals``, ``remoteIpBlocks``,
+    ``notRemoteIpBlocks``, ``trustDomains``, ``notTrustDomains``, any other ``when`` key):
+      - in an ALLOW policy the whole rule is dropped (more restrictive: it can allow nothing);
+      - in a DENY policy those attributes are removed and the rest of the rule is kept (a broader
+        deny). A ``Match`` left empty matches every connection, so a clause containing one is
+        dropped, and a rule left with no clause matches EVERY connection: the DENY then denies
+        all traffic to the workloads it applies to. (Istio's newest istiod ships the empty match
+        and ztunnel skips it, making such a DENY a no-op; ambit fails closed instead.)
+    Either way a warning names the policy and the attributes;
+  * ``spec: {}`` (or no rules) → ``rules=()``: an ALLOW matches nothing, so it allows nothing;
+    ``rules: [{}]`` → one rule with no clauses, which matches everything;
+  * principals are kept as written, WITHOUT a ``spiffe://`` scheme, as Istio does
+    (``cluster.local/ns/default/sa/sleep``); the proxy compares them with the peer's SPIFFE ID with
+    its ``spiffe://`` prefix removed. A value that starts with ``spiffe://`` can never match; it is
+    kept (as Istio does) and a warning says so.
+
+PeerAuthentication (mTLS mode; DISABLE is ignored: ambient cannot turn mTLS off)
+  * if any PeerAuthentication exists, the static policy ``<root>/istio_converted_static_strict``
+    is emitted: scope WORKLOAD_SELECTOR, action DENY, one rule matching connections WITHOUT a
+    principal (``not_principals=(PRESENCE,)``, i.e. plaintext);
+  * every workload whose effective mode is STRICT lists that key. The effective mode follows
+    Istio's precedence workload > namespace > mesh: the mesh policy is the oldest selector-less
+    one in the root namespace, the namespace policy the oldest selector-less one in the
+    workload's namespace, the workload policy the oldest one with a selector matching the
+    workload in its namespace (root-namespace policies with a selector are ignored); ``UNSET``
+    inherits from the level above; so a namespace or workload PERMISSIVE overrides a mesh
+    STRICT, and a workload STRICT overrides a namespace PERMISSIVE;
+  * ``portLevelMtls`` (workload policies only) becomes a DENY policy
+    ``<ns>/converted_peer_authentication_<name>`` listed on the workloads it governs, exactly as
+    Istio's ``convertPeerAuthentication`` (STRICT ports deny plaintext to that port, PERMISSIVE
+    ports are exempted from an inherited STRICT); ambit reads the "parent is STRICT" test as
+    intended (workload STRICT, or workload UNSET and namespace STRICT, or workload and namespace
+    UNSET and mesh STRICT), where Istio's Go expression lets a mesh STRICT swallow a STRICT port
+    of a PERMISSIVE workload;
+  * "oldest" is by ``metadata.creationTimestamp``, ties (or no timestamps) by name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ambit.control.translate_common import (
+    DRY_RUN_ANNOTATION,
+    JSON,
+    annotations_of,
+    items,
+    mapping,
+    name_of,
+    namespace_of,
+    string_map,
+    strings,
+    subset,
+    text,
+)
+from ambit.model.policy import (
+    STRICT_POLICY_NAME,
+    Action,
+    Authorization,
+    Clause,
+    Match,
+    MatchKind,
+    Rule,
+    Scope,
+    StringMatch,
+)
+
+PEER_AUTHN_PREFIX = "converted_peer_authentication_"
+L4_WHEN_KEYS = frozenset(
+    {"source.ip", "source.namespace", "source.principal", "destination.ip", "destination.port"}
+)
+_L7_OPERATION_FIELDS = ("hosts", "notHosts", "methods", "notMethods", "paths", "notPaths")
+_L7_SOURCE_FIELDS = (
+    "remoteIpBlocks",
+    "notRemoteIpBlocks",
+    "requestPrincipals",
+    "notRequestPrincipals",
+    "trustDomains",
+    "notTrustDomains",
+)
+_PRESENCE = StringMatch(MatchKind.PRESENCE)
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+@dataclass
+class PolicySet:
+    """The converted policies and what workloads need to list them."""
+
+    policies: dict[str, Authorization] = field(default_factory=dict)
+    # WORKLOAD_SELECTOR AuthorizationPolicies by namespace: (key, matchLabels); root namespace = all
+    selectors: dict[str, list[tuple[str, dict[str, str]]]] = field(default_factory=dict)
+    peer_authentications: list[JSON] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- value conversions ------------------------------------------------------------------------------
+
+
+def _matches(values: Iterable[str]) -> tuple[StringMatch, ...]:
+    return tuple(StringMatch.parse(v) for v in values)
+
+
+def _cidrs(values: Iterable[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            continue  # rejected by validation; Istio skips unparsable values too
+    return tuple(out)
+
+
+def _ports(values: Iterable[str]) -> tuple[int, ...]:
+    out: list[int] = []
+    for value in values:
+        if value.isdigit() and 0 < int(value) <= 65535:
+            out.append(int(value))
+    return tuple(out)
+
+
+def _service_accounts(values: Iterable[str], namespace: str, trust_domain: str) -> tuple[StringMatch, ...]:
+    out: list[StringMatch] = []
+    for value in values:
+        ns, slash, sa = value.partition("/")
+        if not slash:
+            ns, sa = namespace, value
+        out.append(StringMatch(MatchKind.EXACT, f"{trust_domain}/ns/{ns}/sa/{sa}"))
+    return tuple(out)
+
+
+def _is_empty(match: Match) -> bool:
+    return match == Match()
+
+
+# --- AuthorizationPolicy -------------------------------------------------------------------------
+
+
+def _convert_rule(rule: JSON, namespace: str, trust_domain: str) -> tuple[list[Clause], list[str]]:
+    """The clauses of one policy rule (clauses that would match everything left out) and its L7 fields."""
+    clauses: list[Clause] = []
+    l7: list[str] = []
+
+    to_matches: list[Match] = []
+    for entry in items(rule, "to"):
+        op = mapping(entry, "operation")
+        l7 += [f for f in _L7_OPERATION_FIELDS if op.get(f)]
+        to_matches.append(
+            Match(
+                destination_ports=_ports(strings(op, "ports")),
+                not_destination_ports=_ports(strings(op, "notPorts")),
+            )
+        )
+    if to_matches:
+        clauses.append(Clause(tuple(to_matches)))
+
+    from_matches: list[Match] = []
+    for entry in items(rule, "from"):
+        src = mapping(entry, "source")
+        l7 += [f for f in _L7_SOURCE_FIELDS if src.get(f)]
+        from_matches.append(
+            Match(
+                namespaces=_matches(strings(src, "namespaces")),
+                not_namespaces=_matches(strings(src, "notNamespaces")),
+                principals=_matches(strings(src, "principals"))
+                + _service_accounts(strings(src, "serviceAccounts"), namespace, trust_domain),
+                not_principals=_matches(strings(src, "notPrincipals"))
+                + _service_accounts(strings(src, "notServiceAccounts"), namespace, trust_domain),
+                source_ips=_cidrs(strings(src, "ipBlocks")),
+                not_source_ips=_cidrs(strings(src, "notIpBlocks")),
+            )
+        )
+    if from_matches:
+        clauses.append(Clause(tuple(from_matches)))
+
+    for cond in items(rule, "when"):
+        key = text(cond, "key")
+        if key not in L4_WHEN_KEYS:
+            l7.append(key)
+            continue
+        values, not_values = strings(cond, "values"), strings(cond, "notValues")
+        if key == "source.ip":
+            match = Match(source_ips=_cidrs(values), not_source_ips=_cidrs(not_values))
+        elif key == "source.namespace":
+            match = Match(namespaces=_matches(values), not_namespaces=_matches(not_values))
+        elif key == "source.principal":
+            match = Match(principals=_matches(values), not_principals=_matches(not_values))
+        elif key == "destination.ip":
+            match = Match(destination_ips=_cidrs(values), not_destination_ips=_cidrs(not_values))
+        else:
+            match = Match(destination_ports=_ports(values), not_destination_ports=_ports(not_values))
+        clauses.append(Clause((match,)))
+
+    # A clause with an empty match matches every connection: it constrains nothing.
+    return [c for c in clauses if not any(_is_empty(m) for m in c.matches)], l7
+
+
+def _parse_bool(value: str) -> bool | None:
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None
+
+
+def convert_authorization_policy(
+    obj: JSON, *, root_namespace: str, trust_domain: str, out: PolicySet
+) -> Authorization | None:
+    ns, name = namespace_of(obj), name_of(obj)
+    what = f"AuthorizationPolicy {ns}/{name}"
+    spec = mapping(obj, "spec")
+    if spec.get("targetRef") is not None or spec.get("targetRefs"):
+        return None  # enforced by a waypoint, not by ztunnel
+    action_text = text(spec, "action", "ALLOW") or "ALLOW"
+    if action_text not in ("ALLOW", "DENY"):
+        out.warnings.append(
+            f"{what}: ztunnel does not support the {action_text} action; the policy is ignored"
+        )
+        return None
+    action = Action(action_text)
+
+    dry_run = False
+    raw = annotations_of(obj).get(DRY_RUN_ANNOTATION)
+    if raw is not None:
+        parsed = _parse_bool(raw)
+        if parsed is None:
+            out.warnings.append(
+                f"{what}: annotation {DRY_RUN_ANNOTATION}={raw!r} is not a boolean; treated as false"
+            )
+        dry_run = bool(parsed)
+
+    selector = string_map(mapping(spec, "selector").get("matchLabels"))
+    if selector:
+        scope = Scope.WORKLOAD_SELECTOR
+    elif ns == root_namespace:
+        scope = Scope.GLOBAL
+    else:
+        scope = Scope.NAMESPACE
+
+    rules: list[Rule] = []
+    found_l7: set[str] = set()
+    emptied: list[str] = []
+    for position, rule in enumerate(items(spec, "rules")):
+        for entry in items(rule, "from"):
+            src = mapping(entry, "source")
+            for value in strings(src, "principals") + strings(src, "notPrincipals"):
+                if value.startswith("spiffe://"):
+                    out.warnings.append(
+                        f"{what}: principal {value!r} includes 'spiffe://'; principals are written without "
+                        "it (like 'cluster.local/ns/default/sa/sleep') and this value never matches"
+                    )
+        clauses, l7 = _convert_rule(rule, ns, trust_domain)
+        found_l7.update(l7)
+        if l7 and action is Action.ALLOW:
+            continue  # an HTTP condition can never be met at L4: the rule can never allow
+        if l7 and not clauses:
+            emptied.append(str(position))
+        rules.append(Rule(tuple(clauses)))
+    if found_l7:
+        shown = ", ".join(sorted(found_l7))
+        if action is Action.ALLOW:
+            effect = "Within an ALLOW policy, rules matching HTTP attributes are omitted: more restrictive."
+        else:
+            effect = "The DENY policy is enforced without the HTTP attributes: broader."
+            if emptied:
+                effect += (
+                    f" Rule(s) {', '.join(emptied)} keep no L4 condition and now deny every connection "
+                    "to the workloads the policy applies to."
+                )
+        out.warnings.append(
+            f"{what}: ztunnel does not support HTTP attributes (found: {shown}); "
+            f"in ambient mode a waypoint (targetRefs) enforces HTTP rules. {effect}"
+        )
+
+    policy = Authorization(
+        name=name, namespace=ns, scope=scope, action=action, rules=tuple(rules), dry_run=dry_run
+    )
+    if scope is Scope.WORKLOAD_SELECTOR:
+        out.selectors.setdefault(ns, []).append((policy.key, selector))
+    return policy
+
+
+# --- PeerAuthentication ----------------------------------------------------------------------------
+
+
+def _mode(mtls: Any) -> str:
+    mode = text(mtls, "mode", "UNSET")
+    return mode if mode in ("UNSET", "DISABLE", "PERMISSIVE", "STRICT") else "UNSET"
+
+
+def _spec_mode(pa: JSON) -> str:
+    return _mode(mapping(pa, "spec", "mtls"))
+
+
+def _selector(pa: JSON) -> dict[str, str]:
+    return string_map(mapping(pa, "spec", "selector").get("matchLabels"))
+
+
+def _oldest(policies: Sequence[JSON]) -> JSON | None:
+    if not policies:
+        return None
+    return min(policies, key=lambda p: (text(mapping(p, "metadata"), "creationTimestamp"), name_of(p)))
+
+
+def _port_levels(pa: JSON) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    for key, mtls in mapping(pa, "spec", "portLevelMtls").items():
+        if isinstance(key, str) and key.isdigit() and 0 < int(key) <= 65535:
+            out.append((int(key), _mode(mtls)))
+    return sorted(out)
+
+
+def _level_policies(pas: Sequence[JSON], namespace: str) -> JSON | None:
+    """The oldest selector-less PeerAuthentication of ``namespace``."""
+    return _oldest([p for p in pas if namespace_of(p) == namespace and not _selector(p)])
+
+
+def converted_peer_authentication_name(name: str) -> str:
+    return PEER_AUTHN_PREFIX + name
+
+
+def static_strict_policy(root_namespace: str) -> Authorization:
+    return Authorization(
+        name=STRICT_POLICY_NAME,
+        namespace=root_namespace,
+        scope=Scope.WORKLOAD_SELECTOR,
+        action=Action.DENY,
+        rules=(Rule((Clause((Match(not_principals=(_PRESENCE,)),)),)),),
+    )
+
+
+def convert_port_level_peer_authentication(
+    pa: JSON, pas: Sequence[JSON], root_namespace: str
+) -> Authorization | None:
+    """A workload PeerAuthentication with ``portLevelMtls`` → its DENY policy.
+
+    Istio's ``convertPeerAuthentication``; None when the static STRICT policy (or nothing) covers it.
+    """
+    ns = namespace_of(pa)
+    ports = _port_levels(pa)
+    if ns == root_namespace or not _selector(pa) or not ports:
+        return None
+    mode = _spec_mode(pa)
+    ns_cfg = _level_policies(pas, ns)
+    root_cfg = _level_policies(pas, root_namespace)
+    ns_mode = _spec_mode(ns_cfg) if ns_cfg is not None else None
+    root_mode = _spec_mode(root_cfg) if root_cfg is not None else None
+
+    parent_strict = mode == "STRICT" or (
+        mode == "UNSET" and (ns_mode == "STRICT" or (ns_mode in (None, "UNSET") and root_mode == "STRICT"))
+    )
+    clauses: list[Clause] = []
+    groups: list[Rule] = []
+    if mode == "STRICT":
+        clauses.append(Clause((Match(not_principals=(_PRESENCE,)),)))
+    found_non_strict = False
+    for port, port_mode in ports:
+        if port_mode == "STRICT":
+            if parent_strict:
+                continue  # the parent's STRICT already covers this port
+            groups.append(Rule((Clause((Match(not_principals=(_PRESENCE,), destination_ports=(port,)),)),)))
+        elif port_mode in ("PERMISSIVE", "DISABLE"):
+            if mode in ("PERMISSIVE", "DISABLE"):
+                continue
+            if mode == "UNSET" and (
+                (ns_mode is not None and ns_mode != "STRICT")
+                or (ns_mode is None and root_mode is not None and root_mode != "STRICT")
+                or (ns_mode is None and root_mode is None)
+            ):
+                continue  # nothing STRICT to exempt this port from
+            found_non_strict = True
+            clauses.append(Clause((Match(not_destination_ports=(port,)),)))
+    if mode == "STRICT" and not found_non_strict:
+        return None  # plain STRICT: the static policy covers it
+    if not clauses and not groups:
+        return None
+    merge_strict = (root_mode == "STRICT" and ns_mode in (None, "UNSET", "STRICT")) or ns_mode == "STRICT"
+    if merge_strict and found_non_strict:
+        clauses.append(Clause((Match(not_principals=(_PRESENCE,)),)))
+    if clauses:
+        groups.append(Rule(tuple(clauses)))
+    return Authorization(
+        name=converted_peer_authentication_name(name_of(pa)),
+        namespace=ns,
+        scope=Scope.WORKLOAD_SELECTOR,
+        action=Action.DENY,
+        rules=tuple(groups),
+    )
+
+
+def peer_authentication_keys(
+    pas: Sequence[JSON], namespace: str, pod_labels: dict[str, str], root_namespace: str
+) -> list[str]:
+    """The PeerAuthentication-derived policy keys a workload lists.
+
+    Istio's ``convertedSelectorPeerAuthentications``: the static STRICT key when the effective mode
+    is STRICT, and the workload policy's converted port-level policy when it has port exceptions.
+    """
+    mesh_cfg = _level_policies(pas, root_namespace)
+    ns_cfg = _level_policies(pas, namespace) if namespace != root_namespace else None
+    workload_cfg = _oldest(
+        [
+            p
+            for p in pas
+            if namespace_of(p) == namespace
+            and namespace != root_namespace
+            and _selector(p)
+            and subset(_selector(p), pod_labels)
+        ]
+    )
+    strict = mesh_cfg is not None and _spec_mode(mesh_cfg) == "STRICT"
+    if ns_cfg is not None and _spec_mode(ns_cfg) != "UNSET":
+        strict = _spec_mode(ns_cfg) == "STRICT"
+    port_key = ""
+    if workload_cfg is not None:
+        mode = _spec_mode(workload_cfg)
+        if mode == "STRICT":
+            strict = True
+        elif mode in ("PERMISSIVE", "DISABLE"):
+            strict = False
+        port_modes = [m for _, m in _port_levels(workload_cfg)]
+        key = f"{namespace_of(workload_cfg)}/{converted_peer_authentication_name(name_of(workload_cfg))}"
+        if port_modes:
+            if mode == "STRICT":
+                if any(m in ("PERMISSIVE", "DISABLE") for m in port_modes):
+                    port_key, strict = key, False
+            elif mode in ("PERMISSIVE", "DISABLE"):
+                if "STRICT" in port_modes:
+                    port_key = key
+            elif strict:
+                if "PERMISSIVE" in port_modes:
+                    port_key, strict = key, False
+            elif "STRICT" in port_modes:
+                port_key = key
+    keys = [f"{root_namespace}/{STRICT_POLICY_NAME}"] if strict else []
+    if port_key:
+        keys.append(port_key)
+    return keys
+
+
+def convert_policies(
+    authorization_policies: Iterable[JSON],
+    peer_authentications: Iterable[JSON],
+    *,
+    root_namespace: str,
+    trust_domain: str,
+) -> PolicySet:
+    out = PolicySet()
+    for obj in authorization_policies:
+        policy = convert_authorization_policy(
+            obj, root_namespace=root_namespace, trust_domain=trust_domain, out=out
+        )
+        if policy is not None:
+            out.policies[policy.key] = policy
+    pas = list(peer_authentications)
+    out.peer_authentications = pas
+    if pas:
+        static = static_strict_policy(root_namespace)
+        out.policies[static.key] = static
+    for pa in pas:
+        if _spec_mode(pa) == "DISABLE" or any(m == "DISABLE" for _, m in _port_levels(pa)):
+            out.warnings.append(
+                f"PeerAuthentication {namespace_of(pa)}/{name_of(pa)}: mode DISABLE is ignored in ambient "
+                "mode (mTLS between ambient workloads cannot be turned off); treated as PERMISSIVE"
+            )
+        converted = convert_port_level_peer_authentication(pa, pas, root_namespace)
+        if converted is not None:
+            out.policies[converted.key] = converted
+    return out
+
+
+def workload_policy_keys(
+    policies: PolicySet, namespace: str, pod_labels: dict[str, str], root_namespace: str
+) -> tuple[str, ...]:
+    """Every policy key a workload lists: matching selector policies and its PeerAuthentication keys."""
+    candidates = policies.selectors.get(namespace, [])
+    if namespace != root_namespace:
+        candidates = candidates + policies.selectors.get(root_namespace, [])
+    keys = {key for key, selector in candidates if subset(selector, pod_labels)}
+    keys.update(
+        peer_authentication_keys(policies.peer_authentications, namespace, pod_labels, root_namespace)
+    )
+    return tuple(sorted(k for k in keys if k in policies.policies))

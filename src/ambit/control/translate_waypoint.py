@@ -1,0 +1,166 @@
+"""Waypoint binding: which waypoint, if any, a Service or a Pod sends its traffic through.
+
+Follows Istio (pilot/pkg/serviceregistry/ambient/waypoints.go):
+
+* a waypoint is a Gateway whose ``gatewayClassName`` is ``istio-waypoint`` or ``ambit-waypoint``;
+  its traffic type is the Gateway's ``istio.io/waypoint-for`` label, else its GatewayClass's, else
+  ``service``; one of ``service``, ``workload``, ``all``, ``none``;
+* the object's own ``istio.io/use-waypoint`` label wins; without it the namespace's label applies.
+  The value names a Gateway in the object's namespace, or in the namespace given by
+  ``istio.io/use-waypoint-namespace`` on the same object (Service, Pod or Namespace) that carries
+  the ``use-waypoint`` label. ``none`` opts out (on the object, even when the namespace names a
+  waypoint). An object label that names a missing Gateway gives *no* waypoint: it does not fall
+  back to the namespace's label (as Istio);
+* cross-namespace use must be allowed by the waypoint's HBONE listener
+  (``allowedRoutes.namespaces.from``: ``All``, ``Selector`` on the using object's namespace's
+  labels, or ``Same``, the default);
+* a Service binds only to a waypoint for ``service`` or ``all`` traffic, a Pod only to one for
+  ``workload`` or ``all``; a Pod that inherits a service-only waypoint from its namespace simply
+  has no workload waypoint (no warning, as Istio);
+* a waypoint's own pods and Service never get a waypoint (pods labelled
+  ``gateway.networking.k8s.io/gateway-name: <gateway>``, services labelled
+  ``gateway.istio.io/managed: istio.io-mesh-controller`` or with that gateway-name label).
+
+Istio also waits for the Gateway to be programmed (``status.addresses``); ambit binds as soon as the
+Gateway exists, since its waypoint Service name is known in advance (``<gateway>.<ns>.svc.<domain>``).
+Problems become warnings (Istio writes them as status conditions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ambit.control.translate_common import (
+    GATEWAY_MANAGED,
+    GATEWAY_NAME,
+    MESH_CONTROLLER,
+    USE_WAYPOINT,
+    USE_WAYPOINT_NAMESPACE,
+    WAYPOINT_FOR,
+    Index,
+    items,
+    label_selector_matches,
+    labels,
+    mapping,
+    name_of,
+    namespace_of,
+    text,
+)
+from ambit.model.workload import HBONE_PORT, WaypointRef, service_hostname
+
+WAYPOINT_CLASSES = frozenset({"istio-waypoint", "ambit-waypoint"})
+TRAFFIC_TYPES = frozenset({"service", "workload", "all", "none"})
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    namespace: str
+    name: str
+    traffic_type: str
+    allowed_from: str  # All | Same | Selector
+    namespace_selector: Any
+    ref: WaypointRef
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def serves(self, target: str) -> bool:
+        return self.traffic_type in (target, "all")
+
+
+def collect_waypoints(index: Index, cluster_domain: str) -> dict[tuple[str, str], Waypoint]:
+    out: dict[tuple[str, str], Waypoint] = {}
+    for gw in index.kind("Gateway"):
+        spec = mapping(gw, "spec")
+        class_name = text(spec, "gatewayClassName")
+        if class_name not in WAYPOINT_CLASSES:
+            continue
+        ns, name = namespace_of(gw), name_of(gw)
+        traffic = labels(index.get("GatewayClass", "", class_name)).get(WAYPOINT_FOR, "service")
+        traffic = labels(gw).get(WAYPOINT_FOR, traffic)
+        hbone = next(
+            (
+                lst
+                for lst in items(spec, "listeners")
+                if text(lst, "protocol") == "HBONE" and lst.get("port") == HBONE_PORT
+            ),
+            None,
+        )
+        routes = mapping(hbone, "allowedRoutes", "namespaces")
+        out[(ns, name)] = Waypoint(
+            namespace=ns,
+            name=name,
+            traffic_type=traffic,
+            allowed_from=text(routes, "from", "Same"),
+            namespace_selector=routes.get("selector"),
+            ref=WaypointRef(
+                namespace=ns, hostname=service_hostname(name, ns, cluster_domain), port=HBONE_PORT
+            ),
+        )
+    return out
+
+
+def _is_waypoint_instance(obj: Any, waypoints: dict[tuple[str, str], Waypoint], *, service: bool) -> bool:
+    own = labels(obj)
+    if service and own.get(GATEWAY_MANAGED) == MESH_CONTROLLER:
+        return True
+    gateway = own.get(GATEWAY_NAME)
+    return gateway is not None and (namespace_of(obj), gateway) in waypoints
+
+
+def _allows(waypoint: Waypoint, namespace: str, index: Index) -> bool:
+    if waypoint.allowed_from == "All":
+        return True
+    if waypoint.allowed_from == "Selector":
+        return label_selector_matches(waypoint.namespace_selector, index.namespace_labels(namespace))
+    return waypoint.namespace == namespace
+
+
+def resolve_waypoint(
+    obj: Any,
+    *,
+    target: str,  # "service" or "workload"
+    index: Index,
+    waypoints: dict[tuple[str, str], Waypoint],
+    warnings: list[str],
+) -> WaypointRef | None:
+    """The waypoint ``obj`` (a Service or a Pod) is bound to, or None; problems go to ``warnings``."""
+    if _is_waypoint_instance(obj, waypoints, service=target == "service"):
+        return None
+    ns = namespace_of(obj)
+    what = f"{'Service' if target == 'service' else 'Pod'} {ns}/{name_of(obj)}"
+    own = labels(obj)
+    if USE_WAYPOINT in own:
+        source_labels, inherited, where = own, False, what
+    else:
+        source_labels = index.namespace_labels(ns)
+        inherited, where = True, f"Namespace {ns}"
+        if USE_WAYPOINT not in source_labels:
+            return None
+    wanted = source_labels[USE_WAYPOINT]
+    if wanted == "none":
+        return None
+    wp_ns = source_labels.get(USE_WAYPOINT_NAMESPACE, ns)
+    waypoint = waypoints.get((wp_ns, wanted))
+    if waypoint is None:
+        warnings.append(
+            f"{where}: {USE_WAYPOINT}={wanted} names {wp_ns}/{wanted}, which is not a waypoint Gateway "
+            f"(a Gateway of class {' or '.join(sorted(WAYPOINT_CLASSES))}); no waypoint is used"
+        )
+        return None
+    if not _allows(waypoint, ns, index):
+        warnings.append(
+            f"{what}: waypoint {waypoint.key} does not allow attachment from namespace {ns} "
+            "(its HBONE listener's allowedRoutes); no waypoint is used"
+        )
+        return None
+    if not waypoint.serves(target):
+        if target == "service" or not inherited:
+            warnings.append(
+                f"{what}: waypoint {waypoint.key} is for {waypoint.traffic_type} traffic "
+                f"({WAYPOINT_FOR}), not {target} traffic; no waypoint is used"
+            )
+        return None
+    return waypoint.ref

@@ -1,0 +1,772 @@
+"""Pydantic v2 schemas of the kinds ambit models: the fields ambit uses, with Kubernetes' types and rules.
+
+Every model is strict (an integer field takes only an integer, never ``"80"``; a string field only a
+string) and allows extra fields (``extra="allow"``), so real manifests carrying fields ambit does not
+use still validate, while a field ambit *does* model with a wrong type or value fails with its path.
+Rules that involve several fields (unique port names, selector matches template, ...) live in
+``ambit.resources.rules``; these models check types and single values only.
+
+The models are used for validation only: the store keeps the (normalized) dicts, not these objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from ambit.resources import checks
+
+
+def _rule(check: Callable[[Any], str | None]) -> AfterValidator:
+    def validate(value: Any) -> Any:
+        problem = check(value)
+        if problem is not None:
+            raise PydanticCustomError("invalid", "{reason}", {"reason": problem})
+        return value
+
+    return AfterValidator(validate)
+
+
+def _min(low: int) -> AfterValidator:
+    return _rule(lambda v: None if v >= low else f"must be greater than or equal to {low}, got {v}")
+
+
+def _range(low: int, high: int) -> AfterValidator:
+    return _rule(
+        lambda v: None if low <= v <= high else f"must be between {low} and {high}, inclusive, got {v}"
+    )
+
+
+DnsLabel = Annotated[str, _rule(checks.check_dns1123_label)]
+DnsSubdomain = Annotated[str, _rule(checks.check_dns1123_subdomain)]
+QualifiedName = Annotated[str, _rule(checks.check_qualified_name)]
+LabelValue = Annotated[str, _rule(checks.check_label_value)]
+IanaSvcName = Annotated[str, _rule(checks.check_iana_svc_name)]
+PortNumber = Annotated[int, _rule(checks.check_port)]
+PortOrName = Annotated[Any, _rule(checks.check_port_or_name)]
+IntOrPercent = Annotated[Any, _rule(checks.check_int_or_percent)]
+IPAddress = Annotated[str, _rule(checks.check_ip)]
+IPOrCidr = Annotated[str, _rule(checks.check_ip_or_cidr)]
+PortString = Annotated[str, _rule(checks.check_port_string)]
+NonEmptyStr = Annotated[str, _rule(checks.check_non_empty)]
+NonNegInt = Annotated[int, _min(0)]
+PositiveInt = Annotated[int, _min(1)]
+GatewayHostname = Annotated[str, _rule(checks.check_gateway_hostname)]
+GatewayProtocol = Annotated[str, _rule(checks.check_gateway_protocol)]
+GatewayDuration = Annotated[str, _rule(checks.check_gateway_duration)]
+Labels = dict[QualifiedName, LabelValue]
+Protocol = Literal["TCP", "UDP", "SCTP"]
+
+
+class K8sModel(BaseModel):
+    """Base of every schema: strict types, unknown fields kept."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+# --- metadata and selectors ------------------------------------------------------------------
+
+
+class OwnerReference(K8sModel):
+    apiVersion: NonEmptyStr
+    kind: NonEmptyStr
+    name: NonEmptyStr
+    uid: str | None = None
+    controller: bool | None = None
+    blockOwnerDeletion: bool | None = None
+
+
+class ObjectMeta(K8sModel):
+    """``metadata``; ``name`` is checked against the kind's name rule separately."""
+
+    name: str
+    namespace: DnsLabel | None = None
+    generateName: str | None = None
+    labels: Labels | None = None
+    annotations: dict[QualifiedName, str] | None = None
+    uid: str | None = None
+    resourceVersion: str | None = None
+    generation: int | None = None
+    creationTimestamp: str | None = None
+    deletionTimestamp: str | None = None
+    ownerReferences: list[OwnerReference] | None = None
+    finalizers: list[str] | None = None
+
+
+class TemplateMeta(K8sModel):
+    """``metadata`` of a pod template: no name needed."""
+
+    name: str | None = None
+    labels: Labels | None = None
+    annotations: dict[QualifiedName, str] | None = None
+
+
+class LabelSelectorRequirement(K8sModel):
+    key: QualifiedName
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] | None = None
+
+
+class LabelSelector(K8sModel):
+    matchLabels: Labels | None = None
+    matchExpressions: list[LabelSelectorRequirement] | None = None
+
+
+class WorkloadSelector(K8sModel):
+    """Istio's selector: ``matchLabels`` only."""
+
+    matchLabels: Labels | None = None
+
+
+# --- core/v1 ---------------------------------------------------------------------------------
+
+
+class NamespaceSpec(K8sModel):
+    finalizers: list[str] | None = None
+
+
+class Namespace(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: NamespaceSpec | None = None
+
+
+class NodeAddress(K8sModel):
+    type: NonEmptyStr
+    address: NonEmptyStr
+
+
+class NodeSpec(K8sModel):
+    podCIDR: str | None = None
+    podCIDRs: list[str] | None = None
+    unschedulable: bool | None = None
+    taints: list[dict[str, Any]] | None = None
+
+
+class NodeStatus(K8sModel):
+    addresses: list[NodeAddress] | None = None
+
+
+class Node(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: NodeSpec | None = None
+    status: NodeStatus | None = None
+
+
+class ServiceAccount(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    automountServiceAccountToken: bool | None = None
+
+
+class ContainerPort(K8sModel):
+    containerPort: PortNumber
+    name: IanaSvcName | None = None
+    protocol: Protocol | None = None
+    hostPort: PortNumber | None = None
+    hostIP: str | None = None
+
+
+class EnvVar(K8sModel):
+    name: NonEmptyStr
+    value: str | None = None
+    valueFrom: dict[str, Any] | None = None
+
+
+class HTTPHeader(K8sModel):
+    name: str
+    value: str
+
+
+class HTTPGetAction(K8sModel):
+    path: str | None = None
+    port: PortOrName
+    host: str | None = None
+    scheme: Literal["HTTP", "HTTPS"] | None = None
+    httpHeaders: list[HTTPHeader] | None = None
+
+
+class TCPSocketAction(K8sModel):
+    port: PortOrName
+    host: str | None = None
+
+
+class ExecAction(K8sModel):
+    command: list[str] | None = None
+
+
+class GRPCAction(K8sModel):
+    port: PortNumber
+    service: str | None = None
+
+
+class Probe(K8sModel):
+    httpGet: HTTPGetAction | None = None
+    tcpSocket: TCPSocketAction | None = None
+    exec: ExecAction | None = None
+    grpc: GRPCAction | None = None
+    initialDelaySeconds: NonNegInt | None = None
+    periodSeconds: PositiveInt | None = None
+    timeoutSeconds: PositiveInt | None = None
+    successThreshold: PositiveInt | None = None
+    failureThreshold: PositiveInt | None = None
+    terminationGracePeriodSeconds: PositiveInt | None = None
+
+
+class Container(K8sModel):
+    name: DnsLabel
+    image: NonEmptyStr
+    command: list[str] | None = None
+    args: list[str] | None = None
+    workingDir: str | None = None
+    ports: list[ContainerPort] | None = None
+    env: list[EnvVar] | None = None
+    readinessProbe: Probe | None = None
+    livenessProbe: Probe | None = None
+    startupProbe: Probe | None = None
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    resources: dict[str, Any] | None = None
+
+
+class TopologySpreadConstraint(K8sModel):
+    maxSkew: PositiveInt
+    topologyKey: NonEmptyStr
+    whenUnsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"]
+    labelSelector: LabelSelector | None = None
+    minDomains: PositiveInt | None = None
+    matchLabelKeys: list[str] | None = None
+    nodeAffinityPolicy: Literal["Honor", "Ignore"] | None = None
+    nodeTaintsPolicy: Literal["Honor", "Ignore"] | None = None
+
+
+class Volume(K8sModel):
+    name: DnsLabel
+
+
+class PodSpec(K8sModel):
+    containers: Annotated[
+        list[Container], _rule(lambda v: None if v else "a pod needs at least one container")
+    ]
+    initContainers: list[Container] | None = None
+    nodeName: DnsSubdomain | None = None
+    nodeSelector: dict[QualifiedName, str] | None = None
+    serviceAccountName: DnsSubdomain | None = None
+    serviceAccount: str | None = None
+    topologySpreadConstraints: list[TopologySpreadConstraint] | None = None
+    hostNetwork: bool | None = None
+    restartPolicy: Literal["Always", "OnFailure", "Never"] | None = None
+    terminationGracePeriodSeconds: NonNegInt | None = None
+    volumes: list[Volume] | None = None
+    affinity: dict[str, Any] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    hostname: DnsLabel | None = None
+    subdomain: DnsLabel | None = None
+
+
+class PodIP(K8sModel):
+    ip: IPAddress
+
+
+class PodCondition(K8sModel):
+    type: NonEmptyStr
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    lastTransitionTime: str | None = None
+    lastProbeTime: str | None = None
+
+
+class PodStatus(K8sModel):
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"] | None = None
+    podIP: Annotated[str, _rule(lambda v: None if v == "" else checks.check_ip(v))] | None = None
+    podIPs: list[PodIP] | None = None
+    hostIP: Annotated[str, _rule(lambda v: None if v == "" else checks.check_ip(v))] | None = None
+    hostIPs: list[PodIP] | None = None
+    conditions: list[PodCondition] | None = None
+    reason: str | None = None
+    message: str | None = None
+    startTime: str | None = None
+    containerStatuses: list[dict[str, Any]] | None = None
+
+
+class Pod(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: PodSpec
+    status: PodStatus | None = None
+
+
+class ServicePort(K8sModel):
+    port: PortNumber
+    targetPort: PortOrName | None = None
+    name: DnsLabel | None = None
+    protocol: Protocol | None = None
+    appProtocol: str | None = None
+    nodePort: PortNumber | None = None
+
+
+class ServiceSpec(K8sModel):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] | None = None
+    clusterIP: Annotated[str, _rule(lambda v: None if v in ("", "None") else checks.check_ip(v))] | None = (
+        None
+    )
+    clusterIPs: list[Annotated[str, _rule(lambda v: None if v == "None" else checks.check_ip(v))]] | None = (
+        None
+    )
+    selector: Labels | None = None
+    ports: list[ServicePort] | None = None
+    externalName: str | None = None
+    sessionAffinity: Literal["ClientIP", "None"] | None = None
+    publishNotReadyAddresses: bool | None = None
+    internalTrafficPolicy: Literal["Cluster", "Local"] | None = None
+    externalTrafficPolicy: Literal["Cluster", "Local"] | None = None
+    trafficDistribution: str | None = None
+    ipFamilies: list[Literal["IPv4", "IPv6"]] | None = None
+    ipFamilyPolicy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = None
+
+
+class Service(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: ServiceSpec | None = None
+
+
+# --- apps/v1, policy/v1 ------------------------------------------------------------------------
+
+
+class PodTemplateSpec(K8sModel):
+    metadata: TemplateMeta | None = None
+    spec: PodSpec
+
+
+class DeploymentSpec(K8sModel):
+    replicas: NonNegInt | None = None
+    selector: LabelSelector
+    template: PodTemplateSpec
+    strategy: Any = None  # ignored by ambit
+    minReadySeconds: NonNegInt | None = None
+    revisionHistoryLimit: NonNegInt | None = None
+    progressDeadlineSeconds: PositiveInt | None = None
+    paused: bool | None = None
+
+
+class Deployment(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: DeploymentSpec
+
+
+class PodDisruptionBudgetSpec(K8sModel):
+    minAvailable: IntOrPercent | None = None
+    maxUnavailable: IntOrPercent | None = None
+    selector: LabelSelector | None = None
+    unhealthyPodEvictionPolicy: Literal["IfHealthyBudget", "AlwaysAllow"] | None = None
+
+
+class PodDisruptionBudget(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: PodDisruptionBudgetSpec | None = None
+
+
+# --- gateway.networking.k8s.io ---------------------------------------------------------------
+
+SectionName = DnsSubdomain
+
+
+class GatewayClassSpec(K8sModel):
+    controllerName: NonEmptyStr
+    description: str | None = None
+    parametersRef: dict[str, Any] | None = None
+
+
+class GatewayClass(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: GatewayClassSpec
+
+
+class RouteNamespaces(K8sModel):
+    from_: Literal["All", "Same", "Selector"] | None = Field(default=None, alias="from")
+    selector: LabelSelector | None = None
+
+
+class RouteGroupKind(K8sModel):
+    group: str | None = None
+    kind: NonEmptyStr
+
+
+class AllowedRoutes(K8sModel):
+    namespaces: RouteNamespaces | None = None
+    kinds: list[RouteGroupKind] | None = None
+
+
+class Listener(K8sModel):
+    name: SectionName
+    hostname: GatewayHostname | None = None
+    port: PortNumber
+    protocol: GatewayProtocol
+    tls: dict[str, Any] | None = None
+    allowedRoutes: AllowedRoutes | None = None
+
+
+class GatewayAddress(K8sModel):
+    type: str | None = None
+    value: NonEmptyStr
+
+
+class GatewaySpec(K8sModel):
+    gatewayClassName: DnsSubdomain
+    listeners: Annotated[
+        list[Listener], _rule(lambda v: None if 1 <= len(v) <= 64 else "must have between 1 and 64 listeners")
+    ]
+    addresses: list[GatewayAddress] | None = None
+    infrastructure: dict[str, Any] | None = None
+
+
+class Gateway(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: GatewaySpec
+    status: dict[str, Any] | None = None
+
+
+class ParentReference(K8sModel):
+    group: str | None = None
+    kind: str | None = None
+    namespace: DnsLabel | None = None
+    name: NonEmptyStr
+    sectionName: SectionName | None = None
+    port: PortNumber | None = None
+
+
+class BackendObjectReference(K8sModel):
+    group: str | None = None
+    kind: str | None = None
+    name: NonEmptyStr
+    namespace: DnsLabel | None = None
+    port: PortNumber | None = None
+
+
+class HeaderValue(K8sModel):
+    name: NonEmptyStr
+    value: str
+
+
+class HeaderModifier(K8sModel):
+    set: list[HeaderValue] | None = None
+    add: list[HeaderValue] | None = None
+    remove: list[str] | None = None
+
+
+class RequestMirror(K8sModel):
+    backendRef: BackendObjectReference
+    percent: Annotated[int, _range(0, 100)] | None = None
+    fraction: dict[str, Any] | None = None
+
+
+class PathModifier(K8sModel):
+    type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
+    replaceFullPath: str | None = None
+    replacePrefixMatch: str | None = None
+
+
+class RequestRedirect(K8sModel):
+    scheme: Literal["http", "https"] | None = None
+    hostname: GatewayHostname | None = None
+    path: PathModifier | None = None
+    port: PortNumber | None = None
+    statusCode: Literal[301, 302, 303, 307, 308] | None = None
+
+
+class URLRewrite(K8sModel):
+    hostname: GatewayHostname | None = None
+    path: PathModifier | None = None
+
+
+class LocalObjectReference(K8sModel):
+    group: str
+    kind: NonEmptyStr
+    name: NonEmptyStr
+
+
+class HTTPRouteFilter(K8sModel):
+    type: Literal[
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestMirror",
+        "RequestRedirect",
+        "URLRewrite",
+        "ExtensionRef",
+        "CORS",
+        "ExternalAuth",
+    ]
+    requestHeaderModifier: HeaderModifier | None = None
+    responseHeaderModifier: HeaderModifier | None = None
+    requestMirror: RequestMirror | None = None
+    requestRedirect: RequestRedirect | None = None
+    urlRewrite: URLRewrite | None = None
+    extensionRef: LocalObjectReference | None = None
+
+
+class GRPCRouteFilter(K8sModel):
+    type: Literal["RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror", "ExtensionRef"]
+    requestHeaderModifier: HeaderModifier | None = None
+    responseHeaderModifier: HeaderModifier | None = None
+    requestMirror: RequestMirror | None = None
+    extensionRef: LocalObjectReference | None = None
+
+
+class HTTPBackendRef(BackendObjectReference):
+    weight: Annotated[int, _range(0, 1_000_000)] | None = None
+    filters: list[HTTPRouteFilter] | None = None
+
+
+class GRPCBackendRef(BackendObjectReference):
+    weight: Annotated[int, _range(0, 1_000_000)] | None = None
+    filters: list[GRPCRouteFilter] | None = None
+
+
+class BackendRef(BackendObjectReference):
+    weight: Annotated[int, _range(0, 1_000_000)] | None = None
+
+
+class HTTPPathMatch(K8sModel):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] | None = None
+    value: str | None = None
+
+
+class HTTPHeaderMatch(K8sModel):
+    type: Literal["Exact", "RegularExpression"] | None = None
+    name: NonEmptyStr
+    value: str
+
+
+class HTTPRouteMatch(K8sModel):
+    path: HTTPPathMatch | None = None
+    headers: list[HTTPHeaderMatch] | None = None
+    queryParams: list[HTTPHeaderMatch] | None = None
+    method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"] | None = (
+        None
+    )
+
+
+class HTTPRouteTimeouts(K8sModel):
+    request: GatewayDuration | None = None
+    backendRequest: GatewayDuration | None = None
+
+
+class HTTPRouteRetry(K8sModel):
+    codes: list[Annotated[int, _range(400, 599)]] | None = None
+    attempts: NonNegInt | None = None
+    backoff: GatewayDuration | None = None
+
+
+class HTTPRouteRule(K8sModel):
+    name: SectionName | None = None
+    matches: list[HTTPRouteMatch] | None = None
+    filters: list[HTTPRouteFilter] | None = None
+    backendRefs: list[HTTPBackendRef] | None = None
+    timeouts: HTTPRouteTimeouts | None = None
+    retry: HTTPRouteRetry | None = None
+
+
+def _at_most(limit: int, what: str) -> AfterValidator:
+    return _rule(lambda v: None if len(v) <= limit else f"must have at most {limit} {what}, got {len(v)}")
+
+
+class HTTPRouteSpec(K8sModel):
+    parentRefs: Annotated[list[ParentReference], _at_most(32, "parentRefs")] | None = None
+    hostnames: list[GatewayHostname] | None = None
+    rules: Annotated[list[HTTPRouteRule], _at_most(16, "rules")] | None = None
+
+
+class HTTPRoute(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: HTTPRouteSpec
+    status: dict[str, Any] | None = None
+
+
+class GRPCMethodMatch(K8sModel):
+    type: Literal["Exact", "RegularExpression"] | None = None
+    service: str | None = None
+    method: str | None = None
+
+
+class GRPCRouteMatch(K8sModel):
+    method: GRPCMethodMatch | None = None
+    headers: list[HTTPHeaderMatch] | None = None
+
+
+class GRPCRouteRule(K8sModel):
+    name: SectionName | None = None
+    matches: list[GRPCRouteMatch] | None = None
+    filters: list[GRPCRouteFilter] | None = None
+    backendRefs: list[GRPCBackendRef] | None = None
+
+
+class GRPCRouteSpec(K8sModel):
+    parentRefs: Annotated[list[ParentReference], _at_most(32, "parentRefs")] | None = None
+    hostnames: list[GatewayHostname] | None = None
+    rules: Annotated[list[GRPCRouteRule], _at_most(16, "rules")] | None = None
+
+
+class GRPCRoute(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: GRPCRouteSpec
+    status: dict[str, Any] | None = None
+
+
+class TCPRouteRule(K8sModel):
+    name: SectionName | None = None
+    backendRefs: Annotated[
+        list[BackendRef], _rule(lambda v: None if v else "must have at least 1 backendRef")
+    ]
+
+
+class TCPRouteSpec(K8sModel):
+    parentRefs: Annotated[list[ParentReference], _at_most(32, "parentRefs")] | None = None
+    rules: Annotated[
+        list[TCPRouteRule], _rule(lambda v: None if 1 <= len(v) <= 16 else "must have 1 to 16 rules")
+    ]
+
+
+class TCPRoute(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: TCPRouteSpec
+    status: dict[str, Any] | None = None
+
+
+# --- security.istio.io -------------------------------------------------------------------------
+
+NonEmptyList = list[NonEmptyStr]
+
+
+class Source(K8sModel):
+    principals: NonEmptyList | None = None
+    notPrincipals: NonEmptyList | None = None
+    requestPrincipals: NonEmptyList | None = None
+    notRequestPrincipals: NonEmptyList | None = None
+    namespaces: NonEmptyList | None = None
+    notNamespaces: NonEmptyList | None = None
+    serviceAccounts: NonEmptyList | None = None
+    notServiceAccounts: NonEmptyList | None = None
+    ipBlocks: list[IPOrCidr] | None = None
+    notIpBlocks: list[IPOrCidr] | None = None
+    remoteIpBlocks: list[IPOrCidr] | None = None
+    notRemoteIpBlocks: list[IPOrCidr] | None = None
+
+
+class Operation(K8sModel):
+    hosts: NonEmptyList | None = None
+    notHosts: NonEmptyList | None = None
+    ports: list[PortString] | None = None
+    notPorts: list[PortString] | None = None
+    methods: NonEmptyList | None = None
+    notMethods: NonEmptyList | None = None
+    paths: NonEmptyList | None = None
+    notPaths: NonEmptyList | None = None
+
+
+class RuleFrom(K8sModel):
+    source: Source
+
+
+class RuleTo(K8sModel):
+    operation: Operation
+
+
+class Condition(K8sModel):
+    key: NonEmptyStr
+    values: list[str] | None = None
+    notValues: list[str] | None = None
+
+
+class AuthorizationRule(K8sModel):
+    from_: list[RuleFrom] | None = Field(default=None, alias="from")
+    to: list[RuleTo] | None = None
+    when: list[Condition] | None = None
+
+
+class PolicyTargetReference(K8sModel):
+    group: str | None = None
+    kind: NonEmptyStr
+    name: NonEmptyStr
+    namespace: str | None = None
+
+
+class ExtensionProvider(K8sModel):
+    name: NonEmptyStr
+
+
+class AuthorizationPolicySpec(K8sModel):
+    selector: WorkloadSelector | None = None
+    targetRef: PolicyTargetReference | None = None
+    targetRefs: list[PolicyTargetReference] | None = None
+    action: Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"] | None = None
+    provider: ExtensionProvider | None = None
+    rules: list[AuthorizationRule] | None = None
+
+
+class AuthorizationPolicy(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: AuthorizationPolicySpec | None = None
+
+
+MtlsMode = Literal["UNSET", "DISABLE", "PERMISSIVE", "STRICT"]
+
+
+class MutualTLS(K8sModel):
+    mode: MtlsMode | None = None
+
+
+class PeerAuthenticationSpec(K8sModel):
+    selector: WorkloadSelector | None = None
+    mtls: MutualTLS | None = None
+    portLevelMtls: dict[str, MutualTLS] | None = None
+
+
+class PeerAuthentication(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: PeerAuthenticationSpec | None = None
+
+
+SCHEMAS: dict[str, type[K8sModel]] = {
+    "Namespace": Namespace,
+    "Node": Node,
+    "ServiceAccount": ServiceAccount,
+    "Pod": Pod,
+    "Service": Service,
+    "Deployment": Deployment,
+    "PodDisruptionBudget": PodDisruptionBudget,
+    "GatewayClass": GatewayClass,
+    "Gateway": Gateway,
+    "HTTPRoute": HTTPRoute,
+    "GRPCRoute": GRPCRoute,
+    "TCPRoute": TCPRoute,
+    "AuthorizationPolicy": AuthorizationPolicy,
+    "PeerAuthentication": PeerAuthentication,
+}
