@@ -1,0 +1,158 @@
+"""The waypoint controller against a real store server (full schema validation, owner cascade)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ambit.control.waypoints import WaypointController, desired_objects, reconcile
+from ambit.store import NotFound, StoreClient
+from ambit.store.server import StoreServer
+
+OWNED = ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget")
+
+
+def gateway(
+    name: str = "waypoint", *, replicas: str | None = None, cls: str = "istio-waypoint"
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": "default",
+        "labels": {"istio.io/waypoint-for": "service"},
+    }
+    if replicas is not None:
+        meta["annotations"] = {"ambit.dev/replicas": replicas}
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": meta,
+        "spec": {
+            "gatewayClassName": cls,
+            "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+        },
+    }
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="ambit-wp-", dir="/tmp"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+async def client(sock_dir: Path) -> AsyncIterator[StoreClient]:
+    server = StoreServer(sock_dir / "data", sock_dir / "store.sock")
+    await server.start()
+    try:
+        async with StoreClient(server.socket_path) as c:
+            yield c
+    finally:
+        await server.close()
+
+
+async def owned(client: StoreClient, name: str = "waypoint") -> dict[str, dict[str, Any]]:
+    found = {}
+    for kind in OWNED:
+        with contextlib.suppress(NotFound):
+            found[kind] = await client.get(kind, name, "default")
+    return found
+
+
+async def eventually(predicate: Any, within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not await predicate():  # noqa: ASYNC110 - polling the store, which has no event for it
+            await asyncio.sleep(0.02)
+
+
+async def test_gateway_becomes_deployment_service_account_and_pdb(client: StoreClient) -> None:
+    gw = await client.create(gateway(replicas="3"))
+    controller = WaypointController(client)
+    await controller.start()
+    try:
+
+        async def all_there() -> bool:
+            return len(await owned(client)) == 4
+
+        await eventually(all_there)
+        objs = await owned(client)
+        assert objs["Deployment"]["spec"]["replicas"] == 3
+        tpl = objs["Deployment"]["spec"]["template"]
+        assert tpl["spec"]["serviceAccountName"] == "waypoint"
+        assert tpl["metadata"]["labels"]["istio.io/dataplane-mode"] == "none"
+        assert tpl["spec"]["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+        assert [p["port"] for p in objs["Service"]["spec"]["ports"]] == [15008, 15021]
+        assert objs["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
+        for obj in objs.values():
+            [ref] = obj["metadata"]["ownerReferences"]
+            assert (ref["kind"], ref["name"], ref["uid"]) == ("Gateway", "waypoint", gw["metadata"]["uid"])
+    finally:
+        await controller.close()
+
+
+async def test_default_replicas_is_two_and_other_classes_are_ignored(client: StoreClient) -> None:
+    await client.create(gateway("ingress", cls="istio"))
+    await client.create(gateway("wp2", cls="ambit-waypoint"))
+    controller = WaypointController(client)
+    await controller.start()
+    try:
+
+        async def wp2_ready() -> bool:
+            return len(await owned(client, "wp2")) == 4
+
+        await eventually(wp2_ready)
+        assert (await owned(client, "wp2"))["Deployment"]["spec"]["replicas"] == 2
+        assert await owned(client, "ingress") == {}
+    finally:
+        await controller.close()
+
+
+async def test_deleting_the_gateway_removes_its_objects(client: StoreClient) -> None:
+    gw = await client.create(gateway())
+    await reconcile(client, gw)
+    assert len(await owned(client)) == 4
+    await client.delete("Gateway", "waypoint", "default")
+    assert await owned(client) == {}
+
+
+async def test_two_controllers_at_once_produce_one_set(client: StoreClient, sock_dir: Path) -> None:
+    async with StoreClient(sock_dir / "store.sock") as other:
+        gw = await client.create(gateway(replicas="2"))
+        first = await asyncio.gather(*(reconcile(c, gw) for c in (client, other, client, other)))
+        outcomes = [r[f"{k}/default/waypoint"] for r in first for k in OWNED]
+        assert outcomes.count("created") == 4, "each object created exactly once"
+        listed = await client.list(list(OWNED), "default")
+        assert sorted(o["kind"] for o in listed.items) == sorted(OWNED)
+
+
+async def test_drift_is_repaired_and_a_replica_change_follows_the_annotation(client: StoreClient) -> None:
+    gw = await client.create(gateway())
+    await reconcile(client, gw)
+    dep = (await owned(client))["Deployment"]
+    dep["spec"]["replicas"] = 7
+    await client.update(dep)
+    assert (await reconcile(client, gw))["Deployment/default/waypoint"] == "updated"
+    assert (await owned(client))["Deployment"]["spec"]["replicas"] == 2
+    gw["metadata"]["annotations"] = {"ambit.dev/replicas": "4"}
+    gw = await client.update(gw)
+    await reconcile(client, gw)
+    assert (await owned(client))["Deployment"]["spec"]["replicas"] == 4
+    assert (await reconcile(client, gw))["Deployment/default/waypoint"] == "unchanged"
+
+
+def test_desired_objects_validate_against_the_schemas() -> None:
+    from ambit.resources import validate
+
+    gw = gateway()
+    gw["metadata"]["uid"] = "00000000-0000-0000-0000-000000000001"
+    for obj in desired_objects(gw):
+        validate(obj)
