@@ -1,0 +1,85 @@
+"""`ambit controlplane`: run one control-plane replica (xDS + CA on 15012, HTTP on 15014)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import click
+import uvloop
+
+from ambit.cli import GlobalOptions
+from ambit.control.app import ControlPlane, ControlPlaneConfig
+from ambit.store import paths
+
+
+@click.command("controlplane")
+@click.option(
+    "--store-socket", type=click.Path(path_type=Path), help="The store's socket (default: the cluster's)."
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="Holds ca/ with the CA keys (default: the cluster's).",
+)
+@click.option("--trust-domain", default="cluster.local", show_default=True)
+@click.option("--root-namespace", default="istio-system", show_default=True)
+@click.option("--listen", default="0.0.0.0", show_default=True, help="Address of both ports.")
+@click.option("--grpc-port", default=15012, show_default=True, type=int)
+@click.option("--http-port", default=15014, show_default=True, type=int)
+@click.option(
+    "--debounce", default=0.1, show_default=True, type=float, help="Seconds a burst is merged over."
+)
+@click.option("--max-connection-age", default=1800.0, show_default=True, type=float)
+@click.option("--no-waypoint-controller", is_flag=True, help="Do not run the waypoint controller here.")
+@click.pass_context
+def controlplane(
+    ctx: click.Context,
+    store_socket: Path | None,
+    state_dir: Path | None,
+    trust_domain: str,
+    root_namespace: str,
+    listen: str,
+    grpc_port: int,
+    http_port: int,
+    debounce: float,
+    max_connection_age: float,
+    no_waypoint_controller: bool,
+) -> None:
+    """Run one control-plane replica until SIGTERM/SIGINT (every replica is complete: no leader)."""
+    cluster = ctx.find_object(GlobalOptions)
+    name = cluster.cluster if cluster is not None else "ambit"
+    config = ControlPlaneConfig(
+        store_socket=store_socket or paths.socket_path(name),
+        state_dir=state_dir or paths.cluster_dir(name) / "state",
+        trust_domain=trust_domain,
+        root_namespace=root_namespace,
+        grpc_host=listen,
+        grpc_port=grpc_port,
+        http_host=listen,
+        http_port=http_port,
+        debounce=debounce,
+        max_connection_age=max_connection_age,
+        run_waypoint_controller=not no_waypoint_controller,
+    )
+    if not (config.state_dir / "ca" / "root-cert.pem").exists():
+        raise click.ClickException(
+            f"no CA at {config.state_dir / 'ca'}: create one with `ambit ca init --dir ...`"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvloop.run(_serve(config))
+
+
+async def _serve(config: ControlPlaneConfig) -> None:
+    plane = ControlPlane(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await plane.start()
+    try:
+        await stop.wait()
+    finally:
+        await plane.close()

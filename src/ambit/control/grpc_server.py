@@ -1,0 +1,130 @@
+"""The control plane's gRPC endpoint (port 15012): delta xDS and the CA service over mTLS.
+
+The server presents the control plane's own credential (``spiffe://<td>/ns/ambit-system/sa/controlplane``)
+and requires a client certificate that chains to the mesh trust bundle: a caller without one fails the
+handshake and never reaches a handler. The servicers read the caller's identity from the verified
+certificate (``context.auth_context()``).
+
+Connections are closed after ``max_connection_age`` (default 30 min, as Istio's
+``keepaliveMaxServerConnectionAge``) with ``max_connection_age_grace`` (default 10 s) for streams to
+finish, so proxies reconnect through the Service and spread over replicas. The credential can be
+replaced at run time (:meth:`ControlPlaneServer.update_credentials`); new handshakes use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from ambit.control.ca_server import CertificateServer
+from ambit.control.xds_server import XdsServer
+from ambit.identity.certs import TrustBundle, WorkloadCert
+from ambit.xds.channel import CONTROL_PLANE_PORT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONNECTION_AGE = 30 * 60.0
+DEFAULT_MAX_CONNECTION_AGE_GRACE = 10.0
+DEFAULT_KEEPALIVE = 60.0
+
+
+class ControlPlaneServer:
+    """A ``grpc.aio`` server serving xDS and/or the CA over mTLS on one port."""
+
+    def __init__(
+        self,
+        *,
+        cert: WorkloadCert,
+        bundle: TrustBundle,
+        xds: XdsServer | None = None,
+        ca: CertificateServer | None = None,
+        host: str = "0.0.0.0",
+        port: int = CONTROL_PLANE_PORT,
+        max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE,
+        max_connection_age_grace: float = DEFAULT_MAX_CONNECTION_AGE_GRACE,
+        keepalive: float = DEFAULT_KEEPALIVE,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        if max_connection_age <= 0 or max_connection_age_grace < 0:
+            raise ValueError("need max_connection_age > 0 and max_connection_age_grace >= 0")
+        self.xds = xds
+        self.ca = ca
+        self._host = host
+        self._requested_port = port
+        self._credential = (cert, bundle)
+        self._credential_changed = False
+        self._options: list[tuple[str, Any]] = [
+            ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(max_connection_age_grace * 1000)),
+            ("grpc.keepalive_time_ms", int(keepalive * 1000)),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.so_reuseport", 0),
+            *options,
+        ]
+        self._server: Any = None
+        self.port: int | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self.port is None:
+            raise RuntimeError("server not started")
+        return (self._host, self.port)
+
+    def update_credentials(self, cert: WorkloadCert, bundle: TrustBundle) -> None:
+        """Present ``cert`` and trust ``bundle`` from the next handshake on (certificate rotation)."""
+        self._credential = (cert, bundle)
+        self._credential_changed = True
+
+    def _config(self) -> Any:
+        cert, bundle = self._credential
+        return grpc.ssl_server_certificate_configuration(
+            [(cert.key_pem, cert.chain_pem)], root_certificates=bundle.roots_pem
+        )
+
+    def _fetch_config(self) -> Any:
+        # called by gRPC (on one of its threads) before handshakes; None means "unchanged"
+        if not self._credential_changed:
+            return None
+        self._credential_changed = False
+        return self._config()
+
+    async def start(self) -> int:
+        """Bind, start serving and return the port (useful with ``port=0``)."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        server = grpc.aio.server(options=self._options)
+        if self.xds is not None:
+            self.xds.register(server)
+        if self.ca is not None:
+            self.ca.register(server)
+        credentials = grpc.dynamic_ssl_server_credentials(
+            self._config(), self._fetch_config, require_client_authentication=True
+        )
+        port = server.add_secure_port(f"{self._host}:{self._requested_port}", credentials)
+        if port == 0:
+            raise OSError(f"cannot bind {self._host}:{self._requested_port}")
+        if self.xds is not None:
+            self.xds.start()
+        await server.start()
+        self._server = server
+        self.port = port
+        log.info("control plane gRPC serving on %s:%d", self._host, port)
+        return int(port)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, give open calls ``grace`` seconds (None: cancel them now), then close."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        if self.xds is not None:
+            self.xds.close()
+        await server.stop(grace)
+        # let cancelled handlers run their cleanup before the loop moves on
+        await asyncio.sleep(0)

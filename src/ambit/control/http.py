@@ -1,0 +1,101 @@
+"""The control plane's HTTP port (15014): readiness, debug views and metrics.
+
+* `GET /healthz/ready`: 200 once the informer has synced and the first snapshot is published;
+* `GET /debug/config[?proxy=ID]`: exactly what this replica would send a proxy (every proxy gets the
+  same resources: ztunnel subscribes to all addresses and policies), with versions;
+* `GET /debug/syncz`: connected proxies and push/NACK counters;
+* `GET /metrics`: Prometheus (rendered in a thread: exposition must not block the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from ambit.control.app import ControlPlane
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class ControlPlaneHttp:
+    def __init__(self, plane: ControlPlane, *, host: str, port: int) -> None:
+        self.plane = plane
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self.address: tuple[str, int] = (host, port)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz/ready", self.ready)
+        app.router.add_get("/debug/config", self.config)
+        app.router.add_get("/debug/syncz", self.syncz)
+        app.router.add_get("/metrics", self.metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        if sockets:
+            name = sockets[0].getsockname()
+            self.address = (name[0], name[1])
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def ready(self, _request: web.Request) -> web.Response:
+        if self.plane.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: store not synced or no snapshot yet\n")
+
+    async def config(self, request: web.Request) -> web.Response:
+        snapshot = self.plane.cache.current
+        from ambit.xds import codec
+
+        body: dict[str, Any] = {
+            "proxy": request.query.get("proxy", "*"),
+            "snapshot_version": snapshot.version,
+            "resources": {},
+        }
+        for type_url in codec.TYPE_URLS:
+            body["resources"][type_url] = {
+                name: {"version": res.version, "value": _jsonable(res.value)}
+                for name, res in sorted(snapshot.resources(type_url).items())
+            }
+        translation = self.plane.last_translation
+        body["warnings"] = list(translation.warnings) if translation is not None else []
+        return web.json_response(body)
+
+    async def syncz(self, _request: web.Request) -> web.Response:
+        stats = self.plane.xds.stats
+        return web.json_response(
+            {
+                "connected": stats.streams_active,
+                "responses": stats.responses,
+                "acks": stats.acks,
+                "nacks": stats.nacks,
+                "recent_nacks": [_jsonable(n) for n in stats.recent_nacks],
+                "certificates_issued": self.plane.ca_service.stats.issued,
+                "certificates_denied": self.plane.ca_service.stats.denied,
+            }
+        )
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        text = await asyncio.get_running_loop().run_in_executor(None, self.plane.metrics.exposition)
+        return web.Response(body=text, content_type="text/plain", charset="utf-8")

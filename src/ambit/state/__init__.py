@@ -1,0 +1,29 @@
+"""Layer L1: the proxy's view of the mesh as one immutable, indexed snapshot, and its single writer.
+
+``snapshot`` holds :class:`Snapshot` (workloads, services and policies with their lookup indexes) and
+the resource naming rules (``wl/<uid>``, ``svc/<ns>/<hostname>``, ``ap/<ns>/<name>``); ``store`` holds
+:class:`StateStore`, which applies updates and tells subscribers (plain callbacks, no asyncio).
+Pure: no I/O.
+"""
+
+from ambit.state.snapshot import (
+    POLICY_PREFIX,
+    SERVICE_PREFIX,
+    WORKLOAD_PREFIX,
+    Entry,
+    Resource,
+    Snapshot,
+    resource_name,
+)
+from ambit.state.store import StateStore
+
+__all__ = [
+    "POLICY_PREFIX",
+    "SERVICE_PREFIX",
+    "WORKLOAD_PREFIX",
+    "Entry",
+    "Resource",
+    "Snapshot",
+    "StateStore",
+    "resource_name",
+]
