@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
+from ambit.store import clusterip
 from ambit.store.types import (
     ADDED,
     DELETED,
@@ -91,6 +92,15 @@ class _View:
 
     objects: Mapping[Key, Obj]
     overlay: dict[Key, Obj | None] = field(default_factory=dict)
+    _cluster_ips: set[str] | None = None
+
+    def cluster_ips(self) -> set[str]:
+        """Service addresses in use, computed once per transaction and kept current within it."""
+        if self._cluster_ips is None:
+            self._cluster_ips = clusterip.used_addresses(
+                o for o in self.values() if o.get("kind") == "Service"
+            )
+        return self._cluster_ips
 
     def get(self, key: Key) -> Obj | None:
         if key in self.overlay:
@@ -331,6 +341,7 @@ class ObjectStore:
         if op.op == "create" or (op.op == "apply" and existing is None):
             if existing is not None:
                 raise AlreadyExists(f"{describe(key)} already exists")
+            self._assign_cluster_ip(view, key, obj, None)
             revision += 1
             meta["uid"] = self._new_uid()
             meta["creationTimestamp"] = self._clock()
@@ -361,6 +372,7 @@ class ObjectStore:
                 for kept_field in _KEPT_ON_APPLY.get(key[0], ()):
                     if kept_field not in new_spec and kept_field in old_spec:
                         new_spec[kept_field] = old_spec[kept_field]
+        self._assign_cluster_ip(view, key, obj, existing)
         old_meta = existing["metadata"]
         for kept in ("uid", "creationTimestamp"):
             if kept in old_meta:
@@ -374,6 +386,19 @@ class ObjectStore:
         view.overlay[key] = obj
         events.append(WatchEvent(MODIFIED, obj))
         return revision, OpResult(op.op, "configured" if op.op == "apply" else "updated", obj)
+
+    @staticmethod
+    def _assign_cluster_ip(view: _View, key: Key, obj: Obj, existing: Obj | None) -> None:
+        if key[0] != "Service":
+            return
+        spec = obj.setdefault("spec", {})
+        old_spec = existing.get("spec") if existing is not None else None
+        try:
+            clusterip.assign(
+                spec, old_spec if isinstance(old_spec, dict) else {} if existing else None, view.cluster_ips()
+            )
+        except clusterip.ClusterIPError as exc:
+            raise Invalid(f"{describe(key)}: {exc}") from exc
 
     def _prepare_delete(
         self, view: _View, op: Op, revision: int, events: list[WatchEvent]

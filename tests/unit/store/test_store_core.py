@@ -157,7 +157,11 @@ def test_apply_keeps_assigned_cluster_ip_and_node_name() -> None:
     [applied] = write(store, Op("apply", svc("web")))
     assert applied.result == "unchanged"
     [applied] = write(store, Op("apply", svc("web", port=81)))
-    assert applied.object["spec"] == {"ports": [{"port": 81}], "clusterIP": "10.96.0.10"}
+    assert applied.object["spec"] == {
+        "ports": [{"port": 81}],
+        "clusterIP": "10.96.0.10",
+        "clusterIPs": ["10.96.0.10"],
+    }
 
 
 def test_the_default_namespace_cannot_be_deleted() -> None:
