@@ -38,12 +38,14 @@ def cli(ctx: click.Context, cluster: str) -> None:
 
 
 def _register() -> None:
+    from ambit.cli.apps import app
     from ambit.cli.bench import bench
     from ambit.cli.ca import ca
     from ambit.cli.controlplane import controlplane
     from ambit.cli.store import register as register_store
 
     cli.add_command(ca)
+    cli.add_command(app)
     cli.add_command(bench)
     cli.add_command(controlplane)
     register_store(cli)

@@ -1,0 +1,244 @@
+"""``ambit app``: the built-in sample app and the load client (the code lives in ``ambit.apps``).
+
+``ambit app sample`` is what a container with no ``command`` runs: an HTTP echo on every
+``--http-port`` and a TCP echo on every ``--tcp-port`` (see ``ambit.apps.sample``).
+``ambit app load`` sends open-loop fixed-rate HTTP or TCP load, prints a summary and a per-second
+timeline, and with ``--json`` writes every request's record (see ``ambit.apps.load``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ambit.apps.load import (
+    DEFAULT_CONNECTIONS,
+    DEFAULT_TIMEOUT,
+    MAX_DURATION,
+    MAX_RATE,
+    MAX_TIMEOUT,
+    MODES,
+    PERCENTILES,
+    LoadConfig,
+    LoadResult,
+    Mode,
+    run_load,
+)
+from ambit.apps.sample import DEFAULT_GRACE_SECONDS, SampleConfig
+from ambit.apps.sample import run as run_sample
+
+_TIMELINE_ROWS = 120
+
+
+@click.group("app")
+def app() -> None:
+    """Sample workloads: the built-in sample app and the load client."""
+
+
+@app.command("sample")
+@click.option("--http-port", type=click.IntRange(0, 65535), multiple=True, help="HTTP echo port (repeat).")
+@click.option("--tcp-port", type=click.IntRange(0, 65535), multiple=True, help="TCP echo port (repeat).")
+@click.option("--pod", default="", help="Pod name reported by the app.  [default: $POD_NAME]")
+@click.option("--node", default="", help="Node name reported by the app.  [default: $NODE_NAME]")
+@click.option("--namespace", default="", help="Namespace reported by the app.  [default: $POD_NAMESPACE]")
+@click.option("--version", default="", help="Version (helloworld's /hello).  [default: $SERVICE_VERSION]")
+@click.option("--tcp-prefix", default=None, help="Answer each TCP line '<prefix> <line>' (Istio tcp-echo).")
+@click.option("--bind", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_GRACE_SECONDS,
+    show_default=True,
+    help="Seconds in-flight work gets after SIGTERM.",
+)
+@click.option("--quiet", is_flag=True, help="No per-request log lines.")
+def sample(
+    http_port: tuple[int, ...],
+    tcp_port: tuple[int, ...],
+    pod: str,
+    node: str,
+    namespace: str,
+    version: str,
+    tcp_prefix: str | None,
+    bind: str,
+    grace: float,
+    quiet: bool,
+) -> None:
+    """Serve the HTTP echo and TCP echo until SIGTERM (then finish in-flight work and exit 0).
+
+    Prints 'ambit-sample ready ... http=<ports> tcp=<ports>' once listening (port 0: any free
+    port), then one line per HTTP request and per closed TCP connection.
+    """
+    config = SampleConfig(
+        http_ports=http_port,
+        tcp_ports=tcp_port,
+        pod=pod,
+        node=node,
+        namespace=namespace,
+        version=version,
+        tcp_prefix=tcp_prefix,
+        bind=bind,
+        log_requests=not quiet,
+        grace=grace,
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    run_sample(config)
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, rest = value.partition(":")
+    if not sep or not name.strip():
+        raise click.BadParameter(f"{value!r} is not 'Name: value'", param_hint="--header")
+    return name.strip(), rest.strip()
+
+
+@app.command("load")
+@click.argument("target")
+@click.option("--rate", type=click.FloatRange(0, MAX_RATE, min_open=True), default=100.0, show_default=True)
+@click.option(
+    "--duration", type=click.FloatRange(0, MAX_DURATION, min_open=True), default=10.0, show_default=True
+)
+@click.option("--mode", type=click.Choice(MODES), default="keepalive", show_default=True)
+@click.option(
+    "--connections",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CONNECTIONS,
+    show_default=True,
+    help="Kept-alive connections in the pool.",
+)
+@click.option("--max-connections", type=click.IntRange(min=1), help="Bound on open kept-alive connections.")
+@click.option("--max-inflight", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--payload", type=click.IntRange(min=0), help="Bytes per request (HTTP body; TCP line: 64).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, MAX_TIMEOUT, min_open=True),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+)
+@click.option("--marker", default="ambit-load", show_default=True, help="Put in X-Request-Id / TCP payload.")
+@click.option("--method", default=None, help="HTTP method.  [default: GET, POST with --payload]")
+@click.option("--header", "headers", multiple=True, help="Extra HTTP header 'Name: value' (repeat).")
+@click.option("--expect-prefix", default=None, help="TCP: expect '<prefix> <line>' back (Istio tcp-echo).")
+@click.option("--no-retry-stale", is_flag=True, help="Never retry a request on a fresh connection.")
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write all records here."
+)
+@click.option("--strict", is_flag=True, help="Exit 1 if any request failed.")
+def load(
+    target: str,
+    rate: float,
+    duration: float,
+    mode: str,
+    connections: int,
+    max_connections: int | None,
+    max_inflight: int,
+    payload: int | None,
+    timeout: float,
+    marker: str,
+    method: str | None,
+    headers: tuple[str, ...],
+    expect_prefix: str | None,
+    no_retry_stale: bool,
+    json_out: Path | None,
+    strict: bool,
+) -> None:
+    """Open-loop fixed-rate load on TARGET (http://host:port/path or tcp://host:port).
+
+    Requests are scheduled every 1/RATE seconds for DURATION seconds whatever the server does;
+    latency counts from the scheduled time. Modes: new (a connection per request), keepalive (a
+    pool of --connections), mixed (alternating).
+    """
+    config = LoadConfig(
+        target=target,
+        rate=rate,
+        duration=duration,
+        mode=_mode(mode),
+        connections=connections,
+        max_connections=max_connections,
+        max_inflight=max_inflight,
+        timeout=timeout,
+        payload=payload,
+        marker=marker,
+        method=method,
+        headers=tuple(_header(h) for h in headers),
+        expect_prefix=expect_prefix,
+        retry_stale=not no_retry_stale,
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    import uvloop
+
+    result = uvloop.run(run_load(config))
+    if json_out is not None:
+        json_out.write_text(result.to_json())
+    print_result(result, Console())
+    if strict and result.failed:
+        sys.exit(1)
+
+
+def _mode(value: str) -> Mode:
+    for mode in MODES:
+        if mode == value:
+            return mode
+    raise click.BadParameter(value, param_hint="--mode")
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.2f}"
+
+
+def print_result(result: LoadResult, console: Console) -> None:
+    """The summary, latency and per-second tables of a run."""
+    summary = result.summary()
+    head = Table(title=f"{summary['target']}  mode={summary['mode']}  rate={summary['rate']:g}/s")
+    for column in ("requests", "ok", "failed", "retried", "achieved/s", "connections"):
+        head.add_column(column, justify="right")
+    head.add_row(
+        str(summary["total"]),
+        str(summary["ok"]),
+        str(summary["failed"]),
+        str(summary["retried"]),
+        f"{summary['achieved_rate']:.1f}",
+        " ".join(f"{k}={v}" for k, v in summary["connections"].items()),
+    )
+    console.print(head)
+
+    outcomes = Table(title="outcomes")
+    outcomes.add_column("outcome")
+    outcomes.add_column("count", justify="right")
+    for outcome, count in summary["outcomes"].items():
+        outcomes.add_row(outcome, str(count))
+    latency = Table(title="latency of ok requests (ms, from the scheduled time)")
+    for p in PERCENTILES:
+        latency.add_column(f"p{p:g}", justify="right")
+    latency.add_column("max", justify="right")
+    latency.add_row(*(_ms(result.percentile(p)) for p in PERCENTILES), _ms(summary["latency"]["max"]))
+    console.print(outcomes)
+    console.print(latency)
+
+    timeline = result.by_second()
+    if len(timeline) > _TIMELINE_ROWS:
+        timeline = [s for s in timeline if s.failed]
+    table = Table(title="per second (by scheduled time)")
+    for column in ("second", "scheduled", "ok", "failed", "max ms", "outcomes"):
+        table.add_column(column, justify="right" if column != "outcomes" else "left")
+    for s in timeline:
+        bad = {k: v for k, v in s.outcomes.items() if k != "ok"}
+        table.add_row(
+            str(s.second),
+            str(s.scheduled),
+            str(s.ok),
+            f"[red]{s.failed}[/red]" if s.failed else "0",
+            _ms(s.max_latency),
+            " ".join(f"{k}={v}" for k, v in bad.items()),
+        )
+    console.print(table)

@@ -1,0 +1,114 @@
+"""The sample app's pure parts: identity fallbacks, validation, httpbin path parsing, tcp-echo prefixing,
+and the CLI's argument checks."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from ambit.apps.sample import (
+    MAX_DELAY_SECONDS,
+    SampleConfig,
+    config_from_args,
+    format_addr,
+    parse_delay,
+    parse_status,
+    prefix_lines,
+)
+from ambit.cli import cli
+
+
+def test_identity_from_options_then_environment() -> None:
+    env = {"POD_NAME": "p-env", "NODE_NAME": "n-env", "POD_NAMESPACE": "ns-env", "SERVICE_VERSION": "v9"}
+    given = SampleConfig(http_ports=(80,), pod="p", node="n", namespace="ns", version="v1").resolved(env)
+    assert (given.pod, given.node, given.namespace, given.version) == ("p", "n", "ns", "v1")
+    from_env = SampleConfig(http_ports=(80,)).resolved(env)
+    assert (from_env.pod, from_env.node, from_env.namespace, from_env.version) == (
+        "p-env",
+        "n-env",
+        "ns-env",
+        "v9",
+    )
+    bare = SampleConfig(http_ports=(80,)).resolved({"HOSTNAME": "host-1"})
+    assert (bare.pod, bare.node, bare.namespace, bare.version) == ("host-1", "", "default", "unknown")
+    assert bare.http_ports == (80,)
+
+
+def test_validate() -> None:
+    SampleConfig(http_ports=(0, 0), tcp_ports=(0,)).validate()  # several "any free port" are fine
+    for bad in (
+        SampleConfig(),
+        SampleConfig(http_ports=(80,), tcp_ports=(80,)),
+        SampleConfig(http_ports=(70000,)),
+        SampleConfig(http_ports=(80,), grace=-1),
+    ):
+        with pytest.raises(ValueError):
+            bad.validate()
+
+
+def test_module_arguments() -> None:
+    config = config_from_args(
+        [
+            "--http-port",
+            "9080",
+            "--http-port",
+            "9081",
+            "--tcp-port",
+            "9000",
+            "--pod",
+            "p",
+            "--tcp-prefix",
+            "hello",
+        ]
+    )
+    assert config.http_ports == (9080, 9081)
+    assert config.tcp_ports == (9000,)
+    assert config.pod == "p"
+    assert config.tcp_prefix == "hello"
+    assert config.log_requests
+    assert not config_from_args(["--tcp-port", "1", "--quiet"]).log_requests
+
+
+def test_httpbin_paths() -> None:
+    assert parse_status("418") == 418
+    assert parse_status("200") == 200
+    assert parse_status("100") is None
+    assert parse_status("600") is None
+    assert parse_status("abc") is None
+    assert parse_delay("0.5") == 0.5
+    assert parse_delay("-1") == 0.0
+    assert parse_delay("3600") == MAX_DELAY_SECONDS
+    assert parse_delay("nan") is None
+    assert parse_delay("x") is None
+
+
+def test_format_addr() -> None:
+    assert format_addr(("10.0.0.1", 80)) == "10.0.0.1:80"
+    assert format_addr(("fd00::1", 80, 0, 0)) == "[fd00::1]:80"
+    assert format_addr(None) == ""
+
+
+def test_prefix_lines() -> None:
+    assert prefix_lines(b"hello", b"a\nb\nrest") == (b"hello a\nhello b\n", b"rest")
+    assert prefix_lines(b"hello", b"rest", final=True) == (b"hello rest", b"")
+    assert prefix_lines(b"hello", b"") == (b"", b"")
+    long = b"x" * (64 * 1024 + 1)
+    assert prefix_lines(b"p", long) == (b"p " + long, b"")
+
+
+def test_cli_rejects_bad_arguments() -> None:
+    runner = CliRunner()
+    no_ports = runner.invoke(cli, ["app", "sample", "--pod", "p"])
+    assert no_ports.exit_code == 2
+    assert "at least one" in no_ports.output
+    bad_target = runner.invoke(cli, ["app", "load", "https://a/", "--rate", "10", "--duration", "1"])
+    assert bad_target.exit_code == 2
+    assert "target" in bad_target.output
+    bad_header = runner.invoke(cli, ["app", "load", "http://a/", "--header", "nocolon"])
+    assert bad_header.exit_code == 2
+    too_fast = runner.invoke(cli, ["app", "load", "http://a/", "--rate", "50000"])
+    assert too_fast.exit_code == 2
+    helped = runner.invoke(cli, ["app", "--help"])
+    assert helped.exit_code == 0
+    assert "sample" in helped.output
+    assert "load" in helped.output
