@@ -423,8 +423,12 @@ class HboneClientConnection:
 
 
 async def finish_open(stream: HboneStream) -> HboneStream:
-    """Wait for the answer to a reserved stream's CONNECT."""
-    response = await stream.response
+    """Wait for the answer to a reserved stream's CONNECT; cancelling resets the stream."""
+    try:
+        response = await stream.response
+    except asyncio.CancelledError:
+        stream.abort()  # never leave a reserved stream open behind a cancelled caller
+        raise
     if response.status != 200:
         stream._finish(None) if stream.eof_in else stream.abort(TunnelRejected(response.status))
         raise TunnelRejected(response.status)
@@ -440,7 +444,6 @@ async def connect_hbone(
     settings: core.HboneSettings | None = None,
     timeouts: Timeouts | None = None,
     local_addr: tuple[str, int] | None = None,
-    sock_factory: Callable[[], Awaitable[object]] | None = None,
     on_closed: Callable[[HboneConnectionProtocol], None] | None = None,
 ) -> HboneClientConnection:
     """TCP + TLS + identity check + HTTP/2 preface; the server must present exactly `expected_peer`."""
@@ -608,5 +611,8 @@ class HboneServer:
                 conn.abort("server closed")
             await self._server.wait_closed()
             self._server = None
-        for task in list(self._handler_tasks):
+        tasks = list(self._handler_tasks)
+        for task in tasks:
             task.cancel()
+        # Let each handler's cleanup (aborting its upstream) finish before close() returns.
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,5 +1,17 @@
-"""The per-node L4 proxy: capture listeners, outbound, inbound, pool use, policy, metrics, admin.
+"""ztunnel: the per-node L4 proxy of ambient mode (DESIGN §1, §2; facts §1).
 
-Arrives with issue 4; the package exists now so that the layer contracts in
-pyproject.toml hold from its first line.
+| module | owns |
+|---|---|
+| `config` | `ZtunnelConfig`: ports, mark, cluster CIDRs, timeouts, drain deadline |
+| `sockets` | `SocketFactory`: where sockets come from (SO_ORIGINAL_DST, marks, transparent binds) |
+| `certs` | `WorkloadCredentials`: each pod identity's certificate and cached TLS contexts |
+| `metrics` | Istio's `istio_tcp_*` metrics in a registry per ztunnel |
+| `accesslog` | one JSON line per connection on `ambit.ztunnel.access` |
+| `connections` | live inbound connections, re-authorized on every config change |
+| `outbound` | 15001: original destination → plan → HBONE (pool, the pod's cert) or passthrough; retries |
+| `inbound` | 15008: HBONE CONNECT → L4 authorization → app |
+| `inbound_plain` | 15006: plaintext capture → authorization (STRICT refuses) → app |
+| `inputs` | `PodInfo`, `PodListeners`, `StateWaiter` (sync gate), `ProxyInputs` (shared parts) |
+| `proxy` | `PodProxy`: one pod's three listeners, start (fail closed), drain, close |
+| `manager` | `Ztunnel`: the node's proxy, a `PodProxy` per pod uid |
 """

@@ -497,3 +497,26 @@ async def test_client_reset_reaches_upstream_as_tcp_reset(env: HboneEnv) -> None
         assert (await asyncio.wait_for(outcome, 5)).startswith("reset"), "the upstream saw an orderly close"
     finally:
         server.close()
+
+
+async def test_cancelled_open_resets_the_reserved_stream(env: HboneEnv) -> None:
+    upstream = await env.echo_upstream()
+    answered = asyncio.Event()
+    resets: list[int] = []
+
+    async def slow(t: InboundTunnel) -> None:
+        await asyncio.sleep(0.3)
+        answered.set()
+        await forwarding_handler()(t)
+        resets.append(1 if t.stream.error is not None else 0)
+
+    _s, port = await env.hbone_server(SERVER, slow)
+    pool = env.pool({CLIENT: env.cert(CLIENT)})
+    task = asyncio.ensure_future(pool.open_stream(key(CLIENT, SERVER, port), f"127.0.0.1:{upstream}"))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [conn] = pool.connections(key(CLIENT, SERVER, port))
+    assert conn.open_streams == 0, "the cancelled CONNECT's stream was reset, not left open"
+    await asyncio.wait_for(answered.wait(), 5)

@@ -1,0 +1,333 @@
+"""The outbound path (15001): one captured connection of a local pod, carried out as its plan says.
+
+For each connection accepted on a pod's 15001 listener (DESIGN §2, facts §1.7):
+
+1. read the original destination (SO_ORIGINAL_DST via the pod's :class:`SocketFactory`); a
+   connection that was not redirected (made straight to 15001) is refused, never looped back;
+2. take the current snapshot. Until the first config has synced and holds this pod, a destination
+   inside the cluster CIDRs is held for up to ``sync_timeout`` and then refused (fail closed); a
+   destination outside them passes through as plain TCP at once;
+3. :func:`~ambit.routing.outbound_candidates` gives every usable plan, best first; a
+   :class:`~ambit.routing.RouteError` resets the client;
+4. an :class:`~ambit.routing.HbonePlan` opens a CONNECT stream on the pool with **the source pod's**
+   certificate (key = source identity, destination identity, ``ip:15008``, source IP), with
+   ``forwarded: for="<client>"[;host=<service>]``; a :class:`~ambit.routing.PassthroughPlan`
+   connects plain TCP, marked ``0x539`` so the pod's capture rules let it out;
+5. a failure to connect — TCP, TLS, wrong server identity, or a ``503`` (the endpoint could not reach
+   its app) — moves on to the next candidate, up to ``outbound_attempts``, before the client sees
+   anything. A ``401`` (denied by the destination's policy), a ``400``, or no certificate for the
+   source identity ends the attempts: the client's connection is reset. Nothing is ever sent in
+   plaintext instead of a tunnel;
+6. relay with half-close, then one metrics update (reporter ``source``) and one access-log line.
+
+:func:`hbone_connector` is the pool's connector: it dials through the source pod's socket factory
+(so the connection leaves from the pod's namespace, with its IP and the mark) and presents the
+source identity's current client certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ambit.identity.secrets import SecretUnavailable
+from ambit.identity.tls import PeerIdentityError
+from ambit.model.workload import Workload
+from ambit.net.duplex import Duplex, TcpDuplex, relay
+from ambit.net.hbone import HboneClientConnection, HboneConnectionProtocol, TunnelRejected
+from ambit.net.pool import Connector, PoolKey
+from ambit.protocol.hbone import HboneSettings, request_headers
+from ambit.routing import HbonePlan, OutboundPlan, PassthroughPlan, RouteError, outbound_candidates
+from ambit.ztunnel import accesslog
+from ambit.ztunnel.accesslog import AccessRecord, format_address
+from ambit.ztunnel.certs import WorkloadCredentials
+from ambit.ztunnel.config import ZtunnelConfig
+from ambit.ztunnel.inputs import PodInfo, ProxyInputs
+from ambit.ztunnel.metrics import (
+    FLAG_CONNECT,
+    FLAG_DENY,
+    FLAG_IDENTITY,
+    FLAG_NONE,
+    SOURCE,
+    ConnectionMetrics,
+    tcp_labels,
+)
+from ambit.ztunnel.sockets import Address, OriginalDestinationError, SocketFactory
+
+log = logging.getLogger(__name__)
+
+
+class _Stop(Exception):
+    """No further candidate is tried; ``flags`` and ``outcome`` say why."""
+
+    def __init__(self, reason: str, flags: str, outcome: str) -> None:
+        super().__init__(reason)
+        self.flags = flags
+        self.outcome = outcome
+
+
+def hbone_connector(
+    config: ZtunnelConfig,
+    credentials: WorkloadCredentials,
+    sockets_for: Callable[[str | None], SocketFactory],
+) -> Connector:
+    """The pool connector: TCP from the source pod's namespace, TLS with the source identity's cert,
+    the server must present exactly ``key.destination`` (checked before any byte is sent)."""
+    timeouts = config.hbone_timeouts
+    settings = HboneSettings.client()
+
+    async def connect(
+        key: PoolKey, on_closed: Callable[[HboneConnectionProtocol], None]
+    ) -> HboneClientConnection:
+        context = await credentials.client_context(key.source)  # SecretUnavailable: fail closed
+        sockets = sockets_for(key.source_ip)
+        sock = await sockets.connect_socket(
+            key.address, source_ip=key.source_ip, mark=config.mark, connect_timeout=config.connect_timeout
+        )
+
+        def factory() -> HboneConnectionProtocol:
+            return HboneConnectionProtocol(
+                client_side=True,
+                settings=settings,
+                timeouts=timeouts,
+                expected_peer=key.destination,
+                on_closed=on_closed,
+            )
+
+        try:
+            _transport, proto = await asyncio.get_running_loop().create_connection(
+                factory, sock=sock, ssl=context, server_hostname="", ssl_handshake_timeout=timeouts.handshake
+            )
+        except BaseException:
+            sock.close()
+            raise
+        await proto.ready
+        return HboneClientConnection(proto)
+
+    return connect
+
+
+class OutboundHandler:
+    """Handles the connections captured on one pod's 15001 listener."""
+
+    def __init__(self, inputs: ProxyInputs, pod: PodInfo, sockets: SocketFactory) -> None:
+        self.inputs = inputs
+        self.pod = pod
+        self.sockets = sockets
+        self.source_ips: set[str] = set()  # client IPs seen (the pool dials from their namespace)
+
+    async def handle(self, client: TcpDuplex) -> None:
+        """Carry out one captured connection; never raises (failures reset the client)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        transport = client.transport
+        assert transport is not None  # called from connection_made
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        src: Address = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        record = _Record(self, src, started)
+        try:
+            try:
+                dst = self.sockets.original_destination(transport)
+            except OriginalDestinationError as exc:
+                raise _Stop(
+                    f"cannot read the original destination: {exc}", FLAG_NONE, accesslog.ERROR
+                ) from exc
+            record.dst = dst
+            if local and (str(local[0]), int(local[1])) == dst:
+                raise _Stop(
+                    "connection was not redirected (made to the listener itself)",
+                    FLAG_NONE,
+                    accesslog.REFUSED,
+                )
+            await self._route(client, src, dst, record)
+        except _Stop as stop:
+            client.abort()
+            record.finish(stop.outcome, stop.flags, str(stop))
+        except asyncio.CancelledError:
+            client.abort()
+            record.finish(accesslog.ERROR, FLAG_NONE, "cancelled (drain deadline or shutdown)")
+            raise
+        except Exception as exc:  # a bug: never let it escape into the loop's handler
+            log.exception("outbound connection from %s failed", format_address(src))
+            client.abort()
+            record.finish(accesslog.ERROR, FLAG_NONE, f"internal error: {exc!r}")
+
+    async def _route(self, client: TcpDuplex, src: Address, dst: Address, record: _Record) -> None:
+        inputs, config = self.inputs, self.inputs.config
+        snapshot = inputs.state.ready(self.pod.uid)
+        if snapshot is None:
+            if not config.in_cluster(dst[0]):
+                # outside the cluster: plain TCP, no need to wait for the config
+                upstream = await self._connect_passthrough(dst, src, record, None, None)
+                await self._relay(client, upstream, record)
+                return
+            snapshot = await inputs.state.wait_ready(self.pod.uid, config.sync_timeout)
+            if snapshot is None:
+                reason = (
+                    f"config has not synced within {config.sync_timeout:g} s"
+                    if not inputs.state.synced
+                    else f"workload {self.pod.uid} is not in the config after {config.sync_timeout:g} s"
+                )
+                raise _Stop(f"{reason}; refusing in-cluster destination", FLAG_NONE, accesslog.REFUSED)
+        source = snapshot.workloads[self.pod.uid]
+        record.source = source
+        candidates = outbound_candidates(
+            snapshot, source, dst[0], dst[1], cluster_cidrs=config.cluster_cidrs, rng=inputs.rng
+        )
+        if isinstance(candidates, RouteError):
+            raise _Stop(candidates.reason, FLAG_NONE, accesslog.REFUSED)
+        upstream = await self._first_that_connects(candidates[: config.outbound_attempts], src, record)
+        await self._relay(client, upstream, record)
+
+    async def _first_that_connects(
+        self, candidates: list[OutboundPlan], src: Address, record: _Record
+    ) -> Duplex:
+        errors: list[str] = []
+        for plan in candidates:
+            record.plan = plan
+            try:
+                if isinstance(plan, HbonePlan):
+                    return await self._open_hbone(plan, src)
+                return await self._connect_passthrough(plan.address, src, record, plan, plan.endpoint)
+            except TunnelRejected as exc:
+                if exc.status != 503:
+                    flags = FLAG_DENY if exc.status == 401 else FLAG_CONNECT
+                    outcome = accesslog.DENIED if exc.status == 401 else accesslog.REFUSED
+                    record.count_open(plan)
+                    raise _Stop(f"{_describe(plan)} answered {exc.status}", flags, outcome) from exc
+                errors.append(f"{_describe(plan)}: 503")
+            except SecretUnavailable as exc:
+                record.count_open(plan)
+                raise _Stop(str(exc), FLAG_IDENTITY, accesslog.REFUSED) from exc
+            except (OSError, PeerIdentityError) as exc:
+                errors.append(f"{_describe(plan)}: {exc or type(exc).__name__}")
+            if plan is not candidates[-1]:
+                log.info("outbound %s: %s; trying the next endpoint", format_address(src), errors[-1])
+        record.count_open(record.plan)
+        raise _Stop("no endpoint could be reached: " + "; ".join(errors), FLAG_CONNECT, accesslog.ERROR)
+
+    async def _open_hbone(self, plan: HbonePlan, src: Address) -> Duplex:
+        inputs = self.inputs
+        if src[0] not in self.source_ips:
+            self.source_ips.add(src[0])
+            inputs.source_sockets[src[0]] = self.sockets
+        key = PoolKey(self.pod.identity, plan.destination_identity, plan.address, src[0])
+        host = plan.service.hostname if plan.service is not None else None
+        headers = request_headers(src[0], source_port=src[1], host=host)
+        return await inputs.pool.open_stream(key, plan.authority, headers)
+
+    async def _connect_passthrough(
+        self,
+        dst: Address,
+        src: Address,
+        record: _Record,
+        plan: PassthroughPlan | None,
+        endpoint: Workload | None,
+    ) -> Duplex:
+        config = self.inputs.config
+        try:
+            return await self.sockets.connect_upstream(
+                dst, source_ip=src[0] or None, mark=config.mark, connect_timeout=config.connect_timeout
+            )
+        except OSError as exc:
+            if plan is None:  # the only way out (external, before sync): nothing to retry
+                record.count_open(None)
+                raise _Stop(
+                    f"connect to {format_address(dst)}: {exc}", FLAG_CONNECT, accesslog.ERROR
+                ) from exc
+            raise
+
+    async def _relay(self, client: TcpDuplex, upstream: Duplex, record: _Record) -> None:
+        record.count_open(record.plan)
+        try:
+            result = await relay(client, upstream)
+        except asyncio.CancelledError:
+            record.finish(
+                accesslog.ERROR,
+                FLAG_NONE,
+                "cancelled (drain deadline or shutdown)",
+                received=client.bytes_in,
+                sent=upstream.bytes_in,
+            )
+            raise
+        error = result.error
+        record.finish(
+            accesslog.OK if error is None else accesslog.ERROR,
+            FLAG_NONE,
+            None if error is None else str(error) or type(error).__name__,
+            received=result.a_to_b,
+            sent=result.b_to_a,
+        )
+
+
+def _describe(plan: OutboundPlan) -> str:
+    if isinstance(plan, HbonePlan):
+        return f"HBONE {format_address(plan.address)} ({plan.authority})"
+    return f"TCP {format_address(plan.address)}"
+
+
+class _Record:
+    """Metrics and the access-log line of one outbound connection, written once."""
+
+    def __init__(self, handler: OutboundHandler, src: Address, started: float) -> None:
+        self.handler = handler
+        self.src = src
+        self.started = started
+        self.dst: Address | None = None
+        self.source: Workload | None = None
+        self.plan: OutboundPlan | None = None
+        self.metrics: ConnectionMetrics | None = None
+        self.done = False
+
+    def count_open(self, plan: OutboundPlan | None) -> None:
+        """Count the connection as opened (once), labelled with ``plan``'s destination."""
+        if self.metrics is not None:
+            return
+        hbone = isinstance(plan, HbonePlan)
+        labels = tcp_labels(
+            SOURCE,
+            source=self.source,
+            source_principal=self.handler.pod.identity,
+            destination=plan.endpoint if plan is not None else None,
+            destination_principal=plan.destination_identity if isinstance(plan, HbonePlan) else None,
+            service=plan.service if plan is not None else None,
+            mutual_tls=hbone,
+        )
+        self.metrics = self.handler.inputs.metrics.connection(labels)
+
+    def finish(
+        self, outcome: str, flags: str, error: str | None, *, received: int = 0, sent: int = 0
+    ) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.metrics is not None:
+            self.metrics.close(received=received, sent=sent, response_flags=flags)
+        plan = self.plan
+        endpoint = plan.endpoint if plan is not None else None
+        service = plan.service if plan is not None else None
+        pod = self.handler.pod
+        duration = (asyncio.get_running_loop().time() - self.started) * 1000.0
+        accesslog.emit(
+            AccessRecord(
+                direction=accesslog.OUTBOUND,
+                src_addr=format_address(self.src),
+                dst_addr=format_address(self.dst),
+                bytes_sent=received,
+                bytes_recv=sent,
+                duration_ms=duration,
+                outcome=outcome,
+                response_flags=flags,
+                dst_hbone_addr=plan.authority if isinstance(plan, HbonePlan) else None,
+                src_workload=pod.name,
+                src_namespace=pod.namespace,
+                src_identity=str(pod.identity),
+                dst_service=service.hostname if service is not None else None,
+                dst_workload=endpoint.name if endpoint is not None else None,
+                dst_namespace=endpoint.namespace if endpoint is not None else None,
+                dst_identity=str(plan.destination_identity) if isinstance(plan, HbonePlan) else None,
+                error=error,
+            )
+        )

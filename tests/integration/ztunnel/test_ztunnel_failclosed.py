@@ -1,0 +1,178 @@
+"""Fail closed: no certificate, no config yet; and drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import pytest
+from conftest import VIP, Mesh, closed_by_peer, echo, eventually
+
+from ambit.identity.certs import WorkloadCert
+from ambit.model.identity import Identity
+from ambit.testing.clock import FakeClock
+from ambit.ztunnel.accesslog import ACCESS_LOGGER
+from ambit.ztunnel.config import ZtunnelConfig
+from ambit.ztunnel.inputs import PodInfo, open_listeners
+from ambit.ztunnel.manager import Ztunnel
+from ambit.ztunnel.proxy import PodStartError
+
+
+async def test_no_certificate_means_the_pod_is_not_served(mesh: Mesh) -> None:
+    async def no_cert(identity: Identity) -> WorkloadCert:
+        raise RuntimeError("CA unreachable")
+
+    zt = mesh.ztunnel("node-1", fetch=no_cert)
+    a = mesh.workload("a", 2, "sleep", node="node-1")
+    mesh.apply(a)
+    listeners = await open_listeners(mesh.sockets, mesh.ip(2), zt.config)
+    with pytest.raises(PodStartError, match="no certificate"):
+        await zt.add_pod(PodInfo("a", "a-pod", "default", "sleep"), listeners)
+    assert "a" not in zt.pods
+    with pytest.raises(OSError):  # nothing listens: the app's connection is refused
+        await mesh.connect(2, (VIP, 80))
+
+
+async def test_expired_certificate_refuses_instead_of_sending_plaintext(
+    mesh: Mesh, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    clock = FakeClock(datetime.now(UTC))
+    fetched = 0
+
+    async def once(identity: Identity) -> WorkloadCert:
+        nonlocal fetched
+        fetched += 1
+        if fetched > 1:
+            raise RuntimeError("CA unreachable")
+        return mesh.pki.issue(identity)
+
+    zt_a = Ztunnel(
+        ZtunnelConfig(node="node-1"),
+        fetch=once,
+        bundle=mesh.pki.bundle,
+        store=mesh.store,
+        sockets=mesh.sockets,
+        clock=clock,
+    )
+    mesh.ztunnels.append(zt_a)
+    zt_a.mark_synced()
+    zt_b = mesh.ztunnel("node-2")
+    a = mesh.workload("a", 2, "sleep", node="node-1")
+    b = mesh.workload("b", 3, "web", node="node-2", service=True)
+    mesh.apply(a, b, mesh.service())
+    await mesh.serve(zt_a, a)
+    await mesh.serve(zt_b, b)
+    app = await mesh.app(3)
+
+    clock.advance(2 * 3600)  # A's certificate (1 h) has expired; the refresh keeps failing
+    await clock.settle()
+
+    client = await mesh.connect(2, (VIP, 80))
+    client.write(b"secret")
+    assert await closed_by_peer(client)
+    assert app.peers == [] and app.received == 0  # nothing reached B's app, tunnelled or not
+    await eventually(
+        lambda: any('"response_flags":"IDENTITY_ERROR"' in r.getMessage() for r in caplog.records)
+    )
+
+
+async def test_in_cluster_destination_is_held_until_sync_then_refused(mesh: Mesh) -> None:
+    zt_a = mesh.ztunnel("node-1", synced=False, sync_timeout=0.5)
+    zt_b = mesh.ztunnel("node-2")
+    a = mesh.workload("a", 2, "sleep", node="node-1")
+    b = mesh.workload("b", 3, "web", node="node-2", service=True)
+    mesh.apply(a, b, mesh.service())
+    await mesh.serve(zt_a, a)
+    await mesh.serve(zt_b, b)
+    app = await mesh.app(3)
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    held = await mesh.connect(2, (VIP, 80))
+    held.write(b"hello")
+    assert await closed_by_peer(held)
+    assert loop.time() - started >= 0.45
+    assert app.peers == []
+
+    # held, then served as soon as the config syncs
+    waiting = await mesh.connect(2, (VIP, 80))
+    waiting.write(b"hello")
+    await asyncio.sleep(0.1)
+    zt_a.mark_synced()
+    assert await asyncio.wait_for(waiting.read_exactly(5), 5) == b"hello"
+
+
+async def test_external_destination_passes_through_before_sync(mesh: Mesh) -> None:
+    zt_a = mesh.ztunnel("node-1", synced=False, sync_timeout=5.0)
+    a = mesh.workload("a", 2, "sleep", node="node-1")
+    mesh.apply(a)
+    await mesh.serve(zt_a, a)
+    external = await mesh.app(9, 9090)  # not in the config, outside the cluster CIDRs
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    client = await mesh.connect(2, (mesh.ip(9), 9090))
+    assert await echo(client, b"out") == b"out"
+    assert loop.time() - started < 2.0  # not held for the sync timeout
+    assert external.peers[0][0] == mesh.ip(2)
+
+    # after sync an unknown destination inside the cluster is refused, outside still passes through
+    zt_a.mark_synced()
+    unknown = await mesh.connect(2, ("10.244.9.9", 80))
+    assert await closed_by_peer(unknown)
+    again = await mesh.connect(2, (mesh.ip(9), 9090))
+    assert await echo(again, b"out") == b"out"
+
+
+async def test_drain_lets_open_tunnels_finish_and_refuses_new_connections(mesh: Mesh) -> None:
+    zt_a = mesh.ztunnel("node-1")
+    zt_b = mesh.ztunnel("node-2")
+    a = mesh.workload("a", 2, "sleep", node="node-1")
+    b = mesh.workload("b", 3, "web", node="node-2", service=True)
+    mesh.apply(a, b, mesh.service())
+    await mesh.serve(zt_a, a)
+    proxy_b = await mesh.serve(zt_b, b)
+    await mesh.app(3)
+    loop = asyncio.get_running_loop()
+
+    open_conn = await mesh.connect(2, (VIP, 80))
+    assert await echo(open_conn, b"one") == b"one"
+
+    drain = asyncio.ensure_future(proxy_b.drain(10.0))
+    await eventually(lambda: proxy_b.state == "draining")
+
+    refused = await mesh.connect(2, (VIP, 80))
+    refused.write(b"x")
+    assert await closed_by_peer(refused)
+    with pytest.raises(ConnectionRefusedError):  # B's own listeners are closed too
+        await mesh.connect_to(9, (mesh.ip(3), 8080), (mesh.ip(3), 15006))
+
+    assert await echo(open_conn, b"two") == b"two"  # the open tunnel still works
+    assert not drain.done()
+    started = loop.time()
+    open_conn.write_eof()
+    assert await open_conn.read_all() == b""
+    await asyncio.wait_for(drain, 5.0)
+    assert loop.time() - started < 2.0
+    assert proxy_b.state == "closed"
+
+
+async def test_drain_aborts_what_is_left_at_the_deadline(mesh: Mesh) -> None:
+    zt_a = mesh.ztunnel("node-1")
+    zt_b = mesh.ztunnel("node-2")
+    a = mesh.workload("a", 2, "sleep", node="node-1")
+    b = mesh.workload("b", 3, "web", node="node-2", service=True)
+    mesh.apply(a, b, mesh.service())
+    proxy_a = await mesh.serve(zt_a, a)
+    await mesh.serve(zt_b, b)
+    await mesh.app(3)
+    loop = asyncio.get_running_loop()
+
+    open_conn = await mesh.connect(2, (VIP, 80))
+    assert await echo(open_conn, b"one") == b"one"
+    started = loop.time()
+    await proxy_a.drain(0.3)
+    assert 0.25 <= loop.time() - started < 3.0
+    assert await closed_by_peer(open_conn)
