@@ -43,12 +43,14 @@ def _register() -> None:
     from ambit.cli.ca import ca
     from ambit.cli.controlplane import controlplane
     from ambit.cli.store import register as register_store
+    from ambit.cli.ztunnel import ztunnel
 
     cli.add_command(ca)
     cli.add_command(app)
     cli.add_command(bench)
     cli.add_command(controlplane)
     register_store(cli)
+    cli.add_command(ztunnel)
 
 
 _register()

@@ -7,11 +7,11 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
-from conftest import VIP, Mesh, closed_by_peer, echo, eventually
 
 from ambit.identity.certs import WorkloadCert
 from ambit.model.identity import Identity
 from ambit.testing.clock import FakeClock
+from ambit.testing.ztunnel_mesh import VIP, Mesh, closed_by_peer, echo, eventually
 from ambit.ztunnel.accesslog import ACCESS_LOGGER
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.inputs import PodInfo, open_listeners

@@ -7,8 +7,8 @@ import logging
 import os
 
 import pytest
-from conftest import APP_PORT, NS, SERVICE_HOST, VIP, Mesh, echo, eventually, total
 
+from ambit.testing.ztunnel_mesh import APP_PORT, NS, SERVICE_HOST, VIP, Mesh, echo, eventually, total
 from ambit.ztunnel.accesslog import ACCESS_LOGGER
 
 SLEEP = f"spiffe://cluster.local/ns/{NS}/sa/sleep"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import VIP, Mesh, closed_by_peer, echo
+
+from ambit.testing.ztunnel_mesh import VIP, Mesh, closed_by_peer, echo
 
 
 async def test_remove_pod_stops_at_once_and_forgets_an_unused_identity(mesh: Mesh) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import APP_PORT, NS, VIP, Mesh, closed_by_peer, echo, eventually, total
-
 from ambit.model.policy import (
     STRICT_POLICY_NAME,
     Action,
@@ -17,6 +15,7 @@ from ambit.model.policy import (
     Scope,
     StringMatch,
 )
+from ambit.testing.ztunnel_mesh import APP_PORT, NS, VIP, Mesh, closed_by_peer, echo, eventually, total
 from ambit.ztunnel.manager import Ztunnel
 
 DENY_SLEEP = Authorization(

@@ -10,7 +10,6 @@ import ssl
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import Mesh
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ambit.identity.certs import WorkloadCert
@@ -19,6 +18,7 @@ from ambit.identity.tls import client_context
 from ambit.model.identity import Identity
 from ambit.net.duplex import TcpDuplex
 from ambit.testing.clock import FakeClock
+from ambit.testing.ztunnel_mesh import Mesh
 from ambit.ztunnel.certs import WorkloadCredentials
 from ambit.ztunnel.sockets import OriginalDestinationError, SystemSocketFactory
 

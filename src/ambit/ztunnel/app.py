@@ -1,0 +1,314 @@
+"""The ztunnel process of one node (``ambit ztunnel --node N``): everything wired together.
+
+:class:`ZtunnelApp` owns, for one node:
+
+* the node credential (``<node dir>/node-cert.pem``, ``node-key.pem``, ``trust-bundle.pem``, written by
+  the runtime when the node joins);
+* the :class:`~ambit.state.store.StateStore`, fed by an :class:`~ambit.xds.client.XdsClient`, and the
+  workload certificates, fetched by a :class:`~ambit.xds.ca_client.CaClient`; both find the control
+  plane through :func:`~ambit.xds.discovery.control_plane_addresses` (live endpoints of the
+  ``controlplane`` Service, the ``--xds`` bootstrap addresses as the fallback);
+* the cache (:mod:`ambit.ztunnel.cache`): loaded **before** xDS connects, so a restarted ztunnel serves
+  its pods from the last good state and certificates while the control plane is away (the store is
+  marked synced from the cache); written back on every change;
+* the :class:`~ambit.ztunnel.manager.Ztunnel` (the proxies) and the node agent client
+  (:class:`~ambit.ztunnel.agent_client.AgentClient`): this class is its handler. An ``AddWorkload``
+  waits (bounded by ``pod_wait``) for the pod's Workload to be in the state, opens the pod's three
+  listeners inside its netns (:class:`~ambit.ztunnel.netns_sockets.NetnsSocketFactory` on the fd the
+  agent passed) and starts the pod's proxy; the fd stays open while the pod is served;
+* the admin, metrics and readiness ports (:mod:`ambit.ztunnel.admin`): ready when the config has
+  synced (from xDS or the cache) **and** the agent's ``SnapshotSent`` has been processed.
+
+:meth:`ZtunnelApp.drain` is SIGTERM: the agent connection is closed (no new pods), every pod stops
+accepting and its connections finish within the drain deadline (HBONE GOAWAY, TLS close_notify),
+then everything is closed and the cache written a last time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ambit.identity.certs import TrustBundle, WorkloadCert
+from ambit.identity.secrets import SystemClock
+from ambit.net.tasks import spawn
+from ambit.protocol import zds
+from ambit.state.store import StateStore
+from ambit.xds.ca_client import CaClient
+from ambit.xds.client import XdsClient
+from ambit.xds.discovery import control_plane_addresses
+from ambit.ztunnel.admin import AdminServers
+from ambit.ztunnel.agent_client import AgentClient
+from ambit.ztunnel.cache import ZtunnelCache
+from ambit.ztunnel.config import ZtunnelConfig
+from ambit.ztunnel.inputs import PodInfo, open_listeners
+from ambit.ztunnel.manager import PodStartError, Ztunnel
+from ambit.ztunnel.netns_sockets import NetnsSocketFactory
+from ambit.ztunnel.sockets import SocketFactory
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+def node_dir(cluster_dir: Path, node: str) -> Path:
+    """``<cluster dir>/nodes/<node>``: the agent socket, node credential and cache of one node."""
+    if not node or "/" in node or node in {".", ".."}:
+        raise ValueError(f"{node!r} is not a node name")
+    return cluster_dir / "nodes" / node
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """What the ztunnel process needs besides :class:`ZtunnelConfig`."""
+
+    ztunnel: ZtunnelConfig
+    node_dir: Path
+    bootstrap: tuple[Address, ...] = ()
+    admin_host: str = "127.0.0.1"
+    public_host: str = "0.0.0.0"  # metrics and readiness
+    # The address the pod's listeners bind inside its netns.
+    listen_ip: str = "0.0.0.0"
+    # How long an AddWorkload waits for the pod's Workload to arrive over xDS.
+    pod_wait: float = 5.0
+    cache_interval: float = 0.5
+    agent_backoff_max: float = 5.0
+    # netns fd -> the pod's socket factory (tests on loopback inject their own).
+    sockets_for: Callable[[int], SocketFactory] = field(default=NetnsSocketFactory)
+
+    @property
+    def agent_socket(self) -> Path:
+        return self.node_dir / "ztunnel.sock"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.node_dir / "ztunnel-cache"
+
+    @property
+    def node_cert(self) -> Path:
+        return self.node_dir / "node-cert.pem"
+
+    @property
+    def node_key(self) -> Path:
+        return self.node_dir / "node-key.pem"
+
+    @property
+    def trust_bundle(self) -> Path:
+        return self.node_dir / "trust-bundle.pem"
+
+
+def parse_address(text: str) -> Address:
+    """``IP:PORT`` (``[v6]:PORT`` for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not IP:PORT")
+    return host.strip("[]"), int(port)
+
+
+class ZtunnelApp:
+    """One node's ztunnel process; see the module docstring."""
+
+    def __init__(self, config: AppConfig, *, on_quit: Callable[[], None] | None = None) -> None:
+        self.config = config
+        self._on_quit = on_quit
+        self.store = StateStore()
+        self.cache = ZtunnelCache(config.cache_dir, interval=config.cache_interval)
+        self.fds: dict[str, int] = {}
+        self.agent_synced = False
+        self.synced_from_cache = False
+        self._replayed: set[str] = set()
+        self._started = False
+        self._closed = False
+        self.ztunnel: Ztunnel | None = None
+        self.xds: XdsClient | None = None
+        self.ca: CaClient | None = None
+        self.agent: AgentClient | None = None
+        self.admin: AdminServers | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        node_cert, bundle = await asyncio.to_thread(self._read_node_credential)
+        await asyncio.to_thread(self.cache.ensure_directory)
+        entries = await asyncio.to_thread(self.cache.load_state)
+        if entries:
+            self.store.replace(entries)
+        addresses = control_plane_addresses(self.store, cfg.bootstrap)
+        self.ca = CaClient(addresses=addresses, cert=node_cert, bundle=bundle)
+        self.ztunnel = Ztunnel(cfg.ztunnel, fetch=self.ca.fetch, bundle=bundle, store=self.store)
+        clock = SystemClock()
+        for cert in await asyncio.to_thread(self.cache.load_certs, clock.now()):
+            try:
+                self.ztunnel.credentials.secrets.install(cert)
+            except ValueError as exc:
+                log.info("cached certificate not used: %s", exc)
+        if entries:
+            self.synced_from_cache = True
+            self.ztunnel.mark_synced()
+            log.info("serving from the cache (%d resources) until xDS reconnects", len(entries))
+        self.xds = XdsClient(
+            addresses=addresses, cert=node_cert, bundle=bundle, store=self.store, node_id=cfg.ztunnel.node
+        )
+        self.xds.start()
+        spawn(self._mark_synced_when_xds_syncs(), name="ztunnel-xds-sync")
+        self.cache.start(self.store, self.ztunnel.credentials.secrets.snapshot)
+        z = cfg.ztunnel
+        self.admin = AdminServers(
+            config_dump=self.config_dump,
+            metrics=self.ztunnel.metrics,
+            ready=self.ready,
+            quit=self._on_quit,
+            admin=(cfg.admin_host, z.admin_port),
+            metrics_address=(cfg.public_host, z.metrics_port),
+            readiness=(cfg.public_host, z.readiness_port),
+        )
+        await self.admin.start()
+        self.agent = AgentClient(cfg.agent_socket, self, backoff_max=cfg.agent_backoff_max)
+        self.agent.start()
+        self._started = True
+        log.info("ztunnel for node %s started (agent socket %s)", z.node, cfg.agent_socket)
+
+    def _read_node_credential(self) -> tuple[WorkloadCert, TrustBundle]:
+        cfg = self.config
+        cert = WorkloadCert.from_pem(cfg.node_cert.read_bytes(), cfg.node_key.read_bytes())
+        return cert, TrustBundle.from_file(cfg.trust_bundle)
+
+    async def _mark_synced_when_xds_syncs(self) -> None:
+        assert self.xds is not None and self.ztunnel is not None
+        await self.xds.synced.wait()
+        self.ztunnel.mark_synced()
+        log.info("xDS synced: %d resources", len(self.store.current))
+
+    async def drain(self, deadline: float | None = None) -> None:
+        """Graceful stop (SIGTERM); see the module docstring."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.agent is not None:
+            await self.agent.close()
+        if self._started:  # before the pods go: stopping them forgets their certificates
+            await self.cache.close()
+        if self.ztunnel is not None:
+            await self.ztunnel.drain(deadline)
+        await self._close_rest()
+
+    async def close(self) -> None:
+        """Stop at once (tests)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.agent is not None:
+            await self.agent.close()
+        if self._started:  # before the pods go: stopping them forgets their certificates
+            await self.cache.close()
+        if self.ztunnel is not None:
+            await self.ztunnel.close()
+        await self._close_rest()
+
+    async def _close_rest(self) -> None:
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds.clear()
+        if self.xds is not None:
+            await self.xds.close()
+        if self.ca is not None:
+            await self.ca.close()
+        if self.admin is not None:
+            await self.admin.close()
+
+    # -- readiness and introspection -------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self.ztunnel is not None and self.ztunnel.ready() and self.agent_synced and not self._closed
+
+    def config_dump(self) -> dict[str, Any]:
+        assert self.ztunnel is not None
+        dump = self.ztunnel.config_dump()
+        snapshot = self.store.current
+        dump["counts"] = {
+            "workloads": dump.pop("workloads"),
+            "services": dump.pop("services"),
+            "policies": dump.pop("policies"),
+        }
+        dump["workloads"] = dict(snapshot.workloads)
+        dump["services"] = dict(snapshot.services)
+        dump["policies"] = dict(snapshot.policies)
+        dump["synced_from_cache"] = self.synced_from_cache
+        dump["agent"] = {
+            "socket": str(self.config.agent_socket),
+            "connected": self.agent is not None and self.agent.connected.is_set(),
+            "snapshot_processed": self.agent_synced,
+        }
+        if self.xds is not None:
+            dump["xds"] = {
+                "address": self.xds.address,
+                "synced": self.xds.synced.is_set(),
+                "last_error": self.xds.last_error,
+            }
+        return dump
+
+    # -- the node agent (AgentHandler) -----------------------------------------------------------
+
+    def connected(self) -> None:
+        self._replayed = set()
+
+    async def add_workload(self, uid: str, workload: zds.WorkloadInfo, netns_fd: int) -> None:
+        z = self.ztunnel
+        if z is None or self._closed:
+            raise PodStartError("ztunnel is shutting down")
+        snapshot = await z.state.wait_ready(uid, self.config.pod_wait)
+        if snapshot is None:
+            why = "no config yet" if not z.state.synced else "not in the config"
+            name = f"{workload.namespace}/{workload.name}"
+            raise PodStartError(f"workload {uid} ({name}): {why} after {self.config.pod_wait:g} s")
+        known = snapshot.workloads[uid]
+        if (known.namespace, known.service_account) != (workload.namespace, workload.service_account):
+            log.warning(
+                "pod %s: the agent says %s/sa %s, the config says %s/sa %s; using the config",
+                uid,
+                workload.namespace,
+                workload.service_account,
+                known.namespace,
+                known.service_account,
+            )
+        pod = PodInfo(uid, known.name, known.namespace, known.service_account, known.trust_domain)
+        sockets = self.config.sockets_for(netns_fd)
+        listeners = await open_listeners(sockets, self.config.listen_ip, z.config)
+        await z.add_pod(pod, listeners, sockets=sockets)
+        old = self.fds.pop(uid, None)
+        if old is not None and old != netns_fd:
+            with contextlib.suppress(OSError):
+                os.close(old)
+        self.fds[uid] = netns_fd
+        self._replayed.add(uid)
+        log.info("serving pod %s/%s (%s)", pod.namespace, pod.name, uid)
+
+    async def del_workload(self, uid: str) -> None:
+        if self.ztunnel is not None:
+            await self.ztunnel.remove_pod(uid)
+        self._replayed.discard(uid)
+        fd = self.fds.pop(uid, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        log.info("stopped serving pod %s", uid)
+
+    async def snapshot_sent(self) -> None:
+        if self.ztunnel is not None:
+            stale = [uid for uid in self.ztunnel.pods if uid not in self._replayed]
+            for uid in stale:
+                log.info("pod %s was not replayed by the agent: dropping it", uid)
+                await self.del_workload(uid)
+        self.agent_synced = True
+
+
+def bootstrap_addresses(texts: Sequence[str]) -> tuple[Address, ...]:
+    return tuple(parse_address(t) for t in texts)
