@@ -1,0 +1,254 @@
+"""`ambit up`, `down`, `status`, `exec`, `logs` and the hidden `runtime-daemon`: the local runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import click
+
+from ambit.cli import GlobalOptions
+from ambit.store import Op, StoreClient, StoreError
+
+
+def _cluster(ctx: click.Context) -> str:
+    options = ctx.find_object(GlobalOptions)
+    return options.cluster if options is not None else "ambit"
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+async def _wait_ready(cluster: str, timeout_s: float, items: list[dict[str, Any]]) -> None:
+    from ambit.runtime import cluster as rt
+    from ambit.runtime.layout import Layout
+
+    layout = Layout(cluster)
+    deadline = time.monotonic() + timeout_s
+    while not layout.store_socket.exists():
+        if not rt.daemon_alive(cluster):
+            raise click.ClickException(f"the runtime daemon died; see {layout.log('daemon')}")
+        if time.monotonic() > deadline:
+            raise click.ClickException("timed out waiting for the store")
+        await asyncio.sleep(0.1)
+    async with StoreClient(layout.store_socket) as client:
+        while True:
+            try:
+                await client.health()
+                break
+            except StoreError:
+                if time.monotonic() > deadline:
+                    raise click.ClickException("timed out waiting for the store") from None
+                await asyncio.sleep(0.1)
+        if items:
+            try:
+                await client.transaction([Op("apply", obj) for obj in items])
+            except StoreError as exc:
+                raise click.ClickException(f"applying the manifests failed: {exc}") from exc
+        waiting: list[str] = []
+        while time.monotonic() < deadline:
+            if not rt.daemon_alive(cluster):
+                raise click.ClickException(f"the runtime daemon died; see {layout.log('daemon')}")
+            listed = await client.list(["Pod", "Deployment"])
+            pods = [o for o in listed.items if o["kind"] == "Pod"]
+            waiting = [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods if not _ready(p)]
+            for dep in (o for o in listed.items if o["kind"] == "Deployment"):
+                want = (dep.get("spec") or {}).get("replicas")
+                want = 1 if want is None else int(want)
+                uid = dep["metadata"].get("uid")
+                have = [
+                    p
+                    for p in pods
+                    if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or ())
+                    and _ready(p)
+                ]
+                if len(have) < want:
+                    waiting.append(f"deployment {dep['metadata']['namespace']}/{dep['metadata']['name']}")
+            if not waiting and pods:
+                return
+            await asyncio.sleep(0.3)
+        raise click.ClickException(f"timed out after {timeout_s:.0f}s; not ready: {', '.join(waiting)}")
+
+
+@click.command("up")
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 64))
+@click.option("--zones", default="", help="Comma-separated zones, assigned to nodes round-robin.")
+@click.option("-f", "--filename", "files", multiple=True, help="Manifests to apply once the store is up.")
+@click.option("--no-ztunnel", is_flag=True, help="Do not run ztunnels (ambient pods then stay Pending).")
+@click.option(
+    "--timeout", default=120.0, show_default=True, help="Seconds to wait for every pod to be ready."
+)
+@click.pass_context
+def up(
+    ctx: click.Context, nodes: int, zones: str, files: tuple[str, ...], no_ztunnel: bool, timeout: float
+) -> None:
+    """Build the cluster, start its runtime daemon, and return once every pod is ready."""
+    from ambit.cli.store import read_manifests
+    from ambit.runtime import cluster as rt
+
+    name = _cluster(ctx)
+    items = [obj for _, obj in read_manifests(files)] if files else []
+    options = rt.UpOptions(nodes=nodes, zones=[z for z in zones.split(",") if z], ztunnel=not no_ztunnel)
+    try:
+        rt.prepare(name, options)
+    except (rt.ClusterError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        rt.down(name)
+        raise click.ClickException(f"creating cluster {name} failed: {exc}") from exc
+    pid = rt.start_daemon(name)
+    asyncio.run(_wait_ready(name, timeout, items))
+    click.echo(f"cluster {name} is up: {nodes} nodes, runtime daemon pid {pid}")
+
+
+@click.command("down")
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop every process and remove every namespace, rule and file of the cluster."""
+    from ambit.runtime import cluster as rt
+
+    name = _cluster(ctx)
+    report = rt.down(name)
+    click.echo(
+        f"cluster {name} is down: {len(report.stopped)} processes stopped, "
+        f"{len(report.deleted_netns)} namespaces deleted"
+    )
+
+
+async def _status(cluster: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    from ambit.runtime.layout import Layout
+
+    async with StoreClient(Layout(cluster).store_socket, timeout=5.0) as client:
+        listed = await client.list(["Node", "Pod", "Namespace"])
+
+    def by(kind: str) -> list[dict[str, Any]]:
+        return [o for o in listed.items if o["kind"] == kind]
+
+    return by("Node"), by("Pod"), by("Namespace")
+
+
+@click.command("status")
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Nodes, pods, ztunnels and control-plane replicas, with health."""
+    from ambit.runtime import cluster as rt
+    from ambit.runtime import procs
+    from ambit.runtime.layout import Layout
+
+    name = _cluster(ctx)
+    layout = Layout(name)
+    if not rt.exists(name):
+        raise click.ClickException(f"cluster {name} does not exist")
+    click.echo(f"cluster {name}: daemon {'running' if rt.daemon_alive(name) else 'NOT RUNNING'}")
+    try:
+        nodes, pods, namespaces = asyncio.run(_status(name))
+    except StoreError as exc:
+        raise click.ClickException(f"store unreachable: {exc}") from exc
+    ambient_ns = {
+        n["metadata"]["name"]
+        for n in namespaces
+        if (n["metadata"].get("labels") or {}).get("istio.io/dataplane-mode") == "ambient"
+    }
+    click.echo("NODES")
+    for node in nodes:
+        labels = node["metadata"].get("labels") or {}
+        nname = node["metadata"]["name"]
+        entry = procs.read(layout.pid_file(f"ztunnel-{nname}"))
+        zt = "running" if entry is not None and procs.matches(*entry) else "not running"
+        zone = labels.get("topology.kubernetes.io/zone", "-")
+        click.echo(f"  {nname:<8} zone={zone:<6} ztunnel={zt}")
+    click.echo("PODS")
+    click.echo(f"  {'NAMESPACE':<14} {'NAME':<28} {'NODE':<7} {'IP':<15} {'READY':<6} AMBIENT")
+    for pod in sorted(pods, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
+        meta, st = pod["metadata"], pod.get("status") or {}
+        label = (meta.get("labels") or {}).get("istio.io/dataplane-mode")
+        ambient = label == "ambient" or (label is None and meta["namespace"] in ambient_ns)
+        click.echo(
+            f"  {meta['namespace']:<14} {meta['name']:<28} {pod['spec'].get('nodeName') or '-':<7} "
+            f"{st.get('podIP') or '-':<15} {'yes' if _ready(pod) else 'no':<6} {'yes' if ambient else 'no'}"
+        )
+    cps = [p for p in pods if p["metadata"]["namespace"] == "ambit-system"]
+    ready = sum(1 for p in cps if _ready(p))
+    click.echo(f"CONTROL PLANE: {ready}/{len(cps)} replicas ready")
+
+
+def _pod_netns(cluster: str, pod: str, namespace: str) -> str:
+    from ambit.runtime.layout import Layout
+    from ambit.runtime.netns import NetRuntime
+
+    layout = Layout(cluster)
+
+    async def get() -> dict[str, Any]:
+        async with StoreClient(layout.store_socket, timeout=5.0) as client:
+            return await client.get("Pod", pod, namespace)
+
+    try:
+        obj = asyncio.run(get())
+    except StoreError as exc:
+        raise click.ClickException(f"pod {namespace}/{pod}: {exc}") from exc
+    net = NetRuntime(cluster, layout.state_dir).pod(obj["metadata"]["uid"])
+    if net is None:
+        raise click.ClickException(f"pod {namespace}/{pod} has no network yet")
+    return net.netns
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("pod", required=False)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--node", help="Run in a node's namespace (node1, node2, ...) instead of a pod's.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(
+    ctx: click.Context, pod: str | None, namespace: str, node: str | None, command: tuple[str, ...]
+) -> None:
+    """Run COMMAND inside a pod's (or a node's) network namespace: ambit exec POD -- CMD..."""
+    from ambit.runtime import netplan
+    from ambit.runtime.layout import node_index
+
+    name = _cluster(ctx)
+    if node:
+        netns = netplan.node_netns(name, node_index(node))
+        command = (pod, *command) if pod else command  # no POD with --node: the first word is the command
+    elif pod:
+        netns = _pod_netns(name, pod, namespace)
+    else:
+        raise click.UsageError("give a POD or --node")
+    argv = ["ip", "netns", "exec", netns, *command]
+    os.execvp(argv[0], argv)
+
+
+@click.command("logs")
+@click.argument("component")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.pass_context
+def logs(ctx: click.Context, component: str, namespace: str) -> None:
+    """Print the log of a COMPONENT (daemon, ztunnel-node1) or a POD."""
+    from ambit.runtime.layout import Layout
+
+    layout = Layout(_cluster(ctx))
+    candidates = [layout.log(component), *sorted(layout.logs_dir.glob(f"pod-{namespace}-{component}-*.log"))]
+    if namespace == "default":
+        candidates += sorted(layout.logs_dir.glob(f"pod-ambit-system-{component}-*.log"))
+    found = [p for p in candidates if p.exists()]
+    if not found:
+        raise click.ClickException(f"no log for {component}")
+    for path in found:
+        click.echo(path.read_text(errors="replace"), nl=False)
+
+
+@click.command("runtime-daemon", hidden=True)
+@click.pass_context
+def runtime_daemon(ctx: click.Context) -> None:
+    """The cluster's runtime daemon (started by `ambit up`)."""
+    from ambit.runtime import daemon
+
+    daemon.main(_cluster(ctx))
+
+
+def register(group: click.Group) -> None:
+    for command in (up, down, status, exec_, logs, runtime_daemon):
+        group.add_command(command)

@@ -1,0 +1,133 @@
+"""`ambit up` / `ambit down` orchestration (blocking; the CLI calls these).
+
+:func:`prepare` makes the cluster's files (config, CA, node credentials) and its network, then
+:func:`start_daemon` detaches ``ambit --cluster C runtime-daemon`` (own session, pid recorded).
+:func:`down` works without the daemon: it stops the daemon and every recorded process (by pid, only
+while ``/proc/<pid>/cmdline`` still matches), any process left inside the cluster's own namespaces,
+then deletes the namespaces (state file + name sweep) and the cluster directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from ambit.identity.ca import CertificateAuthority
+from ambit.identity.certs import issue, write_cert_files, write_pem
+from ambit.model.identity import NodeIdentity
+from ambit.runtime import netplan, procs
+from ambit.runtime.daemon import ambit_argv
+from ambit.runtime.layout import TRUST_DOMAIN, Layout, node_name, write_json
+from ambit.runtime.netns import NetRuntime, list_netns, netns_pids
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+@dataclass
+class UpOptions:
+    nodes: int = 3
+    zones: list[str] = field(default_factory=list)
+    ztunnel: bool = True
+    controlplane_replicas: int = 2
+
+
+def exists(cluster: str) -> bool:
+    layout = Layout(cluster)
+    return layout.root.exists() or NetRuntime(cluster, layout.state_dir).exists()
+
+
+def prepare(cluster: str, options: UpOptions) -> Layout:
+    netplan.validate_cluster_name(cluster)
+    if options.nodes < 1:
+        raise ClusterError("a cluster needs at least one node")
+    layout = Layout(cluster)
+    if exists(cluster):
+        raise ClusterError(f"cluster {cluster} already exists (ambit --cluster {cluster} down)")
+    layout.root.mkdir(parents=True, exist_ok=False)
+    os.chmod(layout.root, 0o700)
+    for d in (layout.state_dir, layout.pids_dir, layout.logs_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    write_json(
+        layout.config,
+        {
+            "cluster": cluster,
+            "nodes": options.nodes,
+            "zones": options.zones,
+            "ztunnel": options.ztunnel,
+            "controlplane_replicas": options.controlplane_replicas,
+        },
+    )
+    ca = CertificateAuthority.create(TRUST_DOMAIN)
+    ca.save(layout.ca_dir)
+    bundle = ca.trust_bundle.roots_pem
+    for i in range(1, options.nodes + 1):
+        name = node_name(i)
+        directory = layout.node_dir(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_cert_files(issue(ca, NodeIdentity(TRUST_DOMAIN, name)), directory, "node")
+        write_pem(directory / "trust-bundle.pem", bundle, mode=0o644)
+    net = NetRuntime(cluster, layout.state_dir)
+    net.create_cluster(netplan.plan_cluster(netplan.ClusterLayout.simple(cluster, options.nodes)))
+    return layout
+
+
+def start_daemon(cluster: str) -> int:
+    layout = Layout(cluster)
+    argv = [*ambit_argv(), "--cluster", cluster, "runtime-daemon"]
+    with open(layout.log("daemon"), "ab") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    procs.record(layout.daemon_pid, proc.pid, argv)
+    # Until the child has exec'd, /proc/<pid>/cmdline is still ours: wait for it, so that
+    # daemon_alive() never mistakes a starting daemon for a dead one.
+    deadline = time.monotonic() + 10.0
+    while proc.poll() is None and not procs.matches(proc.pid, argv) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc.pid
+
+
+def daemon_alive(cluster: str) -> bool:
+    entry = procs.read(Layout(cluster).daemon_pid)
+    if entry is None:
+        return False
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(entry[0], os.WNOHANG)
+    return procs.matches(*entry)
+
+
+@dataclass
+class DownReport:
+    stopped: list[int] = field(default_factory=list)
+    deleted_netns: list[str] = field(default_factory=list)
+
+
+def down(cluster: str, *, grace: float = 10.0) -> DownReport:
+    netplan.validate_cluster_name(cluster)
+    layout = Layout(cluster)
+    report = DownReport()
+    entry = procs.read(layout.daemon_pid)
+    if entry is not None and procs.stop(*entry, grace=grace):  # SIGTERM: it stops its children itself
+        report.stopped.append(entry[0])
+    layout.daemon_pid.unlink(missing_ok=True)
+    report.stopped += procs.stop_recorded(layout.pids_dir)
+    # Anything still inside this cluster's own namespaces is this cluster's (e.g. an `ambit exec`).
+    for name in list_netns():
+        if netplan.owns_netns(cluster, name):
+            for pid in netns_pids(name):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                report.stopped.append(pid)
+    time.sleep(0.05)
+    net = NetRuntime(cluster, layout.state_dir)
+    report.deleted_netns = net.teardown().deleted
+    if layout.root.exists():
+        shutil.rmtree(layout.root)
+    return report

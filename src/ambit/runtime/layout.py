@@ -1,0 +1,99 @@
+"""Where a local cluster keeps its files: everything under ``cluster_dir(C)`` (``/run/ambit/C``).
+
+::
+
+    <cd>/store.sock, <cd>/store/          the store (ambit.store.paths)
+    <cd>/cluster.json                     what `ambit up` was asked for (nodes, zones, options)
+    <cd>/state/ca/                        the cluster CA (the control plane reads it)
+    <cd>/state/net-C.json                 the network state file (NetRuntime)
+    <cd>/nodes/nodeI/node-{cert,key}.pem  node credential; trust-bundle.pem; ztunnel.sock (the agent listens)
+    <cd>/pids/daemon.json, <cd>/pids/<process>.json   every process the runtime started (pid + argv)
+    <cd>/logs/<component>.log             daemon, ztunnel-nodeI, pod-<ns>-<pod>-<container>
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ambit.store import paths
+
+TRUST_DOMAIN = "cluster.local"
+SYSTEM_NAMESPACE = "ambit-system"
+
+
+@dataclass(frozen=True)
+class Layout:
+    cluster: str
+
+    @property
+    def root(self) -> Path:
+        return paths.cluster_dir(self.cluster)
+
+    @property
+    def store_socket(self) -> Path:
+        return paths.socket_path(self.cluster)
+
+    @property
+    def store_data(self) -> Path:
+        return paths.data_dir(self.cluster)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "cluster.json"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.state_dir / "ca"
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.root / "pids"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def daemon_pid(self) -> Path:
+        return self.pids_dir / "daemon.json"
+
+    def node_dir(self, node: str) -> Path:
+        return self.root / "nodes" / node
+
+    def ztunnel_socket(self, node: str) -> Path:
+        return self.node_dir(node) / "ztunnel.sock"
+
+    def log(self, component: str) -> Path:
+        return self.logs_dir / f"{component}.log"
+
+    def pid_file(self, key: str) -> Path:
+        return self.pids_dir / f"{key}.json"
+
+
+def node_name(index: int) -> str:
+    return f"node{index}"
+
+
+def node_index(name: str) -> int:
+    if not name.startswith("node") or not name[4:].isdigit():
+        raise ValueError(f"{name!r} is not a node name")
+    return int(name[4:])
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())

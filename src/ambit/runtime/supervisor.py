@@ -1,0 +1,166 @@
+"""The supervisor (kubelet's process role): start processes, restart crashed ones with backoff.
+
+Each process is started with ``subprocess.Popen`` (in a network namespace through ``ip netns exec``,
+which execs the command, so the pid is the command's own), its output appended to a log file, and
+its pid + argv recorded (:mod:`ambit.runtime.procs`) so `ambit down` can stop it after a daemon crash.
+:meth:`Supervisor.tick` (called periodically) notices exits and restarts with exponential backoff
+(0.5 s doubling to 10 s; reset after 10 s of uptime), as a kubelet's CrashLoopBackOff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ambit.runtime import nsexec, procs
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 10.0
+STABLE_AFTER = 10.0
+
+
+@dataclass
+class ProcessSpec:
+    key: str  # file-safe and unique: "ztunnel-node1", "pod-ns-name-container"
+    argv: Sequence[str]
+    log: Path
+    netns: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    restart: bool = True
+
+
+@dataclass
+class _Entry:
+    spec: ProcessSpec
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    failures: int = 0
+    next_start: float = 0.0
+    exit_code: int | None = None
+
+
+class Supervisor:
+    def __init__(self, pids_dir: Path) -> None:
+        self.pids_dir = pids_dir
+        self._entries: dict[str, _Entry] = {}
+
+    def start(self, spec: ProcessSpec) -> None:
+        """Run ``spec`` (again, if a process with the key runs it is stopped first by the caller)."""
+        if spec.key in self._entries:
+            raise ValueError(f"process {spec.key} is already supervised")
+        entry = _Entry(spec)
+        self._entries[spec.key] = entry
+        self._spawn(entry)
+
+    def _spawn(self, entry: _Entry) -> None:
+        spec = entry.spec
+        spec.log.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(spec.env)
+        with open(spec.log, "ab") as out:
+            kwargs = {
+                "stdin": subprocess.DEVNULL,
+                "stdout": out,
+                "stderr": subprocess.STDOUT,
+                "env": env,
+                "start_new_session": True,
+            }
+            if spec.netns:
+                proc = nsexec.popen(spec.netns, list(spec.argv), **kwargs)
+            else:
+                proc = subprocess.Popen(list(spec.argv), **kwargs)  # type: ignore[call-overload]
+        entry.proc = proc
+        entry.started_at = time.monotonic()
+        entry.exit_code = None
+        procs.record(self.pids_dir / f"{spec.key}.json", proc.pid, spec.argv)
+        log.info("started %s (pid %d): %s", spec.key, proc.pid, " ".join(spec.argv))
+
+    def running(self, key: str) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and entry.proc is not None and entry.proc.poll() is None
+
+    def pid(self, key: str) -> int | None:
+        entry = self._entries.get(key)
+        return entry.proc.pid if entry is not None and entry.proc is not None and self.running(key) else None
+
+    def restarts(self, key: str) -> int:
+        entry = self._entries.get(key)
+        return entry.restarts if entry is not None else 0
+
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def tick(self) -> list[str]:
+        """Restart what exited and is due; returns the keys restarted."""
+        now = time.monotonic()
+        restarted: list[str] = []
+        for entry in list(self._entries.values()):
+            proc = entry.proc
+            if proc is not None:
+                code = proc.poll()
+                if code is None:
+                    if now - entry.started_at > STABLE_AFTER:
+                        entry.failures = 0
+                    continue
+                entry.exit_code = code
+                entry.proc = None
+                (self.pids_dir / f"{entry.spec.key}.json").unlink(missing_ok=True)
+                delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**entry.failures)
+                entry.failures += 1
+                entry.next_start = now + delay
+                log.warning("%s exited with %s; restarting in %.1fs", entry.spec.key, code, delay)
+            if entry.spec.restart and entry.proc is None and now >= entry.next_start:
+                entry.restarts += 1
+                try:
+                    self._spawn(entry)
+                    restarted.append(entry.spec.key)
+                except OSError:
+                    log.exception("restarting %s failed", entry.spec.key)
+                    entry.next_start = now + BACKOFF_MAX
+        return restarted
+
+    def stop(self, key: str, grace: float = 3.0) -> None:
+        """Stop and forget one process (blocking up to ``grace`` seconds)."""
+        entry = self._entries.pop(key, None)
+        if entry is None or entry.proc is None:
+            if entry is not None:
+                (self.pids_dir / f"{key}.json").unlink(missing_ok=True)
+            return
+        _terminate(entry.proc, grace)
+        (self.pids_dir / f"{key}.json").unlink(missing_ok=True)
+
+    def stop_all(self, grace: float = 3.0) -> None:
+        entries = list(self._entries.values())
+        self._entries.clear()
+        for entry in entries:
+            if entry.proc is not None and entry.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    entry.proc.terminate()
+        deadline = time.monotonic() + grace
+        for entry in entries:
+            if entry.proc is not None:
+                _terminate(entry.proc, max(0.0, deadline - time.monotonic()))
+            (self.pids_dir / f"{entry.spec.key}.json").unlink(missing_ok=True)
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=2.0)
