@@ -23,7 +23,7 @@ from ambit.runtime.netns import list_netns
 pytestmark = pytest.mark.root
 
 AMBIT = str(Path(sys.executable).parent / "ambit")
-SAMPLES = Path("/work/shared/samples/istio")
+SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "samples" / "istio"
 
 
 def ambit(
