@@ -11,6 +11,7 @@ declare -A WANT=(
   [ip]=iproute2
   [nft]=nftables
   [curl]=curl
+  [tcpdump]=tcpdump
 )
 
 missing=()

@@ -42,6 +42,7 @@ def _register() -> None:
     from ambit.cli.bench import bench
     from ambit.cli.ca import ca
     from ambit.cli.controlplane import controlplane
+    from ambit.cli.demo import demo
     from ambit.cli.runtime import register as register_runtime
     from ambit.cli.store import register as register_store
     from ambit.cli.ztunnel import ztunnel
@@ -50,6 +51,7 @@ def _register() -> None:
     cli.add_command(app)
     cli.add_command(bench)
     cli.add_command(controlplane)
+    cli.add_command(demo)
     register_store(cli)
     register_runtime(cli)
     cli.add_command(ztunnel)

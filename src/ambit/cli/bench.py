@@ -2,7 +2,9 @@
 
 ``ambit bench hbone`` measures one HBONE hop side by side with a plain TCP and a plain TLS relay
 in one run, prints absolute numbers and ratios, and with ``--out`` writes its section of a
-markdown file (BENCHMARKS.md).
+markdown file (BENCHMARKS.md). ``ambit bench controlplane`` measures one control-plane replica
+serving a synthetic cluster to many xDS clients (propagation time of one pod change, bytes pushed,
+replica memory) and writes its own section the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from ambit.bench import controlplane as cp
+from ambit.bench import cp_report
+from ambit.bench.cp_objects import Shape
 from ambit.bench.hbone import Budget, run
 from ambit.bench.procs import ChildError
 from ambit.bench.report import environment, load_average, markdown, rich_tables, update_markdown
@@ -22,7 +27,7 @@ from ambit.bench.report import environment, load_average, markdown, rich_tables,
 
 @click.group()
 def bench() -> None:
-    """Measure ambit's data path side by side with plain baselines."""
+    """Measure ambit's data path side by side with plain baselines, and its control plane at scale."""
 
 
 def _budget(budget: Budget, overrides: dict[str, float | None]) -> Budget:
@@ -100,3 +105,81 @@ def hbone(ctx: click.Context, /, quick: bool, out: Path | None, **overrides: flo
     if out is not None:
         update_markdown(out, markdown(results, budget, env, command))
         console.print(f"wrote the HBONE hop section of {out}")
+
+
+@bench.command("controlplane")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A small cluster (5 nodes, 5 namespaces, 50 pods, 25 services, 3 clients, 2 changes); about 10 s.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the results into the '## Control plane scale' section of this markdown file.",
+)
+@click.option("--nodes", type=click.IntRange(min=1), help="Nodes in the synthetic cluster.  [default: 100]")
+@click.option("--pods", type=click.IntRange(min=1), help="Pods.  [default: 2000]")
+@click.option("--services", type=click.IntRange(min=1), help="Services.  [default: 1000]")
+@click.option(
+    "--namespaces",
+    type=click.IntRange(min=1),
+    help="Ambient namespaces the services are spread over.  [default: 10]",
+)
+@click.option("--clients", type=click.IntRange(min=1), help="xDS client processes.  [default: 100]")
+@click.option(
+    "--changes", type=click.IntRange(min=1), help="Pod changes measured, one at a time.  [default: 5]"
+)
+@click.option("--batch", type=click.IntRange(min=1), help="Clients started together.  [default: 10]")
+@click.option(
+    "--client-nice",
+    type=click.IntRange(min=0, max=19),
+    help="Nice increment of the client processes (0: same priority as the replica).  [default: 19]",
+)
+@click.pass_context
+def controlplane(ctx: click.Context, /, quick: bool, out: Path | None, **overrides: int | None) -> None:
+    """One control-plane replica serving a synthetic cluster to many xDS clients, each its own process.
+
+    Writes the cluster into a store, starts `ambit controlplane`, connects the clients (real
+    XdsClients over gRPC + mTLS, each with its own node credential), then changes one pod at a time
+    and measures how long until every client has it, the bytes pushed for it, and the replica's
+    memory. Full run: 100 nodes, 2,000 pods, 1,000 services in 10 namespaces, 100 clients, 5 changes.
+    """
+    plan = cp.Plan.quick() if quick else cp.Plan.full()
+    services = overrides.get("services") or plan.shape.services
+    nice = overrides.get("client_nice")
+    try:
+        shape = Shape(
+            nodes=overrides.get("nodes") or plan.shape.nodes,
+            pods=overrides.get("pods") or plan.shape.pods,
+            services=services,
+            # unless given, never more namespaces than services
+            namespaces=overrides.get("namespaces") or min(plan.shape.namespaces, services),
+        )
+        plan = dataclasses.replace(
+            plan,
+            shape=shape,
+            clients=overrides.get("clients") or plan.clients,
+            changes=overrides.get("changes") or plan.changes,
+            batch=overrides.get("batch") or plan.batch,
+            client_nice=plan.client_nice if nice is None else nice,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    command = _command_line(ctx)
+    console = Console() if sys.stdout.isatty() else Console(width=200)  # no wrapping in logs
+    err = Console(stderr=True)
+    load_before = load_average()
+    try:
+        with err.status("starting") as status:
+            result = cp.run(plan, progress=status.update)
+    except ChildError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for table in cp_report.rich_tables(result):
+        console.print(table)
+    env = environment(load_before)
+    console.print(cp_report.machine(env))
+    console.print(f"command: {command}")
+    if out is not None:
+        cp_report.update_markdown(out, cp_report.markdown(result, env, command))
+        console.print(f"wrote the control plane scale section of {out}")

@@ -23,7 +23,7 @@ import grpc
 from ambit.control.ca_server import CertificateServer
 from ambit.control.xds_server import XdsServer
 from ambit.identity.certs import TrustBundle, WorkloadCert
-from ambit.xds.channel import CONTROL_PLANE_PORT
+from ambit.xds.channel import CONTROL_PLANE_PORT, MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class ControlPlaneServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.http2.max_ping_strikes", 0),
             ("grpc.so_reuseport", 0),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             *options,
         ]
         self._server: Any = None

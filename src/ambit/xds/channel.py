@@ -48,6 +48,7 @@ CONTROL_PLANE_PORT = 15012
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_KEEPALIVE = 30.0
 _CHUNK = 64 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 _CLOSE_GRACE = 0.1
 
 Address = tuple[str, int]
@@ -152,6 +153,9 @@ class VerifiedChannel:
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.enable_retries", 0),
             ("grpc.default_authority", f"{CONTROL_PLANE_SERVICE}.{CONTROL_PLANE_NAMESPACE}.svc"),
+            # gRPC's default 4 MiB cap made a mesh of ~18,000 resources unable to ever sync: the first
+            # (full) response is larger. The state is ours and bounded by the cluster, not by a peer.
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             *options,
         ]
         self = cls(
