@@ -536,8 +536,9 @@ def test_decision_is_explained_by_its_policy(c: Connection, policies: list[Autho
     d = authorize(c, policies)
     enforced = [p for p in policies if not p.dry_run]
     if d.policy is not None:
-        decider = next(p for p in enforced if p.key == d.policy and matches(p, c))
-        assert decider.action is (ALLOW if d.allowed else DENY)
+        # Generated lists may repeat a key (a real store cannot): some policy with it must explain d.
+        expected = ALLOW if d.allowed else DENY
+        assert any(p.action is expected for p in enforced if p.key == d.policy and matches(p, c))
     elif d.allowed:
         assert not any(p.action is ALLOW for p in enforced)
         assert not any(matches(p, c) for p in enforced if p.action is DENY)

@@ -72,9 +72,10 @@ def wait_for(predicate: Callable[[], bool], what: str, within: float = 60.0) -> 
         time.sleep(0.5)
 
 
-def pods(cluster: str) -> list[dict[str, Any]]:
-    data = json.loads(ambit(cluster, "get", "pods", "-n", NAMESPACE, "-o", "json").stdout)
-    return list(data.get("items", []))
+def pods(cluster: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    data = json.loads(ambit(cluster, "get", "pods", "-n", namespace, "-o", "json").stdout)
+    items = list(data.get("items", []))
+    return [p for p in items if p["metadata"].get("namespace", namespace) == namespace]
 
 
 def ready(pod: dict[str, Any]) -> bool:
@@ -94,7 +95,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
         ambit(name, "apply", "-f", "-", stdin=AMBIENT_NS)
         for sample in ("httpbin.yaml", "curl.yaml"):
             ambit(name, "apply", "-n", NAMESPACE, "-f", str(SAMPLES / sample))
+        ambit(name, "apply", "-n", "default", "-f", str(SAMPLES / "curl.yaml"))  # a client outside the mesh
         wait_for(lambda: len(pods(name)) == 2 and all(ready(p) for p in pods(name)), "ambient pods ready")
+        wait_for(lambda: all(ready(p) for p in pods(name, "default")), "the non-mesh client ready")
         yield name
     finally:
         ambit(name, "down", check=False)
@@ -104,13 +107,34 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
             os.environ["AMBIT_RUN_DIR"] = old
 
 
-def by_app(cluster: str, app: str) -> dict[str, Any]:
-    return next(p for p in pods(cluster) if p["metadata"]["labels"].get("app") == app)
+def by_app(cluster: str, app: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+    return next(p for p in pods(cluster, namespace) if p["metadata"]["labels"].get("app") == app)
 
 
-def curl(cluster: str, url: str) -> subprocess.CompletedProcess[str]:
-    client = by_app(cluster, "curl")["metadata"]["name"]
-    return ambit(cluster, "exec", client, "-n", NAMESPACE, "--", "curl", "-sS", "-m", "5", url, check=False)
+def curl(cluster: str, url: str, namespace: str = NAMESPACE) -> subprocess.CompletedProcess[str]:
+    client = by_app(cluster, "curl", namespace)["metadata"]["name"]
+    return ambit(cluster, "exec", client, "-n", namespace, "--", "curl", "-sS", "-m", "5", url, check=False)
+
+
+def httpbin_vip(cluster: str) -> str:
+    svc = json.loads(ambit(cluster, "get", "svc", "httpbin", "-n", NAMESPACE, "-o", "json").stdout)
+    return str(svc["spec"]["clusterIP"])
+
+
+def destination_connections(cluster: str, source: str | None, security: str = "mutual_tls") -> float:
+    """istio_tcp_connections_opened_total reported by httpbin's ztunnel with `security`, from `source`
+    (None: any source)."""
+    node = by_app(cluster, "httpbin")["spec"]["nodeName"]
+    total = 0.0
+    for line in metrics(cluster, node).splitlines():
+        if (
+            line.startswith("istio_tcp_connections_opened_total{")
+            and 'reporter="destination"' in line
+            and (source is None or f'source_workload="{source}"' in line)
+            and f'connection_security_policy="{security}"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def metrics(cluster: str, node: str) -> str:
@@ -148,3 +172,55 @@ def test_l4_deny_on_source_principal_and_removal(cluster: str) -> None:
     finally:
         ambit(cluster, "delete", "AuthorizationPolicy", "deny-curl", "-n", NAMESPACE, check=False)
     wait_for(lambda: curl(cluster, "http://httpbin:8000/ip").returncode == 0, "traffic to come back", 20)
+
+
+STRICT = """apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: strict
+  namespace: mesh
+spec:
+  mtls:
+    mode: STRICT
+"""
+
+
+def test_strict_refuses_a_non_mesh_client_and_permissive_admits_it(cluster: str) -> None:
+    url = f"http://{httpbin_vip(cluster)}:8000/ip"
+    before = destination_connections(cluster, None, "none")
+    assert curl(cluster, url, "default").returncode == 0, "PERMISSIVE (the default) admits plaintext"
+    wait_for(
+        lambda: destination_connections(cluster, None, "none") > before,
+        "the plaintext inbound to be counted",
+        10,
+    )
+    ambit(cluster, "apply", "-f", "-", stdin=STRICT)
+    try:
+        wait_for(lambda: curl(cluster, url, "default").returncode != 0, "STRICT to refuse plaintext", 20)
+        assert curl(cluster, "http://httpbin:8000/ip").returncode == 0, "mesh clients still get through"
+        assert ready(by_app(cluster, "httpbin")), "under STRICT the pod stays ready (probes are not captured)"
+    finally:
+        ambit(cluster, "delete", "PeerAuthentication", "strict", "-n", NAMESPACE, check=False)
+    wait_for(lambda: curl(cluster, url, "default").returncode == 0, "PERMISSIVE again", 20)
+
+
+def test_unenrolling_and_reenrolling_a_running_namespace(cluster: str) -> None:
+    pods_before = {p["metadata"]["uid"] for p in pods(cluster)}
+    ambit(cluster, "label", "namespace", NAMESPACE, "istio.io/dataplane-mode-")
+    try:
+        wait_for(lambda: "yes" not in ambient_column(cluster), "pods to leave the mesh", 30)
+        counted = destination_connections(cluster, "curl")
+        assert curl(cluster, "http://httpbin:8000/ip").returncode == 0, "plain TCP still works"
+        assert destination_connections(cluster, "curl") == counted, "that request did not pass a ztunnel"
+    finally:
+        ambit(cluster, "label", "namespace", NAMESPACE, "istio.io/dataplane-mode=ambient", "--overwrite")
+    wait_for(lambda: ambient_column(cluster) == ["yes", "yes"], "pods to rejoin the mesh", 30)
+    counted = destination_connections(cluster, "curl")
+    wait_for(lambda: curl(cluster, "http://httpbin:8000/ip").returncode == 0, "mesh traffic", 20)
+    wait_for(lambda: destination_connections(cluster, "curl") > counted, "mesh traffic counted again", 10)
+    assert {p["metadata"]["uid"] for p in pods(cluster)} == pods_before, "no pod was restarted"
+
+
+def ambient_column(cluster: str) -> list[str]:
+    rows = [line.split() for line in ambit(cluster, "status").stdout.splitlines()]
+    return [row[-1] for row in rows if row and row[0] == NAMESPACE]
