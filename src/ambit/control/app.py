@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ambit.control.ca_server import CertificateServer, Denial
-from ambit.control.cache import SnapshotCache, versioned
+from ambit.control.cache import SnapshotCache, Versioner
 from ambit.control.grpc_server import ControlPlaneServer
 from ambit.control.http import ControlPlaneHttp
 from ambit.control.metrics import ControlPlaneMetrics
@@ -112,6 +112,7 @@ class ControlPlane:
         self.ca = CertificateAuthority.load(config.state_dir / CA_SUBDIR)
         self.metrics = ControlPlaneMetrics()
         self.cache = SnapshotCache()
+        self.versioner = Versioner()
         self.store = StoreClient(config.store_socket)
         self.informer = Informer(self.store, WATCHED_KINDS, name="controlplane")
         self.xds = XdsServer(
@@ -196,7 +197,7 @@ class ControlPlane:
             *result.services.values(),
             *result.policies.values(),
         ]
-        self.cache.set(versioned(values))
+        self.cache.set(self.versioner(values))
         self._set_at = time.monotonic()
         self.last_translation = result
         self.metrics.translations.inc()

@@ -56,6 +56,47 @@ def versioned(values: Iterable[Value]) -> dict[str, tuple[str, Value]]:
     return result
 
 
+class Versioner:
+    """:func:`versioned` with a memo: a value equal to one of the previous call's keeps its version.
+
+    Translation builds new, equal objects for every resource that did not change; re-encoding and
+    hashing them all on every change is most of the cost of versioning. Values are frozen dataclasses,
+    hashable and compared by value, so the previous call's ``value -> (version, value)`` answers for
+    them (and hands back the previous, equal object, so the cache sees the very same value). The memo
+    is rebuilt on every call from that call's values only, so it never outgrows one generation.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[Value, tuple[str, Value]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, values: Iterable[Value]) -> dict[str, tuple[str, Value]]:
+        """Like :func:`versioned`; raises ValueError when two values have the same name."""
+        memo = self._memo
+        fresh: dict[Value, tuple[str, Value]] = {}
+        result: dict[str, tuple[str, Value]] = {}
+        for value in values:
+            name = resource_name(value)
+            if name in result:
+                raise ValueError(f"two resources are named {name}")
+            try:
+                entry = memo.get(value)
+            except TypeError:  # an unhashable field: version it without the memo
+                result[name] = (content_version(value), value)
+                self.misses += 1
+                continue
+            if entry is None:
+                entry = (content_version(value), value)
+                self.misses += 1
+            else:
+                self.hits += 1
+            fresh[value] = entry
+            result[name] = entry
+        self._memo = fresh
+        return result
+
+
 @dataclass(frozen=True, slots=True)
 class CachedResource:
     name: str

@@ -54,6 +54,7 @@ Warnings: one line per problem, like istiod's status messages; sorted, without d
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -149,8 +150,22 @@ class TranslationResult:
     workloads: Mapping[str, Workload]  # by uid
     services: Mapping[str, Service]  # by key <namespace>/<hostname>
     policies: Mapping[str, Authorization]  # by <namespace>/<name>
-    versions: Mapping[str, str]  # wl/<uid>, svc/<namespace>/<hostname>, ap/<namespace>/<name> -> sha256 hex
     warnings: tuple[str, ...]
+
+    @functools.cached_property
+    def versions(self) -> Mapping[str, str]:
+        """wl/<uid>, svc/<namespace>/<hostname>, ap/<namespace>/<name> -> sha256 hex of its canonical JSON.
+
+        Computed on first access (the control plane versions what it serves itself, see
+        ``ambit.control.cache``), then kept."""
+        versions: dict[str, str] = {}
+        for uid, workload in self.workloads.items():
+            versions[f"wl/{uid}"] = content_version(workload)
+        for key, service in self.services.items():
+            versions[f"svc/{key}"] = content_version(service)
+        for key, policy in self.policies.items():
+            versions[f"ap/{key}"] = content_version(policy)
+        return versions
 
 
 # --- canonical form and versions --------------------------------------------------------------------
@@ -351,14 +366,42 @@ def _container_port(pod: JSON, port_name: str, protocol: str) -> int | None:
     return None
 
 
+class _SelectorIndex:
+    """One namespace's Services, indexed by one (label key, value) pair of their selector.
+
+    A Service can only select a pod that has that pair, so a pod is matched against the Services
+    indexed under its own labels instead of every Service of its namespace. Services with an empty
+    selector select nothing (they have no endpoints from pods) and are left out.
+    """
+
+    __slots__ = ("_by_label",)
+
+    def __init__(self) -> None:
+        self._by_label: dict[tuple[str, str], list[_ServiceInfo]] = {}
+
+    def add(self, info: _ServiceInfo) -> None:
+        if info.selector:
+            self._by_label.setdefault(min(info.selector.items()), []).append(info)
+
+    def matching(self, pod_labels: Mapping[str, str]) -> list[_ServiceInfo]:
+        """Every Service whose selector is a subset of ``pod_labels`` (Istio's matchLabels)."""
+        by_label = self._by_label
+        found: list[_ServiceInfo] = []
+        for pair in pod_labels.items():
+            for info in by_label.get(pair, ()):
+                if subset(info.selector, pod_labels):
+                    found.append(info)
+        return found
+
+
 def _workload_services(
-    pod: JSON, services: list[_ServiceInfo]
+    pod: JSON, services: _SelectorIndex | None
 ) -> tuple[tuple[str, tuple[PortMapping, ...]], ...]:
+    if services is None:
+        return ()
     pod_labels = labels(pod)
     out: list[tuple[str, tuple[PortMapping, ...]]] = []
-    for info in services:
-        if not info.selector or not subset(info.selector, pod_labels):
-            continue
+    for info in services.matching(pod_labels):
         mappings: list[PortMapping] = []
         for port, protocol in zip(info.service.ports, info.protocols, strict=True):
             if port.target_port_name:
@@ -376,7 +419,7 @@ def _workload(
     pod: JSON,
     *,
     index: Index,
-    services: dict[str, list[_ServiceInfo]],
+    services: dict[str, _SelectorIndex],
     policies: PolicySet,
     waypoints: dict[tuple[str, str], Waypoint],
     root_namespace: str,
@@ -414,7 +457,7 @@ def _workload(
         waypoint=resolve_waypoint(
             pod, target="workload", index=index, waypoints=waypoints, warnings=warnings
         ),
-        services=_workload_services(pod, services.get(ns, [])),
+        services=_workload_services(pod, services.get(ns)),
         authorization_policies=workload_policy_keys(policies, ns, pod_labels, root_namespace),
         locality=_locality(pod, index),
         workload_name=workload_name,
@@ -454,9 +497,9 @@ def translate(
         except Exception as exc:  # one odd object must not stop translation for everyone
             warnings.append(f"Service {namespace_of(obj)}/{name_of(obj)}: not translated: {exc!r}")
     services = {info.service.key: info.service for info in service_infos}
-    services_by_namespace: dict[str, list[_ServiceInfo]] = {}
+    services_by_namespace: dict[str, _SelectorIndex] = {}
     for info in service_infos:
-        services_by_namespace.setdefault(info.service.namespace, []).append(info)
+        services_by_namespace.setdefault(info.service.namespace, _SelectorIndex()).add(info)
 
     workloads: dict[str, Workload] = {}
     for pod in index.kind("Pod"):
@@ -483,18 +526,9 @@ def translate(
             continue
         workloads[workload.uid] = workload
 
-    versions: dict[str, str] = {}
-    for uid, workload in workloads.items():
-        versions[f"wl/{uid}"] = content_version(workload)
-    for key, service in services.items():
-        versions[f"svc/{key}"] = content_version(service)
-    for key, policy in policies.policies.items():
-        versions[f"ap/{key}"] = content_version(policy)
-
     return TranslationResult(
         workloads=workloads,
         services=services,
         policies=dict(policies.policies),
-        versions=versions,
         warnings=tuple(sorted(set(warnings))),
     )

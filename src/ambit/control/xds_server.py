@@ -143,6 +143,8 @@ class XdsServer:
         self._on_push = on_push
         self.stats = XdsServerStats()
         self._published: CacheSnapshot | None = None
+        # per type: (the previously published versions, the names whose version differs in _published)
+        self._changes: dict[str, tuple[Mapping[str, str], frozenset[str]]] = {}
         self._streams: set[_Stream] = set()
         self._ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
@@ -206,6 +208,8 @@ class XdsServer:
         snapshot = self._cache.current
         if not snapshot.ready or snapshot is self._published:
             return
+        previous = self._published
+        self._changes = {} if previous is None else _changes(previous, snapshot)
         self._published = snapshot
         self.stats.publishes += 1
         for stream in self._streams:
@@ -309,7 +313,13 @@ class XdsServer:
         if snapshot is None:
             return
         for type_url, session in stream.sessions.items():
-            response = session.next_response(snapshot.versions(type_url), system_version=snapshot.version)
+            previous, changed = self._changes.get(type_url, (None, frozenset()))
+            response = session.next_response(
+                snapshot.versions(type_url),
+                system_version=snapshot.version,
+                previous=previous,
+                changed=changed,
+            )
             if response is None:
                 continue
             payloads: Mapping[str, discovery_pb2.Resource] = snapshot.wire(
@@ -331,3 +341,16 @@ class XdsServer:
                         size=pb.ByteSize(),
                     )
                 )
+
+
+def _changes(
+    previous: CacheSnapshot, current: CacheSnapshot
+) -> dict[str, tuple[Mapping[str, str], frozenset[str]]]:
+    """Per type: (``previous``'s versions, the names added, changed or gone in ``current``)."""
+    out: dict[str, tuple[Mapping[str, str], frozenset[str]]] = {}
+    for type_url in codec.TYPE_URLS:
+        before, after = previous.versions(type_url), current.versions(type_url)
+        changed = {name for name, version in after.items() if before.get(name) != version}
+        changed.update(name for name in before if name not in after)
+        out[type_url] = (before, frozenset(changed))
+    return out

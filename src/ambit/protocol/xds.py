@@ -25,7 +25,7 @@ could not decode. Resources that failed are left at their previous version.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 WILDCARD = "*"
@@ -154,6 +154,9 @@ class ServerSession:
         self._must_respond = False
         # explicitly subscribed names to report as absent (removed) if they do not exist
         self._announce_missing: set[str] = set()
+        # the versions mapping the last computed response brought the client to; None when something
+        # since (start, subscription change, NACK) needs a full comparison
+        self._base: Mapping[str, str] | None = None
 
     @property
     def pending_nonce(self) -> str | None:
@@ -172,6 +175,7 @@ class ServerSession:
             self.subscribed.update(names)
             self._announce_missing.update(names)
             self.client_versions = dict(request.initial_versions)
+            self._base = None
             events.append(Initial(self.wildcard, names, len(request.initial_versions)))
         elif request.subscribe or request.unsubscribe:
             added = tuple(n for n in request.subscribe if n != WILDCARD)
@@ -188,6 +192,7 @@ class ServerSession:
                 # the client drops unsubscribed resources itself (Envoy semantics)
                 self.client_versions.pop(name, None)
                 self.rejected.pop(name, None)
+            self._base = None
             events.append(SubscriptionChanged(added, removed))
         if request.response_nonce:
             events.append(self._on_reply(request))
@@ -204,6 +209,7 @@ class ServerSession:
                     self.rejected.pop(name, None)
             refs = tuple(ResourceRef(name, pending.sent[name][0]) for name in sorted(pending.sent))
             return Acked(pending.nonce, refs)
+        self._base = None
         named = tuple(n for n in request.error.resource_names if n in pending.sent)
         refused = named if request.error.resource_names else tuple(sorted(pending.sent))
         for name in refused:
@@ -224,14 +230,34 @@ class ServerSession:
     def _wants(self, name: str) -> bool:
         return self.wildcard or name in self.subscribed
 
-    def next_response(self, versions: Mapping[str, str], *, system_version: str = "") -> DeltaResponse | None:
+    def next_response(
+        self,
+        versions: Mapping[str, str],
+        *,
+        system_version: str = "",
+        previous: Mapping[str, str] | None = None,
+        changed: Collection[str] = (),
+    ) -> DeltaResponse | None:
         """The response that brings the client to ``versions`` (name -> version of every resource of
         this type the server has), or None when there is nothing to send or one is outstanding.
 
         The client's versions are updated optimistically (a NACK reverts them).
+
+        Optionally, ``changed`` names every resource whose version differs between ``previous`` and
+        ``versions`` (added, changed or gone). When the last response this session computed brought
+        the client to that very ``previous`` mapping (same object) and nothing happened since that
+        needs a full comparison (a new stream, a subscription change, a NACK), only those names are
+        compared; when it brought the client to ``versions`` itself, nothing is. The result is the same
+        as comparing everything.
         """
         if not self.started or self._pending is not None:
             return None
+        base = self._base
+        if base is versions:
+            return None  # already brought to these versions and nothing changed since
+        self._base = versions
+        if base is not None and previous is not None and base is previous:
+            return self._respond(*self._diff_names(versions, changed), system_version)
         upserts: list[ResourceRef] = []
         sent: dict[str, tuple[str, str | None]] = {}
         for name, version in versions.items():
@@ -249,6 +275,38 @@ class ServerSession:
             name for name in self._announce_missing if name not in versions and name not in removed
         )
         self._announce_missing.clear()
+        return self._respond(upserts, sent, removed, system_version)
+
+    def _diff_names(
+        self, versions: Mapping[str, str], names: Collection[str]
+    ) -> tuple[list[ResourceRef], dict[str, tuple[str, str | None]], list[str]]:
+        """The full comparison of :meth:`next_response`, restricted to ``names``."""
+        upserts: list[ResourceRef] = []
+        sent: dict[str, tuple[str, str | None]] = {}
+        removed: list[str] = []
+        for name in names:
+            version = versions.get(name)
+            if version is None:
+                self.rejected.pop(name, None)
+                if name in self.client_versions:
+                    removed.append(name)
+                continue
+            if not self._wants(name):
+                continue
+            have = self.client_versions.get(name)
+            if have == version or self.rejected.get(name) == version:
+                continue
+            upserts.append(ResourceRef(name, version))
+            sent[name] = (version, have)
+        return upserts, sent, removed
+
+    def _respond(
+        self,
+        upserts: list[ResourceRef],
+        sent: dict[str, tuple[str, str | None]],
+        removed: list[str],
+        system_version: str,
+    ) -> DeltaResponse | None:
         if not upserts and not removed and not self._must_respond:
             return None
         self._must_respond = False

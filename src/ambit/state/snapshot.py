@@ -32,6 +32,8 @@ WORKLOAD_PREFIX = "wl/"
 SERVICE_PREFIX = "svc/"
 POLICY_PREFIX = "ap/"
 
+_MASK = (1 << 64) - 1
+
 
 def resource_name(value: Resource) -> str:
     """The resource name of a workload, service or policy (see the module docstring)."""
@@ -62,10 +64,20 @@ def canonical_ip(text: str) -> str:
         return text
 
 
+def _entry_hash(name: str, version: str) -> int:
+    digest = hashlib.sha256(f"{name}\0{version}".encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _format_version(total: int) -> str:
+    return f"{total & _MASK:016x}"
+
+
 def content_version(names_and_versions: Iterable[tuple[str, str]]) -> str:
-    """A short content hash over (name, version) pairs, independent of their order."""
-    text = "".join(f"{name}\0{version}\n" for name, version in sorted(names_and_versions))
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    """A short content hash over distinct (name, version) pairs, independent of their order.
+
+    The sum (mod 2**64) of a hash of each pair, so a snapshot can update it per changed resource."""
+    return _format_version(sum(_entry_hash(name, version) for name, version in names_and_versions))
 
 
 def _prefer(workload: Workload) -> tuple[int, str]:
@@ -73,7 +85,11 @@ def _prefer(workload: Workload) -> tuple[int, str]:
 
 
 class Snapshot:
-    """The immutable, indexed config of one moment; build with :meth:`build` or :meth:`empty`."""
+    """The immutable, indexed config of one moment; build with :meth:`build` or :meth:`empty`.
+
+    :meth:`with_changes` derives a new snapshot by copying the maps and updating only the index
+    entries the changed resources touch; the result equals a full rebuild from the same entries.
+    """
 
     __slots__ = (
         "_by_ip",
@@ -81,12 +97,29 @@ class Snapshot:
         "_endpoints",
         "_entries",
         "_global_policies",
+        "_hash",
+        "_ip_holders",
         "_namespace_policies",
+        "_own",
         "_policies",
         "_services",
-        "_version",
+        "_vip_holders",
         "_workloads",
     )
+
+    _own: dict[str, Entry]
+    _entries: Mapping[str, Entry]
+    _workloads: dict[str, Workload]
+    _services: dict[str, Service]
+    _policies: dict[str, Authorization]
+    _ip_holders: dict[str, tuple[Workload, ...]]  # canonical address -> every workload holding it
+    _by_ip: dict[str, Workload]
+    _vip_holders: dict[str, tuple[str, ...]]  # canonical VIP -> keys of every service claiming it, sorted
+    _by_vip: dict[str, Service]
+    _endpoints: dict[str, tuple[Workload, ...]]
+    _global_policies: tuple[Authorization, ...]
+    _namespace_policies: dict[str, tuple[Authorization, ...]]
+    _hash: int
 
     def __init__(self, entries: Mapping[str, Entry]) -> None:
         """Build a snapshot from ``name -> (version, value)``; raises ValueError for a misnamed entry."""
@@ -94,9 +127,11 @@ class Snapshot:
         workloads: dict[str, Workload] = {}
         services: dict[str, Service] = {}
         policies: dict[str, Authorization] = {}
+        total = 0
         for name, entry in entries.items():
             check_entry(name, entry)
             own[name] = entry
+            total += _entry_hash(name, entry[0])
             value = entry[1]
             if isinstance(value, Workload):
                 workloads[value.uid] = value
@@ -105,42 +140,31 @@ class Snapshot:
             else:
                 policies[value.key] = value
 
-        by_ip: dict[str, Workload] = {}
+        ip_holders: dict[str, list[Workload]] = {}
         endpoints: dict[str, list[Workload]] = {}
         for uid in sorted(workloads):
             workload = workloads[uid]
-            for address in workload.addresses:
-                key = canonical_ip(address)
-                current = by_ip.get(key)
-                if current is None or _prefer(workload) < _prefer(current):
-                    by_ip[key] = workload
-            for service_key, _ports in workload.services:
-                members = endpoints.setdefault(service_key, [])
-                if not members or members[-1] is not workload:
-                    members.append(workload)
-        by_vip: dict[str, Service] = {}
+            for key in _addresses(workload):
+                ip_holders.setdefault(key, []).append(workload)
+            for service_key in _service_keys(workload):
+                endpoints.setdefault(service_key, []).append(workload)
+        vip_holders: dict[str, list[str]] = {}
         for key in sorted(services):
-            for vip in services[key].vips:
-                by_vip.setdefault(canonical_ip(vip), services[key])
-        global_policies: list[Authorization] = []
-        namespace_policies: dict[str, list[Authorization]] = {}
-        for key in sorted(policies):
-            policy = policies[key]
-            if policy.scope is Scope.GLOBAL:
-                global_policies.append(policy)
-            elif policy.scope is Scope.NAMESPACE:
-                namespace_policies.setdefault(policy.namespace, []).append(policy)
+            for vip in _vips(services[key]):
+                vip_holders.setdefault(vip, []).append(key)
 
-        self._entries: Mapping[str, Entry] = MappingProxyType(own)
-        self._workloads: Mapping[str, Workload] = MappingProxyType(workloads)
-        self._services: Mapping[str, Service] = MappingProxyType(services)
-        self._policies: Mapping[str, Authorization] = MappingProxyType(policies)
-        self._by_ip = by_ip
-        self._by_vip = by_vip
+        self._own = own
+        self._entries = MappingProxyType(own)
+        self._workloads = workloads
+        self._services = services
+        self._policies = policies
+        self._ip_holders = {ip: tuple(holders) for ip, holders in ip_holders.items()}
+        self._by_ip = {ip: min(holders, key=_prefer) for ip, holders in ip_holders.items()}
+        self._vip_holders = {vip: tuple(keys) for vip, keys in vip_holders.items()}
+        self._by_vip = {vip: services[keys[0]] for vip, keys in vip_holders.items()}
         self._endpoints = {key: tuple(members) for key, members in endpoints.items()}
-        self._global_policies = tuple(global_policies)
-        self._namespace_policies = {ns: tuple(p) for ns, p in namespace_policies.items()}
-        self._version = content_version((name, entry[0]) for name, entry in own.items())
+        self._global_policies, self._namespace_policies = _policy_indexes(policies)
+        self._hash = total & _MASK
 
     @classmethod
     def empty(cls) -> Snapshot:
@@ -154,8 +178,8 @@ class Snapshot:
 
     @property
     def version(self) -> str:
-        """Content hash over every resource's name and version."""
-        return self._version
+        """Content hash over every resource's name and version (see :func:`content_version`)."""
+        return _format_version(self._hash)
 
     @property
     def entries(self) -> Mapping[str, Entry]:
@@ -165,17 +189,17 @@ class Snapshot:
     @property
     def workloads(self) -> Mapping[str, Workload]:
         """Workloads by uid."""
-        return self._workloads
+        return MappingProxyType(self._workloads)
 
     @property
     def services(self) -> Mapping[str, Service]:
         """Services by key (``<namespace>/<hostname>``)."""
-        return self._services
+        return MappingProxyType(self._services)
 
     @property
     def policies(self) -> Mapping[str, Authorization]:
         """Authorization policies by key (``<namespace>/<name>``)."""
-        return self._policies
+        return MappingProxyType(self._policies)
 
     def versions(self, prefixes: tuple[str, ...] | None = None) -> dict[str, str]:
         """name -> version of every resource (only names starting with one of ``prefixes``, if given)."""
@@ -188,7 +212,7 @@ class Snapshot:
 
     def __repr__(self) -> str:
         return (
-            f"Snapshot(version={self._version}, workloads={len(self._workloads)}, "
+            f"Snapshot(version={self.version}, workloads={len(self._workloads)}, "
             f"services={len(self._services)}, policies={len(self._policies)})"
         )
 
@@ -222,9 +246,184 @@ class Snapshot:
     # -- deriving -------------------------------------------------------------------------------
 
     def with_changes(self, upserts: Mapping[str, Entry], removals: Iterable[str]) -> Snapshot:
-        """A new snapshot: this one with ``upserts`` set and ``removals`` dropped (unknown names ignored)."""
-        entries = dict(self._entries)
+        """A new snapshot: this one with ``upserts`` set and ``removals`` dropped (unknown names ignored).
+
+        Raises ValueError for a misnamed upsert. Costs a copy of the maps plus work proportional to
+        what the changed resources touch, not a rebuild of every index."""
+        for name, entry in upserts.items():
+            check_entry(name, entry)
+        own = dict(self._own)
+        old_entries: dict[str, Entry] = {}
         for name in removals:
-            entries.pop(name, None)
-        entries.update(upserts)
-        return Snapshot(entries)
+            removed = own.pop(name, None)
+            if removed is not None:
+                old_entries.setdefault(name, removed)
+        for name, entry in upserts.items():
+            previous = own.get(name)
+            own[name] = entry
+            if name not in old_entries and previous is not None:
+                old_entries[name] = previous
+
+        total = self._hash
+        old_workloads: list[Workload] = []
+        new_workloads: list[Workload] = []
+        old_services: list[Service] = []
+        new_services: list[Service] = []
+        policies_changed = False
+        for name in old_entries.keys() | upserts.keys():
+            old = old_entries.get(name)
+            new = own.get(name)
+            if old is new:
+                continue
+            for item, sign in ((old, -1), (new, 1)):
+                if item is None:
+                    continue
+                total += sign * _entry_hash(name, item[0])
+                value = item[1]
+                if isinstance(value, Workload):
+                    (old_workloads if sign < 0 else new_workloads).append(value)
+                elif isinstance(value, Service):
+                    (old_services if sign < 0 else new_services).append(value)
+                else:
+                    policies_changed = True
+
+        snap = Snapshot.__new__(Snapshot)
+        snap._own = own
+        snap._entries = MappingProxyType(own)
+        snap._hash = total & _MASK
+        snap._workloads, snap._ip_holders, snap._by_ip, snap._endpoints = self._derive_workloads(
+            old_workloads, new_workloads
+        )
+        snap._services, snap._vip_holders, snap._by_vip = self._derive_services(old_services, new_services)
+        if policies_changed:
+            policies = {
+                entry[1].key: entry[1] for entry in own.values() if isinstance(entry[1], Authorization)
+            }
+            snap._policies = policies
+            snap._global_policies, snap._namespace_policies = _policy_indexes(policies)
+        else:
+            snap._policies = self._policies
+            snap._global_policies = self._global_policies
+            snap._namespace_policies = self._namespace_policies
+        return snap
+
+    def _derive_workloads(
+        self, old: list[Workload], new: list[Workload]
+    ) -> tuple[
+        dict[str, Workload],
+        dict[str, tuple[Workload, ...]],
+        dict[str, Workload],
+        dict[str, tuple[Workload, ...]],
+    ]:
+        if not old and not new:
+            return self._workloads, self._ip_holders, self._by_ip, self._endpoints
+        workloads = dict(self._workloads)
+        for workload in old:
+            workloads.pop(workload.uid, None)
+        for workload in new:
+            workloads[workload.uid] = workload
+        # Per address / service key: the uids to drop, then the workloads to add.
+        ip_drop: dict[str, set[str]] = {}
+        ip_add: dict[str, list[Workload]] = {}
+        ep_drop: dict[str, set[str]] = {}
+        ep_add: dict[str, list[Workload]] = {}
+        for workload in old:
+            for key in _addresses(workload):
+                ip_drop.setdefault(key, set()).add(workload.uid)
+            for key in _service_keys(workload):
+                ep_drop.setdefault(key, set()).add(workload.uid)
+        for workload in new:
+            for key in _addresses(workload):
+                ip_add.setdefault(key, []).append(workload)
+            for key in _service_keys(workload):
+                ep_add.setdefault(key, []).append(workload)
+
+        ip_holders = dict(self._ip_holders)
+        by_ip = dict(self._by_ip)
+        for key in ip_drop.keys() | ip_add.keys():
+            drop = ip_drop.get(key, ())
+            holders = [w for w in ip_holders.get(key, ()) if w.uid not in drop]
+            holders.extend(ip_add.get(key, ()))
+            if holders:
+                holders.sort(key=_uid)
+                ip_holders[key] = tuple(holders)
+                by_ip[key] = min(holders, key=_prefer)
+            else:
+                ip_holders.pop(key, None)
+                by_ip.pop(key, None)
+
+        endpoints = dict(self._endpoints)
+        for key in ep_drop.keys() | ep_add.keys():
+            drop = ep_drop.get(key, ())
+            members = [w for w in endpoints.get(key, ()) if w.uid not in drop]
+            members.extend(ep_add.get(key, ()))
+            if members:
+                members.sort(key=_uid)
+                endpoints[key] = tuple(members)
+            else:
+                endpoints.pop(key, None)
+        return workloads, ip_holders, by_ip, endpoints
+
+    def _derive_services(
+        self, old: list[Service], new: list[Service]
+    ) -> tuple[dict[str, Service], dict[str, tuple[str, ...]], dict[str, Service]]:
+        if not old and not new:
+            return self._services, self._vip_holders, self._by_vip
+        services = dict(self._services)
+        for service in old:
+            services.pop(service.key, None)
+        for service in new:
+            services[service.key] = service
+        affected: dict[str, tuple[set[str], set[str]]] = {}  # vip -> (keys to drop, keys to add)
+        for service in old:
+            for vip in _vips(service):
+                affected.setdefault(vip, (set(), set()))[0].add(service.key)
+        for service in new:
+            for vip in _vips(service):
+                affected.setdefault(vip, (set(), set()))[1].add(service.key)
+        vip_holders = dict(self._vip_holders)
+        by_vip = dict(self._by_vip)
+        for vip, (drop, add) in affected.items():
+            keys = (set(vip_holders.get(vip, ())) - drop) | add
+            if keys:
+                ordered = tuple(sorted(keys))
+                vip_holders[vip] = ordered
+                by_vip[vip] = services[ordered[0]]
+            else:
+                vip_holders.pop(vip, None)
+                by_vip.pop(vip, None)
+        return services, vip_holders, by_vip
+
+
+def _uid(workload: Workload) -> str:
+    return workload.uid
+
+
+def _addresses(workload: Workload) -> dict[str, None]:
+    """The canonical forms of a workload's addresses, each once, in order."""
+    return dict.fromkeys(canonical_ip(address) for address in workload.addresses)
+
+
+def _service_keys(workload: Workload) -> dict[str, None]:
+    """The keys of the services a workload lists, each once, in order."""
+    return dict.fromkeys(key for key, _ports in workload.services)
+
+
+def _vips(service: Service) -> dict[str, None]:
+    """The canonical forms of a service's VIPs, each once, in order."""
+    return dict.fromkeys(canonical_ip(vip) for vip in service.vips)
+
+
+def _policy_indexes(
+    policies: Mapping[str, Authorization],
+) -> tuple[tuple[Authorization, ...], dict[str, tuple[Authorization, ...]]]:
+    """(the GLOBAL policies, namespace -> its NAMESPACE policies), each sorted by key."""
+    global_policies: list[Authorization] = []
+    namespace_policies: dict[str, list[Authorization]] = {}
+    for key in sorted(policies):
+        policy = policies[key]
+        if policy.scope is Scope.GLOBAL:
+            global_policies.append(policy)
+        elif policy.scope is Scope.NAMESPACE:
+            namespace_policies.setdefault(policy.namespace, []).append(policy)
+    return tuple(global_policies), {ns: tuple(p) for ns, p in namespace_policies.items()}
