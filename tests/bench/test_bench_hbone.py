@@ -51,7 +51,10 @@ def test_quick_run_reports_every_configuration(tmp_path: Path) -> None:
         numbers = [float(c.replace(",", "")) for c in cells[1:] if re.fullmatch(r"[\d,.]+", c)]
         expected = 10 if configuration.hop != "direct" else 8  # direct has no proxy CPU
         assert len(numbers) == expected - 1, cells
-        assert all(n > 0 for n in numbers), cells
+        # Throughput, rates and latencies must be positive. The CPU columns (the last two) come from
+        # clock ticks (10 ms) over a 0.3 s window: a cheap relay can honestly read 0 there.
+        assert all(n > 0 for n in numbers[:7]), cells
+        assert all(n >= 0 for n in numbers[7:]), cells
         assert configuration.name in result.output
 
 
