@@ -46,6 +46,7 @@ def _register() -> None:
     from ambit.cli.runtime import register as register_runtime
     from ambit.cli.store import register as register_store
     from ambit.cli.ztunnel import ztunnel
+    from ambit.cli.ztunnel_config import ztunnel_config
 
     cli.add_command(ca)
     cli.add_command(app)
@@ -55,6 +56,7 @@ def _register() -> None:
     register_store(cli)
     register_runtime(cli)
     cli.add_command(ztunnel)
+    cli.add_command(ztunnel_config)
 
 
 _register()

@@ -1,7 +1,8 @@
 """ztunnel's HTTP ports in the node namespace (aiohttp): admin 15000, metrics 15020, readiness 15021.
 
 * admin (``127.0.0.1:15000``): ``/config_dump`` (JSON: workloads, services, policies, certificates
-  with their expiry, pods served, sync state) and ``POST /quitquitquit`` (asks the process to drain
+  with their expiry, pods served, live inbound ``connections``, sync state; read by
+  ``ambit ztunnel-config``) and ``POST /quitquitquit`` (asks the process to drain
   and exit, when a ``quit`` callback is given);
 * metrics (``0.0.0.0:15020``): ``/metrics`` and ``/stats/prometheus`` (Prometheus text);
 * readiness (``0.0.0.0:15021``): ``/healthz/ready`` is 200 only when ``ready()`` is true.

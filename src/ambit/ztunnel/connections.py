@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ambit.authz import authorize, connection_for
 from ambit.model.identity import Identity
@@ -50,6 +52,25 @@ class LiveConnection:
     workload: Workload | None = None  # the value last checked against
     policies: tuple[Authorization, ...] | None = None
     revoked: str | None = field(default=None)  # why it was closed by a recheck
+    started: float = field(default_factory=time.monotonic)  # for the age in /config_dump
+
+    def describe(self, now: float | None = None) -> dict[str, Any]:
+        """This connection as ``/config_dump`` shows it (``ambit ztunnel-config connections``)."""
+        client = self.ends[0] if self.ends else None
+        workload = self.workload
+        return {
+            "direction": "inbound",
+            "protocol": "TCP" if self.peer is None else "HBONE",
+            "source": self.source_ip,
+            "destination": f"{self.destination_ip}:{self.destination_port}",
+            "source_identity": None if self.peer is None else str(self.peer),
+            "destination_identity": None if workload is None else str(workload.identity),
+            "workload_uid": self.workload_uid,
+            "workload": None if workload is None else f"{workload.namespace}/{workload.name}",
+            "age_seconds": round((time.monotonic() if now is None else now) - self.started, 3),
+            "bytes_received": 0 if client is None else client.bytes_in,  # from the client
+            "bytes_sent": 0 if client is None else client.bytes_out,  # to the client
+        }
 
     def abort(self, reason: str) -> None:
         self.revoked = reason
@@ -92,6 +113,11 @@ class ConnectionRegistry:
 
     def unregister(self, conn: LiveConnection) -> None:
         self._live.discard(conn)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every live connection, oldest first (the ``connections`` list of ``/config_dump``)."""
+        now = time.monotonic()
+        return [c.describe(now) for c in sorted(self._live, key=lambda c: c.started)]
 
     def for_workload(self, uid: str) -> list[LiveConnection]:
         return [c for c in self._live if c.workload_uid == uid]

@@ -197,5 +197,6 @@ class Ztunnel:
                 if isinstance(identity, Identity)
             },
             "inbound_connections": len(self.connections),
+            "connections": self.connections.describe(),
             "pool_connections": self.pool.connection_count,
         }

@@ -1,0 +1,289 @@
+"""`ambit ztunnel-config workloads|services|policies|certificates|connections`: what ztunnels believe.
+
+Modelled on ``istioctl ztunnel-config``. Each node's ztunnel is asked for its ``/config_dump`` (admin
+port ``127.0.0.1:15000`` inside the node's network namespace; :mod:`ambit.runtime.admin_client`) and
+one section is shown as a table, or as the raw JSON with ``-o json``. ``--node N`` asks one node;
+without it every node of the cluster is asked and the table gets a leading column naming the node
+whose ztunnel answered (``NODE``; ``ZTUNNEL`` for workloads, which have their own ``NODE`` column).
+
+A node whose ztunnel cannot be read is reported on stderr; the command fails only if no node answered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from ambit.cli import GlobalOptions
+
+Dump = dict[str, Any]
+Rows = tuple[list[str], list[list[str]]]
+
+SECTIONS = ("workloads", "services", "policies", "certificates", "connections")
+
+
+# -- table rendering (pure) ------------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by at least two spaces (like Go's tabwriter in istioctl)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in (list(headers), *rows):
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _waypoint(ref: Any) -> str:
+    if not isinstance(ref, dict) or not ref.get("hostname"):
+        return "None"
+    return str(ref["hostname"]).split(".", 1)[0]
+
+
+def _values(section: Any) -> list[Any]:
+    if isinstance(section, dict):
+        return list(section.values())
+    if isinstance(section, list):
+        return section
+    return []  # an old ztunnel (or the manager alone) gives only counts
+
+
+def workload_rows(dump: Dump, _now: datetime) -> Rows:
+    headers = ["NAMESPACE", "POD NAME", "ADDRESS", "NODE", "WAYPOINT", "PROTOCOL"]
+    rows = [
+        [
+            str(w.get("namespace", "")),
+            str(w.get("name", "")),
+            ",".join(w.get("addresses") or ()) or "None",
+            str(w.get("node") or "None"),
+            _waypoint(w.get("waypoint")),
+            "HBONE" if w.get("tunnel_protocol") == "HBONE" else "TCP",
+        ]
+        for w in _values(dump.get("workloads"))
+    ]
+    return headers, sorted(rows)
+
+
+def _service_key(key: str, service: dict[str, Any]) -> str:
+    if service.get("namespace") and service.get("hostname"):
+        return f"{service['namespace']}/{service['hostname']}"
+    return key
+
+
+def service_rows(dump: Dump, _now: datetime) -> Rows:
+    headers = ["NAMESPACE", "SERVICE NAME", "SERVICE VIP", "WAYPOINT", "ENDPOINTS"]
+    workloads = _values(dump.get("workloads"))
+    services = dump.get("services")
+    rows = []
+    for key, svc in services.items() if isinstance(services, dict) else ():
+        skey = _service_key(str(key), svc)
+        endpoints = [
+            w for w in workloads if any(entry and entry[0] == skey for entry in w.get("services") or ())
+        ]
+        healthy = sum(1 for w in endpoints if w.get("status", "HEALTHY") == "HEALTHY")
+        rows.append(
+            [
+                str(svc.get("namespace", "")),
+                str(svc.get("name", "")),
+                ",".join(svc.get("vips") or ()) or "None",
+                _waypoint(svc.get("waypoint")),
+                f"{healthy}/{len(endpoints)}",
+            ]
+        )
+    return headers, sorted(rows)
+
+
+_SCOPES = {"GLOBAL": "Global", "NAMESPACE": "Namespace", "WORKLOAD_SELECTOR": "WorkloadSelector"}
+
+
+def policy_rows(dump: Dump, _now: datetime) -> Rows:
+    headers = ["NAMESPACE", "POLICY NAME", "ACTION", "SCOPE"]
+    rows = []
+    for p in _values(dump.get("policies")):
+        action = str(p.get("action", "")).capitalize()
+        if p.get("dry_run"):
+            action += " (dry-run)"
+        scope = str(p.get("scope", ""))
+        rows.append([str(p.get("namespace", "")), str(p.get("name", "")), action, _SCOPES.get(scope, scope)])
+    return headers, sorted(rows)
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def certificate_rows(dump: Dump, now: datetime) -> Rows:
+    headers = ["CERTIFICATE NAME", "TYPE", "STATUS", "VALID", "NOT AFTER"]
+    certs = dump.get("certificates")
+    certs = certs if isinstance(certs, dict) else {}
+    rows = []
+    for name, info in certs.items():
+        not_after = _parse_time((info or {}).get("not_after"))
+        valid = not_after is not None and not_after > now
+        shown = not_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if not_after else "-"
+        rows.append([str(name), "Leaf", "Available" if valid else "Expired", str(valid).lower(), shown])
+    # identities of served pods that have no certificate (yet): being fetched, or the CA is away
+    pods = dump.get("pods")
+    pending = {
+        str(p.get("identity")) for p in (pods.values() if isinstance(pods, dict) else ()) if p.get("identity")
+    }
+    rows += [[ident, "Leaf", "Unavailable", "false", "-"] for ident in pending - set(certs)]
+    return headers, sorted(rows)
+
+
+def _age(seconds: Any) -> str:
+    try:
+        total = int(float(seconds))
+    except (TypeError, ValueError):
+        return "-"
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60}s"
+    if total < 86400:
+        return f"{total // 3600}h{total % 3600 // 60}m"
+    return f"{total // 86400}d{total % 86400 // 3600}h"
+
+
+def connection_rows(dump: Dump, _now: datetime) -> Rows:
+    headers = [
+        "WORKLOAD",
+        "DIRECTION",
+        "PROTOCOL",
+        "SOURCE",
+        "DESTINATION",
+        "SOURCE IDENTITY",
+        "DESTINATION IDENTITY",
+        "AGE",
+        "BYTES IN/OUT",
+    ]
+    conns = dump.get("connections")
+    rows = [
+        [
+            str(c.get("workload") or c.get("workload_uid") or "-"),
+            str(c.get("direction", "-")),
+            str(c.get("protocol", "-")),
+            str(c.get("source", "-")),
+            str(c.get("destination", "-")),
+            str(c.get("source_identity") or "None"),
+            str(c.get("destination_identity") or "None"),
+            _age(c.get("age_seconds")),
+            f"{c.get('bytes_received', 0)}/{c.get('bytes_sent', 0)}",
+        ]
+        for c in (conns if isinstance(conns, list) else ())
+    ]
+    return headers, rows
+
+
+ROWS: dict[str, Callable[[Dump, datetime], Rows]] = {
+    "workloads": workload_rows,
+    "services": service_rows,
+    "policies": policy_rows,
+    "certificates": certificate_rows,
+    "connections": connection_rows,
+}
+
+
+def render(
+    section: str, dumps: Sequence[tuple[str, Dump]], *, node_column: bool, now: datetime | None = None
+) -> str:
+    """The table of ``section`` for the dumps of the nodes that answered (``(node, dump)``)."""
+    now = now if now is not None else datetime.now(UTC)
+    headers: list[str] = []
+    rows: list[list[str]] = []
+    for node, dump in dumps:
+        headers, node_rows = ROWS[section](dump, now)
+        rows += [[node, *row] for row in node_rows] if node_column else node_rows
+    if not headers:
+        headers, _ = ROWS[section]({}, now)
+    if node_column:
+        headers = ["ZTUNNEL" if section == "workloads" else "NODE", *headers]
+    return format_table(headers, rows)
+
+
+def render_json(section: str, dumps: Sequence[tuple[str, Dump]], *, per_node: bool) -> str:
+    """The raw ``section`` of the dump; keyed by node when several nodes were asked."""
+    if per_node:
+        return json.dumps({node: dump.get(section) for node, dump in dumps}, indent=2, sort_keys=True)
+    [(_, dump)] = dumps
+    return json.dumps(dump.get(section), indent=2, sort_keys=True)
+
+
+# -- the commands ----------------------------------------------------------------------------------
+
+
+def _fetch(cluster: str, node: str) -> Dump:
+    from ambit.runtime.admin_client import node_config_dump
+
+    return node_config_dump(cluster, node)
+
+
+def _nodes(cluster: str) -> list[str]:
+    from ambit.runtime.admin_client import cluster_nodes
+
+    return cluster_nodes(cluster)
+
+
+def show(ctx: click.Context, section: str, node: str | None, output: str) -> None:
+    from ambit.runtime.admin_client import AdminError
+
+    options = ctx.find_object(GlobalOptions)
+    cluster = options.cluster if options is not None else "ambit"
+    try:
+        nodes = [node] if node else _nodes(cluster)
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+    dumps: list[tuple[str, Dump]] = []
+    for name in nodes:
+        try:
+            dumps.append((name, _fetch(cluster, name)))
+        except AdminError as exc:
+            click.echo(f"{name}: {exc}", err=True)
+    if not dumps:
+        raise click.ClickException(f"no ztunnel answered (asked {', '.join(nodes) or 'no nodes'})")
+    if output == "json":
+        click.echo(render_json(section, dumps, per_node=node is None))
+    else:
+        click.echo(render(section, dumps, node_column=node is None), nl=False)
+
+
+@click.group("ztunnel-config")
+def ztunnel_config() -> None:
+    """What each node's ztunnel believes (like istioctl ztunnel-config), from its /config_dump."""
+
+
+def _subcommand(section: str, help_text: str) -> None:
+    @click.command(section, help=help_text)
+    @click.option("--node", help="Ask only this node's ztunnel (node1, node2, ...); default: every node.")
+    @click.option(
+        "-o",
+        "--output",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help="A table, or the raw JSON of this section of /config_dump.",
+    )
+    @click.pass_context
+    def command(ctx: click.Context, node: str | None, output: str) -> None:
+        show(ctx, section, node, output)
+
+    ztunnel_config.add_command(command)
+
+
+_subcommand("workloads", "Workloads: namespace, pod, address, node, waypoint, protocol (HBONE or TCP).")
+_subcommand("services", "Services: namespace, name, VIPs, waypoint, endpoints (healthy/total).")
+_subcommand("policies", "Authorization policies: namespace, name, action, scope.")
+_subcommand("certificates", "Workload certificates: SPIFFE id, status, expiry.")
+_subcommand("connections", "Live inbound connections: peers, identities, age, bytes.")
