@@ -1,4 +1,5 @@
-"""`ambit up`, `down`, `status`, `exec`, `logs` and the hidden `runtime-daemon`: the local runtime."""
+"""`ambit up`, `down`, `status`, `exec`, `logs`, `stop`/`start`/`kill`/`restart` (component control)
+and the hidden `runtime-daemon`: the local runtime."""
 
 from __future__ import annotations
 
@@ -136,7 +137,7 @@ async def _status(cluster: str) -> tuple[list[dict[str, Any]], list[dict[str, An
 def status(ctx: click.Context) -> None:
     """Nodes, pods, ztunnels and control-plane replicas, with health."""
     from ambit.runtime import cluster as rt
-    from ambit.runtime import procs
+    from ambit.runtime import control, procs
     from ambit.runtime.layout import Layout
 
     name = _cluster(ctx)
@@ -147,18 +148,23 @@ def status(ctx: click.Context) -> None:
     try:
         nodes, pods, namespaces = asyncio.run(_status(name))
     except StoreError as exc:
+        if "store" in control.read_held(layout):
+            raise click.ClickException("the store is stopped (ambit start store)") from exc
         raise click.ClickException(f"store unreachable: {exc}") from exc
     ambient_ns = {
         n["metadata"]["name"]
         for n in namespaces
         if (n["metadata"].get("labels") or {}).get("istio.io/dataplane-mode") == "ambient"
     }
+    held = control.read_held(layout)
     click.echo("NODES")
     for node in nodes:
         labels = node["metadata"].get("labels") or {}
         nname = node["metadata"]["name"]
         entry = procs.read(layout.pid_file(f"ztunnel-{nname}"))
         zt = "running" if entry is not None and procs.matches(*entry) else "not running"
+        if zt != "running" and f"ztunnel-{nname}" in held:
+            zt = "stopped"
         zone = labels.get("topology.kubernetes.io/zone", "-")
         click.echo(f"  {nname:<8} zone={zone:<6} ztunnel={zt}")
     click.echo("PODS")
@@ -174,6 +180,8 @@ def status(ctx: click.Context) -> None:
     cps = [p for p in pods if p["metadata"]["namespace"] == "ambit-system"]
     ready = sum(1 for p in cps if _ready(p))
     click.echo(f"CONTROL PLANE: {ready}/{len(cps)} replicas ready")
+    if held:
+        click.echo(f"STOPPED (held down until `ambit start`): {', '.join(sorted(held))}")
 
 
 def _pod_netns(cluster: str, pod: str, namespace: str) -> str:
@@ -240,6 +248,56 @@ def logs(ctx: click.Context, component: str, namespace: str) -> None:
         click.echo(path.read_text(errors="replace"), nl=False)
 
 
+def _control(
+    ctx: click.Context, op: str, component: str, name: str | None, node: str | None, ns: str | None
+) -> None:
+    from ambit.runtime import control
+    from ambit.runtime.layout import Layout
+
+    cluster = _cluster(ctx)
+    if component == "store" and (name or node):
+        raise click.UsageError("store takes no NAME or --node")
+    cmd = control.Command(op, component, node, name, ns)
+    try:
+        reply = control.request(control.socket_path(Layout(cluster)), cmd)
+    except control.ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(str(reply.get("message") or "ok"))
+
+
+def _control_command(op: str, help_text: str) -> click.Command:
+    @click.command(op, help=help_text)
+    @click.argument("component", type=click.Choice(["ztunnel", "controlplane", "store", "pod"]))
+    @click.argument("name", required=False)
+    @click.option("--node", help="The node (ztunnel: required; controlplane: the replica on it).")
+    @click.option("-n", "--namespace", default=None, help="The pod's namespace (default: default).")
+    @click.pass_context
+    def command(
+        ctx: click.Context, component: str, name: str | None, node: str | None, namespace: str | None
+    ) -> None:
+        _control(ctx, op, component, name, node, namespace)
+
+    return command
+
+
+_COMPONENTS_HELP = (
+    "COMPONENT is ztunnel (--node N), controlplane (every replica, or NAME / the one on --node), "
+    "store, or pod NAME [-n NS]."
+)
+stop = _control_command(
+    "stop", "SIGTERM a component and hold it down until `ambit start`. " + _COMPONENTS_HELP
+)
+start = _control_command("start", "Start a stopped component again. " + _COMPONENTS_HELP)
+kill = _control_command(
+    "kill", "SIGKILL a component (the supervisor restarts it, as a crash). " + _COMPONENTS_HELP
+)
+restart = _control_command(
+    "restart",
+    "Restart a component; a ztunnel gracefully: the new one starts and takes the node's pods "
+    "before the old one drains. " + _COMPONENTS_HELP,
+)
+
+
 @click.command("runtime-daemon", hidden=True)
 @click.pass_context
 def runtime_daemon(ctx: click.Context) -> None:
@@ -250,5 +308,5 @@ def runtime_daemon(ctx: click.Context) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (up, down, status, exec_, logs, runtime_daemon):
+    for command in (up, down, status, exec_, logs, stop, start, kill, restart, runtime_daemon):
         group.add_command(command)

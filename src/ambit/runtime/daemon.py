@@ -12,6 +12,9 @@ Services; and a reconcile pass (on every change, at least each second) that does
 4. the supervisor tick (restarts), and one ztunnel per node once the control-plane pods have IPs.
 
 SIGTERM stops every process it started (the network stays; `ambit down` removes it).
+
+It also serves ``<cd>/daemon.sock`` (:mod:`ambit.runtime.control`): `ambit stop|start|kill|restart`
+of a ztunnel, the control plane, the store or a pod.
 """
 
 from __future__ import annotations
@@ -25,16 +28,17 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ambit.protocol import zds
-from ambit.runtime import capture, kubeproxy, netplan, scheduler
+from ambit.runtime import capture, control, kubeproxy, netplan, scheduler
 from ambit.runtime.agent import AgentError, NodeAgent
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
 from ambit.runtime.netns import ETC_NETNS, NetRuntime, PodNet
-from ambit.runtime.supervisor import ProcessSpec, Supervisor
+from ambit.runtime.supervisor import ProcessSpec, Supervisor, terminate
 from ambit.store import AlreadyExists, Informer, StoreClient, StoreError
 from ambit.store.server import StoreServer
 
@@ -44,6 +48,9 @@ AMBIENT_LABEL = "istio.io/dataplane-mode"
 CP_SERVICE_ACCOUNT = "controlplane"
 PROBE_INTERVAL_READY = 5.0
 PROBE_INTERVAL = 0.5
+STOP_GRACE = 5.0  # `ambit stop`: SIGTERM, then SIGKILL after this
+ZTUNNEL_CONNECT_TIMEOUT = 20.0  # `ambit restart ztunnel`: the new one connects to the agent within this
+ZTUNNEL_DRAIN_GRACE = 30.0  # ... and the old one drains within this (its drain deadline is 25 s)
 
 
 def ambit_argv() -> list[str]:
@@ -163,19 +170,26 @@ class Daemon:
         self._created: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
         self._deleted: dict[tuple[str, str], float] = {}
         self.use_ztunnel = bool(self.config.get("ztunnel", True)) and ztunnel_available()
+        self.control = control.ControlServer(control.socket_path(self.layout), self.command)
+        self.store_held = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        self.server = StoreServer(
+    def _store_server(self) -> StoreServer:
+        return StoreServer(
             self.layout.store_data, self.layout.store_socket, ensure_namespaces=("default", SYSTEM_NAMESPACE)
         )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.server = self._store_server()
         await self.server.start()
         self.client = StoreClient(self.layout.store_socket)
         try:
             await self._bootstrap()
             for agent in self.agents.values():
                 await agent.start()
+            control.write_held(self.layout, ())
+            await self.control.start()
             self.informer = Informer(
                 self.client, ["Node", "Namespace", "Deployment", "Pod", "Service"], name="runtime"
             )
@@ -201,13 +215,15 @@ class Daemon:
                 await asyncio.sleep(0.05)  # coalesce bursts
         finally:
             log.info("stopping every process")
+            await self.control.close()
             await asyncio.to_thread(self.supervisor.stop_all)
             for agent in self.agents.values():
                 await agent.close()
             if self.informer is not None:
                 await self.informer.close()
             await self.client.close()
-            await self.server.close()
+            if self.server is not None:
+                await self.server.close()
 
     async def _bootstrap(self) -> None:
         assert self.client is not None
@@ -235,6 +251,9 @@ class Daemon:
         return [dict(o) for (k, _ns, _n), o in self.informer.cache.items() if k == kind]
 
     async def reconcile(self) -> None:
+        if self.store_held:  # `ambit stop store`: keep supervising, write nothing
+            self.supervisor.tick()
+            return
         await self._schedule()
         await self._kubelet()
         await self._kubeproxy()
@@ -508,6 +527,104 @@ class Daemon:
             netns = netplan.node_netns(self.cluster, node_index(node))
             self.supervisor.start(ProcessSpec(key, argv, self.layout.log(key), netns=netns))
             self._ztunnels.add(node)
+
+    # --- component control (`ambit stop|start|kill|restart`) ----------------------------------------
+
+    def _pod_refs(self) -> list[control.PodRef]:
+        return [
+            control.PodRef(s.namespace, s.name, s.node, tuple(s.keys), s.namespace == SYSTEM_NAMESPACE)
+            for s in self.pods.values()
+        ]
+
+    async def command(self, cmd: control.Command) -> dict[str, Any]:
+        if cmd.component == "store":
+            return await self._store_command(cmd.op)
+        keys = control.resolve(cmd, self.nodes, self._pod_refs(), self.supervisor.keys())
+        try:
+            if cmd.op == "stop":
+                message = await self._stop_keys(keys)
+            elif cmd.op == "start":
+                message = self._start_keys(keys)
+            elif cmd.op == "kill":
+                killed = {k: self.supervisor.kill(k) for k in keys}
+                if not any(killed.values()):
+                    raise control.ControlError(f"not running: {', '.join(keys)}")
+                message = ", ".join(f"{k} (pid {p}) killed" for k, p in killed.items() if p)
+            elif cmd.component == "ztunnel":
+                assert cmd.node is not None
+                message = await self._replace_ztunnel(cmd.node)
+            else:
+                await self._stop_keys(keys)
+                message = self._start_keys(keys)
+        finally:
+            self._write_held()
+        return {"message": message, "keys": keys}
+
+    def _write_held(self) -> None:
+        held = self.supervisor.held_keys() + (["store"] if self.store_held else [])
+        control.write_held(self.layout, held)
+        self.wake.set()
+
+    async def _stop_keys(self, keys: list[str]) -> str:
+        for key in keys:
+            self.supervisor.hold(key)
+        await _poll(lambda: not any(self.supervisor.running(k) for k in keys), STOP_GRACE)
+        for key in keys:
+            self.supervisor.kill(key)  # still running after the grace period
+        await _poll(lambda: not any(self.supervisor.running(k) for k in keys), 2.0)
+        self.supervisor.tick()  # reap: records removed
+        return f"stopped {', '.join(keys)}"
+
+    def _start_keys(self, keys: list[str]) -> str:
+        started = [f"{k} (pid {self.supervisor.release(k)})" for k in keys]
+        return f"started {', '.join(started)}"
+
+    async def _replace_ztunnel(self, node: str) -> str:
+        """Start a new ztunnel, wait until the agent replayed the node's pods to it (its listeners
+        bind beside the old ones with SO_REUSEPORT; new pods go to it), then SIGTERM the old one,
+        which drains."""
+        key = control.ztunnel_key(node)
+        agent = self.agents[node]
+        before = [c for c in agent._conns if c.ready and not c.closed]
+        old = self.supervisor.replace(key)
+        new_pid = self.supervisor.pid(key)
+        connected = await _poll(
+            lambda: any(c.ready and not c.closed and c not in before for c in agent._conns),
+            ZTUNNEL_CONNECT_TIMEOUT,
+        )
+        if not connected:
+            kept = f"; the old one (pid {old.pid}) keeps running" if old is not None else ""
+            raise control.ControlError(f"the new {key} (pid {new_pid}) did not connect{kept}")
+        if old is None:
+            return f"started {key} (pid {new_pid}); no old one ran"
+        await asyncio.to_thread(terminate, old, ZTUNNEL_DRAIN_GRACE)
+        self.supervisor.drained(key)
+        return f"replaced {key}: pid {old.pid} drained (exit {old.returncode}), pid {new_pid} serves"
+
+    async def _store_command(self, op: str) -> dict[str, Any]:
+        if op in ("stop", "kill", "restart") and self.server is not None:
+            server, self.server = self.server, None
+            self.store_held = True
+            await server.close()
+        if op in ("start", "kill", "restart") and self.server is None:
+            server = self._store_server()
+            await server.start()
+            self.server = server
+            self.store_held = False
+        self._write_held()
+        state = "stopped" if self.store_held else "running"
+        return {"message": f"store {op}: {state}", "keys": ["store"]}
+
+
+async def _poll(predicate: Callable[[], bool], within: float, interval: float = 0.1) -> bool:
+    """Wait until ``predicate()`` holds (True) or ``within`` seconds pass (False)."""
+    deadline = time.monotonic() + within
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(interval)
 
 
 def main(cluster: str) -> None:

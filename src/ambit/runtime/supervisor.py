@@ -5,6 +5,12 @@ which execs the command, so the pid is the command's own), its output appended t
 its pid + argv recorded (:mod:`ambit.runtime.procs`) so `ambit down` can stop it after a daemon crash.
 :meth:`Supervisor.tick` (called periodically) notices exits and restarts with exponential backoff
 (0.5 s doubling to 10 s; reset after 10 s of uptime), as a kubelet's CrashLoopBackOff.
+
+Component control (`ambit stop|start|kill|restart`, :mod:`ambit.runtime.control`): :meth:`Supervisor.hold`
+sends SIGTERM and holds the process down (no restart) until :meth:`Supervisor.release` starts it
+again; :meth:`Supervisor.kill` is SIGKILL of the supervised pid (then restarted as any crash);
+:meth:`Supervisor.replace` starts a second process for a key and hands back the old one (recorded as
+``<key>-draining``) for the caller to drain: an overlapping replacement.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class _Entry:
     failures: int = 0
     next_start: float = 0.0
     exit_code: int | None = None
+    held: bool = False  # stopped on command: not restarted until released
 
 
 class Supervisor:
@@ -114,11 +121,14 @@ class Supervisor:
                 entry.exit_code = code
                 entry.proc = None
                 (self.pids_dir / f"{entry.spec.key}.json").unlink(missing_ok=True)
+                if entry.held:
+                    log.info("%s exited with %s (stopped on command)", entry.spec.key, code)
+                    continue
                 delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**entry.failures)
                 entry.failures += 1
                 entry.next_start = now + delay
                 log.warning("%s exited with %s; restarting in %.1fs", entry.spec.key, code, delay)
-            if entry.spec.restart and entry.proc is None and now >= entry.next_start:
+            if entry.spec.restart and not entry.held and entry.proc is None and now >= entry.next_start:
                 entry.restarts += 1
                 try:
                     self._spawn(entry)
@@ -127,6 +137,71 @@ class Supervisor:
                     log.exception("restarting %s failed", entry.spec.key)
                     entry.next_start = now + BACKOFF_MAX
         return restarted
+
+    # --- component control ---------------------------------------------------------------------------
+
+    def held(self, key: str) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and entry.held
+
+    def held_keys(self) -> list[str]:
+        return sorted(k for k, e in self._entries.items() if e.held)
+
+    def hold(self, key: str) -> bool:
+        """Hold ``key`` down and send it SIGTERM (non-blocking; :meth:`tick` reaps it, never restarts it).
+        True if a process was running."""
+        entry = self._entry(key)
+        entry.held = True
+        if entry.proc is None or entry.proc.poll() is not None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            entry.proc.terminate()
+        return True
+
+    def release(self, key: str) -> int | None:
+        """Lift the hold and start the process now (if it is not running); returns its pid."""
+        entry = self._entry(key)
+        entry.held = False
+        entry.failures = 0
+        entry.next_start = 0.0
+        if entry.proc is not None and entry.proc.poll() is not None:
+            entry.exit_code = entry.proc.returncode
+            entry.proc = None
+        if entry.proc is None:
+            self._spawn(entry)
+        return self.pid(key)
+
+    def kill(self, key: str) -> int | None:
+        """SIGKILL the supervised process (our own child: its pid cannot have been reused while
+        unreaped); :meth:`tick` restarts it unless held. Returns the pid killed, None if none ran."""
+        entry = self._entry(key)
+        if entry.proc is None or entry.proc.poll() is not None:
+            return None
+        pid = entry.proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            entry.proc.kill()
+        return pid
+
+    def replace(self, key: str) -> subprocess.Popen[bytes] | None:
+        """Start a new process for ``key`` while the old one still runs; return the old one (now
+        recorded as ``<key>-draining``) for the caller to terminate, then :meth:`drained`."""
+        entry = self._entry(key)
+        if entry.held:
+            raise ValueError(f"{key} is stopped")
+        old = entry.proc if entry.proc is not None and entry.proc.poll() is None else None
+        if old is not None:
+            procs.record(self.pids_dir / f"{key}-draining.json", old.pid, entry.spec.argv)
+        self._spawn(entry)
+        return old
+
+    def drained(self, key: str) -> None:
+        (self.pids_dir / f"{key}-draining.json").unlink(missing_ok=True)
+
+    def _entry(self, key: str) -> _Entry:
+        entry = self._entries.get(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry
 
     def stop(self, key: str, grace: float = 3.0) -> None:
         """Stop and forget one process (blocking up to ``grace`` seconds)."""
@@ -150,6 +225,11 @@ class Supervisor:
             if entry.proc is not None:
                 _terminate(entry.proc, max(0.0, deadline - time.monotonic()))
             (self.pids_dir / f"{entry.spec.key}.json").unlink(missing_ok=True)
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL (blocking)."""
+    _terminate(proc, grace)
 
 
 def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:

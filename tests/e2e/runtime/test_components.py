@@ -1,0 +1,187 @@
+"""Component control end to end (`ambit kill|stop|start|restart`): a killed ztunnel is restarted, a
+stopped one stays down until started, the data plane survives a stopped control plane, and a ztunnel
+is replaced gracefully (the new one takes the pods before the old one drains).
+
+One 2-node cluster with ztunnels and Istio's httpbin + curl in an ambient namespace is shared by the
+module and torn down with `ambit down` whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+AMBIT = str(Path(sys.executable).parent / "ambit")
+SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "samples" / "istio"
+NAMESPACE = "mesh"
+AMBIENT_NS = """apiVersion: v1
+kind: Namespace
+metadata:
+  name: mesh
+  labels:
+    istio.io/dataplane-mode: ambient
+"""
+
+
+def ambit(
+    cluster: str, *args: str, check: bool = True, timeout: float = 150, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [AMBIT, "--cluster", cluster, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        input=stdin,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"ambit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def wait_for(predicate: Callable[[], bool], what: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def pods(cluster: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    data = json.loads(ambit(cluster, "get", "pods", "-n", namespace, "-o", "json").stdout)
+    return [p for p in data.get("items", []) if p["metadata"].get("namespace", namespace) == namespace]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("run")
+    old = os.environ.get("AMBIT_RUN_DIR")
+    os.environ["AMBIT_RUN_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("AMBIT_RUN_DIR", None)
+    else:
+        os.environ["AMBIT_RUN_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def cluster(run_dir: Path, cluster_name: Callable[[str], str]) -> Iterator[str]:
+    if not (SAMPLES / "httpbin.yaml").exists():
+        pytest.skip(f"the Istio samples are not at {SAMPLES}")
+    name = cluster_name("k")
+    try:
+        ambit(name, "up", "--nodes", "2")
+        ambit(name, "apply", "-f", "-", stdin=AMBIENT_NS)
+        for sample in ("httpbin.yaml", "curl.yaml"):
+            ambit(name, "apply", "-n", NAMESPACE, "-f", str(SAMPLES / sample))
+        wait_for(lambda: len(pods(name)) == 2 and all(ready(p) for p in pods(name)), "ambient pods", 60)
+        yield name
+    finally:
+        ambit(name, "down", check=False)
+
+
+def ztunnel_pid(run_dir: Path, cluster: str, node: str) -> int | None:
+    try:
+        return int(json.loads((run_dir / cluster / "pids" / f"ztunnel-{node}.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def ztunnel_state(cluster: str, node: str) -> str:
+    for line in ambit(cluster, "status").stdout.splitlines():
+        if line.strip().startswith(node) and "ztunnel=" in line:
+            return line.split("ztunnel=", 1)[1].strip()
+    raise AssertionError(f"{node} not in status")
+
+
+def curl_ok(cluster: str) -> bool:
+    client = next(p for p in pods(cluster) if p["metadata"]["labels"].get("app") == "curl")
+    proc = ambit(
+        cluster,
+        "exec",
+        client["metadata"]["name"],
+        "-n",
+        NAMESPACE,
+        "--",
+        "curl",
+        "-sS",
+        "-m",
+        "3",
+        "http://httpbin:8000/ip",
+        check=False,
+    )
+    return proc.returncode == 0 and "origin" in proc.stdout
+
+
+def control_plane_ready(cluster: str) -> str:
+    line = next(x for x in ambit(cluster, "status").stdout.splitlines() if x.startswith("CONTROL PLANE"))
+    return line.split(":", 1)[1].split()[0]
+
+
+def test_kill_ztunnel_is_restarted(cluster: str, run_dir: Path) -> None:
+    wait_for(lambda: ztunnel_pid(run_dir, cluster, "node1") is not None, "ztunnel on node1")
+    old = ztunnel_pid(run_dir, cluster, "node1")
+    out = ambit(cluster, "kill", "ztunnel", "--node", "node1").stdout
+    assert f"pid {old}" in out
+    wait_for(lambda: ztunnel_pid(run_dir, cluster, "node1") not in (None, old), "a new ztunnel pid")
+    wait_for(lambda: ztunnel_state(cluster, "node1") == "running", "status: running")
+    wait_for(lambda: curl_ok(cluster), "mesh traffic after the restart")
+
+
+def test_stop_holds_ztunnel_down_until_started(cluster: str, run_dir: Path) -> None:
+    ambit(cluster, "stop", "ztunnel", "--node", "node1")
+    assert ztunnel_state(cluster, "node1") == "stopped"
+    time.sleep(3.5)  # past several supervisor ticks and the restart backoff
+    assert ztunnel_state(cluster, "node1") == "stopped"
+    assert ztunnel_pid(run_dir, cluster, "node1") is None
+    assert "STOPPED" in ambit(cluster, "status").stdout
+    refused = ambit(cluster, "kill", "ztunnel", "--node", "node1", check=False)
+    assert refused.returncode != 0 and "not running" in refused.stderr
+    ambit(cluster, "start", "ztunnel", "--node", "node1")
+    assert ztunnel_state(cluster, "node1") == "running"
+    assert "STOPPED" not in ambit(cluster, "status").stdout
+    wait_for(lambda: curl_ok(cluster), "mesh traffic after start")
+
+
+def test_data_plane_survives_a_stopped_control_plane(cluster: str) -> None:
+    assert curl_ok(cluster)
+    out = ambit(cluster, "stop", "controlplane").stdout
+    assert "controlplane-1" in out and "controlplane-2" in out
+    try:
+        wait_for(lambda: control_plane_ready(cluster) == "0/2", "both replicas down")
+        for _ in range(3):
+            assert curl_ok(cluster), "the data plane keeps working without the control plane"
+    finally:
+        ambit(cluster, "start", "controlplane")
+    wait_for(lambda: control_plane_ready(cluster) == "2/2", "both replicas back")
+    assert curl_ok(cluster)
+
+
+def test_restart_ztunnel_replaces_it_gracefully(cluster: str, run_dir: Path) -> None:
+    old = ztunnel_pid(run_dir, cluster, "node2")
+    assert old is not None
+    out = ambit(cluster, "restart", "ztunnel", "--node", "node2", timeout=90).stdout
+    new = ztunnel_pid(run_dir, cluster, "node2")
+    assert new is not None and new != old
+    assert f"pid {old} drained" in out and f"pid {new} serves" in out
+    assert not (run_dir / cluster / "pids" / "ztunnel-node2-draining.json").exists()
+    assert not Path(f"/proc/{old}/cmdline").exists() or not Path(f"/proc/{old}/cmdline").read_bytes()
+    assert ztunnel_state(cluster, "node2") == "running"
+    wait_for(lambda: curl_ok(cluster), "mesh traffic after the replacement", 20)
