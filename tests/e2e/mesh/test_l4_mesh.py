@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ambit.testing.e2e import SAMPLES, ambit, ready, wait_for
+
 pytestmark = pytest.mark.root
 
-AMBIT = str(Path(sys.executable).parent / "ambit")
-SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "samples" / "istio"
 NAMESPACE = "mesh"
 AMBIENT_NS = """apiVersion: v1
 kind: Namespace
@@ -46,41 +43,10 @@ spec:
 """
 
 
-def ambit(
-    cluster: str, *args: str, check: bool = True, timeout: float = 150, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [AMBIT, "--cluster", cluster, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        input=stdin,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"ambit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
-
-
-def wait_for(predicate: Callable[[], bool], what: str, within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
-
-
 def pods(cluster: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
     data = json.loads(ambit(cluster, "get", "pods", "-n", namespace, "-o", "json").stdout)
     items = list(data.get("items", []))
     return [p for p in items if p["metadata"].get("namespace", namespace) == namespace]
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions", [])
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,10 +25,10 @@ from typing import Any
 import pytest
 
 from ambit.apps.load import LoadResult
+from ambit.testing.e2e import AMBIT, ambit, ready, wait_for
 
 pytestmark = pytest.mark.root
 
-AMBIT = str(Path(sys.executable).parent / "ambit")
 NS = "res"
 RATE = 100
 DURATION = 12.0
@@ -73,42 +72,14 @@ MANIFESTS = "\n---\n".join(
 )
 
 
-def ambit(
-    cluster: str, *args: str, check: bool = True, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [AMBIT, "--cluster", cluster, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"ambit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
-
-
 def pods(cluster: str) -> list[dict[str, Any]]:
     return list(json.loads(ambit(cluster, "get", "pods", "-n", NS, "-o", "json").stdout).get("items", []))
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in pod.get("status", {}).get("conditions", [])
-    )
 
 
 def pod_name(cluster: str, placement: str) -> str:
     return next(
         p["metadata"]["name"] for p in pods(cluster) if p["metadata"]["labels"].get("placement") == placement
     )
-
-
-def wait_for(predicate: Callable[[], bool], what: str, within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,24 +17,9 @@ import pytest
 
 from ambit.runtime import hostcheck
 from ambit.runtime.netns import list_netns
+from ambit.testing.e2e import SAMPLES, ambit
 
 pytestmark = pytest.mark.root
-
-AMBIT = str(Path(sys.executable).parent / "ambit")
-SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "samples" / "istio"
-
-
-def ambit(
-    cluster: str, *args: str, check: bool = True, timeout: float = 150
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [AMBIT, "--cluster", cluster, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"ambit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
 
 
 @pytest.fixture(scope="module")

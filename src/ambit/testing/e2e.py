@@ -1,0 +1,47 @@
+"""Helpers for the root e2e tests that drive real clusters through the `ambit` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+AMBIT = str(Path(sys.executable).parent / "ambit")
+# Istio's samples, beside the repository (../shared/samples/istio), as CI lays them out.
+SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "samples" / "istio"
+
+
+def ambit(
+    cluster: str, *args: str, check: bool = True, timeout: float = 180.0, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `ambit --cluster CLUSTER ARGS...`; with `check`, a non-zero exit fails with its output."""
+    proc = subprocess.run(
+        [AMBIT, "--cluster", cluster, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        input=stdin,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"ambit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def wait_for(predicate: Callable[[], bool], what: str, within: float = 60.0, interval: float = 0.3) -> None:
+    """Poll `predicate` (a cluster has no event for arbitrary conditions) until true or `within` s."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
