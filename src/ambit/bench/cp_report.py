@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
-import re
 import statistics
 from pathlib import Path
 
 from rich.table import Table
 
 from ambit.bench.controlplane import Change, Memory, Result
+from ambit.bench.markdown import replace_generated, table
 
 SECTION_TITLE = "## Control plane scale (ambit bench controlplane)"
 GENERATED_BEGIN = "<!-- ambit bench controlplane: generated, begin -->"
@@ -308,12 +308,6 @@ def methodology(r: Result) -> str:
     return f"{setup}\n\n{measurement}"
 
 
-def _markdown_table(headers: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
-    return "\n".join(lines)
-
-
 def machine(env: dict[str, str]) -> str:
     v = versions()
     return (
@@ -330,12 +324,12 @@ def markdown(r: Result, env: dict[str, str], command: str) -> str:
             f"Command: `{command}`",
             f"Machine: {machine(env)}",
             methodology(r),
-            _markdown_table(TARGET_HEADERS, target_rows(r)),
-            _markdown_table(SUMMARY_HEADERS, summary_rows(r)),
+            table(TARGET_HEADERS, target_rows(r)),
+            table(SUMMARY_HEADERS, summary_rows(r)),
             "Every change:",
-            _markdown_table(CHANGE_HEADERS, change_rows(r)),
+            table(CHANGE_HEADERS, change_rows(r)),
             "Replica memory:",
-            _markdown_table(MEMORY_HEADERS, memory_rows(r)),
+            table(MEMORY_HEADERS, memory_rows(r)),
             f"Replica command line (ports and paths from this run): `{r.plane_command}`",
         ]
     )
@@ -349,30 +343,15 @@ def rich_tables(r: Result) -> list[Table]:
         ("Every change", CHANGE_HEADERS, change_rows(r)),
         ("Replica memory", MEMORY_HEADERS, memory_rows(r)),
     ):
-        table = Table(title=title)
+        rich_table = Table(title=title)
         for i, h in enumerate(headers):
-            table.add_column(h, justify="left" if i == 0 or h in ("pod", "measured") else "right")
+            rich_table.add_column(h, justify="left" if i == 0 or h in ("pod", "measured") else "right")
         for row in body:
-            table.add_row(*row)
-        tables.append(table)
+            rich_table.add_row(*row)
+        tables.append(rich_table)
     return tables
 
 
 def update_markdown(path: Path, generated: str) -> None:
     """Put `generated` into this benchmark's section of `path`; see the module docstring."""
-    block = f"{GENERATED_BEGIN}\n\n{generated}\n\n{GENERATED_END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION_TITLE + "\n")
-    if start < 0:
-        path.write_text(text.rstrip("\n") + f"\n\n{SECTION_TITLE}\n\n{block}\n", encoding="utf-8")
-        return
-    body_start = start + len(SECTION_TITLE) + 1
-    following = re.search(r"^## ", text[body_start:], flags=re.MULTILINE)
-    end = body_start + following.start() if following else len(text)
-    section = text[body_start:end]
-    begin, finish = section.find(GENERATED_BEGIN), section.find(GENERATED_END)
-    if 0 <= begin < finish:
-        section = section[:begin] + block + section[finish + len(GENERATED_END) :]
-    else:
-        section = f"\n{block}\n\n"
-    path.write_text(text[:body_start] + section + text[end:], encoding="utf-8")
+    replace_generated(path, SECTION_TITLE, GENERATED_BEGIN, GENERATED_END, generated)

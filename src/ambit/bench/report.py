@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import re
 import ssl
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ambit.bench.hbone import Budget, Result
+from ambit.bench.markdown import replace_generated, table
 
 SECTION_TITLE = "## HBONE hop (ambit bench hbone)"
 GENERATED_BEGIN = "<!-- ambit bench hbone: generated, begin -->"
@@ -218,19 +218,13 @@ def rich_tables(results: list[Result]) -> list[Table]:
         ("HBONE hop, best of repetitions", HEADERS, rows(results)),
         ("Ratios", COMPARISON_HEADERS, comparisons(results)),
     ):
-        table = Table(title=title)
+        rich_table = Table(title=title)
         for i, h in enumerate(headers):
-            table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
+            rich_table.add_column(h, justify="left" if i == 0 else "right", no_wrap=i == 0)
         for row in body:
-            table.add_row(*row)
-        tables.append(table)
+            rich_table.add_row(*row)
+        tables.append(rich_table)
     return tables
-
-
-def _markdown_table(headers: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines)
 
 
 def markdown(results: list[Result], budget: Budget, env: dict[str, str], command: str) -> str:
@@ -246,12 +240,12 @@ def markdown(results: list[Result], budget: Budget, env: dict[str, str], command
             f"Command: `{command}`",
             f"Machine: {machine}",
             methodology(budget),
-            _markdown_table(HEADERS, rows(results)),
+            table(HEADERS, rows(results)),
             "Ratios between configurations (>1 means the first is higher):",
-            _markdown_table(COMPARISON_HEADERS, comparisons(results)),
+            table(COMPARISON_HEADERS, comparisons(results)),
             frame_summary(results),
             "<details><summary>Every repetition</summary>\n\n"
-            + _markdown_table(REPETITION_HEADERS, repetition_rows(results))
+            + table(REPETITION_HEADERS, repetition_rows(results))
             + "\n\n</details>",
         ]
     )
@@ -259,19 +253,4 @@ def markdown(results: list[Result], budget: Budget, env: dict[str, str], command
 
 def update_markdown(path: Path, generated: str) -> None:
     """Put `generated` into the HBONE section of `path`; see the module docstring."""
-    block = f"{GENERATED_BEGIN}\n\n{generated}\n\n{GENERATED_END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION_TITLE + "\n")
-    if start < 0:
-        path.write_text(text.rstrip("\n") + f"\n\n{SECTION_TITLE}\n\n{block}\n", encoding="utf-8")
-        return
-    body_start = start + len(SECTION_TITLE) + 1
-    following = re.search(r"^## ", text[body_start:], flags=re.MULTILINE)
-    end = body_start + following.start() if following else len(text)
-    section = text[body_start:end]
-    begin, finish = section.find(GENERATED_BEGIN), section.find(GENERATED_END)
-    if 0 <= begin < finish:
-        section = section[:begin] + block + section[finish + len(GENERATED_END) :]
-    else:
-        section = f"\n{block}\n\n"
-    path.write_text(text[:body_start] + section + text[end:], encoding="utf-8")
+    replace_generated(path, SECTION_TITLE, GENERATED_BEGIN, GENERATED_END, generated)
