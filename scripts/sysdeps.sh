@@ -12,6 +12,10 @@ declare -A WANT=(
   [nft]=nftables
   [curl]=curl
   [tcpdump]=tcpdump
+  [nginx]=nginx
+  [wrk]=wrk
+  [iperf3]=iperf3
+  [stunnel4]=stunnel4
 )
 
 missing=()

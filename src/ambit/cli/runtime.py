@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ambit.cli import GlobalOptions
+from ambit.cli.nodes import NODE
 from ambit.store import Op, StoreClient, StoreError
 
 
@@ -207,7 +208,7 @@ def _pod_netns(cluster: str, pod: str, namespace: str) -> str:
 @click.command("exec", context_settings={"ignore_unknown_options": True})
 @click.argument("pod", required=False)
 @click.option("-n", "--namespace", default="default", show_default=True)
-@click.option("--node", help="Run in a node's namespace (node1, node2, ...) instead of a pod's.")
+@click.option("--node", type=NODE, help="Run in a node's namespace (2 or node2) instead of a pod's.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(
@@ -269,7 +270,9 @@ def _control_command(op: str, help_text: str) -> click.Command:
     @click.command(op, help=help_text)
     @click.argument("component", type=click.Choice(["ztunnel", "controlplane", "store", "pod"]))
     @click.argument("name", required=False)
-    @click.option("--node", help="The node (ztunnel: required; controlplane: the replica on it).")
+    @click.option(
+        "--node", type=NODE, help="The node, 2 or node2 (ztunnel: required; controlplane: the replica on it)."
+    )
     @click.option("-n", "--namespace", default=None, help="The pod's namespace (default: default).")
     @click.pass_context
     def command(

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from ambit.cli import GlobalOptions
+from ambit.cli.nodes import NODE
 
 Dump = dict[str, Any]
 Rows = tuple[list[str], list[list[str]]]
@@ -266,7 +267,7 @@ def ztunnel_config() -> None:
 
 def _subcommand(section: str, help_text: str) -> None:
     @click.command(section, help=help_text)
-    @click.option("--node", help="Ask only this node's ztunnel (node1, node2, ...); default: every node.")
+    @click.option("--node", type=NODE, help="Ask only this node's ztunnel (2 or node2); default: every node.")
     @click.option(
         "-o",
         "--output",

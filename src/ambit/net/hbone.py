@@ -149,6 +149,7 @@ class HboneConnectionProtocol(asyncio.Protocol):
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._ping_outstanding: bytes | None = None
         self._draining = False
+        self._flush_scheduled = False
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -182,7 +183,7 @@ class HboneConnectionProtocol(asyncio.Protocol):
         events = self.core.receive(data)
         for ev in events:
             self._handle(ev)
-        self._flush()
+        self._flush_now()
         # Any frame from the peer shows it is alive.
         if self._ping_outstanding is not None:
             self._ping_outstanding = None
@@ -243,7 +244,7 @@ class HboneConnectionProtocol(asyncio.Protocol):
         elif isinstance(ev, core.ConnectionAborted):
             self.closed_reason = ev.reason
             _log.warning("HBONE connection aborted: %s", ev.reason)
-            self._flush()
+            self._flush_now()
             if self.transport is not None:
                 self.transport.close()
 
@@ -322,7 +323,7 @@ class HboneConnectionProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self._flush()
+            self._flush_now()
             self.transport.close()  # TLS close_notify, then FIN
 
     def abort(self, reason: str) -> None:
@@ -331,6 +332,14 @@ class HboneConnectionProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def _flush(self) -> None:
+        """Write what the core queued, once per loop iteration: frames that several streams produce in
+        one iteration (16 client connections sharing a tunnel, say) leave in one TLS write."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
         data = self.core.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -355,7 +364,7 @@ class HboneConnectionProtocol(asyncio.Protocol):
         if self.core.streams_opened == 0:
             self.closed_reason = "no request within the first-request timeout"
             self.core.goaway(ErrorCodes.NO_ERROR, b"first request timeout")
-            self._flush()
+            self._flush_now()
             self.abort(self.closed_reason)
 
     def _idle_timeout(self) -> None:

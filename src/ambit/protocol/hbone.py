@@ -6,6 +6,12 @@ collects with `data_to_send()`. It owns everything that is protocol and policy-f
 
 * settings and windows sized for throughput (`HboneSettings`), the connection window opened
   explicitly (h2 only sets the stream window from SETTINGS);
+* the DATA fast path: the core frames the received bytes itself, handles DATA and WINDOW_UPDATE
+  frames directly (9-byte headers, see `h2frames`) with its own flow-control accounting in both
+  directions, builds outgoing DATA frames itself, and gives every other frame to h2 (HEADERS,
+  SETTINGS, PING, RST_STREAM, GOAWAY, ...). h2 still judges stream states: a DATA frame for a stream
+  that is not an open tunnel reaches h2 as an empty copy, and END_STREAM as an empty DATA frame, so
+  h2's own windows never move and its state machine still sees every transition;
 * CONNECT validation on the server: non-CONNECT or a bad `:authority` is answered `400` here,
   and only well-formed requests surface as `TunnelRequested`;
 * per-stream send buffers that respect flow control, with high/low watermarks so the edge can
@@ -34,7 +40,8 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
-from ambit.protocol import h2tuning
+from ambit.protocol import h2frames, h2tuning
+from ambit.protocol.h2frames import END_STREAM, FRAME_HEADER_SIZE, PADDED
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -258,12 +265,21 @@ class ResetBudget:
 
 @dataclass(slots=True)
 class _Outbound:
-    """What we still have to send on one stream."""
+    """What we still have to send on one stream, and how much the peer lets us send."""
 
+    window: int
     buffer: bytearray = field(default_factory=bytearray)
     end_pending: bool = False
     ended: bool = False
     blocked: bool = False
+
+
+@dataclass(slots=True)
+class _Inbound:
+    """A tunnel the peer may still send DATA on: its window as the peer sees it, and unreturned credit."""
+
+    window: int
+    unacked: int = 0
 
 
 class HboneConnection:
@@ -298,6 +314,15 @@ class HboneConnection:
         self._h2.max_inbound_frame_size = s.max_inbound_frame_size
         self._h2.decoder.max_header_list_size = s.max_header_list_size
         self._outbound: dict[int, _Outbound] = {}
+        self._inbound: dict[int, _Inbound] = {}
+        self._out = bytearray()  # frames built here, after whatever h2 queued before them
+        self._partial = bytearray()  # the start of a frame that has not fully arrived
+        self._preface_left = 0 if client_side else h2frames.PREFACE_SIZE
+        self._rx_conn_window = s.connection_window  # what the peer may still send on the connection
+        self._rx_conn_unacked = 0
+        self._tx_conn_window = _H2_DEFAULT_WINDOW  # what we may still send; WINDOW_UPDATE(0) raises it
+        self._stream_credit_threshold = max(1, s.stream_window // 2)
+        self._conn_credit_threshold = max(1, s.connection_window // 2)
         self._resets = ResetBudget(s.reset_burst, s.reset_refill_per_second, clock)
         self.goaway_sent = False
         self.goaway_received: GoAwayReceived | None = None
@@ -313,12 +338,26 @@ class HboneConnection:
         if extra > 0:
             self._h2.increment_flow_control_window(extra)
 
-    def data_to_send(self) -> bytes:
-        return self._h2.data_to_send()
+    def data_to_send(self) -> bytes | bytearray:
+        """Everything queued since the last call, in order (hand it to the transport unchanged)."""
+        pending = self._h2.data_to_send()
+        if not self._out:
+            return pending
+        if pending:
+            self._out += pending
+        out, self._out = self._out, bytearray()
+        return out
 
     @property
     def open_streams(self) -> int:
         return len(self._outbound)
+
+    def send_window(self, stream_id: int = 0) -> int:
+        """How many bytes we may send now: on the connection (0), or on one stream (both windows)."""
+        if not stream_id:
+            return self._tx_conn_window
+        ob = self._outbound.get(stream_id)
+        return min(ob.window, self._tx_conn_window) if ob is not None else 0
 
     def stream_capacity(self) -> int:
         """How many more streams we may open now (client side)."""
@@ -329,22 +368,154 @@ class HboneConnection:
 
     # ------------------------------------------------------------ receive
 
-    def receive(self, data: bytes) -> list[Event]:
+    def receive(self, data: bytes | bytearray) -> list[Event]:
         """Feed received bytes; returns what happened."""
-        if self.aborted is not None:
-            return []
+        out: list[Event] = []
+        if self.aborted is not None or not data:
+            return out
+        view = memoryview(data)
+        start = self._complete_partial(view, out) if self._partial else 0
+        if start < 0 or self.is_aborted():
+            return out
+        end = len(data)
+        slow_start = pos = start
+        if self._preface_left:
+            take = min(self._preface_left, end - pos)
+            self._preface_left -= take
+            pos += take
+        max_frame = self.settings.max_inbound_frame_size
+        while end - pos >= FRAME_HEADER_SIZE:
+            length, ftype, flags, sid = h2frames.parse_header(view, pos)
+            if length > max_frame:
+                self._feed_h2(bytes(view[slow_start:pos]), out)
+                self._oversized(length, out)
+                return out
+            stop = pos + FRAME_HEADER_SIZE + length
+            if stop > end:
+                break
+            if ftype == h2frames.DATA or (ftype == h2frames.WINDOW_UPDATE and length == 4):
+                if slow_start < pos:
+                    self._feed_h2(bytes(view[slow_start:pos]), out)
+                    if self.is_aborted():
+                        return out
+                if ftype == h2frames.DATA:
+                    self._on_data(sid, flags, view, pos + FRAME_HEADER_SIZE, length, out=out)
+                else:
+                    self._on_window_update(sid, view, pos, out)
+                if self.is_aborted():
+                    return out
+                slow_start = stop
+            pos = stop
+        if slow_start < pos:
+            self._feed_h2(bytes(view[slow_start:pos]), out)
+        if pos < end and not self.is_aborted():
+            self._partial = bytearray(view[pos:])
+        return out
+
+    def _complete_partial(self, view: memoryview, out: list[Event]) -> int:
+        """Append to the frame begun in an earlier read; returns where the rest of `view` starts (-1: all
+        of it was needed)."""
+        partial = self._partial
+        take = 0
+        if len(partial) < FRAME_HEADER_SIZE:
+            take = min(FRAME_HEADER_SIZE - len(partial), len(view))
+            partial += view[:take]
+            if len(partial) < FRAME_HEADER_SIZE:
+                return -1
+        length, ftype, flags, sid = h2frames.parse_header(partial)
+        if length > self.settings.max_inbound_frame_size:
+            self._partial = bytearray()
+            self._oversized(length, out)
+            return -1
+        need = FRAME_HEADER_SIZE + length - len(partial)
+        more = min(need, len(view) - take)
+        partial += view[take : take + more]
+        take += more
+        if more < need:
+            return -1
+        self._partial = bytearray()
+        frame = memoryview(bytes(partial))
+        if ftype == h2frames.DATA:
+            self._on_data(sid, flags, frame, FRAME_HEADER_SIZE, length, out=out)
+        elif ftype == h2frames.WINDOW_UPDATE and length == 4:
+            self._on_window_update(sid, frame, 0, out)
+        else:
+            self._feed_h2(frame.tobytes(), out)
+        return take
+
+    def _oversized(self, length: int, out: list[Event]) -> None:
+        if not self.is_aborted():
+            limit = self.settings.max_inbound_frame_size
+            self._abort(ErrorCodes.FRAME_SIZE_ERROR, f"frame of {length} bytes above the {limit} limit", out)
+
+    def _feed_h2(self, data: bytes, out: list[Event]) -> None:
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             # h2 has queued a GOAWAY with the right code already.
             self.aborted = f"protocol error: {exc}"
-            return [ConnectionAborted(self.aborted)]
-        out: list[Event] = []
+            self._outbound.clear()
+            self._inbound.clear()
+            out.append(ConnectionAborted(self.aborted))
+            return
         for ev in h2_events:
             self._dispatch(ev, out)
-            if self.is_aborted():
+            if self.aborted is not None:
                 break
-        return out
+
+    def _on_data(
+        self, stream_id: int, flags: int, frame: memoryview, offset: int, length: int, *, out: list[Event]
+    ) -> None:
+        """A DATA frame (payload at `frame[offset:offset+length]`), handled without h2."""
+        rx = self._inbound.get(stream_id)
+        if rx is None:
+            # Not a tunnel we receive on: h2 judges the stream state (closed → RST_STREAM, idle or
+            # stream 0 → GOAWAY) from an empty copy; the bytes are dropped, their credit returned.
+            self._feed_h2(h2frames.data_header(stream_id, 0, flags & END_STREAM), out)
+            if length and self.aborted is None:
+                self._return_connection_credit(length)
+            return
+        if length > self._rx_conn_window or length > rx.window:
+            self._abort(
+                ErrorCodes.FLOW_CONTROL_ERROR, f"DATA beyond the flow-control window on {stream_id}", out
+            )
+            return
+        self._rx_conn_window -= length
+        rx.window -= length
+        body_start, body_end = offset, offset + length
+        if flags & PADDED:
+            pad = frame[offset] if length else 0
+            if not length or pad >= length:
+                self._abort(ErrorCodes.PROTOCOL_ERROR, f"bad DATA padding on stream {stream_id}", out)
+                return
+            body_start, body_end = offset + 1, offset + length - pad
+        if body_end > body_start:
+            out.append(DataReceived(stream_id, frame[body_start:body_end].tobytes(), length))
+        elif length:
+            self.acknowledge(stream_id, length)  # padding only: nothing for the edge to consume
+        if flags & END_STREAM:
+            del self._inbound[stream_id]
+            self._feed_h2(h2frames.data_header(stream_id, 0, END_STREAM), out)
+
+    def _on_window_update(self, stream_id: int, frame: memoryview, offset: int, out: list[Event]) -> None:
+        increment = h2frames.window_increment(frame, offset + FRAME_HEADER_SIZE)
+        ob = self._outbound.get(stream_id) if stream_id else None
+        if increment == 0 or (stream_id and ob is None):
+            # Zero increments are errors, and streams we no longer send on are h2's to judge.
+            self._feed_h2(frame[offset : offset + FRAME_HEADER_SIZE + 4].tobytes(), out)
+            return
+        if ob is None:
+            self._tx_conn_window += increment
+            if self._tx_conn_window > h2frames.MAX_WINDOW:
+                self._abort(ErrorCodes.FLOW_CONTROL_ERROR, "connection window above 2^31-1", out)
+                return
+        else:
+            ob.window += increment
+            if ob.window > h2frames.MAX_WINDOW:
+                self.reset(stream_id, ErrorCodes.FLOW_CONTROL_ERROR)
+                out.append(StreamReset(stream_id, int(ErrorCodes.FLOW_CONTROL_ERROR), remote=False))
+                return
+        self._flush_after_window(stream_id, out)
 
     def is_aborted(self) -> bool:
         return self.aborted is not None
@@ -365,6 +536,11 @@ class HboneConnection:
         elif isinstance(ev, h2.events.WindowUpdated):
             self._flush_after_window(ev.stream_id, out)
         elif isinstance(ev, h2.events.RemoteSettingsChanged):
+            changed = ev.changed_settings.get(h2.settings.SettingCodes.INITIAL_WINDOW_SIZE)
+            if changed is not None and changed.original_value is not None:
+                delta = changed.new_value - changed.original_value
+                for ob in self._outbound.values():
+                    ob.window += delta
             self._flush_after_window(0, out)
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self._on_goaway(ev, out)
@@ -376,7 +552,7 @@ class HboneConnection:
     def _on_request(self, ev: h2.events.RequestReceived, out: list[Event]) -> None:
         sid = ev.stream_id
         headers = _decode(ev.headers or [])
-        self._outbound[sid] = _Outbound()
+        self._outbound[sid] = _Outbound(self._h2.remote_settings.initial_window_size)
         self.streams_opened += 1
         if self.goaway_sent:
             self._refuse(sid, out)
@@ -392,16 +568,21 @@ class HboneConnection:
             self._reject(sid, 400, str(exc), out)
             return
         passed = tuple((k, v) for k, v in headers if k in PASSED_THROUGH_HEADERS)
+        if ev.stream_ended is None:
+            self._inbound[sid] = _Inbound(self.settings.stream_window)
         out.append(TunnelRequested(sid, authority, host, port, passed))
 
     def _on_response(self, ev: h2.events.ResponseReceived, out: list[Event]) -> None:
         headers = _decode(ev.headers or [])
         status_text = _first(headers, ":status") or "0"
         status = int(status_text) if status_text.isdigit() else 0
+        if status == 200 and ev.stream_ended is None and ev.stream_id in self._outbound:
+            self._inbound[ev.stream_id] = _Inbound(self.settings.stream_window)
         out.append(TunnelResponse(ev.stream_id, status, tuple(h for h in headers if h[0] != ":status")))
 
     def _on_reset(self, ev: h2.events.StreamReset, out: list[Event]) -> None:
         self._outbound.pop(ev.stream_id, None)
+        self._inbound.pop(ev.stream_id, None)
         out.append(StreamReset(ev.stream_id, int(ev.error_code or 0), bool(ev.remote_reset)))
         if ev.remote_reset and not self._resets.spend():
             self._abort(ErrorCodes.ENHANCE_YOUR_CALM, "stream reset budget exhausted (rapid reset)", out)
@@ -414,9 +595,11 @@ class HboneConnection:
         # Streams we opened above `last` were never processed by the peer.
         for sid in [s for s in self._outbound if s > last and self._is_local(s)]:
             self._outbound.pop(sid, None)
+            self._inbound.pop(sid, None)
             out.append(StreamReset(sid, int(ErrorCodes.REFUSED_STREAM), remote=True))
 
     def _remote_ended(self, stream_id: int, out: list[Event]) -> None:
+        self._inbound.pop(stream_id, None)
         out.append(StreamEnded(stream_id))
         self._maybe_forget(stream_id)
 
@@ -433,7 +616,7 @@ class HboneConnection:
         request = [(":method", "CONNECT"), (":authority", authority)]
         request += [(k, v) for k, v in headers if k in PASSED_THROUGH_HEADERS]
         self._h2.send_headers(sid, request, end_stream=False)
-        self._outbound[sid] = _Outbound()
+        self._outbound[sid] = _Outbound(self._h2.remote_settings.initial_window_size)
         self.streams_opened += 1
         return sid
 
@@ -449,9 +632,11 @@ class HboneConnection:
             self._h2.send_headers(stream_id, response, end_stream=done)
         except h2.exceptions.StreamClosedError:
             self._outbound.pop(stream_id, None)
+            self._inbound.pop(stream_id, None)
             return False
         if done:
             self._outbound.pop(stream_id, None)
+            self._inbound.pop(stream_id, None)
         return True
 
     def send(self, stream_id: int, data: bytes) -> bool:
@@ -489,20 +674,44 @@ class HboneConnection:
     def reset(self, stream_id: int, error_code: int = ErrorCodes.CANCEL) -> None:
         if self.aborted is not None:
             return
+        self._inbound.pop(stream_id, None)
         if self._outbound.pop(stream_id, None) is None and not self._stream_known(stream_id):
             return
         with contextlib.suppress(h2.exceptions.StreamClosedError):
             self._h2.reset_stream(stream_id, error_code)
 
     def acknowledge(self, stream_id: int, length: int) -> None:
-        """Return flow-control credit for `length` consumed bytes (h2 batches WINDOW_UPDATEs)."""
+        """Return flow-control credit for `length` consumed bytes.
+
+        WINDOW_UPDATEs are batched: one goes out once half a window has been consumed (as h2 and
+        nghttp2 do), so small request/response traffic never sends any."""
         if length <= 0 or self.aborted is not None:
             return
-        try:
-            self._h2.acknowledge_received_data(length, stream_id)
-        except h2.exceptions.StreamClosedError:
-            # The stream is gone; the connection window still needs its credit back.
-            self._h2.increment_flow_control_window(length)
+        self._return_connection_credit(length)
+        rx = self._inbound.get(stream_id)
+        if rx is not None:
+            rx.unacked += length
+            if rx.unacked >= self._stream_credit_threshold:
+                self._emit(h2frames.window_update(stream_id, rx.unacked))
+                rx.window += rx.unacked
+                rx.unacked = 0
+
+    def _return_connection_credit(self, length: int) -> None:
+        self._rx_conn_unacked += length
+        if self._rx_conn_unacked >= self._conn_credit_threshold:
+            self._emit(h2frames.window_update(0, self._rx_conn_unacked))
+            self._rx_conn_window += self._rx_conn_unacked
+            self._rx_conn_unacked = 0
+
+    def _emit(self, frame: bytes | memoryview, header: bytes | None = None) -> None:
+        """Queue a frame we built, after everything h2 queued before it."""
+        pending = self._h2.data_to_send()
+        out = self._out
+        if pending:
+            out += pending
+        if header is not None:
+            out += header
+        out += frame
 
     def ping(self, payload: bytes) -> None:
         if self.aborted is not None:
@@ -523,15 +732,17 @@ class HboneConnection:
     # ------------------------------------------------------------ internals
 
     def _push(self, stream_id: int, data: memoryview, ob: _Outbound) -> int:
-        """Send as much of `data` as the windows allow; returns the byte count sent."""
+        """Frame as much of `data` as the windows allow; returns the byte count sent."""
         sent = 0
+        total = len(data)
         frame = min(self.settings.send_frame_size, self._h2.max_outbound_frame_size)
-        while sent < len(data):
-            window = self._h2.local_flow_control_window(stream_id)
-            if window <= 0:
+        while sent < total:
+            n = min(ob.window, self._tx_conn_window, frame, total - sent)
+            if n <= 0:
                 break
-            n = min(window, frame, len(data) - sent)
-            self._h2.send_data(stream_id, data[sent : sent + n])
+            self._emit(data[sent : sent + n], h2frames.data_header(stream_id, n))
+            ob.window -= n
+            self._tx_conn_window -= n
             sent += n
         return sent
 
@@ -562,6 +773,7 @@ class HboneConnection:
         stream = self._h2.streams.get(stream_id)
         if stream is None or stream.closed:
             self._outbound.pop(stream_id, None)
+            self._inbound.pop(stream_id, None)
 
     def _stream_known(self, stream_id: int) -> bool:
         return stream_id in self._h2.streams
@@ -575,6 +787,7 @@ class HboneConnection:
 
     def _refuse(self, stream_id: int, out: list[Event]) -> None:
         self._outbound.pop(stream_id, None)
+        self._inbound.pop(stream_id, None)
         self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
         out.append(TunnelRefused(stream_id, 0, "connection is draining"))
 
@@ -584,6 +797,7 @@ class HboneConnection:
             self.goaway_sent = True
         self.aborted = reason
         self._outbound.clear()
+        self._inbound.clear()
         out.append(ConnectionAborted(reason))
 
 

@@ -51,7 +51,7 @@ class HbonePair:
                 self._deliver(self.client, to_client, self.client_events)
         raise AssertionError("peers did not go quiet")
 
-    def _deliver(self, conn: HboneConnection, data: bytes, sink: list[Event]) -> None:
+    def _deliver(self, conn: HboneConnection, data: bytes | bytearray, sink: list[Event]) -> None:
         events = conn.receive(data)
         sink.extend(events)
         if self.auto_ack:

@@ -121,7 +121,7 @@ def test_flow_control_buffers_and_signals_writable() -> None:
 
 def test_connection_window_is_opened_beyond_the_h2_default() -> None:
     pair = HbonePair.create()
-    assert pair.server._h2.outbound_flow_control_window == HboneSettings().connection_window
+    assert pair.server.send_window() == HboneSettings().connection_window
 
 
 def test_graceful_goaway_lets_inflight_streams_finish_and_refuses_new_ones() -> None:
