@@ -317,6 +317,10 @@ class HboneConnection:
         self._inbound: dict[int, _Inbound] = {}
         self._out = bytearray()  # frames built here, after whatever h2 queued before them
         self._partial = bytearray()  # the start of a frame that has not fully arrived
+        self._data_left = 0  # payload bytes still to come of the DATA frame being streamed
+        self._data_stream = 0
+        self._data_flags = 0
+        self._data_delivered = False
         self._preface_left = 0 if client_side else h2frames.PREFACE_SIZE
         self._rx_conn_window = s.connection_window  # what the peer may still send on the connection
         self._rx_conn_unacked = 0
@@ -374,11 +378,15 @@ class HboneConnection:
         if self.aborted is not None or not data:
             return out
         view = memoryview(data)
-        start = self._complete_partial(view, out) if self._partial else 0
-        if start < 0 or self.is_aborted():
+        end = len(view)
+        pos = 0
+        if self._data_left:
+            pos = self._continue_data(view, 0, out)
+        elif self._partial:
+            pos = self._complete_partial(view, out)
+        if pos < 0 or self.is_aborted():
             return out
-        end = len(data)
-        slow_start = pos = start
+        slow_start = pos
         if self._preface_left:
             take = min(self._preface_left, end - pos)
             self._preface_left -= take
@@ -391,21 +399,28 @@ class HboneConnection:
                 self._oversized(length, out)
                 return out
             stop = pos + FRAME_HEADER_SIZE + length
-            if stop > end:
-                break
-            if ftype == h2frames.DATA or (ftype == h2frames.WINDOW_UPDATE and length == 4):
-                if slow_start < pos:
-                    self._feed_h2(bytes(view[slow_start:pos]), out)
-                    if self.is_aborted():
-                        return out
-                if ftype == h2frames.DATA:
-                    self._on_data(sid, flags, view, pos + FRAME_HEADER_SIZE, length, out=out)
-                else:
-                    self._on_window_update(sid, view, pos, out)
+            is_data = ftype == h2frames.DATA
+            fast = is_data or (ftype == h2frames.WINDOW_UPDATE and length == 4)
+            if not fast or (stop > end and (not is_data or flags & PADDED)):
+                if stop > end:
+                    break  # h2's frame (or a padded DATA frame) not complete yet: kept in `_partial`
+                pos = stop
+                continue
+            if slow_start < pos:
+                self._feed_h2(bytes(view[slow_start:pos]), out)
                 if self.is_aborted():
                     return out
-                slow_start = stop
-            pos = stop
+            if not is_data:
+                self._on_window_update(sid, view, pos, out)
+            elif stop <= end:
+                self._on_data(sid, flags, view, pos + FRAME_HEADER_SIZE, length, out=out)
+            else:
+                # The payload is still arriving: deliver what is here now, the rest as it comes.
+                self._start_data(sid, flags, length, out)
+                stop = self._continue_data(view, pos + FRAME_HEADER_SIZE, out)
+            if self.is_aborted():
+                return out
+            slow_start = pos = stop
         if slow_start < pos:
             self._feed_h2(bytes(view[slow_start:pos]), out)
         if pos < end and not self.is_aborted():
@@ -413,8 +428,8 @@ class HboneConnection:
         return out
 
     def _complete_partial(self, view: memoryview, out: list[Event]) -> int:
-        """Append to the frame begun in an earlier read; returns where the rest of `view` starts (-1: all
-        of it was needed)."""
+        """Continue the frame begun in an earlier read; returns where the rest of `view` starts (-1: all
+        of it was used)."""
         partial = self._partial
         take = 0
         if len(partial) < FRAME_HEADER_SIZE:
@@ -427,6 +442,10 @@ class HboneConnection:
             self._partial = bytearray()
             self._oversized(length, out)
             return -1
+        if ftype == h2frames.DATA and not flags & PADDED and len(partial) == FRAME_HEADER_SIZE:
+            self._partial = bytearray()
+            self._start_data(sid, flags, length, out)
+            return self._continue_data(view, take, out) if self._data_left else take
         need = FRAME_HEADER_SIZE + length - len(partial)
         more = min(need, len(view) - take)
         partial += view[take : take + more]
@@ -434,7 +453,7 @@ class HboneConnection:
         if more < need:
             return -1
         self._partial = bytearray()
-        frame = memoryview(bytes(partial))
+        frame = memoryview(partial)
         if ftype == h2frames.DATA:
             self._on_data(sid, flags, frame, FRAME_HEADER_SIZE, length, out=out)
         elif ftype == h2frames.WINDOW_UPDATE and length == 4:
@@ -463,10 +482,8 @@ class HboneConnection:
             if self.aborted is not None:
                 break
 
-    def _on_data(
-        self, stream_id: int, flags: int, frame: memoryview, offset: int, length: int, *, out: list[Event]
-    ) -> None:
-        """A DATA frame (payload at `frame[offset:offset+length]`), handled without h2."""
+    def _admit_data(self, stream_id: int, flags: int, length: int, out: list[Event]) -> bool:
+        """Flow control for a DATA frame of `length` bytes; False: its payload is not delivered."""
         rx = self._inbound.get(stream_id)
         if rx is None:
             # Not a tunnel we receive on: h2 judges the stream state (closed → RST_STREAM, idle or
@@ -474,14 +491,28 @@ class HboneConnection:
             self._feed_h2(h2frames.data_header(stream_id, 0, flags & END_STREAM), out)
             if length and self.aborted is None:
                 self._return_connection_credit(length)
-            return
+            return False
         if length > self._rx_conn_window or length > rx.window:
             self._abort(
                 ErrorCodes.FLOW_CONTROL_ERROR, f"DATA beyond the flow-control window on {stream_id}", out
             )
-            return
+            return False
         self._rx_conn_window -= length
         rx.window -= length
+        return True
+
+    def _finish_data(self, stream_id: int, flags: int, out: list[Event]) -> None:
+        """The admitted DATA frame is complete: an END_STREAM on it closes our receiving side."""
+        if flags & END_STREAM:
+            self._inbound.pop(stream_id, None)
+            self._feed_h2(h2frames.data_header(stream_id, 0, END_STREAM), out)
+
+    def _on_data(
+        self, stream_id: int, flags: int, frame: memoryview, offset: int, length: int, *, out: list[Event]
+    ) -> None:
+        """A complete DATA frame (payload at `frame[offset:offset+length]`), handled without h2."""
+        if not self._admit_data(stream_id, flags, length, out):
+            return
         body_start, body_end = offset, offset + length
         if flags & PADDED:
             pad = frame[offset] if length else 0
@@ -493,9 +524,28 @@ class HboneConnection:
             out.append(DataReceived(stream_id, frame[body_start:body_end].tobytes(), length))
         elif length:
             self.acknowledge(stream_id, length)  # padding only: nothing for the edge to consume
-        if flags & END_STREAM:
-            del self._inbound[stream_id]
-            self._feed_h2(h2frames.data_header(stream_id, 0, END_STREAM), out)
+        self._finish_data(stream_id, flags, out)
+
+    def _start_data(self, stream_id: int, flags: int, length: int, out: list[Event]) -> None:
+        """An unpadded DATA frame whose payload arrives over several reads (`_continue_data`)."""
+        self._data_stream, self._data_flags, self._data_left = stream_id, flags, length
+        self._data_delivered = self._admit_data(stream_id, flags, length, out)
+
+    def _continue_data(self, view: memoryview, pos: int, out: list[Event]) -> int:
+        """Deliver the part of the current DATA frame's payload that starts at `view[pos]`; returns the
+        position after it."""
+        take = min(self._data_left, len(view) - pos)
+        sid = self._data_stream
+        if take and self._data_delivered:
+            if sid in self._inbound:
+                out.append(DataReceived(sid, view[pos : pos + take].tobytes(), take))
+            else:  # reset while its payload was arriving: drop the rest, return the credit
+                self._return_connection_credit(take)
+        self._data_left -= take
+        if not self._data_left and self._data_delivered:
+            self._data_delivered = False
+            self._finish_data(sid, self._data_flags, out)
+        return pos + take
 
     def _on_window_update(self, stream_id: int, frame: memoryview, offset: int, out: list[Event]) -> None:
         increment = h2frames.window_increment(frame, offset + FRAME_HEADER_SIZE)

@@ -229,3 +229,35 @@ def test_many_small_requests_send_no_window_updates() -> None:
             assert isinstance(ev, DataReceived)
             pair.server.acknowledge(sid, ev.flow_controlled_length)
         assert not pair.server.data_to_send()
+
+
+def test_a_large_frame_is_delivered_as_it_arrives_not_stored_first() -> None:
+    peer = RawClient()
+    sid = peer.open()
+    payload = bytes(range(256)) * 256  # 64 KiB in one DATA frame
+    wire = h2frames.data_header(sid, len(payload), h2frames.END_STREAM) + payload
+    peer.inject(wire[: 9 + 1000])
+    first = [e for e in peer.events if isinstance(e, DataReceived)]
+    assert [e.data for e in first] == [payload[:1000]], "the first kilobyte is out before the frame is whole"
+    assert not any(isinstance(e, StreamEnded) for e in peer.events)
+    peer.inject(wire[9 + 1000 :])
+    got = b"".join(e.data for e in peer.events if isinstance(e, DataReceived))
+    assert got == payload
+    assert sum(e.flow_controlled_length for e in peer.events if isinstance(e, DataReceived)) == len(payload)
+    assert any(isinstance(e, StreamEnded) for e in peer.events), "END_STREAM once the payload is complete"
+
+
+def test_reset_while_a_frame_arrives_drops_the_rest_and_returns_its_credit() -> None:
+    peer = RawClient()
+    sid = peer.open()
+    size = 200_000
+    peer.inject(h2frames.data_header(sid, size) + b"a" * 1000)
+    peer.server.reset(sid)
+    peer.server.acknowledge(sid, 1000)
+    peer.inject(b"b" * (size - 1000))
+    assert sum(len(e.data) for e in peer.events if isinstance(e, DataReceived)) == 1000
+    # All 200,000 bytes are credited back to the connection: what the peer may send, plus the credit
+    # not yet announced, is the whole window again.
+    core = peer.server
+    assert core._rx_conn_window + core._rx_conn_unacked == HboneSettings.server().connection_window
+    assert not any(isinstance(e, ConnectionAborted) for e in peer.events)
