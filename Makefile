@@ -44,6 +44,7 @@ test-integration: setup
 
 bench: setup
 	$(BIN)/ambit bench hbone --out BENCHMARKS.md
+	$(BIN)/ambit bench mesh --out BENCHMARKS.md
 
 # Regenerate src/ambit/xds/pb from proto/ (protobuf + grpc + .pyi). protoc writes modules named after the
 # proto paths (ambit.<api>.v1); they are moved under ambit.xds.pb and their imports rewritten to match.

@@ -4,7 +4,8 @@
 in one run, prints absolute numbers and ratios, and with ``--out`` writes its section of a
 markdown file (BENCHMARKS.md). ``ambit bench controlplane`` measures one control-plane replica
 serving a synthetic cluster to many xDS clients (propagation time of one pod change, bytes pushed,
-replica memory) and writes its own section the same way.
+replica memory) and writes its own section the same way. ``ambit bench mesh`` builds a 2-node
+cluster and measures no mesh, ambit L4 and a stunnel L4 peer side by side with nginx, wrk and iperf3.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import click
 from rich.console import Console
 
 from ambit.bench import controlplane as cp
-from ambit.bench import cp_report
+from ambit.bench import cp_report, mesh, mesh_report
 from ambit.bench.cp_objects import Shape
 from ambit.bench.hbone import Budget, run
+from ambit.bench.mesh_cluster import BenchError, tool_versions
 from ambit.bench.procs import ChildError
 from ambit.bench.report import environment, load_average, markdown, rich_tables, update_markdown
 
@@ -183,3 +185,50 @@ def controlplane(ctx: click.Context, /, quick: bool, out: Path | None, **overrid
     if out is not None:
         cp_report.update_markdown(out, cp_report.markdown(result, env, command))
         console.print(f"wrote the control plane scale section of {out}")
+
+
+@bench.command("mesh")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Short runs (3 s fixed rate, 2 s per other point) and 1,000 idle connections; under 2 minutes.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the results into the '## Mesh side by side' section of this markdown file.",
+)
+@click.option(
+    "--cluster-name",
+    default=mesh.DEFAULT_CLUSTER,
+    show_default=True,
+    help="Name of the temporary cluster the bench builds (and removes).",
+)
+@click.pass_context
+def mesh_command(ctx: click.Context, /, quick: bool, out: Path | None, cluster_name: str) -> None:
+    """No mesh, ambit L4 and a stunnel L4 peer, side by side on one 2-node cluster (root).
+
+    Client pod on node 1, nginx and iperf3 in the server pod on node 2. Per configuration: open-loop
+    1000 req/s of 1 KiB over 4 kept-alive connections (p50-p99.9, proxy CPU and PSS), wrk's max rate at
+    16 connections, iperf3 with 1 and 4 streams, new connections/s, and 10,000 idle tunnelled
+    connections. Full run: about 5 minutes.
+    """
+    plan = mesh.Plan.quick_plan() if quick else mesh.Plan.full()
+    command = _command_line(ctx)
+    console = Console() if sys.stdout.isatty() else Console(width=200)  # no wrapping in logs
+    err = Console(stderr=True)
+    load_before = load_average()
+    try:
+        with err.status("starting") as status:
+            result = mesh.run(plan, cluster_name=cluster_name, progress=status.update)
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for table in mesh_report.rich_tables(result):
+        console.print(table)
+    env = environment(load_before)
+    tools = tool_versions()
+    console.print(mesh_report.machine(env, tools))
+    console.print(f"command: {command}")
+    if out is not None:
+        mesh_report.update_markdown(out, mesh_report.markdown(result, env, tools, command))
+        console.print(f"wrote the mesh side by side section of {out}")
