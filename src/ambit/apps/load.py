@@ -16,7 +16,9 @@ of a limit is recorded too, as ``overloaded``:
   time and reused first in, first out. When all are busy, a request opens an extra connection, up
   to ``max_connections`` open at once (default ``max(N, 512)``); extra connections are closed
   after their request rather than pooled. Beyond that bound the request is ``overloaded`` (it
-  started, but got no connection).
+  started, but got no connection) — or, with ``queue``, it waits for the next connection to come
+  free (first come, first served), and the wait counts in its latency: a fixed pool of exactly
+  ``max_connections`` connections, as fortio's ``-c`` with ``-qps``.
 
 Each request runs under ``timeout`` seconds (default 5) from its actual start.
 
@@ -186,6 +188,7 @@ class LoadConfig:
     headers: tuple[tuple[str, str], ...] = ()
     expect_prefix: str | None = None
     retry_stale: bool = True
+    queue: bool = False
 
     @property
     def total_requests(self) -> int:
@@ -644,6 +647,39 @@ class _Pool:
         self.limit = limit
         self.open = 0
         self.idle: deque[_Conn] = deque()
+        # Requests queued for a connection (``queue``): handed a free connection, or None for a free slot.
+        self.waiters: deque[asyncio.Future[_Conn | None]] = deque()
+
+    async def wait(self) -> _Conn | None:
+        """Queue for the next connection (or free slot) when all ``limit`` are busy."""
+        waiter: asyncio.Future[_Conn | None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                handed = waiter.result()  # handed over as we were cancelled (timeout): pass it on
+                if handed is not None:
+                    self.give_back(handed, True)
+                else:
+                    self.open -= 1  # the slot reserved for us goes to the next in line
+                    self._slot_freed()
+            else:
+                self.waiters.remove(waiter)
+            raise
+
+    def _next_waiter(self) -> asyncio.Future[_Conn | None] | None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                return waiter
+        return None
+
+    def _slot_freed(self) -> None:
+        waiter = self._next_waiter()
+        if waiter is not None:
+            self.open += 1  # the waiter opens a new connection in this slot
+            waiter.set_result(None)
 
     def take(self) -> _Conn | None:
         """An idle usable connection if the pool is full; None: the caller opens one (see `reserve`)."""
@@ -663,14 +699,20 @@ class _Pool:
 
     def give_back(self, conn: _Conn, reusable: bool) -> None:
         if reusable and self.open <= self.size and conn.usable():
-            self.idle.append(conn)
+            waiter = self._next_waiter()
+            if waiter is not None:
+                waiter.set_result(conn)
+            else:
+                self.idle.append(conn)
         else:
             conn.close()
             self.open -= 1
+            self._slot_freed()
 
     def discard(self, conn: _Conn) -> None:
         conn.abort()
         self.open -= 1
+        self._slot_freed()
 
     def close(self) -> None:
         while self.idle:
@@ -710,11 +752,19 @@ class _Client:
         if conn is not None:
             attempt.connection = "reused"
             return conn
-        self.pool.reserve()
+        if self.config.queue and self.pool.open >= self.pool.limit:
+            attempt.phase = "queued"
+            conn = await self.pool.wait()
+            if conn is not None:
+                attempt.connection = "reused"
+                return conn
+        else:
+            self.pool.reserve()
         try:
             return await self._connect(attempt)
         except BaseException:
             self.pool.open -= 1
+            self.pool._slot_freed()
             raise
 
     def _release(self, attempt: Attempt, conn: _Conn, reusable: bool) -> None:

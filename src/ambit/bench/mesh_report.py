@@ -365,11 +365,12 @@ def methodology(r: Result) -> str:
     )
     workloads = (
         f"Workloads, all run in the client pod. Fixed rate: `ambit app load --rate {plan.rate:g} "
-        f"--duration {plan.rate_seconds:g} --mode keepalive --connections {n} --max-connections {n}` after "
-        f"a {plan.warmup_seconds:g} s warm-up run. It is open loop (latency counts from the scheduled time); "
-        "a request that finds every connection busy is dropped, not queued. The percentiles are those of "
-        "the completed requests; the second table also gives them counting every dropped or failed "
-        "request as slower than any completed one. Max rate: "
+        f"--duration {plan.rate_seconds:g} --mode keepalive --connections {n} --max-connections {n} --queue` "
+        f"after a {plan.warmup_seconds:g} s warm-up run. It is open loop: latency counts from the scheduled "
+        f"time, and a request that finds all {n} connections busy waits for one (the wait counts), so a slow "
+        "proxy shows as latency, not as fewer requests. The percentiles are those of the completed requests; "
+        "the second table also gives them counting every failed request as slower than any completed one. "
+        "Max rate: "
         f"`wrk -t2 -c{plan.wrk_connections} -d{plan.wrk_seconds:g}s --latency`. Bulk: "
         f"`iperf3 -t {plan.bulk_seconds:g} -O {plan.bulk_omit_seconds:g} -P N -J` with N = {bulk}, the "
         f"receiver's rate. Connection setup: `wrk -t2 -c{plan.connect_connections} "

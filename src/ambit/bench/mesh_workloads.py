@@ -53,7 +53,7 @@ class FixedRate:
     achieved: float  # started req/s (the load client's own figure)
     window_s: float  # first scheduled request → last response
     total: int
-    dropped: int  # never sent: every one of the kept-alive connections was busy (open loop: no queueing)
+    dropped: int  # never sent ('overloaded'): with --queue only the in-flight bound can cause it
     failed: int  # sent and failed (errors, timeouts)
     latency_s: dict[str, float]  # of the completed requests
     latency_all_s: dict[str, float]  # of every scheduled request; a dropped or failed one counts as +inf
@@ -151,7 +151,7 @@ def _load(cluster: BenchCluster, rate: float, seconds: float, connections: int, 
     argv = [
         AMBIT, "app", "load", _url(cluster),
         "--rate", f"{rate:g}", "--duration", f"{seconds:g}", "--mode", "keepalive",
-        "--connections", str(connections), "--max-connections", str(connections), "--json", out,
+        "--connections", str(connections), "--max-connections", str(connections), "--queue", "--json", out,
     ]  # fmt: skip
     cluster.run_in(cluster.topology.client_netns, argv, timeout=seconds + 60)
 

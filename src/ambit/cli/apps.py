@@ -128,6 +128,11 @@ def _header(value: str) -> tuple[str, str]:
 @click.option("--expect-prefix", default=None, help="TCP: expect '<prefix> <line>' back (Istio tcp-echo).")
 @click.option("--no-retry-stale", is_flag=True, help="Never retry a request on a fresh connection.")
 @click.option(
+    "--queue",
+    is_flag=True,
+    help="With --max-connections: wait for a busy connection (the wait counts) instead of 'overloaded'.",
+)
+@click.option(
     "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write all records here."
 )
 @click.option("--strict", is_flag=True, help="Exit 1 if any request failed.")
@@ -146,6 +151,7 @@ def load(
     headers: tuple[str, ...],
     expect_prefix: str | None,
     no_retry_stale: bool,
+    queue: bool,
     json_out: Path | None,
     strict: bool,
 ) -> None:
@@ -170,6 +176,7 @@ def load(
         headers=tuple(_header(h) for h in headers),
         expect_prefix=expect_prefix,
         retry_stale=not no_retry_stale,
+        queue=queue,
     )
     try:
         config.validate()

@@ -263,3 +263,45 @@ async def test_a_reused_connection_closed_as_the_request_goes_out_is_retried() -
     assert all(r.connection == "new" for r in result.records if r.retried)
     assert strict.retried == 0
     assert strict.outcomes().get("closed", 0) >= 4
+
+
+async def test_queue_keeps_exactly_the_fixed_pool_and_counts_the_wait() -> None:
+    """--queue: with every connection busy a request waits for one (no extra connection, no
+    'overloaded'), and its latency includes the wait."""
+    connections = 0
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with server(slow) as port:
+        config = LoadConfig(
+            f"http://127.0.0.1:{port}/", rate=100, duration=0.5, connections=2, max_connections=2, queue=True
+        )
+        result = await run_load(config)
+    check_schedule(result, 50)
+    assert result.outcomes() == {OK: 50}
+    assert connections == 2, "the pool stays at exactly two connections"
+    # Two connections serve 40 requests/s against 100 scheduled: the backlog shows in the latency.
+    assert max(r.latency for r in result.records) > 0.5
+
+
+async def test_without_queue_a_full_fixed_pool_overloads() -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with server(slow) as port:
+        config = LoadConfig(
+            f"http://127.0.0.1:{port}/", rate=100, duration=0.5, connections=2, max_connections=2
+        )
+        result = await run_load(config)
+    assert result.outcomes().get("overloaded", 0) > 0
