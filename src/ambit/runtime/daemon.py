@@ -295,6 +295,7 @@ class Daemon:
                 continue
             node = scheduler.place(pod, nodes, placed)
             if node is None:
+                await self._mark_unschedulable(pod)
                 continue
             bound = {**pod, "spec": {**pod["spec"], "nodeName": node}}
             try:
@@ -307,6 +308,23 @@ class Daemon:
                     _meta(pod).get("namespace") or "default", _meta(pod).get("labels") or {}, node
                 )
             )
+
+    async def _mark_unschedulable(self, pod: dict[str, Any]) -> None:
+        """A pod no node fits stays Pending, saying why (as the Kubernetes scheduler does)."""
+        assert self.client is not None
+        status = {
+            "phase": "Pending",
+            "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
+                {"type": "Ready", "status": "False"},
+            ],
+        }
+        if pod.get("status") == status:
+            return
+        try:
+            await self.client.update({**pod, "status": status})
+        except StoreError as exc:
+            log.debug("status of unschedulable %s: %s", _meta(pod).get("name"), exc)
 
     def _pods_view(self) -> list[dict[str, Any]]:
         """The cached pods, plus those just created and minus those just deleted (for 10 s at most)."""

@@ -15,19 +15,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from ambit.runtime import pcap
 
 AMBIT = str(Path(sys.executable).parent / "ambit")
 _METRIC = re.compile(r"^istio_tcp_connections_opened_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
@@ -152,43 +152,13 @@ class Demo:
             )
 
     def start_capture(self, path: Path) -> subprocess.Popen[bytes]:
-        fabric = f"ambit-{self.cluster}-fabric"
-        proc = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                fabric,
-                "tcpdump",
-                "-i",
-                "br0",
-                "-nn",
-                "-U",
-                "-s",
-                "0",
-                "-w",
-                str(path),
-                "tcp",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        time.sleep(1.0)
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise DemoError(f"tcpdump did not start: {err}")
-        return proc
+        try:
+            return pcap.start(self.cluster, path)
+        except pcap.CaptureError as exc:
+            raise DemoError(str(exc)) from exc
 
     def stop_capture(self, proc: subprocess.Popen[bytes]) -> None:
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        pcap.stop(proc)
 
     def show_talkers(self) -> None:
         # The metric names the owning Deployment (reviews-v1): the pod name without its suffix.
@@ -219,34 +189,20 @@ class Demo:
         self.console.print(table)
 
     def show_capture(self, path: Path, marker: str) -> None:
-        text = subprocess.run(
-            ["tcpdump", "-r", str(path), "-nn", "-q", "tcp"], capture_output=True, text=True, check=False
-        ).stdout
-        ports: Counter[str] = Counter()
-        for line in text.splitlines():
-            m = re.search(r" (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+):", line)
-            if m:
-                service_port = min(int(m[2]), int(m[4]))
-                ports[_port_name(service_port)] += 1
+        summary = pcap.summarise(path)
+        ports = summary.by_port()
         table = Table("port", "packets")
-        for name, count in ports.most_common():
-            table.add_row(name, str(count))
+        for port, count in ports.most_common():
+            table.add_row(pcap.port_name(port), str(count))
         self.console.print(table)
-        raw = path.read_bytes()
-        found = marker.encode() in raw
-        plaintext = sum(c for name, c in ports.items() if not name.startswith(("15008", "15012")))
+        found = summary.contains(marker)
+        plaintext = sum(c for port, c in ports.items() if port not in (pcap.HBONE_PORT, pcap.XDS_PORT))
         verdict = "[bold red]FOUND (plaintext leak!)[/]" if found else "[bold green]never found[/]"
-        self.console.print(f"marker {marker} in {len(raw)} captured bytes: {verdict}")
+        self.console.print(f"marker {marker} in {len(summary.raw)} captured bytes: {verdict}")
         self.console.print(f"packets on other ports between nodes: {plaintext}")
         if found or plaintext:
             raise DemoError("something crossed the fabric in plaintext")
         shutil.rmtree(path.parent, ignore_errors=True)
-
-
-def _port_name(port: int) -> str:
-    return {15008: "15008 (HBONE: mTLS data)", 15012: "15012 (control plane: xDS/CA over mTLS)"}.get(
-        port, str(port)
-    )
 
 
 def _ready(pod: dict[str, Any]) -> bool:

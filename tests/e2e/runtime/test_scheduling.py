@@ -1,0 +1,199 @@
+"""Scheduling on a real cluster: zones on nodes, `topologySpreadConstraints` on the zone and on the
+hostname, `nodeSelector` on a hostname and on a zone, and a selector no node matches (Pending).
+
+One cluster (4 nodes in zones a, b, c, a; no ztunnels: nothing here is enrolled) is shared by the module
+and torn down with `ambit down` whatever happens. Four nodes so that zone a holds two nodes: a zone
+constraint then differs from a hostname one. Each spread test first pins "ballast" pods with the same
+`spread` label to one node, so that the default spread (which ignores that label) would put pods where
+the constraint forbids them: the assertions fail if the constraint is ignored. The workloads run `sleep`
+(no ports: ready once the process runs), cheap on a small machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ambit.testing.e2e import ambit, ready, wait_for
+
+pytestmark = pytest.mark.root
+
+ZONE_KEY = "topology.kubernetes.io/zone"
+HOST_KEY = "kubernetes.io/hostname"
+ZONES = {"node1": "a", "node2": "b", "node3": "c", "node4": "a"}  # `--zones a,b,c`, round-robin
+
+
+def deployment(name: str, replicas: int, labels: dict[str, str], **spec: Any) -> str:
+    """A Deployment of `sleep` pods; `spec` goes into the pod template's spec."""
+    template_labels = {"app": name, **labels}
+    return json.dumps(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": template_labels},
+                    "spec": {
+                        **spec,
+                        "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}],
+                    },
+                },
+            },
+        }
+    )
+
+
+def spread(key: str, group: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"spread": group}},
+        }
+    ]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
+    old = os.environ.get("AMBIT_RUN_DIR")
+    os.environ["AMBIT_RUN_DIR"] = str(tmp_path_factory.mktemp("run"))
+    name = cluster_name("s")
+    try:
+        ambit(name, "up", "--nodes", "4", "--zones", "a,b,c", "--no-ztunnel")
+        yield name
+    finally:
+        ambit(name, "down", check=False)
+        if old is None:
+            os.environ.pop("AMBIT_RUN_DIR", None)
+        else:
+            os.environ["AMBIT_RUN_DIR"] = old
+
+
+def pods(cluster: str, app: str) -> list[dict[str, Any]]:
+    data = json.loads(ambit(cluster, "get", "pods", "-l", f"app={app}", "-o", "json").stdout)
+    return list(data.get("items", []))
+
+
+def run(cluster: str, manifest: str, app: str, replicas: int) -> list[dict[str, Any]]:
+    """Apply one Deployment and wait until its `replicas` pods are bound and ready."""
+    ambit(cluster, "apply", "-f", "-", stdin=manifest)
+
+    def done() -> bool:
+        items = pods(cluster, app)
+        return len(items) == replicas and all(p["spec"].get("nodeName") and ready(p) for p in items)
+
+    wait_for(done, f"{replicas} pods of {app} bound and ready", 60, 0.5)
+    return pods(cluster, app)
+
+
+def delete(cluster: str, *deployments: str) -> None:
+    ambit(cluster, "delete", *(f"deploy/{d}" for d in deployments), "--ignore-not-found", check=False)
+
+
+def test_nodes_carry_hostname_and_zone_labels(cluster: str) -> None:
+    nodes = json.loads(ambit(cluster, "get", "nodes", "-o", "json").stdout)["items"]
+    labels = {n["metadata"]["name"]: n["metadata"]["labels"] for n in nodes}
+    assert {name: lab.get(ZONE_KEY) for name, lab in labels.items()} == ZONES
+    assert all(lab.get(HOST_KEY) == name for name, lab in labels.items())
+    status = ambit(cluster, "status").stdout
+    for node, zone in ZONES.items():
+        assert any(line.split()[:2] == [node, f"zone={zone}"] for line in status.splitlines()), status
+
+
+def test_zone_spread_constraint_balances_zones_not_nodes(cluster: str) -> None:
+    try:
+        ballast = run(cluster, deployment("zballast", 3, {"spread": "zone"}, nodeName="node1"), "zballast", 3)
+        assert {p["spec"]["nodeName"] for p in ballast} == {"node1"}
+        placed = run(
+            cluster,
+            deployment("zspread", 6, {"spread": "zone"}, topologySpreadConstraints=spread(ZONE_KEY, "zone")),
+            "zspread",
+            6,
+        )
+        # Zone a already holds 3 matching pods, so with maxSkew 1 a pod may go there only once b and c
+        # hold 3 each: all 6 go to b and c. Ignoring the constraint would use node4 (zone a, empty);
+        # spreading over hostnames instead of zones would too (node4 is a host with no matching pod).
+        by_zone = Counter(ZONES[p["spec"]["nodeName"]] for p in placed)
+        assert by_zone == {"b": 3, "c": 3}, Counter(p["spec"]["nodeName"] for p in placed)
+    finally:
+        delete(cluster, "zballast", "zspread")
+
+
+def test_hostname_spread_constraint_counts_matching_pods_already_placed(cluster: str) -> None:
+    try:
+        run(cluster, deployment("hballast", 2, {"spread": "host"}, nodeName="node1"), "hballast", 2)
+        placed = run(
+            cluster,
+            deployment("hspread", 5, {"spread": "host"}, topologySpreadConstraints=spread(HOST_KEY, "host")),
+            "hspread",
+            5,
+        )
+        mine = Counter(p["spec"]["nodeName"] for p in placed)
+        assert "node1" not in mine, mine  # node1 already holds 2 matching pods
+        total = mine + Counter({"node1": 2})
+        assert set(total) == set(ZONES)
+        assert max(total.values()) - min(total.values()) <= 1, total
+    finally:
+        delete(cluster, "hballast", "hspread")
+
+
+def test_node_selector_on_hostname_and_on_zone(cluster: str) -> None:
+    try:
+        pinned = run(cluster, deployment("onnode3", 3, {}, nodeSelector={HOST_KEY: "node3"}), "onnode3", 3)
+        assert [p["spec"]["nodeName"] for p in pinned] == ["node3"] * 3
+        in_a = run(cluster, deployment("inzonea", 4, {}, nodeSelector={ZONE_KEY: "a"}), "inzonea", 4)
+        assert Counter(p["spec"]["nodeName"] for p in in_a) == {"node1": 2, "node4": 2}
+    finally:
+        delete(cluster, "onnode3", "inzonea")
+
+
+def test_unmatched_node_selector_stays_pending_until_a_node_matches(cluster: str) -> None:
+    import time
+
+    manifest = deployment("nowhere", 2, {}, nodeSelector={ZONE_KEY: "a", "disktype": "ssd"})
+    try:
+        ambit(cluster, "apply", "-f", "-", stdin=manifest)
+        wait_for(
+            lambda: (
+                len(pods(cluster, "nowhere")) == 2
+                and all(p.get("status", {}).get("phase") == "Pending" for p in pods(cluster, "nowhere"))
+            ),
+            "2 Pending pods",
+            30,
+            0.5,
+        )
+        time.sleep(3)  # several scheduling passes
+        for p in pods(cluster, "nowhere"):
+            assert not p["spec"].get("nodeName"), p
+            assert p["status"]["phase"] == "Pending"
+            assert not p["status"].get("podIP")
+            assert {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"} in p["status"][
+                "conditions"
+            ]
+            assert not ready(p)
+        rows = [line.split() for line in ambit(cluster, "status").stdout.splitlines()]
+        mine = [row for row in rows if row and row[0] == "default" and row[1].startswith("nowhere-")]
+        assert len(mine) == 2 and all(row[2:5] == ["-", "-", "no"] for row in mine), mine
+        table = ambit(cluster, "get", "pods", "-l", "app=nowhere").stdout
+        assert table.count("Pending") == 2, table
+        # Give node4 (zone a) the missing label: the pending pods are scheduled there, and only there.
+        ambit(cluster, "label", "node", "node4", "disktype=ssd")
+        wait_for(
+            lambda: all(p["spec"].get("nodeName") and ready(p) for p in pods(cluster, "nowhere")),
+            "the pods scheduled once a node matches",
+            30,
+            0.5,
+        )
+        assert {p["spec"]["nodeName"] for p in pods(cluster, "nowhere")} == {"node4"}
+    finally:
+        delete(cluster, "nowhere")
+        ambit(cluster, "label", "node", "node4", "disktype-", check=False)
