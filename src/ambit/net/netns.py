@@ -137,6 +137,35 @@ def _switched(target: Target, fn: Callable[[], T]) -> T:
         os.close(home)
 
 
+_thread_home = threading.local()
+
+
+def socket_here_in_netns(
+    netns_fd: int, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM, proto: int = 0
+) -> socket.socket:
+    """A socket in the namespace behind ``netns_fd``, made on the *calling* thread in microseconds.
+
+    The thread ``setns``-es into the namespace, calls ``socket()`` and nothing else, and ``setns``-es
+    back to the namespace it had on its first call here (kept open per thread). This is the per-
+    connection path of a proxy's event loop; :func:`socket_in_netns` is the general one (any setup,
+    a fresh thread). If the way back fails, the thread would go on in the pod's namespace: that must
+    never happen, so the process ends at once (fail closed; a supervisor restarts it).
+    """
+    home = getattr(_thread_home, "fd", None)
+    if home is None:
+        home = os.open(THREAD_NETNS, os.O_RDONLY | os.O_CLOEXEC)
+        _thread_home.fd = home
+    _setns(netns_fd)
+    try:
+        return socket.socket(family, type, proto)
+    finally:
+        try:
+            _setns(home)
+        except BaseException as exc:  # pragma: no cover - the kernel refused our own namespace back
+            os.write(2, f"fatal: cannot return to the home network namespace: {exc}\n".encode())
+            os._exit(70)
+
+
 def socket_in_netns(
     target: Target,
     family: int = socket.AF_INET,

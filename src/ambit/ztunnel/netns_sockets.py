@@ -6,8 +6,10 @@ upstream connections to the app, HBONE and passthrough connections to other pods
 namespace, while ztunnel's own event loop stays in the node's namespace.
 
 :class:`NetnsSocketFactory` overrides only :meth:`~ambit.ztunnel.sockets.SystemSocketFactory.create`:
-the socket object is created on a short-lived thread that ``setns``-es into the pod namespace
-(:func:`ambit.net.netns.socket_in_netns`, run through ``asyncio.to_thread`` because it blocks).
+the loop thread ``setns``-es into the pod namespace for the one ``socket()`` call and straight back
+(:func:`ambit.net.netns.socket_here_in_netns`, a few microseconds; the way ztunnel does it). It used
+to be a fresh thread per socket behind ``asyncio.to_thread``, which capped new connections at a few
+hundred per second (BENCHMARKS.md, connection setup).
 Everything else (SO_REUSEPORT, IP_TRANSPARENT, SO_MARK 0x539, SO_ORIGINAL_DST, bind, connect) is the
 system factory's, applied afterwards from the loop thread: a socket keeps the namespace it was created
 in for its whole life.
@@ -18,11 +20,10 @@ served and closes it when the pod is removed.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 
-from ambit.net.netns import netns_id, socket_in_netns
+from ambit.net.netns import netns_id, socket_here_in_netns
 from ambit.ztunnel.sockets import SystemSocketFactory
 
 
@@ -40,7 +41,7 @@ class NetnsSocketFactory(SystemSocketFactory):
         return netns_id(self.netns_fd)
 
     async def create(self, family: socket.AddressFamily) -> socket.socket:
-        return await asyncio.to_thread(socket_in_netns, self.netns_fd, family, socket.SOCK_STREAM)
+        return socket_here_in_netns(self.netns_fd, family, socket.SOCK_STREAM)
 
     def __repr__(self) -> str:
         return f"NetnsSocketFactory(fd={self.netns_fd})"

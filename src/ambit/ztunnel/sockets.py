@@ -25,6 +25,7 @@ import socket
 import struct
 from typing import Protocol
 
+from ambit.net.connect import connect_numeric
 from ambit.net.duplex import TcpDuplex
 
 Address = tuple[str, int]
@@ -164,7 +165,7 @@ class SystemSocketFactory:
                 with contextlib.suppress(OSError):  # a port is picked at connect: fewer collisions
                     sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.bind((source_ip, 0))
-            connect = asyncio.get_running_loop().sock_connect(sock, dst)
+            connect = connect_numeric(sock, dst)
             if connect_timeout is None:
                 await connect
             else:

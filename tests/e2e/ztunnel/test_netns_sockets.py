@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ambit.net.netns import current_netns_id, netns_path
+from ambit.net.netns import current_netns_id, netns_path, socket_here_in_netns
 from ambit.runtime import capture, netplan, nsexec
 from ambit.runtime.netns import NetRuntime, PodNet
 from ambit.ztunnel.config import PACKET_MARK, ZtunnelConfig
@@ -195,3 +195,16 @@ def test_closed_fd_is_refused(tmp_path: Path) -> None:
     os.close(fd)
     with pytest.raises(OSError):
         NetnsSocketFactory(fd)
+
+
+def test_socket_made_on_the_calling_thread_lives_in_the_pod_and_the_thread_comes_home(
+    cluster: Cluster, netns_fd: int
+) -> None:
+    """The per-connection fast path: setns in, socket(), setns back, on the caller's own thread."""
+    home = current_netns_id()
+    for _ in range(200):
+        with socket_here_in_netns(netns_fd) as sock:
+            sock.bind((cluster.ambient.ip, 0))  # only the pod's namespace has this address
+            assert current_netns_id() == home
+    with socket.socket() as host_sock, pytest.raises(OSError):
+        host_sock.bind((cluster.ambient.ip, 0))
