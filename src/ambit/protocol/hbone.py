@@ -294,8 +294,14 @@ class HboneConnection:
     ) -> None:
         self.client_side = client_side
         self.settings = settings or (HboneSettings.client() if client_side else HboneSettings.server())
+        # Inbound headers are validated (a peer's are untrusted); ours are built here from validated
+        # parts, so h2's outbound validation and normalisation would only cost time per stream.
         config = h2.config.H2Configuration(
-            client_side=client_side, header_encoding=None, validate_inbound_headers=True
+            client_side=client_side,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
         h2tuning.keep_open_through_goaway(self._h2)
