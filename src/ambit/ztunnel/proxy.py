@@ -13,10 +13,14 @@ the pod's namespace, or on a 127/8 address in tests) and serves:
 and the pod never runs uncaptured). The 15008 listener's TLS context swaps in the current certificate
 on every handshake, so rotation needs no restart.
 
-**Drain** (:meth:`PodProxy.drain`): stop accepting on all three listeners at once (new connections are
-refused by the kernel), GOAWAY every HBONE connection, let in-flight connections finish up to the
-deadline, then abort what is left (TCP RST / stream reset). :meth:`PodProxy.close` is the immediate
-version (the pod is gone: nothing could be told anyway).
+**Drain** (:meth:`PodProxy.drain`): stop accepting on all three listeners at once (closing a listener
+hands its accept queue to a replacement ztunnel's listener in the same SO_REUSEPORT group, with
+``tcp_migrate_req=1``; without one the kernel refuses new connections), GOAWAY every HBONE connection,
+let in-flight connections finish up to the deadline, then abort what is left (TCP RST / stream
+reset). A connection the event loop had already accepted when the listener closed (its protocol made,
+``connection_made`` still queued) is in flight too: it is served and waited for like the others, never
+reset — the client's handshake completed, and no other ztunnel can take it over. :meth:`PodProxy.close`
+is the immediate version (the pod is gone: nothing could be told anyway).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -46,13 +51,20 @@ class PodStartError(Exception):
 
 
 class _Accepted(TcpDuplex):
-    """An accepted TCP connection that starts its handler as soon as it is made."""
+    """An accepted TCP connection that starts its handler as soon as it is made.
 
-    def __init__(self, on_made: Callable[[TcpDuplex], None]) -> None:
+    The event loop makes the protocol when it accepts the connection and calls ``connection_made``
+    a loop iteration or two later; ``pending`` holds it in between, so that a drain starting in that
+    gap knows the connection exists (see :meth:`PodProxy.drain`)."""
+
+    def __init__(self, on_made: Callable[[TcpDuplex], None], pending: weakref.WeakSet[_Accepted]) -> None:
         super().__init__()
         self._on_made = on_made
+        self._pending = pending
+        pending.add(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._pending.discard(self)
         super().connection_made(transport)
         self._on_made(self)
 
@@ -73,6 +85,9 @@ class PodProxy:
         self.hbone: HboneServer | None = None
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Accepted by the loop, connection_made not yet run (weak: a transport that failed to be made
+        # never calls it, and must not hold a drain until its deadline).
+        self._accepted: weakref.WeakSet[_Accepted] = weakref.WeakSet()
         self.state = "new"  # new → serving → draining → closed
 
     def __repr__(self) -> str:
@@ -107,13 +122,15 @@ class PodProxy:
             await self.hbone.start(sock=self.listeners.hbone)
             self._servers.append(
                 await loop.create_server(
-                    lambda: _Accepted(self._spawner(self.outbound.handle, "outbound")),
+                    lambda: _Accepted(self._spawner(self.outbound.handle, "outbound"), self._accepted),
                     sock=self.listeners.outbound,
                 )
             )
             self._servers.append(
                 await loop.create_server(
-                    lambda: _Accepted(self._spawner(self.inbound_plaintext.handle, "inbound-plaintext")),
+                    lambda: _Accepted(
+                        self._spawner(self.inbound_plaintext.handle, "inbound-plaintext"), self._accepted
+                    ),
                     sock=self.listeners.inbound_plaintext,
                 )
             )
@@ -141,7 +158,9 @@ class PodProxy:
         self, handler: Callable[[TcpDuplex], Coroutine[Any, Any, None]], kind: str
     ) -> Callable[[TcpDuplex], None]:
         def start(conn: TcpDuplex) -> None:
-            if self.state in ("draining", "closed"):  # accepted just as we stopped listening
+            # Draining: accepted just before the listener closed. The client is connected and nobody
+            # else can take it over, so it is served (drain waits for it); only after close() is it reset.
+            if self.state == "closed":
                 conn.abort()
                 return
             task = spawn(handler(conn), name=f"{kind} {self.pod.uid}")
@@ -158,20 +177,34 @@ class PodProxy:
         self.state = "draining"
         for server in self._servers:
             server.close()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        # One loop iteration: asyncio makes the protocol of a connection it accepted just before the
+        # close in a task of its own (uvloop does it at once), and it must be in _accepted by now.
+        await asyncio.sleep(0)
         hbone_drain = (
             spawn(self.hbone.drain(deadline), name=f"drain hbone {self.pod.uid}") if self.hbone else None
         )
-        tasks = set(self._tasks)
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=deadline)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.info("drain deadline for %s: aborted %d connections", self.pod.uid, len(pending))
-                await asyncio.gather(*pending, return_exceptions=True)
+        await self._finish_connections(end)
         if hbone_drain is not None:
             await hbone_drain
+        await self._finish_connections(end)  # connections made while the HBONE side drained
+        pending = list(self._tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.info("drain deadline for %s: aborted %d connections", self.pod.uid, len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
         await self.close()
+
+    async def _finish_connections(self, end: float) -> None:
+        """Wait until no connection is handled or still being accepted, or until ``end``."""
+        loop = asyncio.get_running_loop()
+        while (self._tasks or self._accepted) and (remaining := end - loop.time()) > 0:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=remaining)
+            else:  # accepted, connection_made is queued: its handler task is a loop iteration away
+                await asyncio.sleep(min(0.005, remaining))
 
     async def close(self) -> None:
         """Stop at once: close the listeners and abort every connection."""
