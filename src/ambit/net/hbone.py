@@ -178,6 +178,8 @@ class HboneConnectionProtocol(asyncio.Protocol):
         self._arm_idle()
         if not self.ready.done():
             self.ready.set_result(None)
+        if self._draining:  # the drain began while the handshake was under way
+            self.drain()
 
     def data_received(self, data: bytes) -> None:
         events = self.core.receive(data)
@@ -239,6 +241,8 @@ class HboneConnectionProtocol(asyncio.Protocol):
                 self.core.respond(ev.stream_id, 503)
         elif isinstance(ev, core.TunnelRefused):
             _log.info("HBONE request refused with %s: %s", ev.status, ev.reason)
+            if self._draining and not self.streams:
+                self.close()
         elif isinstance(ev, core.GoAwayReceived):
             self._draining = True
         elif isinstance(ev, core.ConnectionAborted):
@@ -314,8 +318,10 @@ class HboneConnectionProtocol(asyncio.Protocol):
         )
 
     def drain(self) -> None:
-        """GOAWAY now; close once the last stream is done."""
+        """GOAWAY now (or, mid-handshake, right after our preface); close once the last stream is done."""
         self._draining = True
+        if self.transport is None or self.core.aborted is not None:
+            return  # connection_made sends the GOAWAY: it may not precede the preface
         self.core.goaway()
         self._flush()
         if not self.streams:

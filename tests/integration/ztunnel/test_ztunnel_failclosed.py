@@ -223,12 +223,6 @@ async def test_a_connection_accepted_as_the_drain_starts_is_served_not_reset(
     assert proxy_a.state == "closed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ambit.net.hbone: a connection the HBONE server accepted before the drain, whose TLS handshake "
-    "ends after it, loses its GOAWAY (queued before connection_made, dropped by _flush_now) and is never "
-    "closed after refusing streams: the client keeps it as usable and the drain waits for its deadline",
-)
 async def test_an_hbone_connection_accepted_as_the_drain_starts_does_not_hold_the_drain(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
