@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ class _Conn:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ready: bool = False  # replay done
     closed: bool = False
+    refused: dict[str, str] = field(default_factory=dict)  # pods the replay could not hand over: uid → why
 
 
 class NodeAgent:
@@ -150,6 +152,7 @@ class NodeAgent:
                 for item in list(self.enrolled.values()):
                     ack = await self._exchange(conn, zds.AddWorkload(item.uid, item.workload), item.netns)
                     if not ack.ok:
+                        conn.refused[item.uid] = ack.error or "refused"
                         log.warning("%s: ztunnel refused replayed pod %s: %s", self.node, item.uid, ack.error)
                 await self._exchange(conn, zds.SnapshotSent(), None)
                 conn.ready = True
@@ -185,6 +188,32 @@ class NodeAgent:
         if conn.closed:
             raise AgentError("ztunnel connection closed")
         return ack
+
+    def ready_connections(self) -> list[_Conn]:
+        """The ztunnel connections that finished their replay and are still open, oldest first."""
+        return [c for c in self._conns if c.ready and not c.closed]
+
+    async def retry_refused(self, conn: _Conn, within: float) -> dict[str, str]:
+        """Hand `conn` the pods its replay refused again, until all are taken or `within` s pass; returns
+        those still refused (uid → reason). A replacement ztunnel must serve every pod before the old one
+        may drain: a refused pod would be left with no listener at all."""
+        deadline = time.monotonic() + within
+        while conn.refused and not conn.closed:
+            for uid in list(conn.refused):
+                item = self.enrolled.get(uid)
+                if item is None:  # deleted meanwhile
+                    conn.refused.pop(uid, None)
+                    continue
+                async with conn.lock:
+                    ack = await self._exchange(conn, zds.AddWorkload(item.uid, item.workload), item.netns)
+                if ack.ok:
+                    conn.refused.pop(uid, None)
+                else:
+                    conn.refused[uid] = ack.error or "refused"
+            if not conn.refused or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.5)
+        return dict(conn.refused)
 
     def _newest(self) -> _Conn:
         for conn in reversed(self._conns):

@@ -603,18 +603,25 @@ class Daemon:
         which drains."""
         key = control.ztunnel_key(node)
         agent = self.agents[node]
-        before = [c for c in agent._conns if c.ready and not c.closed]
+        before = agent.ready_connections()
         old = self.supervisor.replace(key)
         new_pid = self.supervisor.pid(key)
         connected = await _poll(
-            lambda: any(c.ready and not c.closed and c not in before for c in agent._conns),
-            ZTUNNEL_CONNECT_TIMEOUT,
+            lambda: any(c not in before for c in agent.ready_connections()), ZTUNNEL_CONNECT_TIMEOUT
         )
         if not connected:
             kept = f"; the old one (pid {old.pid}) keeps running" if old is not None else ""
             raise control.ControlError(f"the new {key} (pid {new_pid}) did not connect{kept}")
         if old is None:
             return f"started {key} (pid {new_pid}); no old one ran"
+        new = next(c for c in reversed(agent.ready_connections()) if c not in before)
+        refused = await agent.retry_refused(new, ZTUNNEL_CONNECT_TIMEOUT)
+        if refused:
+            # The old ztunnel keeps serving: draining it would leave these pods with no listener.
+            pods = ", ".join(f"{uid} ({why})" for uid, why in refused.items())
+            raise control.ControlError(
+                f"the new {key} (pid {new_pid}) refused {pods}; the old one (pid {old.pid}) keeps serving"
+            )
         await asyncio.to_thread(terminate, old, ZTUNNEL_DRAIN_GRACE)
         self.supervisor.drained(key)
         return f"replaced {key}: pid {old.pid} drained (exit {old.returncode}), pid {new_pid} serves"

@@ -101,3 +101,58 @@ async def test_add_waits_for_ack_and_replays_on_reconnect(tmp_path: Path, netns_
     finally:
         await agent.close()
     assert not (tmp_path / "ztunnel.sock").exists()
+
+
+async def test_a_replay_refusal_is_retried_until_the_new_ztunnel_takes_the_pod(
+    tmp_path: Path, netns_is_self: None
+) -> None:
+    """A replacement ztunnel that refused a replayed pod (say, not yet in its config) is handed it
+    again; `retry_refused` reports only what is still refused."""
+    agent = NodeAgent("node1", tmp_path / "ztunnel.sock")
+    await agent.start()
+    try:
+        zt = FakeZtunnel(tmp_path / "ztunnel.sock")
+        zt.send(zds.Hello())
+        await asyncio.to_thread(zt.recv)
+        zt.send(zds.Ack())
+
+        async def ack_next(error: str | None = None) -> None:
+            _msg, fds = await asyncio.to_thread(zt.recv)
+            for fd in fds:
+                os.close(fd)
+            zt.send(zds.Ack("u1", error) if error else zds.Ack("u1"))
+
+        for _ in range(100):
+            if agent.connected:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.gather(agent.add("u1", INFO, "ns"), ack_next())
+
+        zt2 = FakeZtunnel(tmp_path / "ztunnel.sock")
+        zt2.send(zds.Hello())
+        _msg, fds = await asyncio.to_thread(zt2.recv)  # replay of u1: refused
+        os.close(fds[0])
+        zt2.send(zds.Ack("u1", "not in the config after 5 s"))
+        msg, _ = await asyncio.to_thread(zt2.recv)
+        assert msg == zds.SnapshotSent()
+        zt2.send(zds.Ack())
+        for _ in range(100):
+            if len(agent.ready_connections()) == 2:
+                break
+            await asyncio.sleep(0.01)
+        new = agent.ready_connections()[-1]
+        assert new.refused == {"u1": "not in the config after 5 s"}
+
+        async def refuse_then_take() -> None:
+            for error in ("still not in the config", None):
+                _msg, fds = await asyncio.to_thread(zt2.recv)
+                for fd in fds:
+                    os.close(fd)
+                zt2.send(zds.Ack("u1", error) if error else zds.Ack("u1"))
+
+        still, _ = await asyncio.gather(agent.retry_refused(new, 10.0), refuse_then_take())
+        assert still == {} and new.refused == {}
+        zt.sock.close()
+        zt2.sock.close()
+    finally:
+        await agent.close()
