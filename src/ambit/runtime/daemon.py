@@ -394,6 +394,12 @@ class Daemon:
                 state.captured = True
             sa = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
             info = zds.WorkloadInfo(name, ns, sa, (state.net.ip,), node)
+            if (pod.get("status") or {}).get("podIP") != state.net.ip:
+                # Publish the IP first: ztunnel takes a pod only once the control plane has pushed its
+                # workload, and the workload needs the IP. (Without this, every new pod waited out
+                # ztunnel's 5 s and came in on the retry.)
+                state.held = state.held or "waiting for ztunnel"
+                pod = await self._write_status(pod, state, held=True)
             try:
                 await agent.add(uid, info, state.net.netns)
                 state.enrolled, state.held = True, ""
@@ -471,7 +477,8 @@ class Daemon:
         )
         return all(results)
 
-    async def _write_status(self, pod: dict[str, Any], state: PodState, held: bool = False) -> None:
+    async def _write_status(self, pod: dict[str, Any], state: PodState, held: bool = False) -> dict[str, Any]:
+        """Write the pod's status if it changed; returns the pod as stored now."""
         assert self.client is not None
         old = pod.get("status") or {}
         ready = state.ready and not held
@@ -488,11 +495,12 @@ class Daemon:
         restarts = sum(self.supervisor.restarts(k) for k in state.keys)
         status["containerStatuses"] = [{"name": "all", "ready": ready, "restartCount": restarts}]
         if all(old.get(k) == v for k, v in status.items()) and set(old) == set(status):
-            return
+            return pod
         try:
-            await self.client.update({**pod, "status": status})
+            return await self.client.update({**pod, "status": status})
         except StoreError as exc:
             log.debug("status of %s: %s", state.name, exc)
+            return pod
 
     async def _remove_pod(self, state: PodState) -> None:
         for key in state.keys:
