@@ -281,9 +281,33 @@ async def relay(a: Duplex, b: Duplex) -> RelayResult:
         if src.error is not None:
             dst.abort(src.error)
     try:
-        await asyncio.gather(a.wait_closed(), b.wait_closed())
+        await _both_closed(a, b)
     except asyncio.CancelledError:
         a.abort(StreamAborted("relay cancelled"))
         b.abort(StreamAborted("relay cancelled"))
         raise
     return RelayResult(a.bytes_in, b.bytes_in, a.error or b.error)
+
+
+async def _both_closed(a: Duplex, b: Duplex) -> None:
+    """Wait for both ends with one future and two done-callbacks: `asyncio.gather` would make two tasks
+    per relayed connection, a few KiB each held for the connection's whole life."""
+    pending = [d._closed for d in (a, b) if not d._closed.done()]
+    if not pending:
+        return
+    both: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    left = len(pending)
+
+    def one_closed(_: asyncio.Future[None]) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0 and not both.done():
+            both.set_result(None)
+
+    for closed in pending:
+        closed.add_done_callback(one_closed)
+    try:
+        await both
+    finally:
+        for closed in pending:
+            closed.remove_done_callback(one_closed)
