@@ -459,21 +459,31 @@ class Daemon:
     async def _probe(self, pod: dict[str, Any], state: PodState) -> bool:
         if not all(self.supervisor.running(k) for k in state.keys):
             return False
-        ports: list[int] = []
+        checks: list[tuple[int, str | None]] = []  # (port, httpGet path or None for a TCP connect)
         for container in pod["spec"].get("containers") or ():
             named = {
                 p.get("name"): int(p["containerPort"]) for p in container.get("ports") or () if p.get("name")
             }
             probe = container.get("readinessProbe") or {}
-            action = probe.get("tcpSocket") or probe.get("httpGet")
+            http = probe.get("httpGet")
+            action = probe.get("tcpSocket") or http
             if action is not None:
                 port = action.get("port")
-                ports.append(named[port] if isinstance(port, str) and port in named else int(port))
+                number = named[port] if isinstance(port, str) and port in named else int(port)
+                path: str | None = None  # a TCP connect (tcpSocket, or httpGet over HTTPS)
+                if http is not None and str(http.get("scheme") or "HTTP").upper() == "HTTP":
+                    path = str(http.get("path") or "/")
+                checks.append((number, path))
             else:
-                ports += [int(p["containerPort"]) for p in container.get("ports") or ()]
+                checks += [(int(p["containerPort"]), None) for p in container.get("ports") or ()]
         index = node_index(state.node)
         results = await asyncio.gather(
-            *(asyncio.to_thread(self.net.probe_tcp, index, state.net.ip, port, 0.5) for port in ports)
+            *(
+                asyncio.to_thread(self.net.probe_tcp, index, state.net.ip, port, 0.5)
+                if path is None
+                else asyncio.to_thread(self.net.probe_http, index, state.net.ip, port, path, 0.5)
+                for port, path in checks
+            )
         )
         return all(results)
 

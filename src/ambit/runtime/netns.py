@@ -279,6 +279,34 @@ class NetRuntime:
                 return False
             return True
 
+    def probe_http(self, node_index: int, ip: str, port: int, path: str, timeout: float = 1.0) -> bool:
+        """An httpGet readiness probe as the kubelet's: ``GET path`` from ``169.254.7.127`` on node
+        ``node_index``; ready on a status from 200 to 399."""
+
+        def setup(sock: socket.socket) -> None:
+            sock.bind((netplan.PROBE_SOURCE, 0))
+
+        sock = nsexec.socket_in_netns(self.node_netns(node_index), setup=setup)
+        with sock:
+            sock.settimeout(timeout)
+            try:
+                sock.connect((ip, port))
+                target = path if path.startswith("/") else f"/{path}"
+                request = (
+                    f"GET {target} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: kube-probe/ambit\r\n"
+                    "Accept: */*\r\nConnection: close\r\n\r\n"
+                )
+                sock.sendall(request.encode("latin-1"))
+                head = b""
+                while b"\r\n" not in head and len(head) < 1024:
+                    chunk = sock.recv(1024)
+                    if not chunk:
+                        break
+                    head += chunk
+            except (OSError, UnicodeError):
+                return False
+        return http_probe_passed(head)
+
     # --- teardown ------------------------------------------------------------------------------------
 
     def teardown(self) -> TeardownReport:
@@ -350,3 +378,11 @@ def _remove_etc_netns(cluster: str, name: str) -> None:
     path = ETC_NETNS / name
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
+
+
+def http_probe_passed(head: bytes) -> bool:
+    """Whether a response starting with ``head`` passes an httpGet probe (status 200-399)."""
+    line = head.split(b"\r\n", 1)[0].split()
+    if len(line) < 2 or not line[0].startswith(b"HTTP/") or not line[1].isdigit():
+        return False
+    return 200 <= int(line[1]) < 400

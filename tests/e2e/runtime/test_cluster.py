@@ -17,7 +17,7 @@ import pytest
 
 from ambit.runtime import hostcheck
 from ambit.runtime.netns import list_netns
-from ambit.testing.e2e import SAMPLES, ambit
+from ambit.testing.e2e import SAMPLES, ambit, ready, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -91,6 +91,46 @@ def test_exec_pod_to_pod_and_service_vip(cluster: str) -> None:
     assert echo["peer"].split(":")[0] == client["status"]["podIP"]  # DNAT keeps the source
     node = ambit(cluster, "exec", "--node", "node1", "--", "ip", "-4", "-o", "addr")
     assert "172.30.0.11" in node.stdout
+
+
+PROBED = """
+apiVersion: v1
+kind: Pod
+metadata: {name: probed-%(name)s, namespace: default, labels: {app: probed-%(name)s}}
+spec:
+  containers:
+  - name: app
+    image: sample
+    ports: [{containerPort: 8080}]
+    readinessProbe:
+      httpGet: {path: "%(path)s", port: 8080}
+"""
+
+
+def test_http_readiness_probe_asks_the_path_not_just_the_port(cluster: str) -> None:
+    """An httpGet readinessProbe passes on 2xx/3xx only: a port that accepts connections but answers
+    503 on the probe path keeps the pod unready."""
+    manifest = (
+        PROBED % {"name": "ok", "path": "/status/200"}
+        + "---"
+        + PROBED
+        % {
+            "name": "bad",
+            "path": "/status/503",
+        }
+    )
+    ambit(cluster, "apply", "-f", "-", stdin=manifest)
+    try:
+
+        def probed(name: str) -> dict[str, Any] | None:
+            return next((p for p in pods(cluster) if p["metadata"]["name"] == f"probed-{name}"), None)
+
+        wait_for(lambda: (p := probed("ok")) is not None and ready(p), "the pod whose probe path answers 200")
+        bad = probed("bad")
+        assert bad is not None and bad["status"].get("podIP"), "the other pod runs too"
+        assert not ready(bad), "a 503 on the probe path keeps the pod unready"
+    finally:
+        ambit(cluster, "delete", "-f", "-", stdin=manifest, check=False)
 
 
 def test_status_shows_nodes_pods_and_control_plane(cluster: str) -> None:
