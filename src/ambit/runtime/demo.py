@@ -92,7 +92,7 @@ class Demo:
             "\n[bold green]Done.[/] Look around:\n"
             f"  ambit --cluster {self.cluster} status\n"
             f"  ambit --cluster {self.cluster} get pods -o wide\n"
-            f"  ambit --cluster {self.cluster} ztunnel-config workloads --node node1   (when available)\n"
+            f"  ambit --cluster {self.cluster} ztunnel-config workloads --node node1\n"
             f"  ambit --cluster {self.cluster} exec --node node1 -- curl -s localhost:15020/metrics\n"
             f"  ambit --cluster {self.cluster} exec --node node1 -- curl -s localhost:15000/config_dump\n"
             f"Stop it with:\n  ambit --cluster {self.cluster} down"
