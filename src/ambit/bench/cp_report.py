@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ambit.bench.controlplane import Change, Memory, Result
 from ambit.bench.markdown import replace_generated, table
+from ambit.bench.markdown import rich_tables as shared_rich_tables
 
 SECTION_TITLE = "## Control plane scale (ambit bench controlplane)"
 GENERATED_BEGIN = "<!-- ambit bench controlplane: generated, begin -->"
@@ -336,20 +337,13 @@ def markdown(r: Result, env: dict[str, str], command: str) -> str:
 
 
 def rich_tables(r: Result) -> list[Table]:
-    tables = []
-    for title, headers, body in (
+    specs = [
         ("Control plane scale: targets", TARGET_HEADERS, target_rows(r)),
         ("Control plane scale", SUMMARY_HEADERS, summary_rows(r)),
         ("Every change", CHANGE_HEADERS, change_rows(r)),
         ("Replica memory", MEMORY_HEADERS, memory_rows(r)),
-    ):
-        rich_table = Table(title=title)
-        for i, h in enumerate(headers):
-            rich_table.add_column(h, justify="left" if i == 0 or h in ("pod", "measured") else "right")
-        for row in body:
-            rich_table.add_row(*row)
-        tables.append(rich_table)
-    return tables
+    ]
+    return shared_rich_tables(specs, left=("pod", "measured"))
 
 
 def update_markdown(path: Path, generated: str) -> None:

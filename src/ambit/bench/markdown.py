@@ -1,4 +1,5 @@
-"""Markdown output shared by the benchmarks: tables, and replacing one generated block in BENCHMARKS.md.
+"""Output shared by the benchmarks: tables (markdown and rich), and replacing one generated block in
+BENCHMARKS.md.
 
 Each benchmark owns a `## ...` section and, inside it, a block between two marker comments. Only that
 block is regenerated, so hand-written analysis around it and every other section survive a re-run.
@@ -7,13 +8,33 @@ block is regenerated, so hand-written analysis around it and every other section
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
+
+from rich.table import Table
 
 
 def table(headers: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
     return "\n".join(lines)
+
+
+def rich_tables(
+    specs: Iterable[tuple[str, list[str], list[list[str]]]], left: Iterable[str] = ()
+) -> list[Table]:
+    """One rich table per (title, headers, rows); the first column and those named in `left` are
+    left-aligned, numbers right-aligned."""
+    left_names = set(left)
+    tables = []
+    for title, headers, body in specs:
+        rich_table = Table(title=title)
+        for i, h in enumerate(headers):
+            rich_table.add_column(h, justify="left" if i == 0 or h in left_names else "right")
+        for row in body:
+            rich_table.add_row(*row)
+        tables.append(rich_table)
+    return tables
 
 
 def replace_generated(path: Path, title: str, begin_marker: str, end_marker: str, generated: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ambit.bench.markdown import replace_generated, table
+from ambit.bench.markdown import rich_tables as shared_rich_tables
 from ambit.bench.mesh import ConfigResult, Result
 from ambit.bench.mesh_workloads import PERCENTILES
 
@@ -415,22 +416,15 @@ def markdown(r: Result, env: dict[str, str], tools: dict[str, str], command: str
 
 
 def rich_tables(r: Result) -> list[Table]:
-    tables = []
-    for title, headers, body in (
+    specs = [
         ("Mesh side by side: targets", TARGET_HEADERS, target_rows(r)),
         ("Absolute numbers", MAIN_HEADERS, main_rows(r)),
         ("Added over no mesh; percentiles counting dropped requests", ADDED_HEADERS, added_rows(r)),
         ("Same-run ratios", RATIO_HEADERS, ratio_rows(r)),
         ("Cost per proxy process (fixed-rate run)", COST_HEADERS, cost_rows(r)),
         ("Idle connections", IDLE_HEADERS, idle_rows(r)),
-    ):
-        rich_table = Table(title=title)
-        for i, h in enumerate(headers):
-            rich_table.add_column(h, justify="left" if i == 0 or h in ("process", "measured") else "right")
-        for row in body:
-            rich_table.add_row(*row)
-        tables.append(rich_table)
-    return tables
+    ]
+    return shared_rich_tables(specs, left=("process", "measured"))
 
 
 def update_markdown(path: Path, generated: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.table import Table
 
 from ambit.bench import controlplane as cp
 from ambit.bench import cp_report, mesh, mesh_report
@@ -96,17 +97,22 @@ def hbone(ctx: click.Context, /, quick: bool, out: Path | None, **overrides: flo
             results = run(budget, progress=status.update)
     except ChildError as exc:
         raise click.ClickException(str(exc)) from exc
-    for table in rich_tables(results):
-        console.print(table)
     env = environment(load_before)
-    console.print(
+    machine = (
         f"{env['nproc']} CPUs ({env['cpu']}), {env['kernel']}, {env['python']}, {env['openssl']}, "
         f"h2 {env['h2']}, uvloop {env['uvloop']}; load average before the run {env['load']}"
     )
-    console.print(f"command: {command}")
+    _show(console, rich_tables(results), machine, command)
     if out is not None:
         update_markdown(out, markdown(results, budget, env, command))
         console.print(f"wrote the HBONE hop section of {out}")
+
+
+def _show(console: Console, tables: list[Table], machine: str, command: str) -> None:
+    for table in tables:
+        console.print(table)
+    console.print(machine)
+    console.print(f"command: {command}")
 
 
 @bench.command("controlplane")
@@ -177,11 +183,8 @@ def controlplane(ctx: click.Context, /, quick: bool, out: Path | None, **overrid
             result = cp.run(plan, progress=status.update)
     except ChildError as exc:
         raise click.ClickException(str(exc)) from exc
-    for table in cp_report.rich_tables(result):
-        console.print(table)
     env = environment(load_before)
-    console.print(cp_report.machine(env))
-    console.print(f"command: {command}")
+    _show(console, cp_report.rich_tables(result), cp_report.machine(env), command)
     if out is not None:
         cp_report.update_markdown(out, cp_report.markdown(result, env, command))
         console.print(f"wrote the control plane scale section of {out}")
@@ -223,12 +226,9 @@ def mesh_command(ctx: click.Context, /, quick: bool, out: Path | None, cluster_n
             result = mesh.run(plan, cluster_name=cluster_name, progress=status.update)
     except BenchError as exc:
         raise click.ClickException(str(exc)) from exc
-    for table in mesh_report.rich_tables(result):
-        console.print(table)
     env = environment(load_before)
     tools = tool_versions()
-    console.print(mesh_report.machine(env, tools))
-    console.print(f"command: {command}")
+    _show(console, mesh_report.rich_tables(result), mesh_report.machine(env, tools), command)
     if out is not None:
         mesh_report.update_markdown(out, mesh_report.markdown(result, env, tools, command))
         console.print(f"wrote the mesh side by side section of {out}")

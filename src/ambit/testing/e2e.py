@@ -45,3 +45,11 @@ def wait_for(predicate: Callable[[], bool], what: str, within: float = 60.0, int
 def ready(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def ambient_namespace(name: str) -> str:
+    """The manifest of a Namespace enrolled in the ambient mesh (Istio's label)."""
+    return (
+        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:\n"
+        "    istio.io/dataplane-mode: ambient\n"
+    )

@@ -14,18 +14,12 @@ from typing import Any
 
 import pytest
 
-from ambit.testing.e2e import SAMPLES, ambit, ready, wait_for
+from ambit.testing.e2e import SAMPLES, ambient_namespace, ambit, ready, wait_for
 
 pytestmark = pytest.mark.root
 
 NAMESPACE = "mesh"
-AMBIENT_NS = """apiVersion: v1
-kind: Namespace
-metadata:
-  name: mesh
-  labels:
-    istio.io/dataplane-mode: ambient
-"""
+AMBIENT_NS = ambient_namespace(NAMESPACE)
 DENY_CURL = """apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata:

@@ -19,18 +19,12 @@ from typing import Any
 
 import pytest
 
-from ambit.testing.e2e import AMBIT, SAMPLES, ambit, ready, wait_for
+from ambit.testing.e2e import AMBIT, SAMPLES, ambient_namespace, ambit, ready, wait_for
 
 pytestmark = pytest.mark.root
 
 NAMESPACE = "mesh"
-AMBIENT_NS = """apiVersion: v1
-kind: Namespace
-metadata:
-  name: mesh
-  labels:
-    istio.io/dataplane-mode: ambient
-"""
+AMBIENT_NS = ambient_namespace(NAMESPACE)
 ZONES = {"node1": "a", "node2": "b"}
 CURL_ID = "spiffe://cluster.local/ns/mesh/sa/curl"
 HTTPBIN_ID = "spiffe://cluster.local/ns/mesh/sa/httpbin"
