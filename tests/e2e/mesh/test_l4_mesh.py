@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ambit.testing.e2e import SAMPLES, ambient_namespace, ambit, ready, wait_for
+from ambit.testing.e2e import AMBIT, SAMPLES, ambient_namespace, ambit, ready, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -123,13 +124,45 @@ def test_traffic_goes_through_both_ztunnels_with_mutual_tls(cluster: str) -> Non
     ), lines
 
 
+HOLD_OPEN = """
+import socket, time
+s = socket.create_connection(("httpbin", 8000), timeout=5)
+s.sendall(b"GET /ip HTTP/1.1\\r\\nHost: httpbin\\r\\n\\r\\n")
+s.recv(65536)
+print("open", flush=True)
+s.settimeout(30)
+try:
+    while s.recv(65536):
+        pass
+except OSError:
+    pass
+print("closed", time.time(), flush=True)
+"""
+
+
 def test_l4_deny_on_source_principal_and_removal(cluster: str) -> None:
-    ambit(cluster, "apply", "-f", "-", stdin=DENY_CURL)
+    client = by_app(cluster, "curl")["metadata"]["name"]
+    held = subprocess.Popen(
+        [AMBIT, "--cluster", cluster, "exec", client, "-n", NAMESPACE, "--", "python3", "-c", HOLD_OPEN],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
+        assert held.stdout is not None and held.stdout.readline().strip() == "open"
+        ambit(cluster, "apply", "-f", "-", stdin=DENY_CURL)
+        applied = time.time()
+        closed = held.stdout.readline().split()
+        assert closed[:1] == ["closed"], closed
+        print(f"open connection closed {float(closed[1]) - applied:.2f} s after `ambit apply` returned")
+        # From `ambit apply` returning: the store, the control plane's push (debounced 100 ms) and the
+        # ztunnel's re-check of its open connections.
+        assert float(closed[1]) - applied < 1.0, f"closed {float(closed[1]) - applied:.2f} s after the DENY"
         wait_for(
             lambda: curl(cluster, "http://httpbin:8000/ip").returncode != 0, "the DENY to take effect", 20
         )
     finally:
+        held.kill()
+        held.communicate()  # reaps it and closes the pipe
         ambit(cluster, "delete", "AuthorizationPolicy", "deny-curl", "-n", NAMESPACE, check=False)
     wait_for(lambda: curl(cluster, "http://httpbin:8000/ip").returncode == 0, "traffic to come back", 20)
 
