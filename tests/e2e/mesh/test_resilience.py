@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from ambit.apps.load import LoadResult
+from ambit.runtime import pcap
 from ambit.testing.e2e import AMBIT, ambit, ready, wait_for
 
 pytestmark = pytest.mark.root
@@ -225,21 +227,34 @@ def test_a_dead_ztunnel_touches_only_its_node(cluster: str, tmp_path: Path) -> N
         ambit(cluster, "kill", "ztunnel", "--node", "node2")
         ambit(cluster, "stop", "ztunnel", "--node", "node2")
         result = finish(proc, out)
-        victim = ambit(
-            cluster,
-            "exec",
-            pod_name(cluster, "victim"),
-            "-n",
-            NS,
-            "--",
-            "curl",
-            "-sS",
-            "-m",
-            "3",
-            "http://server/",
-            check=False,
-        )
+        marker = f"victim-{uuid.uuid4().hex}"
+        capture = pcap.start(cluster, tmp_path / "fabric.pcap")
+        try:
+            victim = ambit(
+                cluster,
+                "exec",
+                pod_name(cluster, "victim"),
+                "-n",
+                NS,
+                "--",
+                "curl",
+                "-sS",
+                "-m",
+                "3",
+                "-H",
+                f"X-Marker: {marker}",
+                "http://server/",
+                check=False,
+            )
+        finally:
+            pcap.stop(capture)
         assert victim.returncode != 0, "a pod whose ztunnel is down must reach nothing"
+        crossed = pcap.summarise(tmp_path / "fabric.pcap")
+        assert not crossed.contains(marker), "the victim's request crossed the fabric in plaintext"
+        victim_ip = next(p for p in pods(cluster) if p["metadata"]["name"] == pod_name(cluster, "victim"))
+        assert not [p for p in crossed.packets if victim_ip["status"]["podIP"] in (p.src, p.dst)], (
+            "nothing of the victim's leaves its node while its ztunnel is down"
+        )
     finally:
         ambit(cluster, "start", "ztunnel", "--node", "node2", check=False)
     assert_no_failures(result)
