@@ -201,7 +201,14 @@ def test_control_plane_outage_loses_nothing_and_a_restarted_ztunnel_serves_from_
         ambit(cluster, "start", "controlplane", check=False)
 
 
-def test_overlapping_ztunnel_restart_on_the_clients_node_loses_nothing(cluster: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "node",
+    [
+        pytest.param("node1", id="the-clients-node"),  # outbound 15001 and the HBONE pool change hands
+        pytest.param("node3", id="a-servers-node"),  # inbound 15008 changes hands (server-c)
+    ],
+)
+def test_overlapping_ztunnel_restart_loses_nothing(cluster: str, tmp_path: Path, node: str) -> None:
     out = tmp_path / "load.json"
     before = opened_from(cluster, "node1", "client")
     proc = load(cluster, "client", out, duration=RESTART_DURATION)
@@ -209,10 +216,10 @@ def test_overlapping_ztunnel_restart_on_the_clients_node_loses_nothing(cluster: 
         # Starting the load in the pod, and a new ztunnel, take seconds on a busy machine: restart once
         # the load runs (not after a fixed sleep), and check below that the handover fell inside it.
         wait_for(lambda: opened_from(cluster, "node1", "client") >= before + 20, "the load to start", 30, 0.5)
-        ambit(cluster, "restart", "ztunnel", "--node", "node1")
+        ambit(cluster, "restart", "ztunnel", "--node", node)
     finally:
         result = finish(proc, out)
-    drained = drain_started(cluster, "node1")
+    drained = drain_started(cluster, node)
     assert drained is not None, "the old ztunnel never logged its drain"
     into_load = drained - result.started_wall
     assert 0 < into_load < RESTART_DURATION - 2, f"the handover was {into_load:.1f} s into the load"
