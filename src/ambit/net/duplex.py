@@ -3,11 +3,20 @@
 A `Duplex` is one end of a byte stream: a TCP connection (`TcpDuplex`) or an HBONE stream
 (`ambit.net.hbone.HboneStream`). It can be used two ways:
 
-* joined to another endpoint by `relay(a, b)`: bytes read from one are delivered to the other
-  straight from the protocol callback; backpressure flows both ways (a full sink pauses the other
-  side's source: `pause_reading` for TCP, withheld flow-control credit for HBONE); half-close is
-  carried across (FIN ↔ END_STREAM) and a reset on one side aborts the other;
+* joined to another endpoint by `join(a, b, on_done)` (or the awaitable `relay(a, b)`): bytes read
+  from one are delivered to the other straight from the protocol callback; backpressure flows both
+  ways (a full sink pauses the other side's source: `pause_reading` for TCP, withheld flow-control
+  credit for HBONE); half-close is carried across (FIN ↔ END_STREAM) and a reset on one side aborts
+  the other;
 * on its own, through the awaitable `read` / `write` / `drain` / `write_eof` API (tests, clients).
+
+**Memory.** A proxy holds one joined pair per open connection, often idle for minutes, so a pair
+costs only its objects: every class here has ``__slots__``, the end of a connection is reported
+through plain callbacks (``add_close_callback``), and `join` needs no coroutine, task or future — a
+task waiting on a relay would hold its coroutine frames, its context and a future for the
+connection's whole life (about 3 KiB per connection and proxy, measured with
+``scripts/profile_idle.py``). Futures are made only when someone awaits (`wait_closed`, `read`,
+`drain`).
 
 Subclasses implement the network-facing half (`deliver`, `deliver_eof`, `pause_source`,
 `resume_source`, `abort`) and report network events with the `_on_network_*` methods.
@@ -17,13 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
 _READ_BUFFER_LIMIT = 1024 * 1024
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+
+_log = logging.getLogger(__name__)
 
 
 class StreamAborted(ConnectionError):
@@ -33,19 +46,38 @@ class StreamAborted(ConnectionError):
 class Duplex:
     """One end of a bidirectional byte stream; see the module docstring."""
 
+    __slots__ = (
+        "_close_callbacks",
+        "_drain_waiter",
+        "_is_closed",
+        "_rbuf",
+        "_read_waiter",
+        "_source_paused_for_buffer",
+        "_write_blocked",
+        "bytes_in",
+        "bytes_out",
+        "eof_in",
+        "eof_out",
+        "error",
+        "peer",
+        "relay",
+    )
+
     def __init__(self) -> None:
         self.peer: Duplex | None = None
+        self.relay: Relay | None = None  # set by join(); told when this end closes
         self.bytes_in = 0
         self.bytes_out = 0
         self.eof_in = False
         self.eof_out = False
         self.error: BaseException | None = None
-        self._rbuf = bytearray()
+        self._rbuf: bytearray | None = None  # made on the first unjoined read
         self._read_waiter: asyncio.Future[None] | None = None
         self._write_blocked = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._source_paused_for_buffer = False
-        self._closed = asyncio.get_running_loop().create_future()
+        self._is_closed = False
+        self._close_callbacks: list[Callable[[], None]] | None = None
 
     # -------------------------------------------------- implemented by subclasses
 
@@ -76,7 +108,10 @@ class Duplex:
             self.peer.bytes_out += len(data)
             self.peer.deliver(data)
             return
-        self._rbuf += data
+        if self._rbuf is None:
+            self._rbuf = bytearray(data)
+        else:
+            self._rbuf += data
         self._wake_reader()
         if len(self._rbuf) > _READ_BUFFER_LIMIT and not self._source_paused_for_buffer:
             self._source_paused_for_buffer = True
@@ -99,8 +134,16 @@ class Duplex:
             self.peer.abort(self.error)
         self._wake_reader()
         self._wake_drain()
-        if not self._closed.done():
-            self._closed.set_result(None)
+        if not self._is_closed:
+            self._is_closed = True
+            if self.relay is not None:
+                self.relay._one_closed()
+            callbacks, self._close_callbacks = self._close_callbacks, None
+            for callback in callbacks or ():
+                try:
+                    callback()
+                except Exception:  # one broken observer must not keep the others from hearing
+                    _log.exception("close callback of %r failed", self)
 
     def _on_write_blocked(self) -> None:
         self._write_blocked = True
@@ -123,12 +166,15 @@ class Duplex:
         while not self._rbuf and not self.eof_in and self.error is None:
             self._read_waiter = asyncio.get_running_loop().create_future()
             await self._read_waiter
-        if not self._rbuf and self.error is not None:
-            raise StreamAborted(str(self.error)) from self.error
-        n = len(self._rbuf) if max_bytes < 0 else min(max_bytes, len(self._rbuf))
-        data = bytes(self._rbuf[:n])
-        del self._rbuf[:n]
-        if self._source_paused_for_buffer and len(self._rbuf) < _READ_BUFFER_LIMIT // 2:
+        rbuf = self._rbuf
+        if not rbuf:
+            if self.error is not None:
+                raise StreamAborted(str(self.error)) from self.error
+            return b""
+        n = len(rbuf) if max_bytes < 0 else min(max_bytes, len(rbuf))
+        data = bytes(rbuf[:n])
+        del rbuf[:n]
+        if self._source_paused_for_buffer and len(rbuf) < _READ_BUFFER_LIMIT // 2:
             self._source_paused_for_buffer = False
             self.resume_source()
         return data
@@ -167,11 +213,29 @@ class Duplex:
         self._check_done()
 
     async def wait_closed(self) -> None:
-        await asyncio.shield(self._closed)
+        if self._is_closed:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def closed() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.add_close_callback(closed)
+        await done
 
     @property
     def closed(self) -> bool:
-        return self._closed.done()
+        return self._is_closed
+
+    def add_close_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once this endpoint is closed (now, if it already is)."""
+        if self._is_closed:
+            callback()
+        elif self._close_callbacks is None:
+            self._close_callbacks = [callback]
+        else:
+            self._close_callbacks.append(callback)
 
     # -------------------------------------------------- internals
 
@@ -189,16 +253,15 @@ class Duplex:
 class TcpDuplex(Duplex, asyncio.Protocol):
     """A plain TCP connection as a Duplex (use as the protocol of create_connection / create_server)."""
 
+    __slots__ = ("transport",)
+
     def __init__(self) -> None:
         Duplex.__init__(self)
         self.transport: asyncio.Transport | None = None
-        self._connected = asyncio.get_running_loop().create_future()
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        if not self._connected.done():
-            self._connected.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         self._on_network_data(data)
@@ -263,8 +326,93 @@ class RelayResult:
     error: BaseException | None
 
 
-async def relay(a: Duplex, b: Duplex) -> RelayResult:
-    """Join two endpoints until both are closed; bytes move in callbacks, not in this coroutine."""
+class RelayGroup:
+    """The relays of one owner (a pod's proxy): counted, waited for, and aborted together."""
+
+    __slots__ = ("_emptied", "_relays")
+
+    def __init__(self) -> None:
+        self._relays: set[Relay] = set()
+        self._emptied: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._relays)
+
+    def _add(self, relay: Relay) -> None:
+        self._relays.add(relay)
+
+    def _discard(self, relay: Relay) -> None:
+        self._relays.discard(relay)
+        if not self._relays and self._emptied is not None and not self._emptied.done():
+            self._emptied.set_result(None)
+
+    async def wait_empty(self) -> None:
+        """Wait until no relay is left (bound it with ``asyncio.timeout``)."""
+        if not self._relays:
+            return
+        if self._emptied is None or self._emptied.done():
+            self._emptied = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._emptied)
+
+    def abort_all(self, reason: str) -> int:
+        """Reset every relay (both ends); their ``on_done`` still runs. Returns how many."""
+        relays = list(self._relays)
+        for relay in relays:
+            relay.abort(StreamAborted(reason))
+        return len(relays)
+
+
+class Relay:
+    """Two endpoints joined by :func:`join`; ``on_done(result)`` runs once both are closed."""
+
+    __slots__ = ("_group", "_left", "_on_done", "a", "b")
+
+    def __init__(
+        self,
+        a: Duplex,
+        b: Duplex,
+        on_done: Callable[[RelayResult], None] | None,
+        group: RelayGroup | None,
+    ) -> None:
+        self.a = a
+        self.b = b
+        self._on_done = on_done
+        self._group = group
+        self._left = 2
+
+    @property
+    def done(self) -> bool:
+        return self._left == 0
+
+    def abort(self, reason: BaseException | None = None) -> None:
+        """Reset both ends (TCP RST / HBONE RST_STREAM)."""
+        self.a.abort(reason)
+        self.b.abort(reason)
+
+    def _one_closed(self) -> None:
+        self._left -= 1
+        if self._left:
+            return
+        a, b = self.a, self.b
+        if self._group is not None:
+            self._group._discard(self)
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done(RelayResult(a.bytes_in, b.bytes_in, a.error or b.error))
+
+
+def join(
+    a: Duplex,
+    b: Duplex,
+    on_done: Callable[[RelayResult], None] | None = None,
+    *,
+    group: RelayGroup | None = None,
+) -> Relay:
+    """Join two endpoints: from now on bytes move in the protocol callbacks, with no coroutine.
+
+    Whatever either end already buffered, its EOF or its error is carried over first. ``on_done``
+    runs once, when both ends are closed (it must not raise); ``group`` tracks the relay until then.
+    """
     a.peer, b.peer = b, a
     for src, dst in ((a, b), (b, a)):
         if src._rbuf:
@@ -272,6 +420,7 @@ async def relay(a: Duplex, b: Duplex) -> RelayResult:
             src._rbuf.clear()
             dst.bytes_out += len(data)
             dst.deliver(data)
+        src._rbuf = None
         if src._source_paused_for_buffer:
             src._source_paused_for_buffer = False
             src.resume_source()
@@ -280,34 +429,28 @@ async def relay(a: Duplex, b: Duplex) -> RelayResult:
             dst.deliver_eof()
         if src.error is not None:
             dst.abort(src.error)
+    joined = Relay(a, b, on_done, group)
+    if group is not None:
+        group._add(joined)
+    for end in (a, b):
+        if end._is_closed:
+            joined._one_closed()
+        else:
+            end.relay = joined
+    return joined
+
+
+async def relay(a: Duplex, b: Duplex) -> RelayResult:
+    """Join two endpoints and wait until both are closed; cancelling resets both."""
+    done: asyncio.Future[RelayResult] = asyncio.get_running_loop().create_future()
+
+    def finished(result: RelayResult) -> None:
+        if not done.done():
+            done.set_result(result)
+
+    joined = join(a, b, finished)
     try:
-        await _both_closed(a, b)
+        return await done
     except asyncio.CancelledError:
-        a.abort(StreamAborted("relay cancelled"))
-        b.abort(StreamAborted("relay cancelled"))
+        joined.abort(StreamAborted("relay cancelled"))
         raise
-    return RelayResult(a.bytes_in, b.bytes_in, a.error or b.error)
-
-
-async def _both_closed(a: Duplex, b: Duplex) -> None:
-    """Wait for both ends with one future and two done-callbacks: `asyncio.gather` would make two tasks
-    per relayed connection, a few KiB each held for the connection's whole life."""
-    pending = [d._closed for d in (a, b) if not d._closed.done()]
-    if not pending:
-        return
-    both: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    left = len(pending)
-
-    def one_closed(_: asyncio.Future[None]) -> None:
-        nonlocal left
-        left -= 1
-        if left == 0 and not both.done():
-            both.set_result(None)
-
-    for closed in pending:
-        closed.add_done_callback(one_closed)
-    try:
-        await both
-    finally:
-        for closed in pending:
-            closed.remove_done_callback(one_closed)

@@ -61,15 +61,30 @@ class StreamRefused(ConnectionError):
 
 
 class HboneStream(Duplex):
-    """One CONNECT tunnel as a Duplex."""
+    """One CONNECT tunnel as a Duplex.
 
-    def __init__(self, conn: HboneConnectionProtocol, stream_id: int) -> None:
+    ``response`` is the future of the server's answer on a stream this side opened, and None on a
+    stream the peer opened (nobody answers those to us: no future is kept per inbound tunnel)."""
+
+    __slots__ = ("_paused", "_withheld", "conn", "response", "stream_id")
+
+    def __init__(self, conn: HboneConnectionProtocol, stream_id: int, *, opened_here: bool) -> None:
         super().__init__()
         self.conn = conn
         self.stream_id = stream_id
         self._paused = False
         self._withheld = 0
-        self.response: asyncio.Future[core.TunnelResponse] = asyncio.get_running_loop().create_future()
+        self.response: asyncio.Future[core.TunnelResponse] | None = (
+            asyncio.get_running_loop().create_future() if opened_here else None
+        )
+
+    def _answered(self) -> bool:
+        return self.response is not None and self.response.done()
+
+    def _fail_response(self, exc: BaseException) -> None:
+        if self.response is not None and not self.response.done():
+            self.response.set_exception(exc)
+            self.response.exception()  # mark retrieved: nobody may be waiting
 
     # network events from the connection
     def _data(self, ev: core.DataReceived) -> None:
@@ -114,9 +129,7 @@ class HboneStream(Duplex):
         if not self.closed:
             self.conn.forget(self.stream_id)
             self._on_network_lost(exc)
-        if not self.response.done():
-            self.response.set_exception(exc or StreamAborted("stream closed before a response"))
-            self.response.exception()  # mark retrieved: nobody may be waiting
+        self._fail_response(exc or StreamAborted("stream closed before a response"))
 
 
 class HboneConnectionProtocol(asyncio.Protocol):
@@ -228,7 +241,8 @@ class HboneConnectionProtocol(asyncio.Protocol):
             if (stream := self.streams.get(ev.stream_id)) is not None:
                 stream._on_writable()
         elif isinstance(ev, core.TunnelResponse):
-            if (stream := self.streams.get(ev.stream_id)) is not None and not stream.response.done():
+            stream = self.streams.get(ev.stream_id)
+            if stream is not None and stream.response is not None and not stream.response.done():
                 stream.response.set_result(ev)
         elif isinstance(ev, core.StreamReset):
             self._stream_reset(ev)
@@ -256,22 +270,20 @@ class HboneConnectionProtocol(asyncio.Protocol):
         stream = self.streams.get(ev.stream_id)
         if stream is None:
             return
-        refused = ev.error_code == ErrorCodes.REFUSED_STREAM and not stream.response.done()
+        refused = ev.error_code == ErrorCodes.REFUSED_STREAM and not stream._answered()
         exc: BaseException = (
             StreamRefused(f"stream {ev.stream_id} refused")
             if refused
             else StreamAborted(f"reset {ev.error_code}")
         )
         stream.error = stream.error or exc
-        if not stream.response.done():
-            stream.response.set_exception(exc)
-            stream.response.exception()
+        stream._fail_response(exc)
         stream._finish(exc)
 
     # ------------------------------------------------------------ commands used by streams
 
-    def add_stream(self, stream_id: int) -> HboneStream:
-        stream = HboneStream(self, stream_id)
+    def add_stream(self, stream_id: int, *, opened_here: bool) -> HboneStream:
+        stream = HboneStream(self, stream_id, opened_here=opened_here)
         self.streams[stream_id] = stream
         self._cancel("idle")
         return stream
@@ -418,7 +430,7 @@ class HboneClientConnection:
     def reserve(self, authority: str, headers: tuple[tuple[str, str], ...] = ()) -> HboneStream:
         """Send CONNECT now (synchronously claims a stream slot)."""
         sid = self.proto.core.open_tunnel(authority, headers)
-        stream = self.proto.add_stream(sid)
+        stream = self.proto.add_stream(sid, opened_here=True)
         self.proto._flush()
         return stream
 
@@ -439,6 +451,8 @@ class HboneClientConnection:
 
 async def finish_open(stream: HboneStream) -> HboneStream:
     """Wait for the answer to a reserved stream's CONNECT; cancelling resets the stream."""
+    if stream.response is None:
+        raise core.HboneProtocolError(f"stream {stream.stream_id} was opened by the peer: no response comes")
     try:
         response = await stream.response
     except asyncio.CancelledError:
@@ -589,7 +603,7 @@ class HboneServer:
         return proto
 
     def _on_request(self, conn: HboneConnectionProtocol, req: core.TunnelRequested) -> None:
-        tunnel = InboundTunnel(conn, req, conn.add_stream(req.stream_id))
+        tunnel = InboundTunnel(conn, req, conn.add_stream(req.stream_id, opened_here=False))
         task = spawn(self._run_handler(tunnel), name=f"hbone-inbound-{req.authority}")
         self._handler_tasks.add(task)
         task.add_done_callback(self._handler_tasks.discard)

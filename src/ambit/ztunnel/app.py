@@ -47,6 +47,7 @@ from ambit.ztunnel.admin import AdminServers
 from ambit.ztunnel.agent_client import AgentClient
 from ambit.ztunnel.cache import ZtunnelCache
 from ambit.ztunnel.config import ZtunnelConfig
+from ambit.ztunnel.heap import HeapTrimmer
 from ambit.ztunnel.inputs import PodInfo, open_listeners
 from ambit.ztunnel.manager import PodStartError, Ztunnel
 from ambit.ztunnel.netns_sockets import NetnsSocketFactory
@@ -79,6 +80,7 @@ class AppConfig:
     pod_wait: float = 5.0
     cache_interval: float = 0.5
     agent_backoff_max: float = 5.0
+    heap_trim_interval: float = 10.0  # see ambit.ztunnel.heap
     # netns fd -> the pod's socket factory (tests on loopback inject their own).
     sockets_for: Callable[[int], SocketFactory] = field(default=NetnsSocketFactory)
 
@@ -130,6 +132,7 @@ class ZtunnelApp:
         self.ca: CaClient | None = None
         self.agent: AgentClient | None = None
         self.admin: AdminServers | None = None
+        self.heap = HeapTrimmer(interval=config.heap_trim_interval)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -172,6 +175,7 @@ class ZtunnelApp:
         await self.admin.start()
         self.agent = AgentClient(cfg.agent_socket, self, backoff_max=cfg.agent_backoff_max)
         self.agent.start()
+        self.heap.start()
         self._started = True
         log.info("ztunnel for node %s started (agent socket %s)", z.node, cfg.agent_socket)
 
@@ -213,6 +217,7 @@ class ZtunnelApp:
         await self._close_rest()
 
     async def _close_rest(self) -> None:
+        await self.heap.close()
         for fd in self.fds.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -242,6 +247,7 @@ class ZtunnelApp:
         dump["services"] = dict(snapshot.services)
         dump["policies"] = dict(snapshot.policies)
         dump["synced_from_cache"] = self.synced_from_cache
+        dump["heap"] = {"free_bytes": self.heap.free_bytes(), "trims": self.heap.trims}
         dump["agent"] = {
             "socket": str(self.config.agent_socket),
             "connected": self.agent is not None and self.agent.connected.is_set(),

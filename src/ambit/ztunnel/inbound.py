@@ -14,7 +14,9 @@ For each well-formed CONNECT (facts §1.3, DESIGN §2):
 6. if the config changed while connecting, decide again on the new snapshot; then ``200`` and
    register the connection (:mod:`ambit.ztunnel.connections`) *in the same step*, so no policy
    change can slip between the decision and the registration;
-7. relay with half-close, then metrics (reporter ``destination``, ``mutual_tls``) and the access log.
+7. join the stream and the app's connection (:func:`~ambit.net.duplex.join`: the handler's task ends
+   here, the bytes move in callbacks) with half-close; when both ends are closed, metrics (reporter
+   ``destination``, ``mutual_tls``) and the access log.
 
 **Which source IP counts.** In in-pod mode the client's ztunnel dials from inside the client pod's
 namespace, so the TCP source address of an HBONE connection *is* the client pod's IP; ambit uses it
@@ -35,7 +37,7 @@ from collections.abc import Iterable
 
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
-from ambit.net.duplex import Duplex, relay
+from ambit.net.duplex import Duplex, RelayGroup, RelayResult, join
 from ambit.net.hbone import InboundTunnel
 from ambit.routing import InboundRefusal, plan_inbound
 from ambit.state.snapshot import Snapshot
@@ -179,10 +181,11 @@ def service_for(snapshot: Snapshot, local: Workload, headers: Headers) -> Servic
 class InboundHandler:
     """Handles the CONNECTs arriving on one pod's 15008 listener."""
 
-    def __init__(self, inputs: ProxyInputs, pod: PodInfo, sockets: SocketFactory) -> None:
+    def __init__(self, inputs: ProxyInputs, pod: PodInfo, sockets: SocketFactory, relays: RelayGroup) -> None:
         self.inputs = inputs
         self.pod = pod
         self.sockets = sockets
+        self.relays = relays
 
     async def handle(self, tunnel: InboundTunnel) -> None:
         """Decide and carry out one CONNECT; refusals answer with their status."""
@@ -254,7 +257,7 @@ class InboundHandler:
             (stream, upstream),
             policies=snapshot.policies_for(decided.workload),
         )
-        await relay_registered(inputs, live, stream, upstream, record)
+        join_registered(live, stream, upstream, record, self.relays)
 
     @staticmethod
     def _refuse(tunnel: InboundTunnel, record: InboundRecord, status: int, reason: str) -> None:
@@ -262,31 +265,36 @@ class InboundHandler:
         record.refused(status, reason)
 
 
-async def relay_registered(
-    inputs: ProxyInputs, live: LiveConnection, downstream: Duplex, upstream: Duplex, record: InboundRecord
+def join_registered(
+    live: LiveConnection, downstream: Duplex, upstream: Duplex, record: InboundRecord, relays: RelayGroup
 ) -> None:
-    """Relay an admitted connection and write its record, however it ends (a drain may cancel it)."""
-    error: str | None = None
-    try:
-        result = await relay(downstream, upstream)
-        if result.error is not None:
-            error = str(result.error) or type(result.error).__name__
-    except asyncio.CancelledError:
-        error = "cancelled (drain deadline or shutdown)"
-        raise
-    finally:
-        inputs.connections.unregister(live)
-        if live.revoked is not None:
-            record.finish(
-                accesslog.DENIED, FLAG_DENY, f"closed by policy: {live.revoked}", downstream, upstream
-            )
-        else:
-            outcome = accesslog.OK if error is None else accesslog.ERROR
-            record.finish(outcome, FLAG_NONE, error, downstream, upstream)
+    """Join an admitted connection's ends; when both are closed, unregister it and write its record."""
+    record.live = live
+    record.ends = (downstream, upstream)
+    join(downstream, upstream, record.relay_done, group=relays)
 
 
 class InboundRecord:
     """Metrics (reporter ``destination``) and the access-log line of one inbound connection."""
+
+    __slots__ = (
+        "_source",
+        "_source_looked_up",
+        "authority",
+        "direction",
+        "done",
+        "dst",
+        "ends",
+        "inputs",
+        "live",
+        "local",
+        "metrics",
+        "peer",
+        "pod",
+        "service",
+        "src",
+        "started",
+    )
 
     def __init__(
         self,
@@ -313,6 +321,26 @@ class InboundRecord:
         self._source: Workload | None = None
         self._source_looked_up = False
         self.done = False
+        self.live: LiveConnection | None = None  # registered for rechecks while relayed
+        self.ends: tuple[Duplex, Duplex] | None = None  # (downstream, upstream) while relayed
+
+    def relay_done(self, result: RelayResult) -> None:
+        """Both ends of the relayed connection are closed: unregister it and write the record."""
+        live, ends = self.live, self.ends
+        self.live = self.ends = None
+        downstream, upstream = ends if ends is not None else (None, None)
+        if live is not None:
+            self.inputs.connections.unregister(live)
+            if live.revoked is not None:
+                self.finish(
+                    accesslog.DENIED, FLAG_DENY, f"closed by policy: {live.revoked}", downstream, upstream
+                )
+                return
+        error = result.error
+        if error is None:
+            self.finish(accesslog.OK, FLAG_NONE, None, downstream, upstream)
+        else:
+            self.finish(accesslog.ERROR, FLAG_NONE, str(error) or type(error).__name__, downstream, upstream)
 
     @property
     def source(self) -> Workload | None:

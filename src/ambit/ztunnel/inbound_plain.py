@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ambit.net.duplex import TcpDuplex
+from ambit.net.duplex import RelayGroup, TcpDuplex
 from ambit.routing import InboundRefusal, plan_inbound_plaintext
 from ambit.ztunnel import accesslog
-from ambit.ztunnel.inbound import InboundRecord, relay_registered
+from ambit.ztunnel.inbound import InboundRecord, join_registered
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
 from ambit.ztunnel.sockets import OriginalDestinationError, SocketFactory
 
@@ -31,10 +31,11 @@ log = logging.getLogger(__name__)
 class PlaintextInboundHandler:
     """Handles the connections captured on one pod's 15006 listener."""
 
-    def __init__(self, inputs: ProxyInputs, pod: PodInfo, sockets: SocketFactory) -> None:
+    def __init__(self, inputs: ProxyInputs, pod: PodInfo, sockets: SocketFactory, relays: RelayGroup) -> None:
         self.inputs = inputs
         self.pod = pod
         self.sockets = sockets
+        self.relays = relays
 
     async def handle(self, client: TcpDuplex) -> None:
         """Carry out one captured connection; failures reset the client."""
@@ -100,7 +101,7 @@ class PlaintextInboundHandler:
                 (client, upstream),
                 policies=snapshot.policies_for(decided.workload),
             )
-            await relay_registered(inputs, live, client, upstream, record)
+            join_registered(live, client, upstream, record, self.relays)
         except asyncio.CancelledError:
             client.abort()
             record.finish(accesslog.ERROR, "-", "cancelled (drain deadline or shutdown)", client, None)

@@ -140,9 +140,10 @@ class ConnectionMetrics:
 
     def __init__(self, metrics: Metrics, labels: TcpLabels) -> None:
         self._metrics = metrics
-        self.labels = labels
+        # The cached, equal label set: an open connection holds no label strings of its own.
+        self.labels, series = metrics.interned(labels)
         self._closed = False
-        metrics.series(labels).opened.inc()
+        series.opened.inc()
 
     def close(self, *, received: int, sent: int, response_flags: str = FLAG_NONE) -> None:
         """Count the close with the final flags and add the bytes each way (idempotent)."""
@@ -178,12 +179,16 @@ class Metrics:
             names,
             registry=r,
         )
-        self._series: dict[TcpLabels, _Series] = {}
+        self._series: dict[TcpLabels, tuple[TcpLabels, _Series]] = {}
 
     def series(self, labels: TcpLabels) -> _Series:
         """The cached label children for ``labels``."""
-        series = self._series.get(labels)
-        if series is None:
+        return self.interned(labels)[1]
+
+    def interned(self, labels: TcpLabels) -> tuple[TcpLabels, _Series]:
+        """The cached label set equal to ``labels`` (made the cached one if new) and its children."""
+        entry = self._series.get(labels)
+        if entry is None:
             values = dataclasses.astuple(labels)
             series = _Series(
                 self.opened.labels(*values),
@@ -191,8 +196,8 @@ class Metrics:
                 self.sent.labels(*values),
                 self.received.labels(*values),
             )
-            self._series[labels] = series
-        return series
+            entry = self._series[labels] = (labels, series)
+        return entry
 
     @property
     def cached_series(self) -> int:

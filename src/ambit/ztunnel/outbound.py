@@ -18,7 +18,9 @@ For each connection accepted on a pod's 15001 listener (DESIGN §2, facts §1.7)
    anything. A ``401`` (denied by the destination's policy), a ``400``, or no certificate for the
    source identity ends the attempts: the client's connection is reset. Nothing is ever sent in
    plaintext instead of a tunnel;
-6. relay with half-close, then one metrics update (reporter ``source``) and one access-log line.
+6. join the client and the upstream (:func:`~ambit.net.duplex.join`: the handler's task ends here,
+   the bytes move in callbacks) with half-close; when both ends are closed, one metrics update
+   (reporter ``source``) and one access-log line.
 
 :func:`hbone_connector` is the pool's connector: it dials through the source pod's socket factory
 (so the connection leaves from the pod's namespace, with its IP and the mark) and presents the
@@ -34,7 +36,7 @@ from collections.abc import Callable
 from ambit.identity.secrets import SecretUnavailable
 from ambit.identity.tls import PeerIdentityError
 from ambit.model.workload import Workload
-from ambit.net.duplex import Duplex, TcpDuplex, relay
+from ambit.net.duplex import Duplex, RelayGroup, RelayResult, TcpDuplex, join
 from ambit.net.hbone import HboneClientConnection, HboneConnectionProtocol, TunnelRejected
 from ambit.net.pool import Connector, PoolKey
 from ambit.protocol.hbone import HboneSettings, request_headers
@@ -111,10 +113,11 @@ def hbone_connector(
 class OutboundHandler:
     """Handles the connections captured on one pod's 15001 listener."""
 
-    def __init__(self, inputs: ProxyInputs, pod: PodInfo, sockets: SocketFactory) -> None:
+    def __init__(self, inputs: ProxyInputs, pod: PodInfo, sockets: SocketFactory, relays: RelayGroup) -> None:
         self.inputs = inputs
         self.pod = pod
         self.sockets = sockets
+        self.relays = relays
         self.source_ips: set[str] = set()  # client IPs seen (the pool dials from their namespace)
 
     async def handle(self, client: TcpDuplex) -> None:
@@ -161,7 +164,7 @@ class OutboundHandler:
             if not config.in_cluster(dst[0]):
                 # outside the cluster: plain TCP, no need to wait for the config
                 upstream = await self._connect_passthrough(dst, src, record, None, None)
-                await self._relay(client, upstream, record)
+                self._join(client, upstream, record)
                 return
             snapshot = await inputs.state.wait_ready(self.pod.uid, config.sync_timeout)
             if snapshot is None:
@@ -179,7 +182,7 @@ class OutboundHandler:
         if isinstance(candidates, RouteError):
             raise _Stop(candidates.reason, FLAG_NONE, accesslog.REFUSED)
         upstream = await self._first_that_connects(candidates[: config.outbound_attempts], src, record)
-        await self._relay(client, upstream, record)
+        self._join(client, upstream, record)
 
     async def _first_that_connects(
         self, candidates: list[OutboundPlan], src: Address, record: _Record
@@ -239,27 +242,9 @@ class OutboundHandler:
                 ) from exc
             raise
 
-    async def _relay(self, client: TcpDuplex, upstream: Duplex, record: _Record) -> None:
+    def _join(self, client: TcpDuplex, upstream: Duplex, record: _Record) -> None:
         record.count_open(record.plan)
-        try:
-            result = await relay(client, upstream)
-        except asyncio.CancelledError:
-            record.finish(
-                accesslog.ERROR,
-                FLAG_NONE,
-                "cancelled (drain deadline or shutdown)",
-                received=client.bytes_in,
-                sent=upstream.bytes_in,
-            )
-            raise
-        error = result.error
-        record.finish(
-            accesslog.OK if error is None else accesslog.ERROR,
-            FLAG_NONE,
-            None if error is None else str(error) or type(error).__name__,
-            received=result.a_to_b,
-            sent=result.b_to_a,
-        )
+        join(client, upstream, record.relay_done, group=self.relays)
 
 
 def _describe(plan: OutboundPlan) -> str:
@@ -270,6 +255,8 @@ def _describe(plan: OutboundPlan) -> str:
 
 class _Record:
     """Metrics and the access-log line of one outbound connection, written once."""
+
+    __slots__ = ("done", "dst", "handler", "metrics", "plan", "source", "src", "started")
 
     def __init__(self, handler: OutboundHandler, src: Address, started: float) -> None:
         self.handler = handler
@@ -296,6 +283,17 @@ class _Record:
             mutual_tls=hbone,
         )
         self.metrics = self.handler.inputs.metrics.connection(labels)
+
+    def relay_done(self, result: RelayResult) -> None:
+        """Both ends of the relayed connection are closed."""
+        error = result.error
+        self.finish(
+            accesslog.OK if error is None else accesslog.ERROR,
+            FLAG_NONE,
+            None if error is None else str(error) or type(error).__name__,
+            received=result.a_to_b,
+            sent=result.b_to_a,
+        )
 
     def finish(
         self, outcome: str, flags: str, error: str | None, *, received: int = 0, sent: int = 0

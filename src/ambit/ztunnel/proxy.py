@@ -33,7 +33,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ambit.identity.secrets import SecretUnavailable
-from ambit.net.duplex import TcpDuplex
+from ambit.net.duplex import RelayGroup, TcpDuplex
 from ambit.net.hbone import HboneServer, InboundTunnel
 from ambit.net.tasks import spawn
 from ambit.protocol.hbone import HboneSettings
@@ -57,16 +57,22 @@ class _Accepted(TcpDuplex):
     a loop iteration or two later; ``pending`` holds it in between, so that a drain starting in that
     gap knows the connection exists (see :meth:`PodProxy.drain`)."""
 
+    __slots__ = ("__weakref__", "_on_made", "_pending")
+
     def __init__(self, on_made: Callable[[TcpDuplex], None], pending: weakref.WeakSet[_Accepted]) -> None:
         super().__init__()
-        self._on_made = on_made
-        self._pending = pending
+        self._on_made: Callable[[TcpDuplex], None] | None = on_made
+        self._pending: weakref.WeakSet[_Accepted] | None = pending
         pending.add(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._pending.discard(self)
+        on_made, pending = self._on_made, self._pending
+        self._on_made = self._pending = None  # held for the connection's life otherwise
+        if pending is not None:
+            pending.discard(self)
         super().connection_made(transport)
-        self._on_made(self)
+        if on_made is not None:
+            on_made(self)
 
 
 class PodProxy:
@@ -79,9 +85,12 @@ class PodProxy:
         self.pod = pod
         self.listeners = listeners
         self.sockets = sockets
-        self.outbound = OutboundHandler(inputs, pod, sockets)
-        self.inbound = InboundHandler(inputs, pod, sockets)
-        self.inbound_plaintext = PlaintextInboundHandler(inputs, pod, sockets)
+        # Connections being set up run as tasks; once both ends are joined the task ends and the
+        # relay (bytes moving in callbacks) is tracked here instead.
+        self.relays = RelayGroup()
+        self.outbound = OutboundHandler(inputs, pod, sockets, self.relays)
+        self.inbound = InboundHandler(inputs, pod, sockets, self.relays)
+        self.inbound_plaintext = PlaintextInboundHandler(inputs, pod, sockets, self.relays)
         self.hbone: HboneServer | None = None
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -95,9 +104,9 @@ class PodProxy:
 
     @property
     def active_connections(self) -> int:
-        """Connections on 15001 and 15006 still being handled, plus open HBONE connections."""
+        """Connections being set up or relayed (15001, 15006, 15008 streams), plus open HBONE connections."""
         hbone = len(self.hbone.connections) if self.hbone is not None else 0
-        return len(self._tasks) + hbone
+        return len(self._tasks) + len(self.relays) + hbone
 
     async def start(self) -> None:
         """Get the pod's certificate, then listen on all three sockets; PodStartError if either fails."""
@@ -120,17 +129,16 @@ class PodProxy:
                 timeouts=config.hbone_server_timeouts,
             )
             await self.hbone.start(sock=self.listeners.hbone)
+            outbound = self._spawner(self.outbound.handle, "outbound")
             self._servers.append(
                 await loop.create_server(
-                    lambda: _Accepted(self._spawner(self.outbound.handle, "outbound"), self._accepted),
-                    sock=self.listeners.outbound,
+                    lambda: _Accepted(outbound, self._accepted), sock=self.listeners.outbound
                 )
             )
+            inbound_plaintext = self._spawner(self.inbound_plaintext.handle, "inbound-plaintext")
             self._servers.append(
                 await loop.create_server(
-                    lambda: _Accepted(
-                        self._spawner(self.inbound_plaintext.handle, "inbound-plaintext"), self._accepted
-                    ),
+                    lambda: _Accepted(inbound_plaintext, self._accepted),
                     sock=self.listeners.inbound_plaintext,
                 )
             )
@@ -189,22 +197,36 @@ class PodProxy:
         if hbone_drain is not None:
             await hbone_drain
         await self._finish_connections(end)  # connections made while the HBONE side drained
-        pending = list(self._tasks)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.info("drain deadline for %s: aborted %d connections", self.pod.uid, len(pending))
-            await asyncio.gather(*pending, return_exceptions=True)
+        aborted = await self._abort_connections()
+        if aborted:
+            log.info("drain deadline for %s: aborted %d connections", self.pod.uid, aborted)
         await self.close()
 
     async def _finish_connections(self, end: float) -> None:
-        """Wait until no connection is handled or still being accepted, or until ``end``."""
+        """Wait until no connection is set up, relayed or still being accepted, or until ``end``."""
         loop = asyncio.get_running_loop()
-        while (self._tasks or self._accepted) and (remaining := end - loop.time()) > 0:
+        while (self._tasks or self.relays or self._accepted) and (remaining := end - loop.time()) > 0:
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=remaining)
+            elif self.relays:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self.relays.wait_empty()
             else:  # accepted, connection_made is queued: its handler task is a loop iteration away
                 await asyncio.sleep(min(0.005, remaining))
+
+    async def _abort_connections(self) -> int:
+        """Reset every connection still set up or relayed, and wait until each has written its record."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        aborted = len(tasks) + self.relays.abort_all("cancelled (drain deadline or shutdown)")
+        # An aborted TCP end reports its close on the next loop iteration; the relay's record then.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self.relays.wait_empty()
+        return aborted
 
     async def close(self) -> None:
         """Stop at once: close the listeners and abort every connection."""
@@ -213,10 +235,7 @@ class PodProxy:
             server.close()
         if self.hbone is not None:
             await self.hbone.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._abort_connections()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
