@@ -1,5 +1,7 @@
 """HBONE over asyncio: mTLS connections driving `protocol.hbone`, streams as `Duplex`, server and client.
 
+TLS is `ambit.net.tls` (OpenSSL on the socket), not the event loop's memory-BIO transport.
+
 * `HboneConnectionProtocol` owns one TLS transport and one sans-IO `HboneConnection`; it checks
   the peer's SPIFFE identity as soon as the handshake is done (the client verifies the *exact*
   expected identity before sending a byte), runs PING keepalive, the first-request (header)
@@ -27,8 +29,10 @@ from h2.errors import ErrorCodes
 
 from ambit.identity.tls import PeerIdentityError, peer_identity, verify_server_identity
 from ambit.model.identity import Identity, NodeIdentity
+from ambit.net.connect import connect_numeric
 from ambit.net.duplex import Duplex, StreamAborted
 from ambit.net.tasks import spawn
+from ambit.net.tls import TlsServer, open_tls
 from ambit.protocol import hbone as core
 
 _log = logging.getLogger(__name__)
@@ -484,18 +488,20 @@ async def connect_hbone(
             client_side=True, settings=settings, timeouts=t, expected_peer=expected_peer, on_closed=on_closed
         )
 
-    _transport, proto = await asyncio.wait_for(
-        loop.create_connection(
-            factory,
-            host,
-            port,
-            ssl=ssl_context,
-            server_hostname="",
-            local_addr=local_addr,
-            ssl_handshake_timeout=t.handshake,
-        ),
-        t.connect + t.handshake,
-    )
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, _type, ip_proto, _name, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM, ip_proto)
+    try:
+        sock.setblocking(False)
+        if local_addr is not None:
+            sock.bind(local_addr)
+        async with asyncio.timeout(t.connect):
+            await connect_numeric(sock, (str(address[0]), int(address[1])))
+    except BaseException:
+        sock.close()
+        raise
+    _transport, protocol = await open_tls(sock, ssl_context, factory, handshake_timeout=t.handshake)
+    proto = cast(HboneConnectionProtocol, protocol)
     await proto.ready
     return HboneClientConnection(proto)
 
@@ -559,7 +565,7 @@ class HboneServer:
         self.settings = settings
         self.timeouts = timeouts or Timeouts(idle=None)
         self.connections: set[HboneConnectionProtocol] = set()
-        self._server: asyncio.Server | None = None
+        self._server: TlsServer | None = None
         self._handler_tasks: set[asyncio.Task[None]] = set()
 
     async def start(
@@ -570,24 +576,17 @@ class HboneServer:
         sock: socket.socket | None = None,
         reuse_port: bool = False,
     ) -> tuple[str, int]:
-        loop = asyncio.get_running_loop()
-        if sock is not None:
-            self._server = await loop.create_server(
-                self._make_protocol,
-                sock=sock,
-                ssl=self.ssl_context,
-                ssl_handshake_timeout=self.timeouts.handshake,
+        if sock is None:
+            sock = socket.create_server(
+                (host or "", port),
+                family=socket.AF_INET6 if host and ":" in host else socket.AF_INET,
+                backlog=4096,
+                reuse_port=reuse_port,
             )
-        else:
-            self._server = await loop.create_server(
-                self._make_protocol,
-                host,
-                port,
-                ssl=self.ssl_context,
-                ssl_handshake_timeout=self.timeouts.handshake,
-                reuse_port=reuse_port or None,
-            )
-        addr = self._server.sockets[0].getsockname()
+        self._server = TlsServer(
+            sock, self.ssl_context, self._make_protocol, handshake_timeout=self.timeouts.handshake
+        )
+        addr = sock.getsockname()
         return addr[0], addr[1]
 
     def _make_protocol(self) -> HboneConnectionProtocol:
@@ -636,6 +635,7 @@ class HboneServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+            self._server.abort_handshakes()
             for conn in list(self.connections):
                 conn.abort("server closed")
             await self._server.wait_closed()

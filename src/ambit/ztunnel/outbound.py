@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from ambit.identity.secrets import SecretUnavailable
 from ambit.identity.tls import PeerIdentityError
@@ -39,6 +40,7 @@ from ambit.model.workload import Workload
 from ambit.net.duplex import Duplex, RelayGroup, RelayResult, TcpDuplex, join
 from ambit.net.hbone import HboneClientConnection, HboneConnectionProtocol, TunnelRejected
 from ambit.net.pool import Connector, PoolKey
+from ambit.net.tls import open_tls
 from ambit.protocol.hbone import HboneSettings, request_headers
 from ambit.routing import HbonePlan, OutboundPlan, PassthroughPlan, RouteError, outbound_candidates
 from ambit.ztunnel import accesslog
@@ -97,13 +99,8 @@ def hbone_connector(
                 on_closed=on_closed,
             )
 
-        try:
-            _transport, proto = await asyncio.get_running_loop().create_connection(
-                factory, sock=sock, ssl=context, server_hostname="", ssl_handshake_timeout=timeouts.handshake
-            )
-        except BaseException:
-            sock.close()
-            raise
+        _transport, protocol = await open_tls(sock, context, factory, handshake_timeout=timeouts.handshake)
+        proto = cast(HboneConnectionProtocol, protocol)
         await proto.ready
         return HboneClientConnection(proto)
 
