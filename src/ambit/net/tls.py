@@ -45,6 +45,7 @@ from ambit.net.tasks import spawn
 _log = logging.getLogger(__name__)
 
 READ_BUFFER = 256 * 1024  # one read event takes up to this much plaintext (several records)
+FULL_RECORD = 16 * 1024  # the largest plaintext a TLS record carries
 HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
 ACCEPT_BATCH = 64
@@ -162,6 +163,11 @@ class TlsTransport(asyncio.Transport):
                     eof = True
                     break
                 got += n
+                if n < FULL_RECORD and not sock.pending():
+                    # A short record ends what the peer wrote at once (request/response traffic):
+                    # stop here rather than pay a read that fails with SSLWantReadError. If more
+                    # is in the socket, the (level-triggered) poll reports it on the next iteration.
+                    break
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLWantWriteError:  # a renegotiation-like step must write first

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ambit.net.tls import HIGH_WATER, READ_BUFFER, TlsServer, TlsTransport, open_tls
+from ambit.net import tls
+from ambit.net.tls import HIGH_WATER, TlsServer, TlsTransport, open_tls
 from ambit.testing.hbone_env import HboneEnv, workload
 
 SERVER = workload("server")
@@ -172,17 +173,19 @@ async def test_abort_drops_the_queue_and_the_peer_sees_the_end(env: HboneEnv) ->
     server.close()
 
 
-async def test_records_decrypted_while_paused_are_delivered_on_resume(env: HboneEnv) -> None:
+async def test_records_decrypted_while_paused_are_delivered_on_resume(
+    env: HboneEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A read that fills the buffer mid-record leaves the rest of that record inside OpenSSL: with
     the socket empty no fd event will come, so resume_reading must deliver it."""
+    monkeypatch.setattr(tls, "READ_BUFFER", 20_000)  # not a multiple of the 16 KiB record size
     server, srv, cli = await pair(env)
     assert cli.transport is not None and srv.transport is not None
     srv.transport.pause_reading()
-    small, big = os.urandom(100), os.urandom(READ_BUFFER)  # 1 record of 100 B, then 16 of 16 KiB
-    cli.transport.write(small)
-    cli.transport.write(big)
-    await asyncio.sleep(0.2)  # every record is in the server's socket before the first read
-    srv.wanted = len(small) + len(big)
+    payload = os.urandom(2 * tls.FULL_RECORD)  # two full records
+    cli.transport.write(payload)
+    await asyncio.sleep(0.2)  # both records are in the server's socket before the first read
+    srv.wanted = len(payload)
     reads: list[int] = []
     original = srv.data_received
 
@@ -196,8 +199,8 @@ async def test_records_decrypted_while_paused_are_delivered_on_resume(env: Hbone
     srv.data_received = pause_after_each  # type: ignore[method-assign]
     srv.transport.resume_reading()
     await asyncio.wait_for(srv.got_enough, 5)
-    assert reads == [READ_BUFFER, len(small)]  # the first read ended 100 bytes into the last record
-    assert srv.digest.hexdigest() == hashlib.sha256(small + big).hexdigest()
+    assert reads == [20_000, len(payload) - 20_000]  # the first read ended inside the second record
+    assert srv.digest.hexdigest() == hashlib.sha256(payload).hexdigest()
     server.close()
 
 
