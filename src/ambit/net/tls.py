@@ -33,9 +33,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 import logging
 import socket
 import ssl
+import sys
+import termios
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +54,14 @@ LOW_WATER = 256 * 1024
 ACCEPT_BATCH = 64
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+def _unread_bytes(fd: int) -> int:
+    """Bytes waiting in the kernel's receive queue of ``fd`` (FIONREAD)."""
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, _FIONREAD_ARG), sys.byteorder)
+
+
+_FIONREAD_ARG = bytes(4)
 
 
 class _ReadBuffer(threading.local):
@@ -163,10 +174,11 @@ class TlsTransport(asyncio.Transport):
                     eof = True
                     break
                 got += n
-                if n < FULL_RECORD and not sock.pending():
-                    # A short record ends what the peer wrote at once (request/response traffic):
-                    # stop here rather than pay a read that fails with SSLWantReadError. If more
-                    # is in the socket, the (level-triggered) poll reports it on the next iteration.
+                if n < FULL_RECORD and not sock.pending() and not _unread_bytes(self._fd):
+                    # A short record that leaves the socket empty ends what the peer wrote at once
+                    # (request/response traffic): stop rather than pay a read that fails with
+                    # SSLWantReadError (an exception built per read). Stopping at every short record
+                    # instead cost a third of the request rate with 16 streams on one connection.
                     break
         except ssl.SSLWantReadError:
             pass
