@@ -6,8 +6,10 @@ from the socket into a read buffer, from there into the incoming BIO, and decryp
 buffer. Here OpenSSL reads from and writes to the socket itself (``SSL_read`` / ``SSL_write`` on the
 fd), records are decrypted into one reused buffer, and the loop only reports readiness
 (``add_reader`` / ``add_writer``). Measured with ``scripts/tls_transport_bench.py`` (loopback, one
-process per side): receiving bulk costs 0.85 s of CPU per GiB instead of 1.87, and a 1 KiB echo 32–38
-µs of CPU per round trip instead of 59.
+process per side): receiving bulk costs 0.84–0.90 s of CPU per GiB instead of 1.76–1.82. A 1 KiB echo
+costs a little more, 28–31 µs of CPU per round trip instead of 24–26: without read-ahead (which
+Python's ``ssl`` does not expose) OpenSSL reads a record's header and body in two syscalls, and the
+read loop asks FIONREAD before it stops, where uvloop reads everything the socket has in one.
 
 * :func:`open_tls` — the client side: handshake on a connected socket, then the protocol is made and
   gets ``connection_made``; a failed or timed-out handshake raises and closes the socket.
