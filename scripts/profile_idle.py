@@ -19,7 +19,7 @@ import tracemalloc
 import uvloop
 
 from ambit.net.duplex import TcpDuplex
-from ambit.testing.ztunnel_mesh import APP_PORT, Mesh, echo
+from ambit.testing.ztunnel_mesh import APP_PORT, client_and_server, echo
 
 
 def rss_kib() -> int:
@@ -32,14 +32,7 @@ def rss_kib() -> int:
 
 async def main(n: int, trace: bool) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (20_000, 20_000))
-    mesh = Mesh()
-    zt1, zt2 = mesh.ztunnel("node1"), mesh.ztunnel("node2")
-    w1 = mesh.workload("client", 1, "sleep", node="node1")
-    w2 = mesh.workload("server", 2, "web", node="node2", service=True)
-    mesh.apply(w1, w2, mesh.service())
-    await mesh.serve(zt1, w1)
-    await mesh.serve(zt2, w2)
-    await mesh.app(2)
+    mesh = await client_and_server()
     held: list[TcpDuplex] = []
 
     async def hold() -> None:

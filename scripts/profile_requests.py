@@ -18,18 +18,11 @@ import time
 
 import uvloop
 
-from ambit.testing.ztunnel_mesh import APP_PORT, Mesh, echo
+from ambit.testing.ztunnel_mesh import APP_PORT, client_and_server, echo
 
 
 async def main(n: int, sort: str | None) -> None:
-    mesh = Mesh()
-    zt1, zt2 = mesh.ztunnel("node1"), mesh.ztunnel("node2")
-    w1 = mesh.workload("client", 1, "sleep", node="node1")
-    w2 = mesh.workload("server", 2, "web", node="node2", service=True)
-    mesh.apply(w1, w2, mesh.service())
-    await mesh.serve(zt1, w1)
-    await mesh.serve(zt2, w2)
-    await mesh.app(2)
+    mesh = await client_and_server()
     client = await mesh.sockets.capture_connect(mesh.ip(1), (mesh.ip(2), APP_PORT), (mesh.ip(1), 15001))
     payload = b"x" * 1024
     for _ in range(200):  # warm up

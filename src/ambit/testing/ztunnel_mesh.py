@@ -206,6 +206,19 @@ def total(metrics: Metrics, name: str, **labels: str) -> float:
     )
 
 
+async def client_and_server() -> Mesh:
+    """A serving mesh of two ztunnels: pod 1 (client) on node1, pod 2 (echo app, with a service) on node2."""
+    mesh = Mesh()
+    zt1, zt2 = mesh.ztunnel("node1"), mesh.ztunnel("node2")
+    w1 = mesh.workload("client", 1, "sleep", node="node1")
+    w2 = mesh.workload("server", 2, "web", node="node2", service=True)
+    mesh.apply(w1, w2, mesh.service())
+    await mesh.serve(zt1, w1)
+    await mesh.serve(zt2, w2)
+    await mesh.app(2)
+    return mesh
+
+
 async def echo(client: TcpDuplex, payload: bytes, *, within: float = 10.0) -> bytes:
     """Write ``payload`` and read as many bytes back."""
     client.write(payload)

@@ -204,7 +204,8 @@ async def test_records_decrypted_while_paused_are_delivered_on_resume(
     server.close()
 
 
-async def test_handshake_failure_reports_connection_lost_without_made(env: HboneEnv) -> None:
+def recording_server(env: HboneEnv, handshake_timeout: float) -> tuple[TlsServer, list[Recorder]]:
+    """A TlsServer on loopback and the list of the protocols it makes (one per accepted connection)."""
     made: list[Recorder] = []
 
     def make() -> Recorder:
@@ -212,8 +213,14 @@ async def test_handshake_failure_reports_connection_lost_without_made(env: Hbone
         return made[-1]
 
     listener = socket.create_server(("127.0.0.1", 0))
-    server = TlsServer(listener, env.server_ctx(env.cert(SERVER)), make, handshake_timeout=5.0)
-    raw = socket.create_connection(listener.getsockname())
+    return TlsServer(
+        listener, env.server_ctx(env.cert(SERVER)), make, handshake_timeout=handshake_timeout
+    ), made
+
+
+async def test_handshake_failure_reports_connection_lost_without_made(env: HboneEnv) -> None:
+    server, made = recording_server(env, 5.0)
+    raw = socket.create_connection(server.sockets[0].getsockname())
     raw.sendall(b"GET / HTTP/1.1\r\n\r\n")  # not TLS
     exc = await asyncio.wait_for(made_lost(made), 5)
     assert isinstance(exc, ssl.SSLError)
@@ -231,15 +238,8 @@ async def made_lost(made: list[Recorder]) -> Exception | None:
 
 
 async def test_a_silent_client_is_cut_at_the_handshake_timeout(env: HboneEnv) -> None:
-    made: list[Recorder] = []
-
-    def make() -> Recorder:
-        made.append(Recorder())
-        return made[-1]
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    server = TlsServer(listener, env.server_ctx(env.cert(SERVER)), make, handshake_timeout=0.2)
-    raw = socket.create_connection(listener.getsockname())
+    server, made = recording_server(env, 0.2)
+    raw = socket.create_connection(server.sockets[0].getsockname())
     exc = await asyncio.wait_for(made_lost(made), 5)
     assert isinstance(exc, ConnectionAbortedError)
     assert "0.2 s" in str(exc)
