@@ -16,7 +16,9 @@ read loop asks FIONREAD before it stops, where uvloop reads everything the socke
 * :class:`TlsServer` — accepts on a listening socket, makes the protocol at accept time (so its owner
   can count connections still in their handshake), handshakes, then ``connection_made``. A protocol
   whose handshake fails gets ``connection_lost(exc)`` without ``connection_made``, so whoever tracks
-  protocols from their creation also learns when they end.
+  protocols from their creation also learns when they end. Out of descriptors (EMFILE and kin), it
+  stops polling the listener for ``ACCEPT_RETRY_DELAY`` s instead of spinning on a socket that stays
+  readable, as asyncio's own servers do.
 * :class:`TlsTransport` — the transport: ``write`` sends at once when nothing is queued (one
   ``SSL_write``); what the socket does not take is queued and written when it is writable, with
   ``pause_writing`` / ``resume_writing`` at the watermarks. ``close`` flushes the queue, sends
@@ -54,6 +56,7 @@ FULL_RECORD = 16 * 1024  # the largest plaintext a TLS record carries
 HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
 ACCEPT_BATCH = 64
+ACCEPT_RETRY_DELAY = 1.0  # after EMFILE/ENFILE/ENOBUFS/ENOMEM, as asyncio's own servers do
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
@@ -410,6 +413,9 @@ class TlsServer:
         self._factory = protocol_factory
         self._handshake_timeout = handshake_timeout
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._retry: asyncio.TimerHandle | None = None
+        self._address = sock.getsockname()
+        self.accept_errors = 0
         self.sockets = (sock,)
         sock.setblocking(False)
         self._loop.add_reader(sock.fileno(), self._accept_ready)
@@ -420,15 +426,27 @@ class TlsServer:
                 return
             try:
                 conn, _addr = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE, ENOBUFS, ECONNABORTED: the next event retries
-                _log.warning("accept on %s failed: %s", self._sock.getsockname(), exc)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # nothing more queued, or the client gave up before we took it
+            except OSError as exc:
+                # Out of descriptors or memory: the queued connection stays queued and the socket
+                # stays readable, so a level-triggered poll would spin. Stop polling for a while.
+                _log.warning(
+                    "accept on %s failed: %s; not accepting for %g s", self._address, exc, ACCEPT_RETRY_DELAY
+                )
+                self.accept_errors += 1
+                self._loop.remove_reader(self._sock.fileno())
+                self._retry = self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting)
                 return
             protocol = self._factory()
             task = spawn(self._start(conn, protocol), name="tls-handshake")
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
+
+    def _resume_accepting(self) -> None:
+        self._retry = None
+        if self._sock is not None:
+            self._loop.add_reader(self._sock.fileno(), self._accept_ready)
 
     async def _start(self, conn: socket.socket, protocol: asyncio.Protocol) -> None:
         _prepare(conn)
@@ -457,6 +475,9 @@ class TlsServer:
     def close(self) -> None:
         """Stop accepting (the listening socket is closed); connections already made go on."""
         sock, self._sock = self._sock, None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if sock is not None:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(sock.fileno())

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -265,3 +268,56 @@ async def test_a_closed_server_accepts_nothing_more(env: HboneEnv) -> None:
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=2)
     await server.wait_closed()
+
+
+# Run in a fresh interpreter: it lowers its own descriptor limit.
+_OUT_OF_DESCRIPTORS = r"""
+import asyncio, json, os, resource, socket, ssl, sys
+from ambit.net import tls
+
+async def main() -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # never gets as far as a handshake
+    made = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = tls.TlsServer(listener, context, lambda: made.append(1) or asyncio.Protocol())
+    calls = 0
+    original = server._accept_ready
+
+    def counting() -> None:
+        nonlocal calls
+        calls += 1
+        original()
+
+    server._accept_ready = counting
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(server.sockets[0].fileno())
+    loop.add_reader(server.sockets[0].fileno(), counting)
+    clients = [socket.create_connection(server.sockets[0].getsockname()) for _ in range(5)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd")) - 1  # not the directory listdir itself opened
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use, hard))  # no descriptor left to accept with
+    await asyncio.sleep(0.5)
+    starved = {"calls": calls, "errors": server.accept_errors, "made": len(made)}
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    await asyncio.sleep(tls.ACCEPT_RETRY_DELAY + 0.5)
+    print(json.dumps({"starved": starved, "made_after": len(made)}))
+    server.abort_handshakes()
+    await server.wait_closed()
+    server.close()
+    for c in clients:
+        c.close()
+
+asyncio.run(main())
+"""
+
+
+def test_out_of_descriptors_pauses_accepting_instead_of_spinning() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS], capture_output=True, text=True, timeout=30, check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    starved = result["starved"]
+    assert starved["errors"] >= 1, result  # accept() failed with EMFILE
+    assert starved["calls"] <= 3, result  # not a busy loop on the still-readable socket
+    assert starved["made"] == 0, result
+    assert result["made_after"] == 5, result  # accepting resumed once descriptors were back
