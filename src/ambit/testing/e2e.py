@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,22 @@ def ambit(
             f"ambit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+@contextlib.contextmanager
+def temporary_cluster(name: str, run_dir: Path) -> Iterator[str]:
+    """Point ``AMBIT_RUN_DIR`` at ``run_dir`` for the block; afterwards (even after a failure)
+    ``ambit --cluster NAME down`` and the variable as it was. The block brings the cluster up."""
+    old = os.environ.get("AMBIT_RUN_DIR")
+    os.environ["AMBIT_RUN_DIR"] = str(run_dir)
+    try:
+        yield name
+    finally:
+        ambit(name, "down", check=False)
+        if old is None:
+            os.environ.pop("AMBIT_RUN_DIR", None)
+        else:
+            os.environ["AMBIT_RUN_DIR"] = old
 
 
 def wait_for(predicate: Callable[[], bool], what: str, within: float = 60.0, interval: float = 0.3) -> None:

@@ -14,7 +14,6 @@ is the one `ambit demo` uses (:mod:`ambit.runtime.pcap`).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from ambit.runtime import pcap
-from ambit.testing.e2e import ambit, ready, wait_for
+from ambit.testing.e2e import ambit, ready, temporary_cluster, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -95,20 +94,11 @@ def ambient_column(cluster: str) -> list[str]:
 def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
     if shutil.which("tcpdump") is None:
         pytest.skip("needs tcpdump (make setup installs it)")
-    old = os.environ.get("AMBIT_RUN_DIR")
-    os.environ["AMBIT_RUN_DIR"] = str(tmp_path_factory.mktemp("run"))
-    name = cluster_name("p")
-    try:
+    with temporary_cluster(cluster_name("p"), tmp_path_factory.mktemp("run")) as name:
         ambit(name, "up", "--nodes", "3")
         ambit(name, "apply", "-f", "-", stdin=MANIFESTS)
         wait_for(lambda: len(pods(name)) == 3 and all(ready(p) for p in pods(name)), "the pods ready", 60)
         yield name
-    finally:
-        ambit(name, "down", check=False)
-        if old is None:
-            os.environ.pop("AMBIT_RUN_DIR", None)
-        else:
-            os.environ["AMBIT_RUN_DIR"] = old
 
 
 def send(cluster: str, marker: str) -> list[dict[str, Any]]:

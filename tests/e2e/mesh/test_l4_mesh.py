@@ -7,7 +7,6 @@ One 3-node cluster is shared by the module and torn down with `ambit down` whate
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ambit.testing.e2e import AMBIT, SAMPLES, ambient_namespace, ambit, ready, wait_for
+from ambit.testing.e2e import AMBIT, SAMPLES, ambient_namespace, ambit, ready, temporary_cluster, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -48,10 +47,7 @@ def pods(cluster: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
 def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
     if not (SAMPLES / "httpbin.yaml").exists():
         pytest.skip(f"the Istio samples are not at {SAMPLES}")
-    old = os.environ.get("AMBIT_RUN_DIR")
-    os.environ["AMBIT_RUN_DIR"] = str(tmp_path_factory.mktemp("run"))
-    name = cluster_name("m")
-    try:
+    with temporary_cluster(cluster_name("m"), tmp_path_factory.mktemp("run")) as name:
         ambit(name, "up", "--nodes", "3")
         ambit(name, "apply", "-f", "-", stdin=AMBIENT_NS)
         for sample in ("httpbin.yaml", "curl.yaml"):
@@ -60,12 +56,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
         wait_for(lambda: len(pods(name)) == 2 and all(ready(p) for p in pods(name)), "ambient pods ready")
         wait_for(lambda: all(ready(p) for p in pods(name, "default")), "the non-mesh client ready")
         yield name
-    finally:
-        ambit(name, "down", check=False)
-        if old is None:
-            os.environ.pop("AMBIT_RUN_DIR", None)
-        else:
-            os.environ["AMBIT_RUN_DIR"] = old
 
 
 def by_app(cluster: str, app: str, namespace: str = NAMESPACE) -> dict[str, Any]:

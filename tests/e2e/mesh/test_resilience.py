@@ -14,7 +14,6 @@ Placement (3 nodes, ambient namespace `res`): `server` has endpoints on node1 an
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -27,7 +26,7 @@ import pytest
 
 from ambit.apps.load import LoadResult
 from ambit.runtime import pcap
-from ambit.testing.e2e import AMBIT, ambit, ready, wait_for
+from ambit.testing.e2e import AMBIT, ambit, ready, temporary_cluster, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -87,10 +86,7 @@ def pod_name(cluster: str, placement: str) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
-    old = os.environ.get("AMBIT_RUN_DIR")
-    os.environ["AMBIT_RUN_DIR"] = str(tmp_path_factory.mktemp("run"))
-    name = cluster_name("r")
-    try:
+    with temporary_cluster(cluster_name("r"), tmp_path_factory.mktemp("run")) as name:
         ambit(name, "up", "--nodes", "3")
         subprocess.run(
             [AMBIT, "--cluster", name, "apply", "-f", "-"],
@@ -102,12 +98,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
         )
         wait_for(lambda: len(pods(name)) == 4 and all(ready(p) for p in pods(name)), "pods ready", 90)
         yield name
-    finally:
-        ambit(name, "down", check=False)
-        if old is None:
-            os.environ.pop("AMBIT_RUN_DIR", None)
-        else:
-            os.environ["AMBIT_RUN_DIR"] = old
 
 
 def load(cluster: str, placement: str, out: Path, *, duration: float = DURATION) -> subprocess.Popen[str]:

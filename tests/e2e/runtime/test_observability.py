@@ -9,7 +9,6 @@ by the module and torn down with `ambit down` whatever happens.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ambit.testing.e2e import AMBIT, SAMPLES, ambient_namespace, ambit, ready, wait_for
+from ambit.testing.e2e import AMBIT, SAMPLES, ambient_namespace, ambit, ready, temporary_cluster, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -67,22 +66,13 @@ def by_app(cluster: str) -> dict[str, dict[str, Any]]:
 def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
     if not (SAMPLES / "httpbin.yaml").exists():
         pytest.skip(f"the Istio samples are not at {SAMPLES}")
-    old = os.environ.get("AMBIT_RUN_DIR")
-    os.environ["AMBIT_RUN_DIR"] = str(tmp_path_factory.mktemp("run"))
-    name = cluster_name("o")
-    try:
+    with temporary_cluster(cluster_name("o"), tmp_path_factory.mktemp("run")) as name:
         ambit(name, "up", "--nodes", "2", "--zones", "a,b")
         ambit(name, "apply", "-f", "-", stdin=AMBIENT_NS)
         for sample in ("httpbin.yaml", "curl.yaml"):
             ambit(name, "apply", "-n", NAMESPACE, "-f", str(SAMPLES / sample))
         wait_for(lambda: len(pods(name)) == 2 and all(ready(p) for p in pods(name)), "ambient pods ready", 60)
         yield name
-    finally:
-        ambit(name, "down", check=False)
-        if old is None:
-            os.environ.pop("AMBIT_RUN_DIR", None)
-        else:
-            os.environ["AMBIT_RUN_DIR"] = old
 
 
 def curl(cluster: str, client: str, url: str) -> subprocess.CompletedProcess[str]:

@@ -12,14 +12,13 @@ the constraint forbids them: the assertions fail if the constraint is ignored. T
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ambit.testing.e2e import ambit, ready, wait_for
+from ambit.testing.e2e import ambit, ready, temporary_cluster, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -64,18 +63,9 @@ def spread(key: str, group: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
-    old = os.environ.get("AMBIT_RUN_DIR")
-    os.environ["AMBIT_RUN_DIR"] = str(tmp_path_factory.mktemp("run"))
-    name = cluster_name("s")
-    try:
+    with temporary_cluster(cluster_name("s"), tmp_path_factory.mktemp("run")) as name:
         ambit(name, "up", "--nodes", "4", "--zones", "a,b,c", "--no-ztunnel")
         yield name
-    finally:
-        ambit(name, "down", check=False)
-        if old is None:
-            os.environ.pop("AMBIT_RUN_DIR", None)
-        else:
-            os.environ["AMBIT_RUN_DIR"] = old
 
 
 def pods(cluster: str, app: str) -> list[dict[str, Any]]:
