@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ambit.bench.controlplane import Change, Memory, Result
+from ambit.bench.cp_results import Change, Memory, Result
 from ambit.bench.markdown import replace_generated, table
 from ambit.bench.markdown import rich_tables as shared_rich_tables
 

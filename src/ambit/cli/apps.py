@@ -15,19 +15,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ambit.apps.load import (
-    DEFAULT_CONNECTIONS,
-    DEFAULT_TIMEOUT,
-    MAX_DURATION,
-    MAX_RATE,
-    MAX_TIMEOUT,
-    MODES,
-    PERCENTILES,
-    LoadConfig,
-    LoadResult,
-    Mode,
-    run_load,
-)
+from ambit.apps.load import MODES, LoadConfig, LoadResult, Mode, run_load
+from ambit.apps.load.config import DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, MAX_DURATION, MAX_RATE, MAX_TIMEOUT
+from ambit.apps.load.result import PERCENTILES
 from ambit.apps.sample import DEFAULT_GRACE_SECONDS, SampleConfig
 from ambit.apps.sample import run as run_sample
 

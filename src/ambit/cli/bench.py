@@ -22,6 +22,7 @@ from rich.table import Table
 from ambit.bench import controlplane as cp
 from ambit.bench import cp_report, mesh, mesh_report
 from ambit.bench.cp_objects import Shape
+from ambit.bench.cp_results import Plan
 from ambit.bench.hbone import Budget, run
 from ambit.bench.mesh_cluster import BenchError, tool_versions
 from ambit.bench.procs import ChildError
@@ -153,7 +154,7 @@ def controlplane(ctx: click.Context, /, quick: bool, out: Path | None, **overrid
     and measures how long until every client has it, the bytes pushed for it, and the replica's
     memory. Full run: 100 nodes, 2,000 pods, 1,000 services in 10 namespaces, 100 clients, 5 changes.
     """
-    plan = cp.Plan.quick() if quick else cp.Plan.full()
+    plan = Plan.quick() if quick else Plan.full()
     services = overrides.get("services") or plan.shape.services
     nice = overrides.get("client_nice")
     try:

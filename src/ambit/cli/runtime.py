@@ -89,7 +89,7 @@ def up(
     ctx: click.Context, nodes: int, zones: str, files: tuple[str, ...], no_ztunnel: bool, timeout: float
 ) -> None:
     """Build the cluster, start its runtime daemon, and return once every pod is ready."""
-    from ambit.cli.store import read_manifests
+    from ambit.cli.manifests import read_manifests
     from ambit.runtime import cluster as rt
 
     name = _cluster(ctx)

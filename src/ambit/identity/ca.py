@@ -1,35 +1,36 @@
 """The certificate authority: a root (and optional intermediate) key pair that signs workload CSRs.
 
-Owns the certificate profiles (root, intermediate, X.509-SVID leaf), the CA's files on disk (Istio's
+Owns the CA's files on disk (Istio's
 ``cacerts`` names: ``root-cert.pem``, ``root-key.pem``, ``ca-cert.pem``, ``ca-key.pem``,
 ``cert-chain.pem``, plus ``trust-bundle.pem`` for root rotation) and the signing rule: **the CA issues
 exactly the identity it was told to, whatever the CSR asks for.** The CSR only contributes a public
 key (after its signature is checked). Deciding *whether* a caller may have that identity is
-``node_auth``'s job, done before ``sign_csr`` is called. No sockets.
+``node_auth``'s job, done before ``sign_csr`` is called. What the certificates look like (root,
+intermediate, X.509-SVID leaf) is ``profiles``'s; the answer (`IssuedCert`) and the trust bundle are
+``certs``'s, which never imports this module. No sockets.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ambit.identity.certs import (
     PRIVATE_FILE_MODE,
     PUBLIC_FILE_MODE,
     CertError,
+    IssuedCert,
     TrustBundle,
     write_pem,
 )
+from ambit.identity.profiles import ca_certificate, ca_name, svid_certificate
 from ambit.model.identity import (
     DEFAULT_TRUST_DOMAIN,
     Identity,
@@ -58,15 +59,6 @@ class CaError(Exception):
     """The CA cannot be built, loaded or cannot sign a request; the message says why."""
 
 
-@dataclass(frozen=True)
-class IssuedCert:
-    """The CA's answer: chain (leaf, intermediates, root — as Istio returns it) and leaf validity (UTC)."""
-
-    chain_pem: bytes
-    not_before: datetime
-    not_after: datetime
-
-
 def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -77,75 +69,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _serial() -> int:
-    """A random positive 128-bit serial number."""
-    return secrets.randbits(128) or 1
-
-
-def _ski_of(cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
-    """The certificate's SubjectKeyIdentifier, or the RFC 5280 method-1 one for CAs that lack it."""
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
-
-
 def _same_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
     return cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
-
-
-def _ca_certificate(
-    *,
-    subject: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    issuer: x509.Certificate | None,
-    signing_key: ec.EllipticCurvePrivateKey,
-    trust_domain: str,
-    not_before: datetime,
-    not_after: datetime,
-    path_length: int | None,
-) -> x509.Certificate:
-    """A CA certificate (self-signed root when ``issuer`` is None) that passes ``openssl -x509_strict``."""
-    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
-    if issuer is None:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-        issuer_name = subject
-    else:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski_of(issuer))
-        issuer_name = issuer.subject
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(public_key)
-        .serial_number(_serial())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ski, critical=False)
-        .add_extension(aki, critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{trust_domain}")]),
-            critical=False,
-        )
-        .sign(signing_key, hashes.SHA256())
-    )
 
 
 def _check_csr_key(public_key: CertificatePublicKeyTypes) -> None:
@@ -230,8 +157,8 @@ class CertificateAuthority:
         now = datetime.now(UTC)
         not_before, not_after = now - CA_BACKDATE, now + root_ttl
         root_key = ec.generate_private_key(ec.SECP256R1())
-        root_cert = _ca_certificate(
-            subject=_ca_name(f"ambit root {trust_domain}"),
+        root_cert = ca_certificate(
+            subject=ca_name(f"ambit root {trust_domain}"),
             public_key=root_key.public_key(),
             issuer=None,
             signing_key=root_key,
@@ -244,8 +171,8 @@ class CertificateAuthority:
         inter_key: ec.EllipticCurvePrivateKey | None = None
         if intermediate:
             inter_key = ec.generate_private_key(ec.SECP256R1())
-            inter_cert = _ca_certificate(
-                subject=_ca_name(f"ambit intermediate {trust_domain}"),
+            inter_cert = ca_certificate(
+                subject=ca_name(f"ambit intermediate {trust_domain}"),
                 public_key=inter_key.public_key(),
                 issuer=root_cert,
                 signing_key=root_key,
@@ -405,7 +332,16 @@ class CertificateAuthority:
             raise CaError(
                 f"signing certificate expires at {signer.not_valid_after_utc}; cannot issue a valid leaf"
             )
-        leaf = self._leaf(csr.public_key(), identity, start, end)
+        signing_key = self.intermediate_key if self.intermediate_key is not None else self.root_key
+        assert signing_key is not None  # guaranteed by __init__
+        leaf = svid_certificate(
+            public_key=csr.public_key(),
+            identity=identity,
+            signer=signer,
+            signing_key=signing_key,
+            not_before=start,
+            not_after=end,
+        )
         chain = (
             [leaf]
             + ([self.intermediate_cert] if self.intermediate_cert is not None else [])
@@ -416,61 +352,6 @@ class CertificateAuthority:
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
         )
-
-    def _leaf(
-        self,
-        public_key: CertificatePublicKeyTypes,
-        identity: Identity | NodeIdentity,
-        not_before: datetime,
-        not_after: datetime,
-    ) -> x509.Certificate:
-        signer = self.signing_cert
-        signing_key = self.intermediate_key if self.intermediate_key is not None else self.root_key
-        assert signing_key is not None  # guaranteed by __init__
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(_ski_of(signer))
-        return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([]))
-            .issuer_name(signer.subject)
-            .public_key(public_key)
-            .serial_number(_serial())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .add_extension(
-                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(identity))]), critical=True
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                critical=False,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(aki, critical=False)
-            .sign(signing_key, hashes.SHA256())
-        )
-
-
-def _ca_name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ambit"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
 
 
 def _load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:

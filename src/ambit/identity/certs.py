@@ -3,7 +3,9 @@
 Owns the in-memory forms every proxy handles: :class:`WorkloadCert` (an identity's chain, key and
 validity) and :class:`TrustBundle` (the roots a peer must chain to, several during a rotation), the
 rule "a certificate names exactly one URI SAN, and that is its identity", and writing PEM files with
-the right permissions (keys 0600, written atomically).
+the right permissions (keys 0600, written atomically). Also the CA's answer (:class:`IssuedCert`) and
+`issue`, which asks any `CsrSigner` (the CA of ``ambit.identity.ca``) for a credential: this module
+does not import the CA.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,15 +25,34 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 
 from ambit.model.identity import Identity, IdentityError, NodeIdentity, parse_spiffe_id
 
-if TYPE_CHECKING:
-    from ambit.identity.ca import CertificateAuthority, IssuedCert
-
 PUBLIC_FILE_MODE = 0o644
 PRIVATE_FILE_MODE = 0o600
 
 
 class CertError(ValueError):
     """A certificate, key or bundle is unusable; the message says why."""
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    """The CA's answer: chain (leaf, intermediates, root — as Istio returns it) and leaf validity (UTC)."""
+
+    chain_pem: bytes
+    not_before: datetime
+    not_after: datetime
+
+
+class CsrSigner(Protocol):
+    """What `issue` needs of a CA (``ambit.identity.ca.CertificateAuthority`` is one)."""
+
+    def sign_csr(
+        self,
+        csr_pem: bytes,
+        identity: Identity | NodeIdentity,
+        *,
+        ttl: timedelta | None = None,
+        not_before: datetime | None = None,
+    ) -> IssuedCert: ...
 
 
 def generate_key_and_csr(identity: Identity | NodeIdentity) -> tuple[bytes, bytes]:
@@ -241,7 +262,7 @@ def _require_ca(cert: x509.Certificate) -> None:
 
 
 def issue(
-    ca: CertificateAuthority,
+    ca: CsrSigner,
     identity: Identity | NodeIdentity,
     ttl: timedelta | None = None,
     not_before: datetime | None = None,

@@ -1,5 +1,7 @@
 """Wire ↔ model: the one place where protobuf messages become ambit values and back.
 
+Over 500 lines because it is a table: one encoder and one checked decoder per wire message, field by field.
+
 Both directions, for the two resource types (Address = Workload | Service, and Authorization) and for
 the delta discovery request/response envelopes (to and from `ambit.protocol.xds` dataclasses).
 

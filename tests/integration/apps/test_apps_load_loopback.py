@@ -11,19 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from ambit.apps.load import (
-    CONNECT_ERROR,
-    MISMATCH,
-    OK,
-    PROTOCOL_ERROR,
-    RESET,
-    SHORT_READ,
-    TIMEOUT,
-    LoadConfig,
-    LoadResult,
-    Mode,
-    run_load,
-)
+from ambit.apps.load import LoadConfig, LoadResult, Mode, run_load
+from ambit.apps.load.outcomes import CONNECT_ERROR, MISMATCH, OK, PROTOCOL_ERROR, RESET, SHORT_READ, TIMEOUT
 from ambit.apps.sample import SampleApp, SampleConfig
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

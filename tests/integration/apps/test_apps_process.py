@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ambit.apps.load import CONNECT_ERROR, OK, LoadResult
+from ambit.apps.load import LoadResult
+from ambit.apps.load.outcomes import CONNECT_ERROR, OK
 from ambit.cli import cli
 
 READY = re.compile(r"ambit-sample ready pod=(\S*) node=(\S*) http=([\d,]*) tcp=([\d,]*)")

@@ -11,18 +11,7 @@ import time
 
 import pytest
 
-from ambit.apps import load
 from ambit.apps.load import (
-    CLOSED,
-    CONNECT_ERROR,
-    ERROR,
-    MISMATCH,
-    OK,
-    OVERLOADED,
-    PROTOCOL_ERROR,
-    RESET,
-    SHORT_READ,
-    TIMEOUT,
     Attempt,
     LoadConfig,
     LoadResult,
@@ -35,6 +24,21 @@ from ambit.apps.load import (
     read_response,
     run_open_loop,
 )
+from ambit.apps.load.clients import HttpClient, TcpClient
+from ambit.apps.load.open_loop import config_dict
+from ambit.apps.load.outcomes import (
+    CLOSED,
+    CONNECT_ERROR,
+    ERROR,
+    MISMATCH,
+    OK,
+    OVERLOADED,
+    PROTOCOL_ERROR,
+    RESET,
+    SHORT_READ,
+    TIMEOUT,
+)
+from ambit.apps.load.pool import KeepAlivePool
 
 # configuration
 
@@ -149,7 +153,7 @@ def record(index: int, scheduled: float, latency: float, outcome: str = OK) -> R
 def result_of(records: list[RequestRecord], duration: float) -> LoadResult:
     config = LoadConfig("http://a/", rate=max(1.0, len(records) / duration), duration=duration)
     return LoadResult(
-        config=load._config_dict(config, "http"),
+        config=config_dict(config, "http"),
         started_wall=1000.0,
         started_monotonic=5.0,
         elapsed=max(r.ended for r in records),
@@ -364,7 +368,7 @@ async def test_read_response_failures(data: bytes, outcome: str) -> None:
 
 def test_http_request_bytes() -> None:
     target = Target.parse("http://svc:9080/productpage?x=1")
-    get = load._HttpClient(LoadConfig("http://svc:9080/productpage?x=1", rate=1, duration=1), target)
+    get = HttpClient(LoadConfig("http://svc:9080/productpage?x=1", rate=1, duration=1), target)
     text = get.request(7, keepalive=True).decode()
     assert text.startswith("GET /productpage?x=1 HTTP/1.1\r\nHost: svc:9080\r\n")
     assert "Connection: keep-alive\r\n" in text
@@ -374,7 +378,7 @@ def test_http_request_bytes() -> None:
     config = LoadConfig(
         "http://svc:9080/", rate=1, duration=1, payload=100, marker="evt", headers=(("X-A", "b"),)
     )
-    post = load._HttpClient(config, Target.parse(config.target))
+    post = HttpClient(config, Target.parse(config.target))
     raw = post.request(3, keepalive=False)
     head, body = raw.split(b"\r\n\r\n", 1)
     assert head.startswith(b"POST / HTTP/1.1")
@@ -387,14 +391,14 @@ def test_http_request_bytes() -> None:
 
 def test_tcp_line() -> None:
     config = LoadConfig("tcp://a:9000", rate=1, duration=1, marker="m")
-    client = load._TcpClient(config, Target.parse(config.target))
+    client = TcpClient(config, Target.parse(config.target))
     line = client.line(12)
     assert len(line) == 64
     assert line.startswith(b"m 12 ")
     assert line.endswith(b"\n")
     assert line.count(b"\n") == 1
     tiny = LoadConfig("tcp://a:9000", rate=1, duration=1, marker="marker", payload=4)
-    assert load._TcpClient(tiny, Target.parse(tiny.target)).line(123) == b"marker 123 \n"
+    assert TcpClient(tiny, Target.parse(tiny.target)).line(123) == b"marker 123 \n"
 
 
 class FakeConn:
@@ -413,7 +417,7 @@ class FakeConn:
 
 
 def test_pool_fills_to_size_then_reuses_first_in_first_out() -> None:
-    pool = load._Pool(size=2, limit=3)
+    pool = KeepAlivePool(size=2, limit=3)
     assert pool.take() is None  # below size: open a new one
     pool.reserve()
     a = FakeConn()
