@@ -259,5 +259,5 @@ def test_reset_while_a_frame_arrives_drops_the_rest_and_returns_its_credit() -> 
     # All 200,000 bytes are credited back to the connection: what the peer may send, plus the credit
     # not yet announced, is the whole window again.
     core = peer.server
-    assert core._rx_conn_window + core._rx_conn_unacked == HboneSettings.server().connection_window
+    assert core._fast.rx_conn_window + core._fast.rx_conn_unacked == HboneSettings.server().connection_window
     assert not any(isinstance(e, ConnectionAborted) for e in peer.events)
