@@ -315,7 +315,8 @@ class H2FastPath:
         if ftype == h2frames.DATA and not flags & PADDED and len(partial) == FRAME_HEADER_SIZE:
             self._partial = bytearray()
             self._start_data(sid, flags, length, out)
-            return self._continue_data(view, take, out) if self._data_left else take
+            # Even an empty payload: its END_STREAM is finished there.
+            return self._continue_data(view, take, out)
         need = FRAME_HEADER_SIZE + length - len(partial)
         more = min(need, len(view) - take)
         partial += view[take : take + more]
