@@ -4,7 +4,7 @@ Tunnel bytes are almost all DATA frames, and the peer's credit comes back in WIN
 Going through h2's state machine for those costs 10-30× more than packing or parsing the 9-byte
 header directly (performance-notes §5.2), so the HBONE core handles exactly these two frame types
 itself and hands every other frame to h2. This module only knows the wire layout; what a frame
-means for a stream (windows, states) is `protocol.hbone`'s business.
+means for a stream (windows, states) is `protocol.h2fastpath`'s business.
 """
 
 from __future__ import annotations

@@ -259,5 +259,16 @@ def test_reset_while_a_frame_arrives_drops_the_rest_and_returns_its_credit() -> 
     # All 200,000 bytes are credited back to the connection: what the peer may send, plus the credit
     # not yet announced, is the whole window again.
     core = peer.server
-    assert core._rx_conn_window + core._rx_conn_unacked == HboneSettings.server().connection_window
+    assert core._fast.rx_conn_window + core._fast.rx_conn_unacked == HboneSettings.server().connection_window
     assert not any(isinstance(e, ConnectionAborted) for e in peer.events)
+
+
+def test_end_stream_on_an_empty_data_frame_split_across_reads_is_not_lost() -> None:
+    """How nghttp2 and h2 end a stream (an empty DATA frame with END_STREAM), its header cut in two."""
+    peer = RawClient()
+    sid = peer.open()
+    frame = h2frames.data_header(sid, 0, h2frames.END_STREAM)
+    peer.inject(frame[:4])
+    assert not any(isinstance(e, StreamEnded) for e in peer.events)
+    peer.inject(frame[4:])
+    assert [e for e in peer.events if isinstance(e, StreamEnded)] == [StreamEnded(sid)]
