@@ -42,9 +42,9 @@ from ambit.net.hbone import HboneClientConnection, HboneConnectionProtocol, Tunn
 from ambit.net.pool import Connector, PoolKey
 from ambit.net.tls import open_tls
 from ambit.protocol.hbone import HboneSettings, request_headers
+from ambit.proxy import accesslog
+from ambit.proxy.accesslog import AccessRecord, format_address
 from ambit.routing import HbonePlan, OutboundPlan, PassthroughPlan, RouteError, outbound_candidates
-from ambit.ztunnel import accesslog
-from ambit.ztunnel.accesslog import AccessRecord, format_address
 from ambit.ztunnel.certs import WorkloadCredentials
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
