@@ -3,4 +3,9 @@
 | module | owns |
 |---|---|
 | `accesslog` | one JSON line per connection on `ambit.ztunnel.access` |
+| `certs` | `WorkloadCredentials`: each identity's certificate and cached TLS contexts |
+| `sockets` | `SocketFactory`: where sockets come from (SO_ORIGINAL_DST, marks, transparent binds) |
+| `netns_sockets` | `NetnsSocketFactory`: sockets made inside a pod's network namespace |
+| `cache` | `ProxyCache`: the last good xDS state and certificates on disk |
+| `heap` | `HeapTrimmer`: gives freed heap back to the kernel |
 """

@@ -3,8 +3,6 @@
 | module | owns |
 |---|---|
 | `config` | `ZtunnelConfig`: ports, mark, cluster CIDRs, timeouts, drain deadline |
-| `sockets` | `SocketFactory`: where sockets come from (SO_ORIGINAL_DST, marks, transparent binds) |
-| `certs` | `WorkloadCredentials`: each pod identity's certificate and cached TLS contexts |
 | `metrics` | Istio's `istio_tcp_*` metrics in a registry per ztunnel |
 | `connections` | live inbound connections, re-authorized on every config change |
 | `outbound` | 15001: original destination → plan → HBONE (pool, the pod's cert) or passthrough; retries |

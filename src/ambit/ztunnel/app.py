@@ -8,13 +8,13 @@
   workload certificates, fetched by a :class:`~ambit.xds.ca_client.CaClient`; both find the control
   plane through :func:`~ambit.xds.discovery.control_plane_addresses` (live endpoints of the
   ``controlplane`` Service, the ``--xds`` bootstrap addresses as the fallback);
-* the cache (:mod:`ambit.ztunnel.cache`): loaded **before** xDS connects, so a restarted ztunnel serves
+* the cache (:mod:`ambit.proxy.cache`): loaded **before** xDS connects, so a restarted ztunnel serves
   its pods from the last good state and certificates while the control plane is away (the store is
   marked synced from the cache); written back on every change;
 * the :class:`~ambit.ztunnel.manager.Ztunnel` (the proxies) and the node agent client
   (:class:`~ambit.ztunnel.agent_client.AgentClient`): this class is its handler. An ``AddWorkload``
   waits (bounded by ``pod_wait``) for the pod's Workload to be in the state, opens the pod's three
-  listeners inside its netns (:class:`~ambit.ztunnel.netns_sockets.NetnsSocketFactory` on the fd the
+  listeners inside its netns (:class:`~ambit.proxy.netns_sockets.NetnsSocketFactory` on the fd the
   agent passed) and starts the pod's proxy; the fd stays open while the pod is served;
 * the admin, metrics and readiness ports (:mod:`ambit.ztunnel.admin`): ready when the config has
   synced (from xDS or the cache) **and** the agent's ``SnapshotSent`` has been processed.
@@ -39,19 +39,19 @@ from ambit.identity.certs import TrustBundle, WorkloadCert
 from ambit.identity.secrets import SystemClock
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
+from ambit.proxy.cache import ProxyCache
+from ambit.proxy.heap import HeapTrimmer
+from ambit.proxy.netns_sockets import NetnsSocketFactory
+from ambit.proxy.sockets import SocketFactory
 from ambit.state.store import StateStore
 from ambit.xds.ca_client import CaClient
 from ambit.xds.client import XdsClient
 from ambit.xds.discovery import control_plane_addresses
 from ambit.ztunnel.admin import AdminServers
 from ambit.ztunnel.agent_client import AgentClient
-from ambit.ztunnel.cache import ZtunnelCache
 from ambit.ztunnel.config import ZtunnelConfig
-from ambit.ztunnel.heap import HeapTrimmer
 from ambit.ztunnel.inputs import PodInfo, open_listeners
 from ambit.ztunnel.manager import PodStartError, Ztunnel
-from ambit.ztunnel.netns_sockets import NetnsSocketFactory
-from ambit.ztunnel.sockets import SocketFactory
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class AppConfig:
     pod_wait: float = 5.0
     cache_interval: float = 0.5
     agent_backoff_max: float = 5.0
-    heap_trim_interval: float = 10.0  # see ambit.ztunnel.heap
+    heap_trim_interval: float = 10.0  # see ambit.proxy.heap
     # netns fd -> the pod's socket factory (tests on loopback inject their own).
     sockets_for: Callable[[int], SocketFactory] = field(default=NetnsSocketFactory)
 
@@ -120,7 +120,7 @@ class ZtunnelApp:
         self.config = config
         self._on_quit = on_quit
         self.store = StateStore()
-        self.cache = ZtunnelCache(config.cache_dir, interval=config.cache_interval)
+        self.cache = ProxyCache(config.cache_dir, interval=config.cache_interval)
         self.fds: dict[str, int] = {}
         self.agent_synced = False
         self.synced_from_cache = False

@@ -41,6 +41,7 @@ from ambit.net.duplex import Duplex, RelayGroup, RelayResult, join
 from ambit.net.hbone import InboundTunnel
 from ambit.proxy import accesslog
 from ambit.proxy.accesslog import AccessRecord, format_address
+from ambit.proxy.sockets import SocketFactory
 from ambit.routing import InboundRefusal, plan_inbound
 from ambit.state.snapshot import Snapshot
 from ambit.ztunnel.connections import LiveConnection
@@ -53,7 +54,6 @@ from ambit.ztunnel.metrics import (
     ConnectionMetrics,
     tcp_labels,
 )
-from ambit.ztunnel.sockets import SocketFactory
 
 log = logging.getLogger(__name__)
 

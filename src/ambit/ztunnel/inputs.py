@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 from ambit.model.identity import DEFAULT_TRUST_DOMAIN, Identity
 from ambit.net.pool import HbonePool
+from ambit.proxy.certs import WorkloadCredentials
+from ambit.proxy.sockets import SocketFactory
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
-from ambit.ztunnel.certs import WorkloadCredentials
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.connections import ConnectionRegistry
 from ambit.ztunnel.metrics import Metrics
-from ambit.ztunnel.sockets import SocketFactory
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,11 @@ import pytest
 
 from ambit.model.identity import Identity
 from ambit.model.workload import HealthStatus, TunnelProtocol, Workload
+from ambit.proxy.cache import ProxyCache, decode_certs, decode_state, encode_certs, encode_state
 from ambit.state.snapshot import resource_name
 from ambit.testing.pki import Pki
 from ambit.ztunnel.admin import jsonable
 from ambit.ztunnel.app import node_dir, parse_address
-from ambit.ztunnel.cache import ZtunnelCache, decode_certs, decode_state, encode_certs, encode_state
 
 WL = Workload(
     uid="u1",
@@ -45,13 +45,13 @@ def test_certs_round_trip_and_expired_ones_are_not_loaded() -> None:
 
 
 def test_corrupt_cache_files_are_ignored(tmp_path: Path) -> None:
-    cache = ZtunnelCache(tmp_path / "c")
+    cache = ProxyCache(tmp_path / "c")
     cache.ensure_directory()
     (tmp_path / "c" / "state.pb").write_bytes(b"\xff\x00garbage")
     (tmp_path / "c" / "certs.json").write_text("[1, 2")
     assert cache.load_state() == {}
     assert cache.load_certs(datetime.now(UTC)) == []
-    assert ZtunnelCache(tmp_path / "none").load_state() == {}
+    assert ProxyCache(tmp_path / "none").load_state() == {}
 
 
 def test_parse_address_and_node_dir(tmp_path: Path) -> None:
