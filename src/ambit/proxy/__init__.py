@@ -8,4 +8,5 @@
 | `netns_sockets` | `NetnsSocketFactory`: sockets made inside a pod's network namespace |
 | `cache` | `ProxyCache`: the last good xDS state and certificates on disk |
 | `heap` | `HeapTrimmer`: gives freed heap back to the kernel |
+| `state_waiter` | `StateWaiter`: the sync gate (config synced and holding a workload), with a timed wait |
 """

@@ -8,7 +8,7 @@
 | `outbound` | 15001: original destination → plan → HBONE (pool, the pod's cert) or passthrough; retries |
 | `inbound` | 15008: HBONE CONNECT → L4 authorization → app |
 | `inbound_plain` | 15006: plaintext capture → authorization (STRICT refuses) → app |
-| `inputs` | `PodInfo`, `PodListeners`, `StateWaiter` (sync gate), `ProxyInputs` (shared parts) |
+| `inputs` | `PodInfo`, `PodListeners`, `ProxyInputs` (shared parts) |
 | `proxy` | `PodProxy`: one pod's three listeners, start (fail closed), drain, close |
 | `manager` | `Ztunnel`: the node's proxy, a `PodProxy` per pod uid |
 """

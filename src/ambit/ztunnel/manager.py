@@ -30,10 +30,11 @@ from ambit.model.identity import Identity
 from ambit.net.pool import HbonePool
 from ambit.proxy.certs import WorkloadCredentials
 from ambit.proxy.sockets import SocketFactory, SystemSocketFactory
+from ambit.proxy.state_waiter import StateWaiter
 from ambit.state.store import StateStore
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.connections import ConnectionRegistry
-from ambit.ztunnel.inputs import PodInfo, PodListeners, ProxyInputs, StateWaiter
+from ambit.ztunnel.inputs import PodInfo, PodListeners, ProxyInputs
 from ambit.ztunnel.metrics import Metrics
 from ambit.ztunnel.outbound import hbone_connector
 from ambit.ztunnel.proxy import PodProxy, PodStartError
