@@ -8,5 +8,7 @@
 | `netns_sockets` | `NetnsSocketFactory`: sockets made inside a pod's network namespace |
 | `cache` | `ProxyCache`: the last good xDS state and certificates on disk |
 | `heap` | `HeapTrimmer`: gives freed heap back to the kernel |
+| `jsonable` | model values as plain JSON values |
+| `admin` | `AdminServers`: admin (/config_dump, /quitquitquit), metrics, readiness; fed by callables |
 | `state_waiter` | `StateWaiter`: the sync gate (config synced and holding a workload), with a timed wait |
 """

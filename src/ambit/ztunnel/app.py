@@ -16,7 +16,7 @@
   waits (bounded by ``pod_wait``) for the pod's Workload to be in the state, opens the pod's three
   listeners inside its netns (:class:`~ambit.proxy.netns_sockets.NetnsSocketFactory` on the fd the
   agent passed) and starts the pod's proxy; the fd stays open while the pod is served;
-* the admin, metrics and readiness ports (:mod:`ambit.ztunnel.admin`): ready when the config has
+* the admin, metrics and readiness ports (:mod:`ambit.proxy.admin`): ready when the config has
   synced (from xDS or the cache) **and** the agent's ``SnapshotSent`` has been processed.
 
 :meth:`ZtunnelApp.drain` is SIGTERM: the agent connection is closed (no new pods), every pod stops
@@ -39,6 +39,7 @@ from ambit.identity.certs import TrustBundle, WorkloadCert
 from ambit.identity.secrets import SystemClock
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
+from ambit.proxy.admin import AdminServers
 from ambit.proxy.cache import ProxyCache
 from ambit.proxy.heap import HeapTrimmer
 from ambit.proxy.netns_sockets import NetnsSocketFactory
@@ -47,7 +48,6 @@ from ambit.state.store import StateStore
 from ambit.xds.ca_client import CaClient
 from ambit.xds.client import XdsClient
 from ambit.xds.discovery import control_plane_addresses
-from ambit.ztunnel.admin import AdminServers
 from ambit.ztunnel.agent_client import AgentClient
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.inputs import PodInfo, open_listeners
@@ -165,7 +165,7 @@ class ZtunnelApp:
         z = cfg.ztunnel
         self.admin = AdminServers(
             config_dump=self.config_dump,
-            metrics=self.ztunnel.metrics,
+            metrics=self.ztunnel.metrics.exposition_async,
             ready=self.ready,
             quit=self._on_quit,
             admin=(cfg.admin_host, z.admin_port),
