@@ -41,7 +41,7 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 DEFAULT_INTERVAL = 0.5
 
-_CertSource = Callable[[], Mapping[Identity, WorkloadCert]]
+CertSource = Callable[[], Mapping[Identity, WorkloadCert]]
 
 
 def encode_state(entries: Mapping[str, Entry]) -> bytes:
@@ -143,7 +143,7 @@ class ProxyCache:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def start(self, store: StateStore, certs: _CertSource) -> None:
+    def start(self, store: StateStore, certs: CertSource) -> None:
         """Write whenever the state or the certificates change (checked every ``interval``)."""
         self._store, self._certs = store, certs
         # what was just loaded needs no rewrite

@@ -2,15 +2,12 @@
 
 :class:`ZtunnelApp` owns, for one node:
 
-* the node credential (``<node dir>/node-cert.pem``, ``node-key.pem``, ``trust-bundle.pem``, written by
-  the runtime when the node joins);
-* the :class:`~ambit.state.store.StateStore`, fed by an :class:`~ambit.xds.client.XdsClient`, and the
-  workload certificates, fetched by a :class:`~ambit.xds.ca_client.CaClient`; both find the control
-  plane through :func:`~ambit.xds.discovery.control_plane_addresses` (live endpoints of the
-  ``controlplane`` Service, the ``--xds`` bootstrap addresses as the fallback);
-* the cache (:mod:`ambit.proxy.cache`): loaded **before** xDS connects, so a restarted ztunnel serves
-  its pods from the last good state and certificates while the control plane is away (the store is
-  marked synced from the cache); written back on every change;
+* the link to the control plane (:class:`~ambit.proxy.control_plane.ControlPlaneLink`): the node
+  credential (``<node dir>/node-cert.pem``, ``node-key.pem``, ``trust-bundle.pem``, written by the
+  runtime when the node joins), the :class:`~ambit.state.store.StateStore` fed by xDS, the CA client
+  the workload certificates are fetched with, and the cache (``<node dir>/ztunnel-cache``): loaded
+  **before** xDS connects, so a restarted ztunnel serves its pods from the last good state and
+  certificates while the control plane is away (the ztunnel is marked synced from the cache);
 * the :class:`~ambit.ztunnel.manager.Ztunnel` (the proxies) and the node agent client
   (:class:`~ambit.ztunnel.agent_client.AgentClient`): this class is its handler. An ``AddWorkload``
   waits (bounded by ``pod_wait``) for the pod's Workload to be in the state, opens the pod's three
@@ -26,36 +23,31 @@ then everything is closed and the cache written a last time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ambit.identity.certs import TrustBundle, WorkloadCert
-from ambit.identity.secrets import SystemClock
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
 from ambit.proxy.admin import AdminServers
 from ambit.proxy.cache import ProxyCache
+from ambit.proxy.control_plane import Address, ControlPlaneLink, NodeCredentialFiles
 from ambit.proxy.heap import HeapTrimmer
 from ambit.proxy.netns_sockets import NetnsSocketFactory
 from ambit.proxy.sockets import SocketFactory
 from ambit.state.store import StateStore
 from ambit.xds.ca_client import CaClient
 from ambit.xds.client import XdsClient
-from ambit.xds.discovery import control_plane_addresses
 from ambit.ztunnel.agent_client import AgentClient
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.inputs import PodInfo, open_listeners
 from ambit.ztunnel.manager import PodStartError, Ztunnel
 
 log = logging.getLogger(__name__)
-
-Address = tuple[str, int]
 
 
 def node_dir(cluster_dir: Path, node: str) -> Path:
@@ -104,13 +96,9 @@ class AppConfig:
     def trust_bundle(self) -> Path:
         return self.node_dir / "trust-bundle.pem"
 
-
-def parse_address(text: str) -> Address:
-    """``IP:PORT`` (``[v6]:PORT`` for IPv6)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not IP:PORT")
-    return host.strip("[]"), int(port)
+    @property
+    def credential(self) -> NodeCredentialFiles:
+        return NodeCredentialFiles(self.node_cert, self.node_key, self.trust_bundle)
 
 
 class ZtunnelApp:
@@ -119,17 +107,18 @@ class ZtunnelApp:
     def __init__(self, config: AppConfig, *, on_quit: Callable[[], None] | None = None) -> None:
         self.config = config
         self._on_quit = on_quit
-        self.store = StateStore()
-        self.cache = ProxyCache(config.cache_dir, interval=config.cache_interval)
+        self.link = ControlPlaneLink(
+            credential=config.credential,
+            cache=ProxyCache(config.cache_dir, interval=config.cache_interval),
+            bootstrap=config.bootstrap,
+            node_id=config.ztunnel.node,
+        )
         self.fds: dict[str, int] = {}
         self.agent_synced = False
-        self.synced_from_cache = False
         self._replayed: set[str] = set()
         self._started = False
         self._closed = False
         self.ztunnel: Ztunnel | None = None
-        self.xds: XdsClient | None = None
-        self.ca: CaClient | None = None
         self.agent: AgentClient | None = None
         self.admin: AdminServers | None = None
         self.heap = HeapTrimmer(interval=config.heap_trim_interval)
@@ -138,30 +127,15 @@ class ZtunnelApp:
 
     async def start(self) -> None:
         cfg = self.config
-        node_cert, bundle = await asyncio.to_thread(self._read_node_credential)
-        await asyncio.to_thread(self.cache.ensure_directory)
-        entries = await asyncio.to_thread(self.cache.load_state)
-        if entries:
-            self.store.replace(entries)
-        addresses = control_plane_addresses(self.store, cfg.bootstrap)
-        self.ca = CaClient(addresses=addresses, cert=node_cert, bundle=bundle)
-        self.ztunnel = Ztunnel(cfg.ztunnel, fetch=self.ca.fetch, bundle=bundle, store=self.store)
-        clock = SystemClock()
-        for cert in await asyncio.to_thread(self.cache.load_certs, clock.now()):
-            try:
-                self.ztunnel.credentials.secrets.install(cert)
-            except ValueError as exc:
-                log.info("cached certificate not used: %s", exc)
-        if entries:
-            self.synced_from_cache = True
+        link = self.link
+        ca = await link.open()
+        self.ztunnel = Ztunnel(cfg.ztunnel, fetch=ca.fetch, bundle=link.bundle, store=self.store)
+        await link.restore_certificates(self.ztunnel.credentials.secrets)
+        if link.synced_from_cache:
             self.ztunnel.mark_synced()
-            log.info("serving from the cache (%d resources) until xDS reconnects", len(entries))
-        self.xds = XdsClient(
-            addresses=addresses, cert=node_cert, bundle=bundle, store=self.store, node_id=cfg.ztunnel.node
-        )
-        self.xds.start()
+            log.info("serving from the cache (%d resources) until xDS reconnects", len(self.store.current))
+        link.connect(self.ztunnel.credentials.secrets.snapshot)
         spawn(self._mark_synced_when_xds_syncs(), name="ztunnel-xds-sync")
-        self.cache.start(self.store, self.ztunnel.credentials.secrets.snapshot)
         z = cfg.ztunnel
         self.admin = AdminServers(
             config_dump=self.config_dump,
@@ -179,10 +153,21 @@ class ZtunnelApp:
         self._started = True
         log.info("ztunnel for node %s started (agent socket %s)", z.node, cfg.agent_socket)
 
-    def _read_node_credential(self) -> tuple[WorkloadCert, TrustBundle]:
-        cfg = self.config
-        cert = WorkloadCert.from_pem(cfg.node_cert.read_bytes(), cfg.node_key.read_bytes())
-        return cert, TrustBundle.from_file(cfg.trust_bundle)
+    @property
+    def store(self) -> StateStore:
+        return self.link.store
+
+    @property
+    def synced_from_cache(self) -> bool:
+        return self.link.synced_from_cache
+
+    @property
+    def xds(self) -> XdsClient | None:
+        return self.link.xds
+
+    @property
+    def ca(self) -> CaClient | None:
+        return self.link.ca
 
     async def _mark_synced_when_xds_syncs(self) -> None:
         assert self.xds is not None and self.ztunnel is not None
@@ -198,7 +183,7 @@ class ZtunnelApp:
         if self.agent is not None:
             await self.agent.close()
         if self._started:  # before the pods go: stopping them forgets their certificates
-            await self.cache.close()
+            await self.link.close_cache()
         if self.ztunnel is not None:
             await self.ztunnel.drain(deadline)
         await self._close_rest()
@@ -211,7 +196,7 @@ class ZtunnelApp:
         if self.agent is not None:
             await self.agent.close()
         if self._started:  # before the pods go: stopping them forgets their certificates
-            await self.cache.close()
+            await self.link.close_cache()
         if self.ztunnel is not None:
             await self.ztunnel.close()
         await self._close_rest()
@@ -222,10 +207,7 @@ class ZtunnelApp:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.fds.clear()
-        if self.xds is not None:
-            await self.xds.close()
-        if self.ca is not None:
-            await self.ca.close()
+        await self.link.close()
         if self.admin is not None:
             await self.admin.close()
 
@@ -314,7 +296,3 @@ class ZtunnelApp:
                 log.info("pod %s was not replayed by the agent: dropping it", uid)
                 await self.del_workload(uid)
         self.agent_synced = True
-
-
-def bootstrap_addresses(texts: Sequence[str]) -> tuple[Address, ...]:
-    return tuple(parse_address(t) for t in texts)

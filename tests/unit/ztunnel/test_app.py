@@ -1,4 +1,4 @@
-"""ZtunnelApp's pure helpers: the node directory and the bootstrap addresses."""
+"""ZtunnelApp's pure helpers: the node directory."""
 
 from __future__ import annotations
 
@@ -6,15 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ambit.ztunnel.app import node_dir, parse_address
+from ambit.ztunnel.app import node_dir
 
 
-def test_parse_address_and_node_dir(tmp_path: Path) -> None:
-    assert parse_address("172.30.0.11:15012") == ("172.30.0.11", 15012)
-    assert parse_address("[fd00::1]:15012") == ("fd00::1", 15012)
-    for bad in ("172.30.0.11", ":15012", "a:b", "1.2.3.4:0", "1.2.3.4:70000"):
-        with pytest.raises(ValueError):
-            parse_address(bad)
+def test_node_dir(tmp_path: Path) -> None:
     assert node_dir(tmp_path, "node1") == tmp_path / "nodes" / "node1"
     with pytest.raises(ValueError):
         node_dir(tmp_path, "../x")
