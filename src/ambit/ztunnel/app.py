@@ -29,14 +29,25 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from ambit.model.identity import Identity
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
 from ambit.proxy.admin import AdminServers
 from ambit.proxy.cache import ProxyCache
+from ambit.proxy.config_dump import (
+    AgentView,
+    CertificateView,
+    ConfigDump,
+    ConnectionView,
+    Counts,
+    HeapView,
+    PodView,
+    XdsView,
+)
 from ambit.proxy.control_plane import Address, ControlPlaneLink, NodeCredentialFiles
 from ambit.proxy.heap import HeapTrimmer
+from ambit.proxy.jsonable import from_jsonable
 from ambit.proxy.netns_sockets import NetnsSocketFactory
 from ambit.proxy.sockets import SocketFactory
 from ambit.state.store import StateStore
@@ -138,7 +149,7 @@ class ZtunnelApp:
         spawn(self._mark_synced_when_xds_syncs(), name="ztunnel-xds-sync")
         z = cfg.ztunnel
         self.admin = AdminServers(
-            config_dump=self.config_dump,
+            config_dump=lambda: self.config_dump().to_json(),
             metrics=self.ztunnel.metrics.exposition_async,
             ready=self.ready,
             quit=self._on_quit,
@@ -216,32 +227,41 @@ class ZtunnelApp:
     def ready(self) -> bool:
         return self.ztunnel is not None and self.ztunnel.ready() and self.agent_synced and not self._closed
 
-    def config_dump(self) -> dict[str, Any]:
-        assert self.ztunnel is not None
-        dump = self.ztunnel.config_dump()
+    def config_dump(self) -> ConfigDump:
+        """What this ztunnel believes (``/config_dump``, ``ambit ztunnel-config``)."""
+        z = self.ztunnel
+        assert z is not None
         snapshot = self.store.current
-        dump["counts"] = {
-            "workloads": dump.pop("workloads"),
-            "services": dump.pop("services"),
-            "policies": dump.pop("policies"),
-        }
-        dump["workloads"] = dict(snapshot.workloads)
-        dump["services"] = dict(snapshot.services)
-        dump["policies"] = dict(snapshot.policies)
-        dump["synced_from_cache"] = self.synced_from_cache
-        dump["heap"] = {"free_bytes": self.heap.free_bytes(), "trims": self.heap.trims}
-        dump["agent"] = {
-            "socket": str(self.config.agent_socket),
-            "connected": self.agent is not None and self.agent.connected.is_set(),
-            "snapshot_processed": self.agent_synced,
-        }
-        if self.xds is not None:
-            dump["xds"] = {
-                "address": self.xds.address,
-                "synced": self.xds.synced.is_set(),
-                "last_error": self.xds.last_error,
-            }
-        return dump
+        xds = self.xds
+        return ConfigDump(
+            node=z.config.node,
+            synced=z.state.synced,
+            synced_from_cache=self.synced_from_cache,
+            config_version=snapshot.version,
+            counts=Counts(len(snapshot.workloads), len(snapshot.services), len(snapshot.policies)),
+            workloads=dict(snapshot.workloads),
+            services=dict(snapshot.services),
+            policies=dict(snapshot.policies),
+            pods={
+                uid: PodView(f"{p.pod.namespace}/{p.pod.name}", str(p.pod.identity), p.state)
+                for uid, p in z.pods.items()
+            },
+            certificates={
+                str(identity): CertificateView(cert.not_after)
+                for identity, cert in z.credentials.secrets.snapshot().items()
+                if isinstance(identity, Identity)
+            },
+            connections=tuple(from_jsonable(ConnectionView, c) for c in z.connections.describe()),
+            inbound_connections=len(z.connections),
+            pool_connections=z.pool.connection_count,
+            heap=HeapView(self.heap.free_bytes(), self.heap.trims),
+            agent=AgentView(
+                socket=str(self.config.agent_socket),
+                connected=self.agent is not None and self.agent.connected.is_set(),
+                snapshot_processed=self.agent_synced,
+            ),
+            xds=None if xds is None else XdsView(xds.address, xds.synced.is_set(), xds.last_error),
+        )
 
     # -- the node agent (AgentHandler) -----------------------------------------------------------
 
