@@ -10,8 +10,9 @@ import click
 import uvloop
 
 from ambit.cli import GlobalOptions
+from ambit.proxy.control_plane import bootstrap_addresses
 from ambit.store import paths
-from ambit.ztunnel.app import AppConfig, ZtunnelApp, bootstrap_addresses, node_dir
+from ambit.ztunnel.app import AppConfig, ZtunnelApp, node_dir
 from ambit.ztunnel.config import ZtunnelConfig
 
 

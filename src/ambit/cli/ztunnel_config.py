@@ -12,7 +12,7 @@ A node whose ztunnel cannot be read is reported on stderr; the command fails onl
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +20,11 @@ import click
 
 from ambit.cli import GlobalOptions
 from ambit.cli.nodes import NODE
+from ambit.model.policy import Scope
+from ambit.model.workload import HealthStatus, Service, TunnelProtocol, WaypointRef
+from ambit.proxy.config_dump import ConfigDump
 
-Dump = dict[str, Any]
+Dump = Mapping[str, Any]  # /config_dump as it crossed the wire (JSON); read as a ConfigDump
 Rows = tuple[list[str], list[list[str]]]
 
 SECTIONS = ("workloads", "services", "policies", "certificates", "connections")
@@ -43,112 +46,90 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _waypoint(ref: Any) -> str:
-    if not isinstance(ref, dict) or not ref.get("hostname"):
+def _waypoint(ref: WaypointRef | None) -> str:
+    if ref is None or not ref.hostname:
         return "None"
-    return str(ref["hostname"]).split(".", 1)[0]
+    return ref.hostname.split(".", 1)[0]
 
 
-def _values(section: Any) -> list[Any]:
-    if isinstance(section, dict):
-        return list(section.values())
-    if isinstance(section, list):
-        return section
-    return []  # an old ztunnel (or the manager alone) gives only counts
-
-
-def workload_rows(dump: Dump, _now: datetime) -> Rows:
+def workload_rows(dump: ConfigDump, _now: datetime) -> Rows:
     headers = ["NAMESPACE", "POD NAME", "ADDRESS", "NODE", "WAYPOINT", "PROTOCOL"]
     rows = [
         [
-            str(w.get("namespace", "")),
-            str(w.get("name", "")),
-            ",".join(w.get("addresses") or ()) or "None",
-            str(w.get("node") or "None"),
-            _waypoint(w.get("waypoint")),
-            "HBONE" if w.get("tunnel_protocol") == "HBONE" else "TCP",
+            w.namespace,
+            w.name,
+            ",".join(w.addresses) or "None",
+            w.node or "None",
+            _waypoint(w.waypoint),
+            "HBONE" if w.tunnel_protocol is TunnelProtocol.HBONE else "TCP",
         ]
-        for w in _values(dump.get("workloads"))
+        for w in dump.workloads.values()
     ]
     return headers, sorted(rows)
 
 
-def _service_key(key: str, service: dict[str, Any]) -> str:
-    if service.get("namespace") and service.get("hostname"):
-        return f"{service['namespace']}/{service['hostname']}"
+def _service_key(key: str, service: Service) -> str:
+    if service.namespace and service.hostname:
+        return service.key
     return key
 
 
-def service_rows(dump: Dump, _now: datetime) -> Rows:
+def service_rows(dump: ConfigDump, _now: datetime) -> Rows:
     headers = ["NAMESPACE", "SERVICE NAME", "SERVICE VIP", "WAYPOINT", "ENDPOINTS"]
-    workloads = _values(dump.get("workloads"))
-    services = dump.get("services")
+    workloads = list(dump.workloads.values())
     rows = []
-    for key, svc in services.items() if isinstance(services, dict) else ():
-        skey = _service_key(str(key), svc)
-        endpoints = [
-            w for w in workloads if any(entry and entry[0] == skey for entry in w.get("services") or ())
-        ]
-        healthy = sum(1 for w in endpoints if w.get("status", "HEALTHY") == "HEALTHY")
+    for key, svc in dump.services.items():
+        skey = _service_key(key, svc)
+        endpoints = [w for w in workloads if any(entry[0] == skey for entry in w.services)]
+        healthy = sum(1 for w in endpoints if w.status is HealthStatus.HEALTHY)
         rows.append(
             [
-                str(svc.get("namespace", "")),
-                str(svc.get("name", "")),
-                ",".join(svc.get("vips") or ()) or "None",
-                _waypoint(svc.get("waypoint")),
+                svc.namespace,
+                svc.name,
+                ",".join(svc.vips) or "None",
+                _waypoint(svc.waypoint),
                 f"{healthy}/{len(endpoints)}",
             ]
         )
     return headers, sorted(rows)
 
 
-_SCOPES = {"GLOBAL": "Global", "NAMESPACE": "Namespace", "WORKLOAD_SELECTOR": "WorkloadSelector"}
+_SCOPES = {Scope.GLOBAL: "Global", Scope.NAMESPACE: "Namespace", Scope.WORKLOAD_SELECTOR: "WorkloadSelector"}
 
 
-def policy_rows(dump: Dump, _now: datetime) -> Rows:
+def policy_rows(dump: ConfigDump, _now: datetime) -> Rows:
     headers = ["NAMESPACE", "POLICY NAME", "ACTION", "SCOPE"]
     rows = []
-    for p in _values(dump.get("policies")):
-        action = str(p.get("action", "")).capitalize()
-        if p.get("dry_run"):
+    for p in dump.policies.values():
+        action = p.action.value.capitalize()
+        if p.dry_run:
             action += " (dry-run)"
-        scope = str(p.get("scope", ""))
-        rows.append([str(p.get("namespace", "")), str(p.get("name", "")), action, _SCOPES.get(scope, scope)])
+        rows.append([p.namespace, p.name, action, _SCOPES[p.scope]])
     return headers, sorted(rows)
 
 
-def _parse_time(text: Any) -> datetime | None:
-    try:
-        value = datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
+def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def certificate_rows(dump: Dump, now: datetime) -> Rows:
+def certificate_rows(dump: ConfigDump, now: datetime) -> Rows:
     headers = ["CERTIFICATE NAME", "TYPE", "STATUS", "VALID", "NOT AFTER"]
-    certs = dump.get("certificates")
-    certs = certs if isinstance(certs, dict) else {}
     rows = []
-    for name, info in certs.items():
-        not_after = _parse_time((info or {}).get("not_after"))
-        valid = not_after is not None and not_after > now
-        shown = not_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if not_after else "-"
-        rows.append([str(name), "Leaf", "Available" if valid else "Expired", str(valid).lower(), shown])
+    for name, info in dump.certificates.items():
+        not_after = _aware(info.not_after)
+        valid = not_after > now
+        shown = not_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append([name, "Leaf", "Available" if valid else "Expired", str(valid).lower(), shown])
     # identities of served pods that have no certificate (yet): being fetched, or the CA is away
-    pods = dump.get("pods")
-    pending = {
-        str(p.get("identity")) for p in (pods.values() if isinstance(pods, dict) else ()) if p.get("identity")
-    }
-    rows += [[ident, "Leaf", "Unavailable", "false", "-"] for ident in pending - set(certs)]
+    pending = {p.identity for p in dump.pods.values() if p.identity}
+    rows += [[ident, "Leaf", "Unavailable", "false", "-"] for ident in pending - set(dump.certificates)]
     return headers, sorted(rows)
 
 
-def _age(seconds: Any) -> str:
-    try:
-        total = int(float(seconds))
-    except (TypeError, ValueError):
+def _age(seconds: float | None) -> str:
+    if seconds is None:
         return "-"
+    total = int(seconds)
     if total < 60:
         return f"{total}s"
     if total < 3600:
@@ -158,7 +139,7 @@ def _age(seconds: Any) -> str:
     return f"{total // 86400}d{total % 86400 // 3600}h"
 
 
-def connection_rows(dump: Dump, _now: datetime) -> Rows:
+def connection_rows(dump: ConfigDump, _now: datetime) -> Rows:
     headers = [
         "WORKLOAD",
         "DIRECTION",
@@ -170,25 +151,24 @@ def connection_rows(dump: Dump, _now: datetime) -> Rows:
         "AGE",
         "BYTES IN/OUT",
     ]
-    conns = dump.get("connections")
     rows = [
         [
-            str(c.get("workload") or c.get("workload_uid") or "-"),
-            str(c.get("direction", "-")),
-            str(c.get("protocol", "-")),
-            str(c.get("source", "-")),
-            str(c.get("destination", "-")),
-            str(c.get("source_identity") or "None"),
-            str(c.get("destination_identity") or "None"),
-            _age(c.get("age_seconds")),
-            f"{c.get('bytes_received', 0)}/{c.get('bytes_sent', 0)}",
+            c.workload or c.workload_uid or "-",
+            c.direction,
+            c.protocol,
+            c.source,
+            c.destination,
+            c.source_identity or "None",
+            c.destination_identity or "None",
+            _age(c.age_seconds),
+            f"{c.bytes_received}/{c.bytes_sent}",
         ]
-        for c in (conns if isinstance(conns, list) else ())
+        for c in dump.connections
     ]
     return headers, rows
 
 
-ROWS: dict[str, Callable[[Dump, datetime], Rows]] = {
+ROWS: dict[str, Callable[[ConfigDump, datetime], Rows]] = {
     "workloads": workload_rows,
     "services": service_rows,
     "policies": policy_rows,
@@ -200,15 +180,18 @@ ROWS: dict[str, Callable[[Dump, datetime], Rows]] = {
 def render(
     section: str, dumps: Sequence[tuple[str, Dump]], *, node_column: bool, now: datetime | None = None
 ) -> str:
-    """The table of ``section`` for the dumps of the nodes that answered (``(node, dump)``)."""
+    """The table of ``section`` for the dumps of the nodes that answered (``(node, dump)``).
+
+    Raises ValueError if a dump is not a config dump (:meth:`ConfigDump.from_json`).
+    """
     now = now if now is not None else datetime.now(UTC)
     headers: list[str] = []
     rows: list[list[str]] = []
     for node, dump in dumps:
-        headers, node_rows = ROWS[section](dump, now)
+        headers, node_rows = ROWS[section](ConfigDump.from_json(dump), now)
         rows += [[node, *row] for row in node_rows] if node_column else node_rows
     if not headers:
-        headers, _ = ROWS[section]({}, now)
+        headers, _ = ROWS[section](ConfigDump(), now)
     if node_column:
         headers = ["ZTUNNEL" if section == "workloads" else "NODE", *headers]
     return format_table(headers, rows)
@@ -249,9 +232,14 @@ def show(ctx: click.Context, section: str, node: str | None, output: str) -> Non
     dumps: list[tuple[str, Dump]] = []
     for name in nodes:
         try:
-            dumps.append((name, _fetch(cluster, name)))
+            dump = _fetch(cluster, name)
+            ConfigDump.from_json(dump)  # read it once here, so a dump that does not read is this node's error
         except AdminError as exc:
             click.echo(f"{name}: {exc}", err=True)
+        except ValueError as exc:
+            click.echo(f"{name}: /config_dump does not read as a config dump: {exc}", err=True)
+        else:
+            dumps.append((name, dump))
     if not dumps:
         raise click.ClickException(f"no ztunnel answered (asked {', '.join(nodes) or 'no nodes'})")
     if output == "json":

@@ -22,6 +22,7 @@ from ambit.model.identity import Identity
 from ambit.model.policy import Authorization
 from ambit.model.workload import HealthStatus, PortMapping, Service, ServicePort, TunnelProtocol, Workload
 from ambit.net.duplex import StreamAborted, TcpDuplex
+from ambit.proxy.sockets import LoopbackSocketFactory
 from ambit.state.snapshot import resource_name
 from ambit.state.store import StateStore
 from ambit.testing.pki import Pki
@@ -30,7 +31,6 @@ from ambit.ztunnel.inputs import PodInfo, open_listeners
 from ambit.ztunnel.manager import Ztunnel
 from ambit.ztunnel.metrics import Metrics
 from ambit.ztunnel.proxy import PodProxy
-from ambit.ztunnel.sockets import LoopbackSocketFactory
 
 TD = "cluster.local"
 NS = "default"

@@ -3,15 +3,12 @@
 | module | owns |
 |---|---|
 | `config` | `ZtunnelConfig`: ports, mark, cluster CIDRs, timeouts, drain deadline |
-| `sockets` | `SocketFactory`: where sockets come from (SO_ORIGINAL_DST, marks, transparent binds) |
-| `certs` | `WorkloadCredentials`: each pod identity's certificate and cached TLS contexts |
 | `metrics` | Istio's `istio_tcp_*` metrics in a registry per ztunnel |
-| `accesslog` | one JSON line per connection on `ambit.ztunnel.access` |
 | `connections` | live inbound connections, re-authorized on every config change |
 | `outbound` | 15001: original destination → plan → HBONE (pool, the pod's cert) or passthrough; retries |
 | `inbound` | 15008: HBONE CONNECT → L4 authorization → app |
 | `inbound_plain` | 15006: plaintext capture → authorization (STRICT refuses) → app |
-| `inputs` | `PodInfo`, `PodListeners`, `StateWaiter` (sync gate), `ProxyInputs` (shared parts) |
+| `inputs` | `PodInfo`, `PodListeners`, `ProxyInputs` (shared parts) |
 | `proxy` | `PodProxy`: one pod's three listeners, start (fail closed), drain, close |
 | `manager` | `Ztunnel`: the node's proxy, a `PodProxy` per pod uid |
 """

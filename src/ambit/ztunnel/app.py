@@ -2,21 +2,18 @@
 
 :class:`ZtunnelApp` owns, for one node:
 
-* the node credential (``<node dir>/node-cert.pem``, ``node-key.pem``, ``trust-bundle.pem``, written by
-  the runtime when the node joins);
-* the :class:`~ambit.state.store.StateStore`, fed by an :class:`~ambit.xds.client.XdsClient`, and the
-  workload certificates, fetched by a :class:`~ambit.xds.ca_client.CaClient`; both find the control
-  plane through :func:`~ambit.xds.discovery.control_plane_addresses` (live endpoints of the
-  ``controlplane`` Service, the ``--xds`` bootstrap addresses as the fallback);
-* the cache (:mod:`ambit.ztunnel.cache`): loaded **before** xDS connects, so a restarted ztunnel serves
-  its pods from the last good state and certificates while the control plane is away (the store is
-  marked synced from the cache); written back on every change;
+* the link to the control plane (:class:`~ambit.proxy.control_plane.ControlPlaneLink`): the node
+  credential (``<node dir>/node-cert.pem``, ``node-key.pem``, ``trust-bundle.pem``, written by the
+  runtime when the node joins), the :class:`~ambit.state.store.StateStore` fed by xDS, the CA client
+  the workload certificates are fetched with, and the cache (``<node dir>/ztunnel-cache``): loaded
+  **before** xDS connects, so a restarted ztunnel serves its pods from the last good state and
+  certificates while the control plane is away (the ztunnel is marked synced from the cache);
 * the :class:`~ambit.ztunnel.manager.Ztunnel` (the proxies) and the node agent client
   (:class:`~ambit.ztunnel.agent_client.AgentClient`): this class is its handler. An ``AddWorkload``
   waits (bounded by ``pod_wait``) for the pod's Workload to be in the state, opens the pod's three
-  listeners inside its netns (:class:`~ambit.ztunnel.netns_sockets.NetnsSocketFactory` on the fd the
+  listeners inside its netns (:class:`~ambit.proxy.netns_sockets.NetnsSocketFactory` on the fd the
   agent passed) and starts the pod's proxy; the fd stays open while the pod is served;
-* the admin, metrics and readiness ports (:mod:`ambit.ztunnel.admin`): ready when the config has
+* the admin, metrics and readiness ports (:mod:`ambit.proxy.admin`): ready when the config has
   synced (from xDS or the cache) **and** the agent's ``SnapshotSent`` has been processed.
 
 :meth:`ZtunnelApp.drain` is SIGTERM: the agent connection is closed (no new pods), every pod stops
@@ -26,36 +23,42 @@ then everything is closed and the cache written a last time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ambit.identity.certs import TrustBundle, WorkloadCert
-from ambit.identity.secrets import SystemClock
+from ambit.model.identity import Identity
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
+from ambit.proxy.admin import AdminServers
+from ambit.proxy.cache import ProxyCache
+from ambit.proxy.config_dump import (
+    AgentView,
+    CertificateView,
+    ConfigDump,
+    ConnectionView,
+    Counts,
+    HeapView,
+    PodView,
+    XdsView,
+)
+from ambit.proxy.control_plane import Address, ControlPlaneLink, NodeCredentialFiles
+from ambit.proxy.heap import HeapTrimmer
+from ambit.proxy.jsonable import from_jsonable
+from ambit.proxy.netns_sockets import NetnsSocketFactory
+from ambit.proxy.sockets import SocketFactory
 from ambit.state.store import StateStore
 from ambit.xds.ca_client import CaClient
 from ambit.xds.client import XdsClient
-from ambit.xds.discovery import control_plane_addresses
-from ambit.ztunnel.admin import AdminServers
 from ambit.ztunnel.agent_client import AgentClient
-from ambit.ztunnel.cache import ZtunnelCache
 from ambit.ztunnel.config import ZtunnelConfig
-from ambit.ztunnel.heap import HeapTrimmer
 from ambit.ztunnel.inputs import PodInfo, open_listeners
 from ambit.ztunnel.manager import PodStartError, Ztunnel
-from ambit.ztunnel.netns_sockets import NetnsSocketFactory
-from ambit.ztunnel.sockets import SocketFactory
 
 log = logging.getLogger(__name__)
-
-Address = tuple[str, int]
 
 
 def node_dir(cluster_dir: Path, node: str) -> Path:
@@ -80,7 +83,7 @@ class AppConfig:
     pod_wait: float = 5.0
     cache_interval: float = 0.5
     agent_backoff_max: float = 5.0
-    heap_trim_interval: float = 10.0  # see ambit.ztunnel.heap
+    heap_trim_interval: float = 10.0  # see ambit.proxy.heap
     # netns fd -> the pod's socket factory (tests on loopback inject their own).
     sockets_for: Callable[[int], SocketFactory] = field(default=NetnsSocketFactory)
 
@@ -104,13 +107,9 @@ class AppConfig:
     def trust_bundle(self) -> Path:
         return self.node_dir / "trust-bundle.pem"
 
-
-def parse_address(text: str) -> Address:
-    """``IP:PORT`` (``[v6]:PORT`` for IPv6)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not IP:PORT")
-    return host.strip("[]"), int(port)
+    @property
+    def credential(self) -> NodeCredentialFiles:
+        return NodeCredentialFiles(self.node_cert, self.node_key, self.trust_bundle)
 
 
 class ZtunnelApp:
@@ -119,17 +118,18 @@ class ZtunnelApp:
     def __init__(self, config: AppConfig, *, on_quit: Callable[[], None] | None = None) -> None:
         self.config = config
         self._on_quit = on_quit
-        self.store = StateStore()
-        self.cache = ZtunnelCache(config.cache_dir, interval=config.cache_interval)
+        self.link = ControlPlaneLink(
+            credential=config.credential,
+            cache=ProxyCache(config.cache_dir, interval=config.cache_interval),
+            bootstrap=config.bootstrap,
+            node_id=config.ztunnel.node,
+        )
         self.fds: dict[str, int] = {}
         self.agent_synced = False
-        self.synced_from_cache = False
         self._replayed: set[str] = set()
         self._started = False
         self._closed = False
         self.ztunnel: Ztunnel | None = None
-        self.xds: XdsClient | None = None
-        self.ca: CaClient | None = None
         self.agent: AgentClient | None = None
         self.admin: AdminServers | None = None
         self.heap = HeapTrimmer(interval=config.heap_trim_interval)
@@ -138,34 +138,19 @@ class ZtunnelApp:
 
     async def start(self) -> None:
         cfg = self.config
-        node_cert, bundle = await asyncio.to_thread(self._read_node_credential)
-        await asyncio.to_thread(self.cache.ensure_directory)
-        entries = await asyncio.to_thread(self.cache.load_state)
-        if entries:
-            self.store.replace(entries)
-        addresses = control_plane_addresses(self.store, cfg.bootstrap)
-        self.ca = CaClient(addresses=addresses, cert=node_cert, bundle=bundle)
-        self.ztunnel = Ztunnel(cfg.ztunnel, fetch=self.ca.fetch, bundle=bundle, store=self.store)
-        clock = SystemClock()
-        for cert in await asyncio.to_thread(self.cache.load_certs, clock.now()):
-            try:
-                self.ztunnel.credentials.secrets.install(cert)
-            except ValueError as exc:
-                log.info("cached certificate not used: %s", exc)
-        if entries:
-            self.synced_from_cache = True
+        link = self.link
+        ca = await link.open()
+        self.ztunnel = Ztunnel(cfg.ztunnel, fetch=ca.fetch, bundle=link.bundle, store=self.store)
+        await link.restore_certificates(self.ztunnel.credentials.secrets)
+        if link.synced_from_cache:
             self.ztunnel.mark_synced()
-            log.info("serving from the cache (%d resources) until xDS reconnects", len(entries))
-        self.xds = XdsClient(
-            addresses=addresses, cert=node_cert, bundle=bundle, store=self.store, node_id=cfg.ztunnel.node
-        )
-        self.xds.start()
+            log.info("serving from the cache (%d resources) until xDS reconnects", len(self.store.current))
+        link.connect(self.ztunnel.credentials.secrets.snapshot)
         spawn(self._mark_synced_when_xds_syncs(), name="ztunnel-xds-sync")
-        self.cache.start(self.store, self.ztunnel.credentials.secrets.snapshot)
         z = cfg.ztunnel
         self.admin = AdminServers(
-            config_dump=self.config_dump,
-            metrics=self.ztunnel.metrics,
+            config_dump=lambda: self.config_dump().to_json(),
+            metrics=self.ztunnel.metrics.exposition_async,
             ready=self.ready,
             quit=self._on_quit,
             admin=(cfg.admin_host, z.admin_port),
@@ -179,10 +164,21 @@ class ZtunnelApp:
         self._started = True
         log.info("ztunnel for node %s started (agent socket %s)", z.node, cfg.agent_socket)
 
-    def _read_node_credential(self) -> tuple[WorkloadCert, TrustBundle]:
-        cfg = self.config
-        cert = WorkloadCert.from_pem(cfg.node_cert.read_bytes(), cfg.node_key.read_bytes())
-        return cert, TrustBundle.from_file(cfg.trust_bundle)
+    @property
+    def store(self) -> StateStore:
+        return self.link.store
+
+    @property
+    def synced_from_cache(self) -> bool:
+        return self.link.synced_from_cache
+
+    @property
+    def xds(self) -> XdsClient | None:
+        return self.link.xds
+
+    @property
+    def ca(self) -> CaClient | None:
+        return self.link.ca
 
     async def _mark_synced_when_xds_syncs(self) -> None:
         assert self.xds is not None and self.ztunnel is not None
@@ -198,7 +194,7 @@ class ZtunnelApp:
         if self.agent is not None:
             await self.agent.close()
         if self._started:  # before the pods go: stopping them forgets their certificates
-            await self.cache.close()
+            await self.link.close_cache()
         if self.ztunnel is not None:
             await self.ztunnel.drain(deadline)
         await self._close_rest()
@@ -211,7 +207,7 @@ class ZtunnelApp:
         if self.agent is not None:
             await self.agent.close()
         if self._started:  # before the pods go: stopping them forgets their certificates
-            await self.cache.close()
+            await self.link.close_cache()
         if self.ztunnel is not None:
             await self.ztunnel.close()
         await self._close_rest()
@@ -222,10 +218,7 @@ class ZtunnelApp:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.fds.clear()
-        if self.xds is not None:
-            await self.xds.close()
-        if self.ca is not None:
-            await self.ca.close()
+        await self.link.close()
         if self.admin is not None:
             await self.admin.close()
 
@@ -234,32 +227,41 @@ class ZtunnelApp:
     def ready(self) -> bool:
         return self.ztunnel is not None and self.ztunnel.ready() and self.agent_synced and not self._closed
 
-    def config_dump(self) -> dict[str, Any]:
-        assert self.ztunnel is not None
-        dump = self.ztunnel.config_dump()
+    def config_dump(self) -> ConfigDump:
+        """What this ztunnel believes (``/config_dump``, ``ambit ztunnel-config``)."""
+        z = self.ztunnel
+        assert z is not None
         snapshot = self.store.current
-        dump["counts"] = {
-            "workloads": dump.pop("workloads"),
-            "services": dump.pop("services"),
-            "policies": dump.pop("policies"),
-        }
-        dump["workloads"] = dict(snapshot.workloads)
-        dump["services"] = dict(snapshot.services)
-        dump["policies"] = dict(snapshot.policies)
-        dump["synced_from_cache"] = self.synced_from_cache
-        dump["heap"] = {"free_bytes": self.heap.free_bytes(), "trims": self.heap.trims}
-        dump["agent"] = {
-            "socket": str(self.config.agent_socket),
-            "connected": self.agent is not None and self.agent.connected.is_set(),
-            "snapshot_processed": self.agent_synced,
-        }
-        if self.xds is not None:
-            dump["xds"] = {
-                "address": self.xds.address,
-                "synced": self.xds.synced.is_set(),
-                "last_error": self.xds.last_error,
-            }
-        return dump
+        xds = self.xds
+        return ConfigDump(
+            node=z.config.node,
+            synced=z.state.synced,
+            synced_from_cache=self.synced_from_cache,
+            config_version=snapshot.version,
+            counts=Counts(len(snapshot.workloads), len(snapshot.services), len(snapshot.policies)),
+            workloads=dict(snapshot.workloads),
+            services=dict(snapshot.services),
+            policies=dict(snapshot.policies),
+            pods={
+                uid: PodView(f"{p.pod.namespace}/{p.pod.name}", str(p.pod.identity), p.state)
+                for uid, p in z.pods.items()
+            },
+            certificates={
+                str(identity): CertificateView(cert.not_after)
+                for identity, cert in z.credentials.secrets.snapshot().items()
+                if isinstance(identity, Identity)
+            },
+            connections=tuple(from_jsonable(ConnectionView, c) for c in z.connections.describe()),
+            inbound_connections=len(z.connections),
+            pool_connections=z.pool.connection_count,
+            heap=HeapView(self.heap.free_bytes(), self.heap.trims),
+            agent=AgentView(
+                socket=str(self.config.agent_socket),
+                connected=self.agent is not None and self.agent.connected.is_set(),
+                snapshot_processed=self.agent_synced,
+            ),
+            xds=None if xds is None else XdsView(xds.address, xds.synced.is_set(), xds.last_error),
+        )
 
     # -- the node agent (AgentHandler) -----------------------------------------------------------
 
@@ -314,7 +316,3 @@ class ZtunnelApp:
                 log.info("pod %s was not replayed by the agent: dropping it", uid)
                 await self.del_workload(uid)
         self.agent_synced = True
-
-
-def bootstrap_addresses(texts: Sequence[str]) -> tuple[Address, ...]:
-    return tuple(parse_address(t) for t in texts)

@@ -39,10 +39,11 @@ from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
 from ambit.net.duplex import Duplex, RelayGroup, RelayResult, join
 from ambit.net.hbone import InboundTunnel
+from ambit.proxy import accesslog
+from ambit.proxy.accesslog import AccessRecord, format_address
+from ambit.proxy.sockets import SocketFactory
 from ambit.routing import InboundRefusal, plan_inbound
 from ambit.state.snapshot import Snapshot
-from ambit.ztunnel import accesslog
-from ambit.ztunnel.accesslog import AccessRecord, format_address
 from ambit.ztunnel.connections import LiveConnection
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
 from ambit.ztunnel.metrics import (
@@ -53,7 +54,6 @@ from ambit.ztunnel.metrics import (
     ConnectionMetrics,
     tcp_labels,
 )
-from ambit.ztunnel.sockets import SocketFactory
 
 log = logging.getLogger(__name__)
 

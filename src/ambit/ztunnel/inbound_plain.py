@@ -19,11 +19,11 @@ import asyncio
 import logging
 
 from ambit.net.duplex import RelayGroup, TcpDuplex
+from ambit.proxy import accesslog
+from ambit.proxy.sockets import OriginalDestinationError, SocketFactory
 from ambit.routing import InboundRefusal, plan_inbound_plaintext
-from ambit.ztunnel import accesslog
 from ambit.ztunnel.inbound import InboundRecord, join_registered
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
-from ambit.ztunnel.sockets import OriginalDestinationError, SocketFactory
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@
 * **certificates**: the injected ``fetch`` (``CaClient.fetch`` in production, ``Pki.issue`` in tests)
   and the trust bundle provider;
 * **pods**: :meth:`Ztunnel.add_pod` / :meth:`Ztunnel.remove_pod` with the pod's listening sockets
-  and its :class:`~ambit.ztunnel.sockets.SocketFactory` — next, the node-agent (ZDS) client hands
+  and its :class:`~ambit.proxy.sockets.SocketFactory` — next, the node-agent (ZDS) client hands
   over each pod's netns fd and a ``NetnsSocketFactory`` makes the sockets inside it;
 * **admin/metrics/readiness**: :attr:`Ztunnel.metrics` (``exposition_async`` for ``/metrics``),
   :meth:`Ztunnel.ready` for ``/healthz/ready``, :meth:`Ztunnel.config_dump` for ``/config_dump``.
@@ -28,15 +28,16 @@ from ambit.identity.certs import TrustBundle
 from ambit.identity.secrets import Clock, Fetch, SecretManager
 from ambit.model.identity import Identity
 from ambit.net.pool import HbonePool
+from ambit.proxy.certs import WorkloadCredentials
+from ambit.proxy.sockets import SocketFactory, SystemSocketFactory
+from ambit.proxy.state_waiter import StateWaiter
 from ambit.state.store import StateStore
-from ambit.ztunnel.certs import WorkloadCredentials
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.connections import ConnectionRegistry
-from ambit.ztunnel.inputs import PodInfo, PodListeners, ProxyInputs, StateWaiter
+from ambit.ztunnel.inputs import PodInfo, PodListeners, ProxyInputs
 from ambit.ztunnel.metrics import Metrics
 from ambit.ztunnel.outbound import hbone_connector
 from ambit.ztunnel.proxy import PodProxy, PodStartError
-from ambit.ztunnel.sockets import SocketFactory, SystemSocketFactory
 
 log = logging.getLogger(__name__)
 

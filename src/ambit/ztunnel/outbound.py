@@ -42,10 +42,11 @@ from ambit.net.hbone import HboneClientConnection, HboneConnectionProtocol, Tunn
 from ambit.net.pool import Connector, PoolKey
 from ambit.net.tls import open_tls
 from ambit.protocol.hbone import HboneSettings, request_headers
+from ambit.proxy import accesslog
+from ambit.proxy.accesslog import AccessRecord, format_address
+from ambit.proxy.certs import WorkloadCredentials
+from ambit.proxy.sockets import Address, OriginalDestinationError, SocketFactory
 from ambit.routing import HbonePlan, OutboundPlan, PassthroughPlan, RouteError, outbound_candidates
-from ambit.ztunnel import accesslog
-from ambit.ztunnel.accesslog import AccessRecord, format_address
-from ambit.ztunnel.certs import WorkloadCredentials
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
 from ambit.ztunnel.metrics import (
@@ -57,7 +58,6 @@ from ambit.ztunnel.metrics import (
     ConnectionMetrics,
     tcp_labels,
 )
-from ambit.ztunnel.sockets import Address, OriginalDestinationError, SocketFactory
 
 log = logging.getLogger(__name__)
 

@@ -37,11 +37,11 @@ from ambit.net.duplex import RelayGroup, TcpDuplex
 from ambit.net.hbone import HboneServer, InboundTunnel
 from ambit.net.tasks import spawn
 from ambit.protocol.hbone import HboneSettings
+from ambit.proxy.sockets import SocketFactory
 from ambit.ztunnel.inbound import InboundHandler
 from ambit.ztunnel.inbound_plain import PlaintextInboundHandler
 from ambit.ztunnel.inputs import PodInfo, PodListeners, ProxyInputs
 from ambit.ztunnel.outbound import OutboundHandler
-from ambit.ztunnel.sockets import SocketFactory
 
 log = logging.getLogger(__name__)
 

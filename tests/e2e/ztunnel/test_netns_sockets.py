@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from ambit.net.netns import current_netns_id, netns_path, socket_here_in_netns
+from ambit.proxy.netns_sockets import NetnsSocketFactory
 from ambit.runtime import capture, netplan, nsexec
 from ambit.runtime.netns import NetRuntime, PodNet
 from ambit.ztunnel.config import PACKET_MARK, ZtunnelConfig
 from ambit.ztunnel.inputs import PodListeners, open_listeners
-from ambit.ztunnel.netns_sockets import NetnsSocketFactory
 
 pytestmark = pytest.mark.root
 

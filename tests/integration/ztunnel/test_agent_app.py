@@ -31,11 +31,11 @@ from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import issue, write_cert_files, write_pem
 from ambit.model.identity import NodeIdentity
 from ambit.protocol import zds
+from ambit.proxy.sockets import LoopbackSocketFactory
 from ambit.store import StoreClient
 from ambit.store.server import StoreServer
 from ambit.ztunnel.app import AppConfig, ZtunnelApp
 from ambit.ztunnel.config import ZtunnelConfig
-from ambit.ztunnel.sockets import LoopbackSocketFactory
 
 TD = "cluster.local"
 NODE = "node-1"

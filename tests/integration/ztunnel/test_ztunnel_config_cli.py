@@ -10,9 +10,9 @@ import socket
 import pytest
 
 from ambit.cli import ztunnel_config as zc
+from ambit.proxy.admin import AdminServers
 from ambit.runtime.admin_client import http_get
 from ambit.testing.ztunnel_mesh import APP_PORT, VIP, Mesh, echo
-from ambit.ztunnel.admin import AdminServers
 
 SLEEP = "spiffe://cluster.local/ns/default/sa/sleep"
 WEB = "spiffe://cluster.local/ns/default/sa/web"
@@ -41,7 +41,7 @@ async def test_config_dump_lists_live_connections_and_the_cli_renders_them(mesh:
 
     admin = AdminServers(
         config_dump=zt_b.config_dump,
-        metrics=zt_b.metrics,
+        metrics=zt_b.metrics.exposition_async,
         ready=lambda: True,
         admin=("127.0.0.1", 0),
         metrics_address=("127.0.0.1", 0),

@@ -13,10 +13,10 @@ from ambit.identity.certs import WorkloadCert
 from ambit.model.identity import Identity
 from ambit.net.hbone import HboneConnectionProtocol, HboneServer
 from ambit.net.tasks import spawn
+from ambit.proxy.accesslog import ACCESS_LOGGER
 from ambit.testing.clock import FakeClock
 from ambit.testing.ztunnel_mesh import VIP, Mesh, closed_by_peer, echo, eventually
 from ambit.ztunnel import proxy as proxy_module
-from ambit.ztunnel.accesslog import ACCESS_LOGGER
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.inputs import PodInfo, open_listeners
 from ambit.ztunnel.manager import Ztunnel

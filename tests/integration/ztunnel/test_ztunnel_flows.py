@@ -8,8 +8,8 @@ import os
 
 import pytest
 
+from ambit.proxy.accesslog import ACCESS_LOGGER
 from ambit.testing.ztunnel_mesh import APP_PORT, NS, SERVICE_HOST, VIP, Mesh, echo, eventually, total
-from ambit.ztunnel.accesslog import ACCESS_LOGGER
 
 SLEEP = f"spiffe://cluster.local/ns/{NS}/sa/sleep"
 WEB = f"spiffe://cluster.local/ns/{NS}/sa/web"

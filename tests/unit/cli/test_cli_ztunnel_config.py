@@ -23,8 +23,8 @@ from ambit.model.workload import (
     WaypointRef,
     Workload,
 )
+from ambit.proxy.jsonable import jsonable
 from ambit.runtime.admin_client import AdminError, parse_response
-from ambit.ztunnel.admin import jsonable
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SVC = "default/web.default.svc.cluster.local"

@@ -10,7 +10,6 @@ from ambit.model.workload import TunnelProtocol, Workload
 from ambit.state.snapshot import Snapshot, resource_name
 from ambit.state.store import StateStore
 from ambit.ztunnel.connections import ConnectionRegistry, PolicyRevoked
-from ambit.ztunnel.inputs import StateWaiter
 
 SLEEP = Identity("cluster.local", "default", "sleep")
 OTHER = Identity("cluster.local", "default", "other")
@@ -113,23 +112,3 @@ async def test_follow_coalesces_changes_into_one_recheck_on_the_next_iteration()
     assert calls == 1
     assert ends[0].aborted
     registry.close()
-
-
-async def test_state_waiter_gates_on_sync_and_the_pods_record() -> None:
-    store = StateStore()
-    waiter = StateWaiter(store)
-    assert waiter.ready("b") is None
-    assert await waiter.wait_ready("b", 0.05) is None
-
-    async def later() -> None:
-        await asyncio.sleep(0.02)
-        store.apply({resource_name(B): ("1", B)})
-        await asyncio.sleep(0.02)
-        waiter.mark_synced()
-
-    task = asyncio.ensure_future(later())
-    snapshot = await waiter.wait_ready("b", 5.0)
-    assert snapshot is not None and "b" in snapshot.workloads
-    assert waiter.synced
-    await task
-    waiter.close()

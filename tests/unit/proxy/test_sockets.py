@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from ambit.ztunnel.sockets import OriginalDestinationError, parse_sockaddr
+from ambit.proxy.sockets import OriginalDestinationError, parse_sockaddr
 
 
 def test_ipv4() -> None:

@@ -1,4 +1,4 @@
-"""Give freed heap memory back to the kernel, so a ztunnel's memory follows its live connections.
+"""Give freed heap memory back to the kernel, so a proxy's memory follows its live connections.
 
 A ztunnel's large buffers (TLS records, reads of up to 256 KiB during bulk transfers) are allocated and
 freed with glibc's malloc. After the first large free glibc raises its mmap threshold and serves such

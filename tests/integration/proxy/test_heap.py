@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from ambit.ztunnel.heap import HeapTrimmer
+from ambit.proxy.heap import HeapTrimmer
 
 # A burst like a bulk transfer's: 64-200 KiB buffers (served from the heap once a large free has
 # raised glibc's mmap threshold) with small long-lived objects between them, then the buffers freed.
 _PROGRAM = r"""
 import asyncio, json
-from ambit.ztunnel.heap import HeapTrimmer
+from ambit.proxy.heap import HeapTrimmer
 
 def rss_kib():
     with open("/proc/self/status") as f:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from ambit.ztunnel.accesslog import ACCESS_LOGGER, AccessRecord, emit, format_address, format_line
+from ambit.proxy.accesslog import ACCESS_LOGGER, AccessRecord, emit, format_address, format_line
 
 KEYS = [
     "direction",

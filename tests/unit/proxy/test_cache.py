@@ -1,20 +1,15 @@
-"""The ztunnel cache codecs, address parsing and the admin JSON view (no I/O beyond tmp_path)."""
+"""The proxy cache: its codecs and unreadable files (no I/O beyond tmp_path)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from ambit.model.identity import Identity
-from ambit.model.workload import HealthStatus, TunnelProtocol, Workload
+from ambit.model.workload import TunnelProtocol, Workload
+from ambit.proxy.cache import ProxyCache, decode_certs, decode_state, encode_certs, encode_state
 from ambit.state.snapshot import resource_name
 from ambit.testing.pki import Pki
-from ambit.ztunnel.admin import jsonable
-from ambit.ztunnel.app import node_dir, parse_address
-from ambit.ztunnel.cache import ZtunnelCache, decode_certs, decode_state, encode_certs, encode_state
 
 WL = Workload(
     uid="u1",
@@ -45,28 +40,10 @@ def test_certs_round_trip_and_expired_ones_are_not_loaded() -> None:
 
 
 def test_corrupt_cache_files_are_ignored(tmp_path: Path) -> None:
-    cache = ZtunnelCache(tmp_path / "c")
+    cache = ProxyCache(tmp_path / "c")
     cache.ensure_directory()
     (tmp_path / "c" / "state.pb").write_bytes(b"\xff\x00garbage")
     (tmp_path / "c" / "certs.json").write_text("[1, 2")
     assert cache.load_state() == {}
     assert cache.load_certs(datetime.now(UTC)) == []
-    assert ZtunnelCache(tmp_path / "none").load_state() == {}
-
-
-def test_parse_address_and_node_dir(tmp_path: Path) -> None:
-    assert parse_address("172.30.0.11:15012") == ("172.30.0.11", 15012)
-    assert parse_address("[fd00::1]:15012") == ("fd00::1", 15012)
-    for bad in ("172.30.0.11", ":15012", "a:b", "1.2.3.4:0", "1.2.3.4:70000"):
-        with pytest.raises(ValueError):
-            parse_address(bad)
-    assert node_dir(tmp_path, "node1") == tmp_path / "nodes" / "node1"
-    with pytest.raises(ValueError):
-        node_dir(tmp_path, "../x")
-
-
-def test_jsonable_model_values() -> None:
-    view = jsonable({"u1": WL})
-    json.dumps(view)
-    assert view["u1"]["addresses"] == ["10.244.1.2"]
-    assert view["u1"]["status"] == HealthStatus.HEALTHY.value
+    assert ProxyCache(tmp_path / "none").load_state() == {}

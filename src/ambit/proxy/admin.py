@@ -1,10 +1,13 @@
-"""ztunnel's HTTP ports in the node namespace (aiohttp): admin 15000, metrics 15020, readiness 15021.
+"""A proxy's HTTP ports (aiohttp): admin 15000, metrics 15020, readiness 15021 (ztunnel: node netns).
 
-* admin (``127.0.0.1:15000``): ``/config_dump`` (JSON: workloads, services, policies, certificates
-  with their expiry, pods served, live inbound ``connections``, sync state; read by
-  ``ambit ztunnel-config``) and ``POST /quitquitquit`` (asks the process to drain
-  and exit, when a ``quit`` callback is given);
-* metrics (``0.0.0.0:15020``): ``/metrics`` and ``/stats/prometheus`` (Prometheus text);
+The server knows no proxy: it is given callables, one per thing it serves.
+
+* admin (``127.0.0.1:15000``): ``/config_dump``, the JSON of ``config_dump()`` (ztunnel's is a
+  :class:`~ambit.proxy.config_dump.ConfigDump`: workloads, services, policies, certificates with their
+  expiry, pods served, live inbound ``connections``, sync state; read by ``ambit ztunnel-config``) and
+  ``POST /quitquitquit`` (asks the process to drain and exit, when a ``quit`` callback is given);
+* metrics (``0.0.0.0:15020``): ``/metrics`` and ``/stats/prometheus``, the Prometheus text ``metrics()``
+  returns;
 * readiness (``0.0.0.0:15021``): ``/healthz/ready`` is 200 only when ``ready()`` is true.
 
 Each port gets its own socket with SO_REUSEADDR and SO_REUSEPORT, so an overlapping new ztunnel can
@@ -14,34 +17,19 @@ says which.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
 import socket
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ambit.ztunnel.metrics import Metrics
+from ambit.proxy.jsonable import jsonable
 
-ConfigDump = Callable[[], dict[str, Any]]
-
-
-def jsonable(value: Any) -> Any:
-    """Model values (frozen dataclasses, enums, tuples, identities) as plain JSON values."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+# What the admin port serves as /config_dump: a JSON object (model values are made plain by jsonable).
+ConfigDumpSource = Callable[[], Mapping[str, object]]
+# The Prometheus text exposition; awaited, so a slow registry walk can run off the event loop.
+Exposition = Callable[[], Awaitable[bytes]]
 
 
 def _listen_socket(host: str, port: int) -> socket.socket:
@@ -64,8 +52,8 @@ class AdminServers:
     def __init__(
         self,
         *,
-        config_dump: ConfigDump,
-        metrics: Metrics,
+        config_dump: ConfigDumpSource,
+        metrics: Exposition,
         ready: Callable[[], bool],
         quit: Callable[[], None] | None = None,
         admin: tuple[str, int] = ("127.0.0.1", 15000),
@@ -138,7 +126,7 @@ class AdminServers:
         return web.Response(text="OK\n")
 
     async def _handle_metrics(self, _request: web.Request) -> web.Response:
-        body = await self._metrics.exposition_async()
+        body = await self._metrics()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _handle_ready(self, _request: web.Request) -> web.Response:

@@ -17,10 +17,10 @@ from ambit.identity.secrets import SecretManager
 from ambit.identity.tls import client_context
 from ambit.model.identity import Identity
 from ambit.net.duplex import TcpDuplex
+from ambit.proxy.certs import WorkloadCredentials
+from ambit.proxy.sockets import OriginalDestinationError, SystemSocketFactory
 from ambit.testing.clock import FakeClock
 from ambit.testing.ztunnel_mesh import Mesh
-from ambit.ztunnel.certs import WorkloadCredentials
-from ambit.ztunnel.sockets import OriginalDestinationError, SystemSocketFactory
 
 WEB = Identity("cluster.local", "default", "web")
 SLEEP = Identity("cluster.local", "default", "sleep")

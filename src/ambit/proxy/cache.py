@@ -1,6 +1,6 @@
-"""ztunnel's on-disk cache: the last good xDS state and the workload certificates (survive the control plane).
+"""A proxy's on-disk cache: the last good xDS state and the workload certificates (survive the control plane).
 
-Files, in a 0700 directory (``<cluster dir>/nodes/<node>/ztunnel-cache/``), each 0600 and replaced
+Files, in a 0700 directory (ztunnel's: ``<cluster dir>/nodes/<node>/ztunnel-cache/``), each 0600 and replaced
 atomically (temp file + fsync + rename, :func:`ambit.identity.certs.write_pem`):
 
 * ``state.pb``: every :class:`~ambit.state.store.StateStore` entry as xDS wire bytes, a
@@ -8,9 +8,9 @@ atomically (temp file + fsync + rename, :func:`ambit.identity.certs.write_pem`):
   makes (so :mod:`ambit.xds.codec` stays the only wire ↔ model conversion);
 * ``certs.json``: ``{identity: {"chain": PEM, "key": PEM}}`` of the workload certificates held.
 
-:class:`ZtunnelCache` writes on change, at most once per ``interval`` (a cheap comparison of the
+:class:`ProxyCache` writes on change, at most once per ``interval`` (a cheap comparison of the
 snapshot version and the certificates' expiry times, then the write in a thread), and once more on
-:meth:`ZtunnelCache.close`. On start, :meth:`load_state` / :meth:`load_certs` read them back: an
+:meth:`ProxyCache.close`. On start, :meth:`load_state` / :meth:`load_certs` read them back: an
 unreadable file is logged and ignored (the proxy then waits for xDS as if there were no cache), a
 resource that no longer decodes is skipped, and an expired certificate is not loaded.
 """
@@ -41,7 +41,7 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 DEFAULT_INTERVAL = 0.5
 
-_CertSource = Callable[[], Mapping[Identity, WorkloadCert]]
+CertSource = Callable[[], Mapping[Identity, WorkloadCert]]
 
 
 def encode_state(entries: Mapping[str, Entry]) -> bytes:
@@ -98,7 +98,7 @@ def decode_certs(data: bytes, now: datetime) -> list[WorkloadCert]:
     return certs
 
 
-class ZtunnelCache:
+class ProxyCache:
     """Reads and (debounced) writes the cache directory; see the module docstring."""
 
     def __init__(self, directory: Path, *, interval: float = DEFAULT_INTERVAL) -> None:
@@ -143,7 +143,7 @@ class ZtunnelCache:
 
     # -- writing --------------------------------------------------------------------------------
 
-    def start(self, store: StateStore, certs: _CertSource) -> None:
+    def start(self, store: StateStore, certs: CertSource) -> None:
         """Write whenever the state or the certificates change (checked every ``interval``)."""
         self._store, self._certs = store, certs
         # what was just loaded needs no rewrite

@@ -1,4 +1,4 @@
-"""Where ztunnel's sockets come from: the one seam between the proxy logic and a network namespace.
+"""Where a proxy's sockets come from: the one seam between the proxy logic and a network namespace.
 
 Every socket ztunnel makes for a pod (its three listeners, upstream connections to apps, HBONE and
 passthrough connections to other pods) is made through a :class:`SocketFactory`, so the same proxy

@@ -5,7 +5,7 @@ The node agent hands ztunnel an open file descriptor of each enrolled pod's netw
 upstream connections to the app, HBONE and passthrough connections to other pods) must live in that
 namespace, while ztunnel's own event loop stays in the node's namespace.
 
-:class:`NetnsSocketFactory` overrides only :meth:`~ambit.ztunnel.sockets.SystemSocketFactory.create`:
+:class:`NetnsSocketFactory` overrides only :meth:`~ambit.proxy.sockets.SystemSocketFactory.create`:
 the loop thread ``setns``-es into the pod namespace for the one ``socket()`` call and straight back
 (:func:`ambit.net.netns.socket_here_in_netns`, a few microseconds; the way ztunnel does it). It used
 to be a fresh thread per socket behind ``asyncio.to_thread``, which capped new connections at a few
@@ -24,7 +24,7 @@ import os
 import socket
 
 from ambit.net.netns import netns_id, socket_here_in_netns
-from ambit.ztunnel.sockets import SystemSocketFactory
+from ambit.proxy.sockets import SystemSocketFactory
 
 
 class NetnsSocketFactory(SystemSocketFactory):

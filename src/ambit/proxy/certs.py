@@ -1,4 +1,4 @@
-"""Workload credentials: each pod's certificate and the TLS contexts built from it.
+"""Workload credentials (any proxy's): each pod's certificate and the TLS contexts built from it.
 
 ztunnel holds one certificate per service account on its node (facts §1.4), fetched and refreshed by
 :class:`~ambit.identity.secrets.SecretManager` (the fetch is injected: ``CaClient.fetch`` in
