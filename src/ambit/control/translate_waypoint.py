@@ -29,17 +29,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ambit.control.translate_common import (
-    GATEWAY_MANAGED,
-    GATEWAY_NAME,
-    MESH_CONTROLLER,
-    WAYPOINT_FOR,
-    Index,
-    selects,
-)
+from ambit.control.translate_common import WAYPOINT_FOR, Index, selects
 from ambit.model.workload import HBONE_PORT, WaypointRef, service_hostname
 from ambit.resources.objects import (
+    GATEWAY_MANAGED_LABEL,
+    GATEWAY_NAME_LABEL,
+    MESH_CONTROLLER,
     USE_WAYPOINT,
+    WAYPOINT_CLASSES,
+    is_waypoint,
     items,
     labels,
     mapping,
@@ -49,7 +47,6 @@ from ambit.resources.objects import (
     use_waypoint,
 )
 
-WAYPOINT_CLASSES = frozenset({"istio-waypoint", "ambit-waypoint"})
 TRAFFIC_TYPES = frozenset({"service", "workload", "all", "none"})
 
 
@@ -73,10 +70,10 @@ class Waypoint:
 def collect_waypoints(index: Index, cluster_domain: str) -> dict[tuple[str, str], Waypoint]:
     out: dict[tuple[str, str], Waypoint] = {}
     for gw in index.kind("Gateway"):
+        if not is_waypoint(gw):
+            continue
         spec = mapping(gw, "spec")
         class_name = text(spec, "gatewayClassName")
-        if class_name not in WAYPOINT_CLASSES:
-            continue
         ns, name = namespace_of(gw), name_of(gw)
         traffic = labels(index.get("GatewayClass", "", class_name)).get(WAYPOINT_FOR, "service")
         traffic = labels(gw).get(WAYPOINT_FOR, traffic)
@@ -104,9 +101,9 @@ def collect_waypoints(index: Index, cluster_domain: str) -> dict[tuple[str, str]
 
 def _is_waypoint_instance(obj: Any, waypoints: dict[tuple[str, str], Waypoint], *, service: bool) -> bool:
     own = labels(obj)
-    if service and own.get(GATEWAY_MANAGED) == MESH_CONTROLLER:
+    if service and own.get(GATEWAY_MANAGED_LABEL) == MESH_CONTROLLER:
         return True
-    gateway = own.get(GATEWAY_NAME)
+    gateway = own.get(GATEWAY_NAME_LABEL)
     return gateway is not None and (namespace_of(obj), gateway) in waypoints
 
 

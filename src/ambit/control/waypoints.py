@@ -23,7 +23,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ambit.net.tasks import spawn
-from ambit.resources.objects import DATAPLANE_MODE, DATAPLANE_MODE_NONE
+from ambit.resources.objects import (
+    DATAPLANE_MODE,
+    DATAPLANE_MODE_NONE,
+    GATEWAY_MANAGED_LABEL,
+    GATEWAY_NAME_LABEL,
+    MESH_CONTROLLER,
+    is_waypoint,
+)
 from ambit.resources.source import (
     ADDED,
     MODIFIED,
@@ -38,23 +45,12 @@ from ambit.store import Informer
 
 _log = logging.getLogger(__name__)
 
-WAYPOINT_CLASSES = frozenset({"istio-waypoint", "ambit-waypoint"})
 REPLICAS_ANNOTATION = "ambit.dev/replicas"
 DEFAULT_REPLICAS = 2
-GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
-MANAGED_LABEL = "gateway.istio.io/managed"
-MANAGED_VALUE = "istio.io-mesh-controller"
 WAYPOINT_COMMAND = ["ambit", "waypoint"]
 _MAX_ATTEMPTS = 5
 
 Obj = dict[str, Any]
-
-
-def is_waypoint(gateway: Mapping[str, Any]) -> bool:
-    return (
-        gateway.get("kind") == "Gateway"
-        and gateway.get("spec", {}).get("gatewayClassName") in WAYPOINT_CLASSES
-    )
 
 
 def replicas_of(gateway: Mapping[str, Any]) -> int:
@@ -84,7 +80,7 @@ def desired_objects(gateway: Mapping[str, Any]) -> list[Obj]:
         "blockOwnerDeletion": True,
     }
     selector = {GATEWAY_NAME_LABEL: name}
-    labels = {GATEWAY_NAME_LABEL: name, MANAGED_LABEL: MANAGED_VALUE}
+    labels = {GATEWAY_NAME_LABEL: name, GATEWAY_MANAGED_LABEL: MESH_CONTROLLER}
 
     def metadata() -> Obj:
         return {

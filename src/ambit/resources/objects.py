@@ -11,8 +11,8 @@ One definition of each rule, imported by the store, the control plane, the runti
   operator raises :class:`SelectorError` naming it (``metav1.LabelSelectorAsSelector`` refuses it
   too); manifests never carry one, since validation reports it as a ``ManifestError`` at apply time;
 * :func:`is_ambient`: whether a pod is enrolled in the ambient mesh, Istio's rule;
-* :func:`use_waypoint`: which waypoint an object's (or its namespace's) ``istio.io/use-waypoint``
-  label names;
+* :func:`is_waypoint`: whether a Gateway is a waypoint (its class); :func:`use_waypoint`: which
+  waypoint an object's (or its namespace's) ``istio.io/use-waypoint`` label names;
 * :func:`pod_placement`: where a scheduled pod runs, for node authorization.
 
 Pure: no I/O.
@@ -36,6 +36,10 @@ SIDECAR_STATUS_ANNOTATION = "sidecar.istio.io/status"
 USE_WAYPOINT = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
 USE_WAYPOINT_NONE = "none"
+WAYPOINT_CLASSES = frozenset({"istio-waypoint", "ambit-waypoint"})
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+GATEWAY_MANAGED_LABEL = "gateway.istio.io/managed"
+MESH_CONTROLLER = "istio.io-mesh-controller"
 
 SELECTOR_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
 
@@ -195,6 +199,14 @@ def is_ambient(pod: Any, namespace_obj: Any) -> bool:
 
 
 # --- waypoint use -------------------------------------------------------------------------------
+
+
+def is_waypoint(gateway: Any) -> bool:
+    """A Gateway of class ``istio-waypoint`` (Istio's) or ``ambit-waypoint``."""
+    return (
+        kind_of(gateway) == "Gateway"
+        and text(mapping(gateway, "spec"), "gatewayClassName") in WAYPOINT_CLASSES
+    )
 
 
 @dataclass(frozen=True, slots=True)

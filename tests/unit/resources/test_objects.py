@@ -12,6 +12,7 @@ from ambit.resources.objects import (
     WaypointUse,
     annotations_of,
     is_ambient,
+    is_waypoint,
     labels,
     name_of,
     namespace_of,
@@ -154,6 +155,20 @@ def test_use_waypoint(
     own: dict[str, str], namespace_labels: dict[str, str], expected: WaypointUse | None
 ) -> None:
     assert use_waypoint(obj(labels=own), ns(**namespace_labels)) == expected
+
+
+@pytest.mark.parametrize(
+    ("thing", "expected"),
+    [
+        ({"kind": "Gateway", "spec": {"gatewayClassName": "istio-waypoint"}}, True),
+        ({"kind": "Gateway", "spec": {"gatewayClassName": "ambit-waypoint"}}, True),
+        ({"kind": "Gateway", "spec": {"gatewayClassName": "istio"}}, False),
+        ({"kind": "Gateway"}, False),
+        ({"kind": "Service", "spec": {"gatewayClassName": "istio-waypoint"}}, False),
+    ],
+)
+def test_is_waypoint(thing: dict[str, Any], expected: bool) -> None:
+    assert is_waypoint(thing) is expected
 
 
 # --- placement and accessors ------------------------------------------------------------------------
