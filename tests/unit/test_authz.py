@@ -299,7 +299,7 @@ def test_strict_allows_mtls() -> None:
 
 
 def test_strict_translated_policy_behaves_the_same() -> None:
-    from ambit.control.translate_policy import static_strict_policy
+    from ambit.control.translate_peer_authn import static_strict_policy
 
     strict = static_strict_policy("istio-system")
     assert not authorize(PLAIN, [strict]).allowed

@@ -23,9 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ambit.resources.objects import DATAPLANE_MODE
+
 Obj = dict[str, Any]
 
-AMBIENT_LABEL = "istio.io/dataplane-mode"
+AMBIENT_LABEL = DATAPLANE_MODE
 ZONES = ("zone-a", "zone-b", "zone-c")
 REGION = "bench-region"
 MAX_PODS_PER_NODE = 250

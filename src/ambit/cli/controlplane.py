@@ -1,4 +1,8 @@
-"""`ambit controlplane`: run one control-plane replica (xDS + CA on 15012, HTTP on 15014)."""
+"""`ambit controlplane`: run one control-plane replica (xDS + CA on 15012, HTTP on 15014).
+
+This is the edge where the replica's object source is chosen: the cluster store's client
+(``StoreClient`` on ``--store-socket``), handed to ``ControlPlane`` as an ``ObjectSource``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import uvloop
 
 from ambit.cli import GlobalOptions
 from ambit.control.app import ControlPlane, ControlPlaneConfig
-from ambit.store import paths
+from ambit.store import StoreClient, paths
 
 
 @click.command("controlplane")
@@ -51,8 +55,8 @@ def controlplane(
     """Run one control-plane replica until SIGTERM/SIGINT (every replica is complete: no leader)."""
     cluster = ctx.find_object(GlobalOptions)
     name = cluster.cluster if cluster is not None else "ambit"
+    socket = store_socket or paths.socket_path(name)
     config = ControlPlaneConfig(
-        store_socket=store_socket or paths.socket_path(name),
         state_dir=state_dir or paths.cluster_dir(name) / "state",
         trust_domain=trust_domain,
         root_namespace=root_namespace,
@@ -69,17 +73,18 @@ def controlplane(
             f"no CA at {config.state_dir / 'ca'}: create one with `ambit ca init --dir ...`"
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvloop.run(_serve(config))
+    uvloop.run(_serve(config, socket))
 
 
-async def _serve(config: ControlPlaneConfig) -> None:
-    plane = ControlPlane(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await plane.start()
-    try:
-        await stop.wait()
-    finally:
-        await plane.close()
+async def _serve(config: ControlPlaneConfig, store_socket: Path) -> None:
+    async with StoreClient(store_socket) as source:
+        plane = ControlPlane(config, source)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await plane.start()
+        try:
+            await stop.wait()
+        finally:
+            await plane.close()

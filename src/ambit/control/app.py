@@ -1,11 +1,12 @@
-"""One control-plane replica: store → translation → snapshot cache → delta xDS + CA; waypoint controller.
+"""One control-plane replica: objects → translation → snapshot cache → delta xDS + CA; waypoint controller.
 
-Every replica is complete and independent (no leader): it reads the cluster store through its own
-informer, translates the objects (pure, off the event loop), publishes the result to its snapshot
-cache (content-hash versions, so every replica serves identical versions for identical input),
-serves xDS and the CA on 15012 over mTLS, runs the waypoint controller (safe with several replicas:
-compare-and-swap on the store), and serves `/healthz/ready`, `/debug/config` and Prometheus metrics
-on 15014 (`ambit.control.http`).
+Every replica is complete and independent (no leader): it reads the cluster's objects from an
+``ObjectSource`` it is handed (``ambit.resources.source``; the embedded store's client is wired in
+at the edge, ``ambit.cli.controlplane``) through its own informer, translates the objects (pure, off
+the event loop), publishes the result to its snapshot cache (content-hash versions, so every
+replica serves identical versions for identical input), serves xDS and the CA on 15012 over mTLS,
+runs the waypoint controller (safe with several replicas: compare-and-swap writes), and serves
+`/healthz/ready`, `/debug/config` and Prometheus metrics on 15014 (`ambit.control.http`).
 
 The CA keys come from the cluster's state directory, shared by all replicas (mode 0600). The
 replica issues its own serving credential (`spiffe://<td>/ns/ambit-system/sa/controlplane`) from that
@@ -34,17 +35,18 @@ from ambit.control.waypoints import WaypointController
 from ambit.control.xds_server import NackRecord, PushRecord, XdsServer
 from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import WorkloadCert, issue
-from ambit.model.identity import DEFAULT_TRUST_DOMAIN, Identity
-from ambit.model.placement import POD_PHASES, PodPlacement
+from ambit.model.identity import DEFAULT_TRUST_DOMAIN
+from ambit.model.placement import PodPlacement
 from ambit.model.policy import Authorization
 from ambit.model.workload import Service, Workload
 from ambit.net.tasks import spawn
-from ambit.store import Informer, StoreClient
+from ambit.resources.names import control_plane_identity
+from ambit.resources.objects import pod_placement
+from ambit.resources.source import ObjectSource
+from ambit.store import Informer
 
 _log = logging.getLogger(__name__)
 
-SYSTEM_NAMESPACE = "ambit-system"
-CONTROL_PLANE_SA = "controlplane"
 CA_SUBDIR = "ca"
 # The kinds translation and the CA read; everything else in the store is irrelevant to proxies.
 WATCHED_KINDS = (
@@ -62,7 +64,6 @@ WATCHED_KINDS = (
 
 @dataclass(frozen=True, slots=True)
 class ControlPlaneConfig:
-    store_socket: Path
     state_dir: Path
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     root_namespace: str = "istio-system"
@@ -76,45 +77,23 @@ class ControlPlaneConfig:
     run_waypoint_controller: bool = True
 
 
-def control_plane_identity(trust_domain: str) -> Identity:
-    return Identity(trust_domain, SYSTEM_NAMESPACE, CONTROL_PLANE_SA)
-
-
 def pod_placements(objects: Iterable[Mapping[str, Any]]) -> list[PodPlacement]:
     """Where each scheduled pod runs, for the CA's node authorization."""
-    placements = []
-    for obj in objects:
-        if obj.get("kind") != "Pod":
-            continue
-        spec, meta = obj.get("spec", {}), obj.get("metadata", {})
-        node = spec.get("nodeName")
-        if not node:
-            continue
-        phase = obj.get("status", {}).get("phase") or "Pending"
-        placements.append(
-            PodPlacement(
-                namespace=meta.get("namespace", "default"),
-                name=meta.get("name", ""),
-                uid=meta.get("uid", ""),
-                service_account=spec.get("serviceAccountName") or "default",
-                node=node,
-                phase=phase if phase in POD_PHASES else "Unknown",
-            )
-        )
-    return placements
+    return [p for p in map(pod_placement, objects) if p is not None]
 
 
 class ControlPlane:
     """One replica; `start()` returns once it serves, `close()` stops everything it started."""
 
-    def __init__(self, config: ControlPlaneConfig) -> None:
+    def __init__(self, config: ControlPlaneConfig, source: ObjectSource) -> None:
+        """``source`` is where the objects come from; the caller opens it and closes it after ``close``."""
         self.config = config
         self.ca = CertificateAuthority.load(config.state_dir / CA_SUBDIR)
         self.metrics = ControlPlaneMetrics()
         self.cache = SnapshotCache()
         self.versioner = Versioner()
-        self.store = StoreClient(config.store_socket)
-        self.informer = Informer(self.store, WATCHED_KINDS, name="controlplane")
+        self.source = source
+        self.informer = Informer(source, WATCHED_KINDS, name="controlplane")
         self.xds = XdsServer(
             self.cache,
             debounce=config.debounce,
@@ -134,7 +113,7 @@ class ControlPlane:
             port=config.grpc_port,
             max_connection_age=config.max_connection_age,
         )
-        self.waypoints = WaypointController(self.store) if config.run_waypoint_controller else None
+        self.waypoints = WaypointController(source) if config.run_waypoint_controller else None
         self.http = ControlPlaneHttp(self, host=config.http_host, port=config.http_port)
         self.last_translation: TranslationResult | None = None
         self._dirty = asyncio.Event()
@@ -169,7 +148,6 @@ class ControlPlane:
         await self.grpc.stop(grace=0.2)
         self.xds.close()
         await self.informer.close()
-        await self.store.close()
 
     @property
     def ready(self) -> bool:

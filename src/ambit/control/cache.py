@@ -6,7 +6,8 @@ Translation hands the cache the complete set of resources (``name -> (version, v
 Authorization type ``ap/`` names. A resource is encoded to its wire form only when its version changes;
 every proxy stream then sends those same bytes.
 
-Versions should be derived from content (:func:`content_version`, :func:`versioned`), so replicas that
+Versions should be derived from content (``ambit.model.version.content_version``, shortened to
+16 hex digits on the wire, and :func:`versioned`), so replicas that
 translate the same store serve the same versions and a proxy that moves between them is sent nothing
 it already has. A value that cannot be encoded (an address that is not an IP) does not stop the others:
 its previous good version stays in the cache (or it is left out if it never had one) and the error is
@@ -18,16 +19,15 @@ control plane's event loop).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from ambit.model.policy import Authorization
+from ambit.model.version import content_version
 from ambit.model.workload import Service, Workload
-from ambit.state.snapshot import content_version as snapshot_content_version
-from ambit.state.snapshot import resource_name
+from ambit.state.snapshot import resource_name, versions_digest
 from ambit.xds import codec
 from ambit.xds.pb.discovery.v1 import discovery_pb2
 
@@ -35,11 +35,6 @@ log = logging.getLogger(__name__)
 
 Value = Workload | Service | Authorization
 _VERSION_CHARS = 16
-
-
-def content_version(value: Value) -> str:
-    """A version derived from the value's canonical wire bytes: equal values, equal versions."""
-    return hashlib.sha256(codec.deterministic_bytes(value)).hexdigest()[:_VERSION_CHARS]
 
 
 def versioned(values: Iterable[Value]) -> dict[str, tuple[str, Value]]:
@@ -52,7 +47,7 @@ def versioned(values: Iterable[Value]) -> dict[str, tuple[str, Value]]:
         name = resource_name(value)
         if name in result:
             raise ValueError(f"two resources are named {name}")
-        result[name] = (content_version(value), value)
+        result[name] = (content_version(value, _VERSION_CHARS), value)
     return result
 
 
@@ -83,11 +78,11 @@ class Versioner:
             try:
                 entry = memo.get(value)
             except TypeError:  # an unhashable field: version it without the memo
-                result[name] = (content_version(value), value)
+                result[name] = (content_version(value, _VERSION_CHARS), value)
                 self.misses += 1
                 continue
             if entry is None:
-                entry = (content_version(value), value)
+                entry = (content_version(value, _VERSION_CHARS), value)
                 self.misses += 1
             else:
                 self.hits += 1
@@ -127,7 +122,7 @@ class CacheSnapshot:
             }
         )
         self.ready = ready
-        self.version = snapshot_content_version((name, r.version) for name, r in resources.items())
+        self.version = versions_digest((name, r.version) for name, r in resources.items())
 
     def resources(self, type_url: str) -> Mapping[str, CachedResource]:
         return self._by_type.get(type_url, MappingProxyType({}))

@@ -5,6 +5,8 @@
   same resources: ztunnel subscribes to all addresses and policies), with versions;
 * `GET /debug/syncz`: connected proxies and push/NACK counters;
 * `GET /metrics`: Prometheus (rendered in a thread: exposition must not block the loop).
+
+It reads the replica through the :class:`ServedPlane` protocol, so it does not import the app.
 """
 
 from __future__ import annotations
@@ -12,12 +14,32 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from ambit.control.app import ControlPlane
+from ambit.control.ca_server import CertificateServer
+from ambit.control.cache import SnapshotCache
+from ambit.control.metrics import ControlPlaneMetrics
+from ambit.control.translate import TranslationResult
+from ambit.control.xds_server import XdsServer
+
+
+class ServedPlane(Protocol):
+    """What the HTTP port reads from a replica (``ambit.control.app.ControlPlane`` is one)."""
+
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def cache(self) -> SnapshotCache: ...
+    @property
+    def xds(self) -> XdsServer: ...
+    @property
+    def ca_service(self) -> CertificateServer: ...
+    @property
+    def metrics(self) -> ControlPlaneMetrics: ...
+    @property
+    def last_translation(self) -> TranslationResult | None: ...
 
 
 def _jsonable(value: Any) -> Any:
@@ -33,7 +55,7 @@ def _jsonable(value: Any) -> Any:
 
 
 class ControlPlaneHttp:
-    def __init__(self, plane: ControlPlane, *, host: str, port: int) -> None:
+    def __init__(self, plane: ServedPlane, *, host: str, port: int) -> None:
         self.plane = plane
         self.host = host
         self.port = port

@@ -9,8 +9,9 @@ Workloads (one per Pod with an IP that is not Succeeded/Failed)
   * ``uid`` = ``metadata.uid`` (``<namespace>/<name>`` if a pod has none); addresses =
     ``status.podIPs`` (else ``status.podIP``); ``service_account`` = ``spec.serviceAccountName``
     or ``default``; ``node`` = ``spec.nodeName``; ``trust_domain`` = the ``trust_domain`` argument;
-  * ``tunnel_protocol`` HBONE iff the pod is ambient-enrolled: its ``istio.io/dataplane-mode``
-    label is ``ambient``, or its namespace's is and the pod's is not ``none``. Also HBONE (Istio's
+  * ``tunnel_protocol`` HBONE iff the pod is ambient-enrolled (``ambit.resources.objects.is_ambient``,
+    Istio's rule: its or its namespace's ``istio.io/dataplane-mode`` is ``ambient``, and the pod is
+    not labelled ``none``, has no sidecar and is not ``hostNetwork``). Also HBONE (Istio's
     native-tunnel cases): pods annotated ``ambient.istio.io/redirection: enabled`` or labelled
     ``networking.istio.io/tunnel: http`` (waypoints, which speak HBONE themselves);
   * ``status`` HEALTHY iff the ``Ready`` condition is ``True`` and the pod is not being deleted
@@ -33,7 +34,7 @@ Workloads (one per Pod with an IP that is not Succeeded/Failed)
     ``service.istio.io/canonical-revision``, ``app.kubernetes.io/version``, ``version`` (else
     ``latest``), as Istio.
 
-Services (one per Service)
+Services (one per Service; ``ambit.control.translate_services``)
   * hostname ``<name>.<namespace>.svc.<cluster_domain>``, key ``<namespace>/<hostname>``;
   * ``vips`` = ``spec.clusterIPs`` (else ``spec.clusterIP``) minus ``None``/empty: a headless
     Service has no VIP;
@@ -44,8 +45,9 @@ Services (one per Service)
   * ``waypoint``: see ``ambit.control.translate_waypoint`` (service traffic).
 
 Versions
-  ``versions[name]`` is the SHA-256 (hex) of a canonical JSON serialization of the resource
-  (sorted keys, enums by value, no timestamps or resourceVersions, since resources carry none),
+  ``versions[name]`` is ``ambit.model.version.content_version``: the SHA-256 (hex) of a canonical
+  JSON serialization of the resource (sorted keys, enums by value, no timestamps or
+  resourceVersions, since resources carry none),
   for names ``wl/<uid>``, ``svc/<namespace>/<hostname>`` and ``ap/<namespace>/<name>``. So a change
   to one pod changes exactly that workload's version (plus whatever that pod really changes).
 
@@ -55,18 +57,12 @@ Warnings: one line per problem, like istiod's status messages; sorted, without d
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any
 
 from ambit.control.translate_common import (
-    DATAPLANE_MODE,
-    JSON,
     LOCALITY_LABEL,
     REDIRECTION_ANNOTATION,
     REGION_LABEL,
@@ -75,61 +71,39 @@ from ambit.control.translate_common import (
     ZONE_LABEL,
     Index,
     ObjectKey,
-    annotations_of,
     build_objects,
+    selects,
+)
+from ambit.control.translate_policy import PolicySet, convert_policies, workload_policy_keys
+from ambit.control.translate_services import (
+    SelectorIndex,
+    ServiceInfo,
+    service_info,
+    workload_services,
+)
+from ambit.control.translate_waypoint import Waypoint, collect_waypoints, resolve_waypoint
+from ambit.model.policy import Authorization
+from ambit.model.version import content_version
+from ambit.model.workload import HealthStatus, Locality, Service, TunnelProtocol, Workload
+from ambit.resources.objects import (
+    JSON,
+    annotations_of,
+    is_ambient,
     items,
-    label_selector_matches,
     labels,
     mapping,
     name_of,
     namespace_of,
-    string_map,
-    strings,
-    subset,
     text,
-)
-from ambit.control.translate_policy import PolicySet, convert_policies, workload_policy_keys
-from ambit.control.translate_waypoint import Waypoint, collect_waypoints, resolve_waypoint
-from ambit.model.policy import Authorization
-from ambit.model.workload import (
-    HealthStatus,
-    Locality,
-    PortMapping,
-    Service,
-    ServicePort,
-    TunnelProtocol,
-    Workload,
-    service_hostname,
 )
 
 __all__ = [
     "ClusterState",
     "TranslationResult",
-    "canonical_json",
-    "content_version",
-    "port_protocol",
     "translate",
 ]
 
-VERSION_HEX_CHARS = 64
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
-_WELL_KNOWN_TCP_PORTS = frozenset({25, 53, 3306, 27017})  # SMTP, DNS, MySQL, MongoDB: never sniffed
-_PROTOCOLS = {
-    "tcp": "TCP",
-    "udp": "UDP",
-    "grpc": "GRPC",
-    "grpc-web": "GRPC-Web",
-    "http": "HTTP",
-    "http_proxy": "HTTP_PROXY",
-    "http2": "HTTP2",
-    "https": "HTTPS",
-    "tls": "TLS",
-    "mongo": "Mongo",
-    "redis": "Redis",
-    "mysql": "MySQL",
-}
-# Gateway API's standard appProtocol values (beyond Istio's ConvertProtocol, which ignores them).
-_APP_PROTOCOL_ALIASES = {"kubernetes.io/h2c": "HTTP2", "kubernetes.io/ws": "HTTP"}
 _HASH_SUFFIX = re.compile(r"-[a-z0-9]+$")
 
 
@@ -168,114 +142,6 @@ class TranslationResult:
         return versions
 
 
-# --- canonical form and versions --------------------------------------------------------------------
-
-
-def _canonical(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float):
-        return value
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    if isinstance(value, Enum):
-        return _canonical(value.value)
-    names = getattr(type(value), "__dataclass_fields__", None)
-    if names is not None:
-        return {name: _canonical(getattr(value, name)) for name in names}
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    return value
-
-
-def canonical_json(value: Any) -> str:
-    """The canonical serialization a version hashes: JSON, sorted keys, no whitespace."""
-    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def content_version(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:VERSION_HEX_CHARS]
-
-
-# --- protocols --------------------------------------------------------------------------------
-
-
-def port_protocol(name: str, app_protocol: str = "", protocol: str = "TCP", port: int = 0) -> str:
-    """The application protocol of a Service port, as Istio infers it (kube.ConvertProtocol).
-
-    UDP ports are UDP; else ``appProtocol`` if set, else the port name's prefix before the first
-    ``-`` (``http-api`` → HTTP; ``grpc-web*`` → GRPC-Web), case-insensitive; the Gateway API values
-    ``kubernetes.io/h2c`` → HTTP2 and ``kubernetes.io/ws`` → HTTP; unknown → TCP for the well-known
-    ports 25, 53, 3306 and 27017, else ``""`` (Istio sniffs the protocol).
-    """
-    if protocol == "UDP":
-        return "UDP"
-    candidate = app_protocol or name
-    if candidate in _APP_PROTOCOL_ALIASES:
-        return _APP_PROTOCOL_ALIASES[candidate]
-    if candidate[:8].lower() == "grpc-web":
-        return "GRPC-Web"
-    found = _PROTOCOLS.get(candidate.split("-", 1)[0].lower(), "")
-    if not found and port in _WELL_KNOWN_TCP_PORTS:
-        return "TCP"
-    return found
-
-
-# --- services ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _ServiceInfo:
-    service: Service
-    selector: dict[str, str]
-    protocols: tuple[str, ...]  # each port's transport protocol (TCP/UDP/SCTP), same order as ports
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _service(
-    obj: JSON,
-    index: Index,
-    waypoints: dict[tuple[str, str], Waypoint],
-    cluster_domain: str,
-    warnings: list[str],
-) -> _ServiceInfo:
-    ns, name = namespace_of(obj), name_of(obj)
-    spec = mapping(obj, "spec")
-    ips = strings(spec, "clusterIPs") or [text(spec, "clusterIP")]
-    vips = tuple(ip for ip in ips if ip and ip != "None")
-    ports: list[ServicePort] = []
-    protocols: list[str] = []
-    for port in items(spec, "ports"):
-        number = _int(port.get("port"))
-        if number is None:
-            continue
-        target = port.get("targetPort", number)
-        target_int = _int(target)
-        target_name = target if isinstance(target, str) else ""
-        transport = text(port, "protocol", "TCP") or "TCP"
-        port_name = text(port, "name")
-        ports.append(
-            ServicePort(
-                port=number,
-                target_port=target_int if target_int is not None else (0 if target_name else number),
-                target_port_name=target_name,
-                name=port_name,
-                app_protocol=port_protocol(port_name, text(port, "appProtocol"), transport, number),
-            )
-        )
-        protocols.append(transport)
-    service = Service(
-        name=name,
-        namespace=ns,
-        hostname=service_hostname(name, ns, cluster_domain),
-        vips=vips,
-        ports=tuple(ports),
-        waypoint=resolve_waypoint(obj, target="service", index=index, waypoints=waypoints, warnings=warnings),
-    )
-    return _ServiceInfo(service, string_map(spec.get("selector")), tuple(protocols))
-
-
 # --- workloads --------------------------------------------------------------------------------
 
 
@@ -289,13 +155,6 @@ def _pod_ips(status: JSON) -> tuple[str, ...]:
             continue
         out.append(ip)
     return tuple(out)
-
-
-def _ambient(pod_labels: dict[str, str], ns_labels: dict[str, str]) -> bool:
-    mode = pod_labels.get(DATAPLANE_MODE)
-    if mode == "ambient":
-        return True
-    return ns_labels.get(DATAPLANE_MODE) == "ambient" and mode != "none"
 
 
 def _ready(status: JSON) -> bool:
@@ -318,7 +177,7 @@ def _locality(pod: JSON, index: Index) -> Locality:
     )
 
 
-def _workload_name(pod: JSON, index: Index) -> str:
+def _workload_name(pod: JSON, index: Index, warnings: list[str]) -> str:
     owners = items(mapping(pod, "metadata"), "ownerReferences")
     owner = next((o for o in owners if o.get("controller") is True), owners[0] if owners else None)
     if owner is not None:
@@ -333,7 +192,8 @@ def _workload_name(pod: JSON, index: Index) -> str:
     pod_labels = labels(pod)
     for deployment in index.in_namespace("Deployment", namespace_of(pod)):
         selector = mapping(deployment, "spec", "selector")
-        if selector and label_selector_matches(selector, pod_labels):
+        what = f"Deployment {namespace_of(deployment)}/{name_of(deployment)}: spec.selector"
+        if selector and selects(selector, pod_labels, what, warnings):
             return name_of(deployment)
     return name_of(pod)
 
@@ -358,68 +218,11 @@ def _canonical_service(pod_labels: dict[str, str], workload_name: str) -> tuple[
     return name, revision
 
 
-def _container_port(pod: JSON, port_name: str, protocol: str) -> int | None:
-    for ctr in items(mapping(pod, "spec"), "containers"):
-        for port in items(ctr, "ports"):
-            if text(port, "name") == port_name and (text(port, "protocol", "TCP") or "TCP") == protocol:
-                return _int(port.get("containerPort"))
-    return None
-
-
-class _SelectorIndex:
-    """One namespace's Services, indexed by one (label key, value) pair of their selector.
-
-    A Service can only select a pod that has that pair, so a pod is matched against the Services
-    indexed under its own labels instead of every Service of its namespace. Services with an empty
-    selector select nothing (they have no endpoints from pods) and are left out.
-    """
-
-    __slots__ = ("_by_label",)
-
-    def __init__(self) -> None:
-        self._by_label: dict[tuple[str, str], list[_ServiceInfo]] = {}
-
-    def add(self, info: _ServiceInfo) -> None:
-        if info.selector:
-            self._by_label.setdefault(min(info.selector.items()), []).append(info)
-
-    def matching(self, pod_labels: Mapping[str, str]) -> list[_ServiceInfo]:
-        """Every Service whose selector is a subset of ``pod_labels`` (Istio's matchLabels)."""
-        by_label = self._by_label
-        found: list[_ServiceInfo] = []
-        for pair in pod_labels.items():
-            for info in by_label.get(pair, ()):
-                if subset(info.selector, pod_labels):
-                    found.append(info)
-        return found
-
-
-def _workload_services(
-    pod: JSON, services: _SelectorIndex | None
-) -> tuple[tuple[str, tuple[PortMapping, ...]], ...]:
-    if services is None:
-        return ()
-    pod_labels = labels(pod)
-    out: list[tuple[str, tuple[PortMapping, ...]]] = []
-    for info in services.matching(pod_labels):
-        mappings: list[PortMapping] = []
-        for port, protocol in zip(info.service.ports, info.protocols, strict=True):
-            if port.target_port_name:
-                target = _container_port(pod, port.target_port_name, protocol)
-                if target is None:
-                    continue  # this pod does not serve the named port
-            else:
-                target = port.target_port
-            mappings.append(PortMapping(service_port=port.port, target_port=target))
-        out.append((info.service.key, tuple(sorted(mappings, key=lambda m: (m.service_port, m.target_port)))))
-    return tuple(sorted(out))
-
-
 def _workload(
     pod: JSON,
     *,
     index: Index,
-    services: dict[str, _SelectorIndex],
+    services: dict[str, SelectorIndex],
     policies: PolicySet,
     waypoints: dict[tuple[str, str], Waypoint],
     root_namespace: str,
@@ -437,12 +240,12 @@ def _workload(
     spec = mapping(pod, "spec")
     pod_labels = labels(pod)
     hbone = (
-        _ambient(pod_labels, index.namespace_labels(ns))
+        is_ambient(pod, index.get("Namespace", "", ns))
         or annotations_of(pod).get(REDIRECTION_ANNOTATION) == "enabled"
         or pod_labels.get(TUNNEL_LABEL) == "http"
     )
     healthy = _ready(status) and meta.get("deletionTimestamp") is None
-    workload_name = _workload_name(pod, index)
+    workload_name = _workload_name(pod, index, warnings)
     canonical_name, canonical_revision = _canonical_service(pod_labels, workload_name)
     return Workload(
         uid=text(meta, "uid") or f"{ns}/{name}",
@@ -457,7 +260,7 @@ def _workload(
         waypoint=resolve_waypoint(
             pod, target="workload", index=index, waypoints=waypoints, warnings=warnings
         ),
-        services=_workload_services(pod, services.get(ns)),
+        services=workload_services(pod, services.get(ns)),
         authorization_policies=workload_policy_keys(policies, ns, pod_labels, root_namespace),
         locality=_locality(pod, index),
         workload_name=workload_name,
@@ -490,16 +293,16 @@ def translate(
     )
     warnings.extend(policies.warnings)
 
-    service_infos: list[_ServiceInfo] = []
+    service_infos: list[ServiceInfo] = []
     for obj in index.kind("Service"):
         try:
-            service_infos.append(_service(obj, index, waypoints, cluster_domain, warnings))
+            service_infos.append(service_info(obj, index, waypoints, cluster_domain, warnings))
         except Exception as exc:  # one odd object must not stop translation for everyone
             warnings.append(f"Service {namespace_of(obj)}/{name_of(obj)}: not translated: {exc!r}")
     services = {info.service.key: info.service for info in service_infos}
-    services_by_namespace: dict[str, _SelectorIndex] = {}
+    services_by_namespace: dict[str, SelectorIndex] = {}
     for info in service_infos:
-        services_by_namespace.setdefault(info.service.namespace, _SelectorIndex()).add(info)
+        services_by_namespace.setdefault(info.service.namespace, SelectorIndex()).add(info)
 
     workloads: dict[str, Workload] = {}
     for pod in index.kind("Pod"):

@@ -1,8 +1,9 @@
-"""Shared pieces of the translation: tolerant accessors, the object index, label and selector helpers.
+"""Shared pieces of the translation: the object index, the labels translation reads, a tolerant selector.
 
 The store hands translation validated, normalized objects, but translation must never crash on an
-object it did not expect (a control plane that dies on one odd object fails every proxy), so every
-accessor here checks types and falls back to an empty value. Pure: no I/O.
+object it did not expect (a control plane that dies on one odd object fails every proxy): the
+accessors it uses (``ambit.resources.objects``) check types and fall back to an empty value. Pure:
+no I/O.
 """
 
 from __future__ import annotations
@@ -11,17 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-JSON = dict[str, Any]
+from ambit.resources.objects import JSON, SelectorError, labels, name_of, namespace_of, selector_matches, text
+
 ObjectKey = tuple[str, str, str]  # (kind, namespace, name); namespace "" for cluster-scoped kinds
 
-# Labels and annotations ambit reads (Istio's names, so Istio manifests and habits carry over).
-DATAPLANE_MODE = "istio.io/dataplane-mode"
-USE_WAYPOINT = "istio.io/use-waypoint"
-USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
+# Labels and annotations translation reads (Istio's names, so Istio manifests and habits carry over);
+# the enrolment and waypoint-use labels live with their rules in ``ambit.resources.objects``.
 WAYPOINT_FOR = "istio.io/waypoint-for"
-GATEWAY_NAME = "gateway.networking.k8s.io/gateway-name"
-GATEWAY_MANAGED = "gateway.istio.io/managed"
-MESH_CONTROLLER = "istio.io-mesh-controller"
 TUNNEL_LABEL = "networking.istio.io/tunnel"
 REDIRECTION_ANNOTATION = "ambient.istio.io/redirection"
 DRY_RUN_ANNOTATION = "istio.io/dry-run"
@@ -31,74 +28,16 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 SUBZONE_LABEL = "topology.istio.io/subzone"
 
 
-def mapping(value: Any, *keys: str) -> JSON:
-    """``value[k1][k2]...`` if every step is a mapping, else ``{}``."""
-    for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value if isinstance(value, dict) else {}
+def selects(selector: Any, target: Mapping[str, str], what: str, warnings: list[str]) -> bool:
+    """:func:`selector_matches`, except that a selector it cannot evaluate selects nothing (a warning).
 
-
-def items(value: Any, key: str) -> list[JSON]:
-    """The mappings in the list ``value[key]`` (anything else skipped)."""
-    found = value.get(key) if isinstance(value, dict) else None
-    return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
-
-
-def strings(value: Any, key: str) -> list[str]:
-    found = value.get(key) if isinstance(value, dict) else None
-    return [item for item in found if isinstance(item, str)] if isinstance(found, list) else []
-
-
-def text(value: Any, key: str, default: str = "") -> str:
-    found = value.get(key) if isinstance(value, dict) else None
-    return found if isinstance(found, str) else default
-
-
-def string_map(value: Any) -> dict[str, str]:
-    return (
-        {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
-        if isinstance(value, dict)
-        else {}
-    )
-
-
-def labels(obj: Any) -> dict[str, str]:
-    return string_map(mapping(obj, "metadata").get("labels"))
-
-
-def annotations_of(obj: Any) -> dict[str, str]:
-    return string_map(mapping(obj, "metadata").get("annotations"))
-
-
-def name_of(obj: Any) -> str:
-    return text(mapping(obj, "metadata"), "name")
-
-
-def namespace_of(obj: Any) -> str:
-    return text(mapping(obj, "metadata"), "namespace")
-
-
-def subset(selector: Mapping[str, str], target: Mapping[str, str]) -> bool:
-    """Every label of ``selector`` is in ``target`` with the same value (Istio's matchLabels)."""
-    return all(target.get(k) == v for k, v in selector.items())
-
-
-def label_selector_matches(selector: Any, target: Mapping[str, str]) -> bool:
-    """Kubernetes LabelSelector (matchLabels and matchExpressions) semantics."""
-    if not subset(string_map(mapping(selector).get("matchLabels")), target):
+    Translation must not stop on one odd object; validation refuses unknown operators at apply
+    time, so this only guards objects that reached the store some other way."""
+    try:
+        return selector_matches(selector if isinstance(selector, dict) else None, target)
+    except SelectorError as exc:
+        warnings.append(f"{what}: {exc}; it selects nothing")
         return False
-    for req in items(selector, "matchExpressions"):
-        key, op, values = text(req, "key"), text(req, "operator"), strings(req, "values")
-        present = key in target
-        if op == "In" and not (present and target[key] in values):
-            return False
-        if op == "NotIn" and present and target[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
 
 
 @dataclass

@@ -5,12 +5,10 @@ Follows Istio (pilot/pkg/serviceregistry/ambient/waypoints.go):
 * a waypoint is a Gateway whose ``gatewayClassName`` is ``istio-waypoint`` or ``ambit-waypoint``;
   its traffic type is the Gateway's ``istio.io/waypoint-for`` label, else its GatewayClass's, else
   ``service``; one of ``service``, ``workload``, ``all``, ``none``;
-* the object's own ``istio.io/use-waypoint`` label wins; without it the namespace's label applies.
-  The value names a Gateway in the object's namespace, or in the namespace given by
-  ``istio.io/use-waypoint-namespace`` on the same object (Service, Pod or Namespace) that carries
-  the ``use-waypoint`` label. ``none`` opts out (on the object, even when the namespace names a
-  waypoint). An object label that names a missing Gateway gives *no* waypoint: it does not fall
-  back to the namespace's label (as Istio);
+* which Gateway an object asks for is ``ambit.resources.objects.use_waypoint``: the object's own
+  ``istio.io/use-waypoint`` label wins, else the namespace's; ``none`` opts out. An object label
+  that names a missing Gateway gives *no* waypoint: it does not fall back to the namespace's label
+  (as Istio);
 * cross-namespace use must be allowed by the waypoint's HBONE listener
   (``allowedRoutes.namespaces.from``: ``All``, ``Selector`` on the using object's namespace's
   labels, or ``Same``, the default);
@@ -31,25 +29,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ambit.control.translate_common import (
-    GATEWAY_MANAGED,
-    GATEWAY_NAME,
+from ambit.control.translate_common import WAYPOINT_FOR, Index, selects
+from ambit.model.workload import HBONE_PORT, WaypointRef, service_hostname
+from ambit.resources.objects import (
+    GATEWAY_MANAGED_LABEL,
+    GATEWAY_NAME_LABEL,
     MESH_CONTROLLER,
     USE_WAYPOINT,
-    USE_WAYPOINT_NAMESPACE,
-    WAYPOINT_FOR,
-    Index,
+    WAYPOINT_CLASSES,
+    is_waypoint,
     items,
-    label_selector_matches,
     labels,
     mapping,
     name_of,
     namespace_of,
     text,
+    use_waypoint,
 )
-from ambit.model.workload import HBONE_PORT, WaypointRef, service_hostname
 
-WAYPOINT_CLASSES = frozenset({"istio-waypoint", "ambit-waypoint"})
 TRAFFIC_TYPES = frozenset({"service", "workload", "all", "none"})
 
 
@@ -73,10 +70,10 @@ class Waypoint:
 def collect_waypoints(index: Index, cluster_domain: str) -> dict[tuple[str, str], Waypoint]:
     out: dict[tuple[str, str], Waypoint] = {}
     for gw in index.kind("Gateway"):
+        if not is_waypoint(gw):
+            continue
         spec = mapping(gw, "spec")
         class_name = text(spec, "gatewayClassName")
-        if class_name not in WAYPOINT_CLASSES:
-            continue
         ns, name = namespace_of(gw), name_of(gw)
         traffic = labels(index.get("GatewayClass", "", class_name)).get(WAYPOINT_FOR, "service")
         traffic = labels(gw).get(WAYPOINT_FOR, traffic)
@@ -104,17 +101,18 @@ def collect_waypoints(index: Index, cluster_domain: str) -> dict[tuple[str, str]
 
 def _is_waypoint_instance(obj: Any, waypoints: dict[tuple[str, str], Waypoint], *, service: bool) -> bool:
     own = labels(obj)
-    if service and own.get(GATEWAY_MANAGED) == MESH_CONTROLLER:
+    if service and own.get(GATEWAY_MANAGED_LABEL) == MESH_CONTROLLER:
         return True
-    gateway = own.get(GATEWAY_NAME)
+    gateway = own.get(GATEWAY_NAME_LABEL)
     return gateway is not None and (namespace_of(obj), gateway) in waypoints
 
 
-def _allows(waypoint: Waypoint, namespace: str, index: Index) -> bool:
+def _allows(waypoint: Waypoint, namespace: str, index: Index, warnings: list[str]) -> bool:
     if waypoint.allowed_from == "All":
         return True
     if waypoint.allowed_from == "Selector":
-        return label_selector_matches(waypoint.namespace_selector, index.namespace_labels(namespace))
+        what = f"waypoint {waypoint.key}: allowedRoutes.namespaces.selector"
+        return selects(waypoint.namespace_selector, index.namespace_labels(namespace), what, warnings)
     return waypoint.namespace == namespace
 
 
@@ -131,26 +129,20 @@ def resolve_waypoint(
         return None
     ns = namespace_of(obj)
     what = f"{'Service' if target == 'service' else 'Pod'} {ns}/{name_of(obj)}"
-    own = labels(obj)
-    if USE_WAYPOINT in own:
-        source_labels, inherited, where = own, False, what
-    else:
-        source_labels = index.namespace_labels(ns)
-        inherited, where = True, f"Namespace {ns}"
-        if USE_WAYPOINT not in source_labels:
-            return None
-    wanted = source_labels[USE_WAYPOINT]
-    if wanted == "none":
+    wanted = use_waypoint(obj, index.get("Namespace", "", ns))
+    if wanted is None:
         return None
-    wp_ns = source_labels.get(USE_WAYPOINT_NAMESPACE, ns)
-    waypoint = waypoints.get((wp_ns, wanted))
+    inherited, where = wanted.inherited, (f"Namespace {ns}" if wanted.inherited else what)
+    wp_ns, wanted_name = wanted.namespace, wanted.name
+    waypoint = waypoints.get((wp_ns, wanted_name))
     if waypoint is None:
         warnings.append(
-            f"{where}: {USE_WAYPOINT}={wanted} names {wp_ns}/{wanted}, which is not a waypoint Gateway "
+            f"{where}: {USE_WAYPOINT}={wanted_name} names {wp_ns}/{wanted_name}, "
+            "which is not a waypoint Gateway "
             f"(a Gateway of class {' or '.join(sorted(WAYPOINT_CLASSES))}); no waypoint is used"
         )
         return None
-    if not _allows(waypoint, ns, index):
+    if not _allows(waypoint, ns, index, warnings):
         warnings.append(
             f"{what}: waypoint {waypoint.key} does not allow attachment from namespace {ns} "
             "(its HBONE listener's allowedRoutes); no waypoint is used"

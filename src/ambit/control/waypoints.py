@@ -23,37 +23,34 @@ from collections.abc import Mapping
 from typing import Any
 
 from ambit.net.tasks import spawn
-from ambit.store import (
+from ambit.resources.objects import (
+    DATAPLANE_MODE,
+    DATAPLANE_MODE_NONE,
+    GATEWAY_MANAGED_LABEL,
+    GATEWAY_NAME_LABEL,
+    MESH_CONTROLLER,
+    is_waypoint,
+)
+from ambit.resources.source import (
     ADDED,
     MODIFIED,
     AlreadyExists,
     Conflict,
-    Informer,
     Key,
     NotFound,
-    StoreClient,
+    ObjectSource,
     StoreError,
 )
+from ambit.store import Informer
 
 _log = logging.getLogger(__name__)
 
-WAYPOINT_CLASSES = frozenset({"istio-waypoint", "ambit-waypoint"})
 REPLICAS_ANNOTATION = "ambit.dev/replicas"
 DEFAULT_REPLICAS = 2
-GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
-MANAGED_LABEL = "gateway.istio.io/managed"
-MANAGED_VALUE = "istio.io-mesh-controller"
 WAYPOINT_COMMAND = ["ambit", "waypoint"]
 _MAX_ATTEMPTS = 5
 
 Obj = dict[str, Any]
-
-
-def is_waypoint(gateway: Mapping[str, Any]) -> bool:
-    return (
-        gateway.get("kind") == "Gateway"
-        and gateway.get("spec", {}).get("gatewayClassName") in WAYPOINT_CLASSES
-    )
 
 
 def replicas_of(gateway: Mapping[str, Any]) -> int:
@@ -83,7 +80,7 @@ def desired_objects(gateway: Mapping[str, Any]) -> list[Obj]:
         "blockOwnerDeletion": True,
     }
     selector = {GATEWAY_NAME_LABEL: name}
-    labels = {GATEWAY_NAME_LABEL: name, MANAGED_LABEL: MANAGED_VALUE}
+    labels = {GATEWAY_NAME_LABEL: name, GATEWAY_MANAGED_LABEL: MESH_CONTROLLER}
 
     def metadata() -> Obj:
         return {
@@ -93,7 +90,7 @@ def desired_objects(gateway: Mapping[str, Any]) -> list[Obj]:
             "ownerReferences": [dict(owner)],
         }
 
-    pod_labels = {**selector, "istio.io/dataplane-mode": "none"}
+    pod_labels = {**selector, DATAPLANE_MODE: DATAPLANE_MODE_NONE}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata()},
         {
@@ -186,7 +183,7 @@ def _merged(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> Obj:
     return merged
 
 
-async def ensure(client: StoreClient, desired: Obj) -> str:
+async def ensure(client: ObjectSource, desired: Obj) -> str:
     """Create or converge one object; returns created|updated|unchanged."""
     meta = desired["metadata"]
     for _ in range(_MAX_ATTEMPTS):
@@ -208,7 +205,7 @@ async def ensure(client: StoreClient, desired: Obj) -> str:
     raise Conflict(f"{desired['kind']} {_name(desired)} kept changing under us", status=409)
 
 
-async def reconcile(client: StoreClient, gateway: Mapping[str, Any]) -> dict[str, str]:
+async def reconcile(client: ObjectSource, gateway: Mapping[str, Any]) -> dict[str, str]:
     """Bring one waypoint Gateway's objects to their desired state."""
     results = {}
     for obj in desired_objects(gateway):
@@ -219,7 +216,7 @@ async def reconcile(client: StoreClient, gateway: Mapping[str, Any]) -> dict[str
 class WaypointController:
     """Watches Gateways and reconciles the waypoint ones; deletion is the store's owner cascade."""
 
-    def __init__(self, client: StoreClient, *, resync_period: float = 60.0) -> None:
+    def __init__(self, client: ObjectSource, *, resync_period: float = 60.0) -> None:
         self.client = client
         self.informer = Informer(client, ["Gateway"], resync_period=resync_period, on_resync=self._resync)
         self._queue: asyncio.Queue[tuple[str, Obj]] = self.informer.subscribe_queue()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ambit.resources import checks
+from ambit.resources.objects import selector_matches
 
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
@@ -35,24 +36,6 @@ def label_selector(sel: JSON, path: Path) -> Iterator[Problem]:
                 (*path, "matchExpressions", i, "values"),
                 "may not be specified when operator is Exists or DoesNotExist",
             )
-
-
-def selector_matches(sel: JSON, labels: dict[str, str]) -> bool:
-    """Kubernetes LabelSelector semantics (matchLabels AND every matchExpression)."""
-    for key, value in _map(sel.get("matchLabels")).items():
-        if labels.get(key) != value:
-            return False
-    for req in _list(sel.get("matchExpressions")):
-        key, op, values = req.get("key"), req.get("operator"), _list(req.get("values"))
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def _probe(probe: JSON, path: Path) -> Iterator[Problem]:

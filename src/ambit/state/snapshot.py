@@ -73,7 +73,7 @@ def _format_version(total: int) -> str:
     return f"{total & _MASK:016x}"
 
 
-def content_version(names_and_versions: Iterable[tuple[str, str]]) -> str:
+def versions_digest(names_and_versions: Iterable[tuple[str, str]]) -> str:
     """A short content hash over distinct (name, version) pairs, independent of their order.
 
     The sum (mod 2**64) of a hash of each pair, so a snapshot can update it per changed resource."""
@@ -178,7 +178,7 @@ class Snapshot:
 
     @property
     def version(self) -> str:
-        """Content hash over every resource's name and version (see :func:`content_version`)."""
+        """Content hash over every resource's name and version (see :func:`versions_digest`)."""
         return _format_version(self._hash)
 
     @property

@@ -10,6 +10,9 @@
 
 Every failure is a ``StoreError`` (``Conflict`` 409, ``NotFound`` 404, ``Invalid`` 422, ``Gone`` 410,
 ``Unavailable`` when the store cannot be reached or the connection drops).
+
+``StoreClient`` is the first implementation of ``ambit.resources.source.ObjectSource`` (checked by
+mypy at the end of this module).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from collections.abc import AsyncGenerator, Iterable, Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from ambit.resources.source import ObjectSource
 
 from ambit.store.types import (
     ERROR,
@@ -235,3 +241,9 @@ class StoreClient:
                 raise Gone(message)
             raise StoreError(message, status=code)
         return WatchEvent(str(data.get("type")), data.get("object") or {})
+
+
+if TYPE_CHECKING:
+
+    def _is_an_object_source(client: StoreClient) -> ObjectSource:
+        return client  # mypy checks that StoreClient satisfies ObjectSource structurally

@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ambit.net.tasks import spawn
-from ambit.store.client import StoreClient
+from ambit.resources.source import ObjectSource
 from ambit.store.types import (
     ADDED,
     BOOKMARK,
@@ -49,11 +49,11 @@ ResyncHandler = Callable[[Mapping[Key, Obj]], Awaitable[None] | None]
 
 
 class Informer:
-    """A list+watch cache of `kinds` (every kind when None) from one store."""
+    """A list+watch cache of `kinds` (every kind when None) from one object source (a store client)."""
 
     def __init__(
         self,
-        client: StoreClient,
+        client: ObjectSource,
         kinds: Iterable[str] | None = None,
         *,
         resync_period: float | None = None,

@@ -1,19 +1,25 @@
-"""Kubernetes label selectors in their string form: ``app=web,tier!=db,env in (a,b),!legacy,track``."""
+"""Kubernetes label selectors in their string form: ``app=web,tier!=db,env in (a,b),!legacy,track``.
+
+The string is parsed into a ``LabelSelector`` (every term a ``matchExpressions`` requirement:
+``=``/``==`` In, ``!=`` NotIn, ``key`` Exists, ``!key`` DoesNotExist), which
+``ambit.resources.objects.selector_matches`` evaluates: one set of semantics for both forms.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from typing import Any
+
+from ambit.resources.objects import SelectorError, selector_matches
+
+__all__ = ["Matcher", "SelectorError", "label_selector", "parse_selector"]
 
 Matcher = Callable[[Mapping[str, str]], bool]
 
 _SET = re.compile(r"\s*([^\s!=(),]+)\s+(in|notin)\s+\(([^()]*)\)\s*")
 _KEY = r"[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?"
 _TERM = re.compile(rf"\s*(!)?\s*({_KEY})\s*(?:(==|=|!=)\s*([-A-Za-z0-9_.]*))?\s*")
-
-
-class SelectorError(ValueError):
-    pass
 
 
 def _split(text: str) -> list[str]:
@@ -35,43 +41,26 @@ def _split(text: str) -> list[str]:
     return parts
 
 
-def _in(key: str, values: frozenset[str]) -> Matcher:
-    return lambda labels: labels.get(key) in values
+def _requirement(key: str, operator: str, values: list[str] | None = None) -> dict[str, Any]:
+    req: dict[str, Any] = {"key": key, "operator": operator}
+    if values is not None:
+        req["values"] = values
+    return req
 
 
-def _not_in(key: str, values: frozenset[str]) -> Matcher:
-    return lambda labels: labels.get(key) not in values
-
-
-def _equals(key: str, value: str) -> Matcher:
-    return lambda labels: labels.get(key) == value
-
-
-def _differs(key: str, value: str) -> Matcher:
-    return lambda labels: labels.get(key) != value
-
-
-def _exists(key: str) -> Matcher:
-    return lambda labels: key in labels
-
-
-def _absent(key: str) -> Matcher:
-    return lambda labels: key not in labels
-
-
-def parse_selector(text: str | None) -> Matcher:
-    """A function telling whether a label map matches `text` (empty: matches everything)."""
+def label_selector(text: str | None) -> dict[str, Any]:
+    """The ``LabelSelector`` (``matchExpressions`` only) that ``text`` means; SelectorError if malformed."""
     if text is None or not text.strip():
-        return lambda labels: True
-    tests: list[Matcher] = []
+        return {}
+    requirements: list[dict[str, Any]] = []
     for raw in _split(text):
         if not raw.strip():
             raise SelectorError(f"label selector {text!r}: empty term")
         set_match = _SET.fullmatch(raw)
         if set_match:
             key, op, values_text = set_match.groups()
-            values = frozenset(v.strip() for v in values_text.split(",") if v.strip())
-            tests.append(_in(key, values) if op == "in" else _not_in(key, values))
+            values = sorted({v.strip() for v in values_text.split(",") if v.strip()})
+            requirements.append(_requirement(key, "In" if op == "in" else "NotIn", values))
             continue
         term = _TERM.fullmatch(raw)
         if term is None:
@@ -80,11 +69,17 @@ def parse_selector(text: str | None) -> Matcher:
         if negate and op:
             raise SelectorError(f"label selector {text!r}: '!' takes a key only")
         if negate:
-            tests.append(_absent(key))
+            requirements.append(_requirement(key, "DoesNotExist"))
         elif op in ("=", "=="):
-            tests.append(_equals(key, value))
+            requirements.append(_requirement(key, "In", [value]))
         elif op == "!=":
-            tests.append(_differs(key, value))
+            requirements.append(_requirement(key, "NotIn", [value]))
         else:
-            tests.append(_exists(key))
-    return lambda labels: all(test(labels) for test in tests)
+            requirements.append(_requirement(key, "Exists"))
+    return {"matchExpressions": requirements}
+
+
+def parse_selector(text: str | None) -> Matcher:
+    """A function telling whether a label map matches `text` (empty: matches everything)."""
+    selector = label_selector(text)
+    return lambda labels: selector_matches(selector, labels)

@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import serialization
 
 from ambit.identity.certs import CertError, TrustBundle, WorkloadCert, generate_key_and_csr
 from ambit.model.identity import Identity, NodeIdentity
-from ambit.xds.channel import DEFAULT_CONNECT_TIMEOUT, Address, VerifiedChannel, control_plane_identity
+from ambit.resources.names import control_plane_identity
+from ambit.xds.channel import DEFAULT_CONNECT_TIMEOUT, Address, VerifiedChannel
 from ambit.xds.pb.ca.v1 import ca_pb2
 
 log = logging.getLogger(__name__)

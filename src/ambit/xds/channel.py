@@ -38,12 +38,10 @@ import grpc
 from ambit.identity.certs import TrustBundle, WorkloadCert
 from ambit.identity.tls import PeerIdentityError, client_context, verify_server_identity
 from ambit.model.identity import Identity, NodeIdentity
+from ambit.resources.names import CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE
 
 log = logging.getLogger(__name__)
 
-CONTROL_PLANE_NAMESPACE = "ambit-system"
-CONTROL_PLANE_SERVICE = "controlplane"
-CONTROL_PLANE_SERVICE_ACCOUNT = "controlplane"
 CONTROL_PLANE_PORT = 15012
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_KEEPALIVE = 30.0
@@ -52,11 +50,6 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 _CLOSE_GRACE = 0.1
 
 Address = tuple[str, int]
-
-
-def control_plane_identity(trust_domain: str) -> Identity:
-    """The identity every control-plane replica holds: ``spiffe://<td>/ns/ambit-system/sa/controlplane``."""
-    return Identity(trust_domain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT)
 
 
 def _peer_pid(conn: socket.socket) -> int | None:

@@ -37,6 +37,7 @@ from ambit.identity.certs import TrustBundle, WorkloadCert
 from ambit.identity.secrets import backoff_delay
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.protocol.xds import ClientSession
+from ambit.resources.names import control_plane_identity
 from ambit.state.snapshot import POLICY_PREFIX, SERVICE_PREFIX, WORKLOAD_PREFIX
 from ambit.state.store import StateStore
 from ambit.xds import codec
@@ -45,7 +46,6 @@ from ambit.xds.channel import (
     DEFAULT_KEEPALIVE,
     Address,
     VerifiedChannel,
-    control_plane_identity,
 )
 from ambit.xds.pb.discovery.v1 import discovery_pb2
 

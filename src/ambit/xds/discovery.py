@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ambit.model.workload import HealthStatus, service_hostname
+from ambit.resources.names import CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE
 from ambit.state.store import StateStore
-from ambit.xds.channel import CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_PORT, CONTROL_PLANE_SERVICE
+from ambit.xds.channel import CONTROL_PLANE_PORT
 
 Address = tuple[str, int]
 

@@ -70,7 +70,6 @@ class Cluster:
 
     def config(self, **overrides: Any) -> ControlPlaneConfig:
         values: dict[str, Any] = {
-            "store_socket": self.socket,
             "state_dir": self.root / "state",
             "grpc_host": "127.0.0.1",
             "grpc_port": 0,
@@ -107,8 +106,10 @@ async def cluster(root: Path) -> AsyncIterator[Cluster]:
         await server.close()
 
 
-async def started(stack: AsyncExitStack, config: ControlPlaneConfig) -> ControlPlane:
-    plane = ControlPlane(config)
+async def started(stack: AsyncExitStack, config: ControlPlaneConfig, socket: Path) -> ControlPlane:
+    source = StoreClient(socket)
+    stack.push_async_callback(source.close)
+    plane = ControlPlane(config, source)
     await plane.start()
     stack.push_async_callback(plane.close)
     return plane
@@ -136,7 +137,7 @@ def xds_client(
 
 async def test_proxy_receives_translated_state_and_follows_a_change(cluster: Cluster) -> None:
     async with AsyncExitStack() as stack:
-        plane = await started(stack, cluster.config())
+        plane = await started(stack, cluster.config(), cluster.socket)
         client, state = xds_client(cluster, plane)
         client.start()
         stack.push_async_callback(client.close)
@@ -158,8 +159,8 @@ async def test_proxy_receives_translated_state_and_follows_a_change(cluster: Clu
 
 async def test_two_replicas_serve_identical_versions(cluster: Cluster) -> None:
     async with AsyncExitStack() as stack:
-        a = await started(stack, cluster.config())
-        b = await started(stack, cluster.config(run_waypoint_controller=False))
+        a = await started(stack, cluster.config(), cluster.socket)
+        b = await started(stack, cluster.config(run_waypoint_controller=False), cluster.socket)
         assert a.cache.current.version == b.cache.current.version
         await cluster.store.apply(pod("productpage-2", "node-2", "10.244.2.7"))
         await eventually(lambda: len(a.cache.current) == len(b.cache.current) == 3)
@@ -168,8 +169,8 @@ async def test_two_replicas_serve_identical_versions(cluster: Cluster) -> None:
 
 async def test_failover_between_replicas_keeps_config(cluster: Cluster) -> None:
     async with AsyncExitStack() as stack:
-        a = await started(stack, cluster.config())
-        b = await started(stack, cluster.config(run_waypoint_controller=False))
+        a = await started(stack, cluster.config(), cluster.socket)
+        b = await started(stack, cluster.config(run_waypoint_controller=False), cluster.socket)
         state = StateStore()
         client = XdsClient(
             addresses=lambda: [("127.0.0.1", p.grpc.port or 0) for p in (a, b) if p.grpc.port],
@@ -194,7 +195,7 @@ async def test_failover_between_replicas_keeps_config(cluster: Cluster) -> None:
 
 async def test_ca_signs_for_pods_on_the_callers_node_only(cluster: Cluster) -> None:
     async with AsyncExitStack() as stack:
-        plane = await started(stack, cluster.config())
+        plane = await started(stack, cluster.config(), cluster.socket)
         wanted = Identity(TD, "default", "bookinfo-productpage")
 
         def ca_client(node: str) -> CaClient:
@@ -220,7 +221,7 @@ async def test_ca_signs_for_pods_on_the_callers_node_only(cluster: Cluster) -> N
 
 async def test_http_ready_debug_config_and_metrics(cluster: Cluster) -> None:
     async with AsyncExitStack() as stack:
-        plane = await started(stack, cluster.config())
+        plane = await started(stack, cluster.config(), cluster.socket)
         client, _state = xds_client(cluster, plane)
         client.start()
         stack.push_async_callback(client.close)

@@ -24,9 +24,10 @@ from ambit.identity.secrets import SecretManager
 from ambit.identity.tls import client_context
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.placement import PodPlacement
+from ambit.resources.names import control_plane_identity
 from ambit.testing.pki import Pki
 from ambit.xds.ca_client import CA_PATH, CaClient, CertificateDenied, CertificateFetchError
-from ambit.xds.channel import VerifiedChannel, control_plane_identity
+from ambit.xds.channel import VerifiedChannel
 from ambit.xds.pb.ca.v1 import ca_pb2
 
 TD = "cluster.local"

@@ -24,10 +24,11 @@ from ambit.control.xds_server import ENVOY_ADS_SERVICE, XdsServer
 from ambit.identity.certs import WorkloadCert
 from ambit.model.policy import Action, Authorization, Scope
 from ambit.model.workload import PortMapping, Service, ServicePort, TunnelProtocol, Workload
+from ambit.resources.names import control_plane_identity
 from ambit.state import StateStore
 from ambit.testing.pki import Pki
 from ambit.xds import codec
-from ambit.xds.channel import VerifiedChannel, control_plane_identity
+from ambit.xds.channel import VerifiedChannel
 from ambit.xds.client import ResponseInfo, XdsClient
 from ambit.xds.pb.discovery.v1 import discovery_pb2
 

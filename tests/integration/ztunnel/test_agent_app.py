@@ -85,7 +85,6 @@ class Env:
 
     def plane_config(self) -> ControlPlaneConfig:
         return ControlPlaneConfig(
-            store_socket=self.store_socket,
             state_dir=self.root / "state",
             grpc_host="127.0.0.1",
             grpc_port=0,
@@ -202,7 +201,9 @@ def agent_for(stack: AsyncExitStack, config: AppConfig) -> Agent:
 async def test_syncs_serves_pods_and_restarts_from_the_cache(env: Env) -> None:
     async with AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
-        plane = ControlPlane(env.plane_config())
+        source = StoreClient(env.store_socket)
+        stack.push_async_callback(source.close)
+        plane = ControlPlane(env.plane_config(), source)
         await plane.start()
         stack.push_async_callback(plane.close)
         config = env.app_config(plane.grpc.port or 0)
@@ -268,7 +269,9 @@ async def test_syncs_serves_pods_and_restarts_from_the_cache(env: Env) -> None:
 
 async def test_snapshot_drops_pods_not_replayed_and_drain_exits(env: Env) -> None:
     async with AsyncExitStack() as stack:
-        plane = ControlPlane(env.plane_config())
+        source = StoreClient(env.store_socket)
+        stack.push_async_callback(source.close)
+        plane = ControlPlane(env.plane_config(), source)
         await plane.start()
         stack.push_async_callback(plane.close)
         config = env.app_config(plane.grpc.port or 0)

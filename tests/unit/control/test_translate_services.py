@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from translate_builders import namespace, pod, run, service, waypoint
 
-from ambit.control.translate import port_protocol
+from ambit.control.translate_services import port_protocol
 from ambit.model.workload import ServicePort, WaypointRef
 
 KEY = "default/web.default.svc.cluster.local"

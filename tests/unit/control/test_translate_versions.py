@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from translate_builders import authz, namespace, peer_authn, pod, service, store, waypoint
 
-from ambit.control.translate import ClusterState, TranslationResult, canonical_json, translate
+from ambit.control.translate import ClusterState, TranslationResult, translate
+from ambit.model.version import canonical_json
 from ambit.model.workload import PortMapping, Workload
 from ambit.resources import parse_manifests
 

@@ -33,6 +33,21 @@ def test_enrollment(ns_mode: str | None, pod_mode: str | None, tunnel: TunnelPro
     assert result.workloads["uid-shop-a"].tunnel_protocol is tunnel
 
 
+def test_sidecar_and_host_network_pods_are_not_enrolled() -> None:
+    """Istio's PodRedirectionEnabled excludes them even in an ambient namespace."""
+    host = pod("host", "shop", ip="10.244.1.4")
+    host["spec"]["hostNetwork"] = True
+    result = run(
+        namespace("shop", **{MODE: "ambient"}),
+        pod("sidecar", "shop", ip="10.244.1.3", annotations={"sidecar.istio.io/status": "{}"}),
+        host,
+        pod("plain", "shop"),
+    )
+    assert result.workloads["uid-shop-sidecar"].tunnel_protocol is TunnelProtocol.NONE
+    assert result.workloads["uid-shop-host"].tunnel_protocol is TunnelProtocol.NONE
+    assert result.workloads["uid-shop-plain"].tunnel_protocol is TunnelProtocol.HBONE
+
+
 def test_native_tunnel_pods_speak_hbone() -> None:
     result = run(
         pod("wp", labels={"networking.istio.io/tunnel": "http"}),
@@ -255,3 +270,17 @@ def test_unvalidated_odd_objects_do_not_crash() -> None:
     result = translate(odd)
     assert set(result.workloads) == {"default/x"}
     assert result.services["default/s.default.svc.cluster.local"].ports == ()
+
+
+def test_a_selector_with_an_unknown_operator_selects_nothing_with_a_warning() -> None:
+    """Validation refuses it at apply time; an object in the store anyway must not stop translation."""
+    from ambit.control.translate import translate
+
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"selector": {"matchExpressions": [{"key": "app", "operator": "Near", "values": ["web"]}]}},
+    }
+    result = translate([deployment, pod("a", labels={"app": "web"})])
+    assert result.workloads["uid-default-a"].workload_name == "a"
+    assert any("'Near'" in w and "Deployment default/web" in w for w in result.warnings)

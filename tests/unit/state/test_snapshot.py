@@ -9,7 +9,7 @@ import pytest
 from ambit.model.policy import Action, Authorization, Scope
 from ambit.model.workload import HealthStatus, PortMapping, Service, ServicePort, Workload
 from ambit.state import POLICY_PREFIX, SERVICE_PREFIX, WORKLOAD_PREFIX, Snapshot, StateStore, resource_name
-from ambit.state.snapshot import Entry, Resource, content_version
+from ambit.state.snapshot import Entry, Resource, versions_digest
 
 
 def wl(
@@ -96,7 +96,7 @@ def test_version_is_a_content_hash() -> None:
     assert one.version == two.version
     assert Snapshot.build(entries(a, b, version="2")).version != one.version
     assert Snapshot.build(entries(a)).version != one.version
-    assert Snapshot.empty().version == content_version([])
+    assert Snapshot.empty().version == versions_digest([])
     assert one.versions() == {"wl/a": "1", "wl/b": "1"}
     assert one.versions((SERVICE_PREFIX,)) == {}
 
