@@ -41,6 +41,7 @@ import h2.settings
 from h2.errors import ErrorCodes
 
 from ambit.protocol import h2frames, h2tuning
+from ambit.protocol.forwarded import format_forwarded
 from ambit.protocol.h2frames import END_STREAM, FRAME_HEADER_SIZE, PADDED
 
 KiB = 1024
@@ -218,13 +219,7 @@ def request_headers(
     """
     headers: list[tuple[str, str]] = []
     if source_ip is not None:
-        node = f"[{source_ip}]" if ":" in source_ip else source_ip
-        if source_port is not None:
-            node = f"{node}:{source_port}"
-        value = f'for="{node}"'
-        if host:
-            value += f";host={host}"
-        headers.append(("forwarded", value))
+        headers.append(("forwarded", format_forwarded(source_ip, source_port=source_port, host=host)))
     if baggage:
         headers.append(("baggage", baggage))
     if traceparent:

@@ -31,7 +31,6 @@ and slip past a ``source_ips`` policy.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Iterable
 
@@ -39,6 +38,7 @@ from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
 from ambit.net.duplex import Duplex, RelayGroup, RelayResult, join
 from ambit.net.hbone import InboundTunnel
+from ambit.protocol.forwarded import parse_forwarded
 from ambit.routing import InboundRefusal, plan_inbound
 from ambit.state.snapshot import Snapshot
 from ambit.ztunnel import accesslog
@@ -60,79 +60,7 @@ log = logging.getLogger(__name__)
 Headers = Iterable[tuple[str, str]]
 
 
-# --- forwarded --------------------------------------------------------------------------------------
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return value
-
-
-def _node_ip(node: str) -> str | None:
-    """The IP of an RFC 7239 node (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]``, ``[::1]:80``), else None."""
-    if node.startswith("["):
-        end = node.find("]")
-        if end < 0 or (node[end + 1 :] and not node[end + 1 :].startswith(":")):
-            return None
-        host = node[1:end]
-    elif node.count(":") == 1:
-        host = node.split(":", 1)[0]
-    else:
-        host = node
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None  # "unknown", an obfuscated "_identifier", or garbage
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
-
-
-def parse_forwarded(headers: Headers) -> tuple[str | None, str | None]:
-    """(``for`` IP, ``host``) of the first ``forwarded`` element (the original client), or Nones.
-
-    Follows RFC 7239: parameters separated by ``;``, elements by ``,``, values optionally quoted; an
-    IPv6 node is bracketed and may carry a port. A ``for`` that is not an IP (``unknown``, an
-    obfuscated identifier) gives None; a duplicated parameter makes the element invalid.
-    """
-    value = next((v for k, v in headers if k.lower() == "forwarded"), None)
-    if value is None:
-        return None, None
-    element = _split_outside_quotes(value, ",")[0]
-    params: dict[str, str] = {}
-    for pair in _split_outside_quotes(element, ";"):
-        if "=" not in pair:
-            continue
-        name, _, raw = pair.partition("=")
-        name = name.strip().lower()
-        if name in params:
-            return None, None
-        params[name] = _unquote(raw)
-    ip = _node_ip(params["for"]) if "for" in params else None
-    host = params.get("host") or None
-    return ip, host
-
-
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    for ch in text:
-        if escaped:
-            escaped = False
-        elif ch == "\\" and quoted:
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == sep and not quoted:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
+# --- which source counts ----------------------------------------------------------------------------
 
 
 def waypoint_identities(snapshot: Snapshot, local: Workload) -> frozenset[Identity]:

@@ -2,52 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from ambit.model.identity import Identity
 from ambit.model.workload import PortMapping, Service, ServicePort, TunnelProtocol, WaypointRef, Workload
-from ambit.protocol.hbone import request_headers
 from ambit.state.snapshot import Snapshot, resource_name
-from ambit.ztunnel.inbound import parse_forwarded, service_for, source_ip_for, waypoint_identities
+from ambit.ztunnel.inbound import service_for, source_ip_for, waypoint_identities
 
 KEY = "default/web.default.svc.cluster.local"
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ('for="10.0.0.1"', ("10.0.0.1", None)),
-        ("for=10.0.0.1", ("10.0.0.1", None)),
-        ('for="10.0.0.1:4711"', ("10.0.0.1", None)),
-        (
-            'for="[fd00::1]:4711";host=web.default.svc.cluster.local',
-            ("fd00::1", "web.default.svc.cluster.local"),
-        ),
-        ('for="[fd00::1]"', ("fd00::1", None)),
-        ('For="10.0.0.1" ; Host="a.b"', ("10.0.0.1", "a.b")),
-        ('for="10.0.0.1", for="10.0.0.2"', ("10.0.0.1", None)),  # the first element is the client
-        ('for="::ffff:10.0.0.1"', ("10.0.0.1", None)),
-        ("for=unknown", (None, None)),
-        ("for=_hidden", (None, None)),
-        ('for="[fd00::1"', (None, None)),
-        ('for="[fd00::1]x"', (None, None)),
-        ("for=10.0.0.1;for=10.0.0.2", (None, None)),  # duplicated parameter: invalid
-        ('host="a,b";for=10.0.0.1', ("10.0.0.1", "a,b")),  # separators inside quotes
-        ("", (None, None)),
-        ("garbage", (None, None)),
-    ],
-)
-def test_parse_forwarded(value: str, expected: tuple[str | None, str | None]) -> None:
-    assert parse_forwarded([("forwarded", value)]) == expected
-
-
-def test_no_header() -> None:
-    assert parse_forwarded([("baggage", "x=y")]) == (None, None)
-
-
-def test_what_our_client_sends_parses() -> None:
-    headers = request_headers("10.244.1.2", source_port=40000, host="web.default.svc.cluster.local")
-    assert parse_forwarded(headers) == ("10.244.1.2", "web.default.svc.cluster.local")
 
 
 WAYPOINT_REF = WaypointRef("default", "waypoint.default.svc.cluster.local")
