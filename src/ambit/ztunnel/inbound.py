@@ -5,103 +5,43 @@ Each local pod has its own :class:`~ambit.net.hbone.HboneServer` presenting **th
 For each well-formed CONNECT (facts §1.3, DESIGN §2):
 
 1. wait (up to ``sync_timeout``) until the config has synced and holds this pod, else ``503``;
-2. the client must be a workload identity (a node identity never is a client): else ``401``;
-3. the source IP is the TCP peer's address — see :func:`source_ip_for` for when ``forwarded`` counts;
-4. :func:`~ambit.routing.plan_inbound` checks the target (``400`` wrong IP or a ztunnel port) and L4
-   authorization (``401``); the refusal's status is the answer;
-5. connect the app at ``plan.upstream`` from the client's IP (``IP_TRANSPARENT`` in production,
-   marked ``0x539``); refused or timed out → ``503``;
-6. if the config changed while connecting, decide again on the new snapshot; then ``200`` and
+2. :func:`~ambit.routing.inbound_source`: the client must be a workload identity (a node identity
+   never is a client), else ``401``; the source IP is the TCP peer's address, or ``forwarded: for=``
+   when the client is the pod's own waypoint (see :mod:`ambit.routing`);
+3. :func:`~ambit.routing.plan_inbound` checks the target (``400`` wrong IP or a ztunnel port) and L4
+   authorization (``401``); the refusal (status, response flag, reason) is the answer;
+4. connect the app at ``plan.upstream`` from the client's IP (``IP_TRANSPARENT`` in production,
+   marked ``0x539``); refused or timed out → ``503`` (``CONNECT``);
+5. if the config changed while connecting, decide again on the new snapshot; then ``200`` and
    register the connection (:mod:`ambit.ztunnel.connections`) *in the same step*, so no policy
    change can slip between the decision and the registration;
-7. join the stream and the app's connection (:func:`~ambit.net.duplex.join`: the handler's task ends
+6. join the stream and the app's connection (:func:`~ambit.net.duplex.join`: the handler's task ends
    here, the bytes move in callbacks) with half-close; when both ends are closed, metrics (reporter
    ``destination``, ``mutual_tls``) and the access log.
 
-**Which source IP counts.** In in-pod mode the client's ztunnel dials from inside the client pod's
-namespace, so the TCP source address of an HBONE connection *is* the client pod's IP; ambit uses it
-for authorization and spoofs it toward the app. ``forwarded: for=`` is parsed (:func:`parse_forwarded`)
-but trusted only from the destination's own waypoint (a workload presenting the identity of an
-endpoint of the waypoint the pod or one of its services is bound to), as ztunnel does: a waypoint
-terminates the client's tunnel, so its TCP address is its own and only the header names the real
-client. From anyone else the header is ignored, since a client could otherwise claim any source IP
-and slip past a ``source_ips`` policy.
+In in-pod mode the client's ztunnel dials from inside the client pod's namespace, so the TCP source
+address of an HBONE connection *is* the client pod's IP; ambit uses it for authorization and spoofs
+it toward the app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
 from ambit.net.duplex import Duplex, RelayGroup, RelayResult, join
 from ambit.net.hbone import InboundTunnel
-from ambit.protocol.forwarded import parse_forwarded
-from ambit.routing import InboundRefusal, plan_inbound
-from ambit.state.snapshot import Snapshot
+from ambit.routing import FLAG_CONNECT, FLAG_DENY, FLAG_NONE, InboundRefusal, inbound_source, plan_inbound
 from ambit.ztunnel import accesslog
 from ambit.ztunnel.accesslog import AccessRecord, format_address
 from ambit.ztunnel.connections import LiveConnection
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
-from ambit.ztunnel.metrics import (
-    DESTINATION,
-    FLAG_CONNECT,
-    FLAG_DENY,
-    FLAG_NONE,
-    ConnectionMetrics,
-    tcp_labels,
-)
+from ambit.ztunnel.metrics import DESTINATION, ConnectionMetrics, tcp_labels
 from ambit.ztunnel.sockets import SocketFactory
 
 log = logging.getLogger(__name__)
-
-Headers = Iterable[tuple[str, str]]
-
-
-# --- which source counts ----------------------------------------------------------------------------
-
-
-def waypoint_identities(snapshot: Snapshot, local: Workload) -> frozenset[Identity]:
-    """The identities of the endpoints of every waypoint ``local`` (or one of its services) uses."""
-    refs = [local.waypoint] if local.waypoint is not None else []
-    for key, _ports in local.services:
-        service = snapshot.services.get(key)
-        if service is not None and service.waypoint is not None:
-            refs.append(service.waypoint)
-    identities: set[Identity] = set()
-    for ref in refs:
-        for endpoint in snapshot.endpoints(f"{ref.namespace}/{ref.hostname}"):
-            identities.add(endpoint.identity)
-    return frozenset(identities)
-
-
-def source_ip_for(
-    peer_address: tuple[str, int] | None,
-    headers: Headers,
-    peer: Identity,
-    snapshot: Snapshot,
-    local: Workload,
-) -> str:
-    """The client IP authorization sees: ``forwarded for=`` from the pod's waypoint, else the TCP peer."""
-    forwarded, _host = parse_forwarded(headers)
-    if forwarded is not None and peer in waypoint_identities(snapshot, local):
-        return forwarded
-    return peer_address[0] if peer_address is not None else ""
-
-
-def service_for(snapshot: Snapshot, local: Workload, headers: Headers) -> Service | None:
-    """The service the client addressed (``forwarded host=``), if it is one of ``local``'s."""
-    _ip, host = parse_forwarded(headers)
-    if host is None:
-        return None
-    for key, _ports in local.services:
-        service = snapshot.services.get(key)
-        if service is not None and service.hostname == host:
-            return service
-    return None
-
 
 # --- the handler ------------------------------------------------------------------------------------
 
@@ -140,20 +80,19 @@ class InboundHandler:
         if snapshot is None:
             snapshot = await inputs.state.wait_ready(self.pod.uid, config.sync_timeout)
             if snapshot is None:
-                self._refuse(tunnel, record, 503, f"workload {self.pod.uid} is not in the synced config")
+                self._refuse(tunnel, record, not_synced(self.pod.uid))
                 return
         local = snapshot.workloads[self.pod.uid]
         record.local = local
-        peer = tunnel.peer_identity
-        if not isinstance(peer, Identity):
-            self._refuse(tunnel, record, 401, f"peer {peer} is not a workload identity")
+        source = inbound_source(snapshot, local, tunnel.peer_identity, tunnel.peer_address, request.headers)
+        if isinstance(source, InboundRefusal):
+            self._refuse(tunnel, record, source)
             return
-        headers = tunnel.request.headers
-        source_ip = source_ip_for(tunnel.peer_address, headers, peer, snapshot, local)
-        record.service = service_for(snapshot, local, headers)
+        record.service = source.service
+        peer, source_ip = source.peer, source.ip
         decided = plan_inbound(snapshot, local, request.host, request.port, peer=peer, source_ip=source_ip)
         if isinstance(decided, InboundRefusal):
-            self._refuse(tunnel, record, decided.status, decided.reason)
+            self._refuse(tunnel, record, decided)
             return
         record.count_open()
         try:
@@ -165,7 +104,11 @@ class InboundHandler:
                 connect_timeout=config.connect_timeout,
             )
         except OSError as exc:
-            self._refuse(tunnel, record, 503, f"app {format_address(decided.upstream)}: {exc}")
+            self._refuse(
+                tunnel,
+                record,
+                InboundRefusal(503, f"app {format_address(decided.upstream)}: {exc}", FLAG_CONNECT),
+            )
             return
         current = inputs.store.current
         if current is not snapshot:  # the config changed while connecting: decide again
@@ -173,7 +116,7 @@ class InboundHandler:
             again = plan_inbound(snapshot, local, request.host, request.port, peer=peer, source_ip=source_ip)
             if isinstance(again, InboundRefusal):
                 upstream.abort()
-                self._refuse(tunnel, record, again.status, again.reason)
+                self._refuse(tunnel, record, again)
                 return
             decided = again
         stream = tunnel.accept()
@@ -188,9 +131,14 @@ class InboundHandler:
         join_registered(live, stream, upstream, record, self.relays)
 
     @staticmethod
-    def _refuse(tunnel: InboundTunnel, record: InboundRecord, status: int, reason: str) -> None:
-        tunnel.reject(status)
-        record.refused(status, reason)
+    def _refuse(tunnel: InboundTunnel, record: InboundRecord, refusal: InboundRefusal) -> None:
+        tunnel.reject(refusal.status)
+        record.refused(refusal)
+
+
+def not_synced(uid: str) -> InboundRefusal:
+    """The refusal of a connection to a pod the synced config does not hold (yet)."""
+    return InboundRefusal(503, f"workload {uid} is not in the synced config")
 
 
 def join_registered(
@@ -293,8 +241,10 @@ class InboundRecord:
         )
         self.metrics = self.inputs.metrics.connection(labels)
 
-    def refused(self, status: int, reason: str) -> None:
-        """The connection was refused with ``status`` (401 = denied by policy)."""
+    def refused(self, refusal: InboundRefusal) -> None:
+        """The connection was refused; a denial (``DENY``) counts as opened, any other refusal after
+        it was counted is a connect failure (``CONNECT``)."""
+        status, reason = refusal.status, refusal.reason
         log.info(
             "%s %s -> %s refused (%d): %s",
             self.direction,
@@ -303,11 +253,11 @@ class InboundRecord:
             status,
             reason,
         )
-        if status == 401:
+        if refusal.flag == FLAG_DENY:
             self.count_open()
             self.finish(accesslog.DENIED, FLAG_DENY, reason, None, None)
         else:
-            flags = FLAG_CONNECT if self.metrics is not None else FLAG_NONE
+            flags = refusal.flag if refusal.flag != FLAG_NONE or self.metrics is None else FLAG_CONNECT
             self.finish(accesslog.REFUSED, flags, f"{status}: {reason}", None, None)
 
     def finish(

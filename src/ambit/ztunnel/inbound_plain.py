@@ -19,9 +19,9 @@ import asyncio
 import logging
 
 from ambit.net.duplex import RelayGroup, TcpDuplex
-from ambit.routing import InboundRefusal, plan_inbound_plaintext
+from ambit.routing import FLAG_CONNECT, InboundRefusal, plan_inbound_plaintext
 from ambit.ztunnel import accesslog
-from ambit.ztunnel.inbound import InboundRecord, join_registered
+from ambit.ztunnel.inbound import InboundRecord, join_registered, not_synced
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
 from ambit.ztunnel.sockets import OriginalDestinationError, SocketFactory
 
@@ -57,20 +57,22 @@ class PlaintextInboundHandler:
             try:
                 record.dst = dst = self.sockets.original_destination(transport)
             except OriginalDestinationError as exc:
-                self._refuse(client, record, 400, f"cannot read the original destination: {exc}")
+                self._refuse(
+                    client, record, InboundRefusal(400, f"cannot read the original destination: {exc}")
+                )
                 return
             snapshot = inputs.state.ready(self.pod.uid)
             if snapshot is None:
                 snapshot = await inputs.state.wait_ready(self.pod.uid, config.sync_timeout)
                 if snapshot is None:
-                    self._refuse(client, record, 503, f"workload {self.pod.uid} is not in the synced config")
+                    self._refuse(client, record, not_synced(self.pod.uid))
                     return
             local = snapshot.workloads[self.pod.uid]
             record.local = local
             source_ip = src[0] if src is not None else ""
             decided = plan_inbound_plaintext(snapshot, local, dst[1], source_ip=source_ip)
             if isinstance(decided, InboundRefusal):
-                self._refuse(client, record, decided.status, decided.reason)
+                self._refuse(client, record, decided)
                 return
             record.count_open()
             try:
@@ -82,7 +84,8 @@ class PlaintextInboundHandler:
                     connect_timeout=config.connect_timeout,
                 )
             except OSError as exc:
-                self._refuse(client, record, 503, f"app {decided.upstream[0]}:{decided.upstream[1]}: {exc}")
+                reason = f"app {decided.upstream[0]}:{decided.upstream[1]}: {exc}"
+                self._refuse(client, record, InboundRefusal(503, reason, FLAG_CONNECT))
                 return
             current = inputs.store.current
             if current is not snapshot:  # the config changed while connecting: decide again
@@ -90,7 +93,7 @@ class PlaintextInboundHandler:
                 again = plan_inbound_plaintext(snapshot, local, dst[1], source_ip=source_ip)
                 if isinstance(again, InboundRefusal):
                     upstream.abort()
-                    self._refuse(client, record, again.status, again.reason)
+                    self._refuse(client, record, again)
                     return
                 decided = again
             live = inputs.connections.register(
@@ -112,6 +115,6 @@ class PlaintextInboundHandler:
             record.finish(accesslog.ERROR, "-", f"internal error: {exc!r}", client, None)
 
     @staticmethod
-    def _refuse(client: TcpDuplex, record: InboundRecord, status: int, reason: str) -> None:
+    def _refuse(client: TcpDuplex, record: InboundRecord, refusal: InboundRefusal) -> None:
         client.abort()
-        record.refused(status, reason)
+        record.refused(refusal)

@@ -42,21 +42,23 @@ from ambit.net.hbone import HboneClientConnection, HboneConnectionProtocol, Tunn
 from ambit.net.pool import Connector, PoolKey
 from ambit.net.tls import open_tls
 from ambit.protocol.hbone import HboneSettings, request_headers
-from ambit.routing import HbonePlan, OutboundPlan, PassthroughPlan, RouteError, outbound_candidates
+from ambit.routing import (
+    FLAG_CONNECT,
+    FLAG_DENY,
+    FLAG_IDENTITY,
+    FLAG_NONE,
+    HbonePlan,
+    OutboundPlan,
+    PassthroughPlan,
+    RouteError,
+    outbound_candidates,
+)
 from ambit.ztunnel import accesslog
 from ambit.ztunnel.accesslog import AccessRecord, format_address
 from ambit.ztunnel.certs import WorkloadCredentials
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
-from ambit.ztunnel.metrics import (
-    FLAG_CONNECT,
-    FLAG_DENY,
-    FLAG_IDENTITY,
-    FLAG_NONE,
-    SOURCE,
-    ConnectionMetrics,
-    tcp_labels,
-)
+from ambit.ztunnel.metrics import SOURCE, ConnectionMetrics, tcp_labels
 from ambit.ztunnel.sockets import Address, OriginalDestinationError, SocketFactory
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ import asyncio
 
 from ambit.model.identity import Identity
 from ambit.model.workload import Service, ServicePort, Workload
+from ambit.routing import FLAG_DENY
 from ambit.ztunnel.metrics import (
     DESTINATION,
-    FLAG_DENY,
     LABEL_NAMES,
     SOURCE,
     UNKNOWN,
