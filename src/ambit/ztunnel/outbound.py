@@ -22,25 +22,23 @@ For each connection accepted on a pod's 15001 listener (DESIGN §2, facts §1.7)
    the bytes move in callbacks) with half-close; when both ends are closed, one metrics update
    (reporter ``source``) and one access-log line.
 
-:func:`hbone_connector` is the pool's connector: it dials through the source pod's socket factory
-(so the connection leaves from the pod's namespace, with its IP and the mark) and presents the
-source identity's current client certificate.
+:func:`hbone_connector` is the pool's connector: it presents the source identity's current client
+certificate over the socket the request's dialer made (:func:`socket_dialer`: the handler passes its
+pod's with each stream, so the connection leaves from the pod's namespace, with its IP and the mark).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import cast
+import socket
 
 from ambit.identity.secrets import SecretUnavailable
 from ambit.identity.tls import PeerIdentityError
 from ambit.model.workload import Workload
 from ambit.net.duplex import Duplex, RelayGroup, RelayResult, TcpDuplex, join
-from ambit.net.hbone import HboneClientConnection, HboneConnectionProtocol, TunnelRejected
-from ambit.net.pool import Connector, PoolKey
-from ambit.net.tls import open_tls
+from ambit.net.hbone import HboneClientConnection, TunnelRejected
+from ambit.net.pool import Connector, Dial, OnClosed, PoolKey, handshake
 from ambit.protocol.hbone import HboneSettings, request_headers
 from ambit.routing import (
     FLAG_CONNECT,
@@ -73,40 +71,31 @@ class _Stop(Exception):
         self.outcome = outcome
 
 
-def hbone_connector(
-    config: ZtunnelConfig,
-    credentials: WorkloadCredentials,
-    sockets_for: Callable[[str | None], SocketFactory],
-) -> Connector:
-    """The pool connector: TCP from the source pod's namespace, TLS with the source identity's cert,
-    the server must present exactly ``key.destination`` (checked before any byte is sent)."""
+def hbone_connector(config: ZtunnelConfig, credentials: WorkloadCredentials, default_dial: Dial) -> Connector:
+    """The pool connector: TCP by the request's dialer (the source pod's: see :func:`socket_dialer`),
+    else ``default_dial``; TLS with the source identity's cert, the server must present exactly
+    ``key.destination`` (checked before any byte is sent)."""
     timeouts = config.hbone_timeouts
     settings = HboneSettings.client()
 
-    async def connect(
-        key: PoolKey, on_closed: Callable[[HboneConnectionProtocol], None]
-    ) -> HboneClientConnection:
+    async def connect(key: PoolKey, on_closed: OnClosed, dial: Dial | None) -> HboneClientConnection:
         context = await credentials.client_context(key.source)  # SecretUnavailable: fail closed
-        sockets = sockets_for(key.source_ip)
-        sock = await sockets.connect_socket(
+        sock = await (dial if dial is not None else default_dial)(key)
+        return await handshake(sock, context, key, on_closed, settings=settings, timeouts=timeouts)
+
+    return connect
+
+
+def socket_dialer(sockets: SocketFactory, config: ZtunnelConfig) -> Dial:
+    """A pool dialer whose sockets ``sockets`` makes (in the source pod's namespace), from the key's
+    source IP, marked so the pod's capture lets them out. Made once per pod, never per connection."""
+
+    async def dial(key: PoolKey) -> socket.socket:
+        return await sockets.connect_socket(
             key.address, source_ip=key.source_ip, mark=config.mark, connect_timeout=config.connect_timeout
         )
 
-        def factory() -> HboneConnectionProtocol:
-            return HboneConnectionProtocol(
-                client_side=True,
-                settings=settings,
-                timeouts=timeouts,
-                expected_peer=key.destination,
-                on_closed=on_closed,
-            )
-
-        _transport, protocol = await open_tls(sock, context, factory, handshake_timeout=timeouts.handshake)
-        proto = cast(HboneConnectionProtocol, protocol)
-        await proto.ready
-        return HboneClientConnection(proto)
-
-    return connect
+    return dial
 
 
 class OutboundHandler:
@@ -117,7 +106,7 @@ class OutboundHandler:
         self.pod = pod
         self.sockets = sockets
         self.relays = relays
-        self.source_ips: set[str] = set()  # client IPs seen (the pool dials from their namespace)
+        self.dial = socket_dialer(sockets, inputs.config)  # HBONE connections leave from this pod
 
     async def handle(self, client: TcpDuplex) -> None:
         """Carry out one captured connection; never raises (failures reset the client)."""
@@ -211,14 +200,10 @@ class OutboundHandler:
         raise _Stop("no endpoint could be reached: " + "; ".join(errors), FLAG_CONNECT, accesslog.ERROR)
 
     async def _open_hbone(self, plan: HbonePlan, src: Address) -> Duplex:
-        inputs = self.inputs
-        if src[0] not in self.source_ips:
-            self.source_ips.add(src[0])
-            inputs.source_sockets[src[0]] = self.sockets
         key = PoolKey(self.pod.identity, plan.destination_identity, plan.address, src[0])
         host = plan.service.hostname if plan.service is not None else None
         headers = request_headers(src[0], source_port=src[1], host=host)
-        return await inputs.pool.open_stream(key, plan.authority, headers)
+        return await self.inputs.pool.open_stream(key, plan.authority, headers, dial=self.dial)
 
     async def _connect_passthrough(
         self,
