@@ -33,12 +33,13 @@ from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
 from ambit.net.duplex import Duplex, RelayGroup, RelayResult, join
 from ambit.net.hbone import InboundTunnel
+from ambit.proxy.records import INBOUND, ConnectionRecord
 from ambit.routing import FLAG_CONNECT, FLAG_DENY, FLAG_NONE, InboundRefusal, inbound_source, plan_inbound
 from ambit.ztunnel import accesslog
-from ambit.ztunnel.accesslog import AccessRecord, format_address
+from ambit.ztunnel.accesslog import format_address
 from ambit.ztunnel.connections import LiveConnection
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
-from ambit.ztunnel.metrics import DESTINATION, ConnectionMetrics, tcp_labels
+from ambit.ztunnel.metrics import ConnectionMetrics
 from ambit.ztunnel.sockets import SocketFactory
 
 log = logging.getLogger(__name__)
@@ -58,43 +59,43 @@ class InboundHandler:
     async def handle(self, tunnel: InboundTunnel) -> None:
         """Decide and carry out one CONNECT; refusals answer with their status."""
         request = tunnel.request
-        record = InboundRecord(
+        tracker = InboundTracker(
             self.inputs,
             self.pod,
-            direction=accesslog.INBOUND,
+            direction=INBOUND,
             peer=tunnel.peer_identity,
             src=tunnel.peer_address,
             dst=(request.host, request.port),
             authority=request.authority,
         )
         try:
-            await self._handle(tunnel, record)
+            await self._handle(tunnel, tracker)
         except asyncio.CancelledError:  # the server is closing (drain deadline, pod removed)
-            record.finish(accesslog.ERROR, FLAG_NONE, "cancelled (drain deadline or shutdown)", None, None)
+            tracker.finish(accesslog.ERROR, FLAG_NONE, "cancelled (drain deadline or shutdown)", None, None)
             raise
 
-    async def _handle(self, tunnel: InboundTunnel, record: InboundRecord) -> None:
+    async def _handle(self, tunnel: InboundTunnel, tracker: InboundTracker) -> None:
         inputs, config = self.inputs, self.inputs.config
         request = tunnel.request
         snapshot = inputs.state.ready(self.pod.uid)
         if snapshot is None:
             snapshot = await inputs.state.wait_ready(self.pod.uid, config.sync_timeout)
             if snapshot is None:
-                self._refuse(tunnel, record, not_synced(self.pod.uid))
+                self._refuse(tunnel, tracker, not_synced(self.pod.uid))
                 return
         local = snapshot.workloads[self.pod.uid]
-        record.local = local
+        tracker.local = local
         source = inbound_source(snapshot, local, tunnel.peer_identity, tunnel.peer_address, request.headers)
         if isinstance(source, InboundRefusal):
-            self._refuse(tunnel, record, source)
+            self._refuse(tunnel, tracker, source)
             return
-        record.service = source.service
+        tracker.service = source.service
         peer, source_ip = source.peer, source.ip
         decided = plan_inbound(snapshot, local, request.host, request.port, peer=peer, source_ip=source_ip)
         if isinstance(decided, InboundRefusal):
-            self._refuse(tunnel, record, decided)
+            self._refuse(tunnel, tracker, decided)
             return
-        record.count_open()
+        tracker.count_open()
         try:
             upstream = await self.sockets.connect_upstream(
                 decided.upstream,
@@ -106,7 +107,7 @@ class InboundHandler:
         except OSError as exc:
             self._refuse(
                 tunnel,
-                record,
+                tracker,
                 InboundRefusal(503, f"app {format_address(decided.upstream)}: {exc}", FLAG_CONNECT),
             )
             return
@@ -116,7 +117,7 @@ class InboundHandler:
             again = plan_inbound(snapshot, local, request.host, request.port, peer=peer, source_ip=source_ip)
             if isinstance(again, InboundRefusal):
                 upstream.abort()
-                self._refuse(tunnel, record, again)
+                self._refuse(tunnel, tracker, again)
                 return
             decided = again
         stream = tunnel.accept()
@@ -128,12 +129,12 @@ class InboundHandler:
             (stream, upstream),
             policies=snapshot.policies_for(decided.workload),
         )
-        join_registered(live, stream, upstream, record, self.relays)
+        join_registered(live, stream, upstream, tracker, self.relays)
 
     @staticmethod
-    def _refuse(tunnel: InboundTunnel, record: InboundRecord, refusal: InboundRefusal) -> None:
+    def _refuse(tunnel: InboundTunnel, tracker: InboundTracker, refusal: InboundRefusal) -> None:
         tunnel.reject(refusal.status)
-        record.refused(refusal)
+        tracker.refused(refusal)
 
 
 def not_synced(uid: str) -> InboundRefusal:
@@ -142,16 +143,17 @@ def not_synced(uid: str) -> InboundRefusal:
 
 
 def join_registered(
-    live: LiveConnection, downstream: Duplex, upstream: Duplex, record: InboundRecord, relays: RelayGroup
+    live: LiveConnection, downstream: Duplex, upstream: Duplex, tracker: InboundTracker, relays: RelayGroup
 ) -> None:
     """Join an admitted connection's ends; when both are closed, unregister it and write its record."""
-    record.live = live
-    record.ends = (downstream, upstream)
-    join(downstream, upstream, record.relay_done, group=relays)
+    tracker.live = live
+    tracker.ends = (downstream, upstream)
+    join(downstream, upstream, tracker.relay_done, group=relays)
 
 
-class InboundRecord:
-    """Metrics (reporter ``destination``) and the access-log line of one inbound connection."""
+class InboundTracker:
+    """One inbound connection's telemetry: its :class:`ConnectionRecord` (made once), its metrics
+    (reporter ``destination``) and its access-log line, written once when it ends."""
 
     __slots__ = (
         "_source",
@@ -167,6 +169,7 @@ class InboundRecord:
         "metrics",
         "peer",
         "pod",
+        "record",
         "service",
         "src",
         "started",
@@ -194,6 +197,7 @@ class InboundRecord:
         self.local: Workload | None = None
         self.service: Service | None = None
         self.metrics: ConnectionMetrics | None = None
+        self.record: ConnectionRecord | None = None  # made when counted as opened, or at the end
         self._source: Workload | None = None
         self._source_looked_up = False
         self.done = False
@@ -227,19 +231,31 @@ class InboundRecord:
                 self._source = self.inputs.store.current.find_workload_by_ip(self.src[0])
         return self._source
 
+    def connection_record(self) -> ConnectionRecord:
+        """The connection as known now (made once: the facts are settled when it is first asked for)."""
+        record = self.record
+        if record is None:
+            source, pod = self.source, self.pod
+            record = self.record = ConnectionRecord(
+                direction=self.direction,
+                src_addr=self.src,
+                dst_addr=self.dst,
+                hbone_addr=self.authority,
+                source=source,
+                source_name=source.name if source is not None else None,
+                source_namespace=source.namespace if source is not None else None,
+                source_principal=self.peer,
+                destination=self.local,
+                destination_name=pod.name,
+                destination_namespace=pod.namespace,
+                destination_principal=pod.identity,
+                service=self.service,
+            )
+        return record
+
     def count_open(self) -> None:
-        if self.metrics is not None:
-            return
-        labels = tcp_labels(
-            DESTINATION,
-            source=self.source,
-            source_principal=self.peer,
-            destination=self.local,
-            destination_principal=self.pod.identity,
-            service=self.service,
-            mutual_tls=self.direction == accesslog.INBOUND,
-        )
-        self.metrics = self.inputs.metrics.connection(labels)
+        if self.metrics is None:
+            self.metrics = self.inputs.metrics.open(self.connection_record())
 
     def refused(self, refusal: InboundRefusal) -> None:
         """The connection was refused; a denial (``DENY``) counts as opened, any other refusal after
@@ -275,25 +291,12 @@ class InboundRecord:
         sent = upstream.bytes_in if upstream is not None else 0
         if self.metrics is not None:
             self.metrics.close(received=received, sent=sent, response_flags=flags)
-        peer, source, pod = self.peer, self.source, self.pod
         accesslog.emit(
-            AccessRecord(
-                direction=self.direction,
-                src_addr=format_address(self.src),
-                dst_addr=format_address(self.dst),
-                bytes_sent=received,
-                bytes_recv=sent,
-                duration_ms=(asyncio.get_running_loop().time() - self.started) * 1000.0,
-                outcome=outcome,
-                response_flags=flags,
-                dst_hbone_addr=self.authority,
-                src_workload=source.name if source is not None else None,
-                src_namespace=source.namespace if source is not None else None,
-                src_identity=str(peer) if peer is not None else None,
-                dst_service=self.service.hostname if self.service is not None else None,
-                dst_workload=pod.name,
-                dst_namespace=pod.namespace,
-                dst_identity=str(pod.identity),
-                error=error,
-            )
+            self.connection_record(),
+            outcome=outcome,
+            bytes_sent=received,
+            bytes_recv=sent,
+            duration_ms=(asyncio.get_running_loop().time() - self.started) * 1000.0,
+            response_flags=flags,
+            error=error,
         )

@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
+from ambit.proxy.records import OUTBOUND, ConnectionRecord
 from ambit.routing import FLAG_NONE
 
 UNKNOWN = "unknown"
@@ -117,6 +118,20 @@ def tcp_labels(
     )
 
 
+def labels_for(record: ConnectionRecord) -> TcpLabels:
+    """The label set of one connection: reported by the ``source`` for an outbound connection, by the
+    ``destination`` for an inbound one."""
+    return tcp_labels(
+        SOURCE if record.direction == OUTBOUND else DESTINATION,
+        source=record.source,
+        source_principal=record.source_principal,
+        destination=record.destination,
+        destination_principal=record.destination_principal,
+        service=record.service,
+        mutual_tls=record.mutual_tls,
+    )
+
+
 @dataclass(slots=True)
 class _Series:
     """The cached children of one label set."""
@@ -200,6 +215,10 @@ class Metrics:
     def connection(self, labels: TcpLabels) -> ConnectionMetrics:
         """Count a connection as opened; close the returned handle when it ends."""
         return ConnectionMetrics(self, labels)
+
+    def open(self, record: ConnectionRecord) -> ConnectionMetrics:
+        """Count the connection ``record`` describes as opened; close the returned handle when it ends."""
+        return ConnectionMetrics(self, labels_for(record))
 
     def exposition(self) -> bytes:
         """Prometheus text format (blocking: see :meth:`exposition_async`)."""

@@ -40,6 +40,7 @@ from ambit.net.duplex import Duplex, RelayGroup, RelayResult, TcpDuplex, join
 from ambit.net.hbone import HboneClientConnection, TunnelRejected
 from ambit.net.pool import Connector, Dial, OnClosed, PoolKey, handshake
 from ambit.protocol.hbone import HboneSettings, request_headers
+from ambit.proxy.records import OUTBOUND, ConnectionRecord
 from ambit.routing import (
     FLAG_CONNECT,
     FLAG_DENY,
@@ -52,11 +53,11 @@ from ambit.routing import (
     outbound_candidates,
 )
 from ambit.ztunnel import accesslog
-from ambit.ztunnel.accesslog import AccessRecord, format_address
+from ambit.ztunnel.accesslog import format_address
 from ambit.ztunnel.certs import WorkloadCredentials
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
-from ambit.ztunnel.metrics import SOURCE, ConnectionMetrics, tcp_labels
+from ambit.ztunnel.metrics import ConnectionMetrics
 from ambit.ztunnel.sockets import Address, OriginalDestinationError, SocketFactory
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class OutboundHandler:
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         src: Address = (str(peer[0]), int(peer[1])) if peer else ("", 0)
-        record = _Record(self, src, started)
+        tracker = _OutboundTracker(self, src, started)
         try:
             try:
                 dst = self.sockets.original_destination(transport)
@@ -125,34 +126,34 @@ class OutboundHandler:
                 raise _Stop(
                     f"cannot read the original destination: {exc}", FLAG_NONE, accesslog.ERROR
                 ) from exc
-            record.dst = dst
+            tracker.dst = dst
             if local and (str(local[0]), int(local[1])) == dst:
                 raise _Stop(
                     "connection was not redirected (made to the listener itself)",
                     FLAG_NONE,
                     accesslog.REFUSED,
                 )
-            await self._route(client, src, dst, record)
+            await self._route(client, src, dst, tracker)
         except _Stop as stop:
             client.abort()
-            record.finish(stop.outcome, stop.flags, str(stop))
+            tracker.finish(stop.outcome, stop.flags, str(stop))
         except asyncio.CancelledError:
             client.abort()
-            record.finish(accesslog.ERROR, FLAG_NONE, "cancelled (drain deadline or shutdown)")
+            tracker.finish(accesslog.ERROR, FLAG_NONE, "cancelled (drain deadline or shutdown)")
             raise
         except Exception as exc:  # a bug: never let it escape into the loop's handler
             log.exception("outbound connection from %s failed", format_address(src))
             client.abort()
-            record.finish(accesslog.ERROR, FLAG_NONE, f"internal error: {exc!r}")
+            tracker.finish(accesslog.ERROR, FLAG_NONE, f"internal error: {exc!r}")
 
-    async def _route(self, client: TcpDuplex, src: Address, dst: Address, record: _Record) -> None:
+    async def _route(self, client: TcpDuplex, src: Address, dst: Address, tracker: _OutboundTracker) -> None:
         inputs, config = self.inputs, self.inputs.config
         snapshot = inputs.state.ready(self.pod.uid)
         if snapshot is None:
             if not config.in_cluster(dst[0]):
                 # outside the cluster: plain TCP, no need to wait for the config
-                upstream = await self._connect_passthrough(dst, src, record, None, None)
-                self._join(client, upstream, record)
+                upstream = await self._connect_passthrough(dst, src, tracker, None, None)
+                self._join(client, upstream, tracker)
                 return
             snapshot = await inputs.state.wait_ready(self.pod.uid, config.sync_timeout)
             if snapshot is None:
@@ -163,40 +164,40 @@ class OutboundHandler:
                 )
                 raise _Stop(f"{reason}; refusing in-cluster destination", FLAG_NONE, accesslog.REFUSED)
         source = snapshot.workloads[self.pod.uid]
-        record.source = source
+        tracker.source = source
         candidates = outbound_candidates(
             snapshot, source, dst[0], dst[1], cluster_cidrs=config.cluster_cidrs, rng=inputs.rng
         )
         if isinstance(candidates, RouteError):
             raise _Stop(candidates.reason, FLAG_NONE, accesslog.REFUSED)
-        upstream = await self._first_that_connects(candidates[: config.outbound_attempts], src, record)
-        self._join(client, upstream, record)
+        upstream = await self._first_that_connects(candidates[: config.outbound_attempts], src, tracker)
+        self._join(client, upstream, tracker)
 
     async def _first_that_connects(
-        self, candidates: list[OutboundPlan], src: Address, record: _Record
+        self, candidates: list[OutboundPlan], src: Address, tracker: _OutboundTracker
     ) -> Duplex:
         errors: list[str] = []
         for plan in candidates:
-            record.plan = plan
+            tracker.plan = plan
             try:
                 if isinstance(plan, HbonePlan):
                     return await self._open_hbone(plan, src)
-                return await self._connect_passthrough(plan.address, src, record, plan, plan.endpoint)
+                return await self._connect_passthrough(plan.address, src, tracker, plan, plan.endpoint)
             except TunnelRejected as exc:
                 if exc.status != 503:
                     flags = FLAG_DENY if exc.status == 401 else FLAG_CONNECT
                     outcome = accesslog.DENIED if exc.status == 401 else accesslog.REFUSED
-                    record.count_open(plan)
+                    tracker.count_open()
                     raise _Stop(f"{_describe(plan)} answered {exc.status}", flags, outcome) from exc
                 errors.append(f"{_describe(plan)}: 503")
             except SecretUnavailable as exc:
-                record.count_open(plan)
+                tracker.count_open()
                 raise _Stop(str(exc), FLAG_IDENTITY, accesslog.REFUSED) from exc
             except (OSError, PeerIdentityError) as exc:
                 errors.append(f"{_describe(plan)}: {exc or type(exc).__name__}")
             if plan is not candidates[-1]:
                 log.info("outbound %s: %s; trying the next endpoint", format_address(src), errors[-1])
-        record.count_open(record.plan)
+        tracker.count_open()
         raise _Stop("no endpoint could be reached: " + "; ".join(errors), FLAG_CONNECT, accesslog.ERROR)
 
     async def _open_hbone(self, plan: HbonePlan, src: Address) -> Duplex:
@@ -209,7 +210,7 @@ class OutboundHandler:
         self,
         dst: Address,
         src: Address,
-        record: _Record,
+        tracker: _OutboundTracker,
         plan: PassthroughPlan | None,
         endpoint: Workload | None,
     ) -> Duplex:
@@ -220,15 +221,15 @@ class OutboundHandler:
             )
         except OSError as exc:
             if plan is None:  # the only way out (external, before sync): nothing to retry
-                record.count_open(None)
+                tracker.count_open()
                 raise _Stop(
                     f"connect to {format_address(dst)}: {exc}", FLAG_CONNECT, accesslog.ERROR
                 ) from exc
             raise
 
-    def _join(self, client: TcpDuplex, upstream: Duplex, record: _Record) -> None:
-        record.count_open(record.plan)
-        join(client, upstream, record.relay_done, group=self.relays)
+    def _join(self, client: TcpDuplex, upstream: Duplex, tracker: _OutboundTracker) -> None:
+        tracker.count_open()
+        join(client, upstream, tracker.relay_done, group=self.relays)
 
 
 def _describe(plan: OutboundPlan) -> str:
@@ -237,10 +238,11 @@ def _describe(plan: OutboundPlan) -> str:
     return f"TCP {format_address(plan.address)}"
 
 
-class _Record:
-    """Metrics and the access-log line of one outbound connection, written once."""
+class _OutboundTracker:
+    """One outbound connection's telemetry: its :class:`ConnectionRecord` (made once), its metrics
+    (reporter ``source``) and its access-log line, written once when it ends."""
 
-    __slots__ = ("done", "dst", "handler", "metrics", "plan", "source", "src", "started")
+    __slots__ = ("done", "dst", "handler", "metrics", "plan", "record", "source", "src", "started")
 
     def __init__(self, handler: OutboundHandler, src: Address, started: float) -> None:
         self.handler = handler
@@ -248,25 +250,40 @@ class _Record:
         self.started = started
         self.dst: Address | None = None
         self.source: Workload | None = None
-        self.plan: OutboundPlan | None = None
+        self.plan: OutboundPlan | None = None  # the candidate being tried, then the one that carried it
         self.metrics: ConnectionMetrics | None = None
+        self.record: ConnectionRecord | None = None  # made when counted as opened, or at the end
         self.done = False
 
-    def count_open(self, plan: OutboundPlan | None) -> None:
-        """Count the connection as opened (once), labelled with ``plan``'s destination."""
-        if self.metrics is not None:
-            return
-        hbone = isinstance(plan, HbonePlan)
-        labels = tcp_labels(
-            SOURCE,
-            source=self.source,
-            source_principal=self.handler.pod.identity,
-            destination=plan.endpoint if plan is not None else None,
-            destination_principal=plan.destination_identity if isinstance(plan, HbonePlan) else None,
-            service=plan.service if plan is not None else None,
-            mutual_tls=hbone,
-        )
-        self.metrics = self.handler.inputs.metrics.connection(labels)
+    def connection_record(self) -> ConnectionRecord:
+        """The connection as known now, labelled with the plan's destination (made once: the facts
+        are settled when it is first asked for)."""
+        record = self.record
+        if record is None:
+            plan, pod = self.plan, self.handler.pod
+            endpoint = plan.endpoint if plan is not None else None
+            hbone = plan if isinstance(plan, HbonePlan) else None
+            record = self.record = ConnectionRecord(
+                direction=OUTBOUND,
+                src_addr=self.src,
+                dst_addr=self.dst,
+                hbone_addr=hbone.authority if hbone is not None else None,
+                source=self.source,
+                source_name=pod.name,
+                source_namespace=pod.namespace,
+                source_principal=pod.identity,
+                destination=endpoint,
+                destination_name=endpoint.name if endpoint is not None else None,
+                destination_namespace=endpoint.namespace if endpoint is not None else None,
+                destination_principal=hbone.destination_identity if hbone is not None else None,
+                service=plan.service if plan is not None else None,
+            )
+        return record
+
+    def count_open(self) -> None:
+        """Count the connection as opened (once), labelled with the current plan's destination."""
+        if self.metrics is None:
+            self.metrics = self.handler.inputs.metrics.open(self.connection_record())
 
     def relay_done(self, result: RelayResult) -> None:
         """Both ends of the relayed connection are closed."""
@@ -287,29 +304,12 @@ class _Record:
         self.done = True
         if self.metrics is not None:
             self.metrics.close(received=received, sent=sent, response_flags=flags)
-        plan = self.plan
-        endpoint = plan.endpoint if plan is not None else None
-        service = plan.service if plan is not None else None
-        pod = self.handler.pod
-        duration = (asyncio.get_running_loop().time() - self.started) * 1000.0
         accesslog.emit(
-            AccessRecord(
-                direction=accesslog.OUTBOUND,
-                src_addr=format_address(self.src),
-                dst_addr=format_address(self.dst),
-                bytes_sent=received,
-                bytes_recv=sent,
-                duration_ms=duration,
-                outcome=outcome,
-                response_flags=flags,
-                dst_hbone_addr=plan.authority if isinstance(plan, HbonePlan) else None,
-                src_workload=pod.name,
-                src_namespace=pod.namespace,
-                src_identity=str(pod.identity),
-                dst_service=service.hostname if service is not None else None,
-                dst_workload=endpoint.name if endpoint is not None else None,
-                dst_namespace=endpoint.namespace if endpoint is not None else None,
-                dst_identity=str(plan.destination_identity) if isinstance(plan, HbonePlan) else None,
-                error=error,
-            )
+            self.connection_record(),
+            outcome=outcome,
+            bytes_sent=received,
+            bytes_recv=sent,
+            duration_ms=(asyncio.get_running_loop().time() - self.started) * 1000.0,
+            response_flags=flags,
+            error=error,
         )

@@ -1,0 +1,1 @@
+"""What every proxy shares (ztunnel and waypoint)."""
