@@ -44,7 +44,9 @@ identity of an endpoint of the waypoint the pod or one of its services is bound 
 does: a waypoint terminates the client's tunnel, so its TCP address is its own and only the header
 names the real client. From anyone else the header is ignored, since a client could otherwise claim
 any source IP and slip past a ``source_ips`` policy. ``forwarded: host=`` names the service the
-client addressed (for telemetry only), if it is one of the pod's.
+client addressed (for telemetry only), if it is one of the pod's. On the source side,
+:func:`answer_refusal` says what the destination's answer means: ``503`` tries the next candidate,
+``401`` is a denial, anything else a connect failure.
 """
 
 from __future__ import annotations
@@ -542,6 +544,17 @@ def plan_inbound(
     is what counts.
     """
     return _inbound(snapshot, local, target_ip, target_port, peer=peer, source_ip=source_ip)
+
+
+def answer_refusal(status: int, reason: str) -> InboundRefusal | None:
+    """What a destination's answer ``status`` to our CONNECT means for the source: None for ``503``
+    (the endpoint could not reach its app: the next candidate is tried); else the refusal that ends
+    the attempts, a denial for ``401`` (``DENY``), a connect failure for any other (``CONNECT``)."""
+    if status == 503:
+        return None
+    if status == 401:
+        return InboundRefusal.denied(reason)
+    return InboundRefusal(status, reason, FLAG_CONNECT)
 
 
 def plan_inbound_plaintext(

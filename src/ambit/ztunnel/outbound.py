@@ -50,6 +50,7 @@ from ambit.routing import (
     OutboundPlan,
     PassthroughPlan,
     RouteError,
+    answer_refusal,
     outbound_candidates,
 )
 from ambit.ztunnel import accesslog
@@ -184,11 +185,11 @@ class OutboundHandler:
                     return await self._open_hbone(plan, src)
                 return await self._connect_passthrough(plan.address, src, tracker, plan, plan.endpoint)
             except TunnelRejected as exc:
-                if exc.status != 503:
-                    flags = FLAG_DENY if exc.status == 401 else FLAG_CONNECT
-                    outcome = accesslog.DENIED if exc.status == 401 else accesslog.REFUSED
+                refusal = answer_refusal(exc.status, f"{_describe(plan)} answered {exc.status}")
+                if refusal is not None:
                     tracker.count_open()
-                    raise _Stop(f"{_describe(plan)} answered {exc.status}", flags, outcome) from exc
+                    outcome = accesslog.DENIED if refusal.flag == FLAG_DENY else accesslog.REFUSED
+                    raise _Stop(refusal.reason, refusal.flag, outcome) from exc
                 errors.append(f"{_describe(plan)}: 503")
             except SecretUnavailable as exc:
                 tracker.count_open()

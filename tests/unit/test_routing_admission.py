@@ -1,5 +1,6 @@
-"""Who an inbound HBONE CONNECT is from (routing.inbound_source): the identity, the source IP that
-counts (``forwarded`` only from the pod's waypoint) and the service the client addressed."""
+"""The pure admission steps in routing: who an inbound HBONE CONNECT is from (``inbound_source``: the
+identity, the source IP that counts — ``forwarded`` only from the pod's waypoint — and the service the
+client addressed), and refusals as one value (status, reason, response flag)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import pytest
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import PortMapping, Service, ServicePort, TunnelProtocol, WaypointRef, Workload
 from ambit.routing import (
+    FLAG_CONNECT,
     FLAG_DENY,
     FLAG_NONE,
     InboundRefusal,
     InboundSource,
+    answer_refusal,
     inbound_source,
     service_for,
     source_ip_for,
@@ -168,3 +171,17 @@ def test_inbound_source(
 def test_a_refusal_carries_its_status_and_flag(refusal: InboundRefusal, flag: str) -> None:
     assert refusal.flag == flag
     assert (refusal.status == 401) == (flag == FLAG_DENY)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (503, None),  # the endpoint could not reach its app: the next candidate is tried
+        (401, InboundRefusal(401, "answered", FLAG_DENY)),
+        (400, InboundRefusal(400, "answered", FLAG_CONNECT)),
+        (404, InboundRefusal(404, "answered", FLAG_CONNECT)),
+        (500, InboundRefusal(500, "answered", FLAG_CONNECT)),
+    ],
+)
+def test_answer_refusal(status: int, expected: InboundRefusal | None) -> None:
+    assert answer_refusal(status, "answered") == expected
