@@ -34,7 +34,19 @@ Inbound (:func:`plan_inbound` for HBONE on 15008, :func:`plan_inbound_plaintext`
 workload is looked up again in the snapshot by uid (its current addresses and policy list; gone →
 503); the target IP must be one of its addresses (400 "IP mismatch", as ztunnel); the target port
 must be a valid port that is not one of ztunnel's own (400); then L4 authorization over
-``snapshot.policies_for(workload)`` (denied → 401 with the reason).
+``snapshot.policies_for(workload)`` (denied → 401 with the reason). A refusal is one value: the
+status, the response flag the telemetry records (``DENY`` for a denial) and the reason.
+
+Before that, :func:`inbound_source` says who an HBONE CONNECT is from: the client must be a workload
+identity (a node identity never is a client: 401), and the source IP is the TCP peer's address —
+``forwarded: for=`` counts only from the destination's own waypoint (a workload presenting the
+identity of an endpoint of the waypoint the pod or one of its services is bound to), as ztunnel
+does: a waypoint terminates the client's tunnel, so its TCP address is its own and only the header
+names the real client. From anyone else the header is ignored, since a client could otherwise claim
+any source IP and slip past a ``source_ips`` policy. ``forwarded: host=`` names the service the
+client addressed (for telemetry only), if it is one of the pod's. On the source side,
+:func:`answer_refusal` says what the destination's answer means: ``503`` tries the next candidate,
+``401`` is a denial, anything else a connect failure.
 """
 
 from __future__ import annotations
@@ -46,7 +58,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ambit.authz import Decision, authorize, connection_for
-from ambit.model.identity import Identity, IdentityError
+from ambit.model.identity import Identity, IdentityError, NodeIdentity
 from ambit.model.workload import (
     HBONE_PORT,
     HealthStatus,
@@ -56,6 +68,7 @@ from ambit.model.workload import (
     WaypointRef,
     Workload,
 )
+from ambit.protocol.forwarded import Headers, parse_forwarded
 from ambit.state.snapshot import Snapshot
 
 # ztunnel's own ports: never a valid inbound target (facts §1.1).
@@ -63,6 +76,14 @@ ZTUNNEL_PORTS = frozenset({15000, 15001, 15006, 15008, 15020, 15021, 15053})
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Response flags (Istio's ztunnel set, plus "-" for none): why a connection failed, as the metrics
+# and the access log record it.
+FLAG_NONE = "-"
+FLAG_DENY = "DENY"
+FLAG_CONNECT = "CONNECT"
+FLAG_IDENTITY = "IDENTITY_ERROR"
+FLAG_TLS = "TLS_FAILURE"
 
 
 # --- plans ----------------------------------------------------------------------------------------
@@ -107,8 +128,25 @@ class InboundPlan:
 
 @dataclass(frozen=True, slots=True)
 class InboundRefusal:
-    status: int  # 400 malformed / wrong target, 401 denied, 503 unknown
+    """An inbound connection is refused: the status answered, why, and the response flag recorded."""
+
+    status: int  # 400 malformed / wrong target, 401 denied, 503 unknown or unreachable
     reason: str
+    flag: str = FLAG_NONE  # FLAG_DENY with 401; FLAG_CONNECT when the app could not be reached
+
+    @classmethod
+    def denied(cls, reason: str) -> InboundRefusal:
+        """Refused by policy (or the client's identity): 401, ``DENY``."""
+        return cls(401, reason, FLAG_DENY)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSource:
+    """Who an HBONE CONNECT is from, as authorization and the telemetry see it."""
+
+    peer: Identity  # the verified client identity (a workload's)
+    ip: str  # the source IP authorization sees and the app is connected from
+    service: Service | None  # the service the client addressed (``forwarded host=``), if one of the pod's
 
 
 def format_authority(host: str, port: int) -> str:
@@ -395,6 +433,63 @@ def outbound_candidates(
 # --- inbound --------------------------------------------------------------------------------------
 
 
+def waypoint_identities(snapshot: Snapshot, local: Workload) -> frozenset[Identity]:
+    """The identities of the endpoints of every waypoint ``local`` (or one of its services) uses."""
+    refs = [local.waypoint] if local.waypoint is not None else []
+    for key, _ports in local.services:
+        service = snapshot.services.get(key)
+        if service is not None and service.waypoint is not None:
+            refs.append(service.waypoint)
+    identities: set[Identity] = set()
+    for ref in refs:
+        for endpoint in snapshot.endpoints(f"{ref.namespace}/{ref.hostname}"):
+            identities.add(endpoint.identity)
+    return frozenset(identities)
+
+
+def source_ip_for(
+    peer_address: tuple[str, int] | None,
+    forwarded_for: str | None,
+    peer: Identity,
+    snapshot: Snapshot,
+    local: Workload,
+) -> str:
+    """The client IP authorization sees: ``forwarded for=`` from the pod's waypoint, else the TCP peer."""
+    if forwarded_for is not None and peer in waypoint_identities(snapshot, local):
+        return forwarded_for
+    return peer_address[0] if peer_address is not None else ""
+
+
+def service_for(snapshot: Snapshot, local: Workload, host: str | None) -> Service | None:
+    """The service the client addressed (``forwarded host=``), if it is one of ``local``'s."""
+    if host is None:
+        return None
+    for key, _ports in local.services:
+        service = snapshot.services.get(key)
+        if service is not None and service.hostname == host:
+            return service
+    return None
+
+
+def inbound_source(
+    snapshot: Snapshot,
+    local: Workload,
+    peer: Identity | NodeIdentity | None,
+    peer_address: tuple[str, int] | None,
+    headers: Headers,
+) -> InboundSource | InboundRefusal:
+    """Who a CONNECT to ``local`` from ``peer`` (verified) at ``peer_address`` is from; a node
+    identity (or none) is refused (401)."""
+    if not isinstance(peer, Identity):
+        return InboundRefusal.denied(f"peer {peer} is not a workload identity")
+    forwarded_for, host = parse_forwarded(headers)
+    return InboundSource(
+        peer,
+        source_ip_for(peer_address, forwarded_for, peer, snapshot, local),
+        service_for(snapshot, local, host),
+    )
+
+
 def _inbound(
     snapshot: Snapshot,
     local: Workload,
@@ -425,7 +520,7 @@ def _inbound(
         connection_for(peer, source_ip, target_ip, target_port), snapshot.policies_for(current)
     )
     if not decision.allowed:
-        return InboundRefusal(401, decision.reason)
+        return InboundRefusal.denied(decision.reason)
     return InboundPlan(current, (target_ip, target_port), decision)
 
 
@@ -449,6 +544,17 @@ def plan_inbound(
     is what counts.
     """
     return _inbound(snapshot, local, target_ip, target_port, peer=peer, source_ip=source_ip)
+
+
+def answer_refusal(status: int, reason: str) -> InboundRefusal | None:
+    """What a destination's answer ``status`` to our CONNECT means for the source: None for ``503``
+    (the endpoint could not reach its app: the next candidate is tried); else the refusal that ends
+    the attempts, a denial for ``401`` (``DENY``), a connect failure for any other (``CONNECT``)."""
+    if status == 503:
+        return None
+    if status == 401:
+        return InboundRefusal.denied(reason)
+    return InboundRefusal(status, reason, FLAG_CONNECT)
 
 
 def plan_inbound_plaintext(

@@ -33,6 +33,7 @@ from ambit.model.workload import (
     Workload,
 )
 from ambit.routing import (
+    FLAG_DENY,
     ZTUNNEL_PORTS,
     HbonePlan,
     InboundPlan,
@@ -505,7 +506,7 @@ def test_inbound_port_out_of_range(port: int) -> None:
 
 def test_inbound_denied_401_with_reason() -> None:
     refusal = inbound(snap(LOCAL, ALLOW_CURL), "10.244.2.5", 8080, peer=OTHER)
-    assert refusal == InboundRefusal(401, "no ALLOW policy matched")
+    assert refusal == InboundRefusal(401, "no ALLOW policy matched", FLAG_DENY)
 
 
 def test_inbound_allowed_by_policy() -> None:
@@ -552,7 +553,7 @@ def test_plaintext_picks_the_source_family() -> None:
 
 def test_plaintext_refused_by_allow_policy_needing_identity() -> None:
     refusal = plan_inbound_plaintext(snap(LOCAL, ALLOW_CURL), LOCAL, 8080, source_ip="10.244.1.2")
-    assert refusal == InboundRefusal(401, "no ALLOW policy matched")
+    assert refusal == InboundRefusal(401, "no ALLOW policy matched", FLAG_DENY)
 
 
 def test_plaintext_to_a_ztunnel_port_refused() -> None:

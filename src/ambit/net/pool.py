@@ -8,14 +8,22 @@ opened. Concurrent requests that find no room wait for one shared connect instea
 opening their own. A stream the server never processed (GOAWAY / REFUSED_STREAM) is retried once
 on a new connection. Idle connections close themselves (`Timeouts.idle`), and closed ones leave
 the pool through their close callback.
+
+**The dialer travels with the request** (as httpcore passes per-request extensions): `open_stream(key,
+..., dial=)` hands the request's `Dial` to the `Connector` when a new connection is needed, e.g. one
+that makes the TCP socket inside the source pod's network namespace. The pool keeps no map from keys
+to dialers: a connection made for a key was dialled by the request that needed it (concurrent
+requests for the key share that one connect).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.net.hbone import (
@@ -27,6 +35,7 @@ from ambit.net.hbone import (
     connect_hbone,
     finish_open,
 )
+from ambit.net.tls import open_tls
 from ambit.protocol.hbone import HboneSettings
 
 
@@ -38,7 +47,14 @@ class PoolKey:
     source_ip: str | None = None
 
 
-Connector = Callable[[PoolKey, Callable[[HboneConnectionProtocol], None]], Awaitable[HboneClientConnection]]
+Dial = Callable[[PoolKey], Awaitable[socket.socket]]
+"""Makes the connected, non-blocking TCP socket a new connection for the key runs over."""
+
+OnClosed = Callable[[HboneConnectionProtocol], None]
+
+Connector = Callable[[PoolKey, OnClosed, Dial | None], Awaitable[HboneClientConnection]]
+"""Opens a client connection for the key (TCP via the request's `Dial`, or the connector's own
+way when there is none; then TLS and the HTTP/2 preface); `on_closed` is called when it closes."""
 
 
 class HbonePool:
@@ -62,17 +78,24 @@ class HbonePool:
         return list(self._conns.get(key, ()))
 
     async def open_stream(
-        self, key: PoolKey, authority: str, headers: tuple[tuple[str, str], ...] = ()
+        self,
+        key: PoolKey,
+        authority: str,
+        headers: tuple[tuple[str, str], ...] = (),
+        *,
+        dial: Dial | None = None,
     ) -> HboneStream:
-        """A CONNECT stream to `authority` over a pooled connection for `key`; 200 or an exception."""
+        """A CONNECT stream to `authority` over a pooled connection for `key`; 200 or an exception.
+
+        `dial` makes the TCP socket if a new connection is opened for this request."""
         try:
-            return await finish_open(await self._reserve(key, authority, headers))
+            return await finish_open(await self._reserve(key, authority, headers, dial))
         except StreamRefused:
-            conn = await self._connect(key)
+            conn = await self._connect(key, dial)
             return await finish_open(conn.reserve(authority, headers))
 
     async def _reserve(
-        self, key: PoolKey, authority: str, headers: tuple[tuple[str, str], ...]
+        self, key: PoolKey, authority: str, headers: tuple[tuple[str, str], ...], dial: Dial | None
     ) -> HboneStream:
         while True:
             conn = self._find(key)
@@ -83,7 +106,7 @@ class HbonePool:
                 # Someone is connecting for this key: wait and try to fit on it (or the next one).
                 await asyncio.shield(pending)
                 continue
-            conn = await self._connect(key)
+            conn = await self._connect(key, dial)
             if conn.is_usable:
                 return conn.reserve(authority, headers)
 
@@ -93,12 +116,12 @@ class HbonePool:
                 return conn
         return None
 
-    async def _connect(self, key: PoolKey) -> HboneClientConnection:
+    async def _connect(self, key: PoolKey, dial: Dial | None) -> HboneClientConnection:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[HboneClientConnection] = loop.create_future()
         self._connecting[key] = fut
         try:
-            conn = await self._connector(key, lambda proto: self._on_closed(key, proto))
+            conn = await self._connector(key, lambda proto: self._on_closed(key, proto), dial)
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()
@@ -137,6 +160,34 @@ class HbonePool:
         self._conns.clear()
 
 
+async def handshake(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    key: PoolKey,
+    on_closed: OnClosed,
+    *,
+    settings: HboneSettings | None = None,
+    timeouts: Timeouts | None = None,
+) -> HboneClientConnection:
+    """TLS and the HTTP/2 preface on a dialled socket; the server must present exactly `key.destination`
+    (checked before any byte is sent)."""
+    t = timeouts or Timeouts()
+
+    def factory() -> HboneConnectionProtocol:
+        return HboneConnectionProtocol(
+            client_side=True,
+            settings=settings,
+            timeouts=t,
+            expected_peer=key.destination,
+            on_closed=on_closed,
+        )
+
+    _transport, protocol = await open_tls(sock, context, factory, handshake_timeout=t.handshake)
+    proto = cast(HboneConnectionProtocol, protocol)
+    await proto.ready
+    return HboneClientConnection(proto)
+
+
 def tls_connector(
     client_context: Callable[[Identity], ssl.SSLContext],
     *,
@@ -144,15 +195,18 @@ def tls_connector(
     timeouts: Timeouts | None = None,
 ) -> Connector:
     """A Connector that dials `key.address` with the *source* identity's certificate, binds the
-    source IP when the key has one, and requires the server to present exactly `key.destination`."""
+    source IP when the key has one (or uses the request's `Dial`), and requires the server to present
+    exactly `key.destination`."""
 
-    async def connect(
-        key: PoolKey, on_closed: Callable[[HboneConnectionProtocol], None]
-    ) -> HboneClientConnection:
+    async def connect(key: PoolKey, on_closed: OnClosed, dial: Dial | None) -> HboneClientConnection:
+        context = client_context(key.source)
+        if dial is not None:
+            sock = await dial(key)
+            return await handshake(sock, context, key, on_closed, settings=settings, timeouts=timeouts)
         return await connect_hbone(
             key.address[0],
             key.address[1],
-            client_context(key.source),
+            context,
             key.destination,
             settings=settings,
             timeouts=timeouts,

@@ -40,6 +40,7 @@ from h2.errors import ErrorCodes
 
 from ambit.protocol import h2tuning
 from ambit.protocol.authority import format_authority, parse_authority
+from ambit.protocol.forwarded import format_forwarded
 from ambit.protocol.h2fastpath import H2_DEFAULT_WINDOW, H2FastPath, SendStream
 from ambit.protocol.hbone_events import (
     ConnectionAborted,
@@ -126,13 +127,7 @@ def request_headers(
     """
     headers: list[tuple[str, str]] = []
     if source_ip is not None:
-        node = f"[{source_ip}]" if ":" in source_ip else source_ip
-        if source_port is not None:
-            node = f"{node}:{source_port}"
-        value = f'for="{node}"'
-        if host:
-            value += f";host={host}"
-        headers.append(("forwarded", value))
+        headers.append(("forwarded", format_forwarded(source_ip, source_port=source_port, host=host)))
     if baggage:
         headers.append(("baggage", baggage))
     if traceparent:

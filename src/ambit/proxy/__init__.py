@@ -13,4 +13,5 @@
 | `admin` | `AdminServers`: admin (/config_dump, /quitquitquit), metrics, readiness; fed by callables |
 | `state_waiter` | `StateWaiter`: the sync gate (config synced and holding a workload), with a timed wait |
 | `control_plane` | `ControlPlaneLink`: node credential, xDS-fed store, CA client, cache restore, write-back |
+| `records` | `ConnectionRecord`: one per connection; metrics labels and the access-log line come from it |
 """

@@ -2,7 +2,9 @@
 
 The line is a JSON object logged at INFO on the logger ``ambit.ztunnel.access`` (so it can be routed,
 filtered or silenced like any logger; the record also carries the dict as ``record.access``). Keys
-follow ztunnel's access log, and every key is always present (``null`` when unknown):
+follow ztunnel's access log, and every key is always present (``null`` when unknown). The line is made
+from the connection's :class:`~ambit.proxy.records.ConnectionRecord` (the same value the metrics
+labels come from) and how it ended:
 
 | key | meaning |
 |---|---|
@@ -23,15 +25,27 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
+
+from ambit.proxy.records import INBOUND, INBOUND_PLAINTEXT, OUTBOUND, Address, ConnectionRecord
 
 ACCESS_LOGGER = "ambit.ztunnel.access"
 log = logging.getLogger(ACCESS_LOGGER)
 
-OUTBOUND = "outbound"
-INBOUND = "inbound"
-INBOUND_PLAINTEXT = "inbound_plaintext"
+__all__ = [
+    "ACCESS_LOGGER",
+    "DENIED",
+    "ERROR",
+    "INBOUND",
+    "INBOUND_PLAINTEXT",
+    "OK",
+    "OUTBOUND",
+    "REFUSED",
+    "emit",
+    "format_address",
+    "format_line",
+    "line",
+]
 
 OK = "ok"
 DENIED = "denied"
@@ -39,7 +53,7 @@ REFUSED = "refused"
 ERROR = "error"
 
 
-def format_address(address: tuple[str, int] | None) -> str | None:
+def format_address(address: Address | None) -> str | None:
     """``ip:port``, IPv6 in brackets; None stays None."""
     if address is None:
         return None
@@ -47,56 +61,70 @@ def format_address(address: tuple[str, int] | None) -> str | None:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@dataclass(frozen=True, slots=True)
-class AccessRecord:
-    """Everything one access-log line says about a connection."""
-
-    direction: str
-    src_addr: str | None
-    dst_addr: str | None
-    bytes_sent: int
-    bytes_recv: int
-    duration_ms: float
-    outcome: str
-    response_flags: str = "-"
-    dst_hbone_addr: str | None = None
-    src_workload: str | None = None
-    src_namespace: str | None = None
-    src_identity: str | None = None
-    dst_service: str | None = None
-    dst_workload: str | None = None
-    dst_namespace: str | None = None
-    dst_identity: str | None = None
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "direction": self.direction,
-            "src.addr": self.src_addr,
-            "src.workload": self.src_workload,
-            "src.namespace": self.src_namespace,
-            "src.identity": self.src_identity,
-            "dst.addr": self.dst_addr,
-            "dst.hbone_addr": self.dst_hbone_addr,
-            "dst.service": self.dst_service,
-            "dst.workload": self.dst_workload,
-            "dst.namespace": self.dst_namespace,
-            "dst.identity": self.dst_identity,
-            "bytes_sent": self.bytes_sent,
-            "bytes_recv": self.bytes_recv,
-            "duration_ms": round(self.duration_ms, 3),
-            "outcome": self.outcome,
-            "response_flags": self.response_flags,
-            "error": self.error,
-        }
+def _text(value: object | None) -> str | None:
+    return None if value is None else str(value)
 
 
-def format_line(record: AccessRecord) -> str:
-    """The JSON line for ``record`` (one line: no embedded newlines, keys in a fixed order)."""
-    return json.dumps(record.as_dict(), separators=(",", ":"), ensure_ascii=True)
+def line(
+    record: ConnectionRecord,
+    *,
+    outcome: str,
+    bytes_sent: int,
+    bytes_recv: int,
+    duration_ms: float,
+    response_flags: str = "-",
+    error: str | None = None,
+) -> dict[str, Any]:
+    """Everything the access-log line says about the connection ``record`` and how it ended.
+
+    ``bytes_sent`` is from the client toward the server, ``bytes_recv`` back to the client.
+    """
+    service = record.service
+    return {
+        "direction": record.direction,
+        "src.addr": format_address(record.src_addr),
+        "src.workload": record.source_name,
+        "src.namespace": record.source_namespace,
+        "src.identity": _text(record.source_principal),
+        "dst.addr": format_address(record.dst_addr),
+        "dst.hbone_addr": record.hbone_addr,
+        "dst.service": service.hostname if service is not None else None,
+        "dst.workload": record.destination_name,
+        "dst.namespace": record.destination_namespace,
+        "dst.identity": _text(record.destination_principal),
+        "bytes_sent": bytes_sent,
+        "bytes_recv": bytes_recv,
+        "duration_ms": round(duration_ms, 3),
+        "outcome": outcome,
+        "response_flags": response_flags,
+        "error": error,
+    }
 
 
-def emit(record: AccessRecord) -> None:
-    """Log ``record`` at INFO on ``ambit.ztunnel.access`` (no work when that level is off)."""
+def format_line(fields: dict[str, Any]) -> str:
+    """The JSON line for ``fields`` (one line: no embedded newlines, keys in a fixed order)."""
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
+
+
+def emit(
+    record: ConnectionRecord,
+    *,
+    outcome: str,
+    bytes_sent: int,
+    bytes_recv: int,
+    duration_ms: float,
+    response_flags: str = "-",
+    error: str | None = None,
+) -> None:
+    """Log the line of ``record`` at INFO on ``ambit.ztunnel.access`` (no work when that level is off)."""
     if log.isEnabledFor(logging.INFO):
-        log.info(format_line(record), extra={"access": record.as_dict()})
+        fields = line(
+            record,
+            outcome=outcome,
+            bytes_sent=bytes_sent,
+            bytes_recv=bytes_recv,
+            duration_ms=duration_ms,
+            response_flags=response_flags,
+            error=error,
+        )
+        log.info(format_line(fields), extra={"access": fields})

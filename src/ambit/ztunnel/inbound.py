@@ -5,175 +5,44 @@ Each local pod has its own :class:`~ambit.net.hbone.HboneServer` presenting **th
 For each well-formed CONNECT (facts §1.3, DESIGN §2):
 
 1. wait (up to ``sync_timeout``) until the config has synced and holds this pod, else ``503``;
-2. the client must be a workload identity (a node identity never is a client): else ``401``;
-3. the source IP is the TCP peer's address — see :func:`source_ip_for` for when ``forwarded`` counts;
-4. :func:`~ambit.routing.plan_inbound` checks the target (``400`` wrong IP or a ztunnel port) and L4
-   authorization (``401``); the refusal's status is the answer;
-5. connect the app at ``plan.upstream`` from the client's IP (``IP_TRANSPARENT`` in production,
-   marked ``0x539``); refused or timed out → ``503``;
-6. if the config changed while connecting, decide again on the new snapshot; then ``200`` and
+2. :func:`~ambit.routing.inbound_source`: the client must be a workload identity (a node identity
+   never is a client), else ``401``; the source IP is the TCP peer's address, or ``forwarded: for=``
+   when the client is the pod's own waypoint (see :mod:`ambit.routing`);
+3. :func:`~ambit.routing.plan_inbound` checks the target (``400`` wrong IP or a ztunnel port) and L4
+   authorization (``401``); the refusal (status, response flag, reason) is the answer;
+4. connect the app at ``plan.upstream`` from the client's IP (``IP_TRANSPARENT`` in production,
+   marked ``0x539``); refused or timed out → ``503`` (``CONNECT``);
+5. if the config changed while connecting, decide again on the new snapshot; then ``200`` and
    register the connection (:mod:`ambit.ztunnel.connections`) *in the same step*, so no policy
    change can slip between the decision and the registration;
-7. join the stream and the app's connection (:func:`~ambit.net.duplex.join`: the handler's task ends
+6. join the stream and the app's connection (:func:`~ambit.net.duplex.join`: the handler's task ends
    here, the bytes move in callbacks) with half-close; when both ends are closed, metrics (reporter
    ``destination``, ``mutual_tls``) and the access log.
 
-**Which source IP counts.** In in-pod mode the client's ztunnel dials from inside the client pod's
-namespace, so the TCP source address of an HBONE connection *is* the client pod's IP; ambit uses it
-for authorization and spoofs it toward the app. ``forwarded: for=`` is parsed (:func:`parse_forwarded`)
-but trusted only from the destination's own waypoint (a workload presenting the identity of an
-endpoint of the waypoint the pod or one of its services is bound to), as ztunnel does: a waypoint
-terminates the client's tunnel, so its TCP address is its own and only the header names the real
-client. From anyone else the header is ignored, since a client could otherwise claim any source IP
-and slip past a ``source_ips`` policy.
+In in-pod mode the client's ztunnel dials from inside the client pod's namespace, so the TCP source
+address of an HBONE connection *is* the client pod's IP; ambit uses it for authorization and spoofs
+it toward the app.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-from collections.abc import Iterable
 
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
 from ambit.net.duplex import Duplex, RelayGroup, RelayResult, join
 from ambit.net.hbone import InboundTunnel
 from ambit.proxy import accesslog
-from ambit.proxy.accesslog import AccessRecord, format_address
+from ambit.proxy.accesslog import format_address
+from ambit.proxy.records import INBOUND, ConnectionRecord
 from ambit.proxy.sockets import SocketFactory
-from ambit.routing import InboundRefusal, plan_inbound
-from ambit.state.snapshot import Snapshot
+from ambit.routing import FLAG_CONNECT, FLAG_DENY, FLAG_NONE, InboundRefusal, inbound_source, plan_inbound
 from ambit.ztunnel.connections import LiveConnection
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
-from ambit.ztunnel.metrics import (
-    DESTINATION,
-    FLAG_CONNECT,
-    FLAG_DENY,
-    FLAG_NONE,
-    ConnectionMetrics,
-    tcp_labels,
-)
+from ambit.ztunnel.metrics import ConnectionMetrics
 
 log = logging.getLogger(__name__)
-
-Headers = Iterable[tuple[str, str]]
-
-
-# --- forwarded --------------------------------------------------------------------------------------
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return value
-
-
-def _node_ip(node: str) -> str | None:
-    """The IP of an RFC 7239 node (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]``, ``[::1]:80``), else None."""
-    if node.startswith("["):
-        end = node.find("]")
-        if end < 0 or (node[end + 1 :] and not node[end + 1 :].startswith(":")):
-            return None
-        host = node[1:end]
-    elif node.count(":") == 1:
-        host = node.split(":", 1)[0]
-    else:
-        host = node
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None  # "unknown", an obfuscated "_identifier", or garbage
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
-
-
-def parse_forwarded(headers: Headers) -> tuple[str | None, str | None]:
-    """(``for`` IP, ``host``) of the first ``forwarded`` element (the original client), or Nones.
-
-    Follows RFC 7239: parameters separated by ``;``, elements by ``,``, values optionally quoted; an
-    IPv6 node is bracketed and may carry a port. A ``for`` that is not an IP (``unknown``, an
-    obfuscated identifier) gives None; a duplicated parameter makes the element invalid.
-    """
-    value = next((v for k, v in headers if k.lower() == "forwarded"), None)
-    if value is None:
-        return None, None
-    element = _split_outside_quotes(value, ",")[0]
-    params: dict[str, str] = {}
-    for pair in _split_outside_quotes(element, ";"):
-        if "=" not in pair:
-            continue
-        name, _, raw = pair.partition("=")
-        name = name.strip().lower()
-        if name in params:
-            return None, None
-        params[name] = _unquote(raw)
-    ip = _node_ip(params["for"]) if "for" in params else None
-    host = params.get("host") or None
-    return ip, host
-
-
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    for ch in text:
-        if escaped:
-            escaped = False
-        elif ch == "\\" and quoted:
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == sep and not quoted:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def waypoint_identities(snapshot: Snapshot, local: Workload) -> frozenset[Identity]:
-    """The identities of the endpoints of every waypoint ``local`` (or one of its services) uses."""
-    refs = [local.waypoint] if local.waypoint is not None else []
-    for key, _ports in local.services:
-        service = snapshot.services.get(key)
-        if service is not None and service.waypoint is not None:
-            refs.append(service.waypoint)
-    identities: set[Identity] = set()
-    for ref in refs:
-        for endpoint in snapshot.endpoints(f"{ref.namespace}/{ref.hostname}"):
-            identities.add(endpoint.identity)
-    return frozenset(identities)
-
-
-def source_ip_for(
-    peer_address: tuple[str, int] | None,
-    headers: Headers,
-    peer: Identity,
-    snapshot: Snapshot,
-    local: Workload,
-) -> str:
-    """The client IP authorization sees: ``forwarded for=`` from the pod's waypoint, else the TCP peer."""
-    forwarded, _host = parse_forwarded(headers)
-    if forwarded is not None and peer in waypoint_identities(snapshot, local):
-        return forwarded
-    return peer_address[0] if peer_address is not None else ""
-
-
-def service_for(snapshot: Snapshot, local: Workload, headers: Headers) -> Service | None:
-    """The service the client addressed (``forwarded host=``), if it is one of ``local``'s."""
-    _ip, host = parse_forwarded(headers)
-    if host is None:
-        return None
-    for key, _ports in local.services:
-        service = snapshot.services.get(key)
-        if service is not None and service.hostname == host:
-            return service
-    return None
-
 
 # --- the handler ------------------------------------------------------------------------------------
 
@@ -190,44 +59,43 @@ class InboundHandler:
     async def handle(self, tunnel: InboundTunnel) -> None:
         """Decide and carry out one CONNECT; refusals answer with their status."""
         request = tunnel.request
-        record = InboundRecord(
+        tracker = InboundTracker(
             self.inputs,
             self.pod,
-            direction=accesslog.INBOUND,
+            direction=INBOUND,
             peer=tunnel.peer_identity,
             src=tunnel.peer_address,
             dst=(request.host, request.port),
             authority=request.authority,
         )
         try:
-            await self._handle(tunnel, record)
+            await self._handle(tunnel, tracker)
         except asyncio.CancelledError:  # the server is closing (drain deadline, pod removed)
-            record.finish(accesslog.ERROR, FLAG_NONE, "cancelled (drain deadline or shutdown)", None, None)
+            tracker.finish(accesslog.ERROR, FLAG_NONE, "cancelled (drain deadline or shutdown)", None, None)
             raise
 
-    async def _handle(self, tunnel: InboundTunnel, record: InboundRecord) -> None:
+    async def _handle(self, tunnel: InboundTunnel, tracker: InboundTracker) -> None:
         inputs, config = self.inputs, self.inputs.config
         request = tunnel.request
         snapshot = inputs.state.ready(self.pod.uid)
         if snapshot is None:
             snapshot = await inputs.state.wait_ready(self.pod.uid, config.sync_timeout)
             if snapshot is None:
-                self._refuse(tunnel, record, 503, f"workload {self.pod.uid} is not in the synced config")
+                self._refuse(tunnel, tracker, not_synced(self.pod.uid))
                 return
         local = snapshot.workloads[self.pod.uid]
-        record.local = local
-        peer = tunnel.peer_identity
-        if not isinstance(peer, Identity):
-            self._refuse(tunnel, record, 401, f"peer {peer} is not a workload identity")
+        tracker.local = local
+        source = inbound_source(snapshot, local, tunnel.peer_identity, tunnel.peer_address, request.headers)
+        if isinstance(source, InboundRefusal):
+            self._refuse(tunnel, tracker, source)
             return
-        headers = tunnel.request.headers
-        source_ip = source_ip_for(tunnel.peer_address, headers, peer, snapshot, local)
-        record.service = service_for(snapshot, local, headers)
+        tracker.service = source.service
+        peer, source_ip = source.peer, source.ip
         decided = plan_inbound(snapshot, local, request.host, request.port, peer=peer, source_ip=source_ip)
         if isinstance(decided, InboundRefusal):
-            self._refuse(tunnel, record, decided.status, decided.reason)
+            self._refuse(tunnel, tracker, decided)
             return
-        record.count_open()
+        tracker.count_open()
         try:
             upstream = await self.sockets.connect_upstream(
                 decided.upstream,
@@ -237,7 +105,11 @@ class InboundHandler:
                 connect_timeout=config.connect_timeout,
             )
         except OSError as exc:
-            self._refuse(tunnel, record, 503, f"app {format_address(decided.upstream)}: {exc}")
+            self._refuse(
+                tunnel,
+                tracker,
+                InboundRefusal(503, f"app {format_address(decided.upstream)}: {exc}", FLAG_CONNECT),
+            )
             return
         current = inputs.store.current
         if current is not snapshot:  # the config changed while connecting: decide again
@@ -245,7 +117,7 @@ class InboundHandler:
             again = plan_inbound(snapshot, local, request.host, request.port, peer=peer, source_ip=source_ip)
             if isinstance(again, InboundRefusal):
                 upstream.abort()
-                self._refuse(tunnel, record, again.status, again.reason)
+                self._refuse(tunnel, tracker, again)
                 return
             decided = again
         stream = tunnel.accept()
@@ -257,25 +129,31 @@ class InboundHandler:
             (stream, upstream),
             policies=snapshot.policies_for(decided.workload),
         )
-        join_registered(live, stream, upstream, record, self.relays)
+        join_registered(live, stream, upstream, tracker, self.relays)
 
     @staticmethod
-    def _refuse(tunnel: InboundTunnel, record: InboundRecord, status: int, reason: str) -> None:
-        tunnel.reject(status)
-        record.refused(status, reason)
+    def _refuse(tunnel: InboundTunnel, tracker: InboundTracker, refusal: InboundRefusal) -> None:
+        tunnel.reject(refusal.status)
+        tracker.refused(refusal)
+
+
+def not_synced(uid: str) -> InboundRefusal:
+    """The refusal of a connection to a pod the synced config does not hold (yet)."""
+    return InboundRefusal(503, f"workload {uid} is not in the synced config")
 
 
 def join_registered(
-    live: LiveConnection, downstream: Duplex, upstream: Duplex, record: InboundRecord, relays: RelayGroup
+    live: LiveConnection, downstream: Duplex, upstream: Duplex, tracker: InboundTracker, relays: RelayGroup
 ) -> None:
     """Join an admitted connection's ends; when both are closed, unregister it and write its record."""
-    record.live = live
-    record.ends = (downstream, upstream)
-    join(downstream, upstream, record.relay_done, group=relays)
+    tracker.live = live
+    tracker.ends = (downstream, upstream)
+    join(downstream, upstream, tracker.relay_done, group=relays)
 
 
-class InboundRecord:
-    """Metrics (reporter ``destination``) and the access-log line of one inbound connection."""
+class InboundTracker:
+    """One inbound connection's telemetry: its :class:`ConnectionRecord` (made once), its metrics
+    (reporter ``destination``) and its access-log line, written once when it ends."""
 
     __slots__ = (
         "_source",
@@ -291,6 +169,7 @@ class InboundRecord:
         "metrics",
         "peer",
         "pod",
+        "record",
         "service",
         "src",
         "started",
@@ -318,6 +197,7 @@ class InboundRecord:
         self.local: Workload | None = None
         self.service: Service | None = None
         self.metrics: ConnectionMetrics | None = None
+        self.record: ConnectionRecord | None = None  # made when counted as opened, or at the end
         self._source: Workload | None = None
         self._source_looked_up = False
         self.done = False
@@ -351,22 +231,36 @@ class InboundRecord:
                 self._source = self.inputs.store.current.find_workload_by_ip(self.src[0])
         return self._source
 
-    def count_open(self) -> None:
-        if self.metrics is not None:
-            return
-        labels = tcp_labels(
-            DESTINATION,
-            source=self.source,
-            source_principal=self.peer,
-            destination=self.local,
-            destination_principal=self.pod.identity,
-            service=self.service,
-            mutual_tls=self.direction == accesslog.INBOUND,
-        )
-        self.metrics = self.inputs.metrics.connection(labels)
+    def connection_record(self) -> ConnectionRecord:
+        """The connection as known now (made once: the facts are settled when it is first asked for)."""
+        record = self.record
+        if record is None:
+            source, pod = self.source, self.pod
+            record = self.record = ConnectionRecord(
+                direction=self.direction,
+                src_addr=self.src,
+                dst_addr=self.dst,
+                hbone_addr=self.authority,
+                source=source,
+                source_name=source.name if source is not None else None,
+                source_namespace=source.namespace if source is not None else None,
+                source_principal=self.peer,
+                destination=self.local,
+                destination_name=pod.name,
+                destination_namespace=pod.namespace,
+                destination_principal=pod.identity,
+                service=self.service,
+            )
+        return record
 
-    def refused(self, status: int, reason: str) -> None:
-        """The connection was refused with ``status`` (401 = denied by policy)."""
+    def count_open(self) -> None:
+        if self.metrics is None:
+            self.metrics = self.inputs.metrics.open(self.connection_record())
+
+    def refused(self, refusal: InboundRefusal) -> None:
+        """The connection was refused; a denial (``DENY``) counts as opened, any other refusal after
+        it was counted is a connect failure (``CONNECT``)."""
+        status, reason = refusal.status, refusal.reason
         log.info(
             "%s %s -> %s refused (%d): %s",
             self.direction,
@@ -375,11 +269,11 @@ class InboundRecord:
             status,
             reason,
         )
-        if status == 401:
+        if refusal.flag == FLAG_DENY:
             self.count_open()
             self.finish(accesslog.DENIED, FLAG_DENY, reason, None, None)
         else:
-            flags = FLAG_CONNECT if self.metrics is not None else FLAG_NONE
+            flags = refusal.flag if refusal.flag != FLAG_NONE or self.metrics is None else FLAG_CONNECT
             self.finish(accesslog.REFUSED, flags, f"{status}: {reason}", None, None)
 
     def finish(
@@ -397,25 +291,12 @@ class InboundRecord:
         sent = upstream.bytes_in if upstream is not None else 0
         if self.metrics is not None:
             self.metrics.close(received=received, sent=sent, response_flags=flags)
-        peer, source, pod = self.peer, self.source, self.pod
         accesslog.emit(
-            AccessRecord(
-                direction=self.direction,
-                src_addr=format_address(self.src),
-                dst_addr=format_address(self.dst),
-                bytes_sent=received,
-                bytes_recv=sent,
-                duration_ms=(asyncio.get_running_loop().time() - self.started) * 1000.0,
-                outcome=outcome,
-                response_flags=flags,
-                dst_hbone_addr=self.authority,
-                src_workload=source.name if source is not None else None,
-                src_namespace=source.namespace if source is not None else None,
-                src_identity=str(peer) if peer is not None else None,
-                dst_service=self.service.hostname if self.service is not None else None,
-                dst_workload=pod.name,
-                dst_namespace=pod.namespace,
-                dst_identity=str(pod.identity),
-                error=error,
-            )
+            self.connection_record(),
+            outcome=outcome,
+            bytes_sent=received,
+            bytes_recv=sent,
+            duration_ms=(asyncio.get_running_loop().time() - self.started) * 1000.0,
+            response_flags=flags,
+            error=error,
         )

@@ -20,9 +20,10 @@ import logging
 
 from ambit.net.duplex import RelayGroup, TcpDuplex
 from ambit.proxy import accesslog
+from ambit.proxy.records import INBOUND_PLAINTEXT
 from ambit.proxy.sockets import OriginalDestinationError, SocketFactory
-from ambit.routing import InboundRefusal, plan_inbound_plaintext
-from ambit.ztunnel.inbound import InboundRecord, join_registered
+from ambit.routing import FLAG_CONNECT, InboundRefusal, plan_inbound_plaintext
+from ambit.ztunnel.inbound import InboundTracker, join_registered, not_synced
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,10 @@ class PlaintextInboundHandler:
         assert transport is not None  # called from connection_made
         peer = transport.get_extra_info("peername")
         src = (str(peer[0]), int(peer[1])) if peer else None
-        record = InboundRecord(
+        tracker = InboundTracker(
             inputs,
             self.pod,
-            direction=accesslog.INBOUND_PLAINTEXT,
+            direction=INBOUND_PLAINTEXT,
             peer=None,
             src=src,
             dst=None,
@@ -55,24 +56,26 @@ class PlaintextInboundHandler:
         )
         try:
             try:
-                record.dst = dst = self.sockets.original_destination(transport)
+                tracker.dst = dst = self.sockets.original_destination(transport)
             except OriginalDestinationError as exc:
-                self._refuse(client, record, 400, f"cannot read the original destination: {exc}")
+                self._refuse(
+                    client, tracker, InboundRefusal(400, f"cannot read the original destination: {exc}")
+                )
                 return
             snapshot = inputs.state.ready(self.pod.uid)
             if snapshot is None:
                 snapshot = await inputs.state.wait_ready(self.pod.uid, config.sync_timeout)
                 if snapshot is None:
-                    self._refuse(client, record, 503, f"workload {self.pod.uid} is not in the synced config")
+                    self._refuse(client, tracker, not_synced(self.pod.uid))
                     return
             local = snapshot.workloads[self.pod.uid]
-            record.local = local
+            tracker.local = local
             source_ip = src[0] if src is not None else ""
             decided = plan_inbound_plaintext(snapshot, local, dst[1], source_ip=source_ip)
             if isinstance(decided, InboundRefusal):
-                self._refuse(client, record, decided.status, decided.reason)
+                self._refuse(client, tracker, decided)
                 return
-            record.count_open()
+            tracker.count_open()
             try:
                 upstream = await self.sockets.connect_upstream(
                     decided.upstream,
@@ -82,7 +85,8 @@ class PlaintextInboundHandler:
                     connect_timeout=config.connect_timeout,
                 )
             except OSError as exc:
-                self._refuse(client, record, 503, f"app {decided.upstream[0]}:{decided.upstream[1]}: {exc}")
+                reason = f"app {decided.upstream[0]}:{decided.upstream[1]}: {exc}"
+                self._refuse(client, tracker, InboundRefusal(503, reason, FLAG_CONNECT))
                 return
             current = inputs.store.current
             if current is not snapshot:  # the config changed while connecting: decide again
@@ -90,7 +94,7 @@ class PlaintextInboundHandler:
                 again = plan_inbound_plaintext(snapshot, local, dst[1], source_ip=source_ip)
                 if isinstance(again, InboundRefusal):
                     upstream.abort()
-                    self._refuse(client, record, again.status, again.reason)
+                    self._refuse(client, tracker, again)
                     return
                 decided = again
             live = inputs.connections.register(
@@ -101,17 +105,17 @@ class PlaintextInboundHandler:
                 (client, upstream),
                 policies=snapshot.policies_for(decided.workload),
             )
-            join_registered(live, client, upstream, record, self.relays)
+            join_registered(live, client, upstream, tracker, self.relays)
         except asyncio.CancelledError:
             client.abort()
-            record.finish(accesslog.ERROR, "-", "cancelled (drain deadline or shutdown)", client, None)
+            tracker.finish(accesslog.ERROR, "-", "cancelled (drain deadline or shutdown)", client, None)
             raise
         except Exception as exc:  # a bug: never let it escape into the loop's handler
             log.exception("plaintext inbound connection from %s failed", src)
             client.abort()
-            record.finish(accesslog.ERROR, "-", f"internal error: {exc!r}", client, None)
+            tracker.finish(accesslog.ERROR, "-", f"internal error: {exc!r}", client, None)
 
     @staticmethod
-    def _refuse(client: TcpDuplex, record: InboundRecord, status: int, reason: str) -> None:
+    def _refuse(client: TcpDuplex, tracker: InboundTracker, refusal: InboundRefusal) -> None:
         client.abort()
-        record.refused(status, reason)
+        tracker.refused(refusal)

@@ -80,6 +80,3 @@ class ProxyInputs:
     connections: ConnectionRegistry
     metrics: Metrics
     rng: random.Random = field(default_factory=random.Random)
-    # source IP → the socket factory of the pod holding it: HBONE connections of a pod are dialled
-    # from inside that pod's namespace (the pool key carries the source IP).
-    source_sockets: dict[str, SocketFactory] = field(default_factory=dict)

@@ -36,7 +36,7 @@ from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.connections import ConnectionRegistry
 from ambit.ztunnel.inputs import PodInfo, PodListeners, ProxyInputs
 from ambit.ztunnel.metrics import Metrics
-from ambit.ztunnel.outbound import hbone_connector
+from ambit.ztunnel.outbound import hbone_connector, socket_dialer
 from ambit.ztunnel.proxy import PodProxy, PodStartError
 
 log = logging.getLogger(__name__)
@@ -66,13 +66,9 @@ class Ztunnel:
         self.credentials = WorkloadCredentials(SecretManager(fetch, clock=clock), bundle_fn, clock=clock)
         self.connections = ConnectionRegistry()
         self.state = StateWaiter(self.store)
-        source_sockets: dict[str, SocketFactory] = {}
+        # Each stream's request carries its pod's dialer; the node's own sockets are the fallback.
         self.pool = HbonePool(
-            hbone_connector(
-                config,
-                self.credentials,
-                lambda ip: source_sockets.get(ip or "", self.default_sockets),
-            )
+            hbone_connector(config, self.credentials, socket_dialer(self.default_sockets, config))
         )
         self.inputs = ProxyInputs(
             config=config,
@@ -83,7 +79,6 @@ class Ztunnel:
             connections=self.connections,
             metrics=metrics if metrics is not None else Metrics(),
             rng=rng if rng is not None else random.Random(),
-            source_sockets=source_sockets,
         )
         self.pods: dict[str, PodProxy] = {}
         self._unfollow = self.connections.follow(self.store) if config.policy_recheck else (lambda: None)
@@ -139,10 +134,6 @@ class Ztunnel:
             await proxy.drain(deadline)
         else:
             await proxy.close()
-        sources = self.inputs.source_sockets
-        for ip in proxy.outbound.source_ips:
-            if sources.get(ip) is proxy.sockets:
-                del sources[ip]
         if not any(p.pod.identity == proxy.pod.identity for p in self.pods.values()):
             self.credentials.forget(proxy.pod.identity)
 

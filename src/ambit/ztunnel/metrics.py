@@ -11,7 +11,7 @@ Both ends report: the client's ztunnel with `reporter="source"`, the server's wi
 `reporter="destination"`. Principals are SPIFFE IDs (`spiffe://td/ns/N/sa/S`), unknown values are
 `"unknown"`, `connection_security_policy` is `mutual_tls` for HBONE and `none` for plain TCP.
 `response_flags` is `-` on success, else one of Istio's flags (`DENY`, `CONNECT`, `IDENTITY_ERROR`,
-...).
+...; defined in :mod:`ambit.routing` beside the refusals that carry them).
 
 Cost: label children are cached per label set (a labelled child costs ~2.4 µs to look up, a cached
 one ~0.4 µs to increment), and bytes are added once, at close, from the relay's byte counts — there
@@ -30,19 +30,14 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
+from ambit.proxy.records import OUTBOUND, ConnectionRecord
+from ambit.routing import FLAG_NONE
 
 UNKNOWN = "unknown"
 MUTUAL_TLS = "mutual_tls"
 NO_TLS = "none"
 SOURCE = "source"
 DESTINATION = "destination"
-
-# response_flags (Istio's ztunnel set, plus "-" for none)
-FLAG_NONE = "-"
-FLAG_DENY = "DENY"
-FLAG_CONNECT = "CONNECT"
-FLAG_IDENTITY = "IDENTITY_ERROR"
-FLAG_TLS = "TLS_FAILURE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +115,20 @@ def tcp_labels(
         destination_principal=principal(destination_principal),
         response_flags=response_flags,
         connection_security_policy=MUTUAL_TLS if mutual_tls else NO_TLS,
+    )
+
+
+def labels_for(record: ConnectionRecord) -> TcpLabels:
+    """The label set of one connection: reported by the ``source`` for an outbound connection, by the
+    ``destination`` for an inbound one."""
+    return tcp_labels(
+        SOURCE if record.direction == OUTBOUND else DESTINATION,
+        source=record.source,
+        source_principal=record.source_principal,
+        destination=record.destination,
+        destination_principal=record.destination_principal,
+        service=record.service,
+        mutual_tls=record.mutual_tls,
     )
 
 
@@ -206,6 +215,10 @@ class Metrics:
     def connection(self, labels: TcpLabels) -> ConnectionMetrics:
         """Count a connection as opened; close the returned handle when it ends."""
         return ConnectionMetrics(self, labels)
+
+    def open(self, record: ConnectionRecord) -> ConnectionMetrics:
+        """Count the connection ``record`` describes as opened; close the returned handle when it ends."""
+        return ConnectionMetrics(self, labels_for(record))
 
     def exposition(self) -> bytes:
         """Prometheus text format (blocking: see :meth:`exposition_async`)."""

@@ -22,42 +22,44 @@ For each connection accepted on a pod's 15001 listener (DESIGN §2, facts §1.7)
    the bytes move in callbacks) with half-close; when both ends are closed, one metrics update
    (reporter ``source``) and one access-log line.
 
-:func:`hbone_connector` is the pool's connector: it dials through the source pod's socket factory
-(so the connection leaves from the pod's namespace, with its IP and the mark) and presents the
-source identity's current client certificate.
+:func:`hbone_connector` is the pool's connector: it presents the source identity's current client
+certificate over the socket the request's dialer made (:func:`socket_dialer`: the handler passes its
+pod's with each stream, so the connection leaves from the pod's namespace, with its IP and the mark).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import cast
+import socket
 
 from ambit.identity.secrets import SecretUnavailable
 from ambit.identity.tls import PeerIdentityError
 from ambit.model.workload import Workload
 from ambit.net.duplex import Duplex, RelayGroup, RelayResult, TcpDuplex, join
-from ambit.net.hbone import HboneClientConnection, HboneConnectionProtocol, TunnelRejected
-from ambit.net.pool import Connector, PoolKey
-from ambit.net.tls import open_tls
+from ambit.net.hbone import HboneClientConnection, TunnelRejected
+from ambit.net.pool import Connector, Dial, OnClosed, PoolKey, handshake
 from ambit.protocol.hbone import HboneSettings, request_headers
 from ambit.proxy import accesslog
-from ambit.proxy.accesslog import AccessRecord, format_address
+from ambit.proxy.accesslog import format_address
 from ambit.proxy.certs import WorkloadCredentials
+from ambit.proxy.records import OUTBOUND, ConnectionRecord
 from ambit.proxy.sockets import Address, OriginalDestinationError, SocketFactory
-from ambit.routing import HbonePlan, OutboundPlan, PassthroughPlan, RouteError, outbound_candidates
-from ambit.ztunnel.config import ZtunnelConfig
-from ambit.ztunnel.inputs import PodInfo, ProxyInputs
-from ambit.ztunnel.metrics import (
+from ambit.routing import (
     FLAG_CONNECT,
     FLAG_DENY,
     FLAG_IDENTITY,
     FLAG_NONE,
-    SOURCE,
-    ConnectionMetrics,
-    tcp_labels,
+    HbonePlan,
+    OutboundPlan,
+    PassthroughPlan,
+    RouteError,
+    answer_refusal,
+    outbound_candidates,
 )
+from ambit.ztunnel.config import ZtunnelConfig
+from ambit.ztunnel.inputs import PodInfo, ProxyInputs
+from ambit.ztunnel.metrics import ConnectionMetrics
 
 log = logging.getLogger(__name__)
 
@@ -71,40 +73,31 @@ class _Stop(Exception):
         self.outcome = outcome
 
 
-def hbone_connector(
-    config: ZtunnelConfig,
-    credentials: WorkloadCredentials,
-    sockets_for: Callable[[str | None], SocketFactory],
-) -> Connector:
-    """The pool connector: TCP from the source pod's namespace, TLS with the source identity's cert,
-    the server must present exactly ``key.destination`` (checked before any byte is sent)."""
+def hbone_connector(config: ZtunnelConfig, credentials: WorkloadCredentials, default_dial: Dial) -> Connector:
+    """The pool connector: TCP by the request's dialer (the source pod's: see :func:`socket_dialer`),
+    else ``default_dial``; TLS with the source identity's cert, the server must present exactly
+    ``key.destination`` (checked before any byte is sent)."""
     timeouts = config.hbone_timeouts
     settings = HboneSettings.client()
 
-    async def connect(
-        key: PoolKey, on_closed: Callable[[HboneConnectionProtocol], None]
-    ) -> HboneClientConnection:
+    async def connect(key: PoolKey, on_closed: OnClosed, dial: Dial | None) -> HboneClientConnection:
         context = await credentials.client_context(key.source)  # SecretUnavailable: fail closed
-        sockets = sockets_for(key.source_ip)
-        sock = await sockets.connect_socket(
+        sock = await (dial if dial is not None else default_dial)(key)
+        return await handshake(sock, context, key, on_closed, settings=settings, timeouts=timeouts)
+
+    return connect
+
+
+def socket_dialer(sockets: SocketFactory, config: ZtunnelConfig) -> Dial:
+    """A pool dialer whose sockets ``sockets`` makes (in the source pod's namespace), from the key's
+    source IP, marked so the pod's capture lets them out. Made once per pod, never per connection."""
+
+    async def dial(key: PoolKey) -> socket.socket:
+        return await sockets.connect_socket(
             key.address, source_ip=key.source_ip, mark=config.mark, connect_timeout=config.connect_timeout
         )
 
-        def factory() -> HboneConnectionProtocol:
-            return HboneConnectionProtocol(
-                client_side=True,
-                settings=settings,
-                timeouts=timeouts,
-                expected_peer=key.destination,
-                on_closed=on_closed,
-            )
-
-        _transport, protocol = await open_tls(sock, context, factory, handshake_timeout=timeouts.handshake)
-        proto = cast(HboneConnectionProtocol, protocol)
-        await proto.ready
-        return HboneClientConnection(proto)
-
-    return connect
+    return dial
 
 
 class OutboundHandler:
@@ -115,7 +108,7 @@ class OutboundHandler:
         self.pod = pod
         self.sockets = sockets
         self.relays = relays
-        self.source_ips: set[str] = set()  # client IPs seen (the pool dials from their namespace)
+        self.dial = socket_dialer(sockets, inputs.config)  # HBONE connections leave from this pod
 
     async def handle(self, client: TcpDuplex) -> None:
         """Carry out one captured connection; never raises (failures reset the client)."""
@@ -126,7 +119,7 @@ class OutboundHandler:
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         src: Address = (str(peer[0]), int(peer[1])) if peer else ("", 0)
-        record = _Record(self, src, started)
+        tracker = _OutboundTracker(self, src, started)
         try:
             try:
                 dst = self.sockets.original_destination(transport)
@@ -134,34 +127,34 @@ class OutboundHandler:
                 raise _Stop(
                     f"cannot read the original destination: {exc}", FLAG_NONE, accesslog.ERROR
                 ) from exc
-            record.dst = dst
+            tracker.dst = dst
             if local and (str(local[0]), int(local[1])) == dst:
                 raise _Stop(
                     "connection was not redirected (made to the listener itself)",
                     FLAG_NONE,
                     accesslog.REFUSED,
                 )
-            await self._route(client, src, dst, record)
+            await self._route(client, src, dst, tracker)
         except _Stop as stop:
             client.abort()
-            record.finish(stop.outcome, stop.flags, str(stop))
+            tracker.finish(stop.outcome, stop.flags, str(stop))
         except asyncio.CancelledError:
             client.abort()
-            record.finish(accesslog.ERROR, FLAG_NONE, "cancelled (drain deadline or shutdown)")
+            tracker.finish(accesslog.ERROR, FLAG_NONE, "cancelled (drain deadline or shutdown)")
             raise
         except Exception as exc:  # a bug: never let it escape into the loop's handler
             log.exception("outbound connection from %s failed", format_address(src))
             client.abort()
-            record.finish(accesslog.ERROR, FLAG_NONE, f"internal error: {exc!r}")
+            tracker.finish(accesslog.ERROR, FLAG_NONE, f"internal error: {exc!r}")
 
-    async def _route(self, client: TcpDuplex, src: Address, dst: Address, record: _Record) -> None:
+    async def _route(self, client: TcpDuplex, src: Address, dst: Address, tracker: _OutboundTracker) -> None:
         inputs, config = self.inputs, self.inputs.config
         snapshot = inputs.state.ready(self.pod.uid)
         if snapshot is None:
             if not config.in_cluster(dst[0]):
                 # outside the cluster: plain TCP, no need to wait for the config
-                upstream = await self._connect_passthrough(dst, src, record, None, None)
-                self._join(client, upstream, record)
+                upstream = await self._connect_passthrough(dst, src, tracker, None, None)
+                self._join(client, upstream, tracker)
                 return
             snapshot = await inputs.state.wait_ready(self.pod.uid, config.sync_timeout)
             if snapshot is None:
@@ -172,57 +165,53 @@ class OutboundHandler:
                 )
                 raise _Stop(f"{reason}; refusing in-cluster destination", FLAG_NONE, accesslog.REFUSED)
         source = snapshot.workloads[self.pod.uid]
-        record.source = source
+        tracker.source = source
         candidates = outbound_candidates(
             snapshot, source, dst[0], dst[1], cluster_cidrs=config.cluster_cidrs, rng=inputs.rng
         )
         if isinstance(candidates, RouteError):
             raise _Stop(candidates.reason, FLAG_NONE, accesslog.REFUSED)
-        upstream = await self._first_that_connects(candidates[: config.outbound_attempts], src, record)
-        self._join(client, upstream, record)
+        upstream = await self._first_that_connects(candidates[: config.outbound_attempts], src, tracker)
+        self._join(client, upstream, tracker)
 
     async def _first_that_connects(
-        self, candidates: list[OutboundPlan], src: Address, record: _Record
+        self, candidates: list[OutboundPlan], src: Address, tracker: _OutboundTracker
     ) -> Duplex:
         errors: list[str] = []
         for plan in candidates:
-            record.plan = plan
+            tracker.plan = plan
             try:
                 if isinstance(plan, HbonePlan):
                     return await self._open_hbone(plan, src)
-                return await self._connect_passthrough(plan.address, src, record, plan, plan.endpoint)
+                return await self._connect_passthrough(plan.address, src, tracker, plan, plan.endpoint)
             except TunnelRejected as exc:
-                if exc.status != 503:
-                    flags = FLAG_DENY if exc.status == 401 else FLAG_CONNECT
-                    outcome = accesslog.DENIED if exc.status == 401 else accesslog.REFUSED
-                    record.count_open(plan)
-                    raise _Stop(f"{_describe(plan)} answered {exc.status}", flags, outcome) from exc
+                refusal = answer_refusal(exc.status, f"{_describe(plan)} answered {exc.status}")
+                if refusal is not None:
+                    tracker.count_open()
+                    outcome = accesslog.DENIED if refusal.flag == FLAG_DENY else accesslog.REFUSED
+                    raise _Stop(refusal.reason, refusal.flag, outcome) from exc
                 errors.append(f"{_describe(plan)}: 503")
             except SecretUnavailable as exc:
-                record.count_open(plan)
+                tracker.count_open()
                 raise _Stop(str(exc), FLAG_IDENTITY, accesslog.REFUSED) from exc
             except (OSError, PeerIdentityError) as exc:
                 errors.append(f"{_describe(plan)}: {exc or type(exc).__name__}")
             if plan is not candidates[-1]:
                 log.info("outbound %s: %s; trying the next endpoint", format_address(src), errors[-1])
-        record.count_open(record.plan)
+        tracker.count_open()
         raise _Stop("no endpoint could be reached: " + "; ".join(errors), FLAG_CONNECT, accesslog.ERROR)
 
     async def _open_hbone(self, plan: HbonePlan, src: Address) -> Duplex:
-        inputs = self.inputs
-        if src[0] not in self.source_ips:
-            self.source_ips.add(src[0])
-            inputs.source_sockets[src[0]] = self.sockets
         key = PoolKey(self.pod.identity, plan.destination_identity, plan.address, src[0])
         host = plan.service.hostname if plan.service is not None else None
         headers = request_headers(src[0], source_port=src[1], host=host)
-        return await inputs.pool.open_stream(key, plan.authority, headers)
+        return await self.inputs.pool.open_stream(key, plan.authority, headers, dial=self.dial)
 
     async def _connect_passthrough(
         self,
         dst: Address,
         src: Address,
-        record: _Record,
+        tracker: _OutboundTracker,
         plan: PassthroughPlan | None,
         endpoint: Workload | None,
     ) -> Duplex:
@@ -233,15 +222,15 @@ class OutboundHandler:
             )
         except OSError as exc:
             if plan is None:  # the only way out (external, before sync): nothing to retry
-                record.count_open(None)
+                tracker.count_open()
                 raise _Stop(
                     f"connect to {format_address(dst)}: {exc}", FLAG_CONNECT, accesslog.ERROR
                 ) from exc
             raise
 
-    def _join(self, client: TcpDuplex, upstream: Duplex, record: _Record) -> None:
-        record.count_open(record.plan)
-        join(client, upstream, record.relay_done, group=self.relays)
+    def _join(self, client: TcpDuplex, upstream: Duplex, tracker: _OutboundTracker) -> None:
+        tracker.count_open()
+        join(client, upstream, tracker.relay_done, group=self.relays)
 
 
 def _describe(plan: OutboundPlan) -> str:
@@ -250,10 +239,11 @@ def _describe(plan: OutboundPlan) -> str:
     return f"TCP {format_address(plan.address)}"
 
 
-class _Record:
-    """Metrics and the access-log line of one outbound connection, written once."""
+class _OutboundTracker:
+    """One outbound connection's telemetry: its :class:`ConnectionRecord` (made once), its metrics
+    (reporter ``source``) and its access-log line, written once when it ends."""
 
-    __slots__ = ("done", "dst", "handler", "metrics", "plan", "source", "src", "started")
+    __slots__ = ("done", "dst", "handler", "metrics", "plan", "record", "source", "src", "started")
 
     def __init__(self, handler: OutboundHandler, src: Address, started: float) -> None:
         self.handler = handler
@@ -261,25 +251,40 @@ class _Record:
         self.started = started
         self.dst: Address | None = None
         self.source: Workload | None = None
-        self.plan: OutboundPlan | None = None
+        self.plan: OutboundPlan | None = None  # the candidate being tried, then the one that carried it
         self.metrics: ConnectionMetrics | None = None
+        self.record: ConnectionRecord | None = None  # made when counted as opened, or at the end
         self.done = False
 
-    def count_open(self, plan: OutboundPlan | None) -> None:
-        """Count the connection as opened (once), labelled with ``plan``'s destination."""
-        if self.metrics is not None:
-            return
-        hbone = isinstance(plan, HbonePlan)
-        labels = tcp_labels(
-            SOURCE,
-            source=self.source,
-            source_principal=self.handler.pod.identity,
-            destination=plan.endpoint if plan is not None else None,
-            destination_principal=plan.destination_identity if isinstance(plan, HbonePlan) else None,
-            service=plan.service if plan is not None else None,
-            mutual_tls=hbone,
-        )
-        self.metrics = self.handler.inputs.metrics.connection(labels)
+    def connection_record(self) -> ConnectionRecord:
+        """The connection as known now, labelled with the plan's destination (made once: the facts
+        are settled when it is first asked for)."""
+        record = self.record
+        if record is None:
+            plan, pod = self.plan, self.handler.pod
+            endpoint = plan.endpoint if plan is not None else None
+            hbone = plan if isinstance(plan, HbonePlan) else None
+            record = self.record = ConnectionRecord(
+                direction=OUTBOUND,
+                src_addr=self.src,
+                dst_addr=self.dst,
+                hbone_addr=hbone.authority if hbone is not None else None,
+                source=self.source,
+                source_name=pod.name,
+                source_namespace=pod.namespace,
+                source_principal=pod.identity,
+                destination=endpoint,
+                destination_name=endpoint.name if endpoint is not None else None,
+                destination_namespace=endpoint.namespace if endpoint is not None else None,
+                destination_principal=hbone.destination_identity if hbone is not None else None,
+                service=plan.service if plan is not None else None,
+            )
+        return record
+
+    def count_open(self) -> None:
+        """Count the connection as opened (once), labelled with the current plan's destination."""
+        if self.metrics is None:
+            self.metrics = self.handler.inputs.metrics.open(self.connection_record())
 
     def relay_done(self, result: RelayResult) -> None:
         """Both ends of the relayed connection are closed."""
@@ -300,29 +305,12 @@ class _Record:
         self.done = True
         if self.metrics is not None:
             self.metrics.close(received=received, sent=sent, response_flags=flags)
-        plan = self.plan
-        endpoint = plan.endpoint if plan is not None else None
-        service = plan.service if plan is not None else None
-        pod = self.handler.pod
-        duration = (asyncio.get_running_loop().time() - self.started) * 1000.0
         accesslog.emit(
-            AccessRecord(
-                direction=accesslog.OUTBOUND,
-                src_addr=format_address(self.src),
-                dst_addr=format_address(self.dst),
-                bytes_sent=received,
-                bytes_recv=sent,
-                duration_ms=duration,
-                outcome=outcome,
-                response_flags=flags,
-                dst_hbone_addr=plan.authority if isinstance(plan, HbonePlan) else None,
-                src_workload=pod.name,
-                src_namespace=pod.namespace,
-                src_identity=str(pod.identity),
-                dst_service=service.hostname if service is not None else None,
-                dst_workload=endpoint.name if endpoint is not None else None,
-                dst_namespace=endpoint.namespace if endpoint is not None else None,
-                dst_identity=str(plan.destination_identity) if isinstance(plan, HbonePlan) else None,
-                error=error,
-            )
+            self.connection_record(),
+            outcome=outcome,
+            bytes_sent=received,
+            bytes_recv=sent,
+            duration_ms=(asyncio.get_running_loop().time() - self.started) * 1000.0,
+            response_flags=flags,
+            error=error,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import ssl
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from ambit.identity.tls import PeerIdentityError
+from ambit.net.connect import connect_numeric
 from ambit.net.duplex import StreamAborted
 from ambit.net.hbone import (
     InboundTunnel,
@@ -22,6 +24,7 @@ from ambit.net.hbone import (
     TunnelRejected,
     connect_hbone,
 )
+from ambit.net.pool import Dial, PoolKey
 from ambit.protocol.hbone import HboneSettings, request_headers
 from ambit.testing.hbone_env import HboneEnv, forwarding_handler, key, workload
 
@@ -162,6 +165,39 @@ async def test_150_concurrent_streams_share_two_connections(env: HboneEnv) -> No
         s.write(b"%d" % i)
     replies = await asyncio.gather(*(s.read_exactly(len(b"%d" % i)) for i, s in enumerate(streams)))
     assert replies == [b"%d" % i for i in range(150)]
+
+
+def recording_dial(dialled: list[PoolKey]) -> Dial:
+    """A dialer that records each key it makes a socket for (what a pod's netns dialer would do)."""
+
+    async def dial(k: PoolKey) -> socket.socket:
+        dialled.append(k)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        await connect_numeric(sock, k.address)
+        return sock
+
+    return dial
+
+
+async def test_the_requests_dialer_makes_each_new_connection_and_concurrent_connects_share_it(
+    env: HboneEnv,
+) -> None:
+    upstream, port = await setup(env)
+    pool = env.pool({CLIENT: env.cert(CLIENT)})
+    k = key(CLIENT, SERVER, port)
+    dialled: list[PoolKey] = []
+    dial = recording_dial(dialled)
+    streams = await asyncio.gather(
+        *(pool.open_stream(k, f"127.0.0.1:{upstream}", dial=dial) for _ in range(150))
+    )
+    assert len(pool.connections(k)) == 2
+    assert dialled == [k, k], "one dial per connection: concurrent requests wait for the shared connect"
+    streams[0].write(b"dialled")
+    assert await streams[0].read_exactly(7) == b"dialled"
+    other: list[PoolKey] = []
+    await pool.open_stream(k, f"127.0.0.1:{upstream}", dial=recording_dial(other))
+    assert other == [], "a stream that fits on a pooled connection dials nothing"
 
 
 async def test_pool_never_shares_a_connection_across_source_identities(env: HboneEnv) -> None:
@@ -441,6 +477,30 @@ async def test_refused_stream_after_goaway_retried_on_new_connection(env: HboneE
     stream.write(b"retried")
     assert await stream.read_exactly(7) == b"retried"
     assert len(seen) == 2 and pool.connections_opened == 2
+
+
+async def test_refused_stream_retry_dials_with_the_requests_dialer(env: HboneEnv) -> None:
+    upstream = await env.echo_upstream()
+    seen: list[int] = []
+
+    async def refuse_first(t: InboundTunnel) -> None:
+        seen.append(t.request.stream_id)
+        if len(seen) == 1:
+            t.conn.core.goaway(last_stream_id=0)
+            t.conn._flush()
+            t.answered = True
+            return
+        await forwarding_handler()(t)
+
+    _s, port = await env.hbone_server(SERVER, refuse_first)
+    pool = env.pool({CLIENT: env.cert(CLIENT)})
+    k = key(CLIENT, SERVER, port)
+    dialled: list[PoolKey] = []
+    stream = await pool.open_stream(k, f"127.0.0.1:{upstream}", dial=recording_dial(dialled))
+    stream.write(b"retried")
+    assert await stream.read_exactly(7) == b"retried"
+    assert len(seen) == 2 and pool.connections_opened == 2
+    assert dialled == [k, k], "the retry's new connection was dialled by the same request's dialer"
 
 
 async def test_server_drain_deadline_aborts_stuck_streams(env: HboneEnv) -> None:

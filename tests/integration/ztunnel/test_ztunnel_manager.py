@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from typing import Any
 
 import pytest
 
-from ambit.testing.ztunnel_mesh import VIP, Mesh, closed_by_peer, echo
+from ambit.proxy.sockets import Address, LoopbackSocketFactory
+from ambit.testing.ztunnel_mesh import TD, VIP, Mesh, closed_by_peer, echo
+from ambit.ztunnel.inputs import PodInfo, open_listeners
+
+
+class PodSockets(LoopbackSocketFactory):
+    """A pod's own socket factory (its netns in production), sharing the mesh's capture table;
+    records every socket it dials."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        super().__init__()
+        self._table = mesh.sockets._table
+        self.dialled: list[tuple[Address, str | None]] = []
+
+    async def connect_socket(self, dst: Address, **kwargs: Any) -> socket.socket:
+        self.dialled.append((dst, kwargs.get("source_ip")))
+        return await super().connect_socket(dst, **kwargs)
 
 
 async def test_remove_pod_stops_at_once_and_forgets_an_unused_identity(mesh: Mesh) -> None:
@@ -64,3 +82,28 @@ async def test_ztunnel_drain_finishes_open_connections_then_closes(mesh: Mesh) -
     assert await conn.read_all() == b""
     await asyncio.wait_for(drain, 5.0)
     assert zt_a.pods == {} and not zt_a.ready()
+
+
+async def test_each_pods_hbone_connections_are_dialled_by_its_own_socket_factory(mesh: Mesh) -> None:
+    zt_a = mesh.ztunnel("node-1")
+    zt_b = mesh.ztunnel("node-2")
+    a1 = mesh.workload("a1", 2, "sleep", node="node-1")
+    a2 = mesh.workload("a2", 4, "curl", node="node-1")
+    b = mesh.workload("b", 3, "web", node="node-2", service=True)
+    mesh.apply(a1, a2, b, mesh.service())
+    factories: dict[str, PodSockets] = {}
+    for w in (a1, a2):
+        factories[w.uid] = PodSockets(mesh)
+        listeners = await open_listeners(mesh.sockets, w.addresses[0], zt_a.config)
+        pod = PodInfo(w.uid, w.name, w.namespace, w.service_account, TD)
+        await zt_a.add_pod(pod, listeners, sockets=factories[w.uid])
+    await mesh.serve(zt_b, b)
+    await mesh.app(3)
+
+    for n in (2, 4, 2):
+        conn = await mesh.connect(n, (VIP, 80))
+        assert await echo(conn, b"hi") == b"hi"
+    hbone = (mesh.ip(3), 15008)
+    assert factories["a1"].dialled == [(hbone, mesh.ip(2))], "one pooled connection, dialled by a1's factory"
+    assert factories["a2"].dialled == [(hbone, mesh.ip(4))]
+    assert zt_a.pool.connection_count == 2

@@ -6,14 +6,16 @@ import asyncio
 
 from ambit.model.identity import Identity
 from ambit.model.workload import Service, ServicePort, Workload
+from ambit.proxy.records import INBOUND, INBOUND_PLAINTEXT, OUTBOUND, ConnectionRecord
+from ambit.routing import FLAG_DENY
 from ambit.ztunnel.metrics import (
     DESTINATION,
-    FLAG_DENY,
     LABEL_NAMES,
     SOURCE,
     UNKNOWN,
     Metrics,
     TcpLabels,
+    labels_for,
     tcp_labels,
 )
 
@@ -138,3 +140,49 @@ def test_each_ztunnel_has_its_own_registry_and_exposition_runs_off_the_loop() ->
         assert name in text
     assert 'reporter="source"' in text
     assert 'reporter="source"' not in two.exposition().decode()
+
+
+def record(direction: str, hbone_addr: str | None) -> ConnectionRecord:
+    return ConnectionRecord(
+        direction=direction,
+        src_addr=("10.244.1.2", 40000),
+        dst_addr=("10.244.2.3", 8080),
+        hbone_addr=hbone_addr,
+        source=A,
+        source_name="ignored-by-metrics",
+        source_namespace="ignored-by-metrics",
+        source_principal=CLIENT,
+        destination=B,
+        destination_name="ignored-by-metrics",
+        destination_namespace="ignored-by-metrics",
+        destination_principal=SERVER,
+        service=SVC,
+    )
+
+
+def meshed(reporter: str, *, mutual_tls: bool) -> TcpLabels:
+    return tcp_labels(
+        reporter,
+        source=A,
+        source_principal=CLIENT,
+        destination=B,
+        destination_principal=SERVER,
+        service=SVC,
+        mutual_tls=mutual_tls,
+    )
+
+
+def test_labels_come_from_the_connection_record() -> None:
+    assert labels_for(record(OUTBOUND, "10.244.2.3:8080")) == meshed(SOURCE, mutual_tls=True)
+    assert labels_for(record(INBOUND, "10.244.2.3:8080")) == meshed(DESTINATION, mutual_tls=True)
+    plain = labels_for(record(INBOUND_PLAINTEXT, None))
+    assert plain == meshed(DESTINATION, mutual_tls=False)
+    assert plain.connection_security_policy == "none"
+
+
+async def test_open_counts_the_records_label_set() -> None:
+    metrics = Metrics()
+    conn = metrics.open(record(OUTBOUND, "10.244.2.3:8080"))
+    labels = labels_for(record(OUTBOUND, "10.244.2.3:8080"))
+    assert conn.labels == labels
+    assert value(metrics, "istio_tcp_connections_opened_total", labels) == 1

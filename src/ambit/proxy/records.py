@@ -1,0 +1,53 @@
+"""What a proxy records about the traffic it carries: one :class:`ConnectionRecord` per connection.
+
+The record is made once per connection, when the connection is counted as opened (or, if it never
+is, when it ends), from what the proxy knew by then. Both consumers read the same value: the metrics
+make their label set from it, and the access log writes its line from it plus the outcome (bytes,
+duration, flags, error). A waypoint's per-request record will sit beside it here.
+
+It is frozen and has ``__slots__``; it refers to the model values the proxy already holds (workloads,
+identities, the service) and copies nothing, so making one costs one small object per connection and
+nothing per byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ambit.model.identity import Identity, NodeIdentity
+from ambit.model.workload import Service, Workload
+
+Address = tuple[str, int]
+
+# direction: which listener accepted the connection
+OUTBOUND = "outbound"  # 15001: a local pod's connection out
+INBOUND = "inbound"  # 15008: an HBONE CONNECT to a local pod
+INBOUND_PLAINTEXT = "inbound_plaintext"  # 15006: a non-mesh client's connection to a local pod
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """Who talked to whom over one connection, as the proxy knew it.
+
+    The workloads feed the metrics labels; the names are the ones the access log shows (for the
+    local pod, as its node agent announced it, which is known even before the config is).
+    """
+
+    direction: str  # OUTBOUND, INBOUND or INBOUND_PLAINTEXT
+    src_addr: Address | None  # the client's address
+    dst_addr: Address | None  # where it meant to go
+    hbone_addr: str | None  # the HBONE target (``:authority``) when tunnelled, else None
+    source: Workload | None  # the client's workload, if known
+    source_name: str | None
+    source_namespace: str | None
+    source_principal: Identity | NodeIdentity | None
+    destination: Workload | None  # the server's workload, if known
+    destination_name: str | None
+    destination_namespace: str | None
+    destination_principal: Identity | NodeIdentity | None
+    service: Service | None  # the service the client addressed, if any
+
+    @property
+    def mutual_tls(self) -> bool:
+        """Carried over HBONE (mTLS) rather than plain TCP."""
+        return self.hbone_addr is not None
