@@ -138,20 +138,8 @@ def status(ctx: click.Context) -> None:
         if "store" in cluster.held():
             raise click.ClickException("the store is stopped (ambit start store)") from exc
         raise click.ClickException(f"store unreachable: {exc}") from exc
-    click.echo("NODES")
-    for node in report.nodes:
-        click.echo(f"  {node.name:<8} zone={node.zone:<6} ztunnel={node.ztunnel}")
-    click.echo("PODS")
-    click.echo(f"  {'NAMESPACE':<14} {'NAME':<28} {'NODE':<7} {'IP':<15} {'READY':<6} AMBIENT")
-    for pod in report.pods:
-        click.echo(
-            f"  {pod.namespace:<14} {pod.name:<28} {pod.node:<7} "
-            f"{pod.ip:<15} {'yes' if pod.ready else 'no':<6} {'yes' if pod.ambient else 'no'}"
-        )
-    ready, total = report.controlplane
-    click.echo(f"CONTROL PLANE: {ready}/{total} replicas ready")
-    if report.held:
-        click.echo(f"STOPPED (held down until `ambit start`): {', '.join(sorted(report.held))}")
+    for line in report.lines():
+        click.echo(line)
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})

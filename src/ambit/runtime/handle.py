@@ -68,6 +68,22 @@ class ClusterStatus:
     def node(self, name: str) -> NodeStatus:
         return next(n for n in self.nodes if n.name == name)
 
+    def lines(self) -> list[str]:
+        """The body of `ambit status` (after its first line)."""
+        out = ["NODES"]
+        out += [f"  {n.name:<8} zone={n.zone:<6} ztunnel={n.ztunnel}" for n in self.nodes]
+        out += ["PODS", f"  {'NAMESPACE':<14} {'NAME':<28} {'NODE':<7} {'IP':<15} {'READY':<6} AMBIENT"]
+        out += [
+            f"  {p.namespace:<14} {p.name:<28} {p.node:<7} "
+            f"{p.ip:<15} {'yes' if p.ready else 'no':<6} {'yes' if p.ambient else 'no'}"
+            for p in self.pods
+        ]
+        ready, total = self.controlplane
+        out.append(f"CONTROL PLANE: {ready}/{total} replicas ready")
+        if self.held:
+            out.append(f"STOPPED (held down until `ambit start`): {', '.join(sorted(self.held))}")
+        return out
+
     def ambient(self, namespace: str) -> dict[str, bool]:
         """Pod name → enrolled, for one namespace."""
         return {p.name: p.ambient for p in self.pods if p.namespace == namespace}
