@@ -204,6 +204,18 @@ class ClusterHandle:
         netns = self.netns(pod=pod, namespace=namespace, node=node)
         return nsexec.run(netns, argv, input_text=input_text, check=check, timeout=timeout)
 
+    def popen(
+        self,
+        argv: Sequence[str],
+        *,
+        pod: str | None = None,
+        namespace: str = "default",
+        node: str | None = None,
+        **kwargs: Any,
+    ) -> subprocess.Popen[Any]:
+        """Start ``argv`` in a pod's (or a node's) network namespace; the pid is the command's own."""
+        return nsexec.popen(self.netns(pod=pod, namespace=namespace, node=node), argv, **kwargs)
+
     # -- components -------------------------------------------------------------------------------
 
     def command(
