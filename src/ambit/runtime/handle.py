@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ambit.resources import is_namespaced, parse_manifests
+from ambit.runtime import admin_client, control, kubeproxy, netplan, nsexec, procs
 from ambit.runtime import cluster as rt
-from ambit.runtime import control, kubeproxy, netplan, nsexec, procs
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
 from ambit.runtime.netns import NetRuntime, PodNet
 from ambit.store import Conflict, Op, StoreClient
@@ -284,6 +284,18 @@ class ClusterHandle:
         """``ztunnel-node1`` → pid, for every node with a recorded ztunnel."""
         pids = {control.ztunnel_key(n): self.ztunnel_pid(n) for n in self.nodes()}
         return {k: p for k, p in pids.items() if p is not None}
+
+    def ztunnel_config(self, node: str) -> dict[str, Any]:
+        """``node``'s ztunnel ``/config_dump`` (``admin_client.AdminError`` if unreadable)."""
+        return admin_client.node_config_dump(self.name, node)
+
+    def serving(self, node: str) -> dict[str, str]:
+        """Pod uid → its state in ``node``'s ztunnel ("serving" once it took the pod); {} if unreadable."""
+        try:
+            pods = self.ztunnel_config(node).get("pods") or {}
+        except admin_client.AdminError:
+            return {}
+        return {str(uid): str(p.get("state")) for uid, p in pods.items()}
 
     def held(self) -> set[str]:
         """The keys held down by `ambit stop` (and "store")."""
