@@ -1,12 +1,13 @@
 """The local cluster that ``ambit bench mesh`` measures in: built and removed with the `ambit` CLI, read and
 driven through the runtime's :class:`~ambit.runtime.handle.ClusterHandle`.
 
-``ambit --cluster C up`` (it detaches the runtime daemon and waits for the pods), ``down`` and ``ca issue``
-run as subprocesses, as a user runs them; the pods, their namespaces, the AMBIENT state, the enrolment
-label and the ztunnels' pids come from the handle (``ambit.bench`` sits above ``ambit.runtime``).
+``ambit --cluster C up`` (it detaches the runtime daemon and waits for the pods) and ``ca issue`` run as
+subprocesses, as a user runs them; ``down`` (in-process), the pods, their namespaces, the AMBIENT state,
+the enrolment label and the ztunnels' pids come from the handle (``ambit.bench`` sits above
+``ambit.runtime``).
 
 `BenchCluster` owns a fresh temporary directory (manifest, nginx configuration and its 1 KiB file,
-certificates, logs). Its `close` always runs ``ambit down``, stops every process it started, by pid, and
+certificates, logs). Its `close` always takes the cluster down, stops every process it started, by pid, and
 removes the directory. Commands run inside a namespace with ``ip netns exec`` (what ``ambit exec`` does),
 which keeps the host filesystem: a pod's command sees the temporary directory.
 """
@@ -287,9 +288,9 @@ class BenchCluster:
                 problems.append(f"stopping pid {proc.pid}: {exc}")
         if self._created:
             try:
-                self.ambit("down", timeout=120)
-            except (BenchError, subprocess.TimeoutExpired) as exc:
-                problems.append(str(exc))
+                self.handle.down()
+            except Exception as exc:  # keep tearing down
+                problems.append(f"ambit down: {exc}")
         shutil.rmtree(self.dir, ignore_errors=True)
         return problems
 

@@ -4,8 +4,9 @@ It reads and writes objects through the cluster's store socket (:class:`ambit.st
 runs commands in a pod's or a node's network namespace (:mod:`ambit.runtime.nsexec`), acts on
 components through the runtime daemon's command socket (:mod:`ambit.runtime.control`), and reads the
 daemon's files (pid records, held keys). It never spawns the `ambit` CLI; the CLI, the bench, the e2e
-tests and `ambit demo` use it. Bringing a cluster up or down stays with :mod:`ambit.runtime.cluster`
-(`ambit up` detaches the daemon). Blocking: each store call runs its own event loop.
+tests and `ambit demo` use it. Bringing a cluster up stays `ambit up` (:mod:`ambit.runtime.cluster`
+plus the CLI's wait for ready pods; it detaches the daemon); :meth:`ClusterHandle.down` is `ambit down`.
+Blocking: each store call runs its own event loop.
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class ClusterHandle:
 
     def daemon_alive(self) -> bool:
         return rt.daemon_alive(self.name)
+
+    def down(self) -> rt.DownReport:
+        """Take the cluster down, as `ambit down` (in this process: nothing to detach)."""
+        return rt.down(self.name)
 
     def nodes(self) -> list[str]:
         config = read_json(self.layout.config)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ambit.runtime import cluster as rt
+from ambit.runtime.handle import ClusterHandle
 
 AMBIT = str(Path(sys.executable).parent / "ambit")
 # Istio's samples, beside the repository (../shared/samples/istio), as CI lays them out.
@@ -45,7 +45,7 @@ def ambit(
 @contextlib.contextmanager
 def temporary_cluster(name: str, run_dir: Path) -> Iterator[str]:
     """Point ``AMBIT_RUN_DIR`` at ``run_dir`` for the block; afterwards (even after a failure) take the
-    cluster down (:func:`ambit.runtime.cluster.down`, as `ambit down`) and restore the variable. The
+    cluster down (``ClusterHandle.down``, as `ambit down`) and restore the variable. The
     block brings the cluster up."""
     old = os.environ.get("AMBIT_RUN_DIR")
     os.environ["AMBIT_RUN_DIR"] = str(run_dir)
@@ -53,7 +53,7 @@ def temporary_cluster(name: str, run_dir: Path) -> Iterator[str]:
         yield name
     finally:
         try:
-            rt.down(name)
+            ClusterHandle(name).down()
         except Exception as exc:  # the module's netns guard reports anything left behind
             print(f"taking {name} down: {exc}")
         if old is None:
