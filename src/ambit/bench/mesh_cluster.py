@@ -182,14 +182,18 @@ class BenchCluster:
         )
 
     def set_ambient(self, enrolled: bool, timeout: float = 60.0) -> None:
-        """Label (or unlabel) the bench namespace and wait until both pods show it in the cluster's status."""
+        """Label (or unlabel) the bench namespace; wait until both pods show it in the status and in the data
+        plane (captured and served by their ztunnels, or neither)."""
         self.handle.set_ambient(NAMESPACE, enrolled)
         deadline = time.monotonic() + timeout
         want = "yes" if enrolled else "no"
         while True:
             ambient = self.ambient_status()
             if ambient and all(value == want for value in ambient.values()):
-                return
+                # the label is seen at once; wait for the data plane too (captured + served, or neither)
+                meshed = self.handle.meshed(NAMESPACE)
+                if meshed and all(value is enrolled for value in meshed.values()):
+                    return
             if time.monotonic() > deadline:
                 raise BenchError(
                     f"bench pods did not become AMBIENT {want} within {timeout:.0f} s: {ambient}"

@@ -213,17 +213,14 @@ class Demo:
         raise DemoError("the bookinfo pods did not become ready in time (see `ambit status`)")
 
     def wait_enrolled(self, within: float = 120.0) -> None:
-        """Until `ambit status` shows every pod of the namespace enrolled *and* each one is serving in its
-        node's ztunnel (the label alone is seen at once; capture and the ZDS handoff follow)."""
+        """Until `ambit status` shows every pod of the namespace enrolled *and* each one is captured and
+        served by its node's ztunnel (the label alone is seen at once; capture and the ZDS handoff follow)."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             enrolled = self.handle.status().ambient(NAMESPACE)
             if enrolled and all(enrolled.values()):
-                serving: dict[str, str] = {}
-                for node in NODES:
-                    serving.update(self.handle.serving(node))
-                pods = self.pods()
-                if pods and all(serving.get(p["metadata"]["uid"]) == "serving" for p in pods):
+                meshed = self.handle.meshed(NAMESPACE)
+                if meshed and all(v is True for v in meshed.values()):
                     return
             time.sleep(1.0)
         raise DemoError("the namespace's pods were not enrolled in time (see `ambit status`)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ambit.resources import is_namespaced, parse_manifests
-from ambit.runtime import admin_client, control, kubeproxy, netplan, nsexec, procs
+from ambit.runtime import admin_client, capture, control, kubeproxy, netplan, nsexec, procs
 from ambit.runtime import cluster as rt
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
 from ambit.runtime.netns import NetRuntime, PodNet
@@ -301,6 +301,24 @@ class ClusterHandle:
         except admin_client.AdminError:
             return {}
         return {str(uid): str(p.get("state")) for uid, p in pods.items()}
+
+    def meshed(self, namespace: str) -> dict[str, bool | None]:
+        """Pod name → True when its traffic is captured and its node's ztunnel serves it, False when
+        neither, None in between (the kubelet is enrolling or releasing it). The label (``status``) is
+        seen at once; this is the data plane's own state."""
+        pods = self.pods(namespace)
+        serving: dict[str, str] = {}
+        for node in sorted({str(p["spec"]["nodeName"]) for p in pods if p["spec"].get("nodeName")}):
+            serving.update(self.serving(node))
+        net = NetRuntime(self.name, self.layout.state_dir)
+        state: dict[str, bool | None] = {}
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            pod_net = net.pod(uid)
+            captured = pod_net is not None and capture.is_applied(pod_net.netns)
+            served = serving.get(uid) == "serving"
+            state[pod["metadata"]["name"]] = captured if captured == served else None
+        return state
 
     def held(self) -> set[str]:
         """The keys held down by `ambit stop` (and "store")."""
