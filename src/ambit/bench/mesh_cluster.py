@@ -1,12 +1,13 @@
-"""The local cluster that ``ambit bench mesh`` measures in: built, driven and removed through the `ambit` CLI.
+"""The local cluster that ``ambit bench mesh`` measures in: built and removed with the `ambit` CLI, read and
+driven through the runtime's :class:`~ambit.runtime.handle.ClusterHandle`.
 
-``ambit.bench`` sits below ``ambit.runtime`` (import-linter), so the cluster is driven the way a user drives
-it: ``ambit --cluster C up|label|status|get|down`` as subprocesses. What the CLI does not print is read by
-path from the cluster's run directory (``/run/ambit/C``, or ``$AMBIT_RUN_DIR/C``): the network state file
-(which namespace is whose) and the pid files of the ztunnels.
+``ambit --cluster C up`` (it detaches the runtime daemon and waits for the pods) and ``ca issue`` run as
+subprocesses, as a user runs them; ``down`` (in-process), the pods, their namespaces, the AMBIENT state,
+the enrolment label and the ztunnels' pids come from the handle (``ambit.bench`` sits above
+``ambit.runtime``).
 
 `BenchCluster` owns a fresh temporary directory (manifest, nginx configuration and its 1 KiB file,
-certificates, logs). Its `close` always runs ``ambit down``, stops every process it started, by pid, and
+certificates, logs). Its `close` always takes the cluster down, stops every process it started, by pid, and
 removes the directory. Commands run inside a namespace with ``ip netns exec`` (what ``ambit exec`` does),
 which keeps the host filesystem: a pod's command sees the temporary directory.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ambit.runtime.handle import ClusterHandle, HandleError
 from ambit.store.paths import cluster_dir
 
 AMBIT = str(Path(sys.executable).parent / "ambit")
@@ -115,6 +117,7 @@ class BenchCluster:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._created = False
         self.topology: Topology | None = None
+        self.handle = ClusterHandle(name)
 
     # -- the ambit CLI -------------------------------------------------------------------------------------
 
@@ -160,38 +163,37 @@ class BenchCluster:
         return self.topology
 
     def _topology(self) -> Topology:
-        pods = {
-            p["metadata"]["name"]: p
-            for p in json.loads(self.ambit("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
-        }
-        state = json.loads((self.run_dir / "state" / f"net-{self.name}.json").read_text())
-        by_ip = {entry["ip"]: entry for entry in state["pods"].values()}
+        pods = {p["metadata"]["name"]: p for p in self.handle.pods(NAMESPACE)}
         try:
             client, server = pods["client"]["status"], pods["server"]["status"]
-            client_net, server_net = by_ip[client["podIP"]], by_ip[server["podIP"]]
-        except KeyError as exc:
+            client_net = self.handle.pod_net("client", NAMESPACE)
+            server_net = self.handle.pod_net("server", NAMESPACE)
+        except (KeyError, HandleError) as exc:
             raise BenchError(f"the bench pods have no network yet: {exc}") from exc
         return Topology(
             client_ip=client["podIP"],
             server_ip=server["podIP"],
             client_node_ip=client["hostIP"],
             server_node_ip=server["hostIP"],
-            client_netns=client_net["netns"],
-            server_netns=server_net["netns"],
-            client_node_netns=client_net["node_netns"],
-            server_node_netns=server_net["node_netns"],
+            client_netns=client_net.netns,
+            server_netns=server_net.netns,
+            client_node_netns=client_net.node_netns,
+            server_node_netns=server_net.node_netns,
         )
 
     def set_ambient(self, enrolled: bool, timeout: float = 60.0) -> None:
-        """Label (or unlabel) the bench namespace and wait until both pods show it in `ambit status`."""
-        label = "istio.io/dataplane-mode" + ("=ambient" if enrolled else "-")
-        self.ambit("label", "namespace", NAMESPACE, label, *(["--overwrite"] if enrolled else []))
+        """Label (or unlabel) the bench namespace; wait until both pods show it in the status and in the data
+        plane (captured and served by their ztunnels, or neither)."""
+        self.handle.set_ambient(NAMESPACE, enrolled)
         deadline = time.monotonic() + timeout
         want = "yes" if enrolled else "no"
         while True:
             ambient = self.ambient_status()
             if ambient and all(value == want for value in ambient.values()):
-                return
+                # the label is seen at once; wait for the data plane too (captured + served, or neither)
+                meshed = self.handle.meshed(NAMESPACE)
+                if meshed and all(value is enrolled for value in meshed.values()):
+                    return
             if time.monotonic() > deadline:
                 raise BenchError(
                     f"bench pods did not become AMBIENT {want} within {timeout:.0f} s: {ambient}"
@@ -199,20 +201,12 @@ class BenchCluster:
             time.sleep(0.3)
 
     def ambient_status(self) -> dict[str, str]:
-        """Pod name → the AMBIENT column of `ambit status` for the bench namespace."""
-        found = {}
-        for line in self.ambit("status").splitlines():
-            words = line.split()
-            if len(words) >= 6 and words[0] == NAMESPACE:
-                found[words[1]] = words[-1]
-        return found
+        """Pod name → the AMBIENT column of `ambit status` ("yes"/"no") for the bench namespace."""
+        return {name: "yes" if on else "no" for name, on in self.handle.status().ambient(NAMESPACE).items()}
 
     def ztunnel_pids(self) -> dict[str, int]:
         """``ztunnel-node1`` → pid, from the runtime's pid files (re-read: the supervisor may restart one)."""
-        pids = {}
-        for path in sorted((self.run_dir / "pids").glob("ztunnel-node*.json")):
-            pids[path.stem] = int(json.loads(path.read_text())["pid"])
-        return pids
+        return self.handle.ztunnel_pids()
 
     # -- commands inside namespaces ------------------------------------------------------------------------
 
@@ -298,9 +292,9 @@ class BenchCluster:
                 problems.append(f"stopping pid {proc.pid}: {exc}")
         if self._created:
             try:
-                self.ambit("down", timeout=120)
-            except (BenchError, subprocess.TimeoutExpired) as exc:
-                problems.append(str(exc))
+                self.handle.down()
+            except Exception as exc:  # keep tearing down
+                problems.append(f"ambit down: {exc}")
         shutil.rmtree(self.dir, ignore_errors=True)
         return problems
 

@@ -121,88 +121,25 @@ def down(ctx: click.Context) -> None:
     )
 
 
-async def _status(cluster: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    from ambit.runtime.layout import Layout
-
-    async with StoreClient(Layout(cluster).store_socket, timeout=5.0) as client:
-        listed = await client.list(["Node", "Pod", "Namespace"])
-
-    def by(kind: str) -> list[dict[str, Any]]:
-        return [o for o in listed.items if o["kind"] == kind]
-
-    return by("Node"), by("Pod"), by("Namespace")
-
-
 @click.command("status")
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Nodes, pods, ztunnels and control-plane replicas, with health."""
-    from ambit.runtime import cluster as rt
-    from ambit.runtime import control, procs
-    from ambit.runtime.layout import Layout
+    from ambit.runtime.handle import ClusterHandle
 
     name = _cluster(ctx)
-    layout = Layout(name)
-    if not rt.exists(name):
+    cluster = ClusterHandle(name, timeout=5.0)
+    if not cluster.exists():
         raise click.ClickException(f"cluster {name} does not exist")
-    click.echo(f"cluster {name}: daemon {'running' if rt.daemon_alive(name) else 'NOT RUNNING'}")
+    click.echo(f"cluster {name}: daemon {'running' if cluster.daemon_alive() else 'NOT RUNNING'}")
     try:
-        nodes, pods, namespaces = asyncio.run(_status(name))
+        report = cluster.status()
     except StoreError as exc:
-        if "store" in control.read_held(layout):
+        if "store" in cluster.held():
             raise click.ClickException("the store is stopped (ambit start store)") from exc
         raise click.ClickException(f"store unreachable: {exc}") from exc
-    ambient_ns = {
-        n["metadata"]["name"]
-        for n in namespaces
-        if (n["metadata"].get("labels") or {}).get("istio.io/dataplane-mode") == "ambient"
-    }
-    held = control.read_held(layout)
-    click.echo("NODES")
-    for node in nodes:
-        labels = node["metadata"].get("labels") or {}
-        nname = node["metadata"]["name"]
-        entry = procs.read(layout.pid_file(f"ztunnel-{nname}"))
-        zt = "running" if entry is not None and procs.matches(*entry) else "not running"
-        if zt != "running" and f"ztunnel-{nname}" in held:
-            zt = "stopped"
-        zone = labels.get("topology.kubernetes.io/zone", "-")
-        click.echo(f"  {nname:<8} zone={zone:<6} ztunnel={zt}")
-    click.echo("PODS")
-    click.echo(f"  {'NAMESPACE':<14} {'NAME':<28} {'NODE':<7} {'IP':<15} {'READY':<6} AMBIENT")
-    for pod in sorted(pods, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
-        meta, st = pod["metadata"], pod.get("status") or {}
-        label = (meta.get("labels") or {}).get("istio.io/dataplane-mode")
-        ambient = label == "ambient" or (label is None and meta["namespace"] in ambient_ns)
-        click.echo(
-            f"  {meta['namespace']:<14} {meta['name']:<28} {pod['spec'].get('nodeName') or '-':<7} "
-            f"{st.get('podIP') or '-':<15} {'yes' if _ready(pod) else 'no':<6} {'yes' if ambient else 'no'}"
-        )
-    cps = [p for p in pods if p["metadata"]["namespace"] == "ambit-system"]
-    ready = sum(1 for p in cps if _ready(p))
-    click.echo(f"CONTROL PLANE: {ready}/{len(cps)} replicas ready")
-    if held:
-        click.echo(f"STOPPED (held down until `ambit start`): {', '.join(sorted(held))}")
-
-
-def _pod_netns(cluster: str, pod: str, namespace: str) -> str:
-    from ambit.runtime.layout import Layout
-    from ambit.runtime.netns import NetRuntime
-
-    layout = Layout(cluster)
-
-    async def get() -> dict[str, Any]:
-        async with StoreClient(layout.store_socket, timeout=5.0) as client:
-            return await client.get("Pod", pod, namespace)
-
-    try:
-        obj = asyncio.run(get())
-    except StoreError as exc:
-        raise click.ClickException(f"pod {namespace}/{pod}: {exc}") from exc
-    net = NetRuntime(cluster, layout.state_dir).pod(obj["metadata"]["uid"])
-    if net is None:
-        raise click.ClickException(f"pod {namespace}/{pod} has no network yet")
-    return net.netns
+    for line in report.lines():
+        click.echo(line)
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
@@ -215,15 +152,19 @@ def exec_(
     ctx: click.Context, pod: str | None, namespace: str, node: str | None, command: tuple[str, ...]
 ) -> None:
     """Run COMMAND inside a pod's (or a node's) network namespace: ambit exec POD -- CMD..."""
-    from ambit.runtime import netplan
-    from ambit.runtime.layout import node_index
+    from ambit.runtime.handle import ClusterHandle, HandleError
 
-    name = _cluster(ctx)
+    cluster = ClusterHandle(_cluster(ctx), timeout=5.0)
     if node:
-        netns = netplan.node_netns(name, node_index(node))
+        netns = cluster.node_netns(node)
         command = (pod, *command) if pod else command  # no POD with --node: the first word is the command
     elif pod:
-        netns = _pod_netns(name, pod, namespace)
+        try:
+            netns = cluster.pod_net(pod, namespace).netns
+        except StoreError as exc:
+            raise click.ClickException(f"pod {namespace}/{pod}: {exc}") from exc
+        except HandleError as exc:
+            raise click.ClickException(str(exc)) from exc
     else:
         raise click.UsageError("give a POD or --node")
     argv = ["ip", "netns", "exec", netns, *command]
@@ -253,17 +194,15 @@ def _control(
     ctx: click.Context, op: str, component: str, name: str | None, node: str | None, ns: str | None
 ) -> None:
     from ambit.runtime import control
-    from ambit.runtime.layout import Layout
+    from ambit.runtime.handle import ClusterHandle
 
-    cluster = _cluster(ctx)
     if component == "store" and (name or node):
         raise click.UsageError("store takes no NAME or --node")
-    cmd = control.Command(op, component, node, name, ns)
     try:
-        reply = control.request(control.socket_path(Layout(cluster)), cmd)
+        message = ClusterHandle(_cluster(ctx)).command(op, component, name, node=node, namespace=ns)
     except control.ControlError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(str(reply.get("message") or "ok"))
+    click.echo(message)
 
 
 def _control_command(op: str, help_text: str) -> click.Command:

@@ -21,7 +21,7 @@ from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import issue, write_cert_files, write_pem
 from ambit.model.identity import NodeIdentity
 from ambit.runtime import netplan, procs
-from ambit.runtime.daemon import ambit_argv
+from ambit.runtime.ambit_command import ambit_argv
 from ambit.runtime.layout import TRUST_DOMAIN, Layout, node_name, write_json
 from ambit.runtime.netns import NetRuntime, list_netns, netns_pids
 

@@ -1,13 +1,18 @@
 """`ambit demo`: a 3-node ambient cluster running Istio's bookinfo, shown to a newcomer.
 
-It drives the same commands a user would type (`ambit up`, `apply`, `label`, `exec`), then proves
-what happened:
+It brings the cluster up as a user would (`ambit up`: it detaches the runtime daemon), then drives it
+through :class:`~ambit.runtime.handle.ClusterHandle` (apply the samples, label the namespace, exec
+curl in the pods and in the nodes) and proves what happened:
 
 * who talked to whom, over which nodes, with which verified SPIFFE identities (from the destination
   ztunnels' `istio_tcp_connections_opened_total`, the same numbers Prometheus would scrape);
 * that nothing crossed nodes in plaintext: a packet capture on the fabric bridge (inside the cluster's
   own fabric namespace) while the traffic ran, summarised by TCP port, and a unique marker that every
   request carried, searched for in the captured bytes (it must never be found).
+
+:meth:`Demo.collect` returns all of it as a :class:`DemoResult`; :func:`problems` is the pure check of
+its success criteria (every pair talked over mTLS, only :data:`~ambit.runtime.layout.FABRIC_PORTS` on
+the fabric, the marker never found), used by `ambit demo` and by its e2e test.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +34,21 @@ from rich.console import Console
 from rich.table import Table
 
 from ambit.runtime import pcap
+from ambit.runtime.handle import ClusterHandle, HandleError
+from ambit.runtime.layout import FABRIC_PORTS, HBONE_PORT
+from ambit.runtime.nsexec import NetnsError
 
 AMBIT = str(Path(sys.executable).parent / "ambit")
+NODES = ("node1", "node2", "node3")
+NAMESPACE = "default"
+# (source app, URL): each one a pair that must talk over the mesh.
+CALLS = (
+    ("curl", "http://productpage:9080/productpage"),
+    ("productpage", "http://details:9080/details/0"),
+    ("productpage", "http://reviews:9080/reviews/0"),
+    ("reviews", "http://ratings:9080/ratings/0"),
+)
+MUTUAL_TLS = "mutual_tls"
 _METRIC = re.compile(r"^istio_tcp_connections_opened_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
@@ -38,56 +57,88 @@ class DemoError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Call:
+    """One request from a source pod, as the destination app echoed it."""
+
+    source: str  # the source pod's workload (its Deployment)
+    url: str
+    answered_by: str  # the answering pod
+    node: str  # the answering pod's node
+    peer: str  # the source address the app saw
+    marker_seen: bool  # the app received the marker header
+
+
+@dataclass(frozen=True)
+class Talker:
+    """A row of a destination ztunnel's connection metric."""
+
+    source: str
+    destination: str
+    node: str  # the destination ztunnel's node
+    principal: str
+    security: str
+    connections: int
+
+
+@dataclass
+class DemoResult:
+    marker: str
+    calls: list[Call] = field(default_factory=list)
+    talkers: list[Talker] = field(default_factory=list)
+    ports: Counter[int] = field(default_factory=Counter)  # packets on the fabric per service port
+    captured_bytes: int = 0
+    marker_found: bool = False
+
+
+def workload(pod_name: str) -> str:
+    """The metric names the owning Deployment (reviews-v1): the pod name without its suffix."""
+    return pod_name.rsplit("-", 1)[0]
+
+
+def problems(result: DemoResult) -> list[str]:
+    """What breaks the demo's promises (empty: all kept)."""
+    found = []
+    for call in result.calls:
+        if not call.marker_seen:
+            found.append(f"{call.source} -> {call.url}: the app did not receive the marker")
+    pairs = {(t.source, t.destination) for t in result.talkers if t.security == MUTUAL_TLS and t.connections}
+    for call in result.calls:
+        if (call.source, workload(call.answered_by)) not in pairs:
+            found.append(f"{call.source} -> {workload(call.answered_by)}: no mTLS connection in the metrics")
+    if not result.calls:
+        found.append("no call was made")
+    if not result.ports[HBONE_PORT]:
+        found.append(f"no packet on port {HBONE_PORT} (HBONE) was captured")
+    off = {port: n for port, n in result.ports.items() if port not in FABRIC_PORTS}
+    if off:
+        found.append(f"packets on ports outside {sorted(FABRIC_PORTS)} between nodes: {off}")
+    if result.marker_found:
+        found.append(f"the marker {result.marker} crossed the fabric in plaintext")
+    return found
+
+
 @dataclass
 class Demo:
     cluster: str
     samples: Path
     console: Console
 
-    def ambit(self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 180) -> str:
-        proc = subprocess.run(
-            [AMBIT, "--cluster", self.cluster, *args],
-            capture_output=True,
-            text=True,
-            input=stdin,
-            timeout=timeout,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise DemoError(f"`ambit {' '.join(args)}` failed:\n{proc.stdout}{proc.stderr}")
-        return proc.stdout
+    @property
+    def handle(self) -> ClusterHandle:
+        return ClusterHandle(self.cluster)
 
     def step(self, text: str) -> None:
         self.console.print(f"\n[bold cyan]▶ {text}[/]")
 
     # ------------------------------------------------------------------ the story
 
-    def run(self) -> None:
-        if shutil.which("tcpdump") is None:
-            raise DemoError("tcpdump is missing (make demo installs it; or: apt-get install tcpdump)")
-        marker = f"ambit-demo-{uuid.uuid4().hex}"
-        self.step(f"ambit --cluster {self.cluster} up --nodes 3")
-        self.console.print(self.ambit("up", "--nodes", "3", timeout=300).strip())
-        self.step("apply Istio's bookinfo and curl samples (unchanged), then enrol the namespace")
-        for sample in ("bookinfo.yaml", "curl.yaml"):
-            self.ambit("apply", "-f", str(self.samples / sample))
-        self.wait_ready()
-        self.console.print(
-            self.ambit("label", "namespace", "default", "istio.io/dataplane-mode=ambient").strip()
-        )
-        self.wait_enrolled()
-        self.console.print(self.ambit("status").rstrip())
-        capture = Path(tempfile.mkdtemp(prefix="ambit-demo-")) / "fabric.pcap"
-        self.step("capture every packet on the fabric (the wire between nodes) while traffic runs")
-        tcpdump = self.start_capture(capture)
-        try:
-            self.send_traffic(marker)
-        finally:
-            self.stop_capture(tcpdump)
-        self.step("who talked: the destination ztunnels' view (verified peer identities)")
-        self.show_talkers()
-        self.step("what crossed the fabric, by TCP port")
-        self.show_capture(capture, marker)
+    def run(self) -> DemoResult:
+        """The whole demo, printed; raises DemoError if a promise was broken."""
+        result = self.collect()
+        found = problems(result)
+        if found:
+            raise DemoError("\n".join(found))
         self.console.print(
             "\n[bold green]Done.[/] Look around:\n"
             f"  ambit --cluster {self.cluster} status\n"
@@ -97,12 +148,60 @@ class Demo:
             f"  ambit --cluster {self.cluster} exec --node node1 -- curl -s localhost:15000/config_dump\n"
             f"Stop it with:\n  ambit --cluster {self.cluster} down"
         )
+        return result
+
+    def collect(self) -> DemoResult:
+        """Bring the cluster up, run bookinfo in the mesh, send the traffic under a fabric capture."""
+        if shutil.which("tcpdump") is None:
+            raise DemoError("tcpdump is missing (make demo installs it; or: apt-get install tcpdump)")
+        result = DemoResult(marker=f"ambit-demo-{uuid.uuid4().hex}")
+        self.step(f"ambit --cluster {self.cluster} up --nodes 3")
+        self.console.print(self.up().strip())
+        self.step("apply Istio's bookinfo and curl samples (unchanged), then enrol the namespace")
+        for sample in ("bookinfo.yaml", "curl.yaml"):
+            self.handle.apply((self.samples / sample).read_text(), namespace=NAMESPACE)
+        self.wait_ready()
+        self.handle.set_ambient(NAMESPACE, True)
+        self.console.print(f"namespace/{NAMESPACE} labeled istio.io/dataplane-mode=ambient")
+        self.wait_enrolled()
+        self.console.print("\n".join(self.handle.status().lines()))
+        capture = Path(tempfile.mkdtemp(prefix="ambit-demo-")) / "fabric.pcap"
+        self.step("capture every packet on the fabric (the wire between nodes) while traffic runs")
+        tcpdump = self.start_capture(capture)
+        try:
+            result.calls = self.send_traffic(result.marker)
+        finally:
+            pcap.stop(tcpdump)
+        self.step("who talked: the destination ztunnels' view (verified peer identities)")
+        result.talkers = self.talkers()
+        self.show_talkers(result.talkers)
+        self.step("what crossed the fabric, by TCP port")
+        summary = pcap.summarise(capture)
+        result.ports = summary.by_port()
+        result.captured_bytes = len(summary.raw)
+        result.marker_found = summary.contains(result.marker)
+        self.show_capture(result)
+        if not problems(result):
+            shutil.rmtree(capture.parent, ignore_errors=True)
+        return result
 
     # ------------------------------------------------------------------ steps
 
+    def up(self) -> str:
+        """`ambit up --nodes 3` (a subprocess: it detaches the runtime daemon and waits for the pods)."""
+        proc = subprocess.run(
+            [AMBIT, "--cluster", self.cluster, "up", "--nodes", "3"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise DemoError(f"`ambit up --nodes 3` failed:\n{proc.stdout}{proc.stderr}")
+        return proc.stdout
+
     def pods(self) -> list[dict[str, Any]]:
-        data = json.loads(self.ambit("get", "pods", "-n", "default", "-o", "json"))
-        return list(data.get("items", []))
+        return self.handle.pods(NAMESPACE)
 
     def wait_ready(self, within: float = 180.0) -> None:
         deadline = time.monotonic() + within
@@ -114,12 +213,15 @@ class Demo:
         raise DemoError("the bookinfo pods did not become ready in time (see `ambit status`)")
 
     def wait_enrolled(self, within: float = 120.0) -> None:
+        """Until `ambit status` shows every pod of the namespace enrolled *and* each one is captured and
+        served by its node's ztunnel (the label alone is seen at once; capture and the ZDS handoff follow)."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            status = self.ambit("status")
-            rows = [line for line in status.splitlines() if line.strip().startswith("default ")]
-            if rows and all(line.split()[-1] == "yes" for line in rows):
-                return
+            enrolled = self.handle.status().ambient(NAMESPACE)
+            if enrolled and all(enrolled.values()):
+                meshed = self.handle.meshed(NAMESPACE)
+                if meshed and all(v is True for v in meshed.values()):
+                    return
             time.sleep(1.0)
         raise DemoError("the namespace's pods were not enrolled in time (see `ambit status`)")
 
@@ -129,27 +231,33 @@ class Demo:
                 return p
         raise DemoError(f"no pod with app={app}")
 
-    def exec_curl(self, app: str, url: str, marker: str) -> str:
-        name = self.pod(app)["metadata"]["name"]
-        return self.ambit("exec", name, "--", "curl", "-sS", "-m", "5", "-H", f"X-Demo-Marker: {marker}", url)
+    def exec(self, argv: list[str], *, pod: str | None = None, node: str | None = None) -> str:
+        try:
+            return self.handle.exec(argv, pod=pod, namespace=NAMESPACE, node=node, timeout=180).stdout
+        except (NetnsError, HandleError) as exc:
+            raise DemoError(str(exc)) from exc
 
-    def send_traffic(self, marker: str) -> None:
-        calls = [
-            ("curl", "http://productpage:9080/productpage"),
-            ("productpage", "http://details:9080/details/0"),
-            ("productpage", "http://reviews:9080/reviews/0"),
-            ("reviews", "http://ratings:9080/ratings/0"),
-        ]
-        for source, url in calls:
+    def send_traffic(self, marker: str) -> list[Call]:
+        calls = []
+        for source, url in CALLS:
+            name = self.pod(source)["metadata"]["name"]
+            argv = ["curl", "-sS", "-m", "5", "-H", f"X-Demo-Marker: {marker}", url]
             for _ in range(3):
-                body = json.loads(self.exec_curl(source, url, marker))
-            seen = body.get("headers", {}).get("X-Demo-Marker")
-            if seen != marker:
-                raise DemoError(f"{source} -> {url}: the app did not receive the marker")
-            self.console.print(
-                f"  {source:12} → {url:38} answered by {body['pod']} on {body['node']} "
-                f"(the app saw peer {body['peer'].rsplit(':', 1)[0]})"
+                body = json.loads(self.exec(argv, pod=name))
+            call = Call(
+                source=workload(name),
+                url=url,
+                answered_by=str(body["pod"]),
+                node=str(body["node"]),
+                peer=str(body["peer"]).rsplit(":", 1)[0],
+                marker_seen=body.get("headers", {}).get("X-Demo-Marker") == marker,
             )
+            calls.append(call)
+            self.console.print(
+                f"  {source:12} → {url:38} answered by {call.answered_by} on {call.node} "
+                f"(the app saw peer {call.peer})"
+            )
+        return calls
 
     def start_capture(self, path: Path) -> subprocess.Popen[bytes]:
         try:
@@ -157,18 +265,11 @@ class Demo:
         except pcap.CaptureError as exc:
             raise DemoError(str(exc)) from exc
 
-    def stop_capture(self, proc: subprocess.Popen[bytes]) -> None:
-        pcap.stop(proc)
-
-    def show_talkers(self) -> None:
-        # The metric names the owning Deployment (reviews-v1): the pod name without its suffix.
-        workloads = {p["metadata"]["name"].rsplit("-", 1)[0]: p["spec"].get("nodeName") for p in self.pods()}
-        identity = "verified source (spiffe://cluster.local/…)"
-        table = Table("source", "node", "destination", "node", identity, "mTLS", "n")
-        for node in ("node1", "node2", "node3"):
-            text = self.ambit(
-                "exec", "--node", node, "--", "curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"
-            )
+    def talkers(self) -> list[Talker]:
+        """Every destination-reported connection metric of every node's ztunnel."""
+        found = []
+        for node in NODES:
+            text = self.exec(["curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"], node=node)
             for line in text.splitlines():
                 match = _METRIC.match(line)
                 if not match:
@@ -176,33 +277,44 @@ class Demo:
                 labels = dict(_LABEL.findall(match["labels"]))
                 if labels.get("reporter") != "destination":
                     continue
-                src, dst = labels.get("source_workload", "?"), labels.get("destination_workload", "?")
-                table.add_row(
-                    src,
-                    workloads.get(src, "?"),
-                    dst,
-                    node,
-                    labels.get("source_principal", "").removeprefix("spiffe://cluster.local/"),
-                    labels.get("connection_security_policy", ""),
-                    str(int(float(match["value"]))),
+                found.append(
+                    Talker(
+                        source=labels.get("source_workload", "?"),
+                        destination=labels.get("destination_workload", "?"),
+                        node=node,
+                        principal=labels.get("source_principal", ""),
+                        security=labels.get("connection_security_policy", ""),
+                        connections=int(float(match["value"])),
+                    )
                 )
+        return found
+
+    def show_talkers(self, talkers: list[Talker]) -> None:
+        nodes = {workload(p["metadata"]["name"]): p["spec"].get("nodeName") for p in self.pods()}
+        identity = "verified source (spiffe://cluster.local/…)"
+        table = Table("source", "node", "destination", "node", identity, "mTLS", "n")
+        for t in talkers:
+            table.add_row(
+                t.source,
+                nodes.get(t.source, "?"),
+                t.destination,
+                t.node,
+                t.principal.removeprefix("spiffe://cluster.local/"),
+                t.security,
+                str(t.connections),
+            )
         self.console.print(table)
 
-    def show_capture(self, path: Path, marker: str) -> None:
-        summary = pcap.summarise(path)
-        ports = summary.by_port()
+    def show_capture(self, result: DemoResult) -> None:
         table = Table("port", "packets")
-        for port, count in ports.most_common():
+        for port, count in result.ports.most_common():
             table.add_row(pcap.port_name(port), str(count))
         self.console.print(table)
-        found = summary.contains(marker)
-        plaintext = sum(c for port, c in ports.items() if port not in (pcap.HBONE_PORT, pcap.XDS_PORT))
+        found = result.marker_found
+        plaintext = sum(c for port, c in result.ports.items() if port not in FABRIC_PORTS)
         verdict = "[bold red]FOUND (plaintext leak!)[/]" if found else "[bold green]never found[/]"
-        self.console.print(f"marker {marker} in {len(summary.raw)} captured bytes: {verdict}")
+        self.console.print(f"marker {result.marker} in {result.captured_bytes} captured bytes: {verdict}")
         self.console.print(f"packets on other ports between nodes: {plaintext}")
-        if found or plaintext:
-            raise DemoError("something crossed the fabric in plaintext")
-        shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def _ready(pod: dict[str, Any]) -> bool:

@@ -24,6 +24,12 @@ from ambit.store import paths
 TRUST_DOMAIN = "cluster.local"
 SYSTEM_NAMESPACE = "ambit-system"
 
+HBONE_PORT = 15008  # mTLS data between ztunnels (pod to pod)
+XDS_PORT = 15012  # the control plane: xDS and the CA, over mTLS
+# The only TCP ports an enrolled cluster's traffic uses between nodes (the fabric): anything else on the
+# wire is plaintext. `ambit demo` and the fabric-capture tests check against this one list.
+FABRIC_PORTS = frozenset({HBONE_PORT, XDS_PORT})
+
 
 @dataclass(frozen=True)
 class Layout:

@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ambit.runtime import netplan
+from ambit.runtime.layout import FABRIC_PORTS, HBONE_PORT, XDS_PORT
 
-HBONE_PORT = 15008
-XDS_PORT = 15012
 PORT_NAMES = {
     HBONE_PORT: "15008 (HBONE: mTLS data)",
     XDS_PORT: "15012 (control plane: xDS/CA over mTLS)",
@@ -55,6 +54,10 @@ class Summary:
     def by_port(self) -> Counter[int]:
         """Packets per service port."""
         return Counter(p.service_port for p in self.packets)
+
+    def off_fabric(self) -> Counter[int]:
+        """Packets per service port outside the runtime's :data:`FABRIC_PORTS` (plaintext between nodes)."""
+        return Counter({port: n for port, n in self.by_port().items() if port not in FABRIC_PORTS})
 
     def contains(self, marker: str | bytes) -> bool:
         """Whether ``marker`` occurs anywhere in the captured bytes."""

@@ -1,4 +1,9 @@
-"""Helpers for the root e2e tests that drive real clusters through the `ambit` command."""
+"""Helpers for the root e2e tests that drive real clusters.
+
+A running cluster is read and driven through :class:`ambit.runtime.handle.ClusterHandle` (pods,
+exec, stop/start/kill/restart, status); :func:`ambit` runs the CLI where the CLI itself is under test
+or where it is the way in (`ambit up` detaches the daemon; `apply`, `label`, `get`, `logs` as a user
+types them). :func:`temporary_cluster` takes the cluster down in-process."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ambit.runtime.handle import ClusterHandle
 
 AMBIT = str(Path(sys.executable).parent / "ambit")
 # Istio's samples, beside the repository (../shared/samples/istio), as CI lays them out.
@@ -37,14 +44,18 @@ def ambit(
 
 @contextlib.contextmanager
 def temporary_cluster(name: str, run_dir: Path) -> Iterator[str]:
-    """Point ``AMBIT_RUN_DIR`` at ``run_dir`` for the block; afterwards (even after a failure)
-    ``ambit --cluster NAME down`` and the variable as it was. The block brings the cluster up."""
+    """Point ``AMBIT_RUN_DIR`` at ``run_dir`` for the block; afterwards (even after a failure) take the
+    cluster down (``ClusterHandle.down``, as `ambit down`) and restore the variable. The
+    block brings the cluster up."""
     old = os.environ.get("AMBIT_RUN_DIR")
     os.environ["AMBIT_RUN_DIR"] = str(run_dir)
     try:
         yield name
     finally:
-        ambit(name, "down", check=False)
+        try:
+            ClusterHandle(name).down()
+        except Exception as exc:  # the module's netns guard reports anything left behind
+            print(f"taking {name} down: {exc}")
         if old is None:
             os.environ.pop("AMBIT_RUN_DIR", None)
         else:

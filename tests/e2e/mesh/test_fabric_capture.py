@@ -2,7 +2,8 @@
 fabric namespace) while a pod on node 1 sends HTTP requests carrying a unique marker to a service whose
 endpoints are on nodes 2 and 3.
 
-- Enrolled namespace: every packet between nodes is TCP to or from 15008 (HBONE) or 15012 (xDS/CA),
+- Enrolled namespace: every packet between nodes is TCP to or from the runtime's fabric ports
+  (``FABRIC_PORTS``: 15008 HBONE, 15012 xDS/CA),
   and the marker is never in the captured bytes.
 - The control, which proves the check can fail: with the namespace un-enrolled, the same requests cross
   the fabric as plaintext to port 9080 and the marker is found.
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from ambit.runtime import pcap
+from ambit.runtime.layout import FABRIC_PORTS, HBONE_PORT
 from ambit.testing.e2e import ambit, ready, temporary_cluster, wait_for
 
 pytestmark = pytest.mark.root
@@ -133,11 +135,11 @@ def test_enrolled_traffic_crosses_the_fabric_only_as_mtls(cluster: str, tmp_path
     summary, bodies = capture(cluster, tmp_path / "mesh.pcap", marker)
     assert {b["node"] for b in bodies} == {"node2", "node3"}, "both endpoints answered"
     ports = summary.by_port()
-    assert ports[pcap.HBONE_PORT] > 0, ports
-    assert set(ports) <= {pcap.HBONE_PORT, pcap.XDS_PORT}, f"plaintext between nodes: {ports}"
+    assert ports[HBONE_PORT] > 0, ports
+    assert set(ports) <= FABRIC_PORTS, f"plaintext between nodes: {ports}"
     assert not summary.contains(marker), "the marker crossed the fabric in plaintext"
     # The tunnels run from the client pod's address to each endpoint pod's 15008.
-    tunnels = {(p.src, p.dst) for p in summary.packets if p.dport == pcap.HBONE_PORT}
+    tunnels = {(p.src, p.dst) for p in summary.packets if p.dport == HBONE_PORT}
     client_ip = by_app["client"]["status"]["podIP"]
     assert {(client_ip, by_app[w]["status"]["podIP"]) for w in ("web-2", "web-3")} <= tunnels, tunnels
 

@@ -13,6 +13,7 @@ Placement (3 nodes, ambient namespace `res`): `server` has endpoints on node1 an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -26,6 +27,8 @@ import pytest
 
 from ambit.apps.load import LoadResult
 from ambit.runtime import pcap
+from ambit.runtime.control import ControlError
+from ambit.runtime.handle import ClusterHandle
 from ambit.testing.e2e import AMBIT, ambit, ready, temporary_cluster, wait_for
 
 pytestmark = pytest.mark.root
@@ -75,7 +78,7 @@ MANIFESTS = "\n---\n".join(
 
 
 def pods(cluster: str) -> list[dict[str, Any]]:
-    return list(json.loads(ambit(cluster, "get", "pods", "-n", NS, "-o", "json").stdout).get("items", []))
+    return ClusterHandle(cluster).pods(NS)
 
 
 def pod_name(cluster: str, placement: str) -> str:
@@ -104,14 +107,6 @@ def load(cluster: str, placement: str, out: Path, *, duration: float = DURATION)
     """Start `ambit app load` inside a pod's netns (so its traffic is captured like the app's)."""
     args = [
         AMBIT,
-        "--cluster",
-        cluster,
-        "exec",
-        pod_name(cluster, placement),
-        "-n",
-        NS,
-        "--",
-        AMBIT,
         "app",
         "load",
         "http://server/",
@@ -128,7 +123,14 @@ def load(cluster: str, placement: str, out: Path, *, duration: float = DURATION)
         "--json",
         str(out),
     ]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return ClusterHandle(cluster).popen(
+        args,
+        pod=pod_name(cluster, placement),
+        namespace=NS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen[str], out: Path) -> LoadResult:
@@ -147,8 +149,8 @@ def assert_no_failures(result: LoadResult) -> None:
 
 def opened_from(cluster: str, node: str, workload: str) -> float:
     """Outbound connections from ``workload`` that ``node``'s (current) ztunnel has opened."""
-    reply = ambit(
-        cluster, "exec", "--node", node, "--", "curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"
+    reply = ClusterHandle(cluster).exec(
+        ["curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"], node=node
     )
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -176,19 +178,20 @@ def test_control_plane_outage_loses_nothing_and_a_restarted_ztunnel_serves_from_
     proc = load(cluster, "client", out)
     try:
         time.sleep(2)
-        ambit(cluster, "stop", "controlplane")
+        ClusterHandle(cluster).stop("controlplane")
         assert_no_failures(finish(proc, out))
         # Still no control plane: node3's ztunnel restarts with no CA and no xDS, from its cache only.
-        ambit(cluster, "restart", "ztunnel", "--node", "node3")
+        ClusterHandle(cluster).restart("ztunnel", node="node3")
         server_c = next(p for p in pods(cluster) if p["metadata"]["labels"].get("placement") == "server-c")
         url = f"http://{server_c['status']['podIP']}:8080/ip"
         for _ in range(5):
-            reply = ambit(
-                cluster, "exec", pod_name(cluster, "client"), "-n", NS, "--", "curl", "-sS", "-m", "5", url
+            reply = ClusterHandle(cluster).exec(
+                ["curl", "-sS", "-m", "5", url], pod=pod_name(cluster, "client"), namespace=NS
             )
             assert json.loads(reply.stdout)["pod"] == server_c["metadata"]["name"]
     finally:
-        ambit(cluster, "start", "controlplane", check=False)
+        with contextlib.suppress(ControlError):
+            ClusterHandle(cluster).start("controlplane")
 
 
 @pytest.mark.parametrize(
@@ -206,7 +209,7 @@ def test_overlapping_ztunnel_restart_loses_nothing(cluster: str, tmp_path: Path,
         # Starting the load in the pod, and a new ztunnel, take seconds on a busy machine: restart once
         # the load runs (not after a fixed sleep), and check below that the handover fell inside it.
         wait_for(lambda: opened_from(cluster, "node1", "client") >= before + 20, "the load to start", 30, 0.5)
-        ambit(cluster, "restart", "ztunnel", "--node", node)
+        ClusterHandle(cluster).restart("ztunnel", node=node)
     finally:
         result = finish(proc, out)
     drained = drain_started(cluster, node)
@@ -221,26 +224,16 @@ def test_a_dead_ztunnel_touches_only_its_node(cluster: str, tmp_path: Path) -> N
     proc = load(cluster, "client", out)
     try:
         time.sleep(2)
-        ambit(cluster, "kill", "ztunnel", "--node", "node2")
-        ambit(cluster, "stop", "ztunnel", "--node", "node2")
+        ClusterHandle(cluster).kill("ztunnel", node="node2")
+        ClusterHandle(cluster).stop("ztunnel", node="node2")
         result = finish(proc, out)
         marker = f"victim-{uuid.uuid4().hex}"
         capture = pcap.start(cluster, tmp_path / "fabric.pcap")
         try:
-            victim = ambit(
-                cluster,
-                "exec",
-                pod_name(cluster, "victim"),
-                "-n",
-                NS,
-                "--",
-                "curl",
-                "-sS",
-                "-m",
-                "3",
-                "-H",
-                f"X-Marker: {marker}",
-                "http://server/",
+            victim = ClusterHandle(cluster).exec(
+                ["curl", "-sS", "-m", "3", "-H", f"X-Marker: {marker}", "http://server/"],
+                pod=pod_name(cluster, "victim"),
+                namespace=NS,
                 check=False,
             )
         finally:
@@ -253,24 +246,19 @@ def test_a_dead_ztunnel_touches_only_its_node(cluster: str, tmp_path: Path) -> N
             "nothing of the victim's leaves its node while its ztunnel is down"
         )
     finally:
-        ambit(cluster, "start", "ztunnel", "--node", "node2", check=False)
+        with contextlib.suppress(ControlError):
+            ClusterHandle(cluster).start("ztunnel", node="node2")
     assert_no_failures(result)
     wait_for(
         lambda: (
-            ambit(
-                cluster,
-                "exec",
-                pod_name(cluster, "victim"),
-                "-n",
-                NS,
-                "--",
-                "curl",
-                "-sS",
-                "-m",
-                "3",
-                "http://server/",
+            ClusterHandle(cluster)
+            .exec(
+                ["curl", "-sS", "-m", "3", "http://server/"],
+                pod=pod_name(cluster, "victim"),
+                namespace=NS,
                 check=False,
-            ).returncode
+            )
+            .returncode
             == 0
         ),
         "node2's pod to recover after `ambit start`",

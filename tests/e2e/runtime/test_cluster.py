@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ambit.runtime import hostcheck
+from ambit.runtime.handle import ClusterHandle
 from ambit.runtime.netns import list_netns
 from ambit.testing.e2e import SAMPLES, ambit, ready, wait_for
 
@@ -55,9 +56,7 @@ def cluster(run_dir: Path, cluster_name: Callable[[str], str]) -> Iterator[str]:
 
 
 def pods(name: str) -> list[dict[str, Any]]:
-    out = ambit(name, "get", "pods", "-A", "-o", "json").stdout
-    data = json.loads(out)
-    return list(data.get("items", data if isinstance(data, list) else []))
+    return ClusterHandle(name).pods(namespace=None)
 
 
 def test_pods_are_spread_and_ready(cluster: str) -> None:
@@ -145,17 +144,17 @@ def test_status_shows_nodes_pods_and_control_plane(cluster: str) -> None:
 def test_crashed_pod_process_is_restarted(cluster: str, run_dir: Path) -> None:
     items = pods(cluster)
     httpbin = next(p for p in items if p["metadata"]["labels"].get("app") == "httpbin")
-    record = run_dir / cluster / "pids" / f"pod-default-{httpbin['metadata']['name']}-httpbin.json"
-    old = json.loads(record.read_text())["pid"]
+    handle = ClusterHandle(cluster)
+    key = f"pod-default-{httpbin['metadata']['name']}-httpbin"
+    assert handle.layout.pid_file(key) == run_dir / cluster / "pids" / f"{key}.json"
+    old = handle.pid(key)
+    assert old is not None
     os.kill(old, signal.SIGKILL)
     import time
 
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        try:
-            new = json.loads(record.read_text())["pid"]
-        except (OSError, ValueError):
-            new = old
+        new = handle.pid(key) or old
         if new != old:
             break
         time.sleep(0.2)
@@ -164,9 +163,7 @@ def test_crashed_pod_process_is_restarted(cluster: str, run_dir: Path) -> None:
     client = next(p for p in items if p["metadata"]["labels"].get("app") == "curl")["metadata"]["name"]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        proc = ambit(
-            cluster, "exec", client, "--", "curl", "-s", "-m", "2", "http://httpbin:8000/ip", check=False
-        )
+        proc = handle.exec(["curl", "-s", "-m", "2", "http://httpbin:8000/ip"], pod=client, check=False)
         if proc.returncode == 0 and proc.stdout:
             break
         time.sleep(0.3)
@@ -192,7 +189,7 @@ def test_down_after_daemon_sigkill_and_two_clusters(
         for pid in [daemon, *recorded]:
             assert not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes()
         # b is untouched
-        assert "CONTROL PLANE: 2/2 replicas ready" in ambit(b, "status").stdout
+        assert ClusterHandle(b).status().controlplane == (2, 2)
     finally:
         ambit(a, "down", check=False)
         ambit(b, "down", check=False)

@@ -8,7 +8,6 @@ module and torn down with `ambit down` whatever happens.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from ambit.runtime.control import ControlError
+from ambit.runtime.handle import ClusterHandle
 from ambit.testing.e2e import SAMPLES, ambient_namespace, ambit, ready, wait_for
 
 pytestmark = pytest.mark.root
@@ -26,8 +27,7 @@ AMBIENT_NS = ambient_namespace(NAMESPACE)
 
 
 def pods(cluster: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    data = json.loads(ambit(cluster, "get", "pods", "-n", namespace, "-o", "json").stdout)
-    return [p for p in data.get("items", []) if p["metadata"].get("namespace", namespace) == namespace]
+    return ClusterHandle(cluster).pods(namespace)
 
 
 @pytest.fixture(scope="module")
@@ -58,64 +58,50 @@ def cluster(run_dir: Path, cluster_name: Callable[[str], str]) -> Iterator[str]:
         ambit(name, "down", check=False)
 
 
-def ztunnel_pid(run_dir: Path, cluster: str, node: str) -> int | None:
-    try:
-        return int(json.loads((run_dir / cluster / "pids" / f"ztunnel-{node}.json").read_text())["pid"])
-    except (OSError, ValueError, KeyError):
-        return None
+def ztunnel_pid(cluster: str, node: str) -> int | None:
+    return ClusterHandle(cluster).ztunnel_pid(node)
 
 
 def ztunnel_state(cluster: str, node: str) -> str:
-    for line in ambit(cluster, "status").stdout.splitlines():
-        if line.strip().startswith(node) and "ztunnel=" in line:
-            return line.split("ztunnel=", 1)[1].strip()
-    raise AssertionError(f"{node} not in status")
+    return ClusterHandle(cluster).status().node(node).ztunnel
 
 
 def curl_ok(cluster: str) -> bool:
     client = next(p for p in pods(cluster) if p["metadata"]["labels"].get("app") == "curl")
-    proc = ambit(
-        cluster,
-        "exec",
-        client["metadata"]["name"],
-        "-n",
-        NAMESPACE,
-        "--",
-        "curl",
-        "-sS",
-        "-m",
-        "3",
-        "http://httpbin:8000/ip",
+    proc = ClusterHandle(cluster).exec(
+        ["curl", "-sS", "-m", "3", "http://httpbin:8000/ip"],
+        pod=client["metadata"]["name"],
+        namespace=NAMESPACE,
         check=False,
     )
     return proc.returncode == 0 and "origin" in proc.stdout
 
 
 def control_plane_ready(cluster: str) -> str:
-    line = next(x for x in ambit(cluster, "status").stdout.splitlines() if x.startswith("CONTROL PLANE"))
-    return line.split(":", 1)[1].split()[0]
+    ready, total = ClusterHandle(cluster).status().controlplane
+    return f"{ready}/{total}"
 
 
 def test_kill_ztunnel_is_restarted(cluster: str, run_dir: Path) -> None:
-    wait_for(lambda: ztunnel_pid(run_dir, cluster, "node1") is not None, "ztunnel on node1")
-    old = ztunnel_pid(run_dir, cluster, "node1")
-    out = ambit(cluster, "kill", "ztunnel", "--node", "node1").stdout
+    wait_for(lambda: ztunnel_pid(cluster, "node1") is not None, "ztunnel on node1")
+    old = ztunnel_pid(cluster, "node1")
+    out = ClusterHandle(cluster).kill("ztunnel", node="node1")
     assert f"pid {old}" in out
-    wait_for(lambda: ztunnel_pid(run_dir, cluster, "node1") not in (None, old), "a new ztunnel pid")
+    wait_for(lambda: ztunnel_pid(cluster, "node1") not in (None, old), "a new ztunnel pid")
     wait_for(lambda: ztunnel_state(cluster, "node1") == "running", "status: running")
     wait_for(lambda: curl_ok(cluster), "mesh traffic after the restart")
 
 
 def test_stop_holds_ztunnel_down_until_started(cluster: str, run_dir: Path) -> None:
-    ambit(cluster, "stop", "ztunnel", "--node", "node1")
+    ClusterHandle(cluster).stop("ztunnel", node="node1")
     assert ztunnel_state(cluster, "node1") == "stopped"
     time.sleep(3.5)  # past several supervisor ticks and the restart backoff
     assert ztunnel_state(cluster, "node1") == "stopped"
-    assert ztunnel_pid(run_dir, cluster, "node1") is None
+    assert ztunnel_pid(cluster, "node1") is None
     assert "STOPPED" in ambit(cluster, "status").stdout
-    refused = ambit(cluster, "kill", "ztunnel", "--node", "node1", check=False)
-    assert refused.returncode != 0 and "not running" in refused.stderr
-    ambit(cluster, "start", "ztunnel", "--node", "node1")
+    with pytest.raises(ControlError, match="not running"):
+        ClusterHandle(cluster).kill("ztunnel", node="node1")
+    ClusterHandle(cluster).start("ztunnel", node="node1")
     assert ztunnel_state(cluster, "node1") == "running"
     assert "STOPPED" not in ambit(cluster, "status").stdout
     wait_for(lambda: curl_ok(cluster), "mesh traffic after start")
@@ -123,23 +109,23 @@ def test_stop_holds_ztunnel_down_until_started(cluster: str, run_dir: Path) -> N
 
 def test_data_plane_survives_a_stopped_control_plane(cluster: str) -> None:
     assert curl_ok(cluster)
-    out = ambit(cluster, "stop", "controlplane").stdout
+    out = ClusterHandle(cluster).stop("controlplane")
     assert "controlplane-1" in out and "controlplane-2" in out
     try:
         wait_for(lambda: control_plane_ready(cluster) == "0/2", "both replicas down")
         for _ in range(3):
             assert curl_ok(cluster), "the data plane keeps working without the control plane"
     finally:
-        ambit(cluster, "start", "controlplane")
+        ClusterHandle(cluster).start("controlplane")
     wait_for(lambda: control_plane_ready(cluster) == "2/2", "both replicas back")
     assert curl_ok(cluster)
 
 
 def test_restart_ztunnel_replaces_it_gracefully(cluster: str, run_dir: Path) -> None:
-    old = ztunnel_pid(run_dir, cluster, "node2")
+    old = ztunnel_pid(cluster, "node2")
     assert old is not None
-    out = ambit(cluster, "restart", "ztunnel", "--node", "node2", timeout=90).stdout
-    new = ztunnel_pid(run_dir, cluster, "node2")
+    out = ClusterHandle(cluster).restart("ztunnel", node="node2")
+    new = ztunnel_pid(cluster, "node2")
     assert new is not None and new != old
     assert f"pid {old} drained" in out and f"pid {new} serves" in out
     assert not (run_dir / cluster / "pids" / "ztunnel-node2-draining.json").exists()

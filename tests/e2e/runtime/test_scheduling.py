@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ambit.runtime.handle import ClusterHandle
 from ambit.testing.e2e import ambit, ready, temporary_cluster, wait_for
 
 pytestmark = pytest.mark.root
@@ -69,8 +70,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
 
 
 def pods(cluster: str, app: str) -> list[dict[str, Any]]:
-    data = json.loads(ambit(cluster, "get", "pods", "-l", f"app={app}", "-o", "json").stdout)
-    return list(data.get("items", []))
+    """The pods labelled ``app`` in the default namespace (what `ambit get pods -l app=APP` lists)."""
+    return [
+        p
+        for p in ClusterHandle(cluster).pods("default")
+        if (p["metadata"].get("labels") or {}).get("app") == app
+    ]
 
 
 def run(cluster: str, manifest: str, app: str, replicas: int) -> list[dict[str, Any]]:
@@ -90,13 +95,13 @@ def delete(cluster: str, *deployments: str) -> None:
 
 
 def test_nodes_carry_hostname_and_zone_labels(cluster: str) -> None:
-    nodes = json.loads(ambit(cluster, "get", "nodes", "-o", "json").stdout)["items"]
+    handle = ClusterHandle(cluster)
+    nodes = handle.objects(["Node"])
     labels = {n["metadata"]["name"]: n["metadata"]["labels"] for n in nodes}
     assert {name: lab.get(ZONE_KEY) for name, lab in labels.items()} == ZONES
     assert all(lab.get(HOST_KEY) == name for name, lab in labels.items())
-    status = ambit(cluster, "status").stdout
-    for node, zone in ZONES.items():
-        assert any(line.split()[:2] == [node, f"zone={zone}"] for line in status.splitlines()), status
+    status = handle.status()
+    assert {n.name: n.zone for n in status.nodes} == ZONES, status.nodes
 
 
 def test_zone_spread_constraint_balances_zones_not_nodes(cluster: str) -> None:
@@ -170,9 +175,9 @@ def test_unmatched_node_selector_stays_pending_until_a_node_matches(cluster: str
                 "conditions"
             ]
             assert not ready(p)
-        rows = [line.split() for line in ambit(cluster, "status").stdout.splitlines()]
-        mine = [row for row in rows if row and row[0] == "default" and row[1].startswith("nowhere-")]
-        assert len(mine) == 2 and all(row[2:5] == ["-", "-", "no"] for row in mine), mine
+        rows = ClusterHandle(cluster).status().pods
+        mine = [row for row in rows if row.namespace == "default" and row.name.startswith("nowhere-")]
+        assert len(mine) == 2 and all((r.node, r.ip, r.ready) == ("-", "-", False) for r in mine), mine
         table = ambit(cluster, "get", "pods", "-l", "app=nowhere").stdout
         assert table.count("Pending") == 2, table
         # Give node4 (zone a) the missing label: the pending pods are scheduled there, and only there.

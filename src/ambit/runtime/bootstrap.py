@@ -1,0 +1,103 @@
+"""The objects the runtime daemon writes once at start: one Node per node, and the control plane
+(ServiceAccount, Service and its replica Pods, pinned to different nodes while there are enough)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from ambit.runtime import netplan, scheduler
+from ambit.runtime.ambit_command import ambit_argv
+from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout
+from ambit.store import AlreadyExists, StoreClient
+
+CP_SERVICE_ACCOUNT = "controlplane"
+
+
+def node_objects(nodes: list[str], zones: list[str]) -> list[dict[str, Any]]:
+    """The Node objects: hostname (and zone, round-robin) labels, the underlay address."""
+    objs: list[dict[str, Any]] = []
+    for i, name in enumerate(nodes):
+        labels = {scheduler.HOSTNAME_KEY: name}
+        if zones:
+            labels[scheduler.ZONE_KEY] = zones[i % len(zones)]
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": labels},
+                "status": {"addresses": [{"type": "InternalIP", "address": netplan.underlay_ip(i + 1)}]},
+            }
+        )
+    return objs
+
+
+def controlplane_objects(
+    replicas: int, nodes: list[str], cluster: str, layout: Layout
+) -> list[dict[str, Any]]:
+    """ServiceAccount, Service and the control-plane Pods (on different nodes while there are enough)."""
+    argv = [
+        *ambit_argv(),
+        "--cluster",
+        cluster,
+        "controlplane",
+        "--store-socket",
+        str(layout.store_socket),
+        "--state-dir",
+        str(layout.state_dir),
+        "--listen",
+        "0.0.0.0",
+    ]
+    meta = {"namespace": SYSTEM_NAMESPACE, "labels": {"app": "controlplane"}}
+    objs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": CP_SERVICE_ACCOUNT, "namespace": SYSTEM_NAMESPACE},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "controlplane", **meta},
+            "spec": {
+                "selector": {"app": "controlplane"},
+                "ports": [
+                    {"name": "grpc-xds", "port": 15012, "targetPort": 15012},
+                    {"name": "http-monitoring", "port": 15014, "targetPort": 15014},
+                ],
+            },
+        },
+    ]
+    for k in range(1, replicas + 1):
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"controlplane-{k}", **meta},
+                "spec": {
+                    "nodeName": nodes[(k - 1) % len(nodes)],
+                    "serviceAccountName": CP_SERVICE_ACCOUNT,
+                    "containers": [
+                        {
+                            "name": "controlplane",
+                            "image": "ambit",
+                            "command": argv,
+                            "ports": [{"containerPort": 15012}, {"containerPort": 15014}],
+                        }
+                    ],
+                },
+            }
+        )
+    return objs
+
+
+async def bootstrap(
+    client: StoreClient, config: dict[str, Any], nodes: list[str], cluster: str, layout: Layout
+) -> None:
+    """Apply the Nodes; create the control plane unless it exists (a restarted daemon keeps it)."""
+    for node in node_objects(nodes, list(config.get("zones") or [])):
+        await client.apply(node)
+    replicas = int(config.get("controlplane_replicas", 2))
+    for obj in controlplane_objects(replicas, nodes, cluster, layout):
+        with contextlib.suppress(AlreadyExists):
+            await client.create(obj)

@@ -1,0 +1,244 @@
+"""The kubelet of one node: the lifecycle of the pods bound to it.
+
+For each pod: its netns (``NetRuntime.add_pod``) and hosts file; for an enrolled pod, capture rules +
+the ZDS handoff to the node's ztunnel (:mod:`ambit.runtime.agent`), acked, *before* its processes
+start (a pod never runs uncaptured: until then it is held Pending, "WaitingForZtunnel"); the
+processes (supervised, restarted with backoff); readiness probes from the node (:mod:`.probes`) →
+``status`` in the store; deleted pods stopped and removed. :func:`sync_all` runs the kubelets of
+every node over the informer's pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ambit.protocol import zds
+from ambit.runtime import capture, kubeproxy, netplan, scheduler
+from ambit.runtime.agent import AgentError, NodeAgent
+from ambit.runtime.controllers.probes import readiness_checks, run_checks
+from ambit.runtime.controllers.view import ClusterView, meta
+from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index
+from ambit.runtime.netns import ETC_NETNS, NetRuntime, PodNet
+from ambit.runtime.supervisor import ProcessSpec, Supervisor
+from ambit.store import StoreClient, StoreError
+
+log = logging.getLogger("ambit.runtime.daemon")
+
+AMBIENT_LABEL = "istio.io/dataplane-mode"
+PROBE_INTERVAL_READY = 5.0
+PROBE_INTERVAL = 0.5
+
+
+def is_enrolled(pod: dict[str, Any], namespace: dict[str, Any] | None) -> bool:
+    """Whether the runtime hands ``pod`` to its node's ztunnel: never in the system namespace; else the
+    pod's ``istio.io/dataplane-mode`` label decides (only ``ambient`` enrols), else its namespace's."""
+    if (meta(pod).get("namespace") or "default") == SYSTEM_NAMESPACE:
+        return False
+    value = (meta(pod).get("labels") or {}).get(AMBIENT_LABEL)
+    if value is not None:
+        return bool(value == "ambient")
+    return (meta(namespace or {}).get("labels") or {}).get(AMBIENT_LABEL) == "ambient"
+
+
+@dataclass
+class PodState:
+    uid: str
+    name: str
+    namespace: str
+    node: str
+    net: PodNet
+    keys: list[str] = field(default_factory=list)
+    captured: bool = False
+    enrolled: bool = False
+    started: bool = False
+    ready: bool = False
+    last_probe: float = 0.0
+    held: str = ""
+
+
+class Kubelet:
+    def __init__(
+        self,
+        node: str,
+        layout: Layout,
+        *,
+        client: StoreClient,
+        view: ClusterView,
+        net: NetRuntime,
+        supervisor: Supervisor,
+        agent: NodeAgent,
+    ) -> None:
+        self.node = node
+        self.layout = layout
+        self.client = client
+        self.view = view
+        self.net = net
+        self.supervisor = supervisor
+        self.agent = agent
+        self.pods: dict[str, PodState] = {}
+
+    async def remove_gone(self, live: Mapping[str, Any]) -> None:
+        """Stop and remove the pods whose uid is no longer in ``live``."""
+        for uid in [u for u in self.pods if u not in live]:
+            await self._remove_pod(self.pods.pop(uid))
+
+    def _enrolled(self, pod: dict[str, Any]) -> bool:
+        return is_enrolled(pod, self.view.get("Namespace", meta(pod).get("namespace") or "default"))
+
+    async def sync_pod(self, uid: str, pod: dict[str, Any], services: list[dict[str, Any]]) -> None:
+        m = meta(pod)
+        name, ns = str(m["name"]), str(m.get("namespace") or "default")
+        state = self.pods.get(uid)
+        if state is None:
+            existing = self.net.pod(uid)
+            net = (
+                existing
+                if existing is not None
+                else await asyncio.to_thread(self.net.add_pod, node_index(self.node), uid)
+            )
+            state = PodState(uid, name, ns, self.node, net)
+            self.pods[uid] = state
+            self.write_hosts(state, services)
+        want = self._enrolled(pod)
+        if want and not state.enrolled:
+            if not state.captured:
+                await asyncio.to_thread(capture.apply, state.net.netns)
+                state.captured = True
+            sa = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
+            info = zds.WorkloadInfo(name, ns, sa, (state.net.ip,), self.node)
+            if (pod.get("status") or {}).get("podIP") != state.net.ip:
+                # Publish the IP first: ztunnel takes a pod only once the control plane has pushed its
+                # workload, and the workload needs the IP. (Without this, every new pod waited out
+                # ztunnel's 5 s and came in on the retry.)
+                state.held = state.held or "waiting for ztunnel"
+                pod = await self._write_status(pod, state, held=True)
+            try:
+                await self.agent.add(uid, info, state.net.netns)
+                state.enrolled, state.held = True, ""
+            except AgentError as exc:
+                state.held = str(exc)
+        elif not want and state.enrolled:
+            await self.agent.delete(uid)
+            state.enrolled = False
+            if state.captured:
+                await asyncio.to_thread(capture.remove, state.net.netns)
+                state.captured = False
+        elif not want and state.captured and not state.started:
+            await asyncio.to_thread(capture.remove, state.net.netns)
+            state.captured = False
+        if want and not state.enrolled:
+            await self._write_status(pod, state, held=True)
+            return  # a pod never runs uncaptured
+        if not state.started:
+            self._start_containers(pod, state, services)
+            state.started = True
+        now = time.monotonic()
+        interval = PROBE_INTERVAL_READY if state.ready else PROBE_INTERVAL
+        if now - state.last_probe >= interval:
+            state.last_probe = now
+            state.ready = await self._probe(pod, state)
+        await self._write_status(pod, state)
+
+    def _start_containers(self, pod: dict[str, Any], state: PodState, services: list[dict[str, Any]]) -> None:
+        tcp = kubeproxy.tcp_ports(pod, services)
+        env = {
+            "POD_NAME": state.name,
+            "POD_NAMESPACE": state.namespace,
+            "NODE_NAME": state.node,
+            "POD_IP": state.net.ip,
+        }
+        for container in pod["spec"].get("containers") or ():
+            ports = [int(p["containerPort"]) for p in container.get("ports") or ()]
+            if container.get("command"):
+                argv = [*container["command"], *(container.get("args") or [])]
+            else:
+                argv = [sys.executable, "-m", "ambit.apps.sample", "--pod", state.name, "--node", state.node]
+                argv += ["--namespace", state.namespace]
+                version = (meta(pod).get("labels") or {}).get("version")
+                if version:
+                    argv += ["--version", version]
+                for port in ports:
+                    argv += ["--tcp-port" if port in tcp else "--http-port", str(port)]
+            key = f"pod-{state.namespace}-{state.name}-{container['name']}"
+            cenv = dict(env)
+            for item in container.get("env") or ():
+                if "value" in item:
+                    cenv[str(item["name"])] = str(item["value"])
+            spec = ProcessSpec(key, argv, self.layout.log(key), netns=state.net.netns, env=cenv)
+            self.supervisor.start(spec)
+            state.keys.append(key)
+
+    async def _probe(self, pod: dict[str, Any], state: PodState) -> bool:
+        if not all(self.supervisor.running(k) for k in state.keys):
+            return False
+        return await run_checks(self.net, node_index(state.node), state.net.ip, readiness_checks(pod))
+
+    async def _write_status(self, pod: dict[str, Any], state: PodState, held: bool = False) -> dict[str, Any]:
+        """Write the pod's status if it changed; returns the pod as stored now."""
+        old = pod.get("status") or {}
+        ready = state.ready and not held
+        status: dict[str, Any] = {
+            "phase": "Pending" if held else "Running",
+            "podIP": state.net.ip,
+            "podIPs": [{"ip": state.net.ip}],
+            "hostIP": netplan.underlay_ip(node_index(state.node)),
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        }
+        if held:
+            status["reason"] = "WaitingForZtunnel"
+            status["message"] = state.held
+        restarts = sum(self.supervisor.restarts(k) for k in state.keys)
+        status["containerStatuses"] = [{"name": "all", "ready": ready, "restartCount": restarts}]
+        if all(old.get(k) == v for k, v in status.items()) and set(old) == set(status):
+            return pod
+        try:
+            return await self.client.update({**pod, "status": status})
+        except StoreError as exc:
+            log.debug("status of %s: %s", state.name, exc)
+            return pod
+
+    async def _remove_pod(self, state: PodState) -> None:
+        for key in state.keys:
+            await asyncio.to_thread(self.supervisor.stop, key)
+        if state.enrolled:
+            await self.agent.delete(state.uid)
+        await asyncio.to_thread(self.net.remove_pod, state.uid)
+        log.info("removed pod %s/%s", state.namespace, state.name)
+
+    def write_hosts(self, state: PodState, services: list[dict[str, Any]]) -> None:
+        path = ETC_NETNS / state.net.netns / "hosts"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = kubeproxy.hosts_file(state.name, state.namespace, state.net.ip, services)
+        with open(path, "w") as f:  # in place: running processes see the bind-mounted inode change
+            f.write(text)
+
+    def rewrite_hosts(self, services: list[dict[str, Any]]) -> None:
+        """Every pod's hosts file again (the Services changed)."""
+        for state in self.pods.values():
+            self.write_hosts(state, services)
+
+
+async def sync_all(kubelets: Mapping[str, Kubelet], view: ClusterView) -> None:
+    """One kubelet pass over every node: first remove the pods gone from the store (their process keys
+    are free again), then sync each active bound pod on its node's kubelet, in the informer's order."""
+    pods = {
+        str(meta(p).get("uid") or ""): p
+        for p in view.objects("Pod")
+        if (p.get("spec") or {}).get("nodeName") in kubelets
+    }
+    for kubelet in kubelets.values():
+        await kubelet.remove_gone(pods)
+    services = view.objects("Service")
+    for uid, pod in pods.items():
+        if not uid or not scheduler.is_active(pod):
+            continue
+        try:
+            await kubelets[str(pod["spec"]["nodeName"])].sync_pod(str(uid), pod, services)
+        except Exception:
+            log.exception("pod %s/%s", meta(pod).get("namespace"), meta(pod).get("name"))

@@ -1,0 +1,379 @@
+"""One Python handle on a running local cluster: :class:`ClusterHandle`.
+
+It reads and writes objects through the cluster's store socket (:class:`ambit.store.StoreClient`),
+runs commands in a pod's or a node's network namespace (:mod:`ambit.runtime.nsexec`), acts on
+components through the runtime daemon's command socket (:mod:`ambit.runtime.control`), and reads the
+daemon's files (pid records, held keys). It never spawns the `ambit` CLI; the CLI, the bench, the e2e
+tests and `ambit demo` use it. Bringing a cluster up stays `ambit up` (:mod:`ambit.runtime.cluster`
+plus the CLI's wait for ready pods; it detaches the daemon); :meth:`ClusterHandle.down` is `ambit down`.
+Blocking: each store call runs its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ambit.resources import is_namespaced, parse_manifests
+from ambit.runtime import admin_client, capture, control, kubeproxy, netplan, nsexec, procs
+from ambit.runtime import cluster as rt
+from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
+from ambit.runtime.netns import NetRuntime, PodNet
+from ambit.store import Conflict, Op, StoreClient
+
+T = TypeVar("T")
+Obj = dict[str, Any]
+AMBIENT_LABEL = "istio.io/dataplane-mode"
+LABEL_RETRIES = 10
+
+
+class HandleError(RuntimeError):
+    """The cluster cannot answer what was asked (no such pod, no network yet...)."""
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    zone: str
+    ztunnel: str  # "running", "stopped" (held down by `ambit stop`) or "not running"
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    namespace: str
+    name: str
+    node: str
+    ip: str
+    ready: bool
+    ambient: bool
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What `ambit status` shows, as data."""
+
+    daemon_running: bool
+    nodes: list[NodeStatus]
+    pods: list[PodStatus]
+    held: set[str]
+
+    @property
+    def controlplane(self) -> tuple[int, int]:
+        """(ready, total) control-plane replicas."""
+        cps = [p for p in self.pods if p.namespace == SYSTEM_NAMESPACE]
+        return sum(1 for p in cps if p.ready), len(cps)
+
+    def node(self, name: str) -> NodeStatus:
+        return next(n for n in self.nodes if n.name == name)
+
+    def lines(self) -> list[str]:
+        """The body of `ambit status` (after its first line)."""
+        out = ["NODES"]
+        out += [f"  {n.name:<8} zone={n.zone:<6} ztunnel={n.ztunnel}" for n in self.nodes]
+        out += ["PODS", f"  {'NAMESPACE':<14} {'NAME':<28} {'NODE':<7} {'IP':<15} {'READY':<6} AMBIENT"]
+        out += [
+            f"  {p.namespace:<14} {p.name:<28} {p.node:<7} "
+            f"{p.ip:<15} {'yes' if p.ready else 'no':<6} {'yes' if p.ambient else 'no'}"
+            for p in self.pods
+        ]
+        ready, total = self.controlplane
+        out.append(f"CONTROL PLANE: {ready}/{total} replicas ready")
+        if self.held:
+            out.append(f"STOPPED (held down until `ambit start`): {', '.join(sorted(self.held))}")
+        return out
+
+    def ambient(self, namespace: str) -> dict[str, bool]:
+        """Pod name → enrolled, for one namespace."""
+        return {p.name: p.ambient for p in self.pods if p.namespace == namespace}
+
+
+class ClusterHandle:
+    """A running cluster named ``name`` (its files under ``Layout(name).root``)."""
+
+    def __init__(self, name: str, *, timeout: float = 30.0) -> None:
+        self.name = name
+        self.layout = Layout(name)
+        self.timeout = timeout
+
+    # -- the cluster ------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return rt.exists(self.name)
+
+    def daemon_alive(self) -> bool:
+        return rt.daemon_alive(self.name)
+
+    def down(self) -> rt.DownReport:
+        """Take the cluster down, as `ambit down` (in this process: nothing to detach)."""
+        return rt.down(self.name)
+
+    def nodes(self) -> list[str]:
+        config = read_json(self.layout.config)
+        return [node_name(i) for i in range(1, int(config["nodes"]) + 1)]
+
+    def _store(self, work: Callable[[StoreClient], Awaitable[T]]) -> T:
+        async def run() -> T:
+            async with StoreClient(self.layout.store_socket, timeout=self.timeout) as client:
+                return await work(client)
+
+        return asyncio.run(run())
+
+    # -- objects ----------------------------------------------------------------------------------
+
+    def objects(self, kinds: Sequence[str]) -> list[Obj]:
+        """Every stored object of these kinds."""
+        return self._store(lambda c: _items(c, kinds))
+
+    def pods(self, namespace: str | None = "default") -> list[Obj]:
+        """The pods of ``namespace`` (every namespace for None)."""
+        return [
+            p
+            for p in self.objects(["Pod"])
+            if namespace is None or p["metadata"].get("namespace") == namespace
+        ]
+
+    def pod(self, name: str, namespace: str = "default") -> Obj:
+        return self._store(lambda c: c.get("Pod", name, namespace))
+
+    def apply(self, objects: str | Iterable[Obj], *, namespace: str | None = None) -> None:
+        """Apply manifest text (YAML/JSON, several documents) or objects, all or nothing; ``namespace``
+        fills in objects that name none."""
+        items = parse_manifests(objects, "handle") if isinstance(objects, str) else list(objects)
+        if namespace is not None:
+            items = [_in_namespace(obj, namespace) for obj in items]
+        self._store(lambda c: c.transaction([Op("apply", obj) for obj in items]))
+
+    def label(
+        self, kind: str, name: str, labels: Mapping[str, str | None], namespace: str | None = None
+    ) -> None:
+        """Set (value) or remove (None) labels of one object, retrying on a concurrent write."""
+
+        async def work(client: StoreClient) -> None:
+            for _ in range(LABEL_RETRIES):
+                obj = await client.get(kind, name, namespace)
+                current = dict((obj.get("metadata") or {}).get("labels") or {})
+                new = {k: v for k, v in {**current, **labels}.items() if v is not None}
+                if new == current:
+                    return
+                obj["metadata"] = {**obj["metadata"], "labels": new}
+                try:
+                    await client.update(obj)
+                except Conflict:
+                    continue
+                return
+            raise HandleError(f"{kind} {name} kept changing; gave up labelling it")
+
+        self._store(work)
+
+    def set_ambient(self, namespace: str, enrolled: bool) -> None:
+        """Label the namespace ``istio.io/dataplane-mode=ambient``, or remove the label."""
+        self.label("Namespace", namespace, {AMBIENT_LABEL: "ambient" if enrolled else None})
+
+    # -- network namespaces and exec --------------------------------------------------------------
+
+    def pod_net(self, name: str, namespace: str = "default") -> PodNet:
+        """The pod's network (its netns, its node's netns, its IP)."""
+        uid = self.pod(name, namespace)["metadata"]["uid"]
+        net = NetRuntime(self.name, self.layout.state_dir).pod(uid)
+        if net is None:
+            raise HandleError(f"pod {namespace}/{name} has no network yet")
+        return net
+
+    def node_netns(self, node: str) -> str:
+        return netplan.node_netns(self.name, node_index(node))
+
+    def netns(self, *, pod: str | None = None, namespace: str = "default", node: str | None = None) -> str:
+        """A node's network namespace (``node``), else a pod's."""
+        if node is not None:
+            return self.node_netns(node)
+        if pod is None:
+            raise HandleError("give a pod or a node")
+        return self.pod_net(pod, namespace).netns
+
+    def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        pod: str | None = None,
+        namespace: str = "default",
+        node: str | None = None,
+        check: bool = True,
+        timeout: float = 60.0,
+        input_text: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` to completion in a pod's (or, with ``node``, a node's) network namespace, as
+        `ambit exec` does; with ``check``, a non-zero exit raises :class:`ambit.runtime.nsexec.NetnsError`."""
+        netns = self.netns(pod=pod, namespace=namespace, node=node)
+        return nsexec.run(netns, argv, input_text=input_text, check=check, timeout=timeout)
+
+    def popen(
+        self,
+        argv: Sequence[str],
+        *,
+        pod: str | None = None,
+        namespace: str = "default",
+        node: str | None = None,
+        **kwargs: Any,
+    ) -> subprocess.Popen[Any]:
+        """Start ``argv`` in a pod's (or a node's) network namespace; the pid is the command's own."""
+        return nsexec.popen(self.netns(pod=pod, namespace=namespace, node=node), argv, **kwargs)
+
+    # -- components -------------------------------------------------------------------------------
+
+    def command(
+        self,
+        op: str,
+        component: str,
+        name: str | None = None,
+        *,
+        node: str | None = None,
+        namespace: str | None = None,
+    ) -> str:
+        """Send one command to the runtime daemon; its message. Raises :class:`control.ControlError`."""
+        cmd = control.Command(op, component, node, name, namespace)
+        reply = control.request(control.socket_path(self.layout), cmd)
+        return str(reply.get("message") or "ok")
+
+    def stop(
+        self,
+        component: str,
+        name: str | None = None,
+        *,
+        node: str | None = None,
+        namespace: str | None = None,
+    ) -> str:
+        return self.command("stop", component, name, node=node, namespace=namespace)
+
+    def start(
+        self,
+        component: str,
+        name: str | None = None,
+        *,
+        node: str | None = None,
+        namespace: str | None = None,
+    ) -> str:
+        return self.command("start", component, name, node=node, namespace=namespace)
+
+    def kill(
+        self,
+        component: str,
+        name: str | None = None,
+        *,
+        node: str | None = None,
+        namespace: str | None = None,
+    ) -> str:
+        return self.command("kill", component, name, node=node, namespace=namespace)
+
+    def restart(
+        self,
+        component: str,
+        name: str | None = None,
+        *,
+        node: str | None = None,
+        namespace: str | None = None,
+    ) -> str:
+        return self.command("restart", component, name, node=node, namespace=namespace)
+
+    def pid(self, key: str) -> int | None:
+        """The recorded pid of a supervised process (``ztunnel-node1``, ``pod-NS-NAME-CONTAINER``)."""
+        entry = procs.read(self.layout.pid_file(key))
+        return None if entry is None else entry[0]
+
+    def ztunnel_pid(self, node: str) -> int | None:
+        return self.pid(control.ztunnel_key(node))
+
+    def ztunnel_pids(self) -> dict[str, int]:
+        """``ztunnel-node1`` → pid, for every node with a recorded ztunnel."""
+        pids = {control.ztunnel_key(n): self.ztunnel_pid(n) for n in self.nodes()}
+        return {k: p for k, p in pids.items() if p is not None}
+
+    def ztunnel_config(self, node: str) -> dict[str, Any]:
+        """``node``'s ztunnel ``/config_dump`` (``admin_client.AdminError`` if unreadable)."""
+        return admin_client.node_config_dump(self.name, node)
+
+    def serving(self, node: str) -> dict[str, str]:
+        """Pod uid → its state in ``node``'s ztunnel ("serving" once it took the pod); {} if unreadable."""
+        try:
+            pods = self.ztunnel_config(node).get("pods") or {}
+        except admin_client.AdminError:
+            return {}
+        return {str(uid): str(p.get("state")) for uid, p in pods.items()}
+
+    def meshed(self, namespace: str) -> dict[str, bool | None]:
+        """Pod name → True when its traffic is captured and its node's ztunnel serves it, False when
+        neither, None in between (the kubelet is enrolling or releasing it). The label (``status``) is
+        seen at once; this is the data plane's own state."""
+        pods = self.pods(namespace)
+        serving: dict[str, str] = {}
+        for node in sorted({str(p["spec"]["nodeName"]) for p in pods if p["spec"].get("nodeName")}):
+            serving.update(self.serving(node))
+        net = NetRuntime(self.name, self.layout.state_dir)
+        state: dict[str, bool | None] = {}
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            pod_net = net.pod(uid)
+            captured = pod_net is not None and capture.is_applied(pod_net.netns)
+            served = serving.get(uid) == "serving"
+            state[pod["metadata"]["name"]] = captured if captured == served else None
+        return state
+
+    def held(self) -> set[str]:
+        """The keys held down by `ambit stop` (and "store")."""
+        return control.read_held(self.layout)
+
+    # -- status -----------------------------------------------------------------------------------
+
+    def status(self) -> ClusterStatus:
+        """Nodes (zone, ztunnel state), pods (node, IP, ready, enrolled), held keys."""
+        items = self.objects(["Node", "Pod", "Namespace"])
+        held = self.held()
+        ambient_ns = {
+            o["metadata"]["name"]
+            for o in items
+            if o["kind"] == "Namespace"
+            and (o["metadata"].get("labels") or {}).get(AMBIENT_LABEL) == "ambient"
+        }
+        nodes = []
+        for node in (o for o in items if o["kind"] == "Node"):
+            name = node["metadata"]["name"]
+            key = control.ztunnel_key(name)
+            entry = procs.read(self.layout.pid_file(key))
+            state = "running" if entry is not None and procs.matches(*entry) else "not running"
+            if state != "running" and key in held:
+                state = "stopped"
+            zone = (node["metadata"].get("labels") or {}).get("topology.kubernetes.io/zone", "-")
+            nodes.append(NodeStatus(name, zone, state))
+        pods = []
+        for pod in sorted(
+            (o for o in items if o["kind"] == "Pod"),
+            key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"]),
+        ):
+            meta, st = pod["metadata"], pod.get("status") or {}
+            label = (meta.get("labels") or {}).get(AMBIENT_LABEL)
+            ambient = label == "ambient" or (label is None and meta["namespace"] in ambient_ns)
+            pods.append(
+                PodStatus(
+                    meta["namespace"],
+                    meta["name"],
+                    pod["spec"].get("nodeName") or "-",
+                    st.get("podIP") or "-",
+                    kubeproxy.pod_ready(pod),
+                    ambient,
+                )
+            )
+        return ClusterStatus(self.daemon_alive(), nodes, pods, held)
+
+
+async def _items(client: StoreClient, kinds: Sequence[str]) -> list[Obj]:
+    listed = await client.list(list(kinds))
+    return [dict(o) for o in listed.items]
+
+
+def _in_namespace(obj: Obj, namespace: str) -> Obj:
+    meta = obj.get("metadata") or {}
+    if meta.get("namespace") or not is_namespaced(str(obj.get("kind"))):
+        return obj
+    return {**obj, "metadata": {**meta, "namespace": namespace}}
