@@ -189,7 +189,7 @@ def test_unmatched_node_selector_stays_pending_until_a_node_matches(cluster: str
             30,
             0.5,
         )
-        scheduling_passes(cluster, 3)  # three more passes, each of which tried these pods again
+        scheduling_passes(cluster, 2)  # two more passes, each of which tried these pods again
         for p in pods(cluster, "nowhere"):
             assert not p["spec"].get("nodeName"), p
             assert p["status"]["phase"] == "Pending"
