@@ -4,18 +4,29 @@
 # told not to start services (policy-rc.d), so nothing listens in the host's network namespace.
 set -euo pipefail
 
-# command -> Debian package
+# command -> Debian package: every binary the runtime, the benchmarks and the tests run, as declared in
+# src/ambit/runtime/sysdeps.py (tests/unit/runtime/test_sysdeps.py holds this table to that list).
 declare -A WANT=(
-  [openssl]=openssl
-  [node]=nodejs
+  # runtime (and `ambit demo`)
   [ip]=iproute2
   [nft]=nftables
-  [curl]=curl
+  [sysctl]=procps
   [tcpdump]=tcpdump
+  [curl]=curl
+  [sleep]=coreutils
+  # benchmarks
   [nginx]=nginx
   [wrk]=wrk
   [iperf3]=iperf3
-  [stunnel4]=stunnel4
+  [stunnel]=stunnel4
+  [prlimit]=util-linux
+  [ss]=iproute2
+  [setpriv]=util-linux
+  # tests
+  [openssl]=openssl
+  [node]=nodejs
+  [sh]=dash
+  [python3]=python3
 )
 
 missing=()

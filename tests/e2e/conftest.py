@@ -1,7 +1,7 @@
 """End-to-end tier: root, real network namespaces, real nftables.
 
-- Tests marked ``root`` are skipped, with the reason, when not root or when ``ip``/``nft``/``sysctl``
-  are missing.
+- Tests marked ``root`` are skipped, with the reason, when not root or when a binary the runtime runs
+  (``ambit.runtime.sysdeps.RUNTIME``) is missing. In CI such a skip is an error (tests/conftest.py).
 - Every cluster a test creates must be named with the ``cluster_name`` fixture (it carries this run's id), so
   the module guard can tell our namespaces from anyone else's.
 - The module guard (autouse) fails the module if any namespace of this run is left over (and deletes
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
+
+from ambit.runtime import sysdeps
 
 RUN_ID = "t" + secrets.token_hex(2)  # 5 chars: cluster names stay within the 12-character limit
 
@@ -37,7 +38,7 @@ def cluster_name() -> Callable[[str], str]:
 def _skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (network namespaces, nftables)"
-    missing = [tool for tool in ("ip", "nft", "sysctl") if shutil.which(tool) is None]
+    missing = sysdeps.missing(sysdeps.RUNTIME)
     if missing:
         return f"needs {', '.join(missing)} on PATH"
     return None

@@ -9,6 +9,11 @@ Placement (3 nodes, ambient namespace `res`): `server` has endpoints on node1 an
 * `ambit restart ztunnel --node node1` (the client's own node, graceful overlapping replacement):
   0 failed;
 * node2's ztunnel killed and held down: between node1 and node3, 0 failed; node2's pod reaches nothing.
+
+Every run also has 0 requests retried: the load client retries a request once on a new connection
+when a kept-alive one dies under it (`LoadResult.retried`), which would hide a dropped connection.
+Each event is injected once the load is seen running (connections opened by node1's ztunnel), not
+after a fixed sleep.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -145,6 +149,8 @@ def assert_no_failures(result: LoadResult) -> None:
     assert result.failed == 0, f"{result.failed} of {result.total} failed: {failures}"
     kinds = result.connections()
     assert kinds.get("new", 0) > 0 and kinds.get("reused", 0) > 0, kinds
+    retried = [(r.index, round(r.scheduled, 2), r.outcome) for r in result.records if r.retried][:10]
+    assert result.retried == 0, f"{result.retried} requests retried on a new connection: {retried}"
 
 
 def opened_from(cluster: str, node: str, workload: str) -> float:
@@ -161,6 +167,11 @@ def opened_from(cluster: str, node: str, workload: str) -> float:
     )
 
 
+def wait_until_the_load_runs(cluster: str, before: float) -> None:
+    """Until node1's ztunnel has opened 20 more connections from the client than ``before``."""
+    wait_for(lambda: opened_from(cluster, "node1", "client") >= before + 20, "the load to start", 30, 0.5)
+
+
 def drain_started(cluster: str, node: str) -> float | None:
     """When ``node``'s ztunnel last began to drain (its log line), as a Unix time."""
     lines = ambit(cluster, "logs", f"ztunnel-{node}").stdout.splitlines()
@@ -175,9 +186,10 @@ def test_control_plane_outage_loses_nothing_and_a_restarted_ztunnel_serves_from_
     cluster: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "load.json"
+    before = opened_from(cluster, "node1", "client")
     proc = load(cluster, "client", out)
     try:
-        time.sleep(2)
+        wait_until_the_load_runs(cluster, before)
         ClusterHandle(cluster).stop("controlplane")
         assert_no_failures(finish(proc, out))
         # Still no control plane: node3's ztunnel restarts with no CA and no xDS, from its cache only.
@@ -208,7 +220,7 @@ def test_overlapping_ztunnel_restart_loses_nothing(cluster: str, tmp_path: Path,
     try:
         # Starting the load in the pod, and a new ztunnel, take seconds on a busy machine: restart once
         # the load runs (not after a fixed sleep), and check below that the handover fell inside it.
-        wait_for(lambda: opened_from(cluster, "node1", "client") >= before + 20, "the load to start", 30, 0.5)
+        wait_until_the_load_runs(cluster, before)
         ClusterHandle(cluster).restart("ztunnel", node=node)
     finally:
         result = finish(proc, out)
@@ -221,9 +233,10 @@ def test_overlapping_ztunnel_restart_loses_nothing(cluster: str, tmp_path: Path,
 
 def test_a_dead_ztunnel_touches_only_its_node(cluster: str, tmp_path: Path) -> None:
     out = tmp_path / "load.json"
+    before = opened_from(cluster, "node1", "client")
     proc = load(cluster, "client", out)
     try:
-        time.sleep(2)
+        wait_until_the_load_runs(cluster, before)
         ClusterHandle(cluster).kill("ztunnel", node="node2")
         ClusterHandle(cluster).stop("ztunnel", node="node2")
         result = finish(proc, out)
@@ -239,6 +252,7 @@ def test_a_dead_ztunnel_touches_only_its_node(cluster: str, tmp_path: Path) -> N
         finally:
             pcap.stop(capture)
         assert victim.returncode != 0, "a pod whose ztunnel is down must reach nothing"
+        assert "curl: (" in victim.stderr, f"the victim's curl never ran: {victim.stderr}"  # it did try
         crossed = pcap.summarise(tmp_path / "fabric.pcap")
         assert not crossed.contains(marker), "the victim's request crossed the fabric in plaintext"
         victim_ip = next(p for p in pods(cluster) if p["metadata"]["name"] == pod_name(cluster, "victim"))

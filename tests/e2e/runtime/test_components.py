@@ -9,7 +9,7 @@ module and torn down with `ambit down` whatever happens.
 from __future__ import annotations
 
 import os
-import time
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,31 @@ def curl_ok(cluster: str) -> bool:
     return proc.returncode == 0 and "origin" in proc.stdout
 
 
+def recorded_pid(record: Path) -> int | None:
+    try:
+        return int(json.loads(record.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def supervisor_restarts(run_dir: Path, cluster: str, count: int) -> None:
+    """Return once the supervisor has restarted a crashed process ``count`` times, one crash after the
+    other: the curl pod's process, SIGKILLed, comes back after its backoff (0.5 s, then doubling), seen
+    as a new pid in its record."""
+    (record,) = (run_dir / cluster / "pids").glob(f"pod-{NAMESPACE}-curl-*-curl.json")  # Deployment curl
+    for n in range(1, count + 1):
+        wait_for(lambda: recorded_pid(record) is not None, "the curl pod's process", 30, 0.1)
+        pid = recorded_pid(record)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # the cluster's own child (its pid is not reused before it is reaped)
+        wait_for(
+            lambda was=pid: recorded_pid(record) not in (None, was),
+            f"the supervisor's restart {n} of {count}",
+            30,
+            0.1,
+        )
+
+
 def control_plane_ready(cluster: str) -> str:
     ready, total = ClusterHandle(cluster).status().controlplane
     return f"{ready}/{total}"
@@ -95,7 +120,9 @@ def test_kill_ztunnel_is_restarted(cluster: str, run_dir: Path) -> None:
 def test_stop_holds_ztunnel_down_until_started(cluster: str, run_dir: Path) -> None:
     ClusterHandle(cluster).stop("ztunnel", node="node1")
     assert ztunnel_state(cluster, "node1") == "stopped"
-    time.sleep(3.5)  # past several supervisor ticks and the restart backoff
+    # Instead of a fixed wait: the supervisor restarts a crashed process twice (backoff 0.5 s, then 1 s)
+    # while the ztunnel stays down, past the 1 s backoff the ztunnel would get after its crash above.
+    supervisor_restarts(run_dir, cluster, 2)
     assert ztunnel_state(cluster, "node1") == "stopped"
     assert ztunnel_pid(cluster, "node1") is None
     assert "STOPPED" in ambit(cluster, "status").stdout

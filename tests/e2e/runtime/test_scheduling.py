@@ -94,6 +94,33 @@ def delete(cluster: str, *deployments: str) -> None:
     ambit(cluster, "delete", *(f"deploy/{d}" for d in deployments), "--ignore-not-found", check=False)
 
 
+UNSCHEDULABLE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+
+
+def unschedulable(pod: dict[str, Any]) -> bool:
+    """The scheduler tried the pod and found it no node."""
+    return UNSCHEDULABLE in (pod.get("status") or {}).get("conditions", [])
+
+
+def scheduling_passes(cluster: str, count: int) -> None:
+    """Return once ``count`` more scheduling passes have run, each seen by its work: the pass after a
+    Deployment no node fits is scaled up by one creates the pod and marks it Unschedulable (one pass
+    creates, then tries every unbound pod)."""
+    witness = "passes"
+    try:
+        for n in range(1, count + 1):
+            manifest = deployment(witness, n, {}, nodeSelector={HOST_KEY: "no-such-node"})
+            ambit(cluster, "apply", "-f", "-", stdin=manifest)
+            wait_for(
+                lambda want=n: sum(unschedulable(p) for p in pods(cluster, witness)) == want,
+                f"scheduling pass {n} of {count}",
+                30,
+                0.2,
+            )
+    finally:
+        delete(cluster, witness)
+
+
 def test_nodes_carry_hostname_and_zone_labels(cluster: str) -> None:
     handle = ClusterHandle(cluster)
     nodes = handle.objects(["Node"])
@@ -152,28 +179,27 @@ def test_node_selector_on_hostname_and_on_zone(cluster: str) -> None:
 
 
 def test_unmatched_node_selector_stays_pending_until_a_node_matches(cluster: str) -> None:
-    import time
-
     manifest = deployment("nowhere", 2, {}, nodeSelector={ZONE_KEY: "a", "disktype": "ssd"})
     try:
         ambit(cluster, "apply", "-f", "-", stdin=manifest)
         wait_for(
             lambda: (
                 len(pods(cluster, "nowhere")) == 2
-                and all(p.get("status", {}).get("phase") == "Pending" for p in pods(cluster, "nowhere"))
+                and all(
+                    p.get("status", {}).get("phase") == "Pending" and unschedulable(p)
+                    for p in pods(cluster, "nowhere")
+                )
             ),
-            "2 Pending pods",
+            "2 Pending pods the scheduler found no node for",
             30,
             0.5,
         )
-        time.sleep(3)  # several scheduling passes
+        scheduling_passes(cluster, 2)  # two more passes, each of which tried these pods again
         for p in pods(cluster, "nowhere"):
             assert not p["spec"].get("nodeName"), p
             assert p["status"]["phase"] == "Pending"
             assert not p["status"].get("podIP")
-            assert {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"} in p["status"][
-                "conditions"
-            ]
+            assert UNSCHEDULABLE in p["status"]["conditions"]
             assert not ready(p)
         rows = ClusterHandle(cluster).status().pods
         mine = [row for row in rows if row.namespace == "default" and row.name.startswith("nowhere-")]
