@@ -177,12 +177,12 @@ def exec_(
 @click.pass_context
 def logs(ctx: click.Context, component: str, namespace: str) -> None:
     """Print the log of a COMPONENT (daemon, ztunnel-node1) or a POD."""
-    from ambit.runtime.layout import Layout
+    from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout
 
     layout = Layout(_cluster(ctx))
     candidates = [layout.log(component), *sorted(layout.logs_dir.glob(f"pod-{namespace}-{component}-*.log"))]
     if namespace == "default":
-        candidates += sorted(layout.logs_dir.glob(f"pod-ambit-system-{component}-*.log"))
+        candidates += sorted(layout.logs_dir.glob(f"pod-{SYSTEM_NAMESPACE}-{component}-*.log"))
     found = [p for p in candidates if p.exists()]
     if not found:
         raise click.ClickException(f"no log for {component}")

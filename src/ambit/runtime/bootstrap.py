@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from ambit.resources.names import CONTROL_PLANE_SERVICE, CONTROL_PLANE_SERVICE_ACCOUNT
 from ambit.runtime import netplan, scheduler
 from ambit.runtime.ambit_command import ambit_argv
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout
 from ambit.store import AlreadyExists, StoreClient
 
-CP_SERVICE_ACCOUNT = "controlplane"
+CP_SERVICE_ACCOUNT = CONTROL_PLANE_SERVICE_ACCOUNT
 
 
 def node_objects(nodes: list[str], zones: list[str]) -> list[dict[str, Any]]:
@@ -58,7 +59,7 @@ def controlplane_objects(
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": "controlplane", **meta},
+            "metadata": {"name": CONTROL_PLANE_SERVICE, **meta},
             "spec": {
                 "selector": {"app": "controlplane"},
                 "ports": [

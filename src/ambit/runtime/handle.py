@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ambit.resources import is_namespaced, parse_manifests
+from ambit.resources.objects import DATAPLANE_MODE, DATAPLANE_MODE_AMBIENT
 from ambit.runtime import admin_client, capture, control, kubeproxy, netplan, nsexec, procs
 from ambit.runtime import cluster as rt
+from ambit.runtime.controllers.kubelet import is_enrolled
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
 from ambit.runtime.netns import NetRuntime, PodNet
 from ambit.store import Conflict, Op, StoreClient
 
 T = TypeVar("T")
 Obj = dict[str, Any]
-AMBIENT_LABEL = "istio.io/dataplane-mode"
 LABEL_RETRIES = 10
 
 
@@ -170,7 +171,7 @@ class ClusterHandle:
 
     def set_ambient(self, namespace: str, enrolled: bool) -> None:
         """Label the namespace ``istio.io/dataplane-mode=ambient``, or remove the label."""
-        self.label("Namespace", namespace, {AMBIENT_LABEL: "ambient" if enrolled else None})
+        self.label("Namespace", namespace, {DATAPLANE_MODE: DATAPLANE_MODE_AMBIENT if enrolled else None})
 
     # -- network namespaces and exec --------------------------------------------------------------
 
@@ -330,12 +331,7 @@ class ClusterHandle:
         """Nodes (zone, ztunnel state), pods (node, IP, ready, enrolled), held keys."""
         items = self.objects(["Node", "Pod", "Namespace"])
         held = self.held()
-        ambient_ns = {
-            o["metadata"]["name"]
-            for o in items
-            if o["kind"] == "Namespace"
-            and (o["metadata"].get("labels") or {}).get(AMBIENT_LABEL) == "ambient"
-        }
+        namespaces = {o["metadata"]["name"]: o for o in items if o["kind"] == "Namespace"}
         nodes = []
         for node in (o for o in items if o["kind"] == "Node"):
             name = node["metadata"]["name"]
@@ -352,8 +348,7 @@ class ClusterHandle:
             key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"]),
         ):
             meta, st = pod["metadata"], pod.get("status") or {}
-            label = (meta.get("labels") or {}).get(AMBIENT_LABEL)
-            ambient = label == "ambient" or (label is None and meta["namespace"] in ambient_ns)
+            ambient = is_enrolled(pod, namespaces.get(meta["namespace"]))
             pods.append(
                 PodStatus(
                     meta["namespace"],

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ambit.resources.names import CONTROL_PLANE_NAMESPACE
 from ambit.store import paths
 
 TRUST_DOMAIN = "cluster.local"
-SYSTEM_NAMESPACE = "ambit-system"
+SYSTEM_NAMESPACE = CONTROL_PLANE_NAMESPACE  # the runtime runs the control plane in its namespace
 
 HBONE_PORT = 15008  # mTLS data between ztunnels (pod to pod)
 XDS_PORT = 15012  # the control plane: xDS and the CA, over mTLS

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ambit.resources.objects import selector_matches
+
 HOSTNAME_KEY = "kubernetes.io/hostname"
 ZONE_KEY = "topology.kubernetes.io/zone"
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' random suffix alphabet (no vowels)
@@ -41,34 +43,6 @@ class PlacedPod:
     namespace: str
     labels: Mapping[str, str]
     node: str
-
-
-class SelectorError(ValueError):
-    """A label selector ambit cannot evaluate."""
-
-
-def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A Kubernetes ``LabelSelector`` (``matchLabels`` + ``matchExpressions``). None/empty matches all."""
-    if not selector:
-        return True
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or ():
-        key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-        if op == "In":
-            ok = key in labels and labels[key] in values
-        elif op == "NotIn":
-            ok = key not in labels or labels[key] not in values
-        elif op == "Exists":
-            ok = key in labels
-        elif op == "DoesNotExist":
-            ok = key not in labels
-        else:
-            raise SelectorError(f"unknown selector operator {op!r}")
-        if not ok:
-            return False
-    return True
 
 
 def random_suffix(rng: random.Random, length: int = 5) -> str:

@@ -8,6 +8,7 @@ module and torn down with `ambit down` whatever happens.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Callable, Iterator

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from ambit.resources.objects import selector_matches
 from ambit.runtime.scheduler import (
     HOSTNAME_KEY,
     ZONE_KEY,
@@ -12,7 +13,6 @@ from ambit.runtime.scheduler import (
     PlacedPod,
     place,
     pods_for_deployment,
-    selector_matches,
 )
 
 NODES = [

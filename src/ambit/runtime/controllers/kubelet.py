@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ambit.protocol import zds
+from ambit.resources.objects import is_ambient, namespace_or_default
 from ambit.runtime import capture, kubeproxy, netplan, scheduler
 from ambit.runtime.agent import AgentError, NodeAgent
 from ambit.runtime.controllers.probes import readiness_checks, run_checks
@@ -30,20 +31,16 @@ from ambit.store import StoreClient, StoreError
 
 log = logging.getLogger("ambit.runtime.daemon")
 
-AMBIENT_LABEL = "istio.io/dataplane-mode"
 PROBE_INTERVAL_READY = 5.0
 PROBE_INTERVAL = 0.5
 
 
 def is_enrolled(pod: dict[str, Any], namespace: dict[str, Any] | None) -> bool:
-    """Whether the runtime hands ``pod`` to its node's ztunnel: never in the system namespace; else the
-    pod's ``istio.io/dataplane-mode`` label decides (only ``ambient`` enrols), else its namespace's."""
-    if (meta(pod).get("namespace") or "default") == SYSTEM_NAMESPACE:
+    """Whether the runtime hands ``pod`` to its node's ztunnel: never in the system namespace (the
+    control plane runs outside the mesh); else Istio's enrolment rule, :func:`objects.is_ambient`."""
+    if namespace_or_default(pod) == SYSTEM_NAMESPACE:
         return False
-    value = (meta(pod).get("labels") or {}).get(AMBIENT_LABEL)
-    if value is not None:
-        return bool(value == "ambient")
-    return (meta(namespace or {}).get("labels") or {}).get(AMBIENT_LABEL) == "ambient"
+    return is_ambient(pod, namespace)
 
 
 @dataclass
