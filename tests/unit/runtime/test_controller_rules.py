@@ -32,8 +32,8 @@ def ns(name: str, mode: str | None) -> dict[str, Any]:
         (
             pod(labels={"istio.io/dataplane-mode": "foo"}),
             ns("default", "ambient"),
-            False,
-        ),  # the daemon's rule today
+            True,
+        ),  # Istio's rule (objects.is_ambient): a value other than ambient/none defers to the namespace
         (pod("ambit-system", {"istio.io/dataplane-mode": "ambient"}), ns("ambit-system", "ambient"), False),
     ],
 )
