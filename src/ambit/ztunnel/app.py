@@ -24,30 +24,25 @@ then everything is closed and the cache written a last time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ambit.model.identity import Identity
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
 from ambit.proxy.admin import AdminServers
 from ambit.proxy.cache import ProxyCache
 from ambit.proxy.config_dump import (
     AgentView,
-    CertificateView,
     ConfigDump,
-    ConnectionView,
-    Counts,
     HeapView,
-    PodView,
     XdsView,
 )
 from ambit.proxy.control_plane import Address, ControlPlaneLink, NodeCredentialFiles
 from ambit.proxy.heap import HeapTrimmer
-from ambit.proxy.jsonable import from_jsonable
 from ambit.proxy.netns_sockets import NetnsSocketFactory
 from ambit.proxy.sockets import SocketFactory
 from ambit.state.store import StateStore
@@ -231,29 +226,10 @@ class ZtunnelApp:
         """What this ztunnel believes (``/config_dump``, ``ambit ztunnel-config``)."""
         z = self.ztunnel
         assert z is not None
-        snapshot = self.store.current
         xds = self.xds
-        return ConfigDump(
-            node=z.config.node,
-            synced=z.state.synced,
+        return dataclasses.replace(
+            z.config_dump(),
             synced_from_cache=self.synced_from_cache,
-            config_version=snapshot.version,
-            counts=Counts(len(snapshot.workloads), len(snapshot.services), len(snapshot.policies)),
-            workloads=dict(snapshot.workloads),
-            services=dict(snapshot.services),
-            policies=dict(snapshot.policies),
-            pods={
-                uid: PodView(f"{p.pod.namespace}/{p.pod.name}", str(p.pod.identity), p.state)
-                for uid, p in z.pods.items()
-            },
-            certificates={
-                str(identity): CertificateView(cert.not_after)
-                for identity, cert in z.credentials.secrets.snapshot().items()
-                if isinstance(identity, Identity)
-            },
-            connections=tuple(from_jsonable(ConnectionView, c) for c in z.connections.describe()),
-            inbound_connections=len(z.connections),
-            pool_connections=z.pool.connection_count,
             heap=HeapView(self.heap.free_bytes(), self.heap.trims),
             agent=AgentView(
                 socket=str(self.config.agent_socket),
