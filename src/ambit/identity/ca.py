@@ -378,13 +378,18 @@ def _load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
     return csr
 
 
-def _read_cert(path: Path) -> x509.Certificate:
+def _read_file(path: Path) -> bytes:
+    """The bytes of one of the CA's files; CaError when it is missing or unreadable."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise CaError(f"{path} is missing") from None
     except OSError as exc:
         raise CaError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _read_cert(path: Path) -> x509.Certificate:
+    data = _read_file(path)
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError as exc:
@@ -392,12 +397,7 @@ def _read_cert(path: Path) -> x509.Certificate:
 
 
 def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CaError(f"{path} is missing") from None
-    except OSError as exc:
-        raise CaError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    data = _read_file(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:

@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass, field
 
 from ambit.identity.ca import CertificateAuthority
-from ambit.identity.certs import issue, write_cert_files, write_pem
+from ambit.identity.certs import issue
 from ambit.model.identity import DEFAULT_TRUST_DOMAIN, NodeIdentity
+from ambit.proxy.control_plane import NodeCredentialFiles
 from ambit.runtime import netplan, procs
 from ambit.runtime.ambit_command import ambit_argv
 from ambit.runtime.layout import Layout, node_name, write_json
@@ -71,8 +72,9 @@ def prepare(cluster: str, options: UpOptions) -> Layout:
         name = node_name(i)
         directory = layout.node_dir(name)
         directory.mkdir(parents=True, exist_ok=True)
-        write_cert_files(issue(ca, NodeIdentity(DEFAULT_TRUST_DOMAIN, name)), directory, "node")
-        write_pem(directory / "trust-bundle.pem", bundle, mode=0o644)
+        NodeCredentialFiles.in_dir(directory).write(
+            issue(ca, NodeIdentity(DEFAULT_TRUST_DOMAIN, name)), bundle
+        )
     net = NetRuntime(cluster, layout.state_dir)
     net.create_cluster(netplan.plan_cluster(netplan.ClusterLayout.simple(cluster, options.nodes)))
     return layout

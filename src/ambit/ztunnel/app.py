@@ -91,20 +91,8 @@ class AppConfig:
         return self.node_dir / "ztunnel-cache"
 
     @property
-    def node_cert(self) -> Path:
-        return self.node_dir / "node-cert.pem"
-
-    @property
-    def node_key(self) -> Path:
-        return self.node_dir / "node-key.pem"
-
-    @property
-    def trust_bundle(self) -> Path:
-        return self.node_dir / "trust-bundle.pem"
-
-    @property
     def credential(self) -> NodeCredentialFiles:
-        return NodeCredentialFiles(self.node_cert, self.node_key, self.trust_bundle)
+        return NodeCredentialFiles.in_dir(self.node_dir)
 
 
 class ZtunnelApp:
