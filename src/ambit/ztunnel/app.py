@@ -171,19 +171,13 @@ class ZtunnelApp:
 
     async def drain(self, deadline: float | None = None) -> None:
         """Graceful stop (SIGTERM); see the module docstring."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.agent is not None:
-            await self.agent.close()
-        if self._started:  # before the pods go: stopping them forgets their certificates
-            await self.link.close_cache()
-        if self.ztunnel is not None:
-            await self.ztunnel.drain(deadline)
-        await self._close_rest()
+        await self._stop(drain=True, deadline=deadline)
 
     async def close(self) -> None:
         """Stop at once (tests)."""
+        await self._stop(drain=False)
+
+    async def _stop(self, *, drain: bool, deadline: float | None = None) -> None:
         if self._closed:
             return
         self._closed = True
@@ -192,7 +186,7 @@ class ZtunnelApp:
         if self._started:  # before the pods go: stopping them forgets their certificates
             await self.link.close_cache()
         if self.ztunnel is not None:
-            await self.ztunnel.close()
+            await (self.ztunnel.drain(deadline) if drain else self.ztunnel.close())
         await self._close_rest()
 
     async def _close_rest(self) -> None:
