@@ -72,6 +72,11 @@ def _command_line(ctx: click.Context) -> str:
     return shlex.join(words)
 
 
+def _quick_option(help_text: str) -> Callable[[FC], FC]:
+    """``--quick``: a smaller run, as ``help_text`` says."""
+    return click.option("--quick", is_flag=True, help=help_text)
+
+
 def _out_option(section: str) -> Callable[[FC], FC]:
     """``--out FILE``: write the results into the ``## <section>`` section of a markdown file."""
     return click.option(
@@ -97,9 +102,7 @@ def _measure(
 
 
 @bench.command("hbone")
-@click.option(
-    "--quick", is_flag=True, help="A small budget (64 MiB bulk, 1 s request/response, 2 repetitions)."
-)
+@_quick_option("A small budget (64 MiB bulk, 1 s request/response, 2 repetitions).")
 @_out_option("HBONE hop")
 @click.option("--seconds", type=click.FloatRange(min=0.05), help="Measured request/response time per run.")
 @click.option("--bulk-mib", type=click.IntRange(min=1), help="MiB pushed by the bulk workload.")
@@ -122,9 +125,9 @@ def hbone(ctx: click.Context, /, quick: bool, out: Path | None, **overrides: flo
         f"h2 {env['h2']}, uvloop {env['uvloop']}; load average before the run {env['load']}"
     )
     _show(console, rich_tables(results), machine, command)
-    if out is not None:
-        update_markdown(out, markdown(results, budget, env, command))
-        console.print(f"wrote the HBONE hop section of {out}")
+    _write_section(
+        console, out, "HBONE hop", lambda path: update_markdown(path, markdown(results, budget, env, command))
+    )
 
 
 def _show(console: Console, tables: list[Table], machine: str, command: str) -> None:
@@ -134,11 +137,16 @@ def _show(console: Console, tables: list[Table], machine: str, command: str) -> 
     console.print(f"command: {command}")
 
 
+def _write_section(console: Console, out: Path | None, section: str, write: Callable[[Path], None]) -> None:
+    """With ``--out``: ``write`` the benchmark's section into that file, and say so."""
+    if out is not None:
+        write(out)
+        console.print(f"wrote the {section} section of {out}")
+
+
 @bench.command("controlplane")
-@click.option(
-    "--quick",
-    is_flag=True,
-    help="A small cluster (5 nodes, 5 namespaces, 50 pods, 25 services, 3 clients, 2 changes); about 10 s.",
+@_quick_option(
+    "A small cluster (5 nodes, 5 namespaces, 50 pods, 25 services, 3 clients, 2 changes); about 10 s."
 )
 @_out_option("Control plane scale")
 @click.option("--nodes", type=click.IntRange(min=1), help="Nodes in the synthetic cluster.  [default: 100]")
@@ -193,16 +201,17 @@ def controlplane(ctx: click.Context, /, quick: bool, out: Path | None, **overrid
     console = Console() if sys.stdout.isatty() else Console(width=200)  # no wrapping in logs
     result, env = _measure(lambda progress: cp.run(plan, progress=progress), (ChildError,))
     _show(console, cp_report.rich_tables(result), cp_report.machine(env), command)
-    if out is not None:
-        cp_report.update_markdown(out, cp_report.markdown(result, env, command))
-        console.print(f"wrote the control plane scale section of {out}")
+    _write_section(
+        console,
+        out,
+        "control plane scale",
+        lambda path: cp_report.update_markdown(path, cp_report.markdown(result, env, command)),
+    )
 
 
 @bench.command("mesh")
-@click.option(
-    "--quick",
-    is_flag=True,
-    help="Short runs (3 s fixed rate, 2 s per other point) and 1,000 idle connections; under 2 minutes.",
+@_quick_option(
+    "Short runs (3 s fixed rate, 2 s per other point) and 1,000 idle connections; under 2 minutes."
 )
 @_out_option("Mesh side by side")
 @click.option(
@@ -228,6 +237,9 @@ def mesh_command(ctx: click.Context, /, quick: bool, out: Path | None, cluster_n
     )
     tools = tool_versions()
     _show(console, mesh_report.rich_tables(result), mesh_report.machine(env, tools), command)
-    if out is not None:
-        mesh_report.update_markdown(out, mesh_report.markdown(result, env, tools, command))
-        console.print(f"wrote the mesh side by side section of {out}")
+    _write_section(
+        console,
+        out,
+        "mesh side by side",
+        lambda path: mesh_report.update_markdown(path, mesh_report.markdown(result, env, tools, command)),
+    )
