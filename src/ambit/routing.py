@@ -68,6 +68,7 @@ from ambit.model.workload import (
     WaypointRef,
     Workload,
 )
+from ambit.protocol.authority import format_authority
 from ambit.protocol.forwarded import Headers, parse_forwarded
 from ambit.state.snapshot import Snapshot
 
@@ -147,11 +148,6 @@ class InboundSource:
     peer: Identity  # the verified client identity (a workload's)
     ip: str  # the source IP authorization sees and the app is connected from
     service: Service | None  # the service the client addressed (``forwarded host=``), if one of the pod's
-
-
-def format_authority(host: str, port: int) -> str:
-    """``ip:port``, IPv6 in brackets (as ``ambit.protocol.hbone.format_authority``)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # --- addresses ------------------------------------------------------------------------------------

@@ -32,9 +32,9 @@ import pytest
 
 from ambit.identity.certs import TrustBundle, WorkloadCert
 from ambit.identity.tls import PeerIdentityError, client_context, server_context
-from ambit.model.identity import Identity
+from ambit.model.identity import DEFAULT_TRUST_DOMAIN, Identity
 from ambit.net.hbone import HboneServer, HboneStream, InboundTunnel, TunnelRejected, connect_hbone
-from ambit.testing.hbone_env import TRUST_DOMAIN, HboneEnv, forwarding_handler, workload
+from ambit.testing.hbone_env import HboneEnv, forwarding_handler, workload
 
 NODE = shutil.which("node")
 HERE = Path(__file__).parent
@@ -265,7 +265,7 @@ async def ambit_server(pki: Pki, env: HboneEnv, *, deny: bool = False) -> Record
         await forward(tunnel)
 
     ctx = server_context(pki.workload_cert(AMBIT_SERVER), pki.bundle())
-    server = HboneServer(ctx, handler, trust_domain=TRUST_DOMAIN)
+    server = HboneServer(ctx, handler, trust_domain=DEFAULT_TRUST_DOMAIN)
     env.servers.append(server)  # closed by env.close()
     _host, port = await server.start("127.0.0.1", 0)
     return RecordingServer(server, port, tunnels)

@@ -58,12 +58,11 @@ from ambit.bench.cp_results import Change, ClientChange, Memory, Plan, Result
 from ambit.bench.procs import Child, ChildError, Children, JsonObject
 from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import issue
-from ambit.model.identity import NodeIdentity
+from ambit.model.identity import DEFAULT_TRUST_DOMAIN, NodeIdentity
+from ambit.resources.names import CA_SUBDIR
 from ambit.store.client import StoreClient
 from ambit.store.types import Op
 
-TRUST_DOMAIN = "cluster.local"
-CA_SUBDIR = "ca"  # ControlPlane reads <state-dir>/ca
 _WRITE_BATCH = 1000  # operations per store transaction while populating
 _START_TIMEOUT = 120.0
 _SYNC_TIMEOUT = 180.0
@@ -145,7 +144,7 @@ def _start_clients(
         spawned: list[tuple[Child, int]] = []
         for i in batch:
             name = f"node-{i}"
-            credential = credential_json(issue(ca, NodeIdentity(TRUST_DOMAIN, name)), bundle)
+            credential = credential_json(issue(ca, NodeIdentity(DEFAULT_TRUST_DOMAIN, name)), bundle)
             config = {"name": name, "port": grpc_port, "credential": credential, "nice": plan.client_nice}
             child = children.start(f"xds client {name}", "ambit.bench.cp_client", config)
             spawned.append((child, time.monotonic_ns()))
@@ -294,7 +293,7 @@ def _run(plan: Plan, progress: Callable[[str], None]) -> Result:
     root = Path(tempfile.mkdtemp(prefix="ambit-bench-cp-"))
     try:
         progress("creating the CA")
-        ca = CertificateAuthority.create(TRUST_DOMAIN)
+        ca = CertificateAuthority.create(DEFAULT_TRUST_DOMAIN)
         ca.save(root / "state" / CA_SUBDIR)
         with Children() as boxes:
             store = boxes.start(

@@ -9,7 +9,6 @@ analysis around the numbers survives a re-run.
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import statistics
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ambit.bench.cp_results import Change, Memory, Result
-from ambit.bench.markdown import replace_generated, table
+from ambit.bench.markdown import package_version, replace_generated, table
 from ambit.bench.markdown import rich_tables as shared_rich_tables
 
 SECTION_TITLE = "## Control plane scale (ambit bench controlplane)"
@@ -30,13 +29,7 @@ TARGET_RSS_BYTES = 300 * 1000 * 1000  # 300 MB
 
 
 def versions() -> dict[str, str]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {dist: version(dist) for dist in ("grpcio", "protobuf", "aiohttp", "uvloop", "ambit")}
+    return {dist: package_version(dist) for dist in ("grpcio", "protobuf", "aiohttp", "uvloop", "ambit")}
 
 
 # -- formatting --------------------------------------------------------------------------------------------

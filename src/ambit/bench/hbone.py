@@ -23,13 +23,12 @@ from ambit.bench.child import credential_json
 from ambit.bench.procs import Child, Children, JsonObject
 from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import issue
-from ambit.model.identity import Identity
+from ambit.model.identity import DEFAULT_TRUST_DOMAIN, Identity
 
 KiB = 1024
 MiB = 1024 * KiB
-TRUST_DOMAIN = "cluster.local"
-CLIENT_ID = Identity(TRUST_DOMAIN, "bench", "proxy-a")
-SERVER_ID = Identity(TRUST_DOMAIN, "bench", "proxy-b")
+CLIENT_ID = Identity(DEFAULT_TRUST_DOMAIN, "bench", "proxy-a")
+SERVER_ID = Identity(DEFAULT_TRUST_DOMAIN, "bench", "proxy-b")
 _START_TIMEOUT = 60.0
 
 
@@ -159,7 +158,7 @@ class _Boxes:
 def _start_all(
     children: Children, configurations: tuple[Configuration, ...]
 ) -> tuple[Child, Child, dict[str, _Boxes]]:
-    ca = CertificateAuthority.create(TRUST_DOMAIN)
+    ca = CertificateAuthority.create(DEFAULT_TRUST_DOMAIN)
     a_cred = credential_json(issue(ca, CLIENT_ID), ca.trust_bundle)
     b_cred = credential_json(issue(ca, SERVER_ID), ca.trust_bundle)
     target = children.start("target", "ambit.bench.target", {})

@@ -1,5 +1,5 @@
-"""Output shared by the benchmarks: tables (markdown and rich), and replacing one generated block in
-BENCHMARKS.md.
+"""Output shared by the benchmarks: tables (markdown and rich), the versions a report names, and
+replacing one generated block in BENCHMARKS.md.
 
 Each benchmark owns a `## ...` section and, inside it, a block between two marker comments. Only that
 block is regenerated, so hand-written analysis around it and every other section survive a re-run.
@@ -7,11 +7,20 @@ block is regenerated, so hand-written analysis around it and every other section
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from rich.table import Table
+
+
+def package_version(dist: str) -> str:
+    """The installed version of the distribution ``dist``, or "not installed"."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def table(headers: list[str], body: list[list[str]]) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ambit.resources.names import CA_SUBDIR
 from ambit.runtime.handle import ClusterHandle, HandleError
 from ambit.store.paths import cluster_dir
 
@@ -141,7 +142,7 @@ class BenchCluster:
 
     @property
     def ca_dir(self) -> Path:
-        return self.run_dir / "state" / "ca"
+        return self.run_dir / "state" / CA_SUBDIR
 
     def up(self) -> Topology:
         if self.run_dir.exists():

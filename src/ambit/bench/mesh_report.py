@@ -8,13 +8,12 @@ only the block between this section's markers (``markdown.replace_generated``).
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 from pathlib import Path
 
 from rich.table import Table
 
-from ambit.bench.markdown import replace_generated, table
+from ambit.bench.markdown import package_version, replace_generated, table
 from ambit.bench.markdown import rich_tables as shared_rich_tables
 from ambit.bench.mesh import ConfigResult, Result
 from ambit.bench.mesh_workloads import PERCENTILES
@@ -37,13 +36,7 @@ TARGET_IDLE_CONNECTIONS = 10_000
 
 
 def versions() -> dict[str, str]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    return {dist: version(dist) for dist in ("h2", "uvloop", "cryptography", "ambit")}
+    return {dist: package_version(dist) for dist in ("h2", "uvloop", "cryptography", "ambit")}
 
 
 # -- formatting --------------------------------------------------------------------------------------------

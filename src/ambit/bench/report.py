@@ -9,7 +9,6 @@ analysis around the numbers survives a re-run.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import ssl
@@ -19,7 +18,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ambit.bench.hbone import Budget, Result
-from ambit.bench.markdown import replace_generated, table
+from ambit.bench.markdown import package_version, replace_generated, table
 
 SECTION_TITLE = "## HBONE hop (ambit bench hbone)"
 GENERATED_BEGIN = "<!-- ambit bench hbone: generated, begin -->"
@@ -44,12 +43,6 @@ def environment(load_before: float | None = None) -> dict[str, str]:
     except OSError:
         pass
 
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": str(len(os.sched_getaffinity(0))),
@@ -57,9 +50,9 @@ def environment(load_before: float | None = None) -> dict[str, str]:
         "kernel": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "openssl": ssl.OPENSSL_VERSION,
-        "h2": version("h2"),
-        "uvloop": version("uvloop"),
-        "ambit": version("ambit"),
+        "h2": package_version("h2"),
+        "uvloop": package_version("uvloop"),
+        "ambit": package_version("ambit"),
         "load": f"{load_before if load_before is not None else load_average():.2f}",
     }
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
+from click.decorators import FC
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +30,8 @@ from ambit.bench.hbone import Budget, run
 from ambit.bench.mesh_cluster import BenchError, tool_versions
 from ambit.bench.procs import ChildError
 from ambit.bench.report import environment, load_average, markdown, rich_tables, update_markdown
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -67,15 +72,38 @@ def _command_line(ctx: click.Context) -> str:
     return shlex.join(words)
 
 
+def _quick_option(help_text: str) -> Callable[[FC], FC]:
+    """``--quick``: a smaller run, as ``help_text`` says."""
+    return click.option("--quick", is_flag=True, help=help_text)
+
+
+def _out_option(section: str) -> Callable[[FC], FC]:
+    """``--out FILE``: write the results into the ``## <section>`` section of a markdown file."""
+    return click.option(
+        "--out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"Write the results into the '## {section}' section of this markdown file.",
+    )
+
+
+def _measure(
+    measure: Callable[[Callable[[str], None]], T], errors: tuple[type[Exception], ...]
+) -> tuple[T, dict[str, str]]:
+    """``measure(progress)`` under a status line on stderr, and the machine it ran on (with the load
+    average before it); ``errors`` become a click error."""
+    err = Console(stderr=True)
+    load_before = load_average()
+    try:
+        with err.status("starting") as status:
+            result = measure(status.update)
+    except errors as exc:
+        raise click.ClickException(str(exc)) from exc
+    return result, environment(load_before)
+
+
 @bench.command("hbone")
-@click.option(
-    "--quick", is_flag=True, help="A small budget (64 MiB bulk, 1 s request/response, 2 repetitions)."
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the results into the '## HBONE hop' section of this markdown file.",
-)
+@_quick_option("A small budget (64 MiB bulk, 1 s request/response, 2 repetitions).")
+@_out_option("HBONE hop")
 @click.option("--seconds", type=click.FloatRange(min=0.05), help="Measured request/response time per run.")
 @click.option("--bulk-mib", type=click.IntRange(min=1), help="MiB pushed by the bulk workload.")
 @click.option("--repetitions", type=click.IntRange(min=1), help="Runs of every configuration.")
@@ -91,22 +119,15 @@ def hbone(ctx: click.Context, /, quick: bool, out: Path | None, **overrides: flo
     budget = _budget(Budget.quick() if quick else Budget.full(), overrides)
     command = _command_line(ctx)
     console = Console() if sys.stdout.isatty() else Console(width=160)  # no wrapping in logs
-    err = Console(stderr=True)
-    load_before = load_average()
-    try:
-        with err.status("starting") as status:
-            results = run(budget, progress=status.update)
-    except ChildError as exc:
-        raise click.ClickException(str(exc)) from exc
-    env = environment(load_before)
+    results, env = _measure(lambda progress: run(budget, progress=progress), (ChildError,))
     machine = (
         f"{env['nproc']} CPUs ({env['cpu']}), {env['kernel']}, {env['python']}, {env['openssl']}, "
         f"h2 {env['h2']}, uvloop {env['uvloop']}; load average before the run {env['load']}"
     )
     _show(console, rich_tables(results), machine, command)
-    if out is not None:
-        update_markdown(out, markdown(results, budget, env, command))
-        console.print(f"wrote the HBONE hop section of {out}")
+    _write_section(
+        console, out, "HBONE hop", lambda path: update_markdown(path, markdown(results, budget, env, command))
+    )
 
 
 def _show(console: Console, tables: list[Table], machine: str, command: str) -> None:
@@ -116,17 +137,18 @@ def _show(console: Console, tables: list[Table], machine: str, command: str) -> 
     console.print(f"command: {command}")
 
 
+def _write_section(console: Console, out: Path | None, section: str, write: Callable[[Path], None]) -> None:
+    """With ``--out``: ``write`` the benchmark's section into that file, and say so."""
+    if out is not None:
+        write(out)
+        console.print(f"wrote the {section} section of {out}")
+
+
 @bench.command("controlplane")
-@click.option(
-    "--quick",
-    is_flag=True,
-    help="A small cluster (5 nodes, 5 namespaces, 50 pods, 25 services, 3 clients, 2 changes); about 10 s.",
+@_quick_option(
+    "A small cluster (5 nodes, 5 namespaces, 50 pods, 25 services, 3 clients, 2 changes); about 10 s."
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the results into the '## Control plane scale' section of this markdown file.",
-)
+@_out_option("Control plane scale")
 @click.option("--nodes", type=click.IntRange(min=1), help="Nodes in the synthetic cluster.  [default: 100]")
 @click.option("--pods", type=click.IntRange(min=1), help="Pods.  [default: 2000]")
 @click.option("--services", type=click.IntRange(min=1), help="Services.  [default: 1000]")
@@ -177,31 +199,21 @@ def controlplane(ctx: click.Context, /, quick: bool, out: Path | None, **overrid
         raise click.BadParameter(str(exc)) from exc
     command = _command_line(ctx)
     console = Console() if sys.stdout.isatty() else Console(width=200)  # no wrapping in logs
-    err = Console(stderr=True)
-    load_before = load_average()
-    try:
-        with err.status("starting") as status:
-            result = cp.run(plan, progress=status.update)
-    except ChildError as exc:
-        raise click.ClickException(str(exc)) from exc
-    env = environment(load_before)
+    result, env = _measure(lambda progress: cp.run(plan, progress=progress), (ChildError,))
     _show(console, cp_report.rich_tables(result), cp_report.machine(env), command)
-    if out is not None:
-        cp_report.update_markdown(out, cp_report.markdown(result, env, command))
-        console.print(f"wrote the control plane scale section of {out}")
+    _write_section(
+        console,
+        out,
+        "control plane scale",
+        lambda path: cp_report.update_markdown(path, cp_report.markdown(result, env, command)),
+    )
 
 
 @bench.command("mesh")
-@click.option(
-    "--quick",
-    is_flag=True,
-    help="Short runs (3 s fixed rate, 2 s per other point) and 1,000 idle connections; under 2 minutes.",
+@_quick_option(
+    "Short runs (3 s fixed rate, 2 s per other point) and 1,000 idle connections; under 2 minutes."
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the results into the '## Mesh side by side' section of this markdown file.",
-)
+@_out_option("Mesh side by side")
 @click.option(
     "--cluster-name",
     default=mesh.DEFAULT_CLUSTER,
@@ -220,16 +232,14 @@ def mesh_command(ctx: click.Context, /, quick: bool, out: Path | None, cluster_n
     plan = mesh.Plan.quick_plan() if quick else mesh.Plan.full()
     command = _command_line(ctx)
     console = Console() if sys.stdout.isatty() else Console(width=200)  # no wrapping in logs
-    err = Console(stderr=True)
-    load_before = load_average()
-    try:
-        with err.status("starting") as status:
-            result = mesh.run(plan, cluster_name=cluster_name, progress=status.update)
-    except BenchError as exc:
-        raise click.ClickException(str(exc)) from exc
-    env = environment(load_before)
+    result, env = _measure(
+        lambda progress: mesh.run(plan, cluster_name=cluster_name, progress=progress), (BenchError,)
+    )
     tools = tool_versions()
     _show(console, mesh_report.rich_tables(result), mesh_report.machine(env, tools), command)
-    if out is not None:
-        mesh_report.update_markdown(out, mesh_report.markdown(result, env, tools, command))
-        console.print(f"wrote the mesh side by side section of {out}")
+    _write_section(
+        console,
+        out,
+        "mesh side by side",
+        lambda path: mesh_report.update_markdown(path, mesh_report.markdown(result, env, tools, command)),
+    )

@@ -16,6 +16,7 @@ import uvloop
 
 from ambit.cli import GlobalOptions
 from ambit.control.app import ControlPlane, ControlPlaneConfig
+from ambit.resources.names import CA_SUBDIR
 from ambit.store import StoreClient, paths
 
 
@@ -68,7 +69,7 @@ def controlplane(
         max_connection_age=max_connection_age,
         run_waypoint_controller=not no_waypoint_controller,
     )
-    if not (config.state_dir / "ca" / "root-cert.pem").exists():
+    if not (config.state_dir / CA_SUBDIR / "root-cert.pem").exists():
         raise click.ClickException(
             f"no CA at {config.state_dir / 'ca'}: create one with `ambit ca init --dir ...`"
         )

@@ -12,7 +12,8 @@ import click
 
 from ambit.cli import GlobalOptions
 from ambit.cli.nodes import NODE
-from ambit.store import Op, StoreClient, StoreError
+from ambit.store import StoreClient
+from ambit.store.types import Op, StoreError
 
 
 def _cluster(ctx: click.Context) -> str:

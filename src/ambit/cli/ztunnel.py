@@ -49,8 +49,8 @@ def ztunnel(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    if not config.node_cert.exists():
-        raise click.ClickException(f"no node credential at {config.node_cert}")
+    if not config.credential.cert.exists():
+        raise click.ClickException(f"no node credential at {config.credential.cert}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvloop.run(_serve(config))
 

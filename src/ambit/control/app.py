@@ -40,14 +40,13 @@ from ambit.model.placement import PodPlacement
 from ambit.model.policy import Authorization
 from ambit.model.workload import Service, Workload
 from ambit.net.tasks import spawn
-from ambit.resources.names import control_plane_identity
+from ambit.resources.names import CA_SUBDIR, control_plane_identity
 from ambit.resources.objects import pod_placement
 from ambit.resources.source import ObjectSource
 from ambit.store import Informer
 
 _log = logging.getLogger(__name__)
 
-CA_SUBDIR = "ca"
 # The kinds translation and the CA read; everything else in the store is irrelevant to proxies.
 WATCHED_KINDS = (
     "Namespace",

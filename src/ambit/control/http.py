@@ -12,8 +12,6 @@ It reads the replica through the :class:`ServedPlane` protocol, so it does not i
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import enum
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -23,6 +21,7 @@ from ambit.control.cache import SnapshotCache
 from ambit.control.metrics import ControlPlaneMetrics
 from ambit.control.translate import TranslationResult
 from ambit.control.xds_server import XdsServer
+from ambit.model.jsonable import jsonable
 
 
 class ServedPlane(Protocol):
@@ -40,18 +39,6 @@ class ServedPlane(Protocol):
     def metrics(self) -> ControlPlaneMetrics: ...
     @property
     def last_translation(self) -> TranslationResult | None: ...
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 class ControlPlaneHttp:
@@ -97,7 +84,7 @@ class ControlPlaneHttp:
         }
         for type_url in codec.TYPE_URLS:
             body["resources"][type_url] = {
-                name: {"version": res.version, "value": _jsonable(res.value)}
+                name: {"version": res.version, "value": jsonable(res.value)}
                 for name, res in sorted(snapshot.resources(type_url).items())
             }
         translation = self.plane.last_translation
@@ -112,7 +99,7 @@ class ControlPlaneHttp:
                 "responses": stats.responses,
                 "acks": stats.acks,
                 "nacks": stats.nacks,
-                "recent_nacks": [_jsonable(n) for n in stats.recent_nacks],
+                "recent_nacks": [jsonable(n) for n in stats.recent_nacks],
                 "certificates_issued": self.plane.ca_service.stats.issued,
                 "certificates_denied": self.plane.ca_service.stats.denied,
             }

@@ -87,6 +87,31 @@ def _check_csr_key(public_key: CertificatePublicKeyTypes) -> None:
     raise CaError(f"CSR key type {type(public_key).__name__} is not accepted; use EC P-256")
 
 
+def _new_ca_cert(
+    role: str,
+    trust_domain: str,
+    validity: tuple[datetime, datetime],
+    *,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    path_length: int | None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh EC P-256 key and its CA certificate ``O=ambit, CN=ambit <role> <td>``, signed by
+    ``issuer`` (certificate and key), or by itself without one."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer_cert, signing_key = issuer if issuer is not None else (None, key)
+    cert = ca_certificate(
+        subject=ca_name(f"ambit {role} {trust_domain}"),
+        public_key=key.public_key(),
+        issuer=issuer_cert,
+        signing_key=signing_key,
+        trust_domain=trust_domain,
+        not_before=validity[0],
+        not_after=validity[1],
+        path_length=path_length,
+    )
+    return cert, key
+
+
 class CertificateAuthority:
     """An EC root (and optional intermediate) that signs X.509-SVIDs for one trust domain.
 
@@ -156,30 +181,13 @@ class CertificateAuthority:
             raise CaError("root_ttl must be positive")
         now = datetime.now(UTC)
         not_before, not_after = now - CA_BACKDATE, now + root_ttl
-        root_key = ec.generate_private_key(ec.SECP256R1())
-        root_cert = ca_certificate(
-            subject=ca_name(f"ambit root {trust_domain}"),
-            public_key=root_key.public_key(),
-            issuer=None,
-            signing_key=root_key,
-            trust_domain=trust_domain,
-            not_before=not_before,
-            not_after=not_after,
-            path_length=None,
-        )
+        validity = (not_before, not_after)
+        root_cert, root_key = _new_ca_cert("root", trust_domain, validity, issuer=None, path_length=None)
         inter_cert: x509.Certificate | None = None
         inter_key: ec.EllipticCurvePrivateKey | None = None
         if intermediate:
-            inter_key = ec.generate_private_key(ec.SECP256R1())
-            inter_cert = ca_certificate(
-                subject=ca_name(f"ambit intermediate {trust_domain}"),
-                public_key=inter_key.public_key(),
-                issuer=root_cert,
-                signing_key=root_key,
-                trust_domain=trust_domain,
-                not_before=not_before,
-                not_after=not_after,
-                path_length=0,
+            inter_cert, inter_key = _new_ca_cert(
+                "intermediate", trust_domain, validity, issuer=(root_cert, root_key), path_length=0
             )
         return cls(
             trust_domain=trust_domain,
@@ -370,13 +378,18 @@ def _load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
     return csr
 
 
-def _read_cert(path: Path) -> x509.Certificate:
+def _read_file(path: Path) -> bytes:
+    """The bytes of one of the CA's files; CaError when it is missing or unreadable."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise CaError(f"{path} is missing") from None
     except OSError as exc:
         raise CaError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _read_cert(path: Path) -> x509.Certificate:
+    data = _read_file(path)
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError as exc:
@@ -384,12 +397,7 @@ def _read_cert(path: Path) -> x509.Certificate:
 
 
 def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CaError(f"{path} is missing") from None
-    except OSError as exc:
-        raise CaError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    data = _read_file(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:

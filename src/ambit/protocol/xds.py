@@ -261,13 +261,7 @@ class ServerSession:
         upserts: list[ResourceRef] = []
         sent: dict[str, tuple[str, str | None]] = {}
         for name, version in versions.items():
-            if not self._wants(name):
-                continue
-            have = self.client_versions.get(name)
-            if have == version or self.rejected.get(name) == version:
-                continue
-            upserts.append(ResourceRef(name, version))
-            sent[name] = (version, have)
+            self._offer(name, version, upserts, sent)
         for name in [name for name in self.rejected if name not in versions]:
             del self.rejected[name]
         removed = [name for name in self.client_versions if name not in versions]
@@ -291,14 +285,25 @@ class ServerSession:
                 if name in self.client_versions:
                     removed.append(name)
                 continue
-            if not self._wants(name):
-                continue
-            have = self.client_versions.get(name)
-            if have == version or self.rejected.get(name) == version:
-                continue
-            upserts.append(ResourceRef(name, version))
-            sent[name] = (version, have)
+            self._offer(name, version, upserts, sent)
         return upserts, sent, removed
+
+    def _offer(
+        self,
+        name: str,
+        version: str,
+        upserts: list[ResourceRef],
+        sent: dict[str, tuple[str, str | None]],
+    ) -> None:
+        """Add ``name`` at ``version`` to the response, unless the client does not want it, has it, or
+        rejected that version."""
+        if not self._wants(name):
+            return
+        have = self.client_versions.get(name)
+        if have == version or self.rejected.get(name) == version:
+            return
+        upserts.append(ResourceRef(name, version))
+        sent[name] = (version, have)
 
     def _respond(
         self,

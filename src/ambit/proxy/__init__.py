@@ -8,7 +8,6 @@
 | `netns_sockets` | `NetnsSocketFactory`: sockets made inside a pod's network namespace |
 | `cache` | `ProxyCache`: the last good xDS state and certificates on disk |
 | `heap` | `HeapTrimmer`: gives freed heap back to the kernel |
-| `jsonable` | model values as plain JSON values (`jsonable`) and back (`from_jsonable`) |
 | `config_dump` | `ConfigDump`: the typed read model of what a proxy believes (`to_json`, `from_json`) |
 | `admin` | `AdminServers`: admin (/config_dump, /quitquitquit), metrics, readiness; fed by callables |
 | `state_waiter` | `StateWaiter`: the sync gate (config synced and holding a workload), with a timed wait |

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ambit.proxy.jsonable import jsonable
+from ambit.model.jsonable import jsonable
 
 # What the admin port serves as /config_dump: a JSON object (model values are made plain by jsonable).
 ConfigDumpSource = Callable[[], Mapping[str, object]]

@@ -4,7 +4,7 @@ A proxy builds a :class:`ConfigDump` from its parts (ztunnel: ``ZtunnelApp.confi
 port serves :meth:`ConfigDump.to_json`; a reader (``ambit ztunnel-config``, later a dashboard) turns the
 JSON back into a :class:`ConfigDump` with :meth:`ConfigDump.from_json` and reads typed fields, never
 dict keys. The JSON keys are the field names; workloads, services and policies are the model's own
-values (:mod:`ambit.model`) in their :func:`~ambit.proxy.jsonable.jsonable` form. A section the proxy
+values (:mod:`ambit.model`) in their :func:`~ambit.model.jsonable.jsonable` form. A section the proxy
 does not have (``counts``, ``heap``, ``agent``, ``xds`` when None) is left out of the JSON, and a
 section missing from the JSON takes its default, so a partial dump still reads.
 """
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ambit.model.jsonable import from_jsonable, jsonable
 from ambit.model.policy import Authorization
 from ambit.model.workload import Service, Workload
-from ambit.proxy.jsonable import from_jsonable, jsonable
 
 Address = tuple[str, int]
 

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ambit.identity.certs import TrustBundle, WorkloadCert
+from ambit.identity.ca import TRUST_BUNDLE_FILE
+from ambit.identity.certs import PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, TrustBundle, WorkloadCert, write_pem
 from ambit.identity.secrets import SecretManager, SystemClock
 from ambit.proxy.cache import CertSource, ProxyCache
 from ambit.state.store import StateStore
@@ -58,6 +59,17 @@ class NodeCredentialFiles:
     cert: Path
     key: Path
     trust_bundle: Path
+
+    @classmethod
+    def in_dir(cls, node_dir: Path) -> NodeCredentialFiles:
+        """A node directory's: ``node-cert.pem``, ``node-key.pem`` and ``trust-bundle.pem``."""
+        return cls(node_dir / "node-cert.pem", node_dir / "node-key.pem", node_dir / TRUST_BUNDLE_FILE)
+
+    def write(self, cert: WorkloadCert, bundle_pem: bytes) -> None:
+        """Write the node credential (the key 0600) and the trust bundle (what :meth:`read` reads)."""
+        write_pem(self.key, cert.key_pem, mode=PRIVATE_FILE_MODE)
+        write_pem(self.cert, cert.chain_pem, mode=PUBLIC_FILE_MODE)
+        write_pem(self.trust_bundle, bundle_pem, mode=PUBLIC_FILE_MODE)
 
     def read(self) -> tuple[WorkloadCert, TrustBundle]:
         cert = WorkloadCert.from_pem(self.cert.read_bytes(), self.key.read_bytes())

@@ -12,6 +12,7 @@ from ambit.model.identity import Identity
 CONTROL_PLANE_NAMESPACE = "ambit-system"
 CONTROL_PLANE_SERVICE = "controlplane"
 CONTROL_PLANE_SERVICE_ACCOUNT = "controlplane"
+CA_SUBDIR = "ca"  # the control plane keeps its CA in <state-dir>/ca
 
 
 def control_plane_identity(trust_domain: str) -> Identity:

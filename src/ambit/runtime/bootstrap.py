@@ -10,7 +10,8 @@ from ambit.resources.names import CONTROL_PLANE_SERVICE, CONTROL_PLANE_SERVICE_A
 from ambit.runtime import netplan, scheduler
 from ambit.runtime.ambit_command import ambit_argv
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout
-from ambit.store import AlreadyExists, StoreClient
+from ambit.store import StoreClient
+from ambit.store.types import AlreadyExists
 
 CP_SERVICE_ACCOUNT = CONTROL_PLANE_SERVICE_ACCOUNT
 

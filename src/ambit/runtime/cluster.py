@@ -18,11 +18,12 @@ import time
 from dataclasses import dataclass, field
 
 from ambit.identity.ca import CertificateAuthority
-from ambit.identity.certs import issue, write_cert_files, write_pem
-from ambit.model.identity import NodeIdentity
+from ambit.identity.certs import issue
+from ambit.model.identity import DEFAULT_TRUST_DOMAIN, NodeIdentity
+from ambit.proxy.control_plane import NodeCredentialFiles
 from ambit.runtime import netplan, procs
 from ambit.runtime.ambit_command import ambit_argv
-from ambit.runtime.layout import TRUST_DOMAIN, Layout, node_name, write_json
+from ambit.runtime.layout import Layout, node_name, write_json
 from ambit.runtime.netns import NetRuntime, list_netns, netns_pids
 
 
@@ -64,15 +65,16 @@ def prepare(cluster: str, options: UpOptions) -> Layout:
             "controlplane_replicas": options.controlplane_replicas,
         },
     )
-    ca = CertificateAuthority.create(TRUST_DOMAIN)
+    ca = CertificateAuthority.create(DEFAULT_TRUST_DOMAIN)
     ca.save(layout.ca_dir)
     bundle = ca.trust_bundle.roots_pem
     for i in range(1, options.nodes + 1):
         name = node_name(i)
         directory = layout.node_dir(name)
         directory.mkdir(parents=True, exist_ok=True)
-        write_cert_files(issue(ca, NodeIdentity(TRUST_DOMAIN, name)), directory, "node")
-        write_pem(directory / "trust-bundle.pem", bundle, mode=0o644)
+        NodeCredentialFiles.in_dir(directory).write(
+            issue(ca, NodeIdentity(DEFAULT_TRUST_DOMAIN, name)), bundle
+        )
     net = NetRuntime(cluster, layout.state_dir)
     net.create_cluster(netplan.plan_cluster(netplan.ClusterLayout.simple(cluster, options.nodes)))
     return layout

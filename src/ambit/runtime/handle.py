@@ -12,6 +12,7 @@ Blocking: each store call runs its own event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from ambit.runtime import cluster as rt
 from ambit.runtime.controllers.kubelet import is_enrolled
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
 from ambit.runtime.netns import NetRuntime, PodNet
-from ambit.store import Conflict, Op, StoreClient
+from ambit.store import StoreClient
+from ambit.store.types import Conflict, Op
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -238,45 +240,11 @@ class ClusterHandle:
         reply = control.request(control.socket_path(self.layout), cmd)
         return str(reply.get("message") or "ok")
 
-    def stop(
-        self,
-        component: str,
-        name: str | None = None,
-        *,
-        node: str | None = None,
-        namespace: str | None = None,
-    ) -> str:
-        return self.command("stop", component, name, node=node, namespace=namespace)
-
-    def start(
-        self,
-        component: str,
-        name: str | None = None,
-        *,
-        node: str | None = None,
-        namespace: str | None = None,
-    ) -> str:
-        return self.command("start", component, name, node=node, namespace=namespace)
-
-    def kill(
-        self,
-        component: str,
-        name: str | None = None,
-        *,
-        node: str | None = None,
-        namespace: str | None = None,
-    ) -> str:
-        return self.command("kill", component, name, node=node, namespace=namespace)
-
-    def restart(
-        self,
-        component: str,
-        name: str | None = None,
-        *,
-        node: str | None = None,
-        namespace: str | None = None,
-    ) -> str:
-        return self.command("restart", component, name, node=node, namespace=namespace)
+    # ``handle.stop(component, name, node=..., namespace=...)``: :meth:`command` with its op.
+    stop = functools.partialmethod(command, "stop")
+    start = functools.partialmethod(command, "start")
+    kill = functools.partialmethod(command, "kill")
+    restart = functools.partialmethod(command, "restart")
 
     def pid(self, key: str) -> int | None:
         """The recorded pid of a supervised process (``ztunnel-node1``, ``pod-NS-NAME-CONTAINER``)."""

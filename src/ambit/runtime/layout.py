@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ambit.resources.names import CONTROL_PLANE_NAMESPACE
+from ambit.resources.names import CA_SUBDIR, CONTROL_PLANE_NAMESPACE
 from ambit.store import paths
 
-TRUST_DOMAIN = "cluster.local"
 SYSTEM_NAMESPACE = CONTROL_PLANE_NAMESPACE  # the runtime runs the control plane in its namespace
 
 HBONE_PORT = 15008  # mTLS data between ztunnels (pod to pod)
@@ -58,7 +57,7 @@ class Layout:
 
     @property
     def ca_dir(self) -> Path:
-        return self.state_dir / "ca"
+        return self.state_dir / CA_SUBDIR
 
     @property
     def pids_dir(self) -> Path:

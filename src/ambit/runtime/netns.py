@@ -264,15 +264,19 @@ class NetRuntime:
 
     # --- probes --------------------------------------------------------------------------------------
 
-    def probe_tcp(self, node_index: int, ip: str, port: int, timeout: float = 1.0) -> bool:
-        """A TCP readiness probe from node ``node_index`` with source ``169.254.7.127`` (not captured)."""
+    def _probe_socket(self, node_index: int, timeout: float) -> socket.socket:
+        """A TCP socket in node ``node_index``'s namespace, bound to the probe source (not captured)."""
 
         def setup(sock: socket.socket) -> None:
             sock.bind((netplan.PROBE_SOURCE, 0))
 
         sock = nsexec.socket_in_netns(self.node_netns(node_index), setup=setup)
-        with sock:
-            sock.settimeout(timeout)
+        sock.settimeout(timeout)
+        return sock
+
+    def probe_tcp(self, node_index: int, ip: str, port: int, timeout: float = 1.0) -> bool:
+        """A TCP readiness probe from node ``node_index`` with source ``169.254.7.127`` (not captured)."""
+        with self._probe_socket(node_index, timeout) as sock:
             try:
                 sock.connect((ip, port))
             except OSError:
@@ -282,13 +286,7 @@ class NetRuntime:
     def probe_http(self, node_index: int, ip: str, port: int, path: str, timeout: float = 1.0) -> bool:
         """An httpGet readiness probe as the kubelet's: ``GET path`` from ``169.254.7.127`` on node
         ``node_index``; ready on a status from 200 to 399."""
-
-        def setup(sock: socket.socket) -> None:
-            sock.bind((netplan.PROBE_SOURCE, 0))
-
-        sock = nsexec.socket_in_netns(self.node_netns(node_index), setup=setup)
-        with sock:
-            sock.settimeout(timeout)
+        with self._probe_socket(node_index, timeout) as sock:
             try:
                 sock.connect((ip, port))
                 target = path if path.startswith("/") else f"/{path}"

@@ -2,7 +2,8 @@
 
 ``server.StoreServer`` is the one-per-cluster server (``ambit store serve``); ``client.StoreClient``
 is the asyncio client every component uses, and ``informer.Informer`` the list + watch cache built on
-it. ``paths`` says where a cluster's socket and data live.
+it. ``paths`` says where a cluster's socket and data live; ``types`` holds the objects, operations, watch
+events and errors (import them from there).
 """
 
 from __future__ import annotations
@@ -10,55 +11,5 @@ from __future__ import annotations
 from ambit.store.client import StoreClient
 from ambit.store.informer import Informer
 from ambit.store.paths import cluster_dir, data_dir, socket_path
-from ambit.store.types import (
-    ADDED,
-    BOOKMARK,
-    DELETED,
-    MODIFIED,
-    AlreadyExists,
-    BadRequest,
-    Conflict,
-    Forbidden,
-    Gone,
-    Invalid,
-    Key,
-    ListResult,
-    NotFound,
-    Obj,
-    Op,
-    OpResult,
-    StoreError,
-    TransactionResult,
-    Unavailable,
-    WatchEvent,
-    object_key,
-)
 
-__all__ = [
-    "ADDED",
-    "BOOKMARK",
-    "DELETED",
-    "MODIFIED",
-    "AlreadyExists",
-    "BadRequest",
-    "Conflict",
-    "Forbidden",
-    "Gone",
-    "Informer",
-    "Invalid",
-    "Key",
-    "ListResult",
-    "NotFound",
-    "Obj",
-    "Op",
-    "OpResult",
-    "StoreClient",
-    "StoreError",
-    "TransactionResult",
-    "Unavailable",
-    "WatchEvent",
-    "cluster_dir",
-    "data_dir",
-    "object_key",
-    "socket_path",
-]
+__all__ = ["Informer", "StoreClient", "cluster_dir", "data_dir", "socket_path"]

@@ -17,17 +17,15 @@ from typing import cast
 from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import WorkloadCert, issue
 from ambit.identity.tls import client_context, server_context
-from ambit.model.identity import Identity, NodeIdentity
+from ambit.model.identity import DEFAULT_TRUST_DOMAIN, Identity, NodeIdentity
 from ambit.net.duplex import TcpDuplex, relay
 from ambit.net.hbone import HboneServer, InboundTunnel, Timeouts, TunnelHandler
 from ambit.net.pool import HbonePool, PoolKey, tls_connector
 from ambit.protocol.hbone import HboneSettings
 
-TRUST_DOMAIN = "cluster.local"
-
 
 def workload(sa: str, ns: str = "default") -> Identity:
-    return Identity(TRUST_DOMAIN, ns, sa)
+    return Identity(DEFAULT_TRUST_DOMAIN, ns, sa)
 
 
 async def tcp_connect(host: str, port: int, *, local_addr: tuple[str, int] | None = None) -> TcpDuplex:
@@ -75,7 +73,7 @@ class HboneEnv:
 
     @classmethod
     def create(cls) -> HboneEnv:
-        return cls(CertificateAuthority.create(TRUST_DOMAIN))
+        return cls(CertificateAuthority.create(DEFAULT_TRUST_DOMAIN))
 
     def cert(
         self,
@@ -113,7 +111,7 @@ class HboneEnv:
         server = HboneServer(
             self.server_ctx(cert or self.cert(identity)),
             handler or forwarding_handler(),
-            trust_domain=TRUST_DOMAIN,
+            trust_domain=DEFAULT_TRUST_DOMAIN,
             settings=settings,
             timeouts=timeouts,
         )

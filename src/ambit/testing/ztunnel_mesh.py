@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from ambit.identity.certs import WorkloadCert
-from ambit.model.identity import Identity
+from ambit.model.identity import DEFAULT_TRUST_DOMAIN, Identity
 from ambit.model.policy import Authorization
 from ambit.model.workload import HealthStatus, PortMapping, Service, ServicePort, TunnelProtocol, Workload
 from ambit.net.duplex import StreamAborted, TcpDuplex
@@ -32,7 +32,6 @@ from ambit.ztunnel.manager import Ztunnel
 from ambit.ztunnel.metrics import Metrics
 from ambit.ztunnel.proxy import PodProxy
 
-TD = "cluster.local"
 NS = "default"
 VIP = "10.96.0.10"
 SERVICE_HOST = "web.default.svc.cluster.local"
@@ -80,7 +79,7 @@ class App:
 
 class Mesh:
     def __init__(self) -> None:
-        self.pki = Pki(TD)
+        self.pki = Pki(DEFAULT_TRUST_DOMAIN)
         self.store = StateStore()
         self.sockets = LoopbackSocketFactory()
         self.prefix = f"127.{random.randrange(100, 250)}.{random.randrange(1, 250)}."
@@ -157,7 +156,9 @@ class Mesh:
 
     async def serve(self, zt: Ztunnel, workload: Workload) -> PodProxy:
         listeners = await open_listeners(self.sockets, workload.addresses[0], zt.config)
-        pod = PodInfo(workload.uid, workload.name, workload.namespace, workload.service_account, TD)
+        pod = PodInfo(
+            workload.uid, workload.name, workload.namespace, workload.service_account, DEFAULT_TRUST_DOMAIN
+        )
         return await zt.add_pod(pod, listeners)
 
     async def app(self, n: int, port: int = APP_PORT) -> App:

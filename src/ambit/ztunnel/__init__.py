@@ -4,6 +4,7 @@
 |---|---|
 | `config` | `ZtunnelConfig`: ports, mark, cluster CIDRs, timeouts, drain deadline |
 | `metrics` | Istio's `istio_tcp_*` metrics in a registry per ztunnel |
+| `telemetry` | `end_connection`: a connection's metrics closed and access-log line written, any direction |
 | `connections` | live inbound connections, re-authorized on every config change |
 | `outbound` | 15001: original destination → plan → HBONE (pool, the pod's cert) or passthrough; retries |
 | `inbound` | 15008: HBONE CONNECT → L4 authorization → app |

@@ -24,30 +24,25 @@ then everything is closed and the cache written a last time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ambit.model.identity import Identity
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
 from ambit.proxy.admin import AdminServers
 from ambit.proxy.cache import ProxyCache
 from ambit.proxy.config_dump import (
     AgentView,
-    CertificateView,
     ConfigDump,
-    ConnectionView,
-    Counts,
     HeapView,
-    PodView,
     XdsView,
 )
 from ambit.proxy.control_plane import Address, ControlPlaneLink, NodeCredentialFiles
 from ambit.proxy.heap import HeapTrimmer
-from ambit.proxy.jsonable import from_jsonable
 from ambit.proxy.netns_sockets import NetnsSocketFactory
 from ambit.proxy.sockets import SocketFactory
 from ambit.state.store import StateStore
@@ -96,20 +91,8 @@ class AppConfig:
         return self.node_dir / "ztunnel-cache"
 
     @property
-    def node_cert(self) -> Path:
-        return self.node_dir / "node-cert.pem"
-
-    @property
-    def node_key(self) -> Path:
-        return self.node_dir / "node-key.pem"
-
-    @property
-    def trust_bundle(self) -> Path:
-        return self.node_dir / "trust-bundle.pem"
-
-    @property
     def credential(self) -> NodeCredentialFiles:
-        return NodeCredentialFiles(self.node_cert, self.node_key, self.trust_bundle)
+        return NodeCredentialFiles.in_dir(self.node_dir)
 
 
 class ZtunnelApp:
@@ -188,19 +171,13 @@ class ZtunnelApp:
 
     async def drain(self, deadline: float | None = None) -> None:
         """Graceful stop (SIGTERM); see the module docstring."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.agent is not None:
-            await self.agent.close()
-        if self._started:  # before the pods go: stopping them forgets their certificates
-            await self.link.close_cache()
-        if self.ztunnel is not None:
-            await self.ztunnel.drain(deadline)
-        await self._close_rest()
+        await self._stop(drain=True, deadline=deadline)
 
     async def close(self) -> None:
         """Stop at once (tests)."""
+        await self._stop(drain=False)
+
+    async def _stop(self, *, drain: bool, deadline: float | None = None) -> None:
         if self._closed:
             return
         self._closed = True
@@ -209,7 +186,7 @@ class ZtunnelApp:
         if self._started:  # before the pods go: stopping them forgets their certificates
             await self.link.close_cache()
         if self.ztunnel is not None:
-            await self.ztunnel.close()
+            await (self.ztunnel.drain(deadline) if drain else self.ztunnel.close())
         await self._close_rest()
 
     async def _close_rest(self) -> None:
@@ -231,29 +208,10 @@ class ZtunnelApp:
         """What this ztunnel believes (``/config_dump``, ``ambit ztunnel-config``)."""
         z = self.ztunnel
         assert z is not None
-        snapshot = self.store.current
         xds = self.xds
-        return ConfigDump(
-            node=z.config.node,
-            synced=z.state.synced,
+        return dataclasses.replace(
+            z.config_dump(),
             synced_from_cache=self.synced_from_cache,
-            config_version=snapshot.version,
-            counts=Counts(len(snapshot.workloads), len(snapshot.services), len(snapshot.policies)),
-            workloads=dict(snapshot.workloads),
-            services=dict(snapshot.services),
-            policies=dict(snapshot.policies),
-            pods={
-                uid: PodView(f"{p.pod.namespace}/{p.pod.name}", str(p.pod.identity), p.state)
-                for uid, p in z.pods.items()
-            },
-            certificates={
-                str(identity): CertificateView(cert.not_after)
-                for identity, cert in z.credentials.secrets.snapshot().items()
-                if isinstance(identity, Identity)
-            },
-            connections=tuple(from_jsonable(ConnectionView, c) for c in z.connections.describe()),
-            inbound_connections=len(z.connections),
-            pool_connections=z.pool.connection_count,
             heap=HeapView(self.heap.free_bytes(), self.heap.trims),
             agent=AgentView(
                 socket=str(self.config.agent_socket),

@@ -22,13 +22,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from ambit.authz import authorize, connection_for
 from ambit.model.identity import Identity
 from ambit.model.policy import Authorization
 from ambit.model.workload import Workload
 from ambit.net.duplex import Duplex, StreamAborted
+from ambit.proxy.config_dump import ConnectionView
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
 
@@ -54,23 +54,23 @@ class LiveConnection:
     revoked: str | None = field(default=None)  # why it was closed by a recheck
     started: float = field(default_factory=time.monotonic)  # for the age in /config_dump
 
-    def describe(self, now: float | None = None) -> dict[str, Any]:
+    def describe(self, now: float | None = None) -> ConnectionView:
         """This connection as ``/config_dump`` shows it (``ambit ztunnel-config connections``)."""
         client = self.ends[0] if self.ends else None
         workload = self.workload
-        return {
-            "direction": "inbound",
-            "protocol": "TCP" if self.peer is None else "HBONE",
-            "source": self.source_ip,
-            "destination": f"{self.destination_ip}:{self.destination_port}",
-            "source_identity": None if self.peer is None else str(self.peer),
-            "destination_identity": None if workload is None else str(workload.identity),
-            "workload_uid": self.workload_uid,
-            "workload": None if workload is None else f"{workload.namespace}/{workload.name}",
-            "age_seconds": round((time.monotonic() if now is None else now) - self.started, 3),
-            "bytes_received": 0 if client is None else client.bytes_in,  # from the client
-            "bytes_sent": 0 if client is None else client.bytes_out,  # to the client
-        }
+        return ConnectionView(
+            direction="inbound",
+            protocol="TCP" if self.peer is None else "HBONE",
+            source=self.source_ip,
+            destination=f"{self.destination_ip}:{self.destination_port}",
+            source_identity=None if self.peer is None else str(self.peer),
+            destination_identity=None if workload is None else str(workload.identity),
+            workload_uid=self.workload_uid,
+            workload=None if workload is None else f"{workload.namespace}/{workload.name}",
+            age_seconds=round((time.monotonic() if now is None else now) - self.started, 3),
+            bytes_received=0 if client is None else client.bytes_in,  # from the client
+            bytes_sent=0 if client is None else client.bytes_out,  # to the client
+        )
 
     def abort(self, reason: str) -> None:
         self.revoked = reason
@@ -114,10 +114,10 @@ class ConnectionRegistry:
     def unregister(self, conn: LiveConnection) -> None:
         self._live.discard(conn)
 
-    def describe(self) -> list[dict[str, Any]]:
-        """Every live connection, oldest first (the ``connections`` list of ``/config_dump``)."""
+    def describe(self) -> tuple[ConnectionView, ...]:
+        """Every live connection, oldest first (the ``connections`` of ``/config_dump``)."""
         now = time.monotonic()
-        return [c.describe(now) for c in sorted(self._live, key=lambda c: c.started)]
+        return tuple(c.describe(now) for c in sorted(self._live, key=lambda c: c.started))
 
     def for_workload(self, uid: str) -> list[LiveConnection]:
         return [c for c in self._live if c.workload_uid == uid]

@@ -41,6 +41,7 @@ from ambit.routing import FLAG_CONNECT, FLAG_DENY, FLAG_NONE, InboundRefusal, in
 from ambit.ztunnel.connections import LiveConnection
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
 from ambit.ztunnel.metrics import ConnectionMetrics
+from ambit.ztunnel.telemetry import end_connection
 
 log = logging.getLogger(__name__)
 
@@ -284,19 +285,6 @@ class InboundTracker:
         downstream: Duplex | None,
         upstream: Duplex | None,
     ) -> None:
-        if self.done:
-            return
-        self.done = True
         received = downstream.bytes_in if downstream is not None else 0
         sent = upstream.bytes_in if upstream is not None else 0
-        if self.metrics is not None:
-            self.metrics.close(received=received, sent=sent, response_flags=flags)
-        accesslog.emit(
-            self.connection_record(),
-            outcome=outcome,
-            bytes_sent=received,
-            bytes_recv=sent,
-            duration_ms=(asyncio.get_running_loop().time() - self.started) * 1000.0,
-            response_flags=flags,
-            error=error,
-        )
+        end_connection(self, outcome, flags, error, received=received, sent=sent)

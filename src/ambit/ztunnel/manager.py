@@ -22,13 +22,13 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
 
 from ambit.identity.certs import TrustBundle
 from ambit.identity.secrets import Clock, Fetch, SecretManager
 from ambit.model.identity import Identity
 from ambit.net.pool import HbonePool
 from ambit.proxy.certs import WorkloadCredentials
+from ambit.proxy.config_dump import CertificateView, ConfigDump, Counts, PodView
 from ambit.proxy.sockets import SocketFactory, SystemSocketFactory
 from ambit.proxy.state_waiter import StateWaiter
 from ambit.state.store import StateStore
@@ -164,31 +164,27 @@ class Ztunnel:
 
     # -- introspection --------------------------------------------------------------------------
 
-    def config_dump(self) -> dict[str, Any]:
-        """What this ztunnel believes (the seam for ``/config_dump``)."""
+    def config_dump(self) -> ConfigDump:
+        """What this ztunnel believes (``/config_dump``; the app adds its own sections)."""
         snapshot = self.store.current
-        certs = self.credentials.secrets.snapshot()
-        return {
-            "node": self.config.node,
-            "synced": self.state.synced,
-            "config_version": snapshot.version,
-            "workloads": len(snapshot.workloads),
-            "services": len(snapshot.services),
-            "policies": len(snapshot.policies),
-            "pods": {
-                uid: {
-                    "name": f"{p.pod.namespace}/{p.pod.name}",
-                    "identity": str(p.pod.identity),
-                    "state": p.state,
-                }
+        return ConfigDump(
+            node=self.config.node,
+            synced=self.state.synced,
+            config_version=snapshot.version,
+            counts=Counts(len(snapshot.workloads), len(snapshot.services), len(snapshot.policies)),
+            workloads=dict(snapshot.workloads),
+            services=dict(snapshot.services),
+            policies=dict(snapshot.policies),
+            pods={
+                uid: PodView(f"{p.pod.namespace}/{p.pod.name}", str(p.pod.identity), p.state)
                 for uid, p in self.pods.items()
             },
-            "certificates": {
-                str(identity): {"not_after": cert.not_after.isoformat()}
-                for identity, cert in certs.items()
+            certificates={
+                str(identity): CertificateView(cert.not_after)
+                for identity, cert in self.credentials.secrets.snapshot().items()
                 if isinstance(identity, Identity)
             },
-            "inbound_connections": len(self.connections),
-            "connections": self.connections.describe(),
-            "pool_connections": self.pool.connection_count,
-        }
+            connections=self.connections.describe(),
+            inbound_connections=len(self.connections),
+            pool_connections=self.pool.connection_count,
+        )

@@ -60,6 +60,7 @@ from ambit.routing import (
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.inputs import PodInfo, ProxyInputs
 from ambit.ztunnel.metrics import ConnectionMetrics
+from ambit.ztunnel.telemetry import end_connection
 
 log = logging.getLogger(__name__)
 
@@ -300,17 +301,4 @@ class _OutboundTracker:
     def finish(
         self, outcome: str, flags: str, error: str | None, *, received: int = 0, sent: int = 0
     ) -> None:
-        if self.done:
-            return
-        self.done = True
-        if self.metrics is not None:
-            self.metrics.close(received=received, sent=sent, response_flags=flags)
-        accesslog.emit(
-            self.connection_record(),
-            outcome=outcome,
-            bytes_sent=received,
-            bytes_recv=sent,
-            duration_ms=(asyncio.get_running_loop().time() - self.started) * 1000.0,
-            response_flags=flags,
-            error=error,
-        )
+        end_connection(self, outcome, flags, error, received=received, sent=sent)

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from ambit.control.waypoints import WaypointController, desired_objects, reconcile
-from ambit.store import NotFound, StoreClient
+from ambit.store import StoreClient
 from ambit.store.server import StoreServer
+from ambit.store.types import NotFound
 
 OWNED = ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget")
 

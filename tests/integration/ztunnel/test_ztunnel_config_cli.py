@@ -30,17 +30,17 @@ async def test_config_dump_lists_live_connections_and_the_cli_renders_them(mesh:
 
     conn = await mesh.connect(2, (VIP, 80))
     assert await echo(conn, b"hello") == b"hello"
-    [live] = zt_b.config_dump()["connections"]
-    assert live["direction"] == "inbound" and live["protocol"] == "HBONE"
-    assert live["source"] == mesh.ip(2)
-    assert live["destination"] == f"{mesh.ip(3)}:{APP_PORT}"
-    assert (live["source_identity"], live["destination_identity"]) == (SLEEP, WEB)
-    assert live["workload_uid"] == "b" and live["workload"] == f"default/{b.name}"
-    assert live["bytes_received"] >= 5 and live["bytes_sent"] >= 5 and live["age_seconds"] >= 0
-    assert zt_a.config_dump()["connections"] == []  # outbound is not listed
+    [live] = zt_b.config_dump().connections
+    assert live.direction == "inbound" and live.protocol == "HBONE"
+    assert live.source == mesh.ip(2)
+    assert live.destination == f"{mesh.ip(3)}:{APP_PORT}"
+    assert (live.source_identity, live.destination_identity) == (SLEEP, WEB)
+    assert live.workload_uid == "b" and live.workload == f"default/{b.name}"
+    assert live.bytes_received >= 5 and live.bytes_sent >= 5 and live.age_seconds >= 0
+    assert zt_a.config_dump().connections == ()  # outbound is not listed
 
     admin = AdminServers(
-        config_dump=zt_b.config_dump,
+        config_dump=lambda: zt_b.config_dump().to_json(),
         metrics=zt_b.metrics.exposition_async,
         ready=lambda: True,
         admin=("127.0.0.1", 0),

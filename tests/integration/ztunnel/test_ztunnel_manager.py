@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from ambit.model.identity import DEFAULT_TRUST_DOMAIN
 from ambit.proxy.sockets import Address, LoopbackSocketFactory
-from ambit.testing.ztunnel_mesh import TD, VIP, Mesh, closed_by_peer, echo
+from ambit.testing.ztunnel_mesh import VIP, Mesh, closed_by_peer, echo
 from ambit.ztunnel.inputs import PodInfo, open_listeners
 
 
@@ -40,16 +41,16 @@ async def test_remove_pod_stops_at_once_and_forgets_an_unused_identity(mesh: Mes
     conn = await mesh.connect(2, (VIP, 80))
     assert await echo(conn, b"hi") == b"hi"
     dump = zt_b.config_dump()
-    assert dump["pods"]["b"]["identity"] == "spiffe://cluster.local/ns/default/sa/web"
-    assert "spiffe://cluster.local/ns/default/sa/web" in dump["certificates"]
-    assert dump["synced"] and dump["inbound_connections"] == 1
+    assert dump.pods["b"].identity == "spiffe://cluster.local/ns/default/sa/web"
+    assert "spiffe://cluster.local/ns/default/sa/web" in dump.certificates
+    assert dump.synced and dump.inbound_connections == 1
 
     assert await zt_b.remove_pod("b")
     assert not await zt_b.remove_pod("b")
     assert await closed_by_peer(conn)
     with pytest.raises(ConnectionRefusedError):
         await mesh.connect_to(9, (mesh.ip(3), 8080), (mesh.ip(3), 15006))
-    assert zt_b.config_dump()["certificates"] == {}
+    assert zt_b.config_dump().certificates == {}
 
 
 async def test_add_pod_again_replaces_the_old_proxy(mesh: Mesh) -> None:
@@ -95,7 +96,7 @@ async def test_each_pods_hbone_connections_are_dialled_by_its_own_socket_factory
     for w in (a1, a2):
         factories[w.uid] = PodSockets(mesh)
         listeners = await open_listeners(mesh.sockets, w.addresses[0], zt_a.config)
-        pod = PodInfo(w.uid, w.name, w.namespace, w.service_account, TD)
+        pod = PodInfo(w.uid, w.name, w.namespace, w.service_account, DEFAULT_TRUST_DOMAIN)
         await zt_a.add_pod(pod, listeners, sockets=factories[w.uid])
     await mesh.serve(zt_b, b)
     await mesh.app(3)

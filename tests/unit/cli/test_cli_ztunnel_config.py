@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from ambit.cli import cli
 from ambit.cli import ztunnel_config as zc
 from ambit.model.identity import Identity
+from ambit.model.jsonable import jsonable
 from ambit.model.policy import Action, Authorization, Scope
 from ambit.model.workload import (
     HealthStatus,
@@ -23,7 +24,6 @@ from ambit.model.workload import (
     WaypointRef,
     Workload,
 )
-from ambit.proxy.jsonable import jsonable
 from ambit.runtime.admin_client import AdminError, parse_response
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

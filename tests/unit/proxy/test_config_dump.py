@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ambit.model.jsonable import from_jsonable, jsonable
 from ambit.model.policy import Action, Authorization, Clause, Match, Rule, Scope, StringMatch
 from ambit.model.workload import (
     HealthStatus,
@@ -27,7 +28,6 @@ from ambit.proxy.config_dump import (
     PodView,
     XdsView,
 )
-from ambit.proxy.jsonable import from_jsonable, jsonable
 
 SVC = "default/web.default.svc.cluster.local"
 WEB = "spiffe://cluster.local/ns/default/sa/web"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ambit.store import Invalid, Op
 from ambit.store.clusterip import ClusterIPError, allocate, assign
 from ambit.store.core import ObjectStore
+from ambit.store.types import Invalid, Op
 
 
 def svc(name: str, ip: str | None = None, **spec: object) -> dict[str, object]:

@@ -27,7 +27,8 @@ from ambit.runtime.controllers.view import ClusterView, meta
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index
 from ambit.runtime.netns import ETC_NETNS, NetRuntime, PodNet
 from ambit.runtime.supervisor import ProcessSpec, Supervisor
-from ambit.store import StoreClient, StoreError
+from ambit.store import StoreClient
+from ambit.store.types import StoreError
 
 log = logging.getLogger("ambit.runtime.daemon")
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from ambit.runtime import scheduler
 from ambit.runtime.controllers.view import ClusterView, meta
-from ambit.store import StoreClient, StoreError
+from ambit.store import StoreClient
+from ambit.store.types import StoreError
 
 log = logging.getLogger("ambit.runtime.daemon")
 

@@ -1,4 +1,5 @@
-"""Model values as plain JSON values and back (what the admin port serves as /config_dump, and its readers).
+"""Model values as plain JSON values and back: one view for every debug endpoint (a proxy's /config_dump and
+its readers, the control plane's /debug/config and /debug/syncz). Pure, stdlib only.
 
 :func:`jsonable` makes frozen dataclasses, enums, tuples, datetimes (ISO 8601) and identities plain JSON
 values; :func:`from_jsonable` is its inverse for a given type, driven by the dataclasses' annotations:

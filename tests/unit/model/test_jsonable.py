@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from ambit.model.jsonable import jsonable
 from ambit.model.workload import HealthStatus, TunnelProtocol, Workload
-from ambit.proxy.jsonable import jsonable
 
 WL = Workload(
     uid="u1",
