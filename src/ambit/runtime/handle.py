@@ -380,7 +380,12 @@ async def _items(client: StoreClient, kinds: Sequence[str]) -> list[Obj]:
 
 
 def _in_namespace(obj: Obj, namespace: str) -> Obj:
+    """As `ambit apply -n`: a namespaced object naming no namespace (parsing defaults it to "default")
+    goes to ``namespace``; one naming another namespace is an error."""
     meta = obj.get("metadata") or {}
-    if meta.get("namespace") or not is_namespaced(str(obj.get("kind"))):
+    current = meta.get("namespace")
+    if not is_namespaced(str(obj.get("kind"))) or current == namespace:
         return obj
+    if current not in (None, "", "default"):
+        raise HandleError(f"{obj.get('kind')} {meta.get('name')} is in namespace {current}, not {namespace}")
     return {**obj, "metadata": {**meta, "namespace": namespace}}
