@@ -138,8 +138,12 @@ class ClusterHandle:
             if namespace is None or p["metadata"].get("namespace") == namespace
         ]
 
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Obj:
+        """One stored object (:class:`ambit.store.NotFound` if absent)."""
+        return self._store(lambda c: c.get(kind, name, namespace))
+
     def pod(self, name: str, namespace: str = "default") -> Obj:
-        return self._store(lambda c: c.get("Pod", name, namespace))
+        return self.get("Pod", name, namespace)
 
     def apply(self, objects: str | Iterable[Obj], *, namespace: str | None = None) -> None:
         """Apply manifest text (YAML/JSON, several documents) or objects, all or nothing; ``namespace``
@@ -148,6 +152,14 @@ class ClusterHandle:
         if namespace is not None:
             items = [_in_namespace(obj, namespace) for obj in items]
         self._store(lambda c: c.transaction([Op("apply", obj) for obj in items]))
+
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete one object (and what it owns), as `ambit delete --ignore-not-found`; whether it existed."""
+        ref: Obj = {"kind": kind, "metadata": {"name": name}}
+        if namespace is not None:
+            ref["metadata"]["namespace"] = namespace
+        result = self._store(lambda c: c.transaction([Op("delete", ref, missing_ok=True)]))
+        return result.results[0].result != "notfound"
 
     def label(
         self, kind: str, name: str, labels: Mapping[str, str | None], namespace: str | None = None
@@ -336,7 +348,12 @@ async def _items(client: StoreClient, kinds: Sequence[str]) -> list[Obj]:
 
 
 def _in_namespace(obj: Obj, namespace: str) -> Obj:
+    """As `ambit apply -n`: a namespaced object naming no namespace (parsing defaults it to "default")
+    goes to ``namespace``; one naming another namespace is an error."""
     meta = obj.get("metadata") or {}
-    if meta.get("namespace") or not is_namespaced(str(obj.get("kind"))):
+    current = meta.get("namespace")
+    if not is_namespaced(str(obj.get("kind"))) or current == namespace:
         return obj
+    if current not in (None, "", "default"):
+        raise HandleError(f"{obj.get('kind')} {meta.get('name')} is in namespace {current}, not {namespace}")
     return {**obj, "metadata": {**meta, "namespace": namespace}}

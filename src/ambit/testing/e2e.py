@@ -1,9 +1,11 @@
 """Helpers for the root e2e tests that drive real clusters.
 
 A running cluster is read and driven through :class:`ambit.runtime.handle.ClusterHandle` (pods,
-exec, stop/start/kill/restart, status); :func:`ambit` runs the CLI where the CLI itself is under test
-or where it is the way in (`ambit up` detaches the daemon; `apply`, `label`, `get`, `logs` as a user
-types them). :func:`temporary_cluster` takes the cluster down in-process."""
+objects, apply/label/delete, exec, stop/start/kill/restart, status); :func:`ambit` runs the CLI where
+the CLI itself is under test (its output: `get` tables, `logs`, `ztunnel-config`, `status` text) or
+where it is the way in (`ambit up` detaches the daemon and waits for ready pods).
+:func:`temporary_cluster` takes the cluster down in-process; :func:`wait_meshed` waits until pods are
+captured and served by their ztunnels (the namespace label alone says neither)."""
 
 from __future__ import annotations
 
@@ -69,6 +71,26 @@ def wait_for(predicate: Callable[[], bool], what: str, within: float = 60.0, int
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+def meshed(cluster: str, namespace: str, enrolled: bool = True, count: int | None = None) -> bool:
+    """Whether every pod of ``namespace`` (``count`` of them, if given) shows ``enrolled`` both in the
+    status (the namespace label, seen at once) and in the data plane (:meth:`ClusterHandle.meshed`:
+    captured and served by its node's ztunnel, or neither). Only the second says traffic may start."""
+    handle = ClusterHandle(cluster)
+    labelled = handle.status().ambient(namespace)
+    if not labelled or not all(on is enrolled for on in labelled.values()):
+        return False
+    state = handle.meshed(namespace)
+    return (count is None or len(state) == count) and all(v is enrolled for v in state.values())
+
+
+def wait_meshed(
+    cluster: str, namespace: str, enrolled: bool = True, count: int | None = None, within: float = 30.0
+) -> None:
+    """Until :func:`meshed` (each pod captured and served, or with ``enrolled`` False, neither)."""
+    what = f"the pods of {namespace} {'in' if enrolled else 'out of'} the mesh (captured and served)"
+    wait_for(lambda: meshed(cluster, namespace, enrolled, count), what, within)
 
 
 def ready(pod: dict[str, Any]) -> bool:

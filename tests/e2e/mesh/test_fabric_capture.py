@@ -9,7 +9,9 @@ endpoints are on nodes 2 and 3.
   the fabric as plaintext to port 9080 and the marker is found.
 
 One 3-node cluster is shared by the module and torn down with `ambit down` whatever happens. The capture
-is the one `ambit demo` uses (:mod:`ambit.runtime.pcap`).
+is the one `ambit demo` uses (:mod:`ambit.runtime.pcap`). Traffic starts only once every pod is captured
+and served by its node's ztunnel (or, for the control, neither): the namespace label alone is seen
+before the kubelet has captured the pods.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import Any
 import pytest
 
 from ambit.runtime import pcap
+from ambit.runtime.handle import ClusterHandle
 from ambit.runtime.layout import FABRIC_PORTS, HBONE_PORT
-from ambit.testing.e2e import ambit, ready, temporary_cluster, wait_for
+from ambit.testing.e2e import ambit, ready, temporary_cluster, wait_for, wait_meshed
 
 pytestmark = pytest.mark.root
 
@@ -84,12 +87,7 @@ spec:
 
 
 def pods(cluster: str) -> list[dict[str, Any]]:
-    return list(json.loads(ambit(cluster, "get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"])
-
-
-def ambient_column(cluster: str) -> list[str]:
-    rows = [line.split() for line in ambit(cluster, "status").stdout.splitlines()]
-    return [row[-1] for row in rows if row and row[0] == NAMESPACE]
+    return ClusterHandle(cluster).pods(NAMESPACE)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +96,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
         pytest.skip("needs tcpdump (make setup installs it)")
     with temporary_cluster(cluster_name("p"), tmp_path_factory.mktemp("run")) as name:
         ambit(name, "up", "--nodes", "3")
-        ambit(name, "apply", "-f", "-", stdin=MANIFESTS)
+        ClusterHandle(name).apply(MANIFESTS)
         wait_for(lambda: len(pods(name)) == 3 and all(ready(p) for p in pods(name)), "the pods ready", 60)
         yield name
 
@@ -111,7 +109,8 @@ def send(cluster: str, marker: str) -> list[dict[str, Any]]:
         f"for i in $(seq {REQUESTS}); do "
         f"curl -sS -m 5 -H 'X-Marker: {marker}' -w '\\n' http://web/echo || exit 1; done"
     )
-    out = ambit(cluster, "exec", client["metadata"]["name"], "-n", NAMESPACE, "--", "sh", "-c", loop).stdout
+    name = client["metadata"]["name"]
+    out = ClusterHandle(cluster).exec(["sh", "-c", loop], pod=name, namespace=NAMESPACE, timeout=180).stdout
     bodies = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(bodies) == REQUESTS
     assert all(b["headers"].get("X-Marker") == marker for b in bodies), "the app received the marker"
@@ -129,7 +128,7 @@ def capture(cluster: str, path: Path, marker: str) -> tuple[pcap.Summary, list[d
 
 
 def test_enrolled_traffic_crosses_the_fabric_only_as_mtls(cluster: str, tmp_path: Path) -> None:
-    wait_for(lambda: ambient_column(cluster) == ["yes"] * 3, "the pods enrolled", 30)
+    wait_meshed(cluster, NAMESPACE, True, 3)
     by_app = {p["metadata"]["labels"]["part"]: p for p in pods(cluster)}
     marker = f"ambit-e2e-{uuid.uuid4().hex}"
     summary, bodies = capture(cluster, tmp_path / "mesh.pcap", marker)
@@ -145,14 +144,14 @@ def test_enrolled_traffic_crosses_the_fabric_only_as_mtls(cluster: str, tmp_path
 
 
 def test_control_unenrolled_traffic_shows_the_marker_in_plaintext(cluster: str, tmp_path: Path) -> None:
-    ambit(cluster, "label", "namespace", NAMESPACE, "istio.io/dataplane-mode-")
+    ClusterHandle(cluster).set_ambient(NAMESPACE, False)
     try:
-        wait_for(lambda: ambient_column(cluster) == ["no"] * 3, "the pods out of the mesh", 30)
+        wait_meshed(cluster, NAMESPACE, False, 3)
         marker = f"ambit-e2e-{uuid.uuid4().hex}"
         summary, bodies = capture(cluster, tmp_path / "plain.pcap", marker)
         assert {b["node"] for b in bodies} == {"node2", "node3"}
         assert summary.by_port()[APP_PORT] > 0, (summary.by_port(), len(summary.raw), bodies[:1])
         assert summary.contains(marker), "plaintext requests must show the marker on the fabric"
     finally:
-        ambit(cluster, "label", "namespace", NAMESPACE, "istio.io/dataplane-mode=ambient", "--overwrite")
-    wait_for(lambda: ambient_column(cluster) == ["yes"] * 3, "the pods back in the mesh", 30)
+        ClusterHandle(cluster).set_ambient(NAMESPACE, True)
+    wait_meshed(cluster, NAMESPACE, True, 3)

@@ -1,7 +1,9 @@
 """The L4 mesh end to end on real namespaces: `ambit up` with ztunnels, an ambient namespace, Istio's
 httpbin and curl samples, traffic across nodes over HBONE with mutual TLS, and an L4 DENY policy.
 
-One 3-node cluster is shared by the module and torn down with `ambit down` whatever happens.
+One 3-node cluster is shared by the module and torn down with `ambit down` whatever happens. The cluster
+is driven through :class:`ClusterHandle` (objects, exec in pods and nodes, the namespace label); only
+`ambit up` goes through the CLI (it detaches the daemon).
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from ambit.testing.e2e import AMBIT, SAMPLES, ambient_namespace, ambit, ready, temporary_cluster, wait_for
+from ambit.runtime.handle import ClusterHandle
+from ambit.testing.e2e import (
+    SAMPLES,
+    ambient_namespace,
+    ambit,
+    ready,
+    temporary_cluster,
+    wait_for,
+    wait_meshed,
+)
 
 pytestmark = pytest.mark.root
 
@@ -38,9 +49,7 @@ spec:
 
 
 def pods(cluster: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    data = json.loads(ambit(cluster, "get", "pods", "-n", namespace, "-o", "json").stdout)
-    items = list(data.get("items", []))
-    return [p for p in items if p["metadata"].get("namespace", namespace) == namespace]
+    return ClusterHandle(cluster).pods(namespace)
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +58,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
         pytest.skip(f"the Istio samples are not at {SAMPLES}")
     with temporary_cluster(cluster_name("m"), tmp_path_factory.mktemp("run")) as name:
         ambit(name, "up", "--nodes", "3")
-        ambit(name, "apply", "-f", "-", stdin=AMBIENT_NS)
+        handle = ClusterHandle(name)
+        handle.apply(AMBIENT_NS)
         for sample in ("httpbin.yaml", "curl.yaml"):
-            ambit(name, "apply", "-n", NAMESPACE, "-f", str(SAMPLES / sample))
-        ambit(name, "apply", "-n", "default", "-f", str(SAMPLES / "curl.yaml"))  # a client outside the mesh
+            handle.apply((SAMPLES / sample).read_text(), namespace=NAMESPACE)
+        handle.apply((SAMPLES / "curl.yaml").read_text(), namespace="default")  # a client outside the mesh
         wait_for(lambda: len(pods(name)) == 2 and all(ready(p) for p in pods(name)), "ambient pods ready")
         wait_for(lambda: all(ready(p) for p in pods(name, "default")), "the non-mesh client ready")
         yield name
@@ -64,12 +74,13 @@ def by_app(cluster: str, app: str, namespace: str = NAMESPACE) -> dict[str, Any]
 
 def curl(cluster: str, url: str, namespace: str = NAMESPACE) -> subprocess.CompletedProcess[str]:
     client = by_app(cluster, "curl", namespace)["metadata"]["name"]
-    return ambit(cluster, "exec", client, "-n", namespace, "--", "curl", "-sS", "-m", "5", url, check=False)
+    return ClusterHandle(cluster).exec(
+        ["curl", "-sS", "-m", "5", url], pod=client, namespace=namespace, check=False
+    )
 
 
 def httpbin_vip(cluster: str) -> str:
-    svc = json.loads(ambit(cluster, "get", "svc", "httpbin", "-n", NAMESPACE, "-o", "json").stdout)
-    return str(svc["spec"]["clusterIP"])
+    return str(ClusterHandle(cluster).get("Service", "httpbin", NAMESPACE)["spec"]["clusterIP"])
 
 
 def destination_connections(cluster: str, source: str | None, security: str = "mutual_tls") -> float:
@@ -89,9 +100,11 @@ def destination_connections(cluster: str, source: str | None, security: str = "m
 
 
 def metrics(cluster: str, node: str) -> str:
-    return ambit(
-        cluster, "exec", "--node", node, "--", "curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"
-    ).stdout
+    return (
+        ClusterHandle(cluster)
+        .exec(["curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"], node=node)
+        .stdout
+    )
 
 
 def test_traffic_goes_through_both_ztunnels_with_mutual_tls(cluster: str) -> None:
@@ -132,20 +145,19 @@ print("closed", time.time(), flush=True)
 
 def test_l4_deny_on_source_principal_and_removal(cluster: str) -> None:
     client = by_app(cluster, "curl")["metadata"]["name"]
-    held = subprocess.Popen(
-        [AMBIT, "--cluster", cluster, "exec", client, "-n", NAMESPACE, "--", "python3", "-c", HOLD_OPEN],
-        stdout=subprocess.PIPE,
-        text=True,
+    handle = ClusterHandle(cluster)
+    held = handle.popen(
+        ["python3", "-c", HOLD_OPEN], pod=client, namespace=NAMESPACE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert held.stdout is not None and held.stdout.readline().strip() == "open"
-        ambit(cluster, "apply", "-f", "-", stdin=DENY_CURL)
+        handle.apply(DENY_CURL)
         applied = time.time()
         closed = held.stdout.readline().split()
         assert closed[:1] == ["closed"], closed
-        print(f"open connection closed {float(closed[1]) - applied:.2f} s after `ambit apply` returned")
-        # From `ambit apply` returning: the store, the control plane's push (debounced 100 ms) and the
-        # ztunnel's re-check of its open connections.
+        print(f"open connection closed {float(closed[1]) - applied:.2f} s after the apply returned")
+        # From the apply returning (the store has the policy): the control plane's push (debounced
+        # 100 ms) and the ztunnel's re-check of its open connections.
         assert float(closed[1]) - applied < 1.0, f"closed {float(closed[1]) - applied:.2f} s after the DENY"
         wait_for(
             lambda: curl(cluster, "http://httpbin:8000/ip").returncode != 0, "the DENY to take effect", 20
@@ -153,7 +165,7 @@ def test_l4_deny_on_source_principal_and_removal(cluster: str) -> None:
     finally:
         held.kill()
         held.communicate()  # reaps it and closes the pipe
-        ambit(cluster, "delete", "AuthorizationPolicy", "deny-curl", "-n", NAMESPACE, check=False)
+        handle.delete("AuthorizationPolicy", "deny-curl", NAMESPACE)
     wait_for(lambda: curl(cluster, "http://httpbin:8000/ip").returncode == 0, "traffic to come back", 20)
 
 
@@ -177,33 +189,31 @@ def test_strict_refuses_a_non_mesh_client_and_permissive_admits_it(cluster: str)
         "the plaintext inbound to be counted",
         10,
     )
-    ambit(cluster, "apply", "-f", "-", stdin=STRICT)
+    handle = ClusterHandle(cluster)
+    handle.apply(STRICT)
     try:
         wait_for(lambda: curl(cluster, url, "default").returncode != 0, "STRICT to refuse plaintext", 20)
         assert curl(cluster, "http://httpbin:8000/ip").returncode == 0, "mesh clients still get through"
         assert ready(by_app(cluster, "httpbin")), "under STRICT the pod stays ready (probes are not captured)"
     finally:
-        ambit(cluster, "delete", "PeerAuthentication", "strict", "-n", NAMESPACE, check=False)
+        handle.delete("PeerAuthentication", "strict", NAMESPACE)
     wait_for(lambda: curl(cluster, url, "default").returncode == 0, "PERMISSIVE again", 20)
 
 
 def test_unenrolling_and_reenrolling_a_running_namespace(cluster: str) -> None:
     pods_before = {p["metadata"]["uid"] for p in pods(cluster)}
-    ambit(cluster, "label", "namespace", NAMESPACE, "istio.io/dataplane-mode-")
+    handle = ClusterHandle(cluster)
+    handle.set_ambient(NAMESPACE, False)
     try:
-        wait_for(lambda: "yes" not in ambient_column(cluster), "pods to leave the mesh", 30)
+        # Released by the data plane (no capture, no longer served), not only un-labelled.
+        wait_meshed(cluster, NAMESPACE, False, 2)
         counted = destination_connections(cluster, "curl")
         assert curl(cluster, "http://httpbin:8000/ip").returncode == 0, "plain TCP still works"
         assert destination_connections(cluster, "curl") == counted, "that request did not pass a ztunnel"
     finally:
-        ambit(cluster, "label", "namespace", NAMESPACE, "istio.io/dataplane-mode=ambient", "--overwrite")
-    wait_for(lambda: ambient_column(cluster) == ["yes", "yes"], "pods to rejoin the mesh", 30)
+        handle.set_ambient(NAMESPACE, True)
+    wait_meshed(cluster, NAMESPACE, True, 2)
     counted = destination_connections(cluster, "curl")
     wait_for(lambda: curl(cluster, "http://httpbin:8000/ip").returncode == 0, "mesh traffic", 20)
     wait_for(lambda: destination_connections(cluster, "curl") > counted, "mesh traffic counted again", 10)
     assert {p["metadata"]["uid"] for p in pods(cluster)} == pods_before, "no pod was restarted"
-
-
-def ambient_column(cluster: str) -> list[str]:
-    rows = [line.split() for line in ambit(cluster, "status").stdout.splitlines()]
-    return [row[-1] for row in rows if row and row[0] == NAMESPACE]

@@ -3,7 +3,9 @@
 ztunnel's `/config_dump` on its admin port (127.0.0.1:15000 in the node's namespace).
 
 One 2-node cluster (zones a, b) with ztunnels and Istio's httpbin + curl in an ambient namespace is shared
-by the module and torn down with `ambit down` whatever happens.
+by the module and torn down with `ambit down` whatever happens. The CLI is used for what is under test
+(`ambit logs`, `ambit ztunnel-config`) and for `ambit up`; everything else (objects, exec in pods and
+nodes) goes through :class:`ClusterHandle`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from ambit.testing.e2e import AMBIT, SAMPLES, ambient_namespace, ambit, ready, temporary_cluster, wait_for
+from ambit.runtime.handle import ClusterHandle
+from ambit.testing.e2e import SAMPLES, ambient_namespace, ambit, ready, temporary_cluster, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -53,8 +56,7 @@ time.sleep(60)
 
 
 def pods(cluster: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    data = json.loads(ambit(cluster, "get", "pods", "-n", namespace, "-o", "json").stdout)
-    return list(data.get("items", []))
+    return ClusterHandle(cluster).pods(namespace)
 
 
 def by_app(cluster: str) -> dict[str, dict[str, Any]]:
@@ -68,15 +70,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
         pytest.skip(f"the Istio samples are not at {SAMPLES}")
     with temporary_cluster(cluster_name("o"), tmp_path_factory.mktemp("run")) as name:
         ambit(name, "up", "--nodes", "2", "--zones", "a,b")
-        ambit(name, "apply", "-f", "-", stdin=AMBIENT_NS)
+        handle = ClusterHandle(name)
+        handle.apply(AMBIENT_NS)
         for sample in ("httpbin.yaml", "curl.yaml"):
-            ambit(name, "apply", "-n", NAMESPACE, "-f", str(SAMPLES / sample))
+            handle.apply((SAMPLES / sample).read_text(), namespace=NAMESPACE)
         wait_for(lambda: len(pods(name)) == 2 and all(ready(p) for p in pods(name)), "ambient pods ready", 60)
         yield name
 
 
 def curl(cluster: str, client: str, url: str) -> subprocess.CompletedProcess[str]:
-    return ambit(cluster, "exec", client, "-n", NAMESPACE, "--", "curl", "-sS", "-m", "5", url, check=False)
+    return ClusterHandle(cluster).exec(
+        ["curl", "-sS", "-m", "5", url], pod=client, namespace=NAMESPACE, check=False
+    )
 
 
 def access_lines(cluster: str, node: str) -> list[dict[str, Any]]:
@@ -149,9 +154,7 @@ def test_ztunnel_config_workloads_services_and_certificates(cluster: str) -> Non
         assert mine["namespace"] == NAMESPACE and mine["addresses"] == [ip] and mine["node"] == server_node
         assert mine["tunnel_protocol"] == "HBONE" and mine["service_account"] == "httpbin"
     services = config(cluster, "services", server_node)
-    vip = json.loads(ambit(cluster, "get", "svc", "httpbin", "-n", NAMESPACE, "-o", "json").stdout)["spec"][
-        "clusterIP"
-    ]
+    vip = ClusterHandle(cluster).get("Service", "httpbin", NAMESPACE)["spec"]["clusterIP"]
     assert any(
         s["name"] == "httpbin" and s["namespace"] == NAMESPACE and vip in s["vips"] for s in services.values()
     )
@@ -175,7 +178,8 @@ def test_ztunnel_config_policies_follow_the_store(cluster: str) -> None:
         return [p["name"] for p in config(cluster, "policies", node).values()]
 
     assert "deny-nobody" not in names()
-    ambit(cluster, "apply", "-f", "-", stdin=DENY_NOBODY)
+    handle = ClusterHandle(cluster)
+    handle.apply(DENY_NOBODY)
     try:
         wait_for(lambda: "deny-nobody" in names(), "the policy in the ztunnel's config", 20)
         policy = config(cluster, "policies", node)[f"{NAMESPACE}/deny-nobody"]
@@ -190,7 +194,7 @@ def test_ztunnel_config_policies_follow_the_store(cluster: str) -> None:
             for line in table.splitlines()
         ), table
     finally:
-        ambit(cluster, "delete", "AuthorizationPolicy", "deny-nobody", "-n", NAMESPACE, check=False)
+        handle.delete("AuthorizationPolicy", "deny-nobody", NAMESPACE)
     wait_for(lambda: "deny-nobody" not in names(), "the policy gone from the ztunnel's config", 20)
 
 
@@ -199,8 +203,10 @@ def test_ztunnel_config_connections_lists_a_live_inbound_connection(cluster: str
     server, client = apps["httpbin"], apps["curl"]
     node = server["spec"]["nodeName"]
     hold_argv = [sys.executable, "-c", HOLD]
-    with subprocess.Popen(
-        [AMBIT, "--cluster", cluster, "exec", client["metadata"]["name"], "-n", NAMESPACE, "--", *hold_argv],
+    with ClusterHandle(cluster).popen(
+        hold_argv,
+        pod=client["metadata"]["name"],
+        namespace=NAMESPACE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -228,9 +234,8 @@ def test_ztunnel_config_connections_lists_a_live_inbound_connection(cluster: str
 def test_config_dump_on_the_admin_port(cluster: str) -> None:
     server = by_app(cluster)["httpbin"]
     node, uid = server["spec"]["nodeName"], server["metadata"]["uid"]
-    out = ambit(
-        cluster, "exec", "--node", node, "--", "curl", "-sS", "-m", "5", "http://localhost:15000/config_dump"
-    )
+    handle = ClusterHandle(cluster)
+    out = handle.exec(["curl", "-sS", "-m", "5", "http://localhost:15000/config_dump"], node=node)
     dump = json.loads(out.stdout)
     assert dump["synced"] is True
     workload = dump["workloads"][uid]
@@ -244,21 +249,9 @@ def test_config_dump_on_the_admin_port(cluster: str) -> None:
     # The admin port is bound to loopback only: not reachable on the node's underlay address.
     underlay = {"node1": "172.30.0.11", "node2": "172.30.0.12"}[node]
     other = next(n for n in ZONES if n != node)
-    remote = ambit(
-        cluster,
-        "exec",
-        "--node",
-        other,
-        "--",
-        "curl",
-        "-sS",
-        "-m",
-        "3",
-        f"http://{underlay}:15000/config_dump",
-        check=False,
+    remote = handle.exec(
+        ["curl", "-sS", "-m", "3", f"http://{underlay}:15000/config_dump"], node=other, check=False
     )
     assert remote.returncode != 0
-    metrics = ambit(
-        cluster, "exec", "--node", other, "--", "curl", "-sS", "-m", "3", f"http://{underlay}:15020/metrics"
-    )
+    metrics = handle.exec(["curl", "-sS", "-m", "3", f"http://{underlay}:15020/metrics"], node=other)
     assert "istio_tcp_connections_opened_total" in metrics.stdout  # while metrics are served on every address

@@ -19,6 +19,7 @@ from ambit.identity.tls import PeerIdentityError
 from ambit.net.connect import connect_numeric
 from ambit.net.duplex import StreamAborted
 from ambit.net.hbone import (
+    HboneConnectionProtocol,
     InboundTunnel,
     Timeouts,
     TunnelRejected,
@@ -27,6 +28,7 @@ from ambit.net.hbone import (
 from ambit.net.pool import Dial, PoolKey
 from ambit.protocol.hbone import HboneSettings, request_headers
 from ambit.testing.hbone_env import HboneEnv, forwarding_handler, key, workload
+from ambit.testing.ztunnel_mesh import eventually
 
 CLIENT = workload("client")
 SERVER = workload("server")
@@ -213,14 +215,42 @@ async def test_pool_never_shares_a_connection_across_source_identities(env: Hbon
     assert peers == {CLIENT, other}
 
 
+class SeenConnections(set[HboneConnectionProtocol]):
+    """A server's connection set that also counts the connections it saw opened and closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = 0
+        self.closed = 0
+        self._changed = asyncio.Event()
+
+    def add(self, element: HboneConnectionProtocol) -> None:
+        self.opened += 1
+        super().add(element)
+
+    def discard(self, element: object) -> None:
+        if element in self:
+            self.closed += 1
+            self._changed.set()
+        super().discard(element)
+
+    async def all_closed(self, at_least: int) -> None:
+        """Until ``at_least`` connections were opened and every one of them closed."""
+        while not (self.opened >= at_least and self.closed == self.opened):
+            self._changed.clear()
+            await self._changed.wait()
+
+
 async def test_wrong_server_identity_refused_before_any_byte(env: HboneEnv) -> None:
     upstream = await env.echo_upstream()
     impostor = workload("impostor")
-    _s, port = await env.hbone_server(impostor)
+    server, port = await env.hbone_server(impostor)
+    server.connections = seen = SeenConnections()
     pool = env.pool({CLIENT: env.cert(CLIENT)})
     with pytest.raises(PeerIdentityError, match="impostor"):
         await pool.open_stream(key(CLIENT, SERVER, port), f"127.0.0.1:{upstream}")
-    await asyncio.sleep(0.1)
+    # the server saw the connection end (a positive end, not a fixed sleep): nothing more can come
+    await asyncio.wait_for(seen.all_closed(1), 5)
     assert env.upstreams.accepted == 0, "nothing was forwarded"
     assert pool.connection_count == 0
 
@@ -445,7 +475,7 @@ async def test_server_drain_lets_inflight_finish_and_new_streams_use_new_connect
     [first] = pool.connections(k)
     for conn in list(server.connections):
         conn.drain()  # GOAWAY, but keep the listener: a new connection must work
-    await asyncio.sleep(0.1)
+    await eventually(lambda: not first.is_usable)  # the client has the GOAWAY (not a fixed sleep)
     inflight.write(b"finishing")
     assert await inflight.read_exactly(9) == b"finishing"
     fresh = await pool.open_stream(k, f"127.0.0.1:{upstream}")
@@ -573,7 +603,8 @@ async def test_cancelled_open_resets_the_reserved_stream(env: HboneEnv) -> None:
     _s, port = await env.hbone_server(SERVER, slow)
     pool = env.pool({CLIENT: env.cert(CLIENT)})
     task = asyncio.ensure_future(pool.open_stream(key(CLIENT, SERVER, port), f"127.0.0.1:{upstream}"))
-    await asyncio.sleep(0.1)
+    # the CONNECT is out (its stream reserved), not a fixed sleep
+    await eventually(lambda: any(c.open_streams == 1 for c in pool.connections(key(CLIENT, SERVER, port))))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import sys
 import pytest
 
 from ambit.proxy.heap import HeapTrimmer
+from ambit.testing.ztunnel_mesh import eventually
 
 # A burst like a bulk transfer's: 64-200 KiB buffers (served from the heap once a large free has
 # raised glibc's mmap threshold) with small long-lived objects between them, then the buffers freed.
@@ -55,10 +55,20 @@ def test_free_heap_pages_go_back_to_the_kernel() -> None:
     assert result["before"] - result["after"] >= 20 * 1024, result  # at least 20 MiB released
 
 
+class CountingTrimmer(HeapTrimmer):
+    """Counts its checks of the free heap (one per interval), so a test can wait for them."""
+
+    checks = 0
+
+    def free_bytes(self) -> int:
+        self.checks += 1
+        return super().free_bytes()
+
+
 @pytest.mark.skipif(not HeapTrimmer().available, reason="the C library is not glibc")
 async def test_below_the_threshold_nothing_is_trimmed() -> None:
-    trimmer = HeapTrimmer(interval=0.01, threshold=1 << 62)
+    trimmer = CountingTrimmer(interval=0.01, threshold=1 << 62)
     trimmer.start()
-    await asyncio.sleep(0.1)
+    await eventually(lambda: trimmer.checks >= 5, within=5.0)  # five checks ran, none trimmed
     await trimmer.close()
     assert trimmer.trims == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
@@ -181,11 +182,18 @@ async def test_informer_survives_a_store_restart(sock_dir: Path) -> None:
                 await server.close()
 
 
-async def test_informer_waits_for_a_store_that_is_not_up_yet(sock_dir: Path) -> None:
+async def test_informer_waits_for_a_store_that_is_not_up_yet(
+    sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ambit.store.informer")
+
+    def retries() -> int:
+        return sum("store unavailable" in r.getMessage() for r in caplog.records)
+
     async with StoreClient(sock_dir / "store.sock") as client:
         informer = Informer(client, ["ConfigMap"], backoff_initial=0.02, backoff_max=0.1)
         async with informer:
-            await asyncio.sleep(0.2)
+            await eventually(lambda: retries() >= 3)  # it tried three times (no fixed sleep)
             assert not informer.synced
             async with running(sock_dir) as server, StoreClient(server.socket_path) as writer:
                 await writer.create(cm("x"))

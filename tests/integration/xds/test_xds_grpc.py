@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import grpc
 import pytest
 
-from ambit.control.cache import SnapshotCache, versioned
+from ambit.control.cache import SnapshotCache, Value, versioned
 from ambit.control.grpc_server import ControlPlaneServer
 from ambit.control.xds_server import ENVOY_ADS_SERVICE, XdsServer
 from ambit.identity.certs import WorkloadCert
@@ -71,6 +71,18 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+MARKER = 999  # a pod no test uses: its push closes a window, see ``marker_pushed``
+
+
+async def marker_pushed(replica: Replica, values: Sequence[Value], responses: list[ResponseInfo]) -> None:
+    """Publish one more change (a new pod, :data:`MARKER`) and wait for its push. Pushes on a stream
+    arrive in order, so the responses before it are all the stream sent for earlier changes: a
+    positive end to "nothing else was pushed" instead of a fixed sleep."""
+    replica.cache.set(versioned([*values, pod(MARKER)]))
+    marker = (f"wl/uid-{MARKER}",)
+    await eventually(lambda: any(r.resources == marker for r in responses), what="the marker's push")
 
 
 @dataclasses.dataclass
@@ -219,13 +231,14 @@ async def test_nack_keeps_last_good_config(harness: Harness, caplog: pytest.LogC
     assert client.stats.nacks == 1
 
     # the rejected version is not pushed again; the next version is
-    count = len(responses)
-    replica.cache.set(versioned([*mesh(3)[:2], pod(0), bad, changed]))
-    await asyncio.sleep(0.1)
-    assert len(responses) == count
+    count, current = len(responses), replica.cache.current
+    # setting the same content again is no change: nothing to publish
+    assert replica.cache.set(versioned([*mesh(3)[:2], pod(0), bad, changed])) is current
     fixed_pod = dataclasses.replace(pod(1), canonical_revision="v3")
     replica.cache.set(versioned([*mesh(3)[:2], pod(0), fixed_pod, changed]))
     await eventually(lambda: store.current.workloads["uid-1"] == fixed_pod, what="the fixed pod")
+    # in order on the stream: between the NACK and the fixed pod, nothing was pushed
+    assert [r.resources for r in responses[count:] if r.resources or r.removed] == [("wl/uid-1",)]
     assert replica.xds.stats.nacks == 1
 
 
@@ -259,8 +272,8 @@ async def test_reconnect_with_initial_versions_resends_nothing_unchanged(harness
     await asyncio.wait_for(last.synced.wait(), TIMEOUT)
     # (the change is published within the debounce delay)
     await eventually(lambda: "uid-19" not in store.current.workloads, what="the update")
-    await asyncio.sleep(0.1)
-    assert [r.resources for r in third if r.resources] == [("wl/uid-3",)]
+    await marker_pushed(replica, values, third)
+    assert [r.resources for r in third if r.resources] == [("wl/uid-3",), (f"wl/uid-{MARKER}",)]
     assert sorted(name for r in third for name in r.removed) == ["wl/uid-18", "wl/uid-19"]
     assert "uid-19" not in store.current.workloads
 
@@ -278,8 +291,8 @@ async def test_one_pod_change_pushes_only_that_resource(harness: Harness) -> Non
     values[2 + 42] = dataclasses.replace(pod(42), addresses=("10.244.9.9",))
     replica.cache.set(versioned(values))
     await eventually(lambda: len(responses) == 1, what="the push")
-    await asyncio.sleep(0.2)
-    (push,) = responses
+    await marker_pushed(replica, values, responses)
+    (push, _marker) = responses
     assert push.type_url == codec.ADDRESS_TYPE_URL
     assert push.resources == ("wl/uid-42",)
     assert push.removed == ()
@@ -310,10 +323,10 @@ async def test_burst_of_changes_is_debounced_into_one_push(harness: Harness) -> 
     # typically ~10 ms here; it must fall inside one debounce window for "one push" to be the rule
     assert elapsed < 0.1, f"the burst took {elapsed * 1000:.0f} ms"
     await eventually(lambda: len(responses) >= 1, what="the push")
-    await asyncio.sleep(0.3)
-    assert len(responses) == 1, [r.resources for r in responses]
+    await marker_pushed(replica, values, responses)
+    assert len(responses) == 2, [r.resources for r in responses]  # the burst's push, then the marker's
     assert len(responses[0].resources) == 50
-    assert replica.xds.stats.publishes == publishes + 1
+    assert replica.xds.stats.publishes == publishes + 2
 
 
 async def test_max_connection_age_moves_the_client_between_replicas(harness: Harness) -> None:
@@ -413,10 +426,11 @@ async def test_unready_replica_does_not_wipe_a_resuming_proxy(harness: Harness) 
     responses: list[ResponseInfo] = []
     client = harness.client(fixed(replica.address), store=store, responses=responses)
     await eventually(lambda: replica.xds.stats.streams_active == 1, what="the stream")
-    await asyncio.sleep(0.2)
     assert responses == [] and store.current.version == version
     replica.cache.set(versioned(mesh(3)))
     await asyncio.wait_for(client.synced.wait(), TIMEOUT)
+    # in order on the stream: had the unready replica answered, that answer would come first
+    assert len(responses) == 2, responses  # one (empty) answer per type, both after the cache was set
     assert sum(len(r.resources) + len(r.removed) for r in responses) == 0
     assert store.current.version == version
 

@@ -10,7 +10,7 @@ import pytest
 
 from ambit.model.identity import DEFAULT_TRUST_DOMAIN
 from ambit.proxy.sockets import Address, LoopbackSocketFactory
-from ambit.testing.ztunnel_mesh import VIP, Mesh, closed_by_peer, echo
+from ambit.testing.ztunnel_mesh import VIP, Mesh, closed_by_peer, echo, eventually
 from ambit.ztunnel.inputs import PodInfo, open_listeners
 
 
@@ -75,8 +75,9 @@ async def test_ztunnel_drain_finishes_open_connections_then_closes(mesh: Mesh) -
 
     conn = await mesh.connect(2, (VIP, 80))
     assert await echo(conn, b"one") == b"one"
+    [proxy] = zt_a.pods.values()
     drain = asyncio.ensure_future(zt_a.drain(10.0))
-    await asyncio.sleep(0.1)
+    await eventually(lambda: proxy.state == "draining")  # the drain began (not a fixed sleep)
     assert await echo(conn, b"two") == b"two"
     assert not drain.done()
     conn.write_eof()
