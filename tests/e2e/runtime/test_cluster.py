@@ -118,7 +118,8 @@ def test_http_readiness_probe_asks_the_path_not_just_the_port(cluster: str) -> N
             "path": "/status/503",
         }
     )
-    ambit(cluster, "apply", "-f", "-", stdin=manifest)
+    handle = ClusterHandle(cluster)
+    handle.apply(manifest)
     try:
 
         def probed(name: str) -> dict[str, Any] | None:
@@ -129,7 +130,8 @@ def test_http_readiness_probe_asks_the_path_not_just_the_port(cluster: str) -> N
         assert bad is not None and bad["status"].get("podIP"), "the other pod runs too"
         assert not ready(bad), "a 503 on the probe path keeps the pod unready"
     finally:
-        ambit(cluster, "delete", "-f", "-", stdin=manifest, check=False)
+        for name in ("ok", "bad"):
+            handle.delete("Pod", f"probed-{name}", "default")
 
 
 def test_status_shows_nodes_pods_and_control_plane(cluster: str) -> None:

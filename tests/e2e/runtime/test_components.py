@@ -50,9 +50,10 @@ def cluster(run_dir: Path, cluster_name: Callable[[str], str]) -> Iterator[str]:
     name = cluster_name("k")
     try:
         ambit(name, "up", "--nodes", "2")
-        ambit(name, "apply", "-f", "-", stdin=AMBIENT_NS)
+        handle = ClusterHandle(name)
+        handle.apply(AMBIENT_NS)
         for sample in ("httpbin.yaml", "curl.yaml"):
-            ambit(name, "apply", "-n", NAMESPACE, "-f", str(SAMPLES / sample))
+            handle.apply((SAMPLES / sample).read_text(), namespace=NAMESPACE)
         wait_for(lambda: len(pods(name)) == 2 and all(ready(p) for p in pods(name)), "ambient pods", 60)
         yield name
     finally:
