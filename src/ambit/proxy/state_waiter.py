@@ -21,11 +21,17 @@ class StateWaiter:
         self.store = store
         self._synced = False
         self._wake: asyncio.Future[None] | None = None
+        self._waiting = 0
         self._unsubscribe = store.subscribe(self._changed)
 
     @property
     def synced(self) -> bool:
         return self._synced
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are held in :meth:`wait_ready` right now (observability and tests)."""
+        return self._waiting
 
     def mark_synced(self) -> None:
         """The first config is in the store (the xDS client's ``synced``); never unset."""
@@ -49,7 +55,11 @@ class StateWaiter:
                 return None
             if self._wake is None or self._wake.done():
                 self._wake = loop.create_future()
-            await asyncio.wait([self._wake], timeout=remaining)
+            self._waiting += 1
+            try:
+                await asyncio.wait([self._wake], timeout=remaining)
+            finally:
+                self._waiting -= 1
         return snapshot
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ambit.resources import is_namespaced, parse_manifests
+from ambit.resources.kinds import is_namespaced
 from ambit.resources.objects import DATAPLANE_MODE, DATAPLANE_MODE_AMBIENT
 from ambit.runtime import admin_client, capture, control, kubeproxy, netplan, nsexec, procs
 from ambit.runtime import cluster as rt
@@ -148,7 +148,14 @@ class ClusterHandle:
     def apply(self, objects: str | Iterable[Obj], *, namespace: str | None = None) -> None:
         """Apply manifest text (YAML/JSON, several documents) or objects, all or nothing; ``namespace``
         fills in objects that name none."""
-        items = parse_manifests(objects, "handle") if isinstance(objects, str) else list(objects)
+        if isinstance(objects, str):
+            # Imported here: manifest validation loads pydantic and yaml, which every `ambit` process
+            # (the ztunnel's too) would otherwise pay for in memory at start.
+            from ambit.resources.manifest import parse_manifests
+
+            items = parse_manifests(objects, "handle")
+        else:
+            items = list(objects)
         if namespace is not None:
             items = [_in_namespace(obj, namespace) for obj in items]
         self._store(lambda c: c.transaction([Op("apply", obj) for obj in items]))

@@ -103,7 +103,7 @@ async def test_in_cluster_destination_is_held_until_sync_then_refused(mesh: Mesh
     # held, then served as soon as the config syncs
     waiting = await mesh.connect(2, (VIP, 80))
     waiting.write(b"hello")
-    await asyncio.sleep(0.1)
+    await eventually(lambda: zt_a.state.waiting == 1)  # held by the sync gate, not yet refused
     zt_a.mark_synced()
     assert await asyncio.wait_for(waiting.read_exactly(5), 5) == b"hello"
 

@@ -30,3 +30,19 @@ async def test_state_waiter_gates_on_sync_and_the_pods_record() -> None:
     assert waiter.synced
     await task
     waiter.close()
+
+
+async def test_waiting_counts_the_callers_held_at_the_gate() -> None:
+    store = StateStore()
+    waiter = StateWaiter(store)
+    assert waiter.waiting == 0
+    held = asyncio.ensure_future(waiter.wait_ready("b", 5.0))
+    while waiter.waiting == 0:
+        await asyncio.sleep(0)
+    assert waiter.waiting == 1
+    store.apply({resource_name(B): ("1", B)})
+    waiter.mark_synced()
+    assert await held is not None
+    assert waiter.waiting == 0
+    assert await waiter.wait_ready("b", 0.01) is not None and waiter.waiting == 0  # ready: never held
+    waiter.close()
