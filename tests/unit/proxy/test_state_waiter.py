@@ -37,8 +37,7 @@ async def test_waiting_counts_the_callers_held_at_the_gate() -> None:
     waiter = StateWaiter(store)
     assert waiter.waiting == 0
     held = asyncio.ensure_future(waiter.wait_ready("b", 5.0))
-    while waiter.waiting == 0:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop iteration: the task reaches the gate and waits there
     assert waiter.waiting == 1
     store.apply({resource_name(B): ("1", B)})
     waiter.mark_synced()
