@@ -86,8 +86,12 @@ def pods(cluster: str) -> list[dict[str, Any]]:
 
 
 def pod_name(cluster: str, placement: str) -> str:
-    return next(
-        p["metadata"]["name"] for p in pods(cluster) if p["metadata"]["labels"].get("placement") == placement
+    return str(
+        next(
+            p["metadata"]["name"]
+            for p in pods(cluster)
+            if p["metadata"]["labels"].get("placement") == placement
+        )
     )
 
 
@@ -95,14 +99,7 @@ def pod_name(cluster: str, placement: str) -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
     with temporary_cluster(cluster_name("r"), tmp_path_factory.mktemp("run")) as name:
         ambit(name, "up", "--nodes", "3")
-        subprocess.run(
-            [AMBIT, "--cluster", name, "apply", "-f", "-"],
-            input=MANIFESTS,
-            text=True,
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        ClusterHandle(name).apply(MANIFESTS)
         wait_for(lambda: len(pods(name)) == 4 and all(ready(p) for p in pods(name)), "pods ready", 90)
         yield name
 
