@@ -45,6 +45,7 @@ def _register() -> None:
     from ambit.cli.demo import demo
     from ambit.cli.runtime import register as register_runtime
     from ambit.cli.store import register as register_store
+    from ambit.cli.waypoint import waypoint
     from ambit.cli.ztunnel import ztunnel
     from ambit.cli.ztunnel_config import ztunnel_config
 
@@ -55,6 +56,7 @@ def _register() -> None:
     cli.add_command(demo)
     register_store(cli)
     register_runtime(cli)
+    cli.add_command(waypoint)
     cli.add_command(ztunnel)
     cli.add_command(ztunnel_config)
 

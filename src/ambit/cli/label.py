@@ -11,6 +11,7 @@ import click
 from ambit.cli.store_session import fail, run_on_store, server_error, store_options, store_target
 from ambit.store.client import StoreClient
 from ambit.store.display import plural, resource_name
+from ambit.store.labels import LABEL_RETRIES as _LABEL_RETRIES
 from ambit.store.types import Conflict, NotFound, StoreError, Unavailable
 
 _LABEL_KEY = re.compile(
@@ -18,7 +19,6 @@ _LABEL_KEY = re.compile(
     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 )
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
-_LABEL_RETRIES = 10
 
 
 @click.command("label")

@@ -20,6 +20,7 @@ import click
 
 from ambit.cli import GlobalOptions
 from ambit.cli.nodes import NODE
+from ambit.cli.tables import format_table
 from ambit.model.policy import Scope
 from ambit.model.workload import HealthStatus, Service, TunnelProtocol, WaypointRef
 from ambit.proxy.config_dump import ConfigDump
@@ -28,22 +29,6 @@ Dump = Mapping[str, Any]  # /config_dump as it crossed the wire (JSON); read as 
 Rows = tuple[list[str], list[list[str]]]
 
 SECTIONS = ("workloads", "services", "policies", "certificates", "connections")
-
-
-# -- table rendering (pure) ------------------------------------------------------------------------
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by at least two spaces (like Go's tabwriter in istioctl)."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = []
-    for row in (list(headers), *rows):
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
 
 
 def _waypoint(ref: WaypointRef | None) -> str:

@@ -18,7 +18,6 @@ ObjectKey = tuple[str, str, str]  # (kind, namespace, name); namespace "" for cl
 
 # Labels and annotations translation reads (Istio's names, so Istio manifests and habits carry over);
 # the enrolment and waypoint-use labels live with their rules in ``ambit.resources.objects``.
-WAYPOINT_FOR = "istio.io/waypoint-for"
 TUNNEL_LABEL = "networking.istio.io/tunnel"
 REDIRECTION_ANNOTATION = "ambient.istio.io/redirection"
 DRY_RUN_ANNOTATION = "istio.io/dry-run"

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ambit.control.translate_common import WAYPOINT_FOR, Index, selects
+from ambit.control.translate_common import Index, selects
 from ambit.model.workload import HBONE_PORT, WaypointRef, service_hostname
 from ambit.resources.objects import (
     GATEWAY_MANAGED_LABEL,
@@ -37,6 +37,7 @@ from ambit.resources.objects import (
     MESH_CONTROLLER,
     USE_WAYPOINT,
     WAYPOINT_CLASSES,
+    WAYPOINT_FOR,
     is_waypoint,
     items,
     labels,
@@ -45,9 +46,8 @@ from ambit.resources.objects import (
     namespace_of,
     text,
     use_waypoint,
+    waypoint_for,
 )
-
-TRAFFIC_TYPES = frozenset({"service", "workload", "all", "none"})
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,7 @@ def collect_waypoints(index: Index, cluster_domain: str) -> dict[tuple[str, str]
         spec = mapping(gw, "spec")
         class_name = text(spec, "gatewayClassName")
         ns, name = namespace_of(gw), name_of(gw)
-        traffic = labels(index.get("GatewayClass", "", class_name)).get(WAYPOINT_FOR, "service")
-        traffic = labels(gw).get(WAYPOINT_FOR, traffic)
+        traffic = waypoint_for(gw, index.get("GatewayClass", "", class_name))
         hbone = next(
             (
                 lst

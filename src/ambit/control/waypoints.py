@@ -4,11 +4,27 @@ For every Gateway of class `istio-waypoint` (or `ambit-waypoint`) it writes, int
 ownerReferences to the Gateway (so deleting the Gateway deletes them: the store cascades):
 
 * a ServiceAccount named after the Gateway (the waypoint's identity);
-* a Deployment of `ambit.dev/replicas` replicas (default 2) spread across nodes, pods labelled
+* a Deployment of `ambit.dev/replicas` replicas (default 2; Istio's is 1) spread across nodes by a
+  hostname topology spread constraint, with Istio's waypoint resources (requests 100m CPU / 128Mi,
+  limits 2 CPU / 1Gi: `global.waypoint.resources` in istio/istio
+  manifests/charts/istio-control/istio-discovery/values.yaml), pods labelled
   `gateway.networking.k8s.io/gateway-name` and `istio.io/dataplane-mode: none` (a waypoint speaks
   HBONE itself and is never captured);
 * a Service on 15008 (HBONE) and 15021 (readiness), labelled so no waypoint binds to it;
 * a PodDisruptionBudget with minAvailable 1.
+
+`spec.infrastructure.labels` and `.annotations` (Gateway API GEP-1867) go on every one of them and on
+the pod template; the controller's own labels win a clash (a waypoint pod is never enrolled).
+`spec.infrastructure.parametersRef` is not read.
+
+The Deployment's `spec.replicas` is the controller's only at creation and when the Gateway's
+`ambit.dev/replicas` annotation changes (the value it was last set from is kept in the Deployment's
+`ambit.dev/gateway-replicas` annotation); in between it belongs to whoever scales the Deployment (an
+autoscaler, `ambit scale`), so the controller never fights them. Every other managed field is
+repaired when it drifts.
+
+After each reconcile the Gateway's status (`Accepted`, `Programmed`, `addresses`) is written from
+`ambit.control.waypoint_status`, only when it differs from the stored one.
 
 `desired_objects` is pure. `reconcile` is idempotent and safe when several control-plane replicas run
 it at once: creates that lose the race (409 AlreadyExists) and updates that lose a compare-and-swap
@@ -18,10 +34,13 @@ it at once: creates that lose the race (409 AlreadyExists) and updates that lose
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from ambit.control.waypoint_status import gateway_status
 from ambit.net.tasks import spawn
 from ambit.resources.objects import (
     DATAPLANE_MODE,
@@ -29,7 +48,14 @@ from ambit.resources.objects import (
     GATEWAY_MANAGED_LABEL,
     GATEWAY_NAME_LABEL,
     MESH_CONTROLLER,
+    WAYPOINT_REPLICAS,
+    annotations_of,
     is_waypoint,
+    mapping,
+    name_of,
+    namespace_or_default,
+    string_map,
+    uid_of,
 )
 from ambit.resources.source import (
     ADDED,
@@ -45,9 +71,16 @@ from ambit.store import Informer
 
 _log = logging.getLogger(__name__)
 
-REPLICAS_ANNOTATION = "ambit.dev/replicas"
+REPLICAS_ANNOTATION = WAYPOINT_REPLICAS
+APPLIED_REPLICAS_ANNOTATION = (
+    "ambit.dev/gateway-replicas"  # on the Deployment: the value its replicas came from
+)
 DEFAULT_REPLICAS = 2
-WAYPOINT_COMMAND = ["ambit", "waypoint"]
+WAYPOINT_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"cpu": "2", "memory": "1Gi"},
+}
+WAYPOINT_COMMAND = ["ambit", "waypoint", "run"]
 _MAX_ATTEMPTS = 5
 
 Obj = dict[str, Any]
@@ -61,10 +94,25 @@ def replicas_of(gateway: Mapping[str, Any]) -> int:
         value = int(text)
     except ValueError:
         _log.warning(
-            "Gateway %s: %s=%r is not a number; using %d", _name(gateway), REPLICAS_ANNOTATION, text, 2
+            "Gateway %s: %s=%r is not a number; using %d",
+            _name(gateway),
+            REPLICAS_ANNOTATION,
+            text,
+            DEFAULT_REPLICAS,
         )
         return DEFAULT_REPLICAS
     return max(0, value)
+
+
+def replicas_source(gateway: Mapping[str, Any]) -> str:
+    """What the Deployment's replicas are set from: the annotation's text, or "" for the default."""
+    return str(annotations_of(gateway).get(REPLICAS_ANNOTATION, ""))
+
+
+def infrastructure_metadata(gateway: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """``spec.infrastructure.labels`` and ``.annotations`` (string values only; others are ignored)."""
+    infra = mapping(gateway, "spec", "infrastructure")
+    return string_map(infra.get("labels")), string_map(infra.get("annotations"))
 
 
 def desired_objects(gateway: Mapping[str, Any]) -> list[Obj]:
@@ -80,28 +128,36 @@ def desired_objects(gateway: Mapping[str, Any]) -> list[Obj]:
         "blockOwnerDeletion": True,
     }
     selector = {GATEWAY_NAME_LABEL: name}
-    labels = {GATEWAY_NAME_LABEL: name, GATEWAY_MANAGED_LABEL: MESH_CONTROLLER}
+    infra_labels, infra_annotations = infrastructure_metadata(gateway)
+    labels = {**infra_labels, GATEWAY_NAME_LABEL: name, GATEWAY_MANAGED_LABEL: MESH_CONTROLLER}
 
-    def metadata() -> Obj:
-        return {
+    def metadata(**annotations: str) -> Obj:
+        meta: Obj = {
             "name": name,
             "namespace": namespace,
             "labels": dict(labels),
             "ownerReferences": [dict(owner)],
         }
+        if infra_annotations or annotations:
+            meta["annotations"] = {**infra_annotations, **annotations}
+        return meta
 
-    pod_labels = {**selector, DATAPLANE_MODE: DATAPLANE_MODE_NONE}
+    pod_labels = {**infra_labels, **selector, DATAPLANE_MODE: DATAPLANE_MODE_NONE}
+    pod_metadata: Obj = {"labels": pod_labels}
+    if infra_annotations:
+        pod_metadata["annotations"] = dict(infra_annotations)
+    deployment_metadata = metadata(**{APPLIED_REPLICAS_ANNOTATION: replicas_source(gateway)})
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata()},
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": metadata(),
+            "metadata": deployment_metadata,
             "spec": {
                 "replicas": replicas_of(gateway),
                 "selector": {"matchLabels": dict(selector)},
                 "template": {
-                    "metadata": {"labels": pod_labels},
+                    "metadata": pod_metadata,
                     "spec": {
                         "serviceAccountName": name,
                         "topologySpreadConstraints": [
@@ -123,6 +179,7 @@ def desired_objects(gateway: Mapping[str, Any]) -> list[Obj]:
                                     {"name": "metrics", "containerPort": 15020, "protocol": "TCP"},
                                 ],
                                 "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}},
+                                "resources": copy.deepcopy(WAYPOINT_RESOURCES),
                             }
                         ],
                     },
@@ -156,14 +213,29 @@ def _name(obj: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
+def _owned_by_scaler(existing: Mapping[str, Any], desired: Obj) -> Obj:
+    """``desired`` without ``spec.replicas`` when the Gateway's replica annotation has not changed.
+
+    Then the Deployment's replica count belongs to whoever scaled it last (an autoscaler, ``scale``).
+    """
+    if desired["kind"] != "Deployment":
+        return desired
+    wanted = desired["metadata"]["annotations"][APPLIED_REPLICAS_ANNOTATION]
+    if annotations_of(existing).get(APPLIED_REPLICAS_ANNOTATION) != wanted:
+        return desired
+    spec = {k: v for k, v in desired["spec"].items() if k != "replicas"}
+    return {**desired, "spec": spec}
+
+
 def _drifted(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """True when a managed field differs (spec, our labels, owner); others' additions are left alone."""
+    """True when a managed field differs (spec, our labels and annotations, owner); others' additions stay."""
     if existing.get("spec", {}) != {**existing.get("spec", {}), **desired.get("spec", {})}:
         return True
     have = existing.get("metadata", {})
     want = desired["metadata"]
-    if any(have.get("labels", {}).get(k) != v for k, v in want["labels"].items()):
-        return True
+    for field in ("labels", "annotations"):
+        if any(have.get(field, {}).get(k) != v for k, v in want.get(field, {}).items()):
+            return True
     owners = {o.get("uid") for o in have.get("ownerReferences", [])}
     return not {o["uid"] for o in want["ownerReferences"]} <= owners
 
@@ -172,7 +244,9 @@ def _merged(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> Obj:
     merged = dict(existing)
     merged["spec"] = {**existing.get("spec", {}), **desired.get("spec", {})}
     meta = dict(existing["metadata"])
-    meta["labels"] = {**meta.get("labels", {}), **desired["metadata"]["labels"]}
+    for field in ("labels", "annotations"):
+        if desired["metadata"].get(field):
+            meta[field] = {**meta.get(field, {}), **desired["metadata"][field]}
     owners = [
         o
         for o in meta.get("ownerReferences", [])
@@ -195,14 +269,57 @@ async def ensure(client: ObjectSource, desired: Obj) -> str:
                 return "created"
             except AlreadyExists:
                 continue  # another replica won the race: converge on what it wrote
-        if not _drifted(existing, desired):
+        wanted = _owned_by_scaler(existing, desired)
+        if not _drifted(existing, wanted):
             return "unchanged"
         try:
-            await client.update(_merged(existing, desired))
+            await client.update(_merged(existing, wanted))
             return "updated"
         except (Conflict, NotFound):
             continue  # a concurrent writer moved it: read again
     raise Conflict(f"{desired['kind']} {_name(desired)} kept changing under us", status=409)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def write_status(
+    client: ObjectSource,
+    gateway: Mapping[str, Any],
+    *,
+    cluster_domain: str = "cluster.local",
+    now: Callable[[], str] = _now,
+) -> bool:
+    """Write the Gateway's status when it differs from the stored one; True when it wrote.
+
+    Reads the Gateway again first (the event may be stale) and writes with compare-and-swap, so two
+    control-plane replicas converge on one status: the loser of a race re-reads, finds the status it
+    would write already there (same conditions, the winner's ``lastTransitionTime``), and stops.
+    """
+    name, namespace = name_of(gateway), namespace_or_default(gateway)
+    for _ in range(_MAX_ATTEMPTS):
+        try:
+            current = await client.get("Gateway", name, namespace)
+        except NotFound:
+            return False
+        if uid_of(current) != uid_of(gateway) or not is_waypoint(current):
+            return False
+        try:
+            service: Obj | None = await client.get("Service", name, namespace)
+        except NotFound:
+            service = None
+        status = gateway_status(current, service, now=now(), cluster_domain=cluster_domain)
+        if status == current.get("status"):
+            return False
+        try:
+            await client.update({**current, "status": status})
+        except Conflict:
+            continue  # written meanwhile (perhaps by another replica): read again
+        except NotFound:
+            return False
+        return True
+    raise Conflict(f"Gateway {namespace}/{name}: status kept changing under us", status=409)
 
 
 async def reconcile(client: ObjectSource, gateway: Mapping[str, Any]) -> dict[str, str]:
@@ -216,8 +333,11 @@ async def reconcile(client: ObjectSource, gateway: Mapping[str, Any]) -> dict[st
 class WaypointController:
     """Watches Gateways and reconciles the waypoint ones; deletion is the store's owner cascade."""
 
-    def __init__(self, client: ObjectSource, *, resync_period: float = 60.0) -> None:
+    def __init__(
+        self, client: ObjectSource, *, resync_period: float = 60.0, cluster_domain: str = "cluster.local"
+    ) -> None:
         self.client = client
+        self.cluster_domain = cluster_domain
         self.informer = Informer(client, ["Gateway"], resync_period=resync_period, on_resync=self._resync)
         self._queue: asyncio.Queue[tuple[str, Obj]] = self.informer.subscribe_queue()
         self._task: asyncio.Task[None] | None = None
@@ -243,6 +363,8 @@ class WaypointController:
                 continue
             try:
                 results = await reconcile(self.client, gateway)
+                if await write_status(self.client, gateway, cluster_domain=self.cluster_domain):
+                    results["status"] = "updated"
             except StoreError as exc:
                 _log.warning("waypoint %s: reconcile failed: %s", _name(gateway), exc)
                 continue

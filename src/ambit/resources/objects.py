@@ -11,8 +11,9 @@ One definition of each rule, imported by the store, the control plane, the runti
   operator raises :class:`SelectorError` naming it (``metav1.LabelSelectorAsSelector`` refuses it
   too); manifests never carry one, since validation reports it as a ``ManifestError`` at apply time;
 * :func:`is_ambient`: whether a pod is enrolled in the ambient mesh, Istio's rule;
-* :func:`is_waypoint`: whether a Gateway is a waypoint (its class); :func:`use_waypoint`: which
-  waypoint an object's (or its namespace's) ``istio.io/use-waypoint`` label names;
+* :func:`is_waypoint`: whether a Gateway is a waypoint (its class); :func:`waypoint_for`: the
+  traffic it serves; :func:`use_waypoint`: which waypoint an object's (or its namespace's)
+  ``istio.io/use-waypoint`` label names; :func:`condition`: one status condition of an object;
 * :func:`pod_placement`: where a scheduled pod runs, for node authorization.
 
 Pure: no I/O.
@@ -36,6 +37,10 @@ SIDECAR_STATUS_ANNOTATION = "sidecar.istio.io/status"
 USE_WAYPOINT = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
 USE_WAYPOINT_NONE = "none"
+WAYPOINT_FOR = "istio.io/waypoint-for"
+WAYPOINT_TRAFFIC_TYPES = frozenset({"service", "workload", "all", "none"})
+DEFAULT_WAYPOINT_FOR = "service"
+WAYPOINT_REPLICAS = "ambit.dev/replicas"  # Gateway annotation: the waypoint Deployment's replicas
 WAYPOINT_CLASSES = frozenset({"istio-waypoint", "ambit-waypoint"})
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 GATEWAY_MANAGED_LABEL = "gateway.istio.io/managed"
@@ -209,6 +214,16 @@ def is_waypoint(gateway: Any) -> bool:
     )
 
 
+def waypoint_for(gateway: Any, gateway_class: Any = None) -> str:
+    """The traffic a waypoint serves: its ``istio.io/waypoint-for`` label, else its class's, else service.
+
+    Istio's order (``pilot/pkg/serviceregistry/ambient/waypoints.go``). The value is returned as
+    written; one outside ``WAYPOINT_TRAFFIC_TYPES`` serves nothing (and the Gateway is not Accepted).
+    """
+    fallback = labels(gateway_class).get(WAYPOINT_FOR, DEFAULT_WAYPOINT_FOR)
+    return labels(gateway).get(WAYPOINT_FOR, fallback)
+
+
 @dataclass(frozen=True, slots=True)
 class WaypointUse:
     """The Gateway an ``istio.io/use-waypoint`` label names, and where the label was found."""
@@ -236,6 +251,11 @@ def use_waypoint(obj: Any, namespace_obj: Any) -> WaypointUse | None:
     return WaypointUse(
         namespace=source.get(USE_WAYPOINT_NAMESPACE, namespace_of(obj)), name=wanted, inherited=inherited
     )
+
+
+def condition(obj: Any, kind: str) -> JSON | None:
+    """The ``status.conditions`` entry of type ``kind`` (``Accepted``, ``Programmed``...), or None."""
+    return next((c for c in items(mapping(obj, "status"), "conditions") if c.get("type") == kind), None)
 
 
 # --- placement ----------------------------------------------------------------------------------

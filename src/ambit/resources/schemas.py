@@ -429,13 +429,21 @@ class GatewayAddress(K8sModel):
     value: NonEmptyStr
 
 
+class GatewayInfrastructure(K8sModel):
+    """What to put on the resources made for a Gateway (GEP-1867); ambit reads labels and annotations."""
+
+    labels: Labels | None = None
+    annotations: dict[QualifiedName, str] | None = None
+    parametersRef: dict[str, Any] | None = None
+
+
 class GatewaySpec(K8sModel):
     gatewayClassName: DnsSubdomain
     listeners: Annotated[
         list[Listener], _rule(lambda v: None if 1 <= len(v) <= 64 else "must have between 1 and 64 listeners")
     ]
     addresses: list[GatewayAddress] | None = None
-    infrastructure: dict[str, Any] | None = None
+    infrastructure: GatewayInfrastructure | None = None
 
 
 class Gateway(K8sModel):

@@ -26,11 +26,11 @@ from ambit.runtime.controllers.kubelet import is_enrolled
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
 from ambit.runtime.netns import NetRuntime, PodNet
 from ambit.store import StoreClient
-from ambit.store.types import Conflict, Op
+from ambit.store.labels import set_labels
+from ambit.store.types import Op
 
 T = TypeVar("T")
 Obj = dict[str, Any]
-LABEL_RETRIES = 10
 
 
 class HandleError(RuntimeError):
@@ -172,23 +172,7 @@ class ClusterHandle:
         self, kind: str, name: str, labels: Mapping[str, str | None], namespace: str | None = None
     ) -> None:
         """Set (value) or remove (None) labels of one object, retrying on a concurrent write."""
-
-        async def work(client: StoreClient) -> None:
-            for _ in range(LABEL_RETRIES):
-                obj = await client.get(kind, name, namespace)
-                current = dict((obj.get("metadata") or {}).get("labels") or {})
-                new = {k: v for k, v in {**current, **labels}.items() if v is not None}
-                if new == current:
-                    return
-                obj["metadata"] = {**obj["metadata"], "labels": new}
-                try:
-                    await client.update(obj)
-                except Conflict:
-                    continue
-                return
-            raise HandleError(f"{kind} {name} kept changing; gave up labelling it")
-
-        self._store(work)
+        self._store(lambda c: set_labels(c, kind, name, labels, namespace))
 
     def set_ambient(self, namespace: str, enrolled: bool) -> None:
         """Label the namespace ``istio.io/dataplane-mode=ambient``, or remove the label."""

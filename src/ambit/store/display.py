@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from ambit.resources.objects import condition
 from ambit.store.types import Obj
 
 NONE: Final = "<none>"
@@ -143,10 +144,10 @@ def _deploy_ready(obj: Obj) -> str:
 
 
 def _node_status(obj: Obj) -> str:
-    for cond in _get(obj, "status", "conditions") or []:
-        if isinstance(cond, dict) and cond.get("type") == "Ready":
-            return "Ready" if cond.get("status") == "True" else "NotReady"
-    return "Unknown"
+    ready = condition(obj, "Ready")
+    if ready is None:
+        return "Unknown"
+    return "Ready" if ready.get("status") == "True" else "NotReady"
 
 
 def _node_ip(obj: Obj) -> str:
@@ -157,10 +158,8 @@ def _node_ip(obj: Obj) -> str:
 
 
 def _condition(obj: Obj, kind: str) -> str:
-    for cond in _get(obj, "status", "conditions") or []:
-        if isinstance(cond, dict) and cond.get("type") == kind:
-            return str(cond.get("status", "Unknown"))
-    return "Unknown"
+    found = condition(obj, kind)
+    return "Unknown" if found is None else str(found.get("status", "Unknown"))
 
 
 def _gateway_address(obj: Obj) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ambit.control.waypoints import WaypointController, desired_objects, reconcile
+from ambit.control.waypoints import WaypointController, desired_objects, reconcile, write_status
 from ambit.store import StoreClient
 from ambit.store.server import StoreServer
 from ambit.store.types import NotFound
@@ -135,19 +135,107 @@ async def test_two_controllers_at_once_produce_one_set(client: StoreClient, sock
         assert sorted(o["kind"] for o in listed.items) == sorted(OWNED)
 
 
-async def test_drift_is_repaired_and_a_replica_change_follows_the_annotation(client: StoreClient) -> None:
+async def test_drift_is_repaired_but_a_scaled_replica_count_is_left_to_the_scaler(
+    client: StoreClient,
+) -> None:
     gw = await client.create(gateway())
     await reconcile(client, gw)
     dep = (await owned(client))["Deployment"]
-    dep["spec"]["replicas"] = 7
+    assert dep["metadata"]["annotations"]["ambit.dev/gateway-replicas"] == ""
+    dep["spec"]["replicas"] = 7  # an autoscaler or `ambit scale` at work
+    dep["spec"]["template"]["spec"]["serviceAccountName"] = "someone-else"  # drift
     await client.update(dep)
     assert (await reconcile(client, gw))["Deployment/default/waypoint"] == "updated"
-    assert (await owned(client))["Deployment"]["spec"]["replicas"] == 2
+    dep = (await owned(client))["Deployment"]
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "waypoint", "drift repaired"
+    assert dep["spec"]["replicas"] == 7, "the scaler's count stays"
+    assert (await reconcile(client, gw))["Deployment/default/waypoint"] == "unchanged", "no fight on resync"
+
+
+async def test_a_changed_replica_annotation_sets_the_count_once(client: StoreClient) -> None:
+    gw = await client.create(gateway())
+    await reconcile(client, gw)
     gw["metadata"]["annotations"] = {"ambit.dev/replicas": "4"}
     gw = await client.update(gw)
     await reconcile(client, gw)
-    assert (await owned(client))["Deployment"]["spec"]["replicas"] == 4
+    dep = (await owned(client))["Deployment"]
+    assert dep["spec"]["replicas"] == 4
+    assert dep["metadata"]["annotations"]["ambit.dev/gateway-replicas"] == "4"
+    dep["spec"]["replicas"] = 1
+    await client.update(dep)
     assert (await reconcile(client, gw))["Deployment/default/waypoint"] == "unchanged"
+    assert (await owned(client))["Deployment"]["spec"]["replicas"] == 1
+    del gw["metadata"]["annotations"]  # back to the default: a change of the annotation too
+    gw = await client.update(gw)
+    await reconcile(client, gw)
+    assert (await owned(client))["Deployment"]["spec"]["replicas"] == 2
+
+
+async def test_infrastructure_labels_and_annotations_and_default_resources(client: StoreClient) -> None:
+    gw = gateway()
+    gw["spec"]["infrastructure"] = {
+        "labels": {"team": "shop", "istio.io/dataplane-mode": "ambient"},
+        "annotations": {"example.com/owner": "alice"},
+    }
+    await reconcile(client, await client.create(gw))
+    objs = await owned(client)
+    for obj in objs.values():
+        assert obj["metadata"]["labels"]["team"] == "shop"
+        assert obj["metadata"]["annotations"]["example.com/owner"] == "alice"
+    template = objs["Deployment"]["spec"]["template"]
+    assert template["metadata"]["labels"]["team"] == "shop"
+    assert template["metadata"]["labels"]["istio.io/dataplane-mode"] == "none", "never enrolled"
+    assert template["metadata"]["annotations"] == {"example.com/owner": "alice"}
+    [container] = template["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "2", "memory": "1Gi"},
+    }
+
+
+async def test_the_controller_writes_a_programmed_status(client: StoreClient) -> None:
+    await client.create(gateway())
+    controller = WaypointController(client)
+    await controller.start()
+    try:
+
+        async def programmed() -> bool:
+            gw = await client.get("Gateway", "waypoint", "default")
+            return any(
+                c["type"] == "Programmed" and c["status"] == "True"
+                for c in (gw.get("status") or {}).get("conditions", [])
+            )
+
+        await eventually(programmed)
+        gw = await client.get("Gateway", "waypoint", "default")
+        service = await client.get("Service", "waypoint", "default")
+        assert gw["status"]["addresses"] == [{"type": "IPAddress", "value": service["spec"]["clusterIP"]}]
+    finally:
+        await controller.close()
+
+
+async def test_two_writers_settle_on_one_status_without_flapping(client: StoreClient, sock_dir: Path) -> None:
+    gw = await client.create(gateway())
+    await reconcile(client, gw)
+    clocks = iter(f"2026-12-07T10:00:{s:02d}Z" for s in range(60))
+    async with StoreClient(sock_dir / "store.sock") as other:
+        wrote = await asyncio.gather(
+            *(write_status(c, gw, now=lambda: next(clocks)) for c in (client, other, client, other))
+        )
+        assert wrote.count(True) == 1, "one writer wins; the others find its status and write nothing"
+        settled = await client.get("Gateway", "waypoint", "default")
+        again = await asyncio.gather(
+            *(write_status(c, gw, now=lambda: next(clocks)) for c in (client, other))
+        )
+        assert again == [False, False]
+        after = await client.get("Gateway", "waypoint", "default")
+        assert after["metadata"]["resourceVersion"] == settled["metadata"]["resourceVersion"]
+    # Control: a real transition (the Service goes) is written, with a new lastTransitionTime.
+    await client.delete("Service", "waypoint", "default")
+    assert await write_status(client, gw, now=lambda: "2026-12-07T11:00:00Z")
+    gw = await client.get("Gateway", "waypoint", "default")
+    programmed = next(c for c in gw["status"]["conditions"] if c["type"] == "Programmed")
+    assert (programmed["status"], programmed["lastTransitionTime"]) == ("False", "2026-12-07T11:00:00Z")
 
 
 def test_desired_objects_validate_against_the_schemas() -> None:

@@ -11,6 +11,7 @@ from ambit.resources.objects import (
     SelectorError,
     WaypointUse,
     annotations_of,
+    condition,
     is_ambient,
     is_waypoint,
     labels,
@@ -21,6 +22,7 @@ from ambit.resources.objects import (
     selector_matches,
     uid_of,
     use_waypoint,
+    waypoint_for,
 )
 
 MODE = "istio.io/dataplane-mode"
@@ -169,6 +171,35 @@ def test_use_waypoint(
 )
 def test_is_waypoint(thing: dict[str, Any], expected: bool) -> None:
     assert is_waypoint(thing) is expected
+
+
+FOR = "istio.io/waypoint-for"
+
+
+@pytest.mark.parametrize(
+    ("gateway_labels", "class_labels", "expected"),
+    [
+        ({}, None, "service"),  # Istio's default
+        ({}, {FOR: "workload"}, "workload"),  # the GatewayClass's label when the Gateway has none
+        ({FOR: "all"}, {FOR: "workload"}, "all"),  # the Gateway's own label wins
+        ({FOR: "none"}, None, "none"),
+        ({FOR: "bogus"}, None, "bogus"),  # returned as written; it serves nothing and is not Accepted
+    ],
+)
+def test_waypoint_for(
+    gateway_labels: dict[str, str], class_labels: dict[str, str] | None, expected: str
+) -> None:
+    gateway_class = None if class_labels is None else obj("GatewayClass", labels=class_labels)
+    assert waypoint_for(obj("Gateway", labels=gateway_labels), gateway_class) == expected
+
+
+def test_condition_finds_one_status_condition_and_tolerates_odd_shapes() -> None:
+    ready = {"type": "Ready", "status": "True"}
+    thing = {"status": {"conditions": ["junk", {"type": "Programmed", "status": "False"}, ready]}}
+    assert condition(thing, "Ready") == ready
+    assert condition(thing, "Accepted") is None
+    for odd in (None, {}, {"status": "x"}, {"status": {"conditions": "x"}}):
+        assert condition(odd, "Ready") is None
 
 
 # --- placement and accessors ------------------------------------------------------------------------
