@@ -1,24 +1,28 @@
-"""The CA service: ``CreateCertificate`` for ztunnels, after node authorization.
+"""The CA service: ``CreateCertificate``, after authentication and authorization.
 
-The rule (DESIGN §2, ``ambit.identity.node_auth``): the caller is the SPIFFE identity of its client
-certificate as verified in the mTLS handshake, never a request field; it must be a node identity
-``spiffe://<td>/node/<N>``; the identity to issue is the CSR's single URI SAN, and it is signed only
-while a non-terminated pod with that namespace and service account is scheduled on node ``N``
-(``pods`` is the replica's current view of pod placement). The response chain is leaf first, root
-last. Every replica can sign: they share the CA keys.
+Who asks is decided by the server's authenticators (``ambit.identity.authenticators``), never by a
+field of the request: the SPIFFE identity of the client certificate verified in the mTLS handshake
+(a ztunnel's node identity), or a pod-bound token in ``authorization: Bearer`` metadata when a
+``PodTokenAuthenticator`` is configured. The identity to issue is the CSR's single URI SAN. The rule
+that decides follows the caller's kind (DESIGN §2): a node ``spiffe://<td>/node/<N>`` may obtain a
+workload identity only while a non-terminated pod with that namespace and service account is
+scheduled on ``N`` (``ambit.identity.node_auth``); a pod token only its own service account, and only
+while its pod exists with the token's uid (``ambit.identity.pod_auth``). ``pods`` is the replica's
+current view of pod placement. The response chain is leaf first, root last. Every replica can sign:
+they share the CA keys.
 
-A refusal is ``PERMISSION_DENIED`` carrying the reason; a malformed request ``INVALID_ARGUMENT``.
-Both are logged and counted (and passed to ``on_denied``). A caller without a client certificate never
-gets here: the server requires one in the handshake.
+A bad credential is ``UNAUTHENTICATED``, a refusal ``PERMISSION_DENIED``, a malformed request
+``INVALID_ARGUMENT``, each carrying the reason; all are logged and counted (and passed to
+``on_denied``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import grpc
@@ -26,8 +30,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ambit.control.xds_server import peer_identity
+from ambit.identity.authenticators import (
+    AuthenticationError,
+    Authenticator,
+    Caller,
+    Credentials,
+    NodeCertificateAuthenticator,
+    authenticate,
+    authorize,
+)
 from ambit.identity.ca import CaError, CertificateAuthority
-from ambit.identity.node_auth import authorize_certificate_request
 from ambit.model.identity import Identity, IdentityError, NodeIdentity, parse_spiffe_id
 from ambit.model.placement import PodPlacement
 from ambit.xds.pb.ca.v1 import ca_pb2
@@ -94,6 +106,14 @@ def _parse(request: ca_pb2.CertificateRequest) -> tuple[bytes, Identity | NodeId
     return csr_pem, requested_identity(csr_pem)
 
 
+def _authorization(context: Any) -> str | None:
+    """The request's ``authorization`` metadata (gRPC keys are lower case), or None."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else None
+    return None
+
+
 class CertificateServer:
     """The CertificateService servicer; see the module docstring."""
 
@@ -103,10 +123,14 @@ class CertificateServer:
         pods: Callable[[], Iterable[PodPlacement]],
         *,
         on_denied: Callable[[Denial], None] | None = None,
+        authenticators: Sequence[Authenticator] = (NodeCertificateAuthenticator(),),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._ca = ca
         self._pods = pods
         self._on_denied = on_denied
+        self._authenticators = tuple(authenticators)
+        self._clock = clock
         self.stats = CaServerStats()
 
     def register(self, server: Any) -> None:
@@ -123,15 +147,18 @@ class CertificateServer:
     async def create_certificate(
         self, request: ca_pb2.CertificateRequest, context: Any
     ) -> ca_pb2.CertificateResponse:
-        caller = peer_identity(context)
+        credentials = Credentials(peer=peer_identity(context), authorization=_authorization(context))
+        try:
+            caller = authenticate(self._authenticators, credentials, now=self._clock())
+        except AuthenticationError as exc:
+            self.stats.denied += 1
+            await self._refuse(context, credentials.peer, None, grpc.StatusCode.UNAUTHENTICATED, str(exc))
         try:
             csr_pem, requested = _parse(request)
         except _BadRequest as exc:
             self.stats.invalid += 1
             await self._refuse(context, caller, None, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        decision = authorize_certificate_request(
-            caller, requested, self._pods(), trust_domain=self._ca.trust_domain
-        )
+        decision = authorize(caller, requested, self._pods(), trust_domain=self._ca.trust_domain)
         if not decision.allowed:
             self.stats.denied += 1
             await self._refuse(context, caller, requested, grpc.StatusCode.PERMISSION_DENIED, decision.reason)
@@ -152,13 +179,13 @@ class CertificateServer:
     async def _refuse(
         self,
         context: Any,
-        caller: Identity | NodeIdentity | None,
+        caller: Caller | None,
         requested: Identity | NodeIdentity | None,
         code: grpc.StatusCode,
         reason: str,
     ) -> NoReturn:
         denial = Denial(
-            caller=str(caller) if caller is not None else "<no verified certificate>",
+            caller=str(caller) if caller is not None else "<no verified credential>",
             requested=str(requested) if requested is not None else "<unknown>",
             code=code.name,
             reason=reason,

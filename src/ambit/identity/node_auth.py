@@ -21,15 +21,15 @@ from ambit.model.placement import PodPlacement
 
 
 @dataclass(frozen=True)
-class NodeAuthDecision:
-    """Whether the request may be signed, and why (the reason names the facts that decided it)."""
+class CaDecision:
+    """Whether a certificate request may be signed, and why (the reason names the facts that decided it)."""
 
     allowed: bool
     reason: str
 
 
-def _deny(reason: str) -> NodeAuthDecision:
-    return NodeAuthDecision(allowed=False, reason=reason)
+def _deny(reason: str) -> CaDecision:
+    return CaDecision(allowed=False, reason=reason)
 
 
 def authorize_certificate_request(
@@ -38,7 +38,7 @@ def authorize_certificate_request(
     pods: Iterable[PodPlacement],
     *,
     trust_domain: str,
-) -> NodeAuthDecision:
+) -> CaDecision:
     """Decide whether ``caller`` (from its verified certificate) may obtain ``requested``.
 
     ``pods`` is the CA's current view of pod placements (any superset of the relevant pods).
@@ -66,7 +66,7 @@ def authorize_certificate_request(
         if pod.terminated:
             terminated.append(pod)
             continue
-        return NodeAuthDecision(
+        return CaDecision(
             allowed=True,
             reason=(
                 f"pod {pod.namespace}/{pod.name} (uid {pod.uid}, {pod.phase}) with service account "

@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ambit.control.ca_server import CertificateServer, Denial
 from ambit.control.grpc_server import ControlPlaneServer
+from ambit.identity.authenticators import Authenticator, NodeCertificateAuthenticator, PodTokenAuthenticator
 from ambit.identity.certs import generate_key_and_csr
 from ambit.identity.secrets import SecretManager
 from ambit.identity.tls import client_context
+from ambit.identity.tokens import TokenSigner, TokenVerifier
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.placement import PodPlacement
 from ambit.resources.names import control_plane_identity
@@ -55,8 +58,12 @@ class Env:
         self.clients: list[CaClient] = []
         self.channels: list[VerifiedChannel] = []
 
-    async def server(self) -> tuple[ControlPlaneServer, CertificateServer]:
-        service = CertificateServer(self.pki.ca, lambda: list(self.pods), on_denied=self.denials.append)
+    async def server(
+        self, authenticators: Sequence[Authenticator] = (NodeCertificateAuthenticator(),)
+    ) -> tuple[ControlPlaneServer, CertificateServer]:
+        service = CertificateServer(
+            self.pki.ca, lambda: list(self.pods), on_denied=self.denials.append, authenticators=authenticators
+        )
         server = ControlPlaneServer(
             cert=self.pki.workload("ambit-system", "controlplane"),
             bundle=self.pki.bundle,
@@ -287,3 +294,67 @@ async def test_server_credential_can_be_rotated(env: Env) -> None:
     assert await presented_serial() == renewed.leaf().serial_number != first
     # and clients keep working across the rotation
     assert (await asyncio.wait_for(env.client(server.address).fetch(WEB), TIMEOUT)).identity == WEB
+
+
+# -- pod-bound tokens (a waypoint's way to its first certificate) -------------------------------------
+
+TOKEN_KEY = ec.generate_private_key(ec.SECP256R1())
+WAYPOINT = Identity(TD, "default", "waypoint")
+
+
+def pod_token(
+    name: str = "waypoint-1", uid: str = "uid-waypoint-1", key: ec.EllipticCurvePrivateKey = TOKEN_KEY
+) -> str:
+    return TokenSigner(key).issue(
+        namespace="default", service_account="waypoint", pod_name=name, pod_uid=uid, now=datetime.now(UTC)
+    )
+
+
+async def test_a_pod_token_gets_its_pods_identity_only_while_that_pod_lives(env: Env) -> None:
+    env.pods = [placement("waypoint-1", "n2", sa="waypoint")]
+    token_auth = PodTokenAuthenticator(TokenVerifier([TOKEN_KEY.public_key()]))
+    server, service = await env.server((NodeCertificateAuthenticator(), token_auth))
+    # The channel's certificate is node n1's, where no waypoint pod runs: only the token can explain
+    # an issued certificate.
+    channel = await VerifiedChannel.open(
+        server.address, cert=env.pki.node("n1"), bundle=env.pki.bundle, expected=control_plane_identity(TD)
+    )
+    env.channels.append(channel)
+    call = channel.channel.unary_unary(
+        CA_PATH,
+        request_serializer=ca_pb2.CertificateRequest.SerializeToString,
+        response_deserializer=ca_pb2.CertificateResponse.FromString,
+    )
+    _key, csr = generate_key_and_csr(WAYPOINT)
+    request = ca_pb2.CertificateRequest(csr=csr.decode())
+
+    async def ask(token: str | None) -> ca_pb2.CertificateResponse:
+        metadata = None if token is None else (("authorization", f"Bearer {token}"),)
+        response: ca_pb2.CertificateResponse = await call(request, timeout=TIMEOUT, metadata=metadata)
+        return response
+
+    async def refused(token: str | None) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await ask(token)
+        return info.value.code(), info.value.details() or ""
+
+    issued = await ask(pod_token())
+    leaf = x509.load_pem_x509_certificate(issued.cert_chain[0].encode())
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [str(WAYPOINT)]
+
+    code, details = await refused(None)  # control: the node certificate alone may not
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "scheduled on node n1" in details
+
+    env.pods = [PodPlacement("default", "waypoint-1", "uid-new", "waypoint", "n2", "Running")]  # replaced
+    code, details = await refused(pod_token())
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert "now has uid uid-new; the token was issued for uid uid-waypoint-1" in details
+
+    env.pods = []  # gone
+    code, details = await refused(pod_token())
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "no longer exists" in details
+
+    code, details = await refused(pod_token(key=ec.generate_private_key(ec.SECP256R1())))
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "not a known token key" in details
+    assert service.stats.issued == 1 and service.stats.denied == 4
