@@ -33,14 +33,16 @@ from ambit.control.metrics import ControlPlaneMetrics
 from ambit.control.translate import TranslationResult, translate
 from ambit.control.waypoints import WaypointController
 from ambit.control.xds_server import NackRecord, PushRecord, XdsServer
+from ambit.identity.authenticators import Authenticator, NodeCertificateAuthenticator, PodTokenAuthenticator
 from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import WorkloadCert, issue
+from ambit.identity.tokens import PUBLIC_KEYS_FILE, load_verifier
 from ambit.model.identity import DEFAULT_TRUST_DOMAIN
 from ambit.model.placement import PodPlacement
 from ambit.model.policy import Authorization
 from ambit.model.workload import Service, Workload
 from ambit.net.tasks import spawn
-from ambit.resources.names import CA_SUBDIR, control_plane_identity
+from ambit.resources.names import CA_SUBDIR, TOKENS_SUBDIR, control_plane_identity
 from ambit.resources.objects import pod_placement
 from ambit.resources.source import ObjectSource
 from ambit.store import Informer
@@ -76,6 +78,15 @@ class ControlPlaneConfig:
     run_waypoint_controller: bool = True
 
 
+def ca_authenticators(state_dir: Path) -> list[Authenticator]:
+    """Node certificates always; pod-bound tokens when the cluster has token keys (``<state>/tokens``)."""
+    authenticators: list[Authenticator] = [NodeCertificateAuthenticator()]
+    tokens = state_dir / TOKENS_SUBDIR
+    if (tokens / PUBLIC_KEYS_FILE).exists():
+        authenticators.append(PodTokenAuthenticator(load_verifier(tokens)))
+    return authenticators
+
+
 def pod_placements(objects: Iterable[Mapping[str, Any]]) -> list[PodPlacement]:
     """Where each scheduled pod runs, for the CA's node authorization."""
     return [p for p in map(pod_placement, objects) if p is not None]
@@ -100,7 +111,9 @@ class ControlPlane:
             on_nack=self._on_nack,
             on_push=self._on_push,
         )
-        self.ca_service = CertificateServer(self.ca, self._pods, on_denied=self._on_denied)
+        self.ca_service = CertificateServer(
+            self.ca, self._pods, on_denied=self._on_denied, authenticators=ca_authenticators(config.state_dir)
+        )
         self.metrics.follow(self.xds.stats, self.ca_service.stats)
         self.credential = self._issue_credential()
         self.grpc = ControlPlaneServer(

@@ -16,6 +16,10 @@ leeway for clock skew) and the claims' shape, and returns a :class:`PodToken`. W
 exists with that uid is not a property of the token: the CA's authorization asks its pod view
 (:mod:`ambit.identity.pod_auth`), as Kubernetes' TokenReview does for bound tokens.
 
+Key files (:func:`create_token_keys`, :func:`load_signer`, :func:`load_verifier`): a cluster's
+token directory holds ``signing-key.pem`` (0600, the runtime's) and ``public-keys.pem`` (every key
+that verifies, one PEM block each, so a rotation can add a key before the old one goes).
+
 PyJWT does the JOSE work (compared with joserfc and jwcrypto in ARCHITECTURE.md, "Dependencies").
 """
 
@@ -25,11 +29,21 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
+
+from ambit.identity.certs import PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, write_pem
 
 TOKEN_ISSUER = "https://kubernetes.default.svc.cluster.local"
 TOKEN_AUDIENCE = "ambit-ca"
@@ -39,6 +53,8 @@ MIN_TOKEN_TTL = timedelta(minutes=10)  # Kubernetes' floor for a TokenRequest's 
 MAX_TOKEN_BYTES = 8 * 1024
 CLOCK_LEEWAY = timedelta(seconds=30)
 _SUBJECT_PREFIX = "system:serviceaccount:"
+SIGNING_KEY_FILE = "signing-key.pem"
+PUBLIC_KEYS_FILE = "public-keys.pem"
 
 
 class TokenError(ValueError):
@@ -194,3 +210,48 @@ def _pod_token(claims: Mapping[str, Any], now: datetime) -> PodToken:
     if claims.get("sub") != token.subject:
         raise TokenError(f"token subject {claims.get('sub')!r} does not match its claims ({token.subject})")
     return token
+
+
+# -- key files -------------------------------------------------------------------------------------
+
+
+def create_token_keys(directory: Path) -> TokenSigner:
+    """A new EC P-256 token key in ``directory`` (signing key 0600, public keys 0644); its signer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    write_pem(directory / SIGNING_KEY_FILE, private, mode=PRIVATE_FILE_MODE)
+    write_pem(directory / PUBLIC_KEYS_FILE, public, mode=PUBLIC_FILE_MODE)
+    return TokenSigner(key)
+
+
+def load_signer(directory: Path) -> TokenSigner:
+    try:
+        key = load_pem_private_key((directory / SIGNING_KEY_FILE).read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise TokenError(
+            f"cannot load the token signing key from {directory / SIGNING_KEY_FILE}: {exc}"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TokenError(f"{directory / SIGNING_KEY_FILE} is not an EC key")
+    return TokenSigner(key)
+
+
+def load_verifier(directory: Path) -> TokenVerifier:
+    path = directory / PUBLIC_KEYS_FILE
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise TokenError(f"cannot read the token public keys {path}: {exc}") from None
+    marker = b"-----END PUBLIC KEY-----"
+    keys = []
+    for block in text.split(marker)[:-1]:
+        try:
+            key = load_pem_public_key(block + marker + b"\n")
+        except ValueError as exc:
+            raise TokenError(f"{path}: a block is not a PEM public key: {exc}") from None
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise TokenError(f"{path}: a key is not an EC key")
+        keys.append(key)
+    return TokenVerifier(keys)

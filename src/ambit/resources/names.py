@@ -13,6 +13,7 @@ CONTROL_PLANE_NAMESPACE = "ambit-system"
 CONTROL_PLANE_SERVICE = "controlplane"
 CONTROL_PLANE_SERVICE_ACCOUNT = "controlplane"
 CA_SUBDIR = "ca"  # the control plane keeps its CA in <state-dir>/ca
+TOKENS_SUBDIR = "tokens"  # the pod-token keys: <state-dir>/tokens (ambit.identity.tokens)
 
 
 def control_plane_identity(trust_domain: str) -> Identity:

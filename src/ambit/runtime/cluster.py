@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import issue
+from ambit.identity.tokens import create_token_keys
 from ambit.model.identity import DEFAULT_TRUST_DOMAIN, NodeIdentity
 from ambit.proxy.control_plane import NodeCredentialFiles
 from ambit.runtime import netplan, procs
@@ -67,6 +68,7 @@ def prepare(cluster: str, options: UpOptions) -> Layout:
     )
     ca = CertificateAuthority.create(DEFAULT_TRUST_DOMAIN)
     ca.save(layout.ca_dir)
+    create_token_keys(layout.tokens_dir)
     bundle = ca.trust_bundle.roots_pem
     for i in range(1, options.nodes + 1):
         name = node_name(i)

@@ -26,6 +26,7 @@ import random
 import signal
 from typing import Any
 
+from ambit.identity.tokens import load_signer
 from ambit.runtime import control
 from ambit.runtime.ambit_command import ztunnel_available
 from ambit.runtime.bootstrap import bootstrap
@@ -71,6 +72,7 @@ class Daemon:
             enabled=use_ztunnel,
             on_change=self.wake.set,
         )
+        tokens = load_signer(self.layout.tokens_dir) if self.layout.tokens_dir.exists() else None
         self.kubelets = {
             n: Kubelet(
                 n,
@@ -80,6 +82,7 @@ class Daemon:
                 net=net,
                 supervisor=self.supervisor,
                 agent=self.ztunnels.agents[n],
+                tokens=tokens,
             )
             for n in self.nodes
         }

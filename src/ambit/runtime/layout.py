@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ambit.resources.names import CA_SUBDIR, CONTROL_PLANE_NAMESPACE
+from ambit.resources.names import CA_SUBDIR, CONTROL_PLANE_NAMESPACE, TOKENS_SUBDIR
 from ambit.store import paths
 
 SYSTEM_NAMESPACE = CONTROL_PLANE_NAMESPACE  # the runtime runs the control plane in its namespace
@@ -58,6 +58,16 @@ class Layout:
     @property
     def ca_dir(self) -> Path:
         return self.state_dir / CA_SUBDIR
+
+    @property
+    def tokens_dir(self) -> Path:
+        """The pod-token keys (the runtime signs with them, the control plane verifies)."""
+        return self.state_dir / TOKENS_SUBDIR
+
+    @property
+    def pods_dir(self) -> Path:
+        """Per-pod files the kubelet projects (``<uid>/token``)."""
+        return self.root / "pods"
 
     @property
     def pids_dir(self) -> Path:

@@ -10,11 +10,13 @@ import json
 import os
 import signal
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ambit.identity.tokens import load_verifier
 from ambit.runtime import hostcheck
 from ambit.runtime.handle import ClusterHandle
 from ambit.runtime.netns import list_netns
@@ -170,6 +172,41 @@ def test_crashed_pod_process_is_restarted(cluster: str, run_dir: Path) -> None:
             break
         time.sleep(0.3)
     assert proc.returncode == 0
+
+
+TOKEN_POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "tokenpod", "namespace": "default"},
+    "spec": {
+        "serviceAccountName": "tokens",
+        "containers": [{"name": "app", "image": "sample", "ports": [{"containerPort": 8080}]}],
+    },
+}
+
+
+def test_every_pod_gets_a_bound_token_that_goes_with_it(cluster: str, run_dir: Path) -> None:
+    handle = ClusterHandle(cluster)
+    handle.apply([{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tokens"}}, TOKEN_POD])
+    try:
+        wait_for(lambda: ready(handle.pod("tokenpod")), "tokenpod ready")
+        uid = handle.pod("tokenpod")["metadata"]["uid"]
+        path = run_dir / cluster / "pods" / uid / "token"
+        assert path.stat().st_mode & 0o777 == 0o600
+        verified = load_verifier(handle.layout.tokens_dir).verify(path.read_text(), now=datetime.now(UTC))
+        assert (verified.namespace, verified.pod_name, verified.pod_uid, verified.service_account) == (
+            "default",
+            "tokenpod",
+            uid,
+            "tokens",
+        )
+        pid = handle.pid("pod-default-tokenpod-app")
+        assert pid is not None
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"AMBIT_TOKEN_FILE={path}".encode() in environ, "the pod's process is told where it is"
+    finally:
+        handle.delete("Pod", "tokenpod", "default")
+    wait_for(lambda: not path.parent.exists(), "the token removed with its pod")
 
 
 def test_down_after_daemon_sigkill_and_two_clusters(

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -21,7 +22,10 @@ from ambit.identity.tokens import (
     TokenError,
     TokenSigner,
     TokenVerifier,
+    create_token_keys,
     key_id,
+    load_signer,
+    load_verifier,
     refresh_at,
 )
 
@@ -171,3 +175,24 @@ def test_two_keys_verify_during_a_rotation() -> None:
 
 def test_refresh_at_eighty_percent_of_the_lifetime() -> None:
     assert refresh_at(NOW, NOW + timedelta(hours=1)) == NOW + timedelta(minutes=48)
+
+
+def test_key_files_round_trip_and_errors_name_the_file(tmp_path: Path) -> None:
+    signer = create_token_keys(tmp_path / "tokens")
+    assert (tmp_path / "tokens" / "signing-key.pem").stat().st_mode & 0o777 == 0o600
+    token = load_signer(tmp_path / "tokens").issue(**POD, now=NOW)
+    assert load_verifier(tmp_path / "tokens").verify(token, now=NOW).pod_uid == "uid-1"
+    assert jwt.get_unverified_header(token)["kid"] == signer.key_id
+    with pytest.raises(TokenError, match="cannot read the token public keys"):
+        load_verifier(tmp_path / "missing")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "public-keys.pem").write_text(
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+    )
+    with pytest.raises(TokenError, match="not a PEM public key"):
+        load_verifier(tmp_path / "junk")
+    (tmp_path / "junk" / "public-keys.pem").write_text("")
+    with pytest.raises(TokenError, match="at least one public key"):
+        load_verifier(tmp_path / "junk")
+    with pytest.raises(TokenError, match="cannot load the token signing key"):
+        load_signer(tmp_path / "junk")
