@@ -36,6 +36,7 @@ from ambit.runtime.controllers.kubelet import Kubelet
 from ambit.runtime.controllers.scheduling import SchedulerController
 from ambit.runtime.controllers.service_proxy import ServiceProxy
 from ambit.runtime.controllers.store_host import StoreHost
+from ambit.runtime.controllers.tokens import TokenProjector
 from ambit.runtime.controllers.view import ClusterView
 from ambit.runtime.controllers.ztunnels import ZtunnelController
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_name, read_json
@@ -72,7 +73,11 @@ class Daemon:
             enabled=use_ztunnel,
             on_change=self.wake.set,
         )
-        tokens = load_signer(self.layout.tokens_dir) if self.layout.tokens_dir.exists() else None
+        tokens = (
+            TokenProjector(load_signer(self.layout.tokens_dir), self.layout.pods_dir)
+            if self.layout.tokens_dir.exists()
+            else None
+        )
         self.kubelets = {
             n: Kubelet(
                 n,

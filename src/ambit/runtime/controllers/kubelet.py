@@ -7,33 +7,26 @@ processes (supervised, restarted with backoff); readiness probes from the node (
 ``status`` in the store; deleted pods stopped and removed. :func:`sync_all` runs the kubelets of
 every node over the informer's pods.
 
-Every pod gets a pod-bound token (:mod:`ambit.identity.tokens`), as Kubernetes projects a bound
-ServiceAccount token: written to ``<cluster>/pods/<uid>/token`` (0600) before its processes start,
-named to them in ``AMBIT_TOKEN_FILE``, replaced atomically at 80 % of its TTL, removed with the pod.
-A waypoint shows it to the CA for its first certificate; the CA accepts it only while this pod (this
-uid) exists.
+Every pod gets a pod-bound token before its processes start, named to them in ``AMBIT_TOKEN_FILE``
+and renewed while it runs (:mod:`.tokens`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from ambit.identity.certs import PRIVATE_FILE_MODE, write_pem
-from ambit.identity.tokens import DEFAULT_TOKEN_TTL, TokenSigner, refresh_at
 from ambit.protocol import zds
 from ambit.resources.objects import is_ambient, namespace_or_default
 from ambit.runtime import capture, kubeproxy, netplan, scheduler
 from ambit.runtime.agent import AgentError, NodeAgent
 from ambit.runtime.controllers.probes import readiness_checks, run_checks
+from ambit.runtime.controllers.tokens import TOKEN_FILE_ENV, TokenProjector
 from ambit.runtime.controllers.view import ClusterView, meta
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index
 from ambit.runtime.netns import ETC_NETNS, NetRuntime, PodNet
@@ -45,8 +38,6 @@ log = logging.getLogger("ambit.runtime.daemon")
 
 PROBE_INTERVAL_READY = 5.0
 PROBE_INTERVAL = 0.5
-TOKEN_FILE_ENV = "AMBIT_TOKEN_FILE"
-TOKEN_FILE = "token"
 
 
 def is_enrolled(pod: dict[str, Any], namespace: dict[str, Any] | None) -> bool:
@@ -71,7 +62,6 @@ class PodState:
     ready: bool = False
     last_probe: float = 0.0
     held: str = ""
-    token_refresh: datetime | None = None  # when the projected token is replaced next
 
 
 class Kubelet:
@@ -85,14 +75,10 @@ class Kubelet:
         net: NetRuntime,
         supervisor: Supervisor,
         agent: NodeAgent,
-        tokens: TokenSigner | None = None,
-        token_ttl: timedelta = DEFAULT_TOKEN_TTL,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tokens: TokenProjector | None = None,
     ) -> None:
         self.node = node
         self.tokens = tokens
-        self.token_ttl = token_ttl
-        self.clock = clock
         self.layout = layout
         self.client = client
         self.view = view
@@ -153,7 +139,9 @@ class Kubelet:
         if want and not state.enrolled:
             await self._write_status(pod, state, held=True)
             return  # a pod never runs uncaptured
-        self._project_token(pod, state)
+        if self.tokens is not None:
+            sa = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
+            self.tokens.project(uid=state.uid, namespace=state.namespace, name=state.name, service_account=sa)
         if not state.started:
             self._start_containers(pod, state, services)
             state.started = True
@@ -172,8 +160,8 @@ class Kubelet:
             "NODE_NAME": state.node,
             "POD_IP": state.net.ip,
         }
-        if state.token_refresh is not None:
-            env[TOKEN_FILE_ENV] = str(self.token_path(state))
+        if self.tokens is not None:
+            env[TOKEN_FILE_ENV] = str(self.tokens.path(state.uid))
         for container in pod["spec"].get("containers") or ():
             ports = [int(p["containerPort"]) for p in container.get("ports") or ()]
             if container.get("command"):
@@ -194,28 +182,6 @@ class Kubelet:
             spec = ProcessSpec(key, argv, self.layout.log(key), netns=state.net.netns, env=cenv)
             self.supervisor.start(spec)
             state.keys.append(key)
-
-    def token_path(self, state: PodState) -> Path:
-        return self.layout.pods_dir / state.uid / TOKEN_FILE
-
-    def _project_token(self, pod: dict[str, Any], state: PodState) -> None:
-        """Write the pod's token if it has none yet or it is due (80 % of its TTL)."""
-        now = self.clock()
-        if self.tokens is None or (state.token_refresh is not None and now < state.token_refresh):
-            return
-        sa = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
-        token = self.tokens.issue(
-            namespace=state.namespace,
-            service_account=sa,
-            pod_name=state.name,
-            pod_uid=state.uid,
-            now=now,
-            ttl=self.token_ttl,
-        )
-        path = self.token_path(state)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_pem(path, token.encode("ascii"), mode=PRIVATE_FILE_MODE)
-        state.token_refresh = refresh_at(now, now + self.token_ttl)
 
     async def _probe(self, pod: dict[str, Any], state: PodState) -> bool:
         if not all(self.supervisor.running(k) for k in state.keys):
@@ -252,7 +218,8 @@ class Kubelet:
         if state.enrolled:
             await self.agent.delete(state.uid)
         await asyncio.to_thread(self.net.remove_pod, state.uid)
-        shutil.rmtree(self.layout.pods_dir / state.uid, ignore_errors=True)
+        if self.tokens is not None:
+            self.tokens.remove(state.uid)
         log.info("removed pod %s/%s", state.namespace, state.name)
 
     def write_hosts(self, state: PodState, services: list[dict[str, Any]]) -> None:
