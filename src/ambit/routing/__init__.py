@@ -48,7 +48,11 @@ identity of an endpoint of the waypoint the pod or one of its services is bound 
 does: a waypoint terminates the client's tunnel, so its TCP address is its own and only the header
 names the real client. From anyone else the header is ignored, since a client could otherwise claim
 any source IP and slip past a ``source_ips`` policy. ``forwarded: host=`` names the service the
-client addressed (for telemetry only), if it is one of the pod's. On the source side,
+client addressed (telemetry, and the no-bypass rule), if it is one of the pod's. **No bypass**
+(:func:`waypoint_bypass`): traffic a waypoint covers is admitted only from that waypoint's identities —
+service-addressed traffic (``host=`` names the service) to a service with a waypoint, pod-addressed
+traffic to a pod with a workload waypoint, plaintext to such a pod too; with no waypoint endpoint it is
+refused (401); traffic no waypoint covers is admitted as in Istio. On the source side,
 :func:`answer_refusal` says what the destination's answer means: ``503`` tries the next candidate,
 ``401`` is a denial, anything else a connect failure.
 """
@@ -62,6 +66,7 @@ from ambit.routing.inbound import (
     plan_inbound_plaintext,
     service_for,
     source_ip_for,
+    waypoint_bypass,
     waypoint_identities,
 )
 from ambit.routing.outbound import outbound_candidates, plan_outbound
@@ -103,5 +108,6 @@ __all__ = [
     "plan_outbound",
     "service_for",
     "source_ip_for",
+    "waypoint_bypass",
     "waypoint_identities",
 ]

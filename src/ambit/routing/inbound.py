@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from ambit.authz import authorize, connection_for
 from ambit.model.identity import Identity, NodeIdentity
-from ambit.model.workload import (
-    Service,
-    Workload,
-)
+from ambit.model.workload import Service, WaypointRef, Workload
 from ambit.protocol.forwarded import Headers, parse_forwarded
 from ambit.routing.addresses import address_for, parse_ip
 from ambit.routing.plans import FLAG_CONNECT, ZTUNNEL_PORTS, InboundPlan, InboundRefusal, InboundSource
 from ambit.state.snapshot import Snapshot
 
 # --- inbound --------------------------------------------------------------------------------------
+
+
+def identities_of(snapshot: Snapshot, ref: WaypointRef) -> frozenset[Identity]:
+    """The identities of one waypoint's endpoints (none while it has none: then nothing passes)."""
+    return frozenset(endpoint.identity for endpoint in snapshot.endpoints(f"{ref.namespace}/{ref.hostname}"))
 
 
 def waypoint_identities(snapshot: Snapshot, local: Workload) -> frozenset[Identity]:
@@ -29,9 +31,39 @@ def waypoint_identities(snapshot: Snapshot, local: Workload) -> frozenset[Identi
             refs.append(service.waypoint)
     identities: set[Identity] = set()
     for ref in refs:
-        for endpoint in snapshot.endpoints(f"{ref.namespace}/{ref.hostname}"):
-            identities.add(endpoint.identity)
+        identities |= identities_of(snapshot, ref)
     return frozenset(identities)
+
+
+def waypoint_bypass(
+    snapshot: Snapshot, local: Workload, peer: Identity | None, service: Service | None
+) -> InboundRefusal | None:
+    """No bypass: traffic a waypoint covers is admitted only from that waypoint (401 otherwise).
+
+    The addressing mode is what the connection says: service-addressed when ``forwarded: host=`` names
+    one of the pod's services (``service``), pod-addressed otherwise. Service-addressed traffic to a
+    service with a waypoint must come from that waypoint; pod-addressed traffic to a pod with a
+    (workload) waypoint must come from that one. Traffic a waypoint does not cover — pod-addressed
+    traffic under a service-only waypoint, service-addressed traffic to a service without one — is
+    admitted, as in Istio. With no ready waypoint endpoint, covered traffic is refused (fail closed).
+    """
+    if service is not None:
+        ref, mode = service.waypoint, f"service {service.namespace}/{service.name}"
+    else:
+        ref, mode = local.waypoint, f"pod {local.namespace}/{local.name}"
+    if ref is None:
+        return None
+    allowed = identities_of(snapshot, ref)
+    if peer is not None and peer in allowed:
+        return None
+    waypoint = f"{ref.namespace}/{ref.hostname}"
+    if not allowed:
+        return InboundRefusal.denied(
+            f"traffic to {mode} must go through waypoint {waypoint}, which has no endpoint"
+        )
+    return InboundRefusal.denied(
+        f"traffic to {mode} must go through waypoint {waypoint}; {peer or 'a plaintext client'} is not it"
+    )
 
 
 def source_ip_for(
@@ -70,11 +102,11 @@ def inbound_source(
     if not isinstance(peer, Identity):
         return InboundRefusal.denied(f"peer {peer} is not a workload identity")
     forwarded_for, host = parse_forwarded(headers)
-    return InboundSource(
-        peer,
-        source_ip_for(peer_address, forwarded_for, peer, snapshot, local),
-        service_for(snapshot, local, host),
-    )
+    service = service_for(snapshot, local, host)
+    bypass = waypoint_bypass(snapshot, local, peer, service)
+    if bypass is not None:
+        return bypass
+    return InboundSource(peer, source_ip_for(peer_address, forwarded_for, peer, snapshot, local), service)
 
 
 def _inbound(
@@ -147,5 +179,10 @@ def answer_refusal(status: int, reason: str) -> InboundRefusal | None:
 def plan_inbound_plaintext(
     snapshot: Snapshot, local: Workload, target_port: int, *, source_ip: str
 ) -> InboundPlan | InboundRefusal:
-    """A plaintext connection captured on 15006 (no peer identity: STRICT's policy refuses it)."""
+    """A plaintext connection captured on 15006 (no peer identity: STRICT's policy refuses it, and so
+    does a pod's workload waypoint: plaintext pod-addressed traffic did not come through it)."""
+    current = snapshot.workloads.get(local.uid, local)
+    bypass = waypoint_bypass(snapshot, current, None, None)
+    if bypass is not None:
+        return bypass
     return _inbound(snapshot, local, None, target_port, peer=None, source_ip=source_ip)

@@ -16,6 +16,7 @@ from ambit.routing import (
     InboundSource,
     answer_refusal,
     inbound_source,
+    plan_inbound_plaintext,
     service_for,
     source_ip_for,
     waypoint_identities,
@@ -132,8 +133,9 @@ def test_service_for_names_only_the_pods_own_services() -> None:
             HEADERS,
             InboundSource(SLEEP, "10.244.1.9", None),
         ),
-        # no peer address (never on a real socket): an empty source IP
-        (LOCAL, SLEEP, None, [], InboundSource(SLEEP, "", None)),
+        # no peer address (never on a real socket): an empty source IP (a pod without a workload
+        # waypoint: LOCAL's would refuse SLEEP's pod-addressed connection, see test_no_bypass)
+        (VIA_SERVICE, SLEEP, None, [], InboundSource(SLEEP, "", None)),
         # a node identity (or none) is never a client: 401, DENY
         (
             LOCAL,
@@ -185,3 +187,54 @@ def test_a_refusal_carries_its_status_and_flag(refusal: InboundRefusal, flag: st
 )
 def test_answer_refusal(status: int, expected: InboundRefusal | None) -> None:
     assert answer_refusal(status, "answered") == expected
+
+
+# -- no bypass: what a waypoint covers comes only from that waypoint ---------------------------------
+
+BOUND_HOST = [("forwarded", "host=waypoint.default.svc.cluster.local-bound")]
+NO_ENDPOINTS = Snapshot.build(
+    {resource_name(v): ("1", v) for v in (LOCAL, VIA_SERVICE, WEB, BOUND)}  # the waypoint's pod is gone
+)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "local", "peer", "headers", "refusal"),
+    [
+        # a pod with a workload waypoint: pod-addressed traffic only from it
+        (SNAPSHOT, LOCAL, WAYPOINT.identity, [], None),
+        (SNAPSHOT, LOCAL, SLEEP, [], "traffic to pod default/b must go through waypoint"),
+        # ... service-addressed traffic to its service without a waypoint is not covered (as Istio)
+        (SNAPSHOT, LOCAL, SLEEP, [("forwarded", "host=web.default.svc.cluster.local")], None),
+        # a service with a waypoint: service-addressed traffic only from it
+        (SNAPSHOT, VIA_SERVICE, WAYPOINT.identity, BOUND_HOST, None),
+        (SNAPSHOT, VIA_SERVICE, SLEEP, BOUND_HOST, "traffic to service default/bound must go through"),
+        # ... pod-addressed traffic under a service-only waypoint is not covered (as Istio)
+        (SNAPSHOT, VIA_SERVICE, SLEEP, [], None),
+        # no waypoint endpoint at all: covered traffic fails closed, uncovered still passes
+        (NO_ENDPOINTS, LOCAL, WAYPOINT.identity, [], "which has no endpoint"),
+        (NO_ENDPOINTS, VIA_SERVICE, SLEEP, BOUND_HOST, "which has no endpoint"),
+        (NO_ENDPOINTS, VIA_SERVICE, SLEEP, [], None),
+    ],
+)
+def test_no_bypass(
+    snapshot: Snapshot,
+    local: Workload,
+    peer: Identity,
+    headers: list[tuple[str, str]],
+    refusal: str | None,
+) -> None:
+    decided = inbound_source(snapshot, local, peer, ("10.244.1.9", 50000), headers)
+    if refusal is None:
+        assert isinstance(decided, InboundSource) and decided.peer == peer
+    else:
+        assert isinstance(decided, InboundRefusal)
+        assert (decided.status, decided.flag) == (401, FLAG_DENY) and refusal in decided.reason
+
+
+def test_plaintext_to_a_pod_with_a_workload_waypoint_is_refused() -> None:
+    refused = plan_inbound_plaintext(SNAPSHOT, LOCAL, 8080, source_ip="10.244.1.9")
+    assert isinstance(refused, InboundRefusal) and refused.status == 401
+    assert "a plaintext client is not it" in refused.reason
+    assert not isinstance(
+        plan_inbound_plaintext(SNAPSHOT, VIA_SERVICE, 8080, source_ip="10.244.1.9"), InboundRefusal
+    )
