@@ -10,14 +10,17 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import uvloop
 
 from ambit.cli import GlobalOptions
-from ambit.control.app import ControlPlane, ControlPlaneConfig
 from ambit.resources.names import CA_SUBDIR
 from ambit.store import StoreClient, paths
+
+if TYPE_CHECKING:
+    from ambit.control.app import ControlPlaneConfig
 
 
 @click.command("controlplane")
@@ -54,6 +57,10 @@ def controlplane(
     no_waypoint_controller: bool,
 ) -> None:
     """Run one control-plane replica until SIGTERM/SIGINT (every replica is complete: no leader)."""
+    # Imported here: every ambit process (a ztunnel's too) imports the CLI, and the control plane
+    # (with its translation, CA and token verification) is not theirs to carry in memory.
+    from ambit.control.app import ControlPlaneConfig
+
     cluster = ctx.find_object(GlobalOptions)
     name = cluster.cluster if cluster is not None else "ambit"
     socket = store_socket or paths.socket_path(name)
@@ -78,6 +85,8 @@ def controlplane(
 
 
 async def _serve(config: ControlPlaneConfig, store_socket: Path) -> None:
+    from ambit.control.app import ControlPlane
+
     async with StoreClient(store_socket) as source:
         plane = ControlPlane(config, source)
         stop = asyncio.Event()

@@ -20,7 +20,9 @@ Key files (:func:`create_token_keys`, :func:`load_signer`, :func:`load_verifier`
 token directory holds ``signing-key.pem`` (0600, the runtime's) and ``public-keys.pem`` (every key
 that verifies, one PEM block each, so a rotation can add a key before the old one goes).
 
-PyJWT does the JOSE work (compared with joserfc and jwcrypto in ARCHITECTURE.md, "Dependencies").
+PyJWT does the JOSE work (compared with joserfc and jwcrypto in ARCHITECTURE.md, "Dependencies"),
+imported where a token is made or checked: every ambit process imports the runtime's names, and a
+ztunnel never touches a token.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -131,6 +132,8 @@ class TokenSigner:
                 "serviceaccount": {"name": service_account},
             },
         }
+        import jwt
+
         return jwt.encode(claims, self._key, algorithm=TOKEN_ALGORITHM, headers={"kid": self.key_id})
 
 
@@ -152,6 +155,8 @@ class TokenVerifier:
         self._keys = dict(keys)
 
     def verify(self, token: str, *, now: datetime) -> PodToken:
+        import jwt
+
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError(f"token is {len(token)} bytes; at most {MAX_TOKEN_BYTES} are accepted")
         try:

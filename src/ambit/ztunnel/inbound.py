@@ -170,7 +170,6 @@ class InboundTracker:
         "metrics",
         "peer",
         "pod",
-        "record",
         "service",
         "src",
         "started",
@@ -198,7 +197,6 @@ class InboundTracker:
         self.local: Workload | None = None
         self.service: Service | None = None
         self.metrics: ConnectionMetrics | None = None
-        self.record: ConnectionRecord | None = None  # made when counted as opened, or at the end
         self._source: Workload | None = None
         self._source_looked_up = False
         self.done = False
@@ -233,26 +231,24 @@ class InboundTracker:
         return self._source
 
     def connection_record(self) -> ConnectionRecord:
-        """The connection as known now (made once: the facts are settled when it is first asked for)."""
-        record = self.record
-        if record is None:
-            source, pod = self.source, self.pod
-            record = self.record = ConnectionRecord(
-                direction=self.direction,
-                src_addr=self.src,
-                dst_addr=self.dst,
-                hbone_addr=self.authority,
-                source=source,
-                source_name=source.name if source is not None else None,
-                source_namespace=source.namespace if source is not None else None,
-                source_principal=self.peer,
-                destination=self.local,
-                destination_name=pod.name,
-                destination_namespace=pod.namespace,
-                destination_principal=pod.identity,
-                service=self.service,
-            )
-        return record
+        """The connection as known now: made when it is counted as opened and again at its end (the
+        facts are settled by then); not kept in between, so an idle connection holds no record."""
+        source, pod = self.source, self.pod
+        return ConnectionRecord(
+            direction=self.direction,
+            src_addr=self.src,
+            dst_addr=self.dst,
+            hbone_addr=self.authority,
+            source=source,
+            source_name=source.name if source is not None else None,
+            source_namespace=source.namespace if source is not None else None,
+            source_principal=self.peer,
+            destination=self.local,
+            destination_name=pod.name,
+            destination_namespace=pod.namespace,
+            destination_principal=pod.identity,
+            service=self.service,
+        )
 
     def count_open(self) -> None:
         if self.metrics is None:

@@ -35,10 +35,14 @@ class PodInfo:
     namespace: str
     service_account: str
     trust_domain: str = DEFAULT_TRUST_DOMAIN
+    # Made once: every connection record of the pod refers to this one value (an idle connection
+    # would otherwise keep its own copy alive).
+    identity: Identity = field(init=False, compare=False)
 
-    @property
-    def identity(self) -> Identity:
-        return Identity(self.trust_domain, self.namespace, self.service_account)
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "identity", Identity(self.trust_domain, self.namespace, self.service_account)
+        )
 
 
 @dataclass(slots=True)

@@ -244,7 +244,7 @@ class _OutboundTracker:
     """One outbound connection's telemetry: its :class:`ConnectionRecord` (made once), its metrics
     (reporter ``source``) and its access-log line, written once when it ends."""
 
-    __slots__ = ("done", "dst", "handler", "metrics", "plan", "record", "source", "src", "started")
+    __slots__ = ("done", "dst", "handler", "metrics", "plan", "source", "src", "started")
 
     def __init__(self, handler: OutboundHandler, src: Address, started: float) -> None:
         self.handler = handler
@@ -254,33 +254,30 @@ class _OutboundTracker:
         self.source: Workload | None = None
         self.plan: OutboundPlan | None = None  # the candidate being tried, then the one that carried it
         self.metrics: ConnectionMetrics | None = None
-        self.record: ConnectionRecord | None = None  # made when counted as opened, or at the end
         self.done = False
 
     def connection_record(self) -> ConnectionRecord:
-        """The connection as known now, labelled with the plan's destination (made once: the facts
-        are settled when it is first asked for)."""
-        record = self.record
-        if record is None:
-            plan, pod = self.plan, self.handler.pod
-            endpoint = plan.endpoint if plan is not None else None
-            hbone = plan if isinstance(plan, HbonePlan) else None
-            record = self.record = ConnectionRecord(
-                direction=OUTBOUND,
-                src_addr=self.src,
-                dst_addr=self.dst,
-                hbone_addr=hbone.authority if hbone is not None else None,
-                source=self.source,
-                source_name=pod.name,
-                source_namespace=pod.namespace,
-                source_principal=pod.identity,
-                destination=endpoint,
-                destination_name=endpoint.name if endpoint is not None else None,
-                destination_namespace=endpoint.namespace if endpoint is not None else None,
-                destination_principal=hbone.destination_identity if hbone is not None else None,
-                service=plan.service if plan is not None else None,
-            )
-        return record
+        """The connection as known now, labelled with the plan's destination: made when it is counted
+        as opened and again at its end (the plan is settled by then); not kept in between, so an idle
+        connection holds no record."""
+        plan, pod = self.plan, self.handler.pod
+        endpoint = plan.endpoint if plan is not None else None
+        hbone = plan if isinstance(plan, HbonePlan) else None
+        return ConnectionRecord(
+            direction=OUTBOUND,
+            src_addr=self.src,
+            dst_addr=self.dst,
+            hbone_addr=hbone.authority if hbone is not None else None,
+            source=self.source,
+            source_name=pod.name,
+            source_namespace=pod.namespace,
+            source_principal=pod.identity,
+            destination=endpoint,
+            destination_name=endpoint.name if endpoint is not None else None,
+            destination_namespace=endpoint.namespace if endpoint is not None else None,
+            destination_principal=hbone.destination_identity if hbone is not None else None,
+            service=plan.service if plan is not None else None,
+        )
 
     def count_open(self) -> None:
         """Count the connection as opened (once), labelled with the current plan's destination."""

@@ -1,5 +1,6 @@
 """What starting `ambit` loads: every ambit process (a ztunnel's too) imports the CLI, so what the CLI
-imports at start is paid in memory by every proxy. Manifest validation (pydantic) loads only when used."""
+imports at start is paid in memory by every proxy. Manifest validation (pydantic) and the control plane
+(with the token verifier, PyJWT) load only when used."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import subprocess
 import sys
 
+NOT_AT_START = ("pydantic", "pydantic_core", "ambit.control.app", "jwt")
 PROBE = (
     "import json, sys; import ambit.cli, ambit.cli.ztunnel, ambit.ztunnel.app; "
-    "print(json.dumps(sorted(m for m in ('pydantic', 'pydantic_core') if m in sys.modules)))"
+    f"print(json.dumps(sorted(m for m in {NOT_AT_START!r} if m in sys.modules)))"
 )
 
 
@@ -23,3 +25,17 @@ def test_the_probe_sees_pydantic_once_manifests_are_parsed() -> None:
     probe = PROBE.replace("ambit.ztunnel.app;", "ambit.ztunnel.app, ambit.resources.manifest;")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert "pydantic" in json.loads(out)
+
+
+def test_the_probe_sees_the_control_plane_and_pyjwt_once_used() -> None:
+    """The control case: importing the control plane and checking a token load what start does not."""
+    use = (
+        "ambit.ztunnel.app, ambit.control.app; "
+        "from datetime import UTC, datetime; from ambit.identity.tokens import TokenError, TokenVerifier; "
+        "from cryptography.hazmat.primitives.asymmetric import ec; "
+        "v = TokenVerifier([ec.generate_private_key(ec.SECP256R1()).public_key()]); "
+        "exec('try: v.verify(\\'x\\', now=datetime.now(UTC))\\nexcept TokenError: pass'); "
+    )
+    probe = PROBE.replace("ambit.ztunnel.app; ", use)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert {"ambit.control.app", "jwt"} <= set(json.loads(out))
