@@ -248,8 +248,3 @@ def runtime_daemon(ctx: click.Context) -> None:
     from ambit.runtime import daemon
 
     daemon.main(_cluster(ctx))
-
-
-def register(group: click.Group) -> None:
-    for command in (up, down, status, exec_, logs, stop, start, kill, restart, runtime_daemon):
-        group.add_command(command)

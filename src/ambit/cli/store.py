@@ -1,4 +1,4 @@
-"""``ambit store serve``, and the registration of the kubectl-like commands on a cluster's store.
+"""``ambit store serve``: the cluster store server (the kubectl-like commands each have their own module).
 
 ``apply``, ``delete``, ``get`` and ``label`` live in their own modules of this package; how a command
 finds the store is `ambit.cli.store_session`.
@@ -15,10 +15,6 @@ from pathlib import Path
 import click
 import uvloop
 
-from ambit.cli.apply import apply
-from ambit.cli.delete import delete
-from ambit.cli.get import get
-from ambit.cli.label import label
 from ambit.cli.store_session import current_cluster, fail
 from ambit.store import paths
 from ambit.store.types import StoreError
@@ -96,12 +92,3 @@ def serve(
         uvloop.run(main())
     except (PersistError, StoreError, OSError) as exc:
         fail(f"error: the store cannot start: {exc}")
-
-
-COMMANDS = (store, apply, delete, get, label)
-
-
-def register(group: click.Group) -> None:
-    """Add ``store``, ``apply``, ``delete``, ``get`` and ``label`` to the root command."""
-    for command in COMMANDS:
-        group.add_command(command)
