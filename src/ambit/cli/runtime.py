@@ -12,6 +12,7 @@ import click
 
 from ambit.cli import GlobalOptions
 from ambit.cli.nodes import NODE
+from ambit.resources.objects import is_ready
 from ambit.store import StoreClient
 from ambit.store.types import Op, StoreError
 
@@ -19,11 +20,6 @@ from ambit.store.types import Op, StoreError
 def _cluster(ctx: click.Context) -> str:
     options = ctx.find_object(GlobalOptions)
     return options.cluster if options is not None else "ambit"
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or ()
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 async def _wait_ready(cluster: str, timeout_s: float, items: list[dict[str, Any]]) -> None:
@@ -58,7 +54,9 @@ async def _wait_ready(cluster: str, timeout_s: float, items: list[dict[str, Any]
                 raise click.ClickException(f"the runtime daemon died; see {layout.log('daemon')}")
             listed = await client.list(["Pod", "Deployment"])
             pods = [o for o in listed.items if o["kind"] == "Pod"]
-            waiting = [f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods if not _ready(p)]
+            waiting = [
+                f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods if not is_ready(p)
+            ]
             for dep in (o for o in listed.items if o["kind"] == "Deployment"):
                 want = (dep.get("spec") or {}).get("replicas")
                 want = 1 if want is None else int(want)
@@ -67,7 +65,7 @@ async def _wait_ready(cluster: str, timeout_s: float, items: list[dict[str, Any]
                     p
                     for p in pods
                     if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or ())
-                    and _ready(p)
+                    and is_ready(p)
                 ]
                 if len(have) < want:
                     waiting.append(f"deployment {dep['metadata']['namespace']}/{dep['metadata']['name']}")

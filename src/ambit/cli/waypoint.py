@@ -36,6 +36,7 @@ from ambit.resources.objects import (
     WAYPOINT_REPLICAS,
     WAYPOINT_TRAFFIC_TYPES,
     condition,
+    is_ready,
     is_waypoint,
     labels,
     mapping,
@@ -74,11 +75,6 @@ def waypoint_gateway(name: str, namespace: str, traffic_for: str, replicas: int 
     }
 
 
-def _pod_ready(pod: Any) -> bool:
-    ready = condition(pod, "Ready")
-    return ready is not None and ready.get("status") == "True"
-
-
 def list_rows(
     gateways: Sequence[Obj],
     classes: Sequence[Obj],
@@ -100,7 +96,7 @@ def list_rows(
         ready = sum(
             1
             for p in pods
-            if namespace_or_default(p) == ns and labels(p).get(GATEWAY_NAME_LABEL) == name and _pod_ready(p)
+            if namespace_or_default(p) == ns and labels(p).get(GATEWAY_NAME_LABEL) == name and is_ready(p)
         )
         wanted = replicas.get((ns, name))
         programmed = condition(gw, "Programmed")

@@ -38,8 +38,8 @@ from ambit.resources.objects import (
     USE_WAYPOINT,
     WAYPOINT_CLASSES,
     WAYPOINT_FOR,
+    hbone_listener,
     is_waypoint,
-    items,
     labels,
     mapping,
     name_of,
@@ -76,15 +76,7 @@ def collect_waypoints(index: Index, cluster_domain: str) -> dict[tuple[str, str]
         class_name = text(spec, "gatewayClassName")
         ns, name = namespace_of(gw), name_of(gw)
         traffic = waypoint_for(gw, index.get("GatewayClass", "", class_name))
-        hbone = next(
-            (
-                lst
-                for lst in items(spec, "listeners")
-                if text(lst, "protocol") == "HBONE" and lst.get("port") == HBONE_PORT
-            ),
-            None,
-        )
-        routes = mapping(hbone, "allowedRoutes", "namespaces")
+        routes = mapping(hbone_listener(gw), "allowedRoutes", "namespaces")
         out[(ns, name)] = Waypoint(
             namespace=ns,
             name=name,

@@ -26,7 +26,7 @@ from ambit.resources.objects import (
     WAYPOINT_FOR,
     WAYPOINT_TRAFFIC_TYPES,
     condition,
-    items,
+    hbone_listener,
     labels,
     mapping,
     metadata,
@@ -42,16 +42,9 @@ Verdict = tuple[str, str, str]  # a condition's status, reason, message
 PROGRAMMED = "Programmed"
 
 
-def _hbone_listener_problem(gateway: Any) -> str | None:
-    listeners = items(mapping(gateway, "spec"), "listeners")
-    if any(text(lst, "protocol") == "HBONE" and lst.get("port") == HBONE_PORT for lst in listeners):
-        return None
-    return f"spec.listeners: a waypoint needs a listener on port {HBONE_PORT} with protocol HBONE"
-
-
 def _accepted(gateway: Any) -> Verdict:
-    problem = _hbone_listener_problem(gateway)
-    if problem is not None:
+    if hbone_listener(gateway) is None:
+        problem = f"spec.listeners: a waypoint needs a listener on port {HBONE_PORT} with protocol HBONE"
         return "False", "ListenersNotValid", problem
     traffic = labels(gateway).get(WAYPOINT_FOR)
     if traffic is not None and traffic not in WAYPOINT_TRAFFIC_TYPES:

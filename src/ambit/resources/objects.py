@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ambit.model.placement import POD_PHASES, PodPlacement
+from ambit.model.workload import HBONE_PORT
 
 JSON = dict[str, Any]
 
@@ -214,6 +215,18 @@ def is_waypoint(gateway: Any) -> bool:
     )
 
 
+def hbone_listener(gateway: Any) -> JSON | None:
+    """The Gateway's listener a waypoint receives on: protocol ``HBONE`` on port 15008, or None."""
+    return next(
+        (
+            listener
+            for listener in items(mapping(gateway, "spec"), "listeners")
+            if text(listener, "protocol") == "HBONE" and listener.get("port") == HBONE_PORT
+        ),
+        None,
+    )
+
+
 def waypoint_for(gateway: Any, gateway_class: Any = None) -> str:
     """The traffic a waypoint serves: its ``istio.io/waypoint-for`` label, else its class's, else service.
 
@@ -256,6 +269,12 @@ def use_waypoint(obj: Any, namespace_obj: Any) -> WaypointUse | None:
 def condition(obj: Any, kind: str) -> JSON | None:
     """The ``status.conditions`` entry of type ``kind`` (``Accepted``, ``Programmed``...), or None."""
     return next((c for c in items(mapping(obj, "status"), "conditions") if c.get("type") == kind), None)
+
+
+def is_ready(pod: Any) -> bool:
+    """The pod's ``Ready`` condition is ``True``."""
+    ready = condition(pod, "Ready")
+    return ready is not None and ready.get("status") == "True"
 
 
 # --- placement ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import pytest
@@ -84,6 +85,21 @@ class Env:
         )
         self.clients.append(client)
         return client
+
+    async def raw_call(self, server: ControlPlaneServer, *, node: str) -> Any:
+        """A bare CreateCertificate call over a channel holding ``node``'s certificate (no CaClient)."""
+        channel = await VerifiedChannel.open(
+            server.address,
+            cert=self.pki.node(node),
+            bundle=self.pki.bundle,
+            expected=control_plane_identity(TD),
+        )
+        self.channels.append(channel)
+        return channel.channel.unary_unary(
+            CA_PATH,
+            request_serializer=ca_pb2.CertificateRequest.SerializeToString,
+            response_deserializer=ca_pb2.CertificateResponse.FromString,
+        )
 
     async def close(self) -> None:
         for client in self.clients:
@@ -184,15 +200,7 @@ async def test_caller_without_a_certificate_cannot_even_connect(env: Env) -> Non
 
 async def test_csr_for_a_node_identity_is_refused(env: Env) -> None:
     server, service = await env.server()
-    channel = await VerifiedChannel.open(
-        server.address, cert=env.pki.node("n1"), bundle=env.pki.bundle, expected=control_plane_identity(TD)
-    )
-    env.channels.append(channel)
-    call = channel.channel.unary_unary(
-        CA_PATH,
-        request_serializer=ca_pb2.CertificateRequest.SerializeToString,
-        response_deserializer=ca_pb2.CertificateResponse.FromString,
-    )
+    call = await env.raw_call(server, node="n1")
     _key, csr = generate_key_and_csr(NodeIdentity(TD, "n1"))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call(ca_pb2.CertificateRequest(csr=csr.decode()), timeout=TIMEOUT)
@@ -316,15 +324,7 @@ async def test_a_pod_token_gets_its_pods_identity_only_while_that_pod_lives(env:
     server, service = await env.server((NodeCertificateAuthenticator(), token_auth))
     # The channel's certificate is node n1's, where no waypoint pod runs: only the token can explain
     # an issued certificate.
-    channel = await VerifiedChannel.open(
-        server.address, cert=env.pki.node("n1"), bundle=env.pki.bundle, expected=control_plane_identity(TD)
-    )
-    env.channels.append(channel)
-    call = channel.channel.unary_unary(
-        CA_PATH,
-        request_serializer=ca_pb2.CertificateRequest.SerializeToString,
-        response_deserializer=ca_pb2.CertificateResponse.FromString,
-    )
+    call = await env.raw_call(server, node="n1")
     _key, csr = generate_key_and_csr(WAYPOINT)
     request = ca_pb2.CertificateRequest(csr=csr.decode())
 

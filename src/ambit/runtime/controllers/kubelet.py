@@ -110,11 +110,11 @@ class Kubelet:
             self.pods[uid] = state
             self.write_hosts(state, services)
         want = self._enrolled(pod)
+        sa = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
         if want and not state.enrolled:
             if not state.captured:
                 await asyncio.to_thread(capture.apply, state.net.netns)
                 state.captured = True
-            sa = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
             info = zds.WorkloadInfo(name, ns, sa, (state.net.ip,), self.node)
             if (pod.get("status") or {}).get("podIP") != state.net.ip:
                 # Publish the IP first: ztunnel takes a pod only once the control plane has pushed its
@@ -140,7 +140,6 @@ class Kubelet:
             await self._write_status(pod, state, held=True)
             return  # a pod never runs uncaptured
         if self.tokens is not None:
-            sa = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
             self.tokens.project(uid=state.uid, namespace=state.namespace, name=state.name, service_account=sa)
         if not state.started:
             self._start_containers(pod, state, services)
