@@ -14,6 +14,7 @@ tell whether the mesh preserved the source address). Paths with a meaning in the
 * ``/headers``, ``/ip`` (``{"origin": ip}`` plus the echo), ``/status/<code>`` (answers that
   status, 200..599), ``/delay/<seconds>`` (sleeps, at most 10 s) (httpbin);
 * ``/healthz``, ``/ready``, ``/health``: 200 ``{"status": "ok"}``;
+* ``/ws`` with ``Upgrade: websocket``: a WebSocket echo (each text message answered ``<pod>: <text>``);
 * everything else, ``/`` and ``/productpage`` included: 200 and the echo.
 
 A request body is read and counted (``body_bytes``), never returned.
@@ -377,7 +378,20 @@ class SampleApp:
             "body_bytes": body_bytes,
         }
 
+    async def _websocket_echo(self, request: web.BaseRequest) -> web.StreamResponse:
+        """``/ws`` with an Upgrade: a WebSocket that answers each message with ``<pod>: <message>``."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                await ws.send_str(f"{self.config.pod}: {message.data}")
+            elif message.type == web.WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
+        return ws
+
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path == "/ws" and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket_echo(request)
         started = time.monotonic()
         body_bytes = 0
         async for chunk in request.content.iter_any():

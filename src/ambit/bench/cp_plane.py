@@ -231,6 +231,8 @@ def plane_argv(root: Path, store_socket: Path, grpc_port: int, http_port: int) -
         str(grpc_port),
         "--http-port",
         str(http_port),
+        "--token-port",
+        "0",
     ]
     profile_dir = os.environ.get(PROFILE_ENV)
     if profile_dir:

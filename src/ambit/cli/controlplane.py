@@ -36,6 +36,13 @@ if TYPE_CHECKING:
 @click.option("--root-namespace", default="istio-system", show_default=True)
 @click.option("--listen", default="0.0.0.0", show_default=True, help="Address of both ports.")
 @click.option("--grpc-port", default=15012, show_default=True, type=int)
+@click.option(
+    "--token-port",
+    default=15013,
+    show_default=True,
+    type=int,
+    help="The CA for callers with a pod-bound token and no certificate (server-only TLS); 0: off.",
+)
 @click.option("--http-port", default=15014, show_default=True, type=int)
 @click.option(
     "--debounce", default=0.1, show_default=True, type=float, help="Seconds a burst is merged over."
@@ -51,6 +58,7 @@ def controlplane(
     root_namespace: str,
     listen: str,
     grpc_port: int,
+    token_port: int,
     http_port: int,
     debounce: float,
     max_connection_age: float,
@@ -70,6 +78,7 @@ def controlplane(
         root_namespace=root_namespace,
         grpc_host=listen,
         grpc_port=grpc_port,
+        token_port=token_port or None,
         http_host=listen,
         http_port=http_port,
         debounce=debounce,

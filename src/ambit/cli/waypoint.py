@@ -1,4 +1,4 @@
-"""`ambit waypoint generate|apply|list|status|delete`: declare and inspect waypoints, as istioctl does.
+"""`ambit waypoint generate|apply|list|status|delete|run`: declare and inspect waypoints, as istioctl does.
 
 A waypoint is a Gateway of class ``istio-waypoint`` with one ``mesh`` listener on 15008 (HBONE); the
 control plane's waypoint controller turns it into a Deployment, Service, ServiceAccount and PDB and
@@ -9,7 +9,9 @@ cluster's store:
   namespace ``istio.io/use-waypoint=<name>`` (``--overwrite`` replaces another waypoint there), and
   with ``--wait`` returns once the Gateway is ``Programmed``;
 * ``list`` shows each waypoint's traffic type, ready replicas and ``Programmed``; ``status`` its
-  conditions; ``delete`` removes waypoint Gateways (their objects go with them: owner cascade).
+  conditions; ``delete`` removes waypoint Gateways (their objects go with them: owner cascade);
+* ``run`` is the waypoint itself (:mod:`ambit.waypoint.app`): the command the controller's Deployment
+  runs in each waypoint pod.
 
 The pure parts (:func:`waypoint_gateway`, :func:`list_rows`, :func:`status_rows`) are tested alone.
 """
@@ -352,3 +354,81 @@ def delete(
         click.echo(f"No waypoints found in namespace {namespace}.", err=True)
     for line in lines:
         click.echo(line)
+
+
+@waypoint.command("run")
+@click.option("--gateway", required=True, help="The waypoint Gateway this replica serves.")
+@click.option("--namespace", required=True, help="The Gateway's namespace.")
+@click.option("--service-account", help="The pod's service account (default: the Gateway's name).")
+@click.option(
+    "--control-plane",
+    default="controlplane.ambit-system.svc:15012",
+    show_default=True,
+    help="xDS (mTLS with the waypoint's certificate).",
+)
+@click.option(
+    "--ca-address",
+    default="controlplane.ambit-system.svc:15013",
+    show_default=True,
+    help="The CA's token port (TLS; the pod token authenticates).",
+)
+@click.option("--token-file", envvar="AMBIT_TOKEN_FILE", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--trust-bundle", envvar="AMBIT_TRUST_BUNDLE_FILE", required=True, type=click.Path(path_type=Path)
+)
+@click.option("--pod-ip", envvar="POD_IP", required=True)
+@click.option("--pod-name", envvar="POD_NAME", default="")
+@click.option("--trust-domain", default="cluster.local", show_default=True)
+@click.option("--drain-deadline", default=10.0, show_default=True, type=float)
+def run(
+    *,
+    gateway: str,
+    namespace: str,
+    service_account: str | None,
+    control_plane: str,
+    ca_address: str,
+    token_file: Path,
+    trust_bundle: Path,
+    pod_ip: str,
+    pod_name: str,
+    trust_domain: str,
+    drain_deadline: float,
+) -> None:
+    """Run one waypoint replica until SIGTERM (drain) or SIGINT."""
+    # Imported here: the rest of the CLI does not carry the proxy.
+    import logging
+    import signal
+
+    import uvloop
+
+    from ambit.waypoint.app import WaypointApp, WaypointConfig, parse_addresses
+
+    config = WaypointConfig(
+        gateway=gateway,
+        namespace=namespace,
+        service_account=service_account or gateway,
+        pod_ip=pod_ip,
+        pod_name=pod_name,
+        token_file=token_file,
+        trust_bundle_file=trust_bundle,
+        xds_addresses=parse_addresses([control_plane], 15012),
+        ca_addresses=parse_addresses([ca_address], 15013),
+        trust_domain=trust_domain,
+        drain_deadline=drain_deadline,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def serve() -> None:
+        app = WaypointApp(config)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await app.start()
+            await stop.wait()
+            await app.drain()
+        finally:
+            await app.close()
+
+    uvloop.run(serve())

@@ -1,4 +1,5 @@
-"""`ambit ztunnel-config workloads|services|policies|certificates|connections`: what ztunnels believe.
+"""`ambit ztunnel-config workloads|services|policies|certificates|connections|ejections`: what ztunnels
+believe.
 
 Modelled on ``istioctl ztunnel-config``. Each node's ztunnel is asked for its ``/config_dump`` (admin
 port ``127.0.0.1:15000`` inside the node's network namespace; :mod:`ambit.runtime.admin_client`) and
@@ -28,7 +29,7 @@ from ambit.proxy.config_dump import ConfigDump
 Dump = Mapping[str, Any]  # /config_dump as it crossed the wire (JSON); read as a ConfigDump
 Rows = tuple[list[str], list[list[str]]]
 
-SECTIONS = ("workloads", "services", "policies", "certificates", "connections")
+SECTIONS = ("workloads", "services", "policies", "certificates", "connections", "ejections")
 
 
 def _waypoint(ref: WaypointRef | None) -> str:
@@ -153,12 +154,19 @@ def connection_rows(dump: ConfigDump, _now: datetime) -> Rows:
     return headers, rows
 
 
+def ejection_rows(dump: ConfigDump, _now: datetime) -> Rows:
+    headers = ["REPLICA", "UID", "EJECTED FOR", "FAILURES", "LAST FAILURE"]
+    rows = [[e.name or "-", e.uid, f"{e.remaining:.1f}s", str(e.failures), e.reason] for e in dump.ejections]
+    return headers, rows
+
+
 ROWS: dict[str, Callable[[ConfigDump, datetime], Rows]] = {
     "workloads": workload_rows,
     "services": service_rows,
     "policies": policy_rows,
     "certificates": certificate_rows,
     "connections": connection_rows,
+    "ejections": ejection_rows,
 }
 
 
@@ -261,3 +269,4 @@ _subcommand("services", "Services: namespace, name, VIPs, waypoint, endpoints (h
 _subcommand("policies", "Authorization policies: namespace, name, action, scope.")
 _subcommand("certificates", "Workload certificates: SPIFFE id, status, expiry.")
 _subcommand("connections", "Live inbound connections: peers, identities, age, bytes.")
+_subcommand("ejections", "Waypoint replicas this ztunnel tries last after they refused or timed out.")

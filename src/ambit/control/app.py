@@ -39,7 +39,7 @@ from ambit.identity.certs import WorkloadCert, issue
 from ambit.identity.tokens import PUBLIC_KEYS_FILE, load_verifier
 from ambit.model.identity import DEFAULT_TRUST_DOMAIN
 from ambit.model.placement import PodPlacement
-from ambit.model.policy import Authorization
+from ambit.model.policy import Authorization, L7Authorization
 from ambit.model.workload import Service, Workload
 from ambit.net.tasks import spawn
 from ambit.resources.names import CA_SUBDIR, TOKENS_SUBDIR, control_plane_identity
@@ -70,6 +70,7 @@ class ControlPlaneConfig:
     root_namespace: str = "istio-system"
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 15012
+    token_port: int | None = 15013  # the CA for token callers (server-only TLS); None: not served
     http_host: str = "0.0.0.0"
     http_port: int = 15014
     debounce: float = 0.1
@@ -123,6 +124,7 @@ class ControlPlane:
             ca=self.ca_service,
             host=config.grpc_host,
             port=config.grpc_port,
+            token_port=config.token_port,
             max_connection_age=config.max_connection_age,
         )
         self.waypoints = WaypointController(source) if config.run_waypoint_controller else None
@@ -182,10 +184,11 @@ class ControlPlane:
             root_namespace=self.config.root_namespace,
             trust_domain=self.config.trust_domain,
         )
-        values: list[Workload | Service | Authorization] = [
+        values: list[Workload | Service | Authorization | L7Authorization] = [
             *result.workloads.values(),
             *result.services.values(),
             *result.policies.values(),
+            *result.l7_policies.values(),
         ]
         self.cache.set(self.versioner(values))
         self._set_at = time.monotonic()

@@ -1,10 +1,11 @@
 """The snapshot cache: the control plane's current resources, encoded once, shared by every stream.
 
 Translation hands the cache the complete set of resources (``name -> (version, value)``) with
-:meth:`SnapshotCache.set`; names are ``wl/<uid>``, ``svc/<ns>/<hostname>`` and ``ap/<ns>/<name>``
-(``ambit.state.resource_name``). The Address type carries ``wl/`` and ``svc/`` names, the
-Authorization type ``ap/`` names. A resource is encoded to its wire form only when its version changes;
-every proxy stream then sends those same bytes.
+:meth:`SnapshotCache.set`; names are ``wl/<uid>``, ``svc/<ns>/<hostname>``, ``ap/<ns>/<name>`` and
+``l7/<ns>/<name>`` (``ambit.state.resource_name``). The Address type carries ``wl/`` and ``svc/`` names,
+the Authorization type ``ap/`` names and the L7Authorization type (waypoints' policies) ``l7/`` names.
+A resource is encoded to its wire form only when its version changes; every proxy stream then sends
+those same bytes.
 
 Versions should be derived from content (``ambit.model.version.content_version``, shortened to
 16 hex digits on the wire, and :func:`versioned`), so replicas that
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ambit.model.policy import Authorization
+from ambit.model.policy import Authorization, L7Authorization
 from ambit.model.version import content_version
 from ambit.model.workload import Service, Workload
 from ambit.state.snapshot import resource_name, versions_digest
@@ -33,7 +34,7 @@ from ambit.xds.pb.discovery.v1 import discovery_pb2
 
 log = logging.getLogger(__name__)
 
-Value = Workload | Service | Authorization
+Value = Workload | Service | Authorization | L7Authorization
 _VERSION_CHARS = 16
 
 
@@ -110,7 +111,7 @@ class CacheSnapshot:
         for name, resource in resources.items():
             type_url = codec.type_url_for_name(name)
             if type_url is None:
-                raise ValueError(f"resource name {name!r} has no known prefix (wl/, svc/, ap/)")
+                raise ValueError(f"resource name {name!r} has no known prefix (wl/, svc/, ap/, l7/)")
             by_type[type_url][name] = resource
         self._by_type: Mapping[str, Mapping[str, CachedResource]] = MappingProxyType(
             {url: MappingProxyType(items) for url, items in by_type.items()}

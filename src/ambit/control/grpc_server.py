@@ -1,9 +1,14 @@
-"""The control plane's gRPC endpoint (port 15012): delta xDS and the CA service over mTLS.
+"""The control plane's gRPC endpoint: delta xDS and the CA service on 15012 (mTLS) and, for callers
+that have no certificate yet, on 15013 (server-only TLS, the caller shows a pod-bound token).
 
 The server presents the control plane's own credential (``spiffe://<td>/ns/ambit-system/sa/controlplane``)
-and requires a client certificate that chains to the mesh trust bundle: a caller without one fails the
-handshake and never reaches a handler. The servicers read the caller's identity from the verified
-certificate (``context.auth_context()``).
+on both ports. On 15012 it requires a client certificate that chains to the mesh trust bundle: a caller
+without one fails the handshake and never reaches a handler; the servicers read the caller's identity
+from the verified certificate (``context.auth_context()``). On 15013 (``token_port``) nobody shows a
+certificate: the CA authenticates the ``authorization: Bearer`` token, and xDS refuses every stream
+(it has no verified identity). Why two ports where Istio has one: grpcio's server either requires a
+client certificate or never asks for one (``require_client_authentication=False`` sends no
+CertificateRequest, checked with grpcio 1.85), so one port cannot serve both kinds of caller.
 
 Connections are closed after ``max_connection_age`` (default 30 min, as Istio's
 ``keepaliveMaxServerConnectionAge``) with ``max_connection_age_grace`` (default 10 s) for streams to
@@ -44,6 +49,7 @@ class ControlPlaneServer:
         ca: CertificateServer | None = None,
         host: str = "0.0.0.0",
         port: int = CONTROL_PLANE_PORT,
+        token_port: int | None = None,
         max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE,
         max_connection_age_grace: float = DEFAULT_MAX_CONNECTION_AGE_GRACE,
         keepalive: float = DEFAULT_KEEPALIVE,
@@ -55,6 +61,7 @@ class ControlPlaneServer:
         self.ca = ca
         self._host = host
         self._requested_port = port
+        self._requested_token_port = token_port
         self._credential = (cert, bundle)
         self._credential_changed = False
         self._options: list[tuple[str, Any]] = [
@@ -71,6 +78,7 @@ class ControlPlaneServer:
         ]
         self._server: Any = None
         self.port: int | None = None
+        self.token_port: int | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -111,6 +119,14 @@ class ControlPlaneServer:
         port = server.add_secure_port(f"{self._host}:{self._requested_port}", credentials)
         if port == 0:
             raise OSError(f"cannot bind {self._host}:{self._requested_port}")
+        if self._requested_token_port is not None:
+            server_only = grpc.dynamic_ssl_server_credentials(
+                self._config(), self._fetch_config, require_client_authentication=False
+            )
+            token_port = server.add_secure_port(f"{self._host}:{self._requested_token_port}", server_only)
+            if token_port == 0:
+                raise OSError(f"cannot bind {self._host}:{self._requested_token_port}")
+            self.token_port = int(token_port)
         if self.xds is not None:
             self.xds.start()
         await server.start()

@@ -48,7 +48,8 @@ Versions
   ``versions[name]`` is ``ambit.model.version.content_version``: the SHA-256 (hex) of a canonical
   JSON serialization of the resource (sorted keys, enums by value, no timestamps or
   resourceVersions, since resources carry none),
-  for names ``wl/<uid>``, ``svc/<namespace>/<hostname>`` and ``ap/<namespace>/<name>``. So a change
+  for names ``wl/<uid>``, ``svc/<namespace>/<hostname>``, ``ap/<namespace>/<name>`` and
+  ``l7/<namespace>/<name>`` (a waypoint's policy, ``ambit.control.translate_policy_l7``). So a change
   to one pod changes exactly that workload's version (plus whatever that pod really changes).
 
 Warnings: one line per problem, like istiod's status messages; sorted, without duplicates.
@@ -60,7 +61,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ambit.control.translate_common import (
     LOCALITY_LABEL,
@@ -75,6 +76,7 @@ from ambit.control.translate_common import (
     selects,
 )
 from ambit.control.translate_policy import PolicySet, convert_policies, workload_policy_keys
+from ambit.control.translate_policy_l7 import convert_l7_policies
 from ambit.control.translate_services import (
     SelectorIndex,
     ServiceInfo,
@@ -82,7 +84,7 @@ from ambit.control.translate_services import (
     workload_services,
 )
 from ambit.control.translate_waypoint import Waypoint, collect_waypoints, resolve_waypoint
-from ambit.model.policy import Authorization
+from ambit.model.policy import Authorization, L7Authorization
 from ambit.model.version import content_version
 from ambit.model.workload import HealthStatus, Locality, Service, TunnelProtocol, Workload
 from ambit.resources.objects import (
@@ -125,10 +127,11 @@ class TranslationResult:
     services: Mapping[str, Service]  # by key <namespace>/<hostname>
     policies: Mapping[str, Authorization]  # by <namespace>/<name>
     warnings: tuple[str, ...]
+    l7_policies: Mapping[str, L7Authorization] = field(default_factory=dict)  # by <namespace>/<name>
 
     @functools.cached_property
     def versions(self) -> Mapping[str, str]:
-        """wl/<uid>, svc/<namespace>/<hostname>, ap/<namespace>/<name> -> sha256 hex of its canonical JSON.
+        """wl/<uid>, svc/<ns>/<hostname>, ap/<ns>/<name>, l7/<ns>/<name> -> sha256 hex of canonical JSON.
 
         Computed on first access (the control plane versions what it serves itself, see
         ``ambit.control.cache``), then kept."""
@@ -139,6 +142,8 @@ class TranslationResult:
             versions[f"svc/{key}"] = content_version(service)
         for key, policy in self.policies.items():
             versions[f"ap/{key}"] = content_version(policy)
+        for key, l7_policy in self.l7_policies.items():
+            versions[f"l7/{key}"] = content_version(l7_policy)
         return versions
 
 
@@ -292,6 +297,9 @@ def translate(
         trust_domain=trust_domain,
     )
     warnings.extend(policies.warnings)
+    l7_policies = convert_l7_policies(
+        index.kind("AuthorizationPolicy"), trust_domain=trust_domain, warnings=warnings
+    )
 
     service_infos: list[ServiceInfo] = []
     for obj in index.kind("Service"):
@@ -334,4 +342,5 @@ def translate(
         services=services,
         policies=dict(policies.policies),
         warnings=tuple(sorted(set(warnings))),
+        l7_policies=l7_policies,
     )

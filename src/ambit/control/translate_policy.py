@@ -5,7 +5,8 @@ data model is ``ambit.model.policy`` (Istio's ``Group`` is our ``Rule``, Istio's
 ``Clause``). Exactly what happens:
 
 AuthorizationPolicy
-  * with ``targetRef`` / ``targetRefs``: not for ztunnel (a waypoint enforces it): skipped, no warning;
+  * with ``targetRef`` / ``targetRefs``: not for ztunnel (a waypoint enforces it): skipped here, no
+    warning; ``ambit.control.translate_policy_l7`` makes it an ``L7Authorization`` (and warns there);
   * action ``ALLOW`` (the default) or ``DENY``; ``AUDIT`` and ``CUSTOM``: skipped with a warning;
   * scope: no selector (or an empty ``matchLabels``, which Istio's API documents as "all workloads
     of the namespace") → ``NAMESPACE``, or ``GLOBAL`` in the root namespace; with a selector →
@@ -113,11 +114,11 @@ class PolicySet:
 # --- value conversions ------------------------------------------------------------------------------
 
 
-def _matches(values: Iterable[str]) -> tuple[StringMatch, ...]:
+def string_matches(values: Iterable[str]) -> tuple[StringMatch, ...]:
     return tuple(StringMatch.parse(v) for v in values)
 
 
-def _cidrs(values: Iterable[str]) -> tuple[str, ...]:
+def cidrs(values: Iterable[str]) -> tuple[str, ...]:
     out: list[str] = []
     for value in values:
         try:
@@ -127,7 +128,7 @@ def _cidrs(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _ports(values: Iterable[str]) -> tuple[int, ...]:
+def ports(values: Iterable[str]) -> tuple[int, ...]:
     out: list[int] = []
     for value in values:
         if value.isdigit() and 0 < int(value) <= 65535:
@@ -135,7 +136,7 @@ def _ports(values: Iterable[str]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _service_accounts(values: Iterable[str], namespace: str, trust_domain: str) -> tuple[StringMatch, ...]:
+def service_accounts(values: Iterable[str], namespace: str, trust_domain: str) -> tuple[StringMatch, ...]:
     out: list[StringMatch] = []
     for value in values:
         ns, slash, sa = value.partition("/")
@@ -163,8 +164,8 @@ def _convert_rule(rule: JSON, namespace: str, trust_domain: str) -> tuple[list[C
         l7 += [f for f in _L7_OPERATION_FIELDS if op.get(f)]
         to_matches.append(
             Match(
-                destination_ports=_ports(strings(op, "ports")),
-                not_destination_ports=_ports(strings(op, "notPorts")),
+                destination_ports=ports(strings(op, "ports")),
+                not_destination_ports=ports(strings(op, "notPorts")),
             )
         )
     if to_matches:
@@ -176,14 +177,14 @@ def _convert_rule(rule: JSON, namespace: str, trust_domain: str) -> tuple[list[C
         l7 += [f for f in _L7_SOURCE_FIELDS if src.get(f)]
         from_matches.append(
             Match(
-                namespaces=_matches(strings(src, "namespaces")),
-                not_namespaces=_matches(strings(src, "notNamespaces")),
-                principals=_matches(strings(src, "principals"))
-                + _service_accounts(strings(src, "serviceAccounts"), namespace, trust_domain),
-                not_principals=_matches(strings(src, "notPrincipals"))
-                + _service_accounts(strings(src, "notServiceAccounts"), namespace, trust_domain),
-                source_ips=_cidrs(strings(src, "ipBlocks")),
-                not_source_ips=_cidrs(strings(src, "notIpBlocks")),
+                namespaces=string_matches(strings(src, "namespaces")),
+                not_namespaces=string_matches(strings(src, "notNamespaces")),
+                principals=string_matches(strings(src, "principals"))
+                + service_accounts(strings(src, "serviceAccounts"), namespace, trust_domain),
+                not_principals=string_matches(strings(src, "notPrincipals"))
+                + service_accounts(strings(src, "notServiceAccounts"), namespace, trust_domain),
+                source_ips=cidrs(strings(src, "ipBlocks")),
+                not_source_ips=cidrs(strings(src, "notIpBlocks")),
             )
         )
     if from_matches:
@@ -196,15 +197,15 @@ def _convert_rule(rule: JSON, namespace: str, trust_domain: str) -> tuple[list[C
             continue
         values, not_values = strings(cond, "values"), strings(cond, "notValues")
         if key == "source.ip":
-            match = Match(source_ips=_cidrs(values), not_source_ips=_cidrs(not_values))
+            match = Match(source_ips=cidrs(values), not_source_ips=cidrs(not_values))
         elif key == "source.namespace":
-            match = Match(namespaces=_matches(values), not_namespaces=_matches(not_values))
+            match = Match(namespaces=string_matches(values), not_namespaces=string_matches(not_values))
         elif key == "source.principal":
-            match = Match(principals=_matches(values), not_principals=_matches(not_values))
+            match = Match(principals=string_matches(values), not_principals=string_matches(not_values))
         elif key == "destination.ip":
-            match = Match(destination_ips=_cidrs(values), not_destination_ips=_cidrs(not_values))
+            match = Match(destination_ips=cidrs(values), not_destination_ips=cidrs(not_values))
         else:
-            match = Match(destination_ports=_ports(values), not_destination_ports=_ports(not_values))
+            match = Match(destination_ports=ports(values), not_destination_ports=ports(not_values))
         clauses.append(Clause((match,)))
 
     # A clause with an empty match matches every connection: it constrains nothing.
@@ -219,14 +220,42 @@ def _parse_bool(value: str) -> bool | None:
     return None
 
 
+def dry_run_of(obj: JSON, what: str, warnings: list[str]) -> bool:
+    """The policy's ``istio.io/dry-run`` annotation; a value that is not a boolean is false, warned."""
+    raw = annotations_of(obj).get(DRY_RUN_ANNOTATION)
+    if raw is None:
+        return False
+    parsed = _parse_bool(raw)
+    if parsed is None:
+        warnings.append(f"{what}: annotation {DRY_RUN_ANNOTATION}={raw!r} is not a boolean; treated as false")
+    return bool(parsed)
+
+
+def warn_spiffe_principals(rule: JSON, what: str, warnings: list[str]) -> None:
+    """Warn about principals written with ``spiffe://`` (kept as written; they never match)."""
+    for entry in items(rule, "from"):
+        src = mapping(entry, "source")
+        for value in strings(src, "principals") + strings(src, "notPrincipals"):
+            if value.startswith("spiffe://"):
+                warnings.append(
+                    f"{what}: principal {value!r} includes 'spiffe://'; principals are written without "
+                    "it (like 'cluster.local/ns/default/sa/sleep') and this value never matches"
+                )
+
+
+def has_target_refs(spec: JSON) -> bool:
+    """Whether an AuthorizationPolicy spec names ``targetRef`` or ``targetRefs`` (a waypoint's policy)."""
+    return spec.get("targetRef") is not None or bool(spec.get("targetRefs"))
+
+
 def convert_authorization_policy(
     obj: JSON, *, root_namespace: str, trust_domain: str, out: PolicySet
 ) -> Authorization | None:
     ns, name = namespace_of(obj), name_of(obj)
     what = f"AuthorizationPolicy {ns}/{name}"
     spec = mapping(obj, "spec")
-    if spec.get("targetRef") is not None or spec.get("targetRefs"):
-        return None  # enforced by a waypoint, not by ztunnel
+    if has_target_refs(spec):
+        return None  # enforced by a waypoint, not by ztunnel (ambit.control.translate_policy_l7)
     action_text = text(spec, "action", "ALLOW") or "ALLOW"
     if action_text not in ("ALLOW", "DENY"):
         out.warnings.append(
@@ -235,15 +264,7 @@ def convert_authorization_policy(
         return None
     action = Action(action_text)
 
-    dry_run = False
-    raw = annotations_of(obj).get(DRY_RUN_ANNOTATION)
-    if raw is not None:
-        parsed = _parse_bool(raw)
-        if parsed is None:
-            out.warnings.append(
-                f"{what}: annotation {DRY_RUN_ANNOTATION}={raw!r} is not a boolean; treated as false"
-            )
-        dry_run = bool(parsed)
+    dry_run = dry_run_of(obj, what, out.warnings)
 
     selector = string_map(mapping(spec, "selector").get("matchLabels"))
     if selector:
@@ -257,14 +278,7 @@ def convert_authorization_policy(
     found_l7: set[str] = set()
     emptied: list[str] = []
     for position, rule in enumerate(items(spec, "rules")):
-        for entry in items(rule, "from"):
-            src = mapping(entry, "source")
-            for value in strings(src, "principals") + strings(src, "notPrincipals"):
-                if value.startswith("spiffe://"):
-                    out.warnings.append(
-                        f"{what}: principal {value!r} includes 'spiffe://'; principals are written without "
-                        "it (like 'cluster.local/ns/default/sa/sleep') and this value never matches"
-                    )
+        warn_spiffe_principals(rule, what, out.warnings)
         clauses, l7 = _convert_rule(rule, ns, trust_domain)
         found_l7.update(l7)
         if l7 and action is Action.ALLOW:

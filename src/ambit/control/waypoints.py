@@ -8,8 +8,9 @@ ownerReferences to the Gateway (so deleting the Gateway deletes them: the store 
   hostname topology spread constraint, with Istio's waypoint resources (requests 100m CPU / 128Mi,
   limits 2 CPU / 1Gi: `global.waypoint.resources` in istio/istio
   manifests/charts/istio-control/istio-discovery/values.yaml), pods labelled
-  `gateway.networking.k8s.io/gateway-name` and `istio.io/dataplane-mode: none` (a waypoint speaks
-  HBONE itself and is never captured);
+  `gateway.networking.k8s.io/gateway-name`, `istio.io/dataplane-mode: none` (a waypoint speaks
+  HBONE itself and is never captured) and `networking.istio.io/tunnel: http` (so its workload is
+  reached over HBONE), running `ambit waypoint run --gateway <name> --namespace <ns>`;
 * a Service on 15008 (HBONE) and 15021 (readiness), labelled so no waypoint binds to it;
 * a PodDisruptionBudget with minAvailable 1.
 
@@ -40,6 +41,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ambit.control.translate_common import TUNNEL_LABEL
 from ambit.control.waypoint_status import gateway_status
 from ambit.net.tasks import spawn
 from ambit.resources.objects import (
@@ -142,7 +144,8 @@ def desired_objects(gateway: Mapping[str, Any]) -> list[Obj]:
             meta["annotations"] = {**infra_annotations, **annotations}
         return meta
 
-    pod_labels = {**infra_labels, **selector, DATAPLANE_MODE: DATAPLANE_MODE_NONE}
+    # never captured by a ztunnel (dataplane-mode none), and it speaks HBONE itself (tunnel: http)
+    pod_labels = {**infra_labels, **selector, DATAPLANE_MODE: DATAPLANE_MODE_NONE, TUNNEL_LABEL: "http"}
     pod_metadata: Obj = {"labels": pod_labels}
     if infra_annotations:
         pod_metadata["annotations"] = dict(infra_annotations)

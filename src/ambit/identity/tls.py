@@ -56,14 +56,15 @@ def _load_credential(context: ssl.SSLContext, cert: WorkloadCert) -> None:
 
 
 def _apply_policy(
-    context: ssl.SSLContext, cert: WorkloadCert, bundle: TrustBundle, alpn: Sequence[str]
+    context: ssl.SSLContext, cert: WorkloadCert | None, bundle: TrustBundle, alpn: Sequence[str]
 ) -> None:
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.maximum_version = ssl.TLSVersion.TLSv1_3
     context.verify_mode = ssl.CERT_REQUIRED
     context.verify_flags |= ssl.VERIFY_X509_STRICT
     context.load_verify_locations(cadata=bundle.roots_pem.decode("ascii"))
-    _load_credential(context, cert)
+    if cert is not None:
+        _load_credential(context, cert)
     if alpn:
         context.set_alpn_protocols(list(alpn))
 
@@ -79,9 +80,11 @@ def server_context(
 
 
 def client_context(
-    cert: WorkloadCert, bundle: TrustBundle, *, alpn: Sequence[str] = DEFAULT_ALPN
+    cert: WorkloadCert | None, bundle: TrustBundle, *, alpn: Sequence[str] = DEFAULT_ALPN
 ) -> ssl.SSLContext:
     """A TLS 1.3 client context presenting ``cert`` and verifying the server against ``bundle``.
+
+    ``cert`` None presents no certificate (a caller that authenticates otherwise: a pod-bound token).
 
     Hostname checking is off: call :func:`verify_server_identity` after the handshake.
     """

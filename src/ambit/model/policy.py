@@ -1,4 +1,4 @@
-"""L4 authorization policies as proxies see them (Istio's `istio.security.Authorization`).
+"""Authorization policies as proxies see them: L4 (Istio's `istio.security.Authorization`) and L7.
 
 Data only; evaluation lives in `ambit.authz`. Structure and meaning, as in Istio:
 
@@ -11,6 +11,13 @@ Data only; evaluation lives in `ambit.authz`. Structure and meaning, as in Istio
 Scope says which workloads a policy applies to: GLOBAL (root namespace, every workload),
 NAMESPACE (no selector: every workload in its namespace), WORKLOAD_SELECTOR (only workloads that
 list the policy key in `Workload.authorization_policies`).
+
+L7 policies (`L7Authorization`, what a waypoint enforces: Istio AuthorizationPolicies with
+`targetRefs`) have the same ANY/ALL structure (`L7Rule` = ALL of `L7Clause`s, `L7Clause` = ANY of
+`L7Match`es, a policy with no rules matches nothing) and apply to the Gateways (waypoints) and Services
+named in `targets` instead of a scope. An `L7Match` adds the HTTP attributes to the L4 ones: hosts,
+methods, paths and request headers, each with a `not_` twin. How each field is compared (hosts
+case-insensitive, paths without the query string, headers joined with ``,``) is `ambit.authz.l7`'s.
 """
 
 from __future__ import annotations
@@ -101,6 +108,85 @@ class Authorization:
     scope: Scope
     action: Action
     rules: tuple[Rule, ...]
+    dry_run: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+# --- L7 (waypoint) policies ----------------------------------------------------------------------
+
+GATEWAY_TARGET = "Gateway"  # a waypoint (gateway.networking.k8s.io Gateway)
+SERVICE_TARGET = "Service"  # a core Service whose traffic a waypoint handles
+TARGET_KINDS = frozenset({GATEWAY_TARGET, SERVICE_TARGET})
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTarget:
+    """What an L7 policy is attached to: a Gateway (waypoint) or a Service, by namespace and name."""
+
+    kind: str  # GATEWAY_TARGET | SERVICE_TARGET
+    namespace: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ValueError(f"policy target kind {self.kind!r} is not one of {sorted(TARGET_KINDS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderMatch:
+    """A request header (name in lower case) whose value matches ANY of ``values``."""
+
+    name: str
+    values: tuple[StringMatch, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class L7Match:
+    """One set of L7 conditions: the L4 source and port fields plus the HTTP ones.
+
+    Every non-empty positive field must have an entry that matches, and no ``not_`` field may have one.
+    ``source_ips`` hold CIDRs as in :class:`Match`."""
+
+    principals: tuple[StringMatch, ...] = ()
+    not_principals: tuple[StringMatch, ...] = ()
+    namespaces: tuple[StringMatch, ...] = ()
+    not_namespaces: tuple[StringMatch, ...] = ()
+    source_ips: tuple[str, ...] = ()
+    not_source_ips: tuple[str, ...] = ()
+    hosts: tuple[StringMatch, ...] = ()
+    not_hosts: tuple[StringMatch, ...] = ()
+    methods: tuple[StringMatch, ...] = ()
+    not_methods: tuple[StringMatch, ...] = ()
+    paths: tuple[StringMatch, ...] = ()
+    not_paths: tuple[StringMatch, ...] = ()
+    destination_ports: tuple[int, ...] = ()
+    not_destination_ports: tuple[int, ...] = ()
+    headers: tuple[HeaderMatch, ...] = ()
+    not_headers: tuple[HeaderMatch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class L7Clause:
+    matches: tuple[L7Match, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class L7Rule:
+    clauses: tuple[L7Clause, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class L7Authorization:
+    """One L7 policy as sent to waypoints: applies to the requests a waypoint handles for ``targets``."""
+
+    name: str
+    namespace: str
+    action: Action
+    targets: tuple[PolicyTarget, ...]
+    rules: tuple[L7Rule, ...]
     dry_run: bool = False
 
     @property

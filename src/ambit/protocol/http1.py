@@ -45,8 +45,10 @@ REASONS = {
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     408: "Request Timeout",
     413: "Content Too Large",
+    417: "Expectation Failed",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
@@ -58,12 +60,17 @@ REASONS = {
 
 
 class Http1Error(Exception):
-    """A message that cannot be accepted: ``status`` is what to answer (or why to close), ``reason`` why."""
+    """A message that cannot be accepted: ``status`` is what to answer (or why to close), ``reason`` why.
+
+    Raised by a parser's ``feed``, ``events`` holds what that same ``feed`` completed before the error
+    (a good request pipelined ahead of a bad one is still served, then the error answered).
+    """
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"{status}: {reason}")
         self.status = status
         self.reason = reason
+        self.events: list[Event] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +185,15 @@ class _Parser:
     def _feed(
         self, parser: httptools.HttpRequestParser | httptools.HttpResponseParser, data: bytes
     ) -> list[Event]:
+        try:
+            return self._feed_parser(parser, data)
+        except Http1Error as error:
+            error.events, self._events = self._events, []
+            raise
+
+    def _feed_parser(
+        self, parser: httptools.HttpRequestParser | httptools.HttpResponseParser, data: bytes
+    ) -> list[Event]:
         if self._upgraded:
             return [Upgraded(bytes(data))] if data else []
         try:
@@ -268,13 +284,35 @@ class ResponseParser(_Parser):
         self._parser = httptools.HttpResponseParser(self)
         end = _head_end(data)
         if end is not None and end < len(data):
-            raise Http1Error(502, "the upstream sent bytes after the head of a response to HEAD")
+            error = Http1Error(502, "the upstream sent bytes after the head of a response to HEAD")
+            error.events = events
+            raise error
         return [*events, MessageEnd()]
 
 
 def _head_end(data: bytes) -> int | None:
     index = data.find(b"\r\n\r\n")
     return None if index < 0 else index + 4
+
+
+def content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The one length every ``content-length`` field (lower-case name) agrees on; None if absent or not.
+
+    ``5, 5`` is 5 (RFC 9110 §8.6 lets a recipient take a repeated identical value); anything not all
+    digits, or values that differ, give None: the caller frames the body another way, or refuses it.
+    """
+    length: int | None = None
+    for name, value in headers:
+        if name != b"content-length":
+            continue
+        for item in value.split(b","):
+            text = item.strip()
+            if not text.isdigit() or len(text) > 18:
+                return None
+            if length is not None and int(text) != length:
+                return None
+            length = int(text)
+    return length
 
 
 # -- serialisation ---------------------------------------------------------------------------------

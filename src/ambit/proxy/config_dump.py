@@ -82,6 +82,17 @@ class AgentView:
 
 
 @dataclass(frozen=True, slots=True)
+class EjectionView:
+    """A waypoint replica this proxy skips for now (outlier ejection, ``ambit.routing.ejection``)."""
+
+    uid: str
+    name: str  # namespace/name of the replica's pod, when the config still knows it
+    remaining: float  # seconds until it is tried first again
+    failures: int  # failures in a row (the ejection doubles with each)
+    reason: str  # the last failure
+
+
+@dataclass(frozen=True, slots=True)
 class XdsView:
     address: Address | None
     synced: bool
@@ -107,6 +118,7 @@ class ConfigDump:
     pods: Mapping[str, PodView] = field(default_factory=dict)  # by uid
     certificates: Mapping[str, CertificateView] = field(default_factory=dict)  # by SPIFFE ID
     connections: tuple[ConnectionView, ...] = ()  # oldest first
+    ejections: tuple[EjectionView, ...] = ()  # by uid
     inbound_connections: int = 0
     pool_connections: int = 0
     heap: HeapView | None = None
@@ -139,6 +151,6 @@ def _shaped(f: dataclasses.Field[Any], value: object) -> bool:
     """False for a collection section that is not a collection (then it takes its default)."""
     if f.name in ("workloads", "services", "policies", "pods", "certificates"):
         return isinstance(value, dict)
-    if f.name == "connections":
+    if f.name in ("connections", "ejections"):
         return isinstance(value, list)
     return True

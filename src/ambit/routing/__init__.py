@@ -11,8 +11,11 @@ Outbound (:func:`plan_outbound`, :func:`outbound_candidates`), in ztunnel's orde
 
 1. the source must be HBONE-enrolled (ztunnel only captures enrolled pods), else refused;
 2. ``dst_ip`` is a Service VIP: the port must be one of the service's ports, else refused. A
-   service bound to a waypoint goes through :func:`_plan_via_waypoint`, which today refuses (the
-   seam for the waypoint issue). Otherwise an endpoint is chosen among ``snapshot.endpoints`` that
+   service bound to a waypoint goes to one of the waypoint's ready replicas over HBONE
+   (``<replica ip>:15008``, authority the original ``VIP:port``, expected identity the replica's;
+   every ready replica is a candidate, in capacity-weighted random order, no locality preference,
+   ejected replicas last — :mod:`.ejection`); with no ready replica it is refused, never sent
+   around the waypoint. Otherwise an endpoint is chosen among ``snapshot.endpoints`` that
    are HEALTHY, have an address and serve the port (see :func:`_target_port`), best locality first
    (same node, then same region and zone, then same region, then the rest; an empty locality field
    never counts as a match), randomly weighted by ``capacity`` within the best rank. An endpoint
@@ -24,8 +27,8 @@ Outbound (:func:`plan_outbound`, :func:`outbound_candidates`), in ztunnel's orde
    applies locality only when the Service asks for it, via ``trafficDistribution`` or
    ``internalTrafficPolicy``; ambit's model has no such field yet and always prefers locality,
    FAILOVER-style: a better rank wins, worse ranks are the spill-over.)
-3. ``dst_ip`` is a workload address: bound to a workload waypoint → the seam (refused today); else
-   HBONE when enrolled, plain TCP otherwise;
+3. ``dst_ip`` is a workload address: bound to a workload waypoint → its replicas as in 2, authority
+   the original ``podIP:port``; else HBONE when enrolled, plain TCP otherwise;
 4. unknown address inside one of ``cluster_cidrs``: refused (fail closed, DESIGN §5); outside:
    plain TCP passthrough. An unparsable ``dst_ip`` or cluster CIDR refuses.
 

@@ -6,7 +6,7 @@ The rules are in :mod:`ambit.routing`'s docstring (outbound, in ztunnel's order)
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from ambit.model.identity import Identity
@@ -25,18 +25,6 @@ from ambit.routing.plans import HbonePlan, OutboundPlan, PassthroughPlan, RouteE
 from ambit.state.snapshot import Snapshot
 
 # --- outbound -------------------------------------------------------------------------------------
-
-
-def _plan_via_waypoint(waypoint: WaypointRef, what: str) -> RouteError:
-    """THE SEAM for waypoint routing: today every waypoint-bound destination is refused (fail closed).
-
-    The waypoint issue replaces this with: pick a waypoint endpoint, HBONE to it with authority =
-    the original ``VIP:port`` (or ``podIP:port``).
-    """
-    return RouteError(
-        f"{what} is bound to waypoint {waypoint.namespace}/{waypoint.hostname}; "
-        "waypoint routing arrives with the waypoint issue"
-    )
 
 
 def _target_port(workload: Workload, service: Service, port: ServicePort) -> int | None:
@@ -84,6 +72,65 @@ class _ViaService:
     service: Service
     port: ServicePort
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ViaWaypoint:
+    """A destination a waypoint covers: ``what`` (for errors), the original ``authority``, the
+    service addressed (None for pod-addressed traffic) and the IP version to reach the waypoint on."""
+
+    waypoint: WaypointRef
+    what: str
+    authority: str
+    service: Service | None
+    version: int
+
+
+def _waypoint_plans(
+    snapshot: Snapshot,
+    via: _ViaWaypoint,
+    rng: random.Random,
+    ejected: Callable[[Sequence[str]], Collection[str]],
+) -> list[OutboundPlan] | RouteError:
+    """Every ready replica of the waypoint, as HBONE plans for the original authority.
+
+    Replicas are balanced uniformly (capacity-weighted random order; no locality preference, so the
+    load spreads over every replica); the ones ``ejected`` names go last. No ready replica: refused,
+    never sent around the waypoint (fail closed).
+    """
+    ref = via.waypoint
+    key = f"{ref.namespace}/{ref.hostname}"
+    usable: list[_Usable] = []
+    for endpoint in snapshot.endpoints(key):
+        if endpoint.status is not HealthStatus.HEALTHY:
+            continue
+        ip = address_for(endpoint, via.version)
+        identity = identity_of(endpoint)
+        if ip is None or identity is None:
+            continue
+        usable.append(_Usable(endpoint, ip, ref.port, identity, 0))
+    if not usable:
+        return RouteError(f"{via.what} is bound to waypoint {key}, which has no ready replica (fail closed)")
+    ordered = _weighted_order(usable, rng)
+    out = set(ejected([u.endpoint.uid for u in ordered]))
+    ordered = [u for u in ordered if u.endpoint.uid not in out] + [
+        u for u in ordered if u.endpoint.uid in out
+    ]
+    return [
+        HbonePlan(
+            endpoint=u.endpoint,
+            address=(u.ip, ref.port),
+            authority=via.authority,
+            destination_identity=u.identity,  # type: ignore[arg-type]  # checked above
+            service=via.service,
+            waypoint=ref,
+        )
+        for u in ordered
+    ]
+
+
+def _no_ejections(_uids: Sequence[str]) -> Collection[str]:
+    return ()
 
 
 def _usable(
@@ -165,8 +212,9 @@ def _classify(
     *,
     cluster_cidrs: Sequence[str],
     exclude: Collection[str],
-) -> _ViaService | OutboundPlan | RouteError:
-    """Everything but the endpoint choice of a service-addressed destination."""
+    at_waypoint: bool = False,
+) -> _ViaService | _ViaWaypoint | OutboundPlan | RouteError:
+    """Everything but the endpoint choice of a service- or waypoint-addressed destination."""
     if source.tunnel_protocol is not TunnelProtocol.HBONE:
         return RouteError(f"source workload {source.uid} is not enrolled in the mesh (HBONE)")
     address = parse_ip(dst_ip)
@@ -181,14 +229,20 @@ def _classify(
         port = next((p for p in service.ports if p.port == dst_port), None)
         if port is None:
             return RouteError(f"service {service.key} has no port {dst_port}")
-        if service.waypoint is not None:
-            return _plan_via_waypoint(service.waypoint, f"service {service.key}")
+        if service.waypoint is not None and not at_waypoint:
+            authority = format_authority(ip, dst_port)
+            return _ViaWaypoint(
+                service.waypoint, f"service {service.key}", authority, service, address.version
+            )
         return _ViaService(service, port, address.version)
 
     workload = snapshot.find_workload_by_ip(ip)
     if workload is not None:
-        if workload.waypoint is not None:
-            return _plan_via_waypoint(workload.waypoint, f"workload {workload.uid}")
+        if workload.waypoint is not None and not at_waypoint:
+            authority = format_authority(ip, dst_port)
+            return _ViaWaypoint(
+                workload.waypoint, f"workload {workload.uid}", authority, None, address.version
+            )
         if workload.uid in exclude:
             return RouteError(f"workload {workload.uid} at {ip} was already tried")
         if workload.tunnel_protocol is TunnelProtocol.HBONE:
@@ -222,6 +276,9 @@ def plan_outbound(
 ) -> OutboundPlan | RouteError:
     """How ``source``'s connection to ``dst_ip:dst_port`` is carried out, or why it is refused."""
     classified = _classify(snapshot, source, dst_ip, dst_port, cluster_cidrs=cluster_cidrs, exclude=exclude)
+    if isinstance(classified, _ViaWaypoint):
+        plans = _waypoint_plans(snapshot, classified, rng, _no_ejections)
+        return plans if isinstance(plans, RouteError) else plans[0]
     if not isinstance(classified, _ViaService):
         return classified
     usable = _usable(snapshot, source, classified, exclude)
@@ -240,15 +297,30 @@ def outbound_candidates(
     cluster_cidrs: Sequence[str],
     rng: random.Random,
     exclude: Collection[str] = (),
+    ejected: Callable[[Sequence[str]], Collection[str]] = _no_ejections,
+    at_waypoint: bool = False,
 ) -> list[OutboundPlan] | RouteError:
     """Every usable plan, best first (locality rank, then weighted-random order), for retries.
 
     A pod-addressed or external destination has exactly one; the first candidate is distributed as
-    :func:`plan_outbound`'s choice.
+    :func:`plan_outbound`'s choice. A destination a waypoint covers has one plan per ready waypoint
+    replica; ``ejected(uids)`` names the replicas to try last (the client's outlier ejection).
+    ``at_waypoint``: the caller is the waypoint ``source`` itself, which goes to the destination's
+    endpoints (its binding is what brought the traffic here); nothing else changes.
     """
-    classified = _classify(snapshot, source, dst_ip, dst_port, cluster_cidrs=cluster_cidrs, exclude=exclude)
+    classified = _classify(
+        snapshot,
+        source,
+        dst_ip,
+        dst_port,
+        cluster_cidrs=cluster_cidrs,
+        exclude=exclude,
+        at_waypoint=at_waypoint,
+    )
     if isinstance(classified, RouteError):
         return classified
+    if isinstance(classified, _ViaWaypoint):
+        return _waypoint_plans(snapshot, classified, rng, ejected)
     if not isinstance(classified, _ViaService):
         return [classified]
     usable = _usable(snapshot, source, classified, exclude)

@@ -12,6 +12,7 @@ from ambit.authz import Decision
 from ambit.model.identity import Identity
 from ambit.model.workload import (
     Service,
+    WaypointRef,
     Workload,
 )
 
@@ -42,6 +43,8 @@ class HbonePlan:
     authority: str  # "<endpoint ip>:<target port>", IPv6 in brackets
     destination_identity: Identity  # what the server must present (endpoint.identity)
     service: Service | None
+    # set when the tunnel goes to a waypoint replica (``endpoint``) for the original ``authority``
+    waypoint: WaypointRef | None = None
 
 
 @dataclass(frozen=True, slots=True)

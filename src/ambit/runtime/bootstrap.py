@@ -65,6 +65,7 @@ def controlplane_objects(
                 "selector": {"app": "controlplane"},
                 "ports": [
                     {"name": "grpc-xds", "port": 15012, "targetPort": 15012},
+                    {"name": "grpc-ca-token", "port": 15013, "targetPort": 15013},
                     {"name": "http-monitoring", "port": 15014, "targetPort": 15014},
                 ],
             },
@@ -84,7 +85,7 @@ def controlplane_objects(
                             "name": "controlplane",
                             "image": "ambit",
                             "command": argv,
-                            "ports": [{"containerPort": 15012}, {"containerPort": 15014}],
+                            "ports": [{"containerPort": port} for port in (15012, 15013, 15014)],
                         }
                     ],
                 },

@@ -26,6 +26,7 @@ import random
 import signal
 from typing import Any
 
+from ambit.identity.ca import TRUST_BUNDLE_FILE
 from ambit.identity.tokens import load_signer
 from ambit.runtime import control
 from ambit.runtime.ambit_command import ztunnel_available
@@ -74,7 +75,11 @@ class Daemon:
             on_change=self.wake.set,
         )
         tokens = (
-            TokenProjector(load_signer(self.layout.tokens_dir), self.layout.pods_dir)
+            TokenProjector(
+                load_signer(self.layout.tokens_dir),
+                self.layout.pods_dir,
+                trust_bundle=(self.layout.ca_dir / TRUST_BUNDLE_FILE).read_bytes(),
+            )
             if self.layout.tokens_dir.exists()
             else None
         )

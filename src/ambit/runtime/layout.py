@@ -26,9 +26,10 @@ SYSTEM_NAMESPACE = CONTROL_PLANE_NAMESPACE  # the runtime runs the control plane
 
 HBONE_PORT = 15008  # mTLS data between ztunnels (pod to pod)
 XDS_PORT = 15012  # the control plane: xDS and the CA, over mTLS
+TOKEN_CA_PORT = 15013  # the control plane's CA for token callers (a waypoint's first certificate), TLS
 # The only TCP ports an enrolled cluster's traffic uses between nodes (the fabric): anything else on the
 # wire is plaintext. `ambit demo` and the fabric-capture tests check against this one list.
-FABRIC_PORTS = frozenset({HBONE_PORT, XDS_PORT})
+FABRIC_PORTS = frozenset({HBONE_PORT, XDS_PORT, TOKEN_CA_PORT})
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ambit.runtime import netplan
-from ambit.runtime.layout import FABRIC_PORTS, HBONE_PORT, XDS_PORT
+from ambit.runtime.layout import FABRIC_PORTS, HBONE_PORT, TOKEN_CA_PORT, XDS_PORT
 
 PORT_NAMES = {
     HBONE_PORT: "15008 (HBONE: mTLS data)",
     XDS_PORT: "15012 (control plane: xDS/CA over mTLS)",
+    TOKEN_CA_PORT: "15013 (control plane: CA for pod-token callers, TLS)",
 }
 _LINE = re.compile(r" (\d+\.\d+\.\d+\.\d+)\.(\d+) > (\d+\.\d+\.\d+\.\d+)\.(\d+):")
 

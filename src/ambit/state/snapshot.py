@@ -4,7 +4,10 @@ A snapshot is a set of named, versioned resources (``name -> (version, value)``)
 
 * ``wl/<uid>`` → :class:`~ambit.model.workload.Workload`;
 * ``svc/<namespace>/<hostname>`` → :class:`~ambit.model.workload.Service` (``svc/`` + ``Service.key``);
-* ``ap/<namespace>/<name>`` → :class:`~ambit.model.policy.Authorization` (``ap/`` + ``Authorization.key``).
+* ``ap/<namespace>/<name>`` → :class:`~ambit.model.policy.Authorization` (``ap/`` + ``Authorization.key``);
+* ``l7/<namespace>/<name>`` → :class:`~ambit.model.policy.L7Authorization` (``l7/`` + its key): a
+  waypoint's policy, indexed by the Gateways and Services it targets (:meth:`Snapshot.l7_policies_for`).
+  Every proxy may hold them; only waypoints read them.
 
 Built once, never changed: a connection takes the current snapshot and every decision it makes sees
 the same config. ``version`` is a content hash over the resources' names and versions, so two
@@ -22,15 +25,16 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from ambit.model.policy import Authorization, Scope
+from ambit.model.policy import Authorization, L7Authorization, Scope
 from ambit.model.workload import HealthStatus, Service, Workload
 
-Resource = Workload | Service | Authorization
+Resource = Workload | Service | Authorization | L7Authorization
 Entry = tuple[str, Resource]  # (version, value)
 
 WORKLOAD_PREFIX = "wl/"
 SERVICE_PREFIX = "svc/"
 POLICY_PREFIX = "ap/"
+L7_POLICY_PREFIX = "l7/"
 
 _MASK = (1 << 64) - 1
 
@@ -43,6 +47,8 @@ def resource_name(value: Resource) -> str:
         return SERVICE_PREFIX + value.key
     if isinstance(value, Authorization):
         return POLICY_PREFIX + value.key
+    if isinstance(value, L7Authorization):
+        return L7_POLICY_PREFIX + value.key
     raise TypeError(f"not a mesh resource: {type(value).__name__}")
 
 
@@ -99,6 +105,8 @@ class Snapshot:
         "_global_policies",
         "_hash",
         "_ip_holders",
+        "_l7_by_target",
+        "_l7_policies",
         "_namespace_policies",
         "_own",
         "_policies",
@@ -119,6 +127,8 @@ class Snapshot:
     _endpoints: dict[str, tuple[Workload, ...]]
     _global_policies: tuple[Authorization, ...]
     _namespace_policies: dict[str, tuple[Authorization, ...]]
+    _l7_policies: dict[str, L7Authorization]
+    _l7_by_target: dict[tuple[str, str, str], tuple[L7Authorization, ...]]  # (kind, ns, name) -> by key
     _hash: int
 
     def __init__(self, entries: Mapping[str, Entry]) -> None:
@@ -127,6 +137,7 @@ class Snapshot:
         workloads: dict[str, Workload] = {}
         services: dict[str, Service] = {}
         policies: dict[str, Authorization] = {}
+        l7_policies: dict[str, L7Authorization] = {}
         total = 0
         for name, entry in entries.items():
             check_entry(name, entry)
@@ -137,8 +148,10 @@ class Snapshot:
                 workloads[value.uid] = value
             elif isinstance(value, Service):
                 services[value.key] = value
-            else:
+            elif isinstance(value, Authorization):
                 policies[value.key] = value
+            else:
+                l7_policies[value.key] = value
 
         ip_holders: dict[str, list[Workload]] = {}
         endpoints: dict[str, list[Workload]] = {}
@@ -164,6 +177,8 @@ class Snapshot:
         self._by_vip = {vip: services[keys[0]] for vip, keys in vip_holders.items()}
         self._endpoints = {key: tuple(members) for key, members in endpoints.items()}
         self._global_policies, self._namespace_policies = _policy_indexes(policies)
+        self._l7_policies = l7_policies
+        self._l7_by_target = _l7_index(l7_policies)
         self._hash = total & _MASK
 
     @classmethod
@@ -201,6 +216,11 @@ class Snapshot:
         """Authorization policies by key (``<namespace>/<name>``)."""
         return MappingProxyType(self._policies)
 
+    @property
+    def l7_policies(self) -> Mapping[str, L7Authorization]:
+        """Waypoint (L7) policies by key (``<namespace>/<name>``)."""
+        return MappingProxyType(self._l7_policies)
+
     def versions(self, prefixes: tuple[str, ...] | None = None) -> dict[str, str]:
         """name -> version of every resource (only names starting with one of ``prefixes``, if given)."""
         if prefixes is None:
@@ -213,7 +233,8 @@ class Snapshot:
     def __repr__(self) -> str:
         return (
             f"Snapshot(version={self.version}, workloads={len(self._workloads)}, "
-            f"services={len(self._services)}, policies={len(self._policies)})"
+            f"services={len(self._services)}, policies={len(self._policies)}, "
+            f"l7_policies={len(self._l7_policies)})"
         )
 
     # -- lookups --------------------------------------------------------------------------------
@@ -243,6 +264,11 @@ class Snapshot:
                 selected[key] = listed
         return tuple(selected[key] for key in sorted(selected))
 
+    def l7_policies_for(self, kind: str, namespace: str, name: str) -> tuple[L7Authorization, ...]:
+        """The L7 policies that target the ``kind`` (``"Gateway"`` or ``"Service"``) ``namespace/name``,
+        sorted by key; () when none do (or for any other kind). An index lookup, built with the snapshot."""
+        return self._l7_by_target.get((kind, namespace, name), ())
+
     # -- deriving -------------------------------------------------------------------------------
 
     def with_changes(self, upserts: Mapping[str, Entry], removals: Iterable[str]) -> Snapshot:
@@ -270,6 +296,7 @@ class Snapshot:
         old_services: list[Service] = []
         new_services: list[Service] = []
         policies_changed = False
+        l7_changed = False
         for name in old_entries.keys() | upserts.keys():
             old = old_entries.get(name)
             new = own.get(name)
@@ -284,8 +311,10 @@ class Snapshot:
                     (old_workloads if sign < 0 else new_workloads).append(value)
                 elif isinstance(value, Service):
                     (old_services if sign < 0 else new_services).append(value)
-                else:
+                elif isinstance(value, Authorization):
                     policies_changed = True
+                else:
+                    l7_changed = True
 
         snap = Snapshot.__new__(Snapshot)
         snap._own = own
@@ -295,9 +324,15 @@ class Snapshot:
             old_workloads, new_workloads
         )
         snap._services, snap._vip_holders, snap._by_vip = self._derive_services(old_services, new_services)
+        self._derive_policies(snap, policies_changed=policies_changed, l7_changed=l7_changed)
+        return snap
+
+    def _derive_policies(self, snap: Snapshot, *, policies_changed: bool, l7_changed: bool) -> None:
+        """Set ``snap``'s L4 and L7 policy maps and indexes: rebuilt from its entries where they
+        changed, else shared with this snapshot."""
         if policies_changed:
             policies = {
-                entry[1].key: entry[1] for entry in own.values() if isinstance(entry[1], Authorization)
+                entry[1].key: entry[1] for entry in snap._own.values() if isinstance(entry[1], Authorization)
             }
             snap._policies = policies
             snap._global_policies, snap._namespace_policies = _policy_indexes(policies)
@@ -305,7 +340,17 @@ class Snapshot:
             snap._policies = self._policies
             snap._global_policies = self._global_policies
             snap._namespace_policies = self._namespace_policies
-        return snap
+        if l7_changed:
+            l7_policies = {
+                entry[1].key: entry[1]
+                for entry in snap._own.values()
+                if isinstance(entry[1], L7Authorization)
+            }
+            snap._l7_policies = l7_policies
+            snap._l7_by_target = _l7_index(l7_policies)
+        else:
+            snap._l7_policies = self._l7_policies
+            snap._l7_by_target = self._l7_by_target
 
     def _derive_workloads(
         self, old: list[Workload], new: list[Workload]
@@ -427,3 +472,15 @@ def _policy_indexes(
         elif policy.scope is Scope.NAMESPACE:
             namespace_policies.setdefault(policy.namespace, []).append(policy)
     return tuple(global_policies), {ns: tuple(p) for ns, p in namespace_policies.items()}
+
+
+def _l7_index(
+    policies: Mapping[str, L7Authorization],
+) -> dict[tuple[str, str, str], tuple[L7Authorization, ...]]:
+    """(target kind, namespace, name) -> the L7 policies targeting it, sorted by key."""
+    index: dict[tuple[str, str, str], list[L7Authorization]] = {}
+    for key in sorted(policies):
+        policy = policies[key]
+        for target in dict.fromkeys(policy.targets):
+            index.setdefault((target.kind, target.namespace, target.name), []).append(policy)
+    return {target: tuple(found) for target, found in index.items()}

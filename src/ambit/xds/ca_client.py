@@ -65,9 +65,10 @@ class CaClient:
         self,
         *,
         addresses: Callable[[], Sequence[Address]],
-        cert: WorkloadCert,
+        cert: WorkloadCert | None,
         bundle: TrustBundle,
         server_identity: Identity | NodeIdentity | None = None,
+        token: Callable[[], str] | None = None,
         ttl: timedelta = DEFAULT_TTL,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -76,7 +77,12 @@ class CaClient:
         self._addresses = addresses
         self._cert = cert
         self._bundle = bundle
-        self.server_identity = server_identity or control_plane_identity(cert.identity.trust_domain)
+        if server_identity is None:
+            if cert is None:
+                raise ValueError("a CA client without a certificate must be told the server identity")
+            server_identity = control_plane_identity(cert.identity.trust_domain)
+        self.server_identity = server_identity
+        self._token = token
         self._ttl = ttl
         self._timeout = timeout
         self._connect_timeout = connect_timeout
@@ -136,7 +142,10 @@ class CaClient:
             request_serializer=ca_pb2.CertificateRequest.SerializeToString,
             response_deserializer=ca_pb2.CertificateResponse.FromString,
         )
-        return await method(request, timeout=self._timeout)
+        metadata = None
+        if self._token is not None:
+            metadata = (("authorization", f"Bearer {self._token()}"),)
+        return await method(request, timeout=self._timeout, metadata=metadata)
 
     def _certificate(self, identity: Identity, key_pem: bytes, chain: list[str]) -> WorkloadCert:
         if not chain:

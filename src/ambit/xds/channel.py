@@ -11,7 +11,8 @@ grpcio 1.85.1: "Hostname Verification Check failed"; see also wool-labs/wool#251
 So each channel gets a private bridge: gRPC speaks plaintext HTTP/2 to a Unix socket in a fresh
 0700 directory; every connection accepted there (only from this very process, checked with
 ``SO_PEERCRED``) is carried over a TLS 1.3 connection that *we* open with
-:func:`ambit.identity.tls.client_context` (our certificate, the mesh trust bundle only, ALPN h2) and
+:func:`ambit.identity.tls.client_context` (our certificate — none for a token caller on the token
+port —, the mesh trust bundle only, ALPN h2) and
 is used only after :func:`ambit.identity.tls.verify_server_identity` confirmed the server presented
 exactly the expected identity (normally ``spiffe://<td>/ns/ambit-system/sa/controlplane``). A server
 with any other identity, even one from our own CA, gets no bytes: the local connection is closed and
@@ -43,6 +44,9 @@ from ambit.resources.names import CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE
 log = logging.getLogger(__name__)
 
 CONTROL_PLANE_PORT = 15012
+# The control plane's second port: server-only TLS for callers with no certificate yet, who show a
+# pod-bound token to the CA (see ambit.control.grpc_server).
+TOKEN_PORT = 15013
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_KEEPALIVE = 30.0
 _CHUNK = 64 * 1024
@@ -102,7 +106,7 @@ class VerifiedChannel:
         self,
         address: Address,
         *,
-        cert: WorkloadCert,
+        cert: WorkloadCert | None,
         bundle: TrustBundle,
         expected: Identity | NodeIdentity,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -132,7 +136,7 @@ class VerifiedChannel:
         cls,
         address: Address,
         *,
-        cert: WorkloadCert,
+        cert: WorkloadCert | None,
         bundle: TrustBundle,
         expected: Identity | NodeIdentity,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,

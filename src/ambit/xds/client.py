@@ -8,15 +8,16 @@ One aggregated stream at a time, to any control-plane replica:
 * the connection is mTLS with the proxy's credential (node credential for a ztunnel, workload
   credential for a waypoint) and the server must present exactly the control plane's identity
   (``ambit.xds.channel`` explains how that is checked);
-* both resource types are subscribed with the wildcard, and every stream starts with
-  ``initial_resource_versions`` taken from the store, so a reconnect is sent only what changed;
+* every resource type (``codec.TYPE_URLS``: addresses, L4 policies, L7 policies) is subscribed with
+  the wildcard, and every stream starts with ``initial_resource_versions`` taken from the store, so a
+  reconnect is sent only what changed;
 * each response is decoded (``ambit.xds.codec``), the good resources are applied to the store in one
   step, and the response is ACKed, or NACKed naming the resources that failed; those keep their
   previous version (ztunnel's per-resource semantics);
 * a broken stream is retried with jittered exponential backoff from 10 ms up to 15 s (reset once a
   stream delivers a response); after ``max_connection_age`` (default 30 min, jittered down by up to
   10 %) the client closes the stream itself and reconnects at once, so proxies spread over replicas;
-* ``synced`` is set once the first response of both types has been applied, and stays set: the
+* ``synced`` is set once the first response of every type has been applied, and stays set: the
   store keeps the last good config while the control plane is away.
 """
 
@@ -38,7 +39,7 @@ from ambit.identity.secrets import backoff_delay
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.protocol.xds import ClientSession
 from ambit.resources.names import control_plane_identity
-from ambit.state.snapshot import POLICY_PREFIX, SERVICE_PREFIX, WORKLOAD_PREFIX
+from ambit.state.snapshot import L7_POLICY_PREFIX, POLICY_PREFIX, SERVICE_PREFIX, WORKLOAD_PREFIX
 from ambit.state.store import StateStore
 from ambit.xds import codec
 from ambit.xds.channel import (
@@ -61,6 +62,7 @@ _HISTORY = 64
 _PREFIXES: Mapping[str, tuple[str, ...]] = {
     codec.ADDRESS_TYPE_URL: (WORKLOAD_PREFIX, SERVICE_PREFIX),
     codec.AUTHORIZATION_TYPE_URL: (POLICY_PREFIX,),
+    codec.L7_AUTHORIZATION_TYPE_URL: (L7_POLICY_PREFIX,),
 }
 
 AddressProvider = Callable[[], Sequence[Address]]

@@ -2,12 +2,15 @@
 
 Over 500 lines because it is a table: one encoder and one checked decoder per wire message, field by field.
 
-Both directions, for the two resource types (Address = Workload | Service, and Authorization) and for
-the delta discovery request/response envelopes (to and from `ambit.protocol.xds` dataclasses).
+Both directions, for the three resource types (Address = Workload | Service; Authorization, ztunnel's
+L4 policies; L7Authorization, waypoints' policies) and for the delta discovery request/response
+envelopes (to and from `ambit.protocol.xds` dataclasses). Every proxy subscribes to every type; a
+ztunnel holds L7 policies in its state without reading them.
 
 Decoding treats the wire as untrusted: every field a proxy acts on is checked (IP addresses of 4 or
 16 bytes, ports in range, known enum values, valid SPIFFE segments for namespace, service account and
-trust domain, the resource name agreeing with the value) and anything wrong raises
+trust domain, an L7 target of a known kind, a header match with a name, the resource name agreeing
+with the value) and anything wrong raises
 :class:`XdsRejected` naming the resource and the reason, so the client can NACK it and keep its last
 good version. Encoding is lenient on strings (the client is the gate) but raises
 :class:`XdsEncodeError` for values that have no wire form (an address that is not an IP).
@@ -26,11 +29,19 @@ from google.protobuf import any_pb2, message  # type: ignore[import-untyped]  # 
 
 from ambit.model.identity import DEFAULT_TRUST_DOMAIN, IdentityError, check_segment, check_trust_domain
 from ambit.model.policy import (
+    GATEWAY_TARGET,
+    SERVICE_TARGET,
     Action,
     Authorization,
     Clause,
+    HeaderMatch,
+    L7Authorization,
+    L7Clause,
+    L7Match,
+    L7Rule,
     Match,
     MatchKind,
+    PolicyTarget,
     Rule,
     Scope,
     StringMatch,
@@ -47,15 +58,23 @@ from ambit.model.workload import (
     Workload,
 )
 from ambit.protocol.xds import DeltaRequest, DeltaResponse, ErrorDetail, ResourceRef
-from ambit.state.snapshot import POLICY_PREFIX, SERVICE_PREFIX, WORKLOAD_PREFIX, Resource, resource_name
+from ambit.state.snapshot import (
+    L7_POLICY_PREFIX,
+    POLICY_PREFIX,
+    SERVICE_PREFIX,
+    WORKLOAD_PREFIX,
+    Resource,
+    resource_name,
+)
 from ambit.xds.pb.discovery.v1 import discovery_pb2
-from ambit.xds.pb.security.v1 import authorization_pb2
+from ambit.xds.pb.security.v1 import authorization_pb2, l7_authorization_pb2
 from ambit.xds.pb.workload.v1 import workload_pb2
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
 ADDRESS_TYPE_URL = "type.googleapis.com/ambit.workload.v1.Address"
 AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.Authorization"
-TYPE_URLS = (ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL)
+L7_AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.L7Authorization"
+TYPE_URLS = (ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, L7_AUTHORIZATION_TYPE_URL)
 _REJECTED_RESOURCES_URL = "type.googleapis.com/ambit.discovery.v1.RejectedResources"
 
 MAX_PORT = 65535
@@ -80,16 +99,23 @@ class XdsEncodeError(CodecError):
 
 
 def type_url_for_name(name: str) -> str | None:
-    """The type a resource name belongs to: Address for ``wl/`` and ``svc/``, Authorization for ``ap/``."""
+    """The type a resource name belongs to: Address for ``wl/`` and ``svc/``, Authorization for ``ap/``,
+    L7Authorization for ``l7/``."""
     if name.startswith((WORKLOAD_PREFIX, SERVICE_PREFIX)):
         return ADDRESS_TYPE_URL
     if name.startswith(POLICY_PREFIX):
         return AUTHORIZATION_TYPE_URL
+    if name.startswith(L7_POLICY_PREFIX):
+        return L7_AUTHORIZATION_TYPE_URL
     return None
 
 
 def type_url_for(value: Resource) -> str:
-    return AUTHORIZATION_TYPE_URL if isinstance(value, Authorization) else ADDRESS_TYPE_URL
+    if isinstance(value, Authorization):
+        return AUTHORIZATION_TYPE_URL
+    if isinstance(value, L7Authorization):
+        return L7_AUTHORIZATION_TYPE_URL
+    return ADDRESS_TYPE_URL
 
 
 # -- encoding: model -> wire ----------------------------------------------------------------------
@@ -135,6 +161,8 @@ _SCOPE_TO_PB = {
 _SCOPE_FROM_PB: dict[int, Scope] = {v: k for k, v in _SCOPE_TO_PB.items()}
 _ACTION_TO_PB = {Action.ALLOW: authorization_pb2.ALLOW, Action.DENY: authorization_pb2.DENY}
 _ACTION_FROM_PB: dict[int, Action] = {v: k for k, v in _ACTION_TO_PB.items()}
+_TARGET_TO_PB = {GATEWAY_TARGET: l7_authorization_pb2.GATEWAY, SERVICE_TARGET: l7_authorization_pb2.SERVICE}
+_TARGET_FROM_PB: dict[int, str] = {v: k for k, v in _TARGET_TO_PB.items()}
 
 
 def workload_to_pb(workload: Workload) -> workload_pb2.Workload:
@@ -254,8 +282,59 @@ def authorization_to_pb(policy: Authorization) -> authorization_pb2.Authorizatio
     )
 
 
+def _l7_match_to_pb(name: str, match: L7Match) -> l7_authorization_pb2.L7Match:
+    def strings(items: tuple[StringMatch, ...]) -> list[authorization_pb2.StringMatch]:
+        return [_string_match_to_pb(m) for m in items]
+
+    def headers(items: tuple[HeaderMatch, ...]) -> list[l7_authorization_pb2.HeaderMatch]:
+        return [l7_authorization_pb2.HeaderMatch(name=h.name, values=strings(h.values)) for h in items]
+
+    return l7_authorization_pb2.L7Match(
+        principals=strings(match.principals),
+        not_principals=strings(match.not_principals),
+        namespaces=strings(match.namespaces),
+        not_namespaces=strings(match.not_namespaces),
+        source_ips=[_cidr(name, c) for c in match.source_ips],
+        not_source_ips=[_cidr(name, c) for c in match.not_source_ips],
+        hosts=strings(match.hosts),
+        not_hosts=strings(match.not_hosts),
+        methods=strings(match.methods),
+        not_methods=strings(match.not_methods),
+        paths=strings(match.paths),
+        not_paths=strings(match.not_paths),
+        destination_ports=[_port(name, p, "destination port") for p in match.destination_ports],
+        not_destination_ports=[_port(name, p, "destination port") for p in match.not_destination_ports],
+        headers=headers(match.headers),
+        not_headers=headers(match.not_headers),
+    )
+
+
+def l7_authorization_to_pb(policy: L7Authorization) -> l7_authorization_pb2.L7Authorization:
+    name = resource_name(policy)
+    return l7_authorization_pb2.L7Authorization(
+        name=policy.name,
+        namespace=policy.namespace,
+        action=_ACTION_TO_PB[policy.action],
+        targets=[
+            l7_authorization_pb2.PolicyTarget(kind=_TARGET_TO_PB[t.kind], namespace=t.namespace, name=t.name)
+            for t in policy.targets
+        ],
+        rules=[
+            l7_authorization_pb2.L7Rule(
+                clauses=[
+                    l7_authorization_pb2.L7Clause(matches=[_l7_match_to_pb(name, m) for m in clause.matches])
+                    for clause in rule.clauses
+                ]
+            )
+            for rule in policy.rules
+        ],
+        dry_run=policy.dry_run,
+    )
+
+
 def resource_to_any(value: Resource) -> any_pb2.Any:
-    """The value packed as it travels in ``Resource.resource``: an Address or an Authorization."""
+    """The value packed as it travels in ``Resource.resource``: an Address, an Authorization or an
+    L7Authorization."""
     packed = any_pb2.Any()
     if isinstance(value, Workload):
         packed.Pack(workload_pb2.Address(workload=workload_to_pb(value)))
@@ -263,6 +342,8 @@ def resource_to_any(value: Resource) -> any_pb2.Any:
         packed.Pack(workload_pb2.Address(service=service_to_pb(value)))
     elif isinstance(value, Authorization):
         packed.Pack(authorization_to_pb(value))
+    elif isinstance(value, L7Authorization):
+        packed.Pack(l7_authorization_to_pb(value))
     else:
         raise TypeError(f"not a mesh resource: {type(value).__name__}")
     return packed
@@ -465,6 +546,74 @@ def authorization_from_pb(name: str, pb: authorization_pb2.Authorization) -> Aut
     )
 
 
+def _header_match_from_pb(name: str, pb: l7_authorization_pb2.HeaderMatch) -> HeaderMatch:
+    return HeaderMatch(
+        name=_required(name, "header match name", pb.name),
+        values=tuple(_string_match_from_pb(name, m) for m in pb.values),
+    )
+
+
+def _l7_match_from_pb(name: str, pb: l7_authorization_pb2.L7Match) -> L7Match:
+    def strings(items: list[authorization_pb2.StringMatch]) -> tuple[StringMatch, ...]:
+        return tuple(_string_match_from_pb(name, m) for m in items)
+
+    def cidrs(items: list[authorization_pb2.Address]) -> tuple[str, ...]:
+        return tuple(_cidr_text(name, a) for a in items)
+
+    def ports(items: list[int]) -> tuple[int, ...]:
+        return tuple(_checked_port(name, p, "destination port", allow_zero=False) for p in items)
+
+    def headers(items: list[l7_authorization_pb2.HeaderMatch]) -> tuple[HeaderMatch, ...]:
+        return tuple(_header_match_from_pb(name, h) for h in items)
+
+    return L7Match(
+        principals=strings(list(pb.principals)),
+        not_principals=strings(list(pb.not_principals)),
+        namespaces=strings(list(pb.namespaces)),
+        not_namespaces=strings(list(pb.not_namespaces)),
+        source_ips=cidrs(list(pb.source_ips)),
+        not_source_ips=cidrs(list(pb.not_source_ips)),
+        hosts=strings(list(pb.hosts)),
+        not_hosts=strings(list(pb.not_hosts)),
+        methods=strings(list(pb.methods)),
+        not_methods=strings(list(pb.not_methods)),
+        paths=strings(list(pb.paths)),
+        not_paths=strings(list(pb.not_paths)),
+        destination_ports=ports(list(pb.destination_ports)),
+        not_destination_ports=ports(list(pb.not_destination_ports)),
+        headers=headers(list(pb.headers)),
+        not_headers=headers(list(pb.not_headers)),
+    )
+
+
+def _target_from_pb(name: str, pb: l7_authorization_pb2.PolicyTarget) -> PolicyTarget:
+    return PolicyTarget(
+        kind=_enum(name, _TARGET_FROM_PB, pb.kind, "policy target kind"),
+        namespace=_segment(name, "target namespace", pb.namespace),
+        name=_required(name, "target name", pb.name),
+    )
+
+
+def l7_authorization_from_pb(name: str, pb: l7_authorization_pb2.L7Authorization) -> L7Authorization:
+    action = _enum(name, _ACTION_FROM_PB, pb.action, "policy action")
+    return L7Authorization(
+        name=_segment(name, "policy name", pb.name),
+        namespace=_segment(name, "namespace", pb.namespace),
+        action=action,
+        targets=tuple(_target_from_pb(name, t) for t in pb.targets),
+        rules=tuple(
+            L7Rule(
+                clauses=tuple(
+                    L7Clause(matches=tuple(_l7_match_from_pb(name, m) for m in clause.matches))
+                    for clause in rule.clauses
+                )
+            )
+            for rule in pb.rules
+        ),
+        dry_run=pb.dry_run,
+    )
+
+
 def _unpack(name: str, packed: any_pb2.Any, target: message.Message) -> None:
     expected = TYPE_URL_PREFIX + target.DESCRIPTOR.full_name
     if packed.type_url != expected:
@@ -482,6 +631,10 @@ def resource_from_any(name: str, packed: any_pb2.Any) -> Resource:
         policy = authorization_pb2.Authorization()
         _unpack(name, packed, policy)
         value = authorization_from_pb(name, policy)
+    elif name.startswith(L7_POLICY_PREFIX):
+        l7_policy = l7_authorization_pb2.L7Authorization()
+        _unpack(name, packed, l7_policy)
+        value = l7_authorization_from_pb(name, l7_policy)
     elif name.startswith((WORKLOAD_PREFIX, SERVICE_PREFIX)):
         address = workload_pb2.Address()
         _unpack(name, packed, address)
@@ -493,7 +646,7 @@ def resource_from_any(name: str, packed: any_pb2.Any) -> Resource:
         else:
             raise XdsRejected(name, "address holds neither a workload nor a service")
     else:
-        raise XdsRejected(name, "resource name has no known prefix (wl/, svc/, ap/)")
+        raise XdsRejected(name, "resource name has no known prefix (wl/, svc/, ap/, l7/)")
     named = resource_name(value)
     if named != name:
         raise XdsRejected(name, f"resource holds {named}, not {name}")

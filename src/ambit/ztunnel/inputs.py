@@ -20,6 +20,7 @@ from ambit.net.pool import HbonePool
 from ambit.proxy.certs import WorkloadCredentials
 from ambit.proxy.sockets import SocketFactory
 from ambit.proxy.state_waiter import StateWaiter
+from ambit.routing.ejection import Ejections
 from ambit.state.store import StateStore
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.connections import ConnectionRegistry
@@ -84,3 +85,5 @@ class ProxyInputs:
     connections: ConnectionRegistry
     metrics: Metrics
     rng: random.Random = field(default_factory=random.Random)
+    # waypoint replicas that refused or timed out, tried last for a while (ambit.routing.ejection)
+    ejections: Ejections = field(default_factory=Ejections)

@@ -167,8 +167,15 @@ class OutboundHandler:
                 raise _Stop(f"{reason}; refusing in-cluster destination", FLAG_NONE, accesslog.REFUSED)
         source = snapshot.workloads[self.pod.uid]
         tracker.source = source
+        now = asyncio.get_running_loop().time()
         candidates = outbound_candidates(
-            snapshot, source, dst[0], dst[1], cluster_cidrs=config.cluster_cidrs, rng=inputs.rng
+            snapshot,
+            source,
+            dst[0],
+            dst[1],
+            cluster_cidrs=config.cluster_cidrs,
+            rng=inputs.rng,
+            ejected=lambda uids: inputs.ejections.ejected(uids, now),
         )
         if isinstance(candidates, RouteError):
             raise _Stop(candidates.reason, FLAG_NONE, accesslog.REFUSED)
@@ -183,7 +190,10 @@ class OutboundHandler:
             tracker.plan = plan
             try:
                 if isinstance(plan, HbonePlan):
-                    return await self._open_hbone(plan, src)
+                    stream = await self._open_hbone(plan, src)
+                    if plan.waypoint is not None:
+                        self.inputs.ejections.succeeded(plan.endpoint.uid)
+                    return stream
                 return await self._connect_passthrough(plan.address, src, tracker, plan, plan.endpoint)
             except TunnelRejected as exc:
                 refusal = answer_refusal(exc.status, f"{_describe(plan)} answered {exc.status}")
@@ -192,15 +202,31 @@ class OutboundHandler:
                     outcome = accesslog.DENIED if refusal.flag == FLAG_DENY else accesslog.REFUSED
                     raise _Stop(refusal.reason, refusal.flag, outcome) from exc
                 errors.append(f"{_describe(plan)}: 503")
+                self._eject(plan, errors[-1])
             except SecretUnavailable as exc:
                 tracker.count_open()
                 raise _Stop(str(exc), FLAG_IDENTITY, accesslog.REFUSED) from exc
             except (OSError, PeerIdentityError) as exc:
                 errors.append(f"{_describe(plan)}: {exc or type(exc).__name__}")
+                self._eject(plan, errors[-1])
             if plan is not candidates[-1]:
                 log.info("outbound %s: %s; trying the next endpoint", format_address(src), errors[-1])
         tracker.count_open()
         raise _Stop("no endpoint could be reached: " + "; ".join(errors), FLAG_CONNECT, accesslog.ERROR)
+
+    def _eject(self, plan: OutboundPlan, reason: str) -> None:
+        """A waypoint replica that refused or timed out is tried last for a while."""
+        if isinstance(plan, HbonePlan) and plan.waypoint is not None:
+            now = asyncio.get_running_loop().time()
+            ejection = self.inputs.ejections.failed(plan.endpoint.uid, now, reason)
+            log.warning(
+                "waypoint replica %s/%s ejected for %.0f s (failure %d): %s",
+                plan.endpoint.namespace,
+                plan.endpoint.name,
+                ejection.until - now,
+                ejection.failures,
+                reason,
+            )
 
     async def _open_hbone(self, plan: HbonePlan, src: Address) -> Duplex:
         key = PoolKey(self.pod.identity, plan.destination_identity, plan.address, src[0])

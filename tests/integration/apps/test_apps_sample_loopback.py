@@ -263,3 +263,16 @@ async def test_port_in_use_leaves_nothing_open() -> None:
             await second.start()
         assert second._runner is not None
         assert all(sock.fileno() == -1 for sock in second._listeners.http)
+
+
+async def test_websocket_echo(app: SampleApp) -> None:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"http://127.0.0.1:{app.http_ports[0]}/ws") as ws,
+    ):
+        await ws.send_str("hi")
+        assert await ws.receive_str() == "reviews-v2-abc: hi"
+    plain = await get(app.http_ports[0], "/ws")  # control: without an Upgrade, /ws is the echo
+    assert plain.status == 200 and plain.json()["path"] == "/ws"

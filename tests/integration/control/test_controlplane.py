@@ -73,6 +73,7 @@ class Cluster:
             "state_dir": self.root / "state",
             "grpc_host": "127.0.0.1",
             "grpc_port": 0,
+            "token_port": 0,
             "http_host": "127.0.0.1",
             "http_port": 0,
             "debounce": 0.05,

@@ -358,3 +358,46 @@ async def test_a_pod_token_gets_its_pods_identity_only_while_that_pod_lives(env:
     code, details = await refused(pod_token(key=ec.generate_private_key(ec.SECP256R1())))
     assert code == grpc.StatusCode.UNAUTHENTICATED and "not a known token key" in details
     assert service.stats.issued == 1 and service.stats.denied == 4
+
+
+async def test_a_caller_without_a_certificate_gets_one_on_the_token_port(env: Env) -> None:
+    """The token port (server-only TLS): a certificate-less CaClient with the pod's token is issued its
+    identity; the same client on the mTLS port cannot connect (control), and a token for a gone pod is
+    refused on the token port too."""
+    env.pods = [placement("waypoint-1", "n2", sa="waypoint")]
+    token_auth = PodTokenAuthenticator(TokenVerifier([TOKEN_KEY.public_key()]))
+    service = CertificateServer(
+        env.pki.ca, lambda: list(env.pods), on_denied=env.denials.append, authenticators=(token_auth,)
+    )
+    server = ControlPlaneServer(
+        cert=env.pki.workload("ambit-system", "controlplane"),
+        bundle=env.pki.bundle,
+        ca=service,
+        host="127.0.0.1",
+        port=0,
+        token_port=0,
+    )
+    await server.start()
+    env.servers.append(server)
+    assert server.token_port is not None and server.token_port != server.port
+
+    def token_client(port: int) -> CaClient:
+        client = CaClient(
+            addresses=lambda: [("127.0.0.1", port)],
+            cert=None,
+            bundle=env.pki.bundle,
+            server_identity=control_plane_identity(TD),
+            token=pod_token,
+        )
+        env.clients.append(client)
+        return client
+
+    cert = await asyncio.wait_for(token_client(server.token_port).fetch(WAYPOINT), TIMEOUT)
+    assert cert.identity == WAYPOINT
+
+    with pytest.raises(CertificateFetchError):  # control: the mTLS port wants a client certificate
+        await asyncio.wait_for(token_client(server.port).fetch(WAYPOINT), TIMEOUT)
+
+    env.pods = []
+    with pytest.raises(CertificateDenied, match="no longer exists"):
+        await asyncio.wait_for(token_client(server.token_port).fetch(WAYPOINT), TIMEOUT)

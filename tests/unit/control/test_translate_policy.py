@@ -286,6 +286,7 @@ def test_target_ref_policies_are_for_waypoints(target: dict[str, Any]) -> None:
     result = run(authz("p", "default", {**target, "action": "DENY", "rules": [{}]}))
     assert result.policies == {}
     assert result.warnings == ()
+    assert set(result.l7_policies) == {"default/p"}  # tests/unit/control/test_translate_policy_l7.py
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,7 @@ def test_every_resource_has_a_version() -> None:
         {f"wl/{uid}" for uid in result.workloads}
         | {f"svc/{key}" for key in result.services}
         | {f"ap/{key}" for key in result.policies}
+        | {f"l7/{key}" for key in result.l7_policies}
     )
     assert set(result.versions) == expected
     assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in result.versions.values())

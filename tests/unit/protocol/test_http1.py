@@ -182,3 +182,14 @@ def test_serialised_heads_parse_back() -> None:
 def test_serialising_never_splits_a_message(bad: object) -> None:
     with pytest.raises(Http1Error):
         bad()  # type: ignore[operator]
+
+
+def test_an_error_keeps_the_events_parsed_before_it() -> None:
+    parser = RequestParser()
+    with pytest.raises(Http1Error) as info:
+        parser.feed(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost : a\r\n\r\n")
+    assert info.value.status == 400
+    assert [type(e).__name__ for e in info.value.events] == ["RequestHead", "MessageEnd"], (
+        "/a is still served"
+    )
+    assert isinstance(info.value.events[0], RequestHead) and info.value.events[0].target == b"/a"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -118,10 +118,18 @@ def out(
 
 
 def candidates(
-    snapshot: Snapshot, dst: str, port: int, *, seed: int = 1, exclude: Collection[str] = ()
+    snapshot: Snapshot,
+    dst: str,
+    port: int,
+    *,
+    seed: int = 1,
+    exclude: Collection[str] = (),
+    ejected: Callable[[Sequence[str]], Collection[str]] = lambda _uids: (),
 ) -> list[OutboundPlan] | RouteError:
     rng = random.Random(seed)
-    return outbound_candidates(snapshot, SOURCE, dst, port, cluster_cidrs=CIDRS, rng=rng, exclude=exclude)
+    return outbound_candidates(
+        snapshot, SOURCE, dst, port, cluster_cidrs=CIDRS, rng=rng, exclude=exclude, ejected=ejected
+    )
 
 
 def hbone(plan: object) -> HbonePlan:
@@ -211,13 +219,54 @@ def test_unusable_endpoints_skipped(ep: Workload) -> None:
     assert "no usable endpoint" in error(out(snap(SOURCE, ep, s), VIP, 80))
 
 
-def test_waypoint_bound_service_refused_at_the_seam() -> None:
-    waypoint = WaypointRef("default", "waypoint.default.svc.cluster.local")
-    reason = error(out(snap(SOURCE, wl("a", "10.244.2.5"), svc(waypoint=waypoint)), VIP, 80))
-    assert reason == (
-        f"service {KEY} is bound to waypoint default/waypoint.default.svc.cluster.local; "
-        "waypoint routing arrives with the waypoint issue"
+WP_REF = WaypointRef("default", "waypoint.default.svc.cluster.local")
+WP_KEY = "default/waypoint.default.svc.cluster.local"
+
+
+def replica(uid: str, ip: str, healthy: bool = True) -> Workload:
+    """A waypoint replica: a workload of the waypoint's Service, speaking HBONE itself."""
+    return wl(uid, ip, sa="waypoint", service=WP_KEY, healthy=healthy)
+
+
+def waypoint_service() -> Service:
+    return Service("waypoint", "default", WP_REF.hostname, ("10.96.0.99",), (ServicePort(15008),))
+
+
+def test_waypoint_bound_service_goes_to_a_replica_with_the_original_authority() -> None:
+    r1, r2 = replica("wp-1", "10.244.1.7"), replica("wp-2", "10.244.2.7")
+    s = snap(SOURCE, wl("a", "10.244.2.5"), svc(waypoint=WP_REF), waypoint_service(), r1, r2)
+    chosen = {hbone(out(s, VIP, 80, seed=seed)).endpoint.uid for seed in range(40)}
+    assert chosen == {"wp-1", "wp-2"}  # balanced over both replicas, never the app endpoint "a"
+    plan = hbone(out(s, VIP, 80))
+    assert plan.authority == f"{VIP}:80" and plan.address[1] == 15008
+    assert plan.waypoint == WP_REF and plan.service is not None and plan.service.key == KEY
+    assert plan.destination_identity == plan.endpoint.identity
+
+
+def test_waypoint_without_a_ready_replica_fails_closed() -> None:
+    s = snap(SOURCE, wl("a", "10.244.2.5"), svc(waypoint=WP_REF), waypoint_service())
+    assert (
+        error(out(s, VIP, 80))
+        == f"service {KEY} is bound to waypoint {WP_KEY}, which has no ready replica (fail closed)"
     )
+    s = snap(
+        SOURCE,
+        wl("a", "10.244.2.5"),
+        svc(waypoint=WP_REF),
+        waypoint_service(),
+        replica("wp-1", "10.244.1.7", healthy=False),
+    )
+    assert "no ready replica" in error(candidates(s, VIP, 80))
+
+
+def test_waypoint_candidates_put_ejected_replicas_last() -> None:
+    r1, r2 = replica("wp-1", "10.244.1.7"), replica("wp-2", "10.244.2.7")
+    s = snap(SOURCE, svc(waypoint=WP_REF), waypoint_service(), r1, r2)
+    for seed in range(20):
+        plans = candidates(s, VIP, 80, seed=seed, ejected=lambda uids: {"wp-1"} & set(uids))
+        assert [p.endpoint.uid for p in plans if isinstance(p, HbonePlan)] == ["wp-2", "wp-1"]
+    unejected = {hbone(candidates(s, VIP, 80, seed=seed)[0]).endpoint.uid for seed in range(40)}  # type: ignore[index]
+    assert unejected == {"wp-1", "wp-2"}  # control: without ejection either may come first
 
 
 def test_endpoint_workload_waypoint_not_used_for_service_traffic() -> None:
@@ -359,10 +408,13 @@ def test_pod_ip_not_enrolled_is_plain_tcp() -> None:
     assert out(snap(SOURCE, ep), "10.244.2.5", 9090) == PassthroughPlan(("10.244.2.5", 9090), None, ep)
 
 
-def test_pod_with_workload_waypoint_refused_at_the_seam() -> None:
-    ep = wl("a", "10.244.2.5", waypoint=WaypointRef("default", "wp.default.svc.cluster.local"))
-    reason = error(out(snap(SOURCE, ep), "10.244.2.5", 8080))
-    assert reason.startswith("workload a is bound to waypoint default/wp.default.svc.cluster.local")
+def test_pod_with_workload_waypoint_goes_through_it_with_the_pod_authority() -> None:
+    ep = wl("a", "10.244.2.5", waypoint=WP_REF)
+    assert error(out(snap(SOURCE, ep), "10.244.2.5", 8080)).startswith(
+        f"workload a is bound to waypoint {WP_KEY}"
+    )
+    plan = hbone(out(snap(SOURCE, ep, waypoint_service(), replica("wp-1", "10.244.1.7")), "10.244.2.5", 8080))
+    assert plan.endpoint.uid == "wp-1" and plan.authority == "10.244.2.5:8080" and plan.service is None
 
 
 def test_pod_already_tried_refused() -> None:

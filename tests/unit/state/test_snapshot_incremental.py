@@ -5,7 +5,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ambit.model.policy import Action, Authorization, Scope
+from ambit.model.policy import (
+    GATEWAY_TARGET,
+    SERVICE_TARGET,
+    Action,
+    Authorization,
+    L7Authorization,
+    PolicyTarget,
+    Scope,
+)
 from ambit.model.workload import HealthStatus, PortMapping, Service, ServicePort, Workload
 from ambit.state import Snapshot, resource_name
 from ambit.state.snapshot import Entry, Resource
@@ -51,11 +59,24 @@ policies = st.builds(
     st.sampled_from(NAMESPACES),
     st.sampled_from(list(Scope)),
 )
-resources: st.SearchStrategy[Resource] = st.one_of(workloads, services, policies)
+TARGETS = [
+    PolicyTarget(kind, ns, name)
+    for kind in (GATEWAY_TARGET, SERVICE_TARGET)
+    for ns in NAMESPACES
+    for name in ("waypoint", "web")
+]
+l7_policies = st.builds(
+    lambda name, ns, targets: L7Authorization(name, ns, Action.DENY, tuple(targets), ()),
+    st.sampled_from(POLICY_NAMES),
+    st.sampled_from(NAMESPACES),
+    st.lists(st.sampled_from(TARGETS), max_size=3),
+)
+resources: st.SearchStrategy[Resource] = st.one_of(workloads, services, policies, l7_policies)
 ALL_NAMES = (
     [f"wl/{uid}" for uid in "abcde"]
     + [f"svc/{key}" for key in SERVICE_KEYS]
     + [f"ap/{key}" for key in POLICY_KEYS]
+    + [f"l7/{key}" for key in POLICY_KEYS]
 )
 changes = st.tuples(
     st.lists(st.tuples(resources, st.sampled_from(["1", "2", "3"])), max_size=4),
@@ -69,6 +90,10 @@ def assert_same(derived: Snapshot, rebuilt: Snapshot) -> None:
     assert dict(derived.workloads) == dict(rebuilt.workloads)
     assert dict(derived.services) == dict(rebuilt.services)
     assert dict(derived.policies) == dict(rebuilt.policies)
+    assert dict(derived.l7_policies) == dict(rebuilt.l7_policies)
+    for target in TARGETS:
+        args = (target.kind, target.namespace, target.name)
+        assert derived.l7_policies_for(*args) == rebuilt.l7_policies_for(*args)
     for slot in Snapshot.__slots__:
         if slot != "_entries":
             assert getattr(derived, slot) == getattr(rebuilt, slot), slot

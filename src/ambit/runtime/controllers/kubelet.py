@@ -25,8 +25,9 @@ from ambit.protocol import zds
 from ambit.resources.objects import is_ambient, namespace_or_default
 from ambit.runtime import capture, kubeproxy, netplan, scheduler
 from ambit.runtime.agent import AgentError, NodeAgent
+from ambit.runtime.ambit_command import ambit_argv
 from ambit.runtime.controllers.probes import readiness_checks, run_checks
-from ambit.runtime.controllers.tokens import TOKEN_FILE_ENV, TokenProjector
+from ambit.runtime.controllers.tokens import TOKEN_FILE_ENV, TRUST_BUNDLE_FILE_ENV, TokenProjector
 from ambit.runtime.controllers.view import ClusterView, meta
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index
 from ambit.runtime.netns import ETC_NETNS, NetRuntime, PodNet
@@ -161,10 +162,14 @@ class Kubelet:
         }
         if self.tokens is not None:
             env[TOKEN_FILE_ENV] = str(self.tokens.path(state.uid))
+            if self.tokens.trust_bundle:
+                env[TRUST_BUNDLE_FILE_ENV] = str(self.tokens.bundle_path(state.uid))
         for container in pod["spec"].get("containers") or ():
             ports = [int(p["containerPort"]) for p in container.get("ports") or ()]
             if container.get("command"):
                 argv = [*container["command"], *(container.get("args") or [])]
+                if argv[0] == "ambit":  # ambit's own images (the waypoint): this runtime's ambit
+                    argv = [*ambit_argv(), *argv[1:]]
             else:
                 argv = [sys.executable, "-m", "ambit.apps.sample", "--pod", state.name, "--node", state.node]
                 argv += ["--namespace", state.namespace]

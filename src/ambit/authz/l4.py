@@ -40,21 +40,12 @@ unparsable CIDRs; this is the guard for anything that reaches a proxy another wa
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
+from ambit.authz.common import IPAddress, Tri, all3, any3, ips_any, not3, parse_ip
 from ambit.model.identity import Identity
 from ambit.model.policy import Action, Authorization, Match, StringMatch
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# Three-valued logic: True, False, or None (unknown).
-_Tri = bool | None
-
-_MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,88 +83,16 @@ def connection_for(
     return Connection(principal_of(peer), peer.namespace, source_ip, destination_ip, destination_port)
 
 
-# --- addresses ------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=4096)
-def parse_cidr(text: str) -> IPNetwork | None:
-    """A policy CIDR as a network (IPv4-mapped networks as IPv4), or None when it is not one."""
-    try:
-        network: IPNetwork = ipaddress.ip_network(text, strict=False)
-    except (ValueError, TypeError):
-        return None
-    if (
-        isinstance(network, ipaddress.IPv6Network)
-        and network.prefixlen >= 96
-        and network.subnet_of(_MAPPED_V4)
-    ):
-        base = int(network.network_address) & 0xFFFFFFFF
-        return ipaddress.IPv4Network((base, network.prefixlen - 96))
-    return network
-
-
-@lru_cache(maxsize=4096)
-def parse_ip(text: str) -> IPAddress | None:
-    """A connection address (IPv4-mapped as IPv4), or None when it is not one."""
-    try:
-        address: IPAddress = ipaddress.ip_address(text)
-    except (ValueError, TypeError):
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _ip_in(address: IPAddress | None, cidr: str) -> _Tri:
-    network = parse_cidr(cidr)
-    if network is None or address is None:
-        return None
-    if network.version != address.version:
-        return False
-    return address in network
-
-
-# --- three-valued helpers -------------------------------------------------------------------------
-
-
-def _any(values: Iterable[_Tri]) -> _Tri:
-    result: _Tri = False
-    for value in values:
-        if value is True:
-            return True
-        if value is None:
-            result = None
-    return result
-
-
-def _all(values: Iterable[_Tri]) -> _Tri:
-    result: _Tri = True
-    for value in values:
-        if value is False:
-            return False
-        if value is None:
-            result = None
-    return result
-
-
-def _not(value: _Tri) -> _Tri:
-    return None if value is None else not value
-
-
 # --- matching -------------------------------------------------------------------------------------
 
 
-def _strings(patterns: tuple[StringMatch, ...], value: str | None) -> _Tri:
+def _strings(patterns: tuple[StringMatch, ...], value: str | None) -> Tri:
     return any(pattern.matches(value) for pattern in patterns)
-
-
-def _ips(cidrs: tuple[str, ...], address: IPAddress | None) -> _Tri:
-    return _any(_ip_in(address, cidr) for cidr in cidrs)
 
 
 def _match_parts(
     match: Match, conn: Connection, src: IPAddress | None, dst: IPAddress | None
-) -> Iterator[_Tri]:
+) -> Iterator[Tri]:
     """The result of each non-empty field of ``match``, cheapest first (consumed lazily)."""
     if match.destination_ports:
         yield conn.destination_port in match.destination_ports
@@ -188,26 +107,26 @@ def _match_parts(
     if match.not_principals:
         yield not _strings(match.not_principals, conn.source_principal)
     if match.source_ips:
-        yield _ips(match.source_ips, src)
+        yield ips_any(match.source_ips, src)
     if match.not_source_ips:
-        yield _not(_ips(match.not_source_ips, src))
+        yield not3(ips_any(match.not_source_ips, src))
     if match.destination_ips:
-        yield _ips(match.destination_ips, dst)
+        yield ips_any(match.destination_ips, dst)
     if match.not_destination_ips:
-        yield _not(_ips(match.not_destination_ips, dst))
+        yield not3(ips_any(match.not_destination_ips, dst))
 
 
-def _evaluate(policy: Authorization, conn: Connection) -> _Tri:
+def _evaluate(policy: Authorization, conn: Connection) -> Tri:
     """Whether ``policy`` matches ``conn``: True, False, or None when it depends on an unparsable value."""
     src = parse_ip(conn.source_ip)
     dst = parse_ip(conn.destination_ip)
-    return _any(
-        _all(_any(_all(_match_parts(m, conn, src, dst)) for m in clause.matches) for clause in rule.clauses)
+    return any3(
+        all3(any3(all3(_match_parts(m, conn, src, dst)) for m in clause.matches) for clause in rule.clauses)
         for rule in policy.rules
     )
 
 
-def _resolve(policy: Authorization, result: _Tri) -> bool:
+def _resolve(policy: Authorization, result: Tri) -> bool:
     """Fail closed on unknowns: an ALLOW needs a certain match, a DENY matches unless certainly not."""
     if policy.action is Action.DENY:
         return result is not False

@@ -1,0 +1,490 @@
+"""The waypoint's request handler: which destination, is it allowed, which endpoint, which protocol.
+
+For each request a frontend hands over (:data:`~ambit.waypoint.exchange.RequestHandler`):
+
+1. **Destination**: the tunnel's CONNECT authority (the original ``VIP:port`` or ``podIP:port`` the
+   client ztunnel kept) is routed by :func:`ambit.routing.outbound_candidates` with
+   ``at_waypoint=True`` from the waypoint's own workload: a service's healthy endpoints (locality
+   first, then capacity-weighted random), or the pod itself. No destination: 404 ``NR``; no usable
+   endpoint: 503 ``UH``.
+2. **Policy**: the L7 AuthorizationPolicies whose ``targetRefs`` name this waypoint's Gateway apply to
+   every request through it; those that name the Service apply only to service-addressed requests (a
+   pod-addressed request is not "to the Service", as in Istio). DENY before ALLOW; a denial is 403
+   ``RBAC: access denied`` (flag ``RBAC``) and never reaches an endpoint.
+3. **Headers**: ``x-request-id`` is added when absent (a UUID4); ``traceparent`` and everything else
+   end to end pass unchanged.
+4. **Endpoint and protocol**: the request goes to one endpoint per request (L7 balancing: each request
+   of a keep-alive client may go elsewhere). HTTP/2 upstream when the Service port declares it
+   (``appProtocol`` ``http2``, ``grpc``, ``h2c``, ``kubernetes.io/h2c``, or a port name starting
+   ``http2``/``grpc``), HTTP/1.1 when it declares ``http``; undeclared: the client's own version. An
+   Upgrade (WebSocket) always goes over HTTP/1.1. A connect failure (``UF``) moves on to the next
+   endpoint, up to three, before the client sees a 503.
+5. **Transport**: to an enrolled endpoint, an HBONE CONNECT to its ztunnel (``ip:15008``) with the
+   waypoint's own certificate, the endpoint's identity required, and ``forwarded: for=<client
+   ip>;host=<service>`` so the destination knows the original client and the service; to an endpoint
+   outside the mesh, plain TCP from the waypoint's pod. Upstream HTTP connections are pooled per
+   (endpoint, client IP, protocol): the client IP is part of the key because ``forwarded`` is per
+   tunnel.
+6. **Telemetry**: when the response has been sent, one ``istio_requests_total`` (and the duration and
+   size histograms) and one access-log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ambit.authz import RBAC_DENIED_BODY, RequestAttributes, authorize_request
+from ambit.model.identity import Identity
+from ambit.model.workload import Service, ServicePort, Workload
+from ambit.net.duplex import Duplex, TcpDuplex
+from ambit.net.pool import HbonePool, PoolKey
+from ambit.protocol.authority import parse_authority
+from ambit.protocol.hbone import request_headers
+from ambit.routing import HbonePlan, OutboundPlan, RouteError, outbound_candidates
+from ambit.state.snapshot import Snapshot
+from ambit.state.store import StateStore
+from ambit.waypoint.exchange import (
+    BodyError,
+    BodyStream,
+    Downstream,
+    Request,
+    Response,
+    local_response,
+)
+from ambit.waypoint.h2_client import H2Upstream
+from ambit.waypoint.http1_client import Http1Upstream
+from ambit.waypoint.metrics import RequestMetrics, request_labels
+from ambit.waypoint.upstream_errors import UpstreamError
+
+log = logging.getLogger(__name__)
+ACCESS_LOGGER = "ambit.waypoint.access"
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+SPIFFE = "spiffe://"
+UPSTREAM_ATTEMPTS = 3
+H2_APP_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"})
+HTTP1_APP_PROTOCOLS = frozenset({"http", "http1", "http/1.1"})
+
+
+@dataclass(frozen=True, slots=True)
+class WaypointSelf:
+    """Who this waypoint is: its Gateway, its identity and its pod's IP."""
+
+    namespace: str
+    gateway: str
+    identity: Identity
+    pod_ip: str
+
+
+def declared_protocol(port: ServicePort | None) -> str:
+    """``h2``, ``http1`` or ``""`` (undeclared) for a Service port, by appProtocol then name prefix."""
+    if port is None:
+        return ""
+    app = port.app_protocol.lower()
+    if app in H2_APP_PROTOCOLS:
+        return "h2"
+    if app in HTTP1_APP_PROTOCOLS:
+        return "http1"
+    name = port.name.lower()
+    if name.startswith(("http2", "grpc")):
+        return "h2"
+    if name == "http" or name.startswith("http-"):
+        return "http1"
+    return ""
+
+
+def service_port(service: Service | None, port: int) -> ServicePort | None:
+    if service is None:
+        return None
+    return next((p for p in service.ports if p.port == port), None)
+
+
+def _principal(identity: str) -> str:
+    return identity[len(SPIFFE) :] if identity.startswith(SPIFFE) else identity
+
+
+def _namespace_of(identity: str) -> str:
+    parts = _principal(identity).split("/")
+    return parts[2] if len(parts) >= 5 and parts[1] == "ns" else ""
+
+
+def _grpc_status(response: Response) -> str:
+    for headers in (response.body.trailers, response.headers):
+        for name, value in headers:
+            if name == b"grpc-status":
+                return value.decode("latin-1")
+    return ""
+
+
+class _ObservedBody(BodyStream):
+    """A response body passed through unchanged, reporting its size and end (or failure) once."""
+
+    __slots__ = ("_ended", "_inner", "_on_end")
+
+    def __init__(self, inner: BodyStream, on_end: Callable[[int, str], None]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._on_end = on_end
+        self._ended = False
+
+    def _end(self, flags: str) -> None:
+        if not self._ended:
+            self._ended = True
+            self.trailers = self._inner.trailers
+            self._on_end(self.received, flags)
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._inner.__anext__()
+        except StopAsyncIteration:
+            self._end("-")
+            raise
+        except BodyError:
+            self._end("UC")
+            raise
+        self.received += len(chunk)
+        return chunk
+
+    @property
+    def done(self) -> bool:
+        return self._ended
+
+    def fail(self, exc: BaseException) -> None:
+        """The consumer gave up (the client left mid-response): tell the upstream side, count it."""
+        self._inner.fail(exc)
+        self._end("DC")
+
+
+class WaypointRouter:
+    """The :data:`~ambit.waypoint.exchange.RequestHandler` of one waypoint; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        me: WaypointSelf,
+        store: StateStore,
+        pool: HbonePool,
+        metrics: RequestMetrics,
+        cluster_cidrs: Sequence[str],
+        connect_timeout: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.me = me
+        self.store = store
+        self.pool = pool
+        self.metrics = metrics
+        self.cluster_cidrs = tuple(cluster_cidrs)
+        self.connect_timeout = connect_timeout
+        self.rng = rng or random.Random()
+        self.http1 = Http1Upstream()
+        self.h2 = H2Upstream()
+
+    async def close(self) -> None:
+        await self.http1.close()
+        await self.h2.close()
+
+    def _self_workload(self, snapshot: Snapshot) -> Workload:
+        known = snapshot.find_workload_by_ip(self.me.pod_ip)
+        if known is not None:
+            return known
+        from ambit.model.workload import TunnelProtocol  # a waypoint the config does not list yet
+
+        return Workload(
+            uid=f"{self.me.namespace}/{self.me.gateway}",
+            name=self.me.gateway,
+            namespace=self.me.namespace,
+            service_account=self.me.identity.service_account,
+            node="",
+            addresses=(self.me.pod_ip,),
+            tunnel_protocol=TunnelProtocol.HBONE,
+            trust_domain=self.me.identity.trust_domain,
+        )
+
+    async def handle(self, request: Request, downstream: Downstream) -> Response:
+        started = time.monotonic()
+        snapshot = self.store.current
+        try:
+            dst_ip, dst_port = parse_authority(downstream.target)
+        except ValueError as exc:
+            return self._answer(
+                request,
+                downstream,
+                started=started,
+                service=None,
+                endpoint=None,
+                response=local_response(400, str(exc), flags="NR"),
+            )
+        plans = outbound_candidates(
+            snapshot,
+            self._self_workload(snapshot),
+            dst_ip,
+            dst_port,
+            cluster_cidrs=self.cluster_cidrs,
+            rng=self.rng,
+            at_waypoint=True,
+        )
+        service = snapshot.find_service_by_vip(dst_ip)
+        if isinstance(plans, RouteError):
+            status, flags = (503, "UH") if service is not None else (404, "NR")
+            log.info("no route for %s: %s", downstream.target, plans.reason)
+            return self._answer(
+                request,
+                downstream,
+                started=started,
+                service=service,
+                endpoint=None,
+                response=local_response(status, plans.reason, flags=flags),
+            )
+        denied = self._authorize(snapshot, request, downstream, service, dst_port)
+        if denied is not None:
+            return self._answer(
+                request, downstream, started=started, service=service, endpoint=None, response=denied
+            )
+        if request.header(b"x-request-id") is None:
+            request.headers.append((b"x-request-id", str(uuid.uuid4()).encode()))
+        protocol = self._upstream_protocol(request, service, dst_port)
+        errors: list[str] = []
+        for plan in plans[:UPSTREAM_ATTEMPTS]:
+            try:
+                response = await self._send(plan, request, downstream, protocol)
+            except UpstreamError as exc:
+                if exc.flags != "UF":
+                    response = local_response(503, f"upstream {exc}", flags=exc.flags)
+                    return self._answer(
+                        request,
+                        downstream,
+                        started=started,
+                        service=service,
+                        endpoint=plan.endpoint,
+                        response=response,
+                    )
+                errors.append(str(exc))
+                continue
+            return self._answer(
+                request,
+                downstream,
+                started=started,
+                service=service,
+                endpoint=plan.endpoint,
+                response=response,
+            )
+        response = local_response(503, "upstream connect error: " + "; ".join(errors), flags="UF")
+        return self._answer(
+            request, downstream, started=started, service=service, endpoint=None, response=response
+        )
+
+    # -- policy -------------------------------------------------------------------------------------
+
+    def _authorize(
+        self, snapshot: Snapshot, request: Request, downstream: Downstream, service: Service | None, port: int
+    ) -> Response | None:
+        policies = list(snapshot.l7_policies_for("Gateway", self.me.namespace, self.me.gateway))
+        if service is not None:
+            policies += snapshot.l7_policies_for("Service", service.namespace, service.name)
+        attributes = RequestAttributes(
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1").split("?", 1)[0],
+            host=request.authority.decode("latin-1"),
+            destination_port=port,
+            headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers),
+            source_principal=_principal(downstream.peer_identity),
+            source_namespace=_namespace_of(downstream.peer_identity),
+            source_ip=downstream.peer_ip,
+        )
+        decision = authorize_request(policies, attributes)
+        if decision.allowed:
+            return None
+        log.info(
+            "denied %s %s from %s: %s",
+            attributes.method,
+            attributes.path,
+            downstream.peer_identity,
+            decision.reason,
+        )
+        return local_response(403, RBAC_DENIED_BODY, flags="RBAC", details=decision.reason)
+
+    # -- upstream -----------------------------------------------------------------------------------
+
+    def _upstream_protocol(self, request: Request, service: Service | None, port: int) -> str:
+        if request.upgrade is not None:
+            return "http1"
+        declared = declared_protocol(service_port(service, port))
+        if declared:
+            return declared
+        return "h2" if request.version == "2" else "http1"
+
+    async def _send(
+        self, plan: OutboundPlan, request: Request, downstream: Downstream, protocol: str
+    ) -> Response:
+        host = plan.service.hostname if plan.service is not None else None
+
+        async def connect() -> Duplex:
+            try:
+                if isinstance(plan, HbonePlan):
+                    key = PoolKey(self.me.identity, plan.destination_identity, plan.address)
+                    headers = request_headers(downstream.peer_ip, host=host)
+                    return await asyncio.wait_for(
+                        self.pool.open_stream(key, plan.authority, headers), self.connect_timeout
+                    )
+                loop = asyncio.get_running_loop()
+                _transport, duplex = await asyncio.wait_for(
+                    loop.create_connection(TcpDuplex, plan.address[0], plan.address[1]), self.connect_timeout
+                )
+                return duplex
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                raise UpstreamError(
+                    "UF", f"{plan.address[0]}:{plan.address[1]}: {exc or type(exc).__name__}"
+                ) from exc
+
+        key = (plan.address, getattr(plan, "authority", ""), downstream.peer_ip, protocol)
+        upstream = self.h2 if protocol == "h2" else self.http1
+        return await upstream.send(key, connect, request)
+
+    # -- telemetry ----------------------------------------------------------------------------------
+
+    def _answer(
+        self,
+        request: Request,
+        downstream: Downstream,
+        *,
+        started: float,
+        service: Service | None,
+        endpoint: Workload | None,
+        response: Response,
+    ) -> Response:
+        snapshot = self.store.current
+        source = snapshot.find_workload_by_ip(downstream.peer_ip)
+        grpc = (request.header(b"content-type") or b"").startswith(b"application/grpc")
+
+        def ended(response_bytes: int, flags: str) -> None:
+            final_flags = response.flags if response.flags != "-" else flags
+            duration_ms = (time.monotonic() - started) * 1000
+            labels = request_labels(
+                source=source,
+                source_principal=downstream.peer_identity,
+                destination=endpoint,
+                service=service,
+                protocol="grpc" if grpc else "http",
+                status=response.status,
+                grpc_status=_grpc_status(response),
+                flags=final_flags,
+            )
+            self.metrics.record(
+                labels,
+                duration_ms=duration_ms,
+                request_bytes=request.body.received,
+                response_bytes=response_bytes,
+            )
+            access_log.info(
+                json.dumps(
+                    {
+                        "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "method": request.method.decode("latin-1"),
+                        "path": request.path.decode("latin-1"),
+                        "protocol": f"HTTP/{request.version}",
+                        "authority": request.authority.decode("latin-1"),
+                        "response_code": response.status,
+                        "response_flags": final_flags,
+                        "grpc_status": labels.grpc_response_status or None,
+                        "bytes_received": request.body.received,
+                        "bytes_sent": response_bytes,
+                        "duration_ms": round(duration_ms, 3),
+                        "x_request_id": (request.header(b"x-request-id") or b"").decode("latin-1") or None,
+                        "src.addr": downstream.peer_ip,
+                        "src.identity": downstream.peer_identity,
+                        "dst.hbone_addr": downstream.target,
+                        "dst.service": service.hostname if service is not None else None,
+                        "dst.workload": endpoint.name if endpoint is not None else None,
+                        "details": response.details or None,
+                    },
+                    separators=(",", ":"),
+                )
+            )
+
+        if response.upgraded is not None:
+            ended(0, "-")  # the upgraded stream is relayed as bytes: the request ends with its 101
+            return response
+        response.body = _ObservedBody(response.body, ended)
+        return response
+
+
+async def relay_tcp(router: WaypointRouter, stream: Duplex, downstream: Downstream, initial: bytes) -> None:
+    """Opaque TCP through the waypoint (L4 only): route as for HTTP, authorize, then relay bytes.
+
+    Policy on opaque TCP fails closed: the request attributes are empty (no method, path, host or
+    headers), so an ALLOW rule that names an HTTP attribute cannot match; and since a DENY rule that
+    names one could not match either (which would let denied traffic through), any DENY policy that
+    applies refuses opaque TCP altogether.
+    """
+    from ambit.net.duplex import relay
+
+    snapshot = router.store.current
+    try:
+        dst_ip, dst_port = parse_authority(downstream.target)
+    except ValueError:
+        stream.abort()
+        return
+    plans = outbound_candidates(
+        snapshot,
+        router._self_workload(snapshot),
+        dst_ip,
+        dst_port,
+        cluster_cidrs=router.cluster_cidrs,
+        rng=router.rng,
+        at_waypoint=True,
+    )
+    service = snapshot.find_service_by_vip(dst_ip)
+    if isinstance(plans, RouteError):
+        log.info("opaque TCP to %s refused: %s", downstream.target, plans.reason)
+        stream.abort()
+        return
+    policies = list(snapshot.l7_policies_for("Gateway", router.me.namespace, router.me.gateway))
+    if service is not None:
+        policies += snapshot.l7_policies_for("Service", service.namespace, service.name)
+    attributes = RequestAttributes(
+        method="",
+        path="",
+        host="",
+        destination_port=dst_port,
+        headers=(),
+        source_principal=_principal(downstream.peer_identity),
+        source_namespace=_namespace_of(downstream.peer_identity),
+        source_ip=downstream.peer_ip,
+    )
+    has_deny = any(p.action.value == "DENY" and not p.dry_run for p in policies)
+    if has_deny or not authorize_request(policies, attributes).allowed:
+        log.info("opaque TCP to %s from %s denied by policy", downstream.target, downstream.peer_identity)
+        stream.abort()
+        return
+    for plan in plans[:UPSTREAM_ATTEMPTS]:
+        host = plan.service.hostname if plan.service is not None else None
+        try:
+            if isinstance(plan, HbonePlan):
+                key = PoolKey(router.me.identity, plan.destination_identity, plan.address)
+                upstream: Duplex = await asyncio.wait_for(
+                    router.pool.open_stream(
+                        key, plan.authority, request_headers(downstream.peer_ip, host=host)
+                    ),
+                    router.connect_timeout,
+                )
+            else:
+                loop = asyncio.get_running_loop()
+                _t, upstream = await asyncio.wait_for(
+                    loop.create_connection(TcpDuplex, plan.address[0], plan.address[1]),
+                    router.connect_timeout,
+                )
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            log.info("opaque TCP to %s: %s", plan.address, exc)
+            continue
+        if initial:
+            upstream.write(initial)
+        await relay(stream, upstream)
+        return
+    stream.abort()

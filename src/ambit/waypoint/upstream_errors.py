@@ -1,0 +1,17 @@
+"""Why an upstream exchange failed, as an Envoy response flag the access log and metrics can carry."""
+
+from __future__ import annotations
+
+# Envoy response flags an upstream client can raise.
+CONNECT_FAILURE = "UF"  # could not open a connection to the upstream
+CONNECTION_TERMINATION = "UC"  # the upstream connection ended while the exchange was in flight
+REMOTE_RESET = "UR"  # the upstream reset the stream (or refused it)
+PROTOCOL_ERROR = "UPE"  # the upstream broke the protocol (a malformed response)
+
+
+class UpstreamError(ConnectionError):
+    """The request could not be sent, or its response head not received; ``flags`` says why."""
+
+    def __init__(self, flags: str, message: str = "") -> None:
+        super().__init__(message or flags)
+        self.flags = flags

@@ -1,0 +1,228 @@
+"""Waypoints end to end on real namespaces: `ambit waypoint apply`, Istio's helloworld and curl samples,
+HTTP/1.1, HTTP/2 prior knowledge and a WebSocket through the waypoint, its request metrics, and an L7
+AuthorizationPolicy with targetRefs.
+
+One 3-node cluster is shared by the module and torn down whatever happens. Proof that a request went
+through the waypoint, not around it: the waypoint's own ``istio_requests_total`` (reporter
+``waypoint``) counts it with the client's principal, and the destination ztunnel admits covered
+traffic only from the waypoint's identity (no bypass).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ambit.runtime.handle import ClusterHandle
+from ambit.testing.e2e import SAMPLES, ambient_namespace, ambit, ready, temporary_cluster, wait_for
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.timeout(300),
+]  # the module fixture brings up a cluster and waypoints
+
+NS = "wp"
+CURL = f"spiffe://cluster.local/ns/{NS}/sa/curl"
+ALLOW_GET_HELLO = f"""apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: hello-get-only
+  namespace: {NS}
+spec:
+  targetRefs:
+  - kind: Service
+    group: ""
+    name: helloworld
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/{NS}/sa/curl"]
+    to:
+    - operation:
+        methods: ["GET"]
+        paths: ["/hello"]
+"""
+OTHER_CLIENT = f"""apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: other
+  namespace: {NS}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: other
+  namespace: {NS}
+  labels:
+    app: other
+spec:
+  serviceAccountName: other
+  containers:
+  - name: other
+    image: curlimages/curl
+    command: ["sleep", "infinity"]
+"""
+
+
+def handle(cluster: str) -> ClusterHandle:
+    return ClusterHandle(cluster)
+
+
+def pods(cluster: str, namespace: str = NS) -> list[dict[str, Any]]:
+    return handle(cluster).pods(namespace)
+
+
+def by_app(cluster: str, app: str) -> list[dict[str, Any]]:
+    return [p for p in pods(cluster) if p["metadata"]["labels"].get("app") == app]
+
+
+def waypoint_pods(cluster: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in pods(cluster)
+        if p["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") == "waypoint"
+    ]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
+    if not (SAMPLES / "helloworld.yaml").exists():
+        pytest.skip(f"the Istio samples are not at {SAMPLES}")
+    with temporary_cluster(cluster_name("w"), tmp_path_factory.mktemp("run")) as name:
+        ambit(name, "up", "--nodes", "3")
+        h = handle(name)
+        h.apply(ambient_namespace(NS))
+        for sample in ("helloworld.yaml", "curl.yaml"):
+            h.apply((SAMPLES / sample).read_text(), namespace=NS)
+        h.apply(OTHER_CLIENT)
+        ambit(name, "waypoint", "apply", "-n", NS, "--enroll-namespace", "--wait", "--timeout", "120")
+        wait_for(
+            lambda: len(pods(name)) == 6 and all(ready(p) for p in pods(name)),
+            "helloworld v1/v2, curl, other and two waypoint replicas ready",
+            within=120,
+        )
+        yield name
+
+
+def curl(cluster: str, *args: str, client: str = "curl") -> subprocess.CompletedProcess[str]:
+    pod = by_app(cluster, client)[0]["metadata"]["name"]
+    return handle(cluster).exec(["curl", "-sS", "-m", "10", *args], pod=pod, namespace=NS, check=False)
+
+
+def waypoint_requests(cluster: str, **labels: str) -> float:
+    """istio_requests_total summed over both waypoint replicas, for series carrying every ``labels``."""
+    total = 0.0
+    for pod in waypoint_pods(cluster):
+        text = (
+            handle(cluster)
+            .exec(
+                ["curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"],
+                pod=pod["metadata"]["name"],
+                namespace=NS,
+            )
+            .stdout
+        )
+        for line in text.splitlines():
+            if not line.startswith("istio_requests_total{"):
+                continue
+            if all(f'{key}="{value}"' in line for key, value in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_requests_reach_v1_and_v2_through_the_waypoint(cluster: str) -> None:
+    before = waypoint_requests(cluster, reporter="waypoint", source_principal=CURL, response_code="200")
+    versions = set()
+    for _ in range(20):
+        result = curl(cluster, "http://helloworld:5000/hello")
+        assert result.returncode == 0, result.stderr
+        found = re.match(r"Hello version: (v\d), instance: ", result.stdout)
+        assert found, result.stdout
+        versions.add(found.group(1))
+    assert versions == {"v1", "v2"}
+    after = waypoint_requests(cluster, reporter="waypoint", source_principal=CURL, response_code="200")
+    assert after - before == 20, "every request was counted by the waypoint, with the curl principal"
+
+
+def test_http2_prior_knowledge_through_the_waypoint(cluster: str) -> None:
+    before = waypoint_requests(cluster, source_principal=CURL, response_code="200")
+    result = curl(
+        cluster, "--http2-prior-knowledge", "-w", "\\n%{http_version}", "http://helloworld:5000/hello"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Hello version: ") and result.stdout.endswith("\n2"), result.stdout
+    assert waypoint_requests(cluster, source_principal=CURL, response_code="200") == before + 1
+
+
+def test_websocket_through_the_waypoint(cluster: str) -> None:
+    pod = by_app(cluster, "curl")[0]["metadata"]["name"]
+    key = base64.b64encode(os.urandom(16)).decode()
+    script = (
+        "import socket,sys\n"
+        "s=socket.create_connection(('helloworld',5000),timeout=10)\n"
+        f"s.sendall(b'GET /ws HTTP/1.1\\r\\nHost: helloworld:5000\\r\\nUpgrade: websocket\\r\\n"
+        f"Connection: Upgrade\\r\\nSec-WebSocket-Key: {key}\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n')\n"
+        "head=b''\n"
+        "while b'\\r\\n\\r\\n' not in head: head+=s.recv(1)\n"
+        "sys.stdout.write(head.split(b'\\r\\n')[0].decode()+'\\n')\n"
+        "payload=b'ping'\n"
+        "mask=b'\\x01\\x02\\x03\\x04'\n"
+        "s.sendall(bytes([0x81,0x80|len(payload)])+mask+bytes(b^mask[i%4] for i,b in enumerate(payload)))\n"
+        "frame=s.recv(2)\n"
+        "n=frame[1]&0x7f\n"
+        "data=b''\n"
+        "while len(data)<n: data+=s.recv(n-len(data))\n"
+        "sys.stdout.write(data.decode()+'\\n')\n"
+    )
+    result = handle(cluster).exec(["python3", "-c", script], pod=pod, namespace=NS, check=False)
+    assert result.returncode == 0, result.stderr
+    status, echoed = result.stdout.splitlines()[:2]
+    assert status == "HTTP/1.1 101 Switching Protocols"
+    assert re.fullmatch(r"helloworld-v[12]-\S+: ping", echoed), echoed
+
+
+def test_l7_policy_allows_get_hello_from_curl_only(cluster: str) -> None:
+    h = handle(cluster)
+    h.apply(ALLOW_GET_HELLO)
+    try:
+
+        def answers() -> tuple[str, str, str]:
+            get = curl(
+                cluster, "-o", "/dev/null", "-w", "%{http_code}", "http://helloworld:5000/hello"
+            ).stdout
+            post = curl(cluster, "-X", "POST", "-w", "\n%{http_code}", "http://helloworld:5000/hello").stdout
+            other = curl(
+                cluster,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "http://helloworld:5000/hello",
+                client="other",
+            ).stdout
+            return get, post, other
+
+        wait_for(lambda: answers()[1].endswith("403"), "the policy reaches the waypoints", within=20)
+        get, post, other = answers()
+        assert get == "200"
+        assert post == "RBAC: access denied\n403"
+        assert other == "403"
+    finally:
+        h.delete("AuthorizationPolicy", "hello-get-only", NS)
+    wait_for(
+        lambda: (
+            curl(
+                cluster, "-X", "POST", "-o", "/dev/null", "-w", "%{http_code}", "http://helloworld:5000/hello"
+            ).stdout
+            == "200"
+        ),
+        "the policy is gone",
+        within=20,
+    )
