@@ -1,7 +1,11 @@
-"""``ambit app``: the built-in sample app and the load client (the code lives in ``ambit.apps``).
+"""``ambit app``: the built-in sample app, the gRPC echo and the load client (the code lives in
+``ambit.apps``).
 
 ``ambit app sample`` is what a container with no ``command`` runs: an HTTP echo on every
 ``--http-port`` and a TCP echo on every ``--tcp-port`` (see ``ambit.apps.sample``).
+``ambit app grpc-echo serve`` serves a bytes-in, bytes-out gRPC echo service and ``ambit app grpc-echo
+call`` checks one, printing JSON (see ``ambit.apps.grpc_echo``, imported only when those run, so
+grpc is not loaded by the other commands).
 ``ambit app load`` sends open-loop fixed-rate HTTP or TCP load, prints a summary and a per-second
 timeline, and with ``--json`` writes every request's record (see ``ambit.apps.load``).
 """
@@ -26,7 +30,7 @@ _TIMELINE_ROWS = 120
 
 @click.group("app")
 def app() -> None:
-    """Sample workloads: the built-in sample app and the load client."""
+    """Sample workloads: the built-in sample app, the gRPC echo and the load client."""
 
 
 @app.command("sample")
@@ -80,6 +84,62 @@ def sample(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     run_sample(config)
+
+
+@app.group("grpc-echo")
+def grpc_echo() -> None:
+    """A gRPC echo service (ambit.echo.Echo: Unary, bidi Stream, Fail) and its checking client."""
+
+
+@grpc_echo.command("serve")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=7070, show_default=True, help="0: any free port."
+)
+@click.option("--pod", default="", help="Pod name in the answers.  [default: $POD_NAME]")
+@click.option("--bind", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--grace", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Seconds open calls get."
+)
+def grpc_echo_serve(port: int, pod: str, bind: str, grace: float) -> None:
+    """Serve the gRPC echo (insecure: the mesh provides mTLS) until SIGTERM, then exit 0.
+
+    Prints 'ambit-grpc-echo ready pod=<pod> port=<port>' once listening.
+    """
+    from ambit.apps.grpc_echo import run_server
+
+    try:
+        run_server(port, pod or None, bind=bind, grace=grace)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@grpc_echo.command("call")
+@click.option("--target", required=True, help="host:port of the echo service.")
+@click.option("--unary", type=click.IntRange(min=0), default=3, show_default=True, help="Unary calls.")
+@click.option("--stream", type=click.IntRange(min=0), default=3, show_default=True, help="Stream messages.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds per call.",
+)
+def grpc_echo_call(target: str, unary: int, stream: int, timeout: float) -> None:
+    """Call Unary, a bidi Stream and Fail on TARGET; print one JSON object; exit 1 on misbehaviour.
+
+    The JSON: unary (answers), unary_trailers, stream (answers), fail_code, fail_details (expected
+    NOT_FOUND, 'no such thing') and errors (empty when every call behaved).
+    """
+    from ambit.apps.grpc_echo import run_call, split_target
+
+    try:
+        split_target(target)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--target") from None
+    result = run_call(target, unary=unary, stream=stream, timeout=timeout)
+    click.echo(result.to_json())
+    if not result.ok:
+        sys.exit(1)
 
 
 def _header(value: str) -> tuple[str, str]:

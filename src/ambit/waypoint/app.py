@@ -11,7 +11,10 @@ In order (:meth:`WaypointApp.start`):
    is re-read each time: the kubelet rotates it).
 2. **Config.** With that certificate, delta xDS over mTLS on 15012, like a ztunnel (workloads,
    services, L4 and L7 policies). The certificate given to the xDS client is replaced when renewed.
-   It is ready (15021) once xDS has synced and the HBONE listener is up.
+   The HBONE listener opens only once xDS has synced (until then a connection is refused, and the
+   client ztunnel moves on to another replica); it is ready (15021) from then on. With no control
+   plane a (re)starting replica therefore never serves: it has no on-disk cache yet (the running
+   replicas keep serving from memory).
 3. **Serve.** HBONE on 15008 presenting its own certificate (:mod:`ambit.waypoint.server`), metrics on
    15020 (:mod:`ambit.waypoint.metrics`), ``/config_dump`` on 127.0.0.1:15000: its identity,
    certificate expiry, the workloads, services and policies it routes on, and the L7 policies.
@@ -153,6 +156,10 @@ class WaypointApp:
             cluster_cidrs=config.cluster_cidrs,
             rng=self.rng,
         )
+        # Serve only with a config: a replica that listened before its first sync would answer 404/503
+        # to traffic its peers could carry (a client ztunnel moves on from a refused connection).
+        await self.xds.synced.wait()
+        log.info("xDS synced: %d resources", len(self.store.current))
         context = await self.credentials.listener_context(self.identity)
         self.hbone = HboneServer(
             context,

@@ -8,8 +8,8 @@ DATA comes and finished with the response trailers.
 
 Failures carry Envoy's response flags (:class:`UpstreamError`): ``UF`` could not connect, ``UC`` the
 connection ended, ``UR`` the upstream reset the stream (or refused it in a GOAWAY), ``UPE`` it broke
-the protocol. Once the head has arrived, a failure reaches the reader of the response body as a
-:class:`BodyError` caused by that UpstreamError.
+the protocol, ``DC`` the request body broke (its client went away). Once the head has arrived, a
+failure reaches the reader of the response body as a :class:`BodyError` caused by that UpstreamError.
 
 A GOAWAY from the upstream stops new streams on that connection while those in flight finish; a
 connection idle for ``idle_timeout`` is closed. Abandoning a response body (its reader went away)
@@ -47,6 +47,7 @@ from ambit.waypoint.h2_server import (
 from ambit.waypoint.upstream_errors import (
     CONNECT_FAILURE,
     CONNECTION_TERMINATION,
+    DOWNSTREAM_TERMINATION,
     PROTOCOL_ERROR,
     REMOTE_RESET,
     UpstreamError,
@@ -160,7 +161,7 @@ class _Connection(H2Link):
             raise
         except BodyError as exc:  # the request broke (its client went away): this stream is over
             request.body.abandon()
-            self._fail(st, UpstreamError(CONNECTION_TERMINATION, f"request body broke: {exc}"))
+            self._fail(st, UpstreamError(DOWNSTREAM_TERMINATION, f"request body broke: {exc}"))
             self.cancel(st)
         except StreamGone:
             request.body.abandon()
@@ -189,6 +190,8 @@ class _Connection(H2Link):
     def _forget(self, st: _ClientStream) -> None:
         if self.streams.pop(st.sid, None) is None:
             return
+        if st.reset:  # nothing more comes on it: what its reader has not taken frees the connection window
+            st.body.release()
         if st.pump is not None and not st.pump.done() and st.pump is not asyncio.current_task():
             st.pump.cancel()
         self._stream_over()

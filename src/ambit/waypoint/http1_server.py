@@ -602,9 +602,10 @@ def _body_failure(task: asyncio.Task[BaseException | None] | None) -> BaseExcept
 
 
 def _abandon(body: BodyStream) -> None:
-    """Stop consuming a body: its producer's next ``feed`` wakes and sees ``body.done``."""
+    """Stop consuming a body: its producer wakes, sees ``body.done`` and stops (the HTTP/2 upstream
+    resets its stream through ``on_abandon``)."""
     if not body.done:
-        body.fail(BodyError("the body is no longer read"))
+        body.abandon()
 
 
 async def serve_http1(

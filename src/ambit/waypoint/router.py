@@ -156,10 +156,13 @@ class _ObservedBody(BodyStream):
     def done(self) -> bool:
         return self._ended
 
-    def fail(self, exc: BaseException) -> None:
+    def abandon(self) -> None:
         """The consumer gave up (the client left mid-response): tell the upstream side, count it."""
-        self._inner.fail(exc)
+        self._inner.abandon()
         self._end("DC")
+
+    def fail(self, exc: BaseException) -> None:
+        self.abandon()
 
 
 class WaypointRouter:

@@ -7,6 +7,7 @@ CONNECT_FAILURE = "UF"  # could not open a connection to the upstream
 CONNECTION_TERMINATION = "UC"  # the upstream connection ended while the exchange was in flight
 REMOTE_RESET = "UR"  # the upstream reset the stream (or refused it)
 PROTOCOL_ERROR = "UPE"  # the upstream broke the protocol (a malformed response)
+DOWNSTREAM_TERMINATION = "DC"  # the request's own client went away (its body broke) mid-exchange
 
 
 class UpstreamError(ConnectionError):

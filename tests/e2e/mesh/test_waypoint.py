@@ -11,16 +11,20 @@ traffic only from the waypoint's identity (no bypass).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ambit.apps.load import LoadResult
 from ambit.runtime.handle import ClusterHandle
-from ambit.testing.e2e import SAMPLES, ambient_namespace, ambit, ready, temporary_cluster, wait_for
+from ambit.testing.e2e import AMBIT, SAMPLES, ambient_namespace, ambit, ready, temporary_cluster, wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -226,3 +230,113 @@ def test_l7_policy_allows_get_hello_from_curl_only(cluster: str) -> None:
         "the policy is gone",
         within=20,
     )
+
+
+RATE = 100
+HA_DURATION = 22.0
+
+
+def load(cluster: str, out: Path, duration: float) -> subprocess.Popen[str]:
+    """`ambit app load` in the curl pod: new-connection GETs through the waypoint, every one recorded."""
+    args = [
+        AMBIT,
+        "app",
+        "load",
+        "http://helloworld:5000/hello",
+        "--rate",
+        str(RATE),
+        "--duration",
+        str(duration),
+    ]
+    args += ["--mode", "new", "--timeout", "5", "--json", str(out)]
+    pod = by_app(cluster, "curl")[0]["metadata"]["name"]
+    return handle(cluster).popen(
+        args, pod=pod, namespace=NS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen[str], out: Path, duration: float) -> LoadResult:
+    stdout, stderr = proc.communicate(timeout=duration + 60)
+    assert out.exists(), f"the load client wrote no records:\n{stdout}\n{stderr}"
+    return LoadResult.from_json(out.read_text())
+
+
+def client_connection_records(cluster: str) -> list[dict[str, Any]]:
+    """The access-log lines (one per connection: its ConnectionRecord) of the curl pod's ztunnel."""
+    node = by_app(cluster, "curl")[0]["spec"]["nodeName"]
+    lines = ambit(cluster, "logs", f"ztunnel-{node}").stdout.splitlines()
+    return [
+        json.loads(line[line.index("{") :])
+        for line in lines
+        if "ambit.ztunnel.access" in line and "{" in line
+    ]
+
+
+def test_killing_one_of_two_replicas_fails_only_its_open_streams(cluster: str, tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    replicas = [p["metadata"]["name"] for p in waypoint_pods(cluster)]
+    assert len(replicas) == 2
+    before = waypoint_requests(cluster)
+    proc = load(cluster, out, HA_DURATION)
+    try:
+        wait_for(
+            lambda: waypoint_requests(cluster) >= before + 300,
+            "the load to run through the waypoint",
+            30,
+            0.5,
+        )
+        victim = replicas[0]
+        killed_at = time.monotonic()
+        handle(cluster).kill("pod", victim, namespace=NS)  # SIGKILL: it writes nothing more
+    finally:
+        result = finish(proc, out, HA_DURATION)
+    kill = killed_at - result.started_monotonic
+    assert result.total >= RATE * HA_DURATION * 0.95, f"only {result.total} requests scheduled"
+    assert result.retried == 0, "the load client retried requests on new connections: a failure was hidden"
+    assert 2 < kill < HA_DURATION - 10, f"the kill was {kill:.1f} s into the load"
+    reset = [
+        r
+        for r in client_connection_records(cluster)
+        if r.get("dst.workload") == victim and r.get("outcome") == "error"
+    ]
+    served = {r.get("dst.workload") for r in client_connection_records(cluster) if r.get("outcome") == "ok"}
+    assert set(replicas) <= served, f"both replicas carried traffic: {served}"
+    failures = [(round(r.scheduled - kill, 2), r.outcome, r.detail) for r in result.failures]
+    assert result.failed <= len(reset), (
+        f"{result.failed} failed, {len(reset)} streams to {victim} reset: {failures[:10]}"
+    )
+    late = [f for f in failures if f[0] >= 2.0]
+    assert not late, f"failures 2 s or more after the kill: {late[:10]}"
+    wait_for(
+        lambda: len(waypoint_pods(cluster)) == 2 and all(ready(p) for p in waypoint_pods(cluster)),
+        "the killed replica back",
+        60,
+    )
+
+
+def test_all_replicas_down_fails_closed_and_service_returns(cluster: str) -> None:
+    h = handle(cluster)
+    replicas = [p["metadata"]["name"] for p in waypoint_pods(cluster)]
+    for name in replicas:
+        h.stop("pod", name, namespace=NS)
+    try:
+        wait_for(lambda: not any(ready(p) for p in waypoint_pods(cluster)), "both replicas unready", 30)
+        time.sleep(1.0)  # the unready endpoints reach the client ztunnel
+        refused = curl(cluster, "-o", "/dev/null", "-w", "%{http_code}", "http://helloworld:5000/hello")
+        # fails closed: the client ztunnel resets the connection; a bypass would have answered 200
+        assert refused.returncode != 0 and refused.stdout in ("", "000"), (refused.stdout, refused.stderr)
+    finally:
+        for name in replicas:
+            h.start("pod", name, namespace=NS)
+    wait_for(lambda: any(ready(p) for p in waypoint_pods(cluster)), "a replica ready again", 60, 0.1)
+    ready_at = time.monotonic()
+    wait_for(
+        lambda: (
+            curl(cluster, "-o", "/dev/null", "-w", "%{http_code}", "http://helloworld:5000/hello").stdout
+            == "200"
+        ),
+        "the service back through the waypoint",
+        10,
+        0.2,
+    )
+    assert time.monotonic() - ready_at <= 10

@@ -715,6 +715,52 @@ async def test_slow_client_holds_back_the_upstream(chain: Chain) -> None:
         await client.close()
 
 
+async def test_request_trailers_go_upstream_and_come_back(chain: Chain) -> None:
+    client = await RawClient.open(chain.proxy.port)
+    try:
+        sid = client.conn.get_next_available_stream_id()
+        head = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"t"), (b":path", b"/echo")]
+        client.conn.send_headers(sid, [*head, (b"te", b"trailers")])
+        client.conn.send_data(sid, b"some body")
+        client.conn.send_headers(sid, [(b"x-checksum", b"abc")], end_stream=True)
+        client.flush()
+        ended, seen = await client.until(h2.events.StreamEnded)
+        assert ended.stream_id == sid
+        assert b"".join(e.data for e in seen if isinstance(e, h2.events.DataReceived)) == b"some body"
+        trailers = next(e for e in seen if isinstance(e, h2.events.TrailersReceived))
+        assert trailers.headers == [(b"x-checksum", b"abc")]  # echoed as the response's trailers
+    finally:
+        await client.close()
+
+
+async def test_a_body_that_breaks_after_the_head_resets_the_stream() -> None:
+    background = Background()
+
+    async def breaks(request: Request, downstream: Downstream) -> Response:
+        body = BodyStream()
+
+        async def produce() -> None:
+            await body.feed(b"partial")
+            await asyncio.sleep(0.05)
+            body.fail(ConnectionResetError("upstream went away"))
+
+        background.spawn(produce())
+        return Response(200, [], body)
+
+    listener = await H2Listener(breaks).start()
+    client = await RawClient.open(listener.port)
+    try:
+        sid = client.get("/")
+        reset, seen = await client.until(h2.events.StreamReset)
+        assert (reset.stream_id, reset.error_code) == (sid, ErrorCodes.INTERNAL_ERROR)
+        assert any(isinstance(e, h2.events.ResponseReceived) for e in seen)
+        assert b"".join(e.data for e in seen if isinstance(e, h2.events.DataReceived)) == b"partial"
+    finally:
+        await client.close()
+        await listener.close()
+        await background.close()
+
+
 # ------------------------------------------------------------------------------------------ the pool
 
 
