@@ -305,6 +305,10 @@ def test_killing_one_of_two_replicas_fails_only_its_open_streams(cluster: str, t
     assert result.failed <= len(reset), (
         f"{result.failed} failed, {len(reset)} streams to {victim} reset: {failures[:10]}"
     )
+    print(
+        f"HA kill of {victim} at {kill:.2f} s: {result.total} requests, {result.failed} failed, "
+        f"{len(reset)} streams to it reset"
+    )
     late = [f for f in failures if f[0] >= 2.0]
     assert not late, f"failures 2 s or more after the kill: {late[:10]}"
     wait_for(
