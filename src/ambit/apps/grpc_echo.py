@@ -215,16 +215,20 @@ def split_target(target: str) -> tuple[str, int]:
 
 
 async def resolve_target(target: str) -> str:
-    """The gRPC target naming `target`'s first address (``ipv4:a.b.c.d:p`` or ``ipv6:[..]:p``)."""
+    """The gRPC target naming `target`'s addresses: its IPv4 ones (``ipv4:a.b.c.d:p,...``), else its
+    IPv6 ones (``ipv6:[..]:p,...``), as the system resolver lists them."""
     host, port = split_target(target)
     try:
-        ip = ipaddress.ip_address(host)
+        ips = [ipaddress.ip_address(host)]
     except ValueError:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        if not infos:
-            raise OSError(f"{host} has no address") from None
-        ip = ipaddress.ip_address(infos[0][4][0])
-    return f"ipv6:[{ip}]:{port}" if ip.version == 6 else f"ipv4:{ip}:{port}"
+        ips = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+    v4 = [ip for ip in ips if ip.version == 4]
+    if v4:
+        return "ipv4:" + ",".join(f"{ip}:{port}" for ip in v4)
+    if ips:
+        return "ipv6:" + ",".join(f"[{ip}]:{port}" for ip in ips)
+    raise OSError(f"{host} has no address")
 
 
 def _text(value: str | bytes) -> str:

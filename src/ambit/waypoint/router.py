@@ -154,7 +154,9 @@ class _ObservedBody(BodyStream):
 
     @property
     def done(self) -> bool:
-        return self._ended
+        """The upstream has finished (or failed) the body: what is left is buffered (a frontend
+        sends a gRPC trailers-only response as one HEADERS frame when the body is done and empty)."""
+        return self._inner.done
 
     def abandon(self) -> None:
         """The consumer gave up (the client left mid-response): tell the upstream side, count it."""

@@ -53,6 +53,40 @@ spec:
         methods: ["GET"]
         paths: ["/hello"]
 """
+GRPC_ECHO = f"""apiVersion: v1
+kind: Service
+metadata:
+  name: grpc-echo
+  namespace: {NS}
+spec:
+  selector:
+    app: grpc-echo
+  ports:
+  - name: grpc
+    port: 7070
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: grpc-echo
+  namespace: {NS}
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: grpc-echo
+  template:
+    metadata:
+      labels:
+        app: grpc-echo
+    spec:
+      containers:
+      - name: grpc-echo
+        image: ambit/grpc-echo
+        command: ["ambit", "app", "grpc-echo", "serve", "--port", "7070"]
+        ports:
+        - containerPort: 7070
+"""
 OTHER_CLIENT = f"""apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -106,10 +140,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
         for sample in ("helloworld.yaml", "curl.yaml"):
             h.apply((SAMPLES / sample).read_text(), namespace=NS)
         h.apply(OTHER_CLIENT)
+        h.apply(GRPC_ECHO)
         ambit(name, "waypoint", "apply", "-n", NS, "--enroll-namespace", "--wait", "--timeout", "120")
         wait_for(
-            lambda: len(pods(name)) == 6 and all(ready(p) for p in pods(name)),
-            "helloworld v1/v2, curl, other and two waypoint replicas ready",
+            lambda: len(pods(name)) == 7 and all(ready(p) for p in pods(name)),
+            "helloworld v1/v2, curl, other, grpc-echo and two waypoint replicas ready",
             within=120,
         )
         yield name
@@ -190,6 +225,26 @@ def test_websocket_through_the_waypoint(cluster: str) -> None:
     status, echoed = result.stdout.splitlines()[:2]
     assert status == "HTTP/1.1 101 Switching Protocols"
     assert re.fullmatch(r"helloworld-v[12]-\S+: ping", echoed), echoed
+
+
+def test_grpc_unary_and_streaming_through_the_waypoint(cluster: str) -> None:
+    before_ok = waypoint_requests(cluster, request_protocol="grpc", grpc_response_status="0")
+    before_not_found = waypoint_requests(cluster, request_protocol="grpc", grpc_response_status="5")
+    pod = by_app(cluster, "curl")[0]["metadata"]["name"]
+    call = [AMBIT, "app", "grpc-echo", "call", "--target", "grpc-echo:7070", "--unary", "3", "--stream", "4"]
+    result = handle(cluster).exec(call, pod=pod, namespace=NS, check=False)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    answer = json.loads(result.stdout)
+    echo = by_app(cluster, "grpc-echo")[0]["metadata"]["name"]
+    assert answer["unary"] == [f"{echo}: unary-{i}" for i in range(3)]
+    assert answer["unary_trailers"] == {"x-echo-pod": echo}  # trailing metadata kept
+    assert answer["stream"] == [f"{echo}: stream-{i}" for i in range(4)]
+    assert (answer["fail_code"], answer["fail_details"]) == ("NOT_FOUND", "no such thing")
+    # the waypoint saw them as gRPC: 3 unary + 1 stream OK, 1 NOT_FOUND (grpc-status 5)
+    assert waypoint_requests(cluster, request_protocol="grpc", grpc_response_status="0") == before_ok + 4
+    assert (
+        waypoint_requests(cluster, request_protocol="grpc", grpc_response_status="5") == before_not_found + 1
+    )
 
 
 def test_l7_policy_allows_get_hello_from_curl_only(cluster: str) -> None:
