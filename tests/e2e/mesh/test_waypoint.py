@@ -87,6 +87,27 @@ spec:
         ports:
         - containerPort: 7070
 """
+GATEWAY_POLICY = f"""apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: waypoint-get-only
+  namespace: {NS}
+spec:
+  targetRefs:
+  - kind: Gateway
+    group: gateway.networking.k8s.io
+    name: waypoint
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/{NS}/sa/curl"]
+    to:
+    - operation:
+        methods: ["GET"]
+        paths: ["/hello"]
+"""
+PLAIN_NS = "plain"  # ambient, no waypoint: the "other services" of the all-replicas-down test
 OTHER_CLIENT = f"""apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -141,11 +162,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
             h.apply((SAMPLES / sample).read_text(), namespace=NS)
         h.apply(OTHER_CLIENT)
         h.apply(GRPC_ECHO)
+        h.apply(ambient_namespace(PLAIN_NS))
+        h.apply((SAMPLES / "httpbin.yaml").read_text(), namespace=PLAIN_NS)
         ambit(name, "waypoint", "apply", "-n", NS, "--enroll-namespace", "--wait", "--timeout", "120")
         wait_for(
             lambda: len(pods(name)) == 7 and all(ready(p) for p in pods(name)),
             "helloworld v1/v2, curl, other, grpc-echo and two waypoint replicas ready",
             within=120,
+        )
+        wait_for(
+            lambda: all(ready(p) for p in pods(name, PLAIN_NS)) and bool(pods(name, PLAIN_NS)),
+            "httpbin ready",
         )
         yield name
 
@@ -287,6 +314,102 @@ def test_l7_policy_allows_get_hello_from_curl_only(cluster: str) -> None:
     )
 
 
+HBONE_PROBE = """
+import asyncio, sys
+from pathlib import Path
+from ambit.identity.ca import CertificateAuthority
+from ambit.identity.certs import issue
+from ambit.identity.tls import client_context
+from ambit.model.identity import Identity
+from ambit.net.hbone import TunnelRejected, connect_hbone
+from ambit.protocol.hbone import request_headers
+
+ca_dir, pod_ip, pod_sa, who, host = sys.argv[1:6]
+
+async def main() -> None:
+    ca = CertificateAuthority.load(Path(ca_dir))
+    context = client_context(issue(ca, Identity("cluster.local", "wp", who)), ca.trust_bundle)
+    conn = await connect_hbone(pod_ip, 15008, context, Identity("cluster.local", "wp", pod_sa))
+    try:
+        stream = await conn.open_stream(f"{pod_ip}:5000", request_headers(pod_ip, host=host or None))
+    except TunnelRejected as exc:
+        print(exc.status)
+        return
+    stream.write(b"GET /hello HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+    reply = await stream.read_all()
+    print(reply.split(b" ", 2)[1].decode())
+
+asyncio.run(main())
+"""
+
+
+def test_a_peer_that_is_not_the_waypoint_is_refused_for_covered_traffic(cluster: str) -> None:
+    """A raw HBONE client on a node, holding a real mesh certificate: for service-addressed traffic to
+    helloworld (covered by the waypoint) only the waypoint's identity is admitted."""
+    h = handle(cluster)
+    target = next(p for p in by_app(cluster, "helloworld"))
+    pod_ip, node = target["status"]["podIP"], target["spec"]["nodeName"]
+    python = str(Path(AMBIT).parent / "python")
+    service = f"helloworld.{NS}.svc.cluster.local"
+
+    def probe(who: str, host: str) -> str:
+        argv = [python, "-c", HBONE_PROBE, str(h.layout.ca_dir), pod_ip, "default", who, host]
+        result = h.exec(argv, node=node, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert probe("curl", service) == "401"  # a mesh identity, but not the waypoint's: refused
+    assert probe("waypoint", service) == "200"  # control: the waypoint's identity is admitted
+    assert probe("curl", "") == "200"  # pod-addressed traffic is not covered by a service waypoint
+
+
+def pod_ip_of(cluster: str, version: str) -> str:
+    pod = next(p for p in by_app(cluster, "helloworld") if p["metadata"]["labels"].get("version") == version)
+    return str(pod["status"]["podIP"])
+
+
+def code(cluster: str, url: str, method: str = "GET", client: str = "curl") -> str:
+    return curl(cluster, "-X", method, "-o", "/dev/null", "-w", "%{http_code}", url, client=client).stdout
+
+
+def test_waypoint_for_all_covers_pod_addressed_traffic(cluster: str) -> None:
+    h = handle(cluster)
+    ambit(cluster, "waypoint", "apply", "-n", NS, "--for", "all")
+    try:
+        pod_url = f"http://{pod_ip_of(cluster, 'v1')}:5000/hello"
+        vip_url = "http://helloworld:5000/hello"
+
+        def through_waypoint() -> bool:
+            before = waypoint_requests(cluster, source_principal=CURL)
+            return (
+                code(cluster, pod_url) == "200"
+                and waypoint_requests(cluster, source_principal=CURL) == before + 1
+            )
+
+        wait_for(through_waypoint, "pod-IP traffic going through the waypoint", within=20)
+
+        # a Service-targeted policy covers only service-addressed traffic, as in Istio
+        h.apply(ALLOW_GET_HELLO)
+        wait_for(
+            lambda: code(cluster, vip_url, "POST") == "403", "the Service policy reaches the waypoints", 20
+        )
+        assert code(cluster, pod_url, "POST") == "200"
+
+        # a Gateway-targeted policy covers everything through the waypoint, pod-addressed included
+        h.apply(GATEWAY_POLICY)
+        wait_for(
+            lambda: code(cluster, pod_url, "POST") == "403", "the Gateway policy reaches the waypoints", 20
+        )
+        assert code(cluster, pod_url) == "200"
+        assert code(cluster, pod_url, client="other") == "403"
+        assert code(cluster, vip_url) == "200"
+    finally:
+        h.delete("AuthorizationPolicy", "hello-get-only", NS)
+        h.delete("AuthorizationPolicy", "waypoint-get-only", NS)
+        ambit(cluster, "waypoint", "apply", "-n", NS, "--for", "service")
+    wait_for(lambda: code(cluster, pod_url, "POST") == "200", "back to a service waypoint, no policy", 20)
+
+
 RATE = 100
 HA_DURATION = 22.0
 
@@ -380,10 +503,33 @@ def test_all_replicas_down_fails_closed_and_service_returns(cluster: str) -> Non
         h.stop("pod", name, namespace=NS)
     try:
         wait_for(lambda: not any(ready(p) for p in waypoint_pods(cluster)), "both replicas unready", 30)
-        time.sleep(1.0)  # the unready endpoints reach the client ztunnel
+        node = by_app(cluster, "curl")[0]["spec"]["nodeName"]
+
+        def client_sees_no_ready_replica() -> bool:
+            workloads = h.ztunnel_config(node)["workloads"].values()
+            return all(w["status"] == "UNHEALTHY" for w in workloads if w["name"] in replicas)
+
+        wait_for(client_sees_no_ready_replica, "the client ztunnel to see both replicas unready", 20)
         refused = curl(cluster, "-o", "/dev/null", "-w", "%{http_code}", "http://helloworld:5000/hello")
         # fails closed: the client ztunnel resets the connection; a bypass would have answered 200
         assert refused.returncode != 0 and refused.stdout in ("", "000"), (refused.stdout, refused.stderr)
+        # other services are untouched: 5 s of load on httpbin (ambient, no waypoint), 0 failed
+        out = Path(h.layout.root) / "plain-load.json"
+        pod = by_app(cluster, "curl")[0]["metadata"]["name"]
+        args = [
+            AMBIT,
+            "app",
+            "load",
+            f"http://httpbin.{PLAIN_NS}:8000/get",
+            "--rate",
+            "50",
+            "--duration",
+            "5",
+        ]
+        args += ["--mode", "new", "--timeout", "5", "--json", str(out)]
+        h.exec(args, pod=pod, namespace=NS, timeout=60)
+        other = LoadResult.from_json(out.read_text())
+        assert other.total >= 240 and other.failed == 0 and other.retried == 0, (other.total, other.failed)
     finally:
         for name in replicas:
             h.start("pod", name, namespace=NS)
