@@ -380,6 +380,12 @@ def delete(
 @click.option("--pod-name", envvar="POD_NAME", default="")
 @click.option("--trust-domain", default="cluster.local", show_default=True)
 @click.option("--drain-deadline", default=10.0, show_default=True, type=float)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    help="The last good config and certificate, for a restart with no control plane "
+    "(default: cache/ beside the token file, in the pod's own directory).",
+)
 def run(
     *,
     gateway: str,
@@ -393,6 +399,7 @@ def run(
     pod_name: str,
     trust_domain: str,
     drain_deadline: float,
+    cache_dir: Path | None,
 ) -> None:
     """Run one waypoint replica until SIGTERM (drain) or SIGINT."""
     # Imported here: the rest of the CLI does not carry the proxy.
@@ -415,6 +422,7 @@ def run(
         ca_addresses=parse_addresses([ca_address], 15013),
         trust_domain=trust_domain,
         drain_deadline=drain_deadline,
+        cache_dir=cache_dir or Path(),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ambit.model.jsonable import from_jsonable, jsonable
-from ambit.model.policy import Authorization
+from ambit.model.policy import Authorization, L7Authorization
 from ambit.model.workload import Service, Workload
 
 Address = tuple[str, int]
@@ -93,6 +93,18 @@ class EjectionView:
 
 
 @dataclass(frozen=True, slots=True)
+class WaypointView:
+    """What a waypoint replica serves: its Gateway, its identity, and the destinations bound to it (its
+    routes: each service key and workload uid whose traffic comes to it; their endpoints are in
+    ``workloads``, the policies it applies in ``l7_policies``)."""
+
+    gateway: str  # namespace/name
+    identity: str
+    services: tuple[str, ...] = ()
+    workloads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class XdsView:
     address: Address | None
     synced: bool
@@ -100,7 +112,7 @@ class XdsView:
 
 
 # Left out of the JSON when None.
-_OPTIONAL = frozenset({"counts", "heap", "agent", "xds"})
+_OPTIONAL = frozenset({"counts", "heap", "agent", "xds", "waypoint"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +127,7 @@ class ConfigDump:
     workloads: Mapping[str, Workload] = field(default_factory=dict)  # by uid
     services: Mapping[str, Service] = field(default_factory=dict)  # by namespace/hostname
     policies: Mapping[str, Authorization] = field(default_factory=dict)  # by namespace/name
+    l7_policies: Mapping[str, L7Authorization] = field(default_factory=dict)  # by namespace/name
     pods: Mapping[str, PodView] = field(default_factory=dict)  # by uid
     certificates: Mapping[str, CertificateView] = field(default_factory=dict)  # by SPIFFE ID
     connections: tuple[ConnectionView, ...] = ()  # oldest first
@@ -124,6 +137,7 @@ class ConfigDump:
     heap: HeapView | None = None
     agent: AgentView | None = None
     xds: XdsView | None = None
+    waypoint: WaypointView | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object ``/config_dump`` serves."""
@@ -149,7 +163,7 @@ class ConfigDump:
 
 def _shaped(f: dataclasses.Field[Any], value: object) -> bool:
     """False for a collection section that is not a collection (then it takes its default)."""
-    if f.name in ("workloads", "services", "policies", "pods", "certificates"):
+    if f.name in ("workloads", "services", "policies", "l7_policies", "pods", "certificates"):
         return isinstance(value, dict)
     if f.name in ("connections", "ejections"):
         return isinstance(value, list)

@@ -16,8 +16,10 @@ In order (:meth:`WaypointApp.start`):
    plane a (re)starting replica therefore never serves: it has no on-disk cache yet (the running
    replicas keep serving from memory).
 3. **Serve.** HBONE on 15008 presenting its own certificate (:mod:`ambit.waypoint.server`), metrics on
-   15020 (:mod:`ambit.waypoint.metrics`), ``/config_dump`` on 127.0.0.1:15000: its identity,
-   certificate expiry, the workloads, services and policies it routes on, and the L7 policies.
+   15020 (:mod:`ambit.waypoint.metrics`), ``/config_dump`` on 127.0.0.1:15000: the typed
+   :class:`~ambit.proxy.config_dump.ConfigDump` — its Gateway and identity, the services and workloads
+   bound to it (its routes), every endpoint (``workloads``), the L4 and L7 policies, its certificate,
+   and the endpoints it currently ejects.
 4. **Drain** (SIGTERM): readiness goes false, the listener stops accepting, every HBONE connection
    gets GOAWAY, HTTP/1.1 responses carry ``Connection: close`` and HTTP/2 clients a GOAWAY; in-flight
    requests finish until ``drain_deadline``.
@@ -37,15 +39,17 @@ from typing import Any
 from ambit.identity.certs import TrustBundle, WorkloadCert
 from ambit.identity.secrets import SecretManager
 from ambit.model.identity import Identity
-from ambit.model.jsonable import jsonable
+from ambit.model.workload import WaypointRef, service_hostname
 from ambit.net.drain import Drain
 from ambit.net.hbone import HboneClientConnection, connect_hbone
 from ambit.net.hbone_server import HboneServer
 from ambit.net.pool import Dial, HbonePool, OnClosed, PoolKey
 from ambit.net.tasks import spawn
 from ambit.proxy.admin import AdminServers
+from ambit.proxy.cache import ProxyCache
 from ambit.proxy.certs import WorkloadCredentials
-from ambit.resources.names import control_plane_identity
+from ambit.proxy.config_dump import CertificateView, ConfigDump, Counts, WaypointView, XdsView
+from ambit.proxy.control_plane import ControlPlaneLink, PodTokenCredential
 from ambit.state.store import StateStore
 from ambit.waypoint.metrics import RequestMetrics
 from ambit.waypoint.router import WaypointRouter, WaypointSelf
@@ -78,6 +82,11 @@ class WaypointConfig:
     cluster_cidrs: tuple[str, ...] = DEFAULT_CLUSTER_CIDRS
     drain_deadline: float = 10.0
     sniff_timeout: float = DEFAULT_SNIFF_TIMEOUT
+    cache_dir: Path = Path()  # default: ``cache/`` beside the token (the pod's own directory)
+
+    def __post_init__(self) -> None:
+        if self.cache_dir == Path():
+            object.__setattr__(self, "cache_dir", self.token_file.parent / "cache")
 
     @property
     def identity(self) -> Identity:
@@ -90,7 +99,7 @@ class WaypointApp:
     def __init__(self, config: WaypointConfig, *, rng: random.Random | None = None) -> None:
         self.config = config
         self.identity = config.identity
-        self.store = StateStore()
+        self.link: ControlPlaneLink | None = None
         self.metrics = RequestMetrics()
         self.drain_signal = Drain()
         self.rng = rng or random.Random()
@@ -106,21 +115,20 @@ class WaypointApp:
         self._cert_task: asyncio.Task[None] | None = None
         self._closed = False
 
-    def _token(self) -> str:
-        return self.config.token_file.read_text().strip()
-
     async def start(self) -> None:
         config = self.config
-        self.bundle = bundle = await asyncio.to_thread(TrustBundle.from_file, config.trust_bundle_file)
-        self.ca = CaClient(
-            addresses=lambda: list(config.ca_addresses),
-            cert=None,
-            bundle=bundle,
-            server_identity=control_plane_identity(config.trust_domain),
-            token=self._token,
+        self.link = link = ControlPlaneLink(
+            credential=PodTokenCredential(config.token_file, config.trust_bundle_file, config.trust_domain),
+            cache=ProxyCache(config.cache_dir),
+            bootstrap=config.xds_addresses,
+            ca_bootstrap=config.ca_addresses,
+            node_id=f"waypoint~{config.pod_ip}~{config.pod_name}.{config.namespace}",
         )
+        self.ca = await link.open()  # the cached state (if any) is in the store now
+        self.bundle = bundle = link.bundle
         self.secrets = SecretManager(self.ca.fetch)
         self.credentials = WorkloadCredentials(self.secrets, lambda: bundle)
+        await link.restore_certificates(self.secrets)  # a cached, unexpired certificate needs no CA
         cert = await self._first_certificate()
         log.info(
             "waypoint %s/%s has its certificate for %s until %s",
@@ -130,7 +138,7 @@ class WaypointApp:
             cert.not_after,
         )
         self.admin = AdminServers(
-            config_dump=self.config_dump,
+            config_dump=self.config_dump_json,
             metrics=self.metrics.exposition_async,
             ready=self.ready,
             admin=config.admin,
@@ -138,14 +146,7 @@ class WaypointApp:
             readiness=config.readiness,
         )
         await self.admin.start()
-        self.xds = XdsClient(
-            addresses=lambda: list(config.xds_addresses),
-            cert=cert,
-            bundle=bundle,
-            store=self.store,
-            node_id=f"waypoint~{config.pod_ip}~{config.pod_name}.{config.namespace}",
-        )
-        self.xds.start()
+        self.xds = link.connect(self.secrets.snapshot, cert=cert)
         self._cert_task = spawn(self._follow_certificate(cert), name="waypoint-cert")
         self.pool = HbonePool(self._connector)
         self.router = WaypointRouter(
@@ -156,10 +157,15 @@ class WaypointApp:
             cluster_cidrs=config.cluster_cidrs,
             rng=self.rng,
         )
-        # Serve only with a config: a replica that listened before its first sync would answer 404/503
-        # to traffic its peers could carry (a client ztunnel moves on from a refused connection).
-        await self.xds.synced.wait()
-        log.info("xDS synced: %d resources", len(self.store.current))
+        # Serve only with a config — the cached one or the first sync: a replica that listened with
+        # none would answer 404/503 to traffic its peers could carry (a client moves on from a refusal).
+        if not link.synced_from_cache:
+            await self.xds.synced.wait()
+        log.info(
+            "config %s: %d resources",
+            "from the cache" if link.synced_from_cache else "synced",
+            len(self.store.current),
+        )
         context = await self.credentials.listener_context(self.identity)
         self.hbone = HboneServer(
             context,
@@ -202,30 +208,57 @@ class WaypointApp:
 
     # -- readiness and introspection ------------------------------------------------------------
 
+    @property
+    def store(self) -> StateStore:
+        assert self.link is not None, "start() first"
+        return self.link.store
+
     def ready(self) -> bool:
         return (
             not self._closed
             and not self.drain_signal.draining
             and self.hbone is not None
             and self.xds is not None
-            and self.xds.synced.is_set()
+            and (self.xds.synced.is_set() or (self.link is not None and self.link.synced_from_cache))
         )
 
-    def config_dump(self) -> dict[str, Any]:
+    def config_dump(self) -> ConfigDump:
+        """What this replica believes (``/config_dump``): typed, as the ztunnel's."""
         snapshot = self.store.current
+        mine = service_hostname(self.config.gateway, self.config.namespace)
+
+        def bound(ref: WaypointRef | None) -> bool:
+            return ref is not None and ref.namespace == self.config.namespace and ref.hostname == mine
+
         certs = self.secrets.snapshot() if self.secrets is not None else {}
-        return {
-            "gateway": f"{self.config.namespace}/{self.config.gateway}",
-            "identity": str(self.identity),
-            "synced": self.xds is not None and self.xds.synced.is_set(),
-            "config_version": snapshot.version,
-            "certificates": {str(i): c.not_after.isoformat() for i, c in certs.items()},
-            "workloads": jsonable(dict(snapshot.workloads)),
-            "services": jsonable(dict(snapshot.services)),
-            "policies": jsonable(dict(snapshot.policies)),
-            "l7_policies": jsonable(dict(snapshot.l7_policies)),
-            "requests_in_flight": None,
-        }
+        xds = self.xds
+        return ConfigDump(
+            node=self.config.pod_name,
+            synced=self.xds is not None and self.xds.synced.is_set(),
+            synced_from_cache=self.link is not None and self.link.synced_from_cache,
+            config_version=snapshot.version,
+            counts=Counts(len(snapshot.workloads), len(snapshot.services), len(snapshot.policies)),
+            workloads=dict(snapshot.workloads),
+            services=dict(snapshot.services),
+            policies=dict(snapshot.policies),
+            l7_policies=dict(snapshot.l7_policies),
+            certificates={
+                str(identity): CertificateView(cert.not_after)
+                for identity, cert in certs.items()
+                if isinstance(identity, Identity)
+            },
+            ejections=self.router.ejection_views(snapshot) if self.router is not None else (),
+            xds=None if xds is None else XdsView(xds.address, xds.synced.is_set(), xds.last_error),
+            waypoint=WaypointView(
+                gateway=f"{self.config.namespace}/{self.config.gateway}",
+                identity=str(self.identity),
+                services=tuple(sorted(key for key, svc in snapshot.services.items() if bound(svc.waypoint))),
+                workloads=tuple(sorted(uid for uid, w in snapshot.workloads.items() if bound(w.waypoint))),
+            ),
+        )
+
+    def config_dump_json(self) -> dict[str, Any]:
+        return self.config_dump().to_json()
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -252,10 +285,9 @@ class WaypointApp:
             self.hbone = None
         if self.router is not None:
             await self.router.close()
-        if self.xds is not None:
-            await self.xds.close()
-        if self.ca is not None:
-            await self.ca.close()
+        if self.link is not None:
+            await self.link.close_cache()  # a last write while the certificate is still held
+            await self.link.close()
         if self.secrets is not None:
             await self.secrets.close()
         if self.admin is not None:

@@ -18,7 +18,9 @@ For each request a frontend hands over (:data:`~ambit.waypoint.exchange.RequestH
    (``appProtocol`` ``http2``, ``grpc``, ``h2c``, ``kubernetes.io/h2c``, or a port name starting
    ``http2``/``grpc``), HTTP/1.1 when it declares ``http``; undeclared: the client's own version. An
    Upgrade (WebSocket) always goes over HTTP/1.1. A connect failure (``UF``) moves on to the next
-   endpoint, up to three, before the client sees a 503.
+   endpoint, up to three, before the client sees a 503, and ejects the endpoint that failed
+   (:mod:`ambit.routing.ejection`: tried last for 5 s, doubling; never more than half of them; shown in
+   the config dump).
 5. **Transport**: to an enrolled endpoint, an HBONE CONNECT to its ztunnel (``ip:15008``) with the
    waypoint's own certificate, the endpoint's identity required, and ``forwarded: for=<client
    ip>;host=<service>`` so the destination knows the original client and the service; to an endpoint
@@ -47,7 +49,9 @@ from ambit.net.duplex import Duplex, TcpDuplex
 from ambit.net.pool import HbonePool, PoolKey
 from ambit.protocol.authority import parse_authority
 from ambit.protocol.hbone import request_headers
+from ambit.proxy.config_dump import EjectionView
 from ambit.routing import HbonePlan, OutboundPlan, RouteError, outbound_candidates
+from ambit.routing.ejection import Ejections
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
 from ambit.waypoint.exchange import (
@@ -190,6 +194,25 @@ class WaypointRouter:
         self.rng = rng or random.Random()
         self.http1 = Http1Upstream()
         self.h2 = H2Upstream()
+        self.ejections = Ejections()  # endpoints that refused or timed out: tried last for a while
+
+    def ejection_views(self, snapshot: Snapshot) -> tuple[EjectionView, ...]:
+        now = time.monotonic()
+        views = []
+        for e in self.ejections.snapshot(now):
+            endpoint = snapshot.workloads.get(e.uid)
+            name = f"{endpoint.namespace}/{endpoint.name}" if endpoint is not None else ""
+            views.append(EjectionView(e.uid, name, round(e.until - now, 3), e.failures, e.reason))
+        return tuple(views)
+
+    def _order(self, plans: list[OutboundPlan]) -> list[OutboundPlan]:
+        """``plans`` with the endpoints this waypoint ejects last (at most half count as ejected)."""
+        uids = [p.endpoint.uid for p in plans if p.endpoint is not None]
+        out = self.ejections.ejected(uids, time.monotonic())
+        if not out:
+            return plans
+        last = [p for p in plans if p.endpoint is not None and p.endpoint.uid in out]
+        return [p for p in plans if p not in last] + last
 
     async def close(self) -> None:
         await self.http1.close()
@@ -256,10 +279,12 @@ class WaypointRouter:
             request.headers.append((b"x-request-id", str(uuid.uuid4()).encode()))
         protocol = self._upstream_protocol(request, service, dst_port)
         errors: list[str] = []
-        for plan in plans[:UPSTREAM_ATTEMPTS]:
+        for plan in self._order(plans)[:UPSTREAM_ATTEMPTS]:
             try:
                 response = await self._send(plan, request, downstream, protocol)
             except UpstreamError as exc:
+                if exc.flags == "UF" and plan.endpoint is not None:
+                    self.ejections.failed(plan.endpoint.uid, time.monotonic(), str(exc))
                 if exc.flags != "UF":
                     response = local_response(503, f"upstream {exc}", flags=exc.flags)
                     return self._answer(
@@ -272,6 +297,8 @@ class WaypointRouter:
                     )
                 errors.append(str(exc))
                 continue
+            if plan.endpoint is not None:
+                self.ejections.succeeded(plan.endpoint.uid)
             return self._answer(
                 request,
                 downstream,

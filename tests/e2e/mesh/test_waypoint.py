@@ -410,6 +410,36 @@ def test_waypoint_for_all_covers_pod_addressed_traffic(cluster: str) -> None:
     wait_for(lambda: code(cluster, pod_url, "POST") == "200", "back to a service waypoint, no policy", 20)
 
 
+def test_a_replica_restarted_with_the_control_plane_down_serves_from_its_cache(cluster: str) -> None:
+    h = handle(cluster)
+    victim = waypoint_pods(cluster)[0]["metadata"]["name"]
+    log = h.layout.log(f"pod-{NS}-{victim}-istio-proxy")
+    h.stop("controlplane")
+    try:
+        starts = log.read_text().count("config from the cache")
+        h.kill("pod", victim, namespace=NS)  # SIGKILL; the kubelet restarts the process
+        wait_for(
+            lambda: log.read_text().count("config from the cache") > starts,
+            "the replica back from its cache",
+            30,
+        )
+
+        def served_by_victim() -> bool:
+            assert code(cluster, "http://helloworld:5000/hello") == "200"  # never fails meanwhile
+            pod = next(p for p in waypoint_pods(cluster) if p["metadata"]["name"] == victim)
+            text = h.exec(
+                ["curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"],
+                pod=pod["metadata"]["name"],
+                namespace=NS,
+            ).stdout
+            return 'response_code="200"' in text
+
+        wait_for(served_by_victim, "the restarted replica serving with no control plane", 30, 0.2)
+    finally:
+        h.start("controlplane")
+    wait_for(lambda: h.status().controlplane[0] == h.status().controlplane[1], "the control plane back", 60)
+
+
 RATE = 100
 HA_DURATION = 22.0
 
