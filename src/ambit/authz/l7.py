@@ -33,11 +33,13 @@ what Istio generates for Envoy (``pilot/pkg/security/authz/model/generator.go`` 
   matches the header as sent, so ``hosts: ["example.com"]`` does not match ``example.com:8080``
   (Istio's advice is to list ``example.com:*`` too);
 * ``methods``: the method, case-sensitive (Istio's ``HeaderMatcher`` on ``:method``);
-* ``paths``: the URL path WITHOUT the query string (Envoy's path matcher), raw as received: no
-  normalisation of ``%``-escapes, ``..`` or ``//`` (Envoy normalises by Istio's default mesh
-  config; ambit does not yet, so a DENY on a path can be sidestepped by an equivalent spelling;
-  prefer ALLOW lists for paths). :func:`url_path` cuts a request target at ``?`` and turns an
-  absolute-form target (``http://h/p``) into its path, as Envoy does;
+* ``paths``: the URL path WITHOUT the query string (Envoy's path matcher), as the waypoint normalised
+  it before policy and forwarding (:func:`ambit.protocol.paths.normalize_target` at
+  :data:`~ambit.protocol.paths.WAYPOINT_NORMALIZATION`, Istio's ``MERGE_SLASHES``): dot segments
+  removed, ``%``-escapes of unreserved characters decoded, ``\\`` and ``//`` made ``/``; ``%2F``/``%5C``
+  stay encoded, so a DENY on ``/admin`` still misses ``/%2Fadmin`` (prefer ALLOW lists for paths).
+  This module does not normalise itself: :func:`url_path` cuts a request target at ``?`` and turns
+  an absolute-form target (``http://h/p``) into its path, as Envoy does;
 * ``destination_ports``: the port the request was sent to;
 * ``headers``: ``request.headers[name]`` — the header named (names compared in lower case), all of
   its values joined with ``,`` (Envoy's header matcher on a repeated header); ``*`` means the header
@@ -68,7 +70,7 @@ class RequestAttributes:
     """What L7 authorization sees of one request."""
 
     method: str
-    path: str  # the URL path WITHOUT the query string, raw as received
+    path: str  # the URL path WITHOUT the query string, as normalised by the waypoint
     host: str  # the authority as received (port included when sent)
     destination_port: int
     headers: tuple[tuple[str, str], ...] = ()  # (lower-case name, value), in order, repeats kept

@@ -11,7 +11,10 @@ For each request a frontend hands over (:data:`~ambit.waypoint.exchange.RequestH
    every request through it; those that name the Service apply only to service-addressed requests (a
    pod-addressed request is not "to the Service", as in Istio). DENY before ALLOW; a denial is 403
    ``RBAC: access denied`` (flag ``RBAC``) and never reaches an endpoint.
-3. **Headers**: ``x-request-id`` is added when absent (a UUID4); ``traceparent`` and everything else
+3. **Path and headers**: the path is normalised first, for policy and for what the endpoint receives
+   (:mod:`ambit.protocol.paths`, Istio's ``MERGE_SLASHES`` level: dot segments, unreserved
+   ``%``-escapes, ``\\`` and ``//``; the query kept as sent); a path that cannot be is 400.
+   ``x-request-id`` is added when absent (a UUID4); ``traceparent`` and everything else
    end to end pass unchanged.
 4. **Endpoint and protocol**: the request goes to one endpoint per request (L7 balancing: each request
    of a keep-alive client may go elsewhere). HTTP/2 upstream when the Service port declares it
@@ -49,6 +52,7 @@ from ambit.net.duplex import Duplex, TcpDuplex
 from ambit.net.pool import HbonePool, PoolKey
 from ambit.protocol.authority import parse_authority
 from ambit.protocol.hbone import request_headers
+from ambit.protocol.paths import WAYPOINT_NORMALIZATION, PathError, normalize_target
 from ambit.proxy.config_dump import EjectionView
 from ambit.routing import HbonePlan, OutboundPlan, RouteError, outbound_candidates
 from ambit.routing.ejection import Ejections
@@ -238,6 +242,14 @@ class WaypointRouter:
     async def handle(self, request: Request, downstream: Downstream) -> Response:
         started = time.monotonic()
         snapshot = self.store.current
+        try:  # as Envoy's HCM: before routing, policy and forwarding; the query is kept as sent
+            normalized = normalize_target(request.path.decode("latin-1"), WAYPOINT_NORMALIZATION)
+        except PathError as exc:
+            response = local_response(400, f"invalid path: {exc.reason}", details="path_normalization_failed")
+            return self._answer(
+                request, downstream, started=started, service=None, endpoint=None, response=response
+            )
+        request.path = normalized.encode("latin-1")
         try:
             dst_ip, dst_port = parse_authority(downstream.target)
         except ValueError as exc:

@@ -314,6 +314,37 @@ def test_l7_policy_allows_get_hello_from_curl_only(cluster: str) -> None:
     )
 
 
+DENY_HELLO = f"""apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-hello
+  namespace: {NS}
+spec:
+  targetRefs:
+  - kind: Service
+    group: ""
+    name: helloworld
+  action: DENY
+  rules:
+  - to:
+    - operation:
+        paths: ["/hello"]
+"""
+
+
+def test_a_path_deny_is_not_sidestepped_by_another_spelling(cluster: str) -> None:
+    h = handle(cluster)
+    h.apply(DENY_HELLO)
+    try:
+        base = "http://helloworld:5000"
+        wait_for(lambda: code(cluster, f"{base}/hello") == "403", "the DENY reaches the waypoints", 20)
+        for spelling in ("//hello", "/./hello", "/x/../hello", "/%68ello", "/hello?x=1"):
+            assert code(cluster, f"{base}{spelling}", path_as_is=True) == "403", spelling
+        assert code(cluster, f"{base}/hello2") == "200"  # control: another path is not denied
+    finally:
+        h.delete("AuthorizationPolicy", "deny-hello", NS)
+
+
 HBONE_PROBE = """
 import asyncio, sys
 from pathlib import Path
@@ -368,8 +399,14 @@ def pod_ip_of(cluster: str, version: str) -> str:
     return str(pod["status"]["podIP"])
 
 
-def code(cluster: str, url: str, method: str = "GET", client: str = "curl") -> str:
-    return curl(cluster, "-X", method, "-o", "/dev/null", "-w", "%{http_code}", url, client=client).stdout
+def code(
+    cluster: str, url: str, method: str = "GET", client: str = "curl", *, path_as_is: bool = False
+) -> str:
+    """The status curl got (``path_as_is``: send the path exactly as written, no ``..`` squashing)."""
+    extra = ["--path-as-is"] if path_as_is else []
+    return curl(
+        cluster, *extra, "-X", method, "-o", "/dev/null", "-w", "%{http_code}", url, client=client
+    ).stdout
 
 
 def test_waypoint_for_all_covers_pod_addressed_traffic(cluster: str) -> None:
