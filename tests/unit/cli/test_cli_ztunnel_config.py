@@ -169,6 +169,21 @@ def test_connections_table() -> None:
     ]
 
 
+def test_ejections_table() -> None:
+    dump = sample_dump()
+    dump["ejections"] = [
+        {"uid": "w1", "name": "wp/waypoint-abc12", "remaining": 9.25, "failures": 2, "reason": "refused"}
+    ]
+    out = zc.render("ejections", [("node1", dump)], node_column=False, now=NOW)
+    assert lines(out) == [
+        ["REPLICA", "UID", "EJECTED FOR", "FAILURES", "LAST FAILURE"],
+        ["wp/waypoint-abc12", "w1", "9.2s", "2", "refused"],
+    ]
+    assert lines(zc.render("ejections", [("node1", sample_dump())], node_column=False, now=NOW)) == [
+        ["REPLICA", "UID", "EJECTED FOR", "FAILURES", "LAST FAILURE"]
+    ]
+
+
 def test_every_node_gets_a_node_column() -> None:
     dumps = [("node1", sample_dump("node1")), ("node2", sample_dump("node2"))]
     rows = lines(zc.render("policies", dumps, node_column=True, now=NOW))

@@ -8,7 +8,20 @@ from datetime import UTC, datetime
 import pytest
 
 from ambit.model.jsonable import from_jsonable, jsonable
-from ambit.model.policy import Action, Authorization, Clause, Match, Rule, Scope, StringMatch
+from ambit.model.policy import (
+    Action,
+    Authorization,
+    Clause,
+    L7Authorization,
+    L7Clause,
+    L7Match,
+    L7Rule,
+    Match,
+    PolicyTarget,
+    Rule,
+    Scope,
+    StringMatch,
+)
 from ambit.model.workload import (
     HealthStatus,
     PortMapping,
@@ -24,8 +37,10 @@ from ambit.proxy.config_dump import (
     ConfigDump,
     ConnectionView,
     Counts,
+    EjectionView,
     HeapView,
     PodView,
+    WaypointView,
     XdsView,
 )
 
@@ -127,3 +142,31 @@ def test_a_connection_reads_from_its_json() -> None:
 def test_a_section_that_does_not_fit_is_an_error(data: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         ConfigDump.from_json(data)
+
+
+L7_POLICY = L7Authorization(
+    "hello-get-only",
+    "default",
+    Action.ALLOW,
+    (PolicyTarget("Service", "default", "web"),),
+    (L7Rule((L7Clause((L7Match(methods=(StringMatch.parse("GET"),)),)),)),),
+)
+WAYPOINT_DUMP = ConfigDump(
+    node="waypoint-abc12",
+    synced=True,
+    workloads={"u1": WORKLOAD},
+    services={SERVICE.key: SERVICE},
+    l7_policies={L7_POLICY.key: L7_POLICY},
+    ejections=(EjectionView("u1", "default/web-1", 4.2, 1, "10.0.1.5:15008: connection refused"),),
+    waypoint=WaypointView(
+        "default/waypoint", "spiffe://cluster.local/ns/default/sa/waypoint", (SVC,), ("u1",)
+    ),
+)
+
+
+def test_a_waypoint_dump_round_trips_with_its_routes_l7_policies_and_ejections() -> None:
+    data = wire(WAYPOINT_DUMP.to_json())
+    assert isinstance(data, dict)
+    assert ConfigDump.from_json(data) == WAYPOINT_DUMP
+    assert data["waypoint"]["services"] == [SVC]
+    assert "waypoint" not in ConfigDump(node="n").to_json()  # a ztunnel's dump has no such section
