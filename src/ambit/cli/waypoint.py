@@ -408,7 +408,8 @@ def run(
 
     import uvloop
 
-    from ambit.waypoint.app import WaypointApp, WaypointConfig, parse_addresses
+    from ambit.proxy.control_plane import bootstrap_addresses
+    from ambit.waypoint.app import WaypointApp, WaypointConfig
 
     config = WaypointConfig(
         gateway=gateway,
@@ -418,8 +419,8 @@ def run(
         pod_name=pod_name,
         token_file=token_file,
         trust_bundle_file=trust_bundle,
-        xds_addresses=parse_addresses([control_plane], 15012),
-        ca_addresses=parse_addresses([ca_address], 15013),
+        xds_addresses=bootstrap_addresses([control_plane]),
+        ca_addresses=bootstrap_addresses([ca_address]),
         trust_domain=trust_domain,
         drain_deadline=drain_deadline,
         cache_dir=cache_dir or Path(),

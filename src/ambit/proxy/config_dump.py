@@ -20,6 +20,7 @@ from typing import Any
 from ambit.model.jsonable import from_jsonable, jsonable
 from ambit.model.policy import Authorization, L7Authorization
 from ambit.model.workload import Service, Workload
+from ambit.routing.ejection import Ejections
 
 Address = tuple[str, int]
 
@@ -90,6 +91,18 @@ class EjectionView:
     remaining: float  # seconds until it is tried first again
     failures: int  # failures in a row (the ejection doubles with each)
     reason: str  # the last failure
+
+
+def ejection_views(
+    ejections: Ejections, workloads: Mapping[str, Workload], now: float
+) -> tuple[EjectionView, ...]:
+    """The running ejections of a proxy (``now`` on the clock they were recorded with), named by pod."""
+    views = []
+    for e in ejections.snapshot(now):
+        workload = workloads.get(e.uid)
+        name = f"{workload.namespace}/{workload.name}" if workload is not None else ""
+        views.append(EjectionView(e.uid, name, round(e.until - now, 3), e.failures, e.reason))
+    return tuple(views)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,10 +46,10 @@ Address = tuple[str, int]
 
 
 def parse_address(text: str) -> Address:
-    """``IP:PORT`` (``[v6]:PORT`` for IPv6)."""
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6; a host name is resolved when connecting)."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not IP:PORT")
+        raise ValueError(f"{text!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
 
 

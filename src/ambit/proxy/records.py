@@ -5,7 +5,8 @@ again, from the same settled facts, when it ends; it is not kept in between, so 
 holds none (with the pod's identity made once, this saved 0.37 KiB per idle connection through a
 ztunnel pair: ``scripts/profile_idle.py``). Both consumers read one shape: the metrics
 make their label set from it, and the access log writes its line from it plus the outcome (bytes,
-duration, flags, error). A waypoint's per-request record will sit beside it here.
+duration, flags, error). :func:`workload_labels` is how both proxies' metrics (the ztunnel's TCP and the
+waypoint's request metrics) name a workload, as Istio's do.
 
 It is frozen and has ``__slots__``; it refers to the model values the proxy already holds (workloads,
 identities, the service) and copies nothing, so making one costs one small object and nothing per
@@ -20,6 +21,24 @@ from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
 
 Address = tuple[str, int]
+
+UNKNOWN = "unknown"
+
+
+def workload_labels(workload: Workload | None) -> tuple[str, str, str, str]:
+    """Istio's (workload, canonical service, canonical revision, namespace) of a workload: the workload
+    name is its controller's (else the pod's), revision ``latest`` when unlabelled; all ``unknown``
+    when there is no workload."""
+    if workload is None:
+        return UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN
+    name = workload.workload_name or workload.name or UNKNOWN
+    return (
+        name,
+        workload.canonical_name or name,
+        workload.canonical_revision or "latest",
+        workload.namespace or UNKNOWN,
+    )
+
 
 # direction: which listener accepted the connection
 OUTBOUND = "outbound"  # 15001: a local pod's connection out

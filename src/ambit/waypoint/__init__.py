@@ -1,5 +1,5 @@
-"""The L7 waypoint proxy: HTTP routing, L7 policy, retries, timeouts, request metrics.
-
-Arrives with a later issue; the package exists now so that the layer contracts in
-pyproject.toml hold from its first line.
+"""The L7 waypoint proxy (``ambit waypoint run``): HBONE in, HTTP/1.1, HTTP/2, gRPC and WebSocket
+through, per-request routing to the destination's endpoints, L7 AuthorizationPolicy, Istio's request
+metrics. ``app`` is the process; ``server`` one HBONE tunnel; ``router`` one request; the rest are the
+protocol edges (see ARCHITECTURE.md, "The waypoint").
 """

@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,14 +291,3 @@ class WaypointApp:
             await self.secrets.close()
         if self.admin is not None:
             await self.admin.close()
-
-
-def parse_addresses(texts: Sequence[str], default_port: int) -> tuple[Address, ...]:
-    """``host[:port]`` → (host, port); a host name is kept (resolved when connecting)."""
-    out: list[Address] = []
-    for text in texts:
-        host, sep, port = text.rpartition(":")
-        if not sep or not port.isdigit():
-            host, port = text, str(default_port)
-        out.append((host.strip("[]"), int(port)))
-    return tuple(out)

@@ -31,7 +31,7 @@ from h2.errors import ErrorCodes
 from ambit.net.duplex import Duplex, StreamAborted
 from ambit.net.tasks import spawn
 from ambit.waypoint.exchange import BodyError, Headers, Request, Response
-from ambit.waypoint.h2_server import (
+from ambit.waypoint.h2_link import (
     CLOSE_GRACE,
     MAX_HEADER_LIST_SIZE,
     STREAM_WINDOW,

@@ -27,8 +27,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from ambit.model.workload import Service, Workload
+from ambit.proxy.records import UNKNOWN, workload_labels
 
-UNKNOWN = "unknown"
 REPORTER = "waypoint"
 DURATION_BUCKETS = (
     0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000,
@@ -65,13 +65,6 @@ class RequestLabels:
 LABEL_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RequestLabels))
 
 
-def _workload(workload: Workload | None) -> tuple[str, str, str, str]:
-    if workload is None:
-        return UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN
-    name = workload.workload_name or workload.name or UNKNOWN
-    return name, workload.canonical_name or name, workload.canonical_revision or "latest", workload.namespace
-
-
 def request_labels(
     *,
     source: Workload | None,
@@ -84,7 +77,7 @@ def request_labels(
     flags: str,
 ) -> RequestLabels:
     """The labels of one request; ``source_principal`` is a SPIFFE id (or empty when unknown)."""
-    src, dst = _workload(source), _workload(destination)
+    src, dst = workload_labels(source), workload_labels(destination)
     return RequestLabels(
         source_workload=src[0],
         source_canonical_service=src[1],

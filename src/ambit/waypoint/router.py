@@ -47,13 +47,14 @@ from dataclasses import dataclass
 
 from ambit.authz import RBAC_DENIED_BODY, RequestAttributes, authorize_request
 from ambit.model.identity import Identity
+from ambit.model.policy import Action, L7Authorization
 from ambit.model.workload import Service, ServicePort, Workload
-from ambit.net.duplex import Duplex, TcpDuplex
+from ambit.net.duplex import Duplex, TcpDuplex, relay
 from ambit.net.pool import HbonePool, PoolKey
 from ambit.protocol.authority import parse_authority
 from ambit.protocol.hbone import request_headers
 from ambit.protocol.paths import WAYPOINT_NORMALIZATION, PathError, normalize_target
-from ambit.proxy.config_dump import EjectionView
+from ambit.proxy.config_dump import EjectionView, ejection_views
 from ambit.routing import HbonePlan, OutboundPlan, RouteError, outbound_candidates
 from ambit.routing.ejection import Ejections
 from ambit.state.snapshot import Snapshot
@@ -79,6 +80,15 @@ SPIFFE = "spiffe://"
 UPSTREAM_ATTEMPTS = 3
 H2_APP_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"})
 HTTP1_APP_PROTOCOLS = frozenset({"http", "http1", "http/1.1"})
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a tunnel's authority leads, as the waypoint routes it."""
+
+    plans: list[OutboundPlan] | RouteError  # endpoints best first (ejected last), or why there are none
+    service: Service | None  # the service addressed (None: pod-addressed)
+    port: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +211,7 @@ class WaypointRouter:
         self.ejections = Ejections()  # endpoints that refused or timed out: tried last for a while
 
     def ejection_views(self, snapshot: Snapshot) -> tuple[EjectionView, ...]:
-        now = time.monotonic()
-        views = []
-        for e in self.ejections.snapshot(now):
-            endpoint = snapshot.workloads.get(e.uid)
-            name = f"{endpoint.namespace}/{endpoint.name}" if endpoint is not None else ""
-            views.append(EjectionView(e.uid, name, round(e.until - now, 3), e.failures, e.reason))
-        return tuple(views)
+        return ejection_views(self.ejections, snapshot.workloads, time.monotonic())
 
     def _order(self, plans: list[OutboundPlan]) -> list[OutboundPlan]:
         """``plans`` with the endpoints this waypoint ejects last (at most half count as ejected)."""
@@ -239,28 +243,12 @@ class WaypointRouter:
             trust_domain=self.me.identity.trust_domain,
         )
 
-    async def handle(self, request: Request, downstream: Downstream) -> Response:
-        started = time.monotonic()
-        snapshot = self.store.current
-        try:  # as Envoy's HCM: before routing, policy and forwarding; the query is kept as sent
-            normalized = normalize_target(request.path.decode("latin-1"), WAYPOINT_NORMALIZATION)
-        except PathError as exc:
-            response = local_response(400, f"invalid path: {exc.reason}", details="path_normalization_failed")
-            return self._answer(
-                request, downstream, started=started, service=None, endpoint=None, response=response
-            )
-        request.path = normalized.encode("latin-1")
+    def destination(self, snapshot: Snapshot, target: str) -> Destination:
+        """Where a tunnel's authority leads: the endpoint plans (or why none), the service, the port."""
         try:
-            dst_ip, dst_port = parse_authority(downstream.target)
+            dst_ip, dst_port = parse_authority(target)
         except ValueError as exc:
-            return self._answer(
-                request,
-                downstream,
-                started=started,
-                service=None,
-                endpoint=None,
-                response=local_response(400, str(exc), flags="NR"),
-            )
+            return Destination(RouteError(str(exc)), None, 0)
         plans = outbound_candidates(
             snapshot,
             self._self_workload(snapshot),
@@ -270,58 +258,94 @@ class WaypointRouter:
             rng=self.rng,
             at_waypoint=True,
         )
-        service = snapshot.find_service_by_vip(dst_ip)
+        if not isinstance(plans, RouteError):
+            plans = self._order(plans)
+        return Destination(plans, snapshot.find_service_by_vip(dst_ip), dst_port)
+
+    def policies(self, snapshot: Snapshot, service: Service | None) -> list[L7Authorization]:
+        """The L7 policies for traffic through this waypoint: those targeting its Gateway, plus those
+        targeting the Service when the traffic is service-addressed (as Istio)."""
+        policies = list(snapshot.l7_policies_for("Gateway", self.me.namespace, self.me.gateway))
+        if service is not None:
+            policies += snapshot.l7_policies_for("Service", service.namespace, service.name)
+        return policies
+
+    async def open_upstream(self, plan: OutboundPlan, downstream: Downstream) -> Duplex:
+        """A byte stream to ``plan``'s endpoint: HBONE with the waypoint's certificate (``forwarded``
+        names the client and the service) or plain TCP; UpstreamError ``UF`` when it cannot be had."""
+        try:
+            if isinstance(plan, HbonePlan):
+                key = PoolKey(self.me.identity, plan.destination_identity, plan.address)
+                host = plan.service.hostname if plan.service is not None else None
+                headers = request_headers(downstream.peer_ip, host=host)
+                return await asyncio.wait_for(
+                    self.pool.open_stream(key, plan.authority, headers), self.connect_timeout
+                )
+            loop = asyncio.get_running_loop()
+            _transport, duplex = await asyncio.wait_for(
+                loop.create_connection(TcpDuplex, plan.address[0], plan.address[1]), self.connect_timeout
+            )
+            return duplex
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            where = f"{plan.address[0]}:{plan.address[1]}"
+            raise UpstreamError("UF", f"{where}: {exc or type(exc).__name__}") from exc
+
+    def connected(self, plan: OutboundPlan, error: UpstreamError | None) -> None:
+        """Record the outcome of reaching ``plan``'s endpoint: a connect failure ejects it, a success
+        forgives it."""
+        if plan.endpoint is None:
+            return
+        if error is None:
+            self.ejections.succeeded(plan.endpoint.uid)
+        elif error.flags == "UF":
+            self.ejections.failed(plan.endpoint.uid, time.monotonic(), str(error))
+
+    async def handle(self, request: Request, downstream: Downstream) -> Response:
+        started = time.monotonic()
+        snapshot = self.store.current
+
+        def answer(
+            response: Response, service: Service | None = None, endpoint: Workload | None = None
+        ) -> Response:
+            return self._answer(
+                request, downstream, started=started, service=service, endpoint=endpoint, response=response
+            )
+
+        try:  # as Envoy's HCM: before routing, policy and forwarding; the query is kept as sent
+            normalized = normalize_target(request.path.decode("latin-1"), WAYPOINT_NORMALIZATION)
+        except PathError as exc:
+            return answer(
+                local_response(400, f"invalid path: {exc.reason}", details="path_normalization_failed")
+            )
+        request.path = normalized.encode("latin-1")
+        where = self.destination(snapshot, downstream.target)
+        service, plans = where.service, where.plans
         if isinstance(plans, RouteError):
             status, flags = (503, "UH") if service is not None else (404, "NR")
             log.info("no route for %s: %s", downstream.target, plans.reason)
-            return self._answer(
-                request,
-                downstream,
-                started=started,
-                service=service,
-                endpoint=None,
-                response=local_response(status, plans.reason, flags=flags),
-            )
-        denied = self._authorize(snapshot, request, downstream, service, dst_port)
+            return answer(local_response(status, plans.reason, flags=flags), service)
+        denied = self._authorize(snapshot, request, downstream, service, where.port)
         if denied is not None:
-            return self._answer(
-                request, downstream, started=started, service=service, endpoint=None, response=denied
-            )
+            return answer(denied, service)
         if request.header(b"x-request-id") is None:
             request.headers.append((b"x-request-id", str(uuid.uuid4()).encode()))
-        protocol = self._upstream_protocol(request, service, dst_port)
+        protocol = self._upstream_protocol(request, service, where.port)
         errors: list[str] = []
-        for plan in self._order(plans)[:UPSTREAM_ATTEMPTS]:
+        for plan in plans[:UPSTREAM_ATTEMPTS]:
             try:
                 response = await self._send(plan, request, downstream, protocol)
             except UpstreamError as exc:
-                if exc.flags == "UF" and plan.endpoint is not None:
-                    self.ejections.failed(plan.endpoint.uid, time.monotonic(), str(exc))
+                self.connected(plan, exc)
                 if exc.flags != "UF":
-                    response = local_response(503, f"upstream {exc}", flags=exc.flags)
-                    return self._answer(
-                        request,
-                        downstream,
-                        started=started,
-                        service=service,
-                        endpoint=plan.endpoint,
-                        response=response,
+                    return answer(
+                        local_response(503, f"upstream {exc}", flags=exc.flags), service, plan.endpoint
                     )
                 errors.append(str(exc))
                 continue
-            if plan.endpoint is not None:
-                self.ejections.succeeded(plan.endpoint.uid)
-            return self._answer(
-                request,
-                downstream,
-                started=started,
-                service=service,
-                endpoint=plan.endpoint,
-                response=response,
-            )
-        response = local_response(503, "upstream connect error: " + "; ".join(errors), flags="UF")
-        return self._answer(
-            request, downstream, started=started, service=service, endpoint=None, response=response
+            self.connected(plan, None)
+            return answer(response, service, plan.endpoint)
+        return answer(
+            local_response(503, "upstream connect error: " + "; ".join(errors), flags="UF"), service
         )
 
     # -- policy -------------------------------------------------------------------------------------
@@ -329,9 +353,6 @@ class WaypointRouter:
     def _authorize(
         self, snapshot: Snapshot, request: Request, downstream: Downstream, service: Service | None, port: int
     ) -> Response | None:
-        policies = list(snapshot.l7_policies_for("Gateway", self.me.namespace, self.me.gateway))
-        if service is not None:
-            policies += snapshot.l7_policies_for("Service", service.namespace, service.name)
         attributes = RequestAttributes(
             method=request.method.decode("latin-1"),
             path=request.path.decode("latin-1").split("?", 1)[0],
@@ -342,7 +363,7 @@ class WaypointRouter:
             source_namespace=_namespace_of(downstream.peer_identity),
             source_ip=downstream.peer_ip,
         )
-        decision = authorize_request(policies, attributes)
+        decision = authorize_request(self.policies(snapshot, service), attributes)
         if decision.allowed:
             return None
         log.info(
@@ -367,25 +388,8 @@ class WaypointRouter:
     async def _send(
         self, plan: OutboundPlan, request: Request, downstream: Downstream, protocol: str
     ) -> Response:
-        host = plan.service.hostname if plan.service is not None else None
-
         async def connect() -> Duplex:
-            try:
-                if isinstance(plan, HbonePlan):
-                    key = PoolKey(self.me.identity, plan.destination_identity, plan.address)
-                    headers = request_headers(downstream.peer_ip, host=host)
-                    return await asyncio.wait_for(
-                        self.pool.open_stream(key, plan.authority, headers), self.connect_timeout
-                    )
-                loop = asyncio.get_running_loop()
-                _transport, duplex = await asyncio.wait_for(
-                    loop.create_connection(TcpDuplex, plan.address[0], plan.address[1]), self.connect_timeout
-                )
-                return duplex
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                raise UpstreamError(
-                    "UF", f"{plan.address[0]}:{plan.address[1]}: {exc or type(exc).__name__}"
-                ) from exc
+            return await self.open_upstream(plan, downstream)
 
         key = (plan.address, getattr(plan, "authority", ""), downstream.peer_ip, protocol)
         upstream = self.h2 if protocol == "h2" else self.http1
@@ -467,66 +471,36 @@ async def relay_tcp(router: WaypointRouter, stream: Duplex, downstream: Downstre
     names one could not match either (which would let denied traffic through), any DENY policy that
     applies refuses opaque TCP altogether.
     """
-    from ambit.net.duplex import relay
-
     snapshot = router.store.current
-    try:
-        dst_ip, dst_port = parse_authority(downstream.target)
-    except ValueError:
+    where = router.destination(snapshot, downstream.target)
+    if isinstance(where.plans, RouteError):
+        log.info("opaque TCP to %s refused: %s", downstream.target, where.plans.reason)
         stream.abort()
         return
-    plans = outbound_candidates(
-        snapshot,
-        router._self_workload(snapshot),
-        dst_ip,
-        dst_port,
-        cluster_cidrs=router.cluster_cidrs,
-        rng=router.rng,
-        at_waypoint=True,
-    )
-    service = snapshot.find_service_by_vip(dst_ip)
-    if isinstance(plans, RouteError):
-        log.info("opaque TCP to %s refused: %s", downstream.target, plans.reason)
-        stream.abort()
-        return
-    policies = list(snapshot.l7_policies_for("Gateway", router.me.namespace, router.me.gateway))
-    if service is not None:
-        policies += snapshot.l7_policies_for("Service", service.namespace, service.name)
+    policies = router.policies(snapshot, where.service)
     attributes = RequestAttributes(
         method="",
         path="",
         host="",
-        destination_port=dst_port,
+        destination_port=where.port,
         headers=(),
         source_principal=_principal(downstream.peer_identity),
         source_namespace=_namespace_of(downstream.peer_identity),
         source_ip=downstream.peer_ip,
     )
-    has_deny = any(p.action.value == "DENY" and not p.dry_run for p in policies)
+    has_deny = any(p.action is Action.DENY and not p.dry_run for p in policies)
     if has_deny or not authorize_request(policies, attributes).allowed:
         log.info("opaque TCP to %s from %s denied by policy", downstream.target, downstream.peer_identity)
         stream.abort()
         return
-    for plan in plans[:UPSTREAM_ATTEMPTS]:
-        host = plan.service.hostname if plan.service is not None else None
+    for plan in where.plans[:UPSTREAM_ATTEMPTS]:
         try:
-            if isinstance(plan, HbonePlan):
-                key = PoolKey(router.me.identity, plan.destination_identity, plan.address)
-                upstream: Duplex = await asyncio.wait_for(
-                    router.pool.open_stream(
-                        key, plan.authority, request_headers(downstream.peer_ip, host=host)
-                    ),
-                    router.connect_timeout,
-                )
-            else:
-                loop = asyncio.get_running_loop()
-                _t, upstream = await asyncio.wait_for(
-                    loop.create_connection(TcpDuplex, plan.address[0], plan.address[1]),
-                    router.connect_timeout,
-                )
-        except (OSError, TimeoutError, ConnectionError) as exc:
-            log.info("opaque TCP to %s: %s", plan.address, exc)
+            upstream = await router.open_upstream(plan, downstream)
+        except UpstreamError as exc:
+            router.connected(plan, exc)
+            log.info("opaque TCP to %s: %s", downstream.target, exc)
             continue
+        router.connected(plan, None)
         if initial:
             upstream.write(initial)
         await relay(stream, upstream)

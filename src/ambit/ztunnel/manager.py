@@ -28,10 +28,9 @@ from ambit.identity.secrets import Clock, Fetch, SecretManager
 from ambit.model.identity import Identity
 from ambit.net.pool import HbonePool
 from ambit.proxy.certs import WorkloadCredentials
-from ambit.proxy.config_dump import CertificateView, ConfigDump, Counts, EjectionView, PodView
+from ambit.proxy.config_dump import CertificateView, ConfigDump, Counts, PodView, ejection_views
 from ambit.proxy.sockets import SocketFactory, SystemSocketFactory
 from ambit.proxy.state_waiter import StateWaiter
-from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
 from ambit.ztunnel.config import ZtunnelConfig
 from ambit.ztunnel.connections import ConnectionRegistry
@@ -165,15 +164,6 @@ class Ztunnel:
 
     # -- introspection --------------------------------------------------------------------------
 
-    def ejection_views(self, snapshot: Snapshot) -> tuple[EjectionView, ...]:
-        now = asyncio.get_running_loop().time()
-        views = []
-        for e in self.inputs.ejections.snapshot(now):
-            replica = snapshot.workloads.get(e.uid)
-            name = f"{replica.namespace}/{replica.name}" if replica is not None else ""
-            views.append(EjectionView(e.uid, name, round(e.until - now, 3), e.failures, e.reason))
-        return tuple(views)
-
     def config_dump(self) -> ConfigDump:
         """What this ztunnel believes (``/config_dump``; the app adds its own sections)."""
         snapshot = self.store.current
@@ -195,7 +185,9 @@ class Ztunnel:
                 if isinstance(identity, Identity)
             },
             connections=self.connections.describe(),
-            ejections=self.ejection_views(snapshot),
+            ejections=ejection_views(
+                self.inputs.ejections, snapshot.workloads, asyncio.get_running_loop().time()
+            ),
             inbound_connections=len(self.connections),
             pool_connections=self.pool.connection_count,
         )

@@ -30,10 +30,9 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.model.workload import Service, Workload
-from ambit.proxy.records import OUTBOUND, ConnectionRecord
+from ambit.proxy.records import OUTBOUND, UNKNOWN, ConnectionRecord, workload_labels
 from ambit.routing import FLAG_NONE
 
-UNKNOWN = "unknown"
 MUTUAL_TLS = "mutual_tls"
 NO_TLS = "none"
 SOURCE = "source"
@@ -71,19 +70,6 @@ def principal(identity: Identity | NodeIdentity | None) -> str:
     return UNKNOWN if identity is None else str(identity)
 
 
-def _workload_values(workload: Workload | None) -> tuple[str, str, str, str]:
-    """(workload, canonical service, canonical revision, namespace) of a workload, ``unknown`` if absent."""
-    if workload is None:
-        return UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN
-    name = workload.workload_name or workload.name or UNKNOWN
-    return (
-        name,
-        workload.canonical_name or name,
-        workload.canonical_revision or "latest",
-        workload.namespace or UNKNOWN,
-    )
-
-
 def tcp_labels(
     reporter: str,
     *,
@@ -96,8 +82,8 @@ def tcp_labels(
     response_flags: str = FLAG_NONE,
 ) -> TcpLabels:
     """The label set of one connection as seen by ``reporter`` (``source`` or ``destination``)."""
-    src = _workload_values(source)
-    dst = _workload_values(destination)
+    src = workload_labels(source)
+    dst = workload_labels(destination)
     return TcpLabels(
         reporter=reporter,
         source_workload=src[0],

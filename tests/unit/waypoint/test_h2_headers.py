@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ambit.waypoint.exchange import BodyStream, Request
-from ambit.waypoint.h2_server import (
+from ambit.waypoint.h2_link import (
     MalformedRequest,
     as_bytes_fields,
     check_field,
