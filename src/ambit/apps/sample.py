@@ -12,8 +12,13 @@ tell whether the mesh preserved the source address). Paths with a meaning in the
 
 * ``/hello`` (helloworld): text ``Hello version: <version>, instance: <pod>``;
 * ``/headers``, ``/ip`` (``{"origin": ip}`` plus the echo), ``/status/<code>`` (answers that
-  status, 200..599), ``/delay/<seconds>`` (sleeps, at most 10 s) (httpbin);
+  status, 200..599), ``/status/<code>:<weight>,<code>:<weight>,...`` (each request answers one of
+  the codes, drawn at random by weight; a code without ``:<weight>`` weighs 1, so ``/status/200,503``
+  is an even split; the app's own generator, seeded by ``SampleConfig.seed``), ``/delay/<seconds>``
+  (sleeps, at most 10 s) (httpbin);
 * ``/healthz``, ``/ready``, ``/health``: 200 ``{"status": "ok"}``;
+* with ``SAMPLE_FAIL_STATUSES`` set (e.g. ``200:0.5,503:0.5``), every path but the health paths first
+  draws a status from that list and answers it when it is not 200: a backend that fails by itself;
 * ``/ws`` with ``Upgrade: websocket``: a WebSocket echo (each text message answered ``<pod>: <text>``);
 * everything else, ``/`` and ``/productpage`` included: 200 and the echo.
 
@@ -44,6 +49,7 @@ import functools
 import json
 import math
 import os
+import random
 import signal
 import socket
 import sys
@@ -60,6 +66,10 @@ DEFAULT_GRACE_SECONDS = 5.0
 _MAX_PREFIX_LINE = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 _HEALTH_PATHS = frozenset({"/healthz", "/ready", "/health"})
+_STATUS_ERROR = (
+    "status must be an integer 200..599, or a list <code>[:<weight>],... of them"
+    " with weights >= 0, not all zero"
+)
 _BACKLOG = 1024  # a load test's burst of new connections after a stall must not overflow the accept queue
 
 
@@ -77,13 +87,17 @@ class SampleConfig:
     bind: str = "0.0.0.0"
     log_requests: bool = True
     grace: float = DEFAULT_GRACE_SECONDS
+    seed: int | None = None  # of the generator that draws weighted ``/status/`` codes (None: from the OS)
+    # a pod that fails by itself: every request but the health paths answers a status drawn from this
+    # weighted list (``/status/``'s form, e.g. ``200:0.5,503:0.5``); 200 answers as usual
+    fail_statuses: str = ""
 
     def resolved(self, env: Mapping[str, str] | None = None) -> SampleConfig:
         """This config with empty identity fields filled from the environment.
 
         ``pod`` falls back to ``POD_NAME``, then ``HOSTNAME``, then the host name; ``node`` to
         ``NODE_NAME``; ``namespace`` to ``POD_NAMESPACE``, then ``default``; ``version`` to
-        ``SERVICE_VERSION``, then ``unknown``.
+        ``SERVICE_VERSION``, then ``unknown``; ``fail_statuses`` to ``SAMPLE_FAIL_STATUSES``.
         """
         env = os.environ if env is None else env
         return SampleConfig(
@@ -97,6 +111,8 @@ class SampleConfig:
             bind=self.bind,
             log_requests=self.log_requests,
             grace=self.grace,
+            seed=self.seed,
+            fail_statuses=self.fail_statuses or env.get("SAMPLE_FAIL_STATUSES", ""),
         )
 
     def validate(self) -> None:
@@ -112,6 +128,10 @@ class SampleConfig:
             raise ValueError(f"a port is listed twice: {ports}")
         if self.grace < 0:
             raise ValueError("grace must be >= 0")
+        if self.fail_statuses and parse_weighted_statuses(self.fail_statuses) is None:
+            raise ValueError(
+                f"fail statuses {self.fail_statuses!r} are not a weighted status list (200:0.5,503:0.5)"
+            )
 
 
 def format_addr(addr: Any) -> str:
@@ -129,6 +149,47 @@ def parse_status(text: str) -> int | None:
     except ValueError:
         return None
     return code if 200 <= code <= 599 else None
+
+
+def parse_weighted_statuses(text: str) -> list[tuple[int, float]] | None:
+    """The ``(code, weight)`` choices of ``/status/<choices>``, or None when malformed.
+
+    `text` is ``<code>`` or a comma-separated list of ``<code>`` or ``<code>:<weight>`` (a code
+    without a weight weighs 1), as httpbin's ``/status/200:0.5,503:0.5``. Codes are 200..599 (as
+    `parse_status` reads them); weights are finite numbers >= 0, not all zero. A code may repeat (its
+    weights add up when drawn).
+    """
+    choices: list[tuple[int, float]] = []
+    for part in text.split(","):
+        code_text, colon, weight_text = part.partition(":")
+        code = parse_status(code_text)
+        if code is None:
+            return None
+        weight = 1.0
+        if colon:
+            try:
+                weight = float(weight_text)
+            except ValueError:
+                return None
+            if not math.isfinite(weight) or weight < 0:
+                return None
+        choices.append((code, weight))
+    total = sum(weight for _, weight in choices)  # inf when finite weights overflow
+    if not (0 < total < math.inf):
+        return None
+    return choices
+
+
+def choose_status(choices: Sequence[tuple[int, float]], rng: random.Random) -> int:
+    """One code of `choices` (see `parse_weighted_statuses`) drawn by weight with `rng`.
+
+    A single choice is returned without drawing, so ``/status/<code>`` leaves `rng` alone.
+    """
+    if len(choices) == 1:
+        return choices[0][0]
+    codes = [code for code, _ in choices]
+    weights = [weight for _, weight in choices]
+    return rng.choices(codes, weights)[0]
 
 
 def parse_delay(text: str) -> float | None:
@@ -269,6 +330,8 @@ class SampleApp:
         self._no_connections = asyncio.Event()
         self._no_connections.set()
         self._stopped = False
+        self._rng = random.Random(config.seed)  # not for security: picks weighted /status/ codes
+        self._fail_choices = parse_weighted_statuses(config.fail_statuses) if config.fail_statuses else None
 
     async def __aenter__(self) -> SampleApp:
         await self.start()
@@ -409,6 +472,10 @@ class SampleApp:
 
     async def _respond(self, request: web.BaseRequest, body_bytes: int) -> web.StreamResponse:
         path = request.path
+        if self._fail_choices is not None and path not in _HEALTH_PATHS:  # fails by itself
+            status = choose_status(self._fail_choices, self._rng)
+            if status != 200:
+                return _json({"status": status, "pod": self.config.pod}, status=status)
         if path == "/hello":
             return web.Response(text=f"Hello version: {self.config.version}, instance: {self.config.pod}\n")
         if path in _HEALTH_PATHS:
@@ -417,9 +484,10 @@ class SampleApp:
         if path == "/ip":
             return _json({"origin": echo["peer"].rsplit(":", 1)[0].strip("[]"), **echo})
         if path.startswith("/status/"):
-            status = parse_status(path.removeprefix("/status/"))
-            if status is None:
-                return _json({"error": "status must be an integer 200..599", **echo}, status=400)
+            choices = parse_weighted_statuses(path.removeprefix("/status/"))
+            if choices is None:
+                return _json({"error": _STATUS_ERROR, **echo}, status=400)
+            status = choose_status(choices, self._rng)
             if status in _NO_BODY_STATUSES:
                 return web.Response(status=status)
             return _json(echo, status=status)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 
@@ -148,6 +149,40 @@ async def test_sample_paths(app: SampleApp) -> None:
     assert (head.status, head.body) == (200, b"")
 
 
+async def test_weighted_status(app: SampleApp) -> None:
+    """httpbin's ``/status/<code>:<weight>,...``: each request draws a code by weight, from a seeded app."""
+    n, z = 400, 3.29  # a 99.9 % two-sided interval around the expected share (normal approximation)
+    bound = z * math.sqrt(0.5 * 0.5 / n)
+    config = SampleConfig(http_ports=(0,), bind="127.0.0.1", log_requests=False, seed=20240501)
+    async with SampleApp(config) as seeded:
+        for path in ("/status/200:0.5,503:0.5", "/status/200,503"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", seeded.http_ports[0])
+            try:
+                statuses = [(await exchange(reader, writer, path)).status for _ in range(n)]
+            finally:
+                writer.close()
+                await writer.wait_closed()
+            assert set(statuses) == {200, 503}, path
+            share = statuses.count(503) / n
+            assert abs(share - 0.5) <= bound, (path, share, bound)
+        port = seeded.http_ports[0]
+        assert {(await get(port, "/status/200:0,503:1")).status for _ in range(20)} == {503}
+        assert (await get(port, "/status/204:1")).body == b""
+    port = app.http_ports[0]
+    for bad in (
+        "/status/200:-1,503:1",
+        "/status/200:0,503:0",
+        "/status/200:x",
+        "/status/200,",
+        "/status/200,600",
+    ):
+        response = await get(port, bad)
+        assert response.status == 400, bad
+        error = response.json()["error"]
+        assert isinstance(error, str) and error.startswith("status must be"), bad
+        assert response.json()["pod"] == "reviews-v2-abc"
+
+
 async def test_keep_alive(app: SampleApp) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", app.http_ports[0])
     try:
@@ -276,3 +311,18 @@ async def test_websocket_echo(app: SampleApp) -> None:
         assert await ws.receive_str() == "reviews-v2-abc: hi"
     plain = await get(app.http_ports[0], "/ws")  # control: without an Upgrade, /ws is the echo
     assert plain.status == 200 and plain.json()["path"] == "/ws"
+
+
+async def test_a_pod_that_fails_by_itself() -> None:
+    config = SampleConfig(http_ports=(0,), pod="flaky", bind="127.0.0.1", fail_statuses="200:0,503:1", seed=1)
+    async with SampleApp(config, out=io.StringIO()) as app:
+        port = app.http_ports[0]
+        assert (await get(port, "/hello")).status == 503
+        assert (await get(port, "/anything")).status == 503
+        assert (await get(port, "/healthz")).status == 200  # readiness still passes
+    healthy = SampleConfig(http_ports=(0,), pod="ok", bind="127.0.0.1", fail_statuses="200:1,503:0")
+    async with SampleApp(healthy, out=io.StringIO()) as app:  # control: weight 0 never fails
+        assert (await get(app.http_ports[0], "/hello")).status == 200
+    assert SampleConfig(pod="p").resolved({"SAMPLE_FAIL_STATUSES": "200:0.5,503:0.5"}).fail_statuses == (
+        "200:0.5,503:0.5"
+    )

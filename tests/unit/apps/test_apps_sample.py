@@ -3,16 +3,20 @@ and the CLI's argument checks."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from click.testing import CliRunner
 
 from ambit.apps.sample import (
     MAX_DELAY_SECONDS,
     SampleConfig,
+    choose_status,
     config_from_args,
     format_addr,
     parse_delay,
     parse_status,
+    parse_weighted_statuses,
     prefix_lines,
 )
 from ambit.cli import cli
@@ -32,6 +36,7 @@ def test_identity_from_options_then_environment() -> None:
     bare = SampleConfig(http_ports=(80,)).resolved({"HOSTNAME": "host-1"})
     assert (bare.pod, bare.node, bare.namespace, bare.version) == ("host-1", "", "default", "unknown")
     assert bare.http_ports == (80,)
+    assert SampleConfig(http_ports=(80,), seed=7).resolved(env).seed == 7
 
 
 def test_validate() -> None:
@@ -80,6 +85,53 @@ def test_httpbin_paths() -> None:
     assert parse_delay("3600") == MAX_DELAY_SECONDS
     assert parse_delay("nan") is None
     assert parse_delay("x") is None
+
+
+def test_weighted_statuses() -> None:
+    assert parse_weighted_statuses("418") == [(418, 1.0)]  # a single code, as parse_status reads it
+    assert parse_weighted_statuses("200:0.5,503:0.5") == [(200, 0.5), (503, 0.5)]
+    assert parse_weighted_statuses("200,503") == [(200, 1.0), (503, 1.0)]
+    assert parse_weighted_statuses("200:3,503") == [(200, 3.0), (503, 1.0)]  # no weight: 1
+    assert parse_weighted_statuses("200:0,503:2") == [(200, 0.0), (503, 2.0)]  # a zero weight is fine
+    assert parse_weighted_statuses("200:1") == [(200, 1.0)]
+    assert parse_weighted_statuses("599:1e-3,200:1") == [(599, 0.001), (200, 1.0)]
+    assert parse_weighted_statuses("200,200") == [(200, 1.0), (200, 1.0)]
+    for bad in (
+        "",
+        "abc",
+        "100",  # not a final status
+        "600",
+        "200,",
+        ",200",
+        "200,,503",
+        "200,199",
+        "200,600:1",
+        "200:",
+        ":1",
+        "200:x",
+        "200:-0.5,503:1",  # negative weight
+        "200:0,503:0",  # all zero
+        "200:0",
+        "200:nan,503:1",
+        "200:inf,503:1",
+        "200:1:1",
+        "200:1e308,503:1e308",  # finite weights whose sum is not
+    ):
+        assert parse_weighted_statuses(bad) is None, bad
+
+
+def test_choose_status() -> None:
+    rng = random.Random(1)
+    state = rng.getstate()
+    assert choose_status([(418, 1.0)], rng) == 418
+    assert rng.getstate() == state  # a single code draws nothing
+    assert {choose_status([(200, 0.0), (503, 1.0)], rng) for _ in range(200)} == {503}
+    assert {choose_status([(200, 1.0), (503, 0.0)], rng) for _ in range(200)} == {200}
+    drawn = [choose_status([(200, 1.0), (503, 3.0)], rng) for _ in range(4000)]
+    assert 0.7 < drawn.count(503) / len(drawn) < 0.8  # 0.75 ± 7 standard deviations
+    seeded = [(200, 0.5), (503, 0.5)]
+    one, two = random.Random(42), random.Random(42)
+    assert [choose_status(seeded, one) for _ in range(50)] == [choose_status(seeded, two) for _ in range(50)]
 
 
 def test_format_addr() -> None:
