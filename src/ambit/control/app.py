@@ -40,6 +40,7 @@ from ambit.identity.tokens import PUBLIC_KEYS_FILE, load_verifier
 from ambit.model.identity import DEFAULT_TRUST_DOMAIN
 from ambit.model.placement import PodPlacement
 from ambit.model.policy import Authorization, L7Authorization
+from ambit.model.route import HttpRoute
 from ambit.model.workload import Service, Workload
 from ambit.net.tasks import spawn
 from ambit.resources.names import CA_SUBDIR, TOKENS_SUBDIR, control_plane_identity
@@ -60,6 +61,8 @@ WATCHED_KINDS = (
     "GatewayClass",
     "AuthorizationPolicy",
     "PeerAuthentication",
+    "HTTPRoute",
+    "GRPCRoute",
 )
 
 
@@ -184,11 +187,12 @@ class ControlPlane:
             root_namespace=self.config.root_namespace,
             trust_domain=self.config.trust_domain,
         )
-        values: list[Workload | Service | Authorization | L7Authorization] = [
+        values: list[Workload | Service | Authorization | L7Authorization | HttpRoute] = [
             *result.workloads.values(),
             *result.services.values(),
             *result.policies.values(),
             *result.l7_policies.values(),
+            *result.routes.values(),
         ]
         self.cache.set(self.versioner(values))
         self._set_at = time.monotonic()

@@ -1,9 +1,10 @@
 """The snapshot cache: the control plane's current resources, encoded once, shared by every stream.
 
 Translation hands the cache the complete set of resources (``name -> (version, value)``) with
-:meth:`SnapshotCache.set`; names are ``wl/<uid>``, ``svc/<ns>/<hostname>``, ``ap/<ns>/<name>`` and
-``l7/<ns>/<name>`` (``ambit.state.resource_name``). The Address type carries ``wl/`` and ``svc/`` names,
-the Authorization type ``ap/`` names and the L7Authorization type (waypoints' policies) ``l7/`` names.
+:meth:`SnapshotCache.set`; names are ``wl/<uid>``, ``svc/<ns>/<hostname>``, ``ap/<ns>/<name>``,
+``l7/<ns>/<name>`` and ``rt/<route key>`` (``ambit.state.resource_name``). The Address type carries
+``wl/`` and ``svc/`` names, the Authorization type ``ap/`` names, the L7Authorization type (waypoints'
+policies) ``l7/`` names and the HttpRoute type (waypoints' Gateway API routes) ``rt/`` names.
 A resource is encoded to its wire form only when its version changes; every proxy stream then sends
 those same bytes.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ambit.model.policy import Authorization, L7Authorization
+from ambit.model.route import HttpRoute
 from ambit.model.version import content_version
 from ambit.model.workload import Service, Workload
 from ambit.state.snapshot import resource_name, versions_digest
@@ -34,7 +36,7 @@ from ambit.xds.pb.discovery.v1 import discovery_pb2
 
 log = logging.getLogger(__name__)
 
-Value = Workload | Service | Authorization | L7Authorization
+Value = Workload | Service | Authorization | L7Authorization | HttpRoute
 _VERSION_CHARS = 16
 
 
@@ -111,7 +113,7 @@ class CacheSnapshot:
         for name, resource in resources.items():
             type_url = codec.type_url_for_name(name)
             if type_url is None:
-                raise ValueError(f"resource name {name!r} has no known prefix (wl/, svc/, ap/, l7/)")
+                raise ValueError(f"resource name {name!r} has no known prefix (wl/, svc/, ap/, l7/, rt/)")
             by_type[type_url][name] = resource
         self._by_type: Mapping[str, Mapping[str, CachedResource]] = MappingProxyType(
             {url: MappingProxyType(items) for url, items in by_type.items()}

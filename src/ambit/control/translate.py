@@ -48,9 +48,10 @@ Versions
   ``versions[name]`` is ``ambit.model.version.content_version``: the SHA-256 (hex) of a canonical
   JSON serialization of the resource (sorted keys, enums by value, no timestamps or
   resourceVersions, since resources carry none),
-  for names ``wl/<uid>``, ``svc/<namespace>/<hostname>``, ``ap/<namespace>/<name>`` and
-  ``l7/<namespace>/<name>`` (a waypoint's policy, ``ambit.control.translate_policy_l7``). So a change
-  to one pod changes exactly that workload's version (plus whatever that pod really changes).
+  for names ``wl/<uid>``, ``svc/<namespace>/<hostname>``, ``ap/<namespace>/<name>``,
+  ``l7/<namespace>/<name>`` (a waypoint's policy, ``ambit.control.translate_policy_l7``) and
+  ``rt/<route key>`` (a Gateway API route on a Service, ``ambit.control.translate_routes``). So a
+  change to one pod changes exactly that workload's version (plus whatever that pod really changes).
 
 Warnings: one line per problem, like istiod's status messages; sorted, without duplicates.
 """
@@ -77,6 +78,7 @@ from ambit.control.translate_common import (
 )
 from ambit.control.translate_policy import PolicySet, convert_policies, workload_policy_keys
 from ambit.control.translate_policy_l7 import convert_l7_policies
+from ambit.control.translate_routes import convert_routes
 from ambit.control.translate_services import (
     SelectorIndex,
     ServiceInfo,
@@ -85,6 +87,7 @@ from ambit.control.translate_services import (
 )
 from ambit.control.translate_waypoint import Waypoint, collect_waypoints, resolve_waypoint
 from ambit.model.policy import Authorization, L7Authorization
+from ambit.model.route import HttpRoute
 from ambit.model.version import content_version
 from ambit.model.workload import HealthStatus, Locality, Service, TunnelProtocol, Workload
 from ambit.resources.objects import (
@@ -128,10 +131,12 @@ class TranslationResult:
     policies: Mapping[str, Authorization]  # by <namespace>/<name>
     warnings: tuple[str, ...]
     l7_policies: Mapping[str, L7Authorization] = field(default_factory=dict)  # by <namespace>/<name>
+    routes: Mapping[str, HttpRoute] = field(default_factory=dict)  # by HttpRoute.key
 
     @functools.cached_property
     def versions(self) -> Mapping[str, str]:
-        """wl/<uid>, svc/<ns>/<hostname>, ap/<ns>/<name>, l7/<ns>/<name> -> sha256 hex of canonical JSON.
+        """wl/<uid>, svc/<ns>/<hostname>, ap/<ns>/<name>, l7/<ns>/<name>, rt/<key> -> sha256 hex of
+        canonical JSON.
 
         Computed on first access (the control plane versions what it serves itself, see
         ``ambit.control.cache``), then kept."""
@@ -144,6 +149,8 @@ class TranslationResult:
             versions[f"ap/{key}"] = content_version(policy)
         for key, l7_policy in self.l7_policies.items():
             versions[f"l7/{key}"] = content_version(l7_policy)
+        for key, route in self.routes.items():
+            versions[f"rt/{key}"] = content_version(route)
         return versions
 
 
@@ -308,6 +315,13 @@ def translate(
         except Exception as exc:  # one odd object must not stop translation for everyone
             warnings.append(f"Service {namespace_of(obj)}/{name_of(obj)}: not translated: {exc!r}")
     services = {info.service.key: info.service for info in service_infos}
+    routes = convert_routes(
+        [*index.kind("HTTPRoute"), *index.kind("GRPCRoute")],
+        services,
+        waypoints=waypoints.keys(),
+        cluster_domain=cluster_domain,
+        warnings=warnings,
+    )
     services_by_namespace: dict[str, SelectorIndex] = {}
     for info in service_infos:
         services_by_namespace.setdefault(info.service.namespace, SelectorIndex()).add(info)
@@ -343,4 +357,5 @@ def translate(
         policies=dict(policies.policies),
         warnings=tuple(sorted(set(warnings))),
         l7_policies=l7_policies,
+        routes=routes,
     )

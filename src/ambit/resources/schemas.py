@@ -13,6 +13,7 @@ Over 500 lines because it is a table: one declarative model per Kubernetes, Gate
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -471,15 +472,29 @@ class BackendObjectReference(K8sModel):
     port: PortNumber | None = None
 
 
+# Gateway API HTTPHeaderName (an RFC 9110 token), for header and query parameter names in routes
+_HTTP_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+HTTPHeaderName = Annotated[
+    str,
+    _rule(
+        lambda v: (
+            None
+            if _HTTP_HEADER_NAME.fullmatch(v)
+            else f"{v!r} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        )
+    ),
+]
+
+
 class HeaderValue(K8sModel):
-    name: NonEmptyStr
+    name: HTTPHeaderName
     value: str
 
 
 class HeaderModifier(K8sModel):
     set: list[HeaderValue] | None = None
     add: list[HeaderValue] | None = None
-    remove: list[str] | None = None
+    remove: list[HTTPHeaderName] | None = None
 
 
 class RequestMirror(K8sModel):
@@ -561,7 +576,7 @@ class HTTPPathMatch(K8sModel):
 
 class HTTPHeaderMatch(K8sModel):
     type: Literal["Exact", "RegularExpression"] | None = None
-    name: NonEmptyStr
+    name: HTTPHeaderName
     value: str
 
 

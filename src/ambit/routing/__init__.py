@@ -32,6 +32,11 @@ Outbound (:func:`plan_outbound`, :func:`outbound_candidates`), in ztunnel's orde
 4. unknown address inside one of ``cluster_cidrs``: refused (fail closed, DESIGN §5); outside:
    plain TCP passthrough. An unparsable ``dst_ip`` or cluster CIDR refuses.
 
+The waypoint's own view (``at_waypoint=True``) ignores the binding that brought the traffic to it and
+balances over every endpoint with no locality preference (Envoy's default in Istio's waypoints).
+:mod:`.http_routes` is the waypoint's Gateway API route table (precedence, matching, weighted
+backends, retry policy); :mod:`.ejection` the outlier ejection both proxies use.
+
 ``exclude`` holds workload uids already tried (retry on connect failure); an excluded endpoint is
 never chosen, and an excluded pod-addressed destination is refused. An IPv4-mapped ``dst_ip``
 (``::ffff:10.0.0.1``) is treated as the IPv4 address. Of an endpoint's addresses, the first of the

@@ -134,7 +134,12 @@ def _no_ejections(_uids: Sequence[str]) -> Collection[str]:
 
 
 def _usable(
-    snapshot: Snapshot, source: Workload, via: _ViaService, exclude: Collection[str]
+    snapshot: Snapshot,
+    source: Workload,
+    via: _ViaService,
+    exclude: Collection[str],
+    *,
+    local_first: bool = True,
 ) -> list[_Usable]:
     service, port = via.service, via.port
     out: list[_Usable] = []
@@ -149,7 +154,9 @@ def _usable(
         if identity is None and endpoint.tunnel_protocol is TunnelProtocol.HBONE:
             continue  # cannot say what the server must present: never use it
         # capacity <= 0 (drained): only when nothing with capacity is left, whatever its locality
-        rank = _locality_rank(source, endpoint) + (_DRAINED if endpoint.capacity <= 0 else 0)
+        rank = (_locality_rank(source, endpoint) if local_first else 0) + (
+            _DRAINED if endpoint.capacity <= 0 else 0
+        )
         out.append(_Usable(endpoint, ip, target, identity, rank))
     return out
 
@@ -306,7 +313,8 @@ def outbound_candidates(
     :func:`plan_outbound`'s choice. A destination a waypoint covers has one plan per ready waypoint
     replica; ``ejected(uids)`` names the replicas to try last (the client's outlier ejection).
     ``at_waypoint``: the caller is the waypoint ``source`` itself, which goes to the destination's
-    endpoints (its binding is what brought the traffic here); nothing else changes.
+    endpoints (its binding is what brought the traffic here) and balances over all of them, with no
+    locality preference (Envoy's default in Istio's waypoints: locality applies only when configured).
     """
     classified = _classify(
         snapshot,
@@ -323,7 +331,7 @@ def outbound_candidates(
         return _waypoint_plans(snapshot, classified, rng, ejected)
     if not isinstance(classified, _ViaService):
         return [classified]
-    usable = _usable(snapshot, source, classified, exclude)
+    usable = _usable(snapshot, source, classified, exclude, local_first=not at_waypoint)
     if not usable:
         return _no_endpoint(classified)
     return [_plan_for(u, classified.service) for group in _ranks(usable) for u in _weighted_order(group, rng)]

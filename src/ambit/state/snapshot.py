@@ -7,7 +7,10 @@ A snapshot is a set of named, versioned resources (``name -> (version, value)``)
 * ``ap/<namespace>/<name>`` → :class:`~ambit.model.policy.Authorization` (``ap/`` + ``Authorization.key``);
 * ``l7/<namespace>/<name>`` → :class:`~ambit.model.policy.L7Authorization` (``l7/`` + its key): a
   waypoint's policy, indexed by the Gateways and Services it targets (:meth:`Snapshot.l7_policies_for`).
-  Every proxy may hold them; only waypoints read them.
+  Every proxy may hold them; only waypoints read them;
+* ``rt/<namespace>/<kind>/<name>/<service key>[:<port>]`` → :class:`~ambit.model.route.HttpRoute`
+  (``rt/`` + ``HttpRoute.key``): a Gateway API route (GAMMA) as it applies to one Service, indexed by
+  that Service (:meth:`Snapshot.routes_for`). Every proxy may hold them; only waypoints read them.
 
 Built once, never changed: a connection takes the current snapshot and every decision it makes sees
 the same config. ``version`` is a content hash over the resources' names and versions, so two
@@ -26,21 +29,23 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from ambit.model.policy import Authorization, L7Authorization, Scope
+from ambit.model.route import HttpRoute
 from ambit.model.workload import HealthStatus, Service, Workload
 
-Resource = Workload | Service | Authorization | L7Authorization
+Resource = Workload | Service | Authorization | L7Authorization | HttpRoute
 Entry = tuple[str, Resource]  # (version, value)
 
 WORKLOAD_PREFIX = "wl/"
 SERVICE_PREFIX = "svc/"
 POLICY_PREFIX = "ap/"
 L7_POLICY_PREFIX = "l7/"
+ROUTE_PREFIX = "rt/"
 
 _MASK = (1 << 64) - 1
 
 
 def resource_name(value: Resource) -> str:
-    """The resource name of a workload, service or policy (see the module docstring)."""
+    """The resource name of a workload, service, policy or route (see the module docstring)."""
     if isinstance(value, Workload):
         return WORKLOAD_PREFIX + value.uid
     if isinstance(value, Service):
@@ -49,6 +54,8 @@ def resource_name(value: Resource) -> str:
         return POLICY_PREFIX + value.key
     if isinstance(value, L7Authorization):
         return L7_POLICY_PREFIX + value.key
+    if isinstance(value, HttpRoute):
+        return ROUTE_PREFIX + value.key
     raise TypeError(f"not a mesh resource: {type(value).__name__}")
 
 
@@ -110,6 +117,8 @@ class Snapshot:
         "_namespace_policies",
         "_own",
         "_policies",
+        "_routes",
+        "_routes_by_service",
         "_services",
         "_vip_holders",
         "_workloads",
@@ -129,6 +138,8 @@ class Snapshot:
     _namespace_policies: dict[str, tuple[Authorization, ...]]
     _l7_policies: dict[str, L7Authorization]
     _l7_by_target: dict[tuple[str, str, str], tuple[L7Authorization, ...]]  # (kind, ns, name) -> by key
+    _routes: dict[str, HttpRoute]
+    _routes_by_service: dict[str, tuple[HttpRoute, ...]]  # service key -> its routes, by key
     _hash: int
 
     def __init__(self, entries: Mapping[str, Entry]) -> None:
@@ -138,6 +149,7 @@ class Snapshot:
         services: dict[str, Service] = {}
         policies: dict[str, Authorization] = {}
         l7_policies: dict[str, L7Authorization] = {}
+        routes: dict[str, HttpRoute] = {}
         total = 0
         for name, entry in entries.items():
             check_entry(name, entry)
@@ -150,8 +162,10 @@ class Snapshot:
                 services[value.key] = value
             elif isinstance(value, Authorization):
                 policies[value.key] = value
-            else:
+            elif isinstance(value, L7Authorization):
                 l7_policies[value.key] = value
+            else:
+                routes[value.key] = value
 
         ip_holders: dict[str, list[Workload]] = {}
         endpoints: dict[str, list[Workload]] = {}
@@ -179,6 +193,8 @@ class Snapshot:
         self._global_policies, self._namespace_policies = _policy_indexes(policies)
         self._l7_policies = l7_policies
         self._l7_by_target = _l7_index(l7_policies)
+        self._routes = routes
+        self._routes_by_service = _route_index(routes)
         self._hash = total & _MASK
 
     @classmethod
@@ -221,6 +237,11 @@ class Snapshot:
         """Waypoint (L7) policies by key (``<namespace>/<name>``)."""
         return MappingProxyType(self._l7_policies)
 
+    @property
+    def routes(self) -> Mapping[str, HttpRoute]:
+        """Gateway API routes by key (``HttpRoute.key``)."""
+        return MappingProxyType(self._routes)
+
     def versions(self, prefixes: tuple[str, ...] | None = None) -> dict[str, str]:
         """name -> version of every resource (only names starting with one of ``prefixes``, if given)."""
         if prefixes is None:
@@ -234,7 +255,7 @@ class Snapshot:
         return (
             f"Snapshot(version={self.version}, workloads={len(self._workloads)}, "
             f"services={len(self._services)}, policies={len(self._policies)}, "
-            f"l7_policies={len(self._l7_policies)})"
+            f"l7_policies={len(self._l7_policies)}, routes={len(self._routes)})"
         )
 
     # -- lookups --------------------------------------------------------------------------------
@@ -269,6 +290,12 @@ class Snapshot:
         sorted by key; () when none do (or for any other kind). An index lookup, built with the snapshot."""
         return self._l7_by_target.get((kind, namespace, name), ())
 
+    def routes_for(self, service_key: str) -> tuple[HttpRoute, ...]:
+        """The routes whose parent is the Service ``service_key`` (``<namespace>/<hostname>``), on any
+        port, sorted by key; () when none. An index lookup, built with the snapshot. The order is not
+        the Gateway API precedence: ``ambit.routing.http_routes.route_table`` applies that."""
+        return self._routes_by_service.get(service_key, ())
+
     # -- deriving -------------------------------------------------------------------------------
 
     def with_changes(self, upserts: Mapping[str, Entry], removals: Iterable[str]) -> Snapshot:
@@ -297,6 +324,7 @@ class Snapshot:
         new_services: list[Service] = []
         policies_changed = False
         l7_changed = False
+        routes_changed = False
         for name in old_entries.keys() | upserts.keys():
             old = old_entries.get(name)
             new = own.get(name)
@@ -313,8 +341,10 @@ class Snapshot:
                     (old_services if sign < 0 else new_services).append(value)
                 elif isinstance(value, Authorization):
                     policies_changed = True
-                else:
+                elif isinstance(value, L7Authorization):
                     l7_changed = True
+                else:
+                    routes_changed = True
 
         snap = Snapshot.__new__(Snapshot)
         snap._own = own
@@ -325,7 +355,21 @@ class Snapshot:
         )
         snap._services, snap._vip_holders, snap._by_vip = self._derive_services(old_services, new_services)
         self._derive_policies(snap, policies_changed=policies_changed, l7_changed=l7_changed)
+        self._derive_routes(snap, changed=routes_changed)
         return snap
+
+    def _derive_routes(self, snap: Snapshot, *, changed: bool) -> None:
+        """Set ``snap``'s routes and their index: rebuilt from its entries if any route changed, else
+        shared with this snapshot."""
+        if changed:
+            routes = {
+                entry[1].key: entry[1] for entry in snap._own.values() if isinstance(entry[1], HttpRoute)
+            }
+            snap._routes = routes
+            snap._routes_by_service = _route_index(routes)
+        else:
+            snap._routes = self._routes
+            snap._routes_by_service = self._routes_by_service
 
     def _derive_policies(self, snap: Snapshot, *, policies_changed: bool, l7_changed: bool) -> None:
         """Set ``snap``'s L4 and L7 policy maps and indexes: rebuilt from its entries where they
@@ -484,3 +528,12 @@ def _l7_index(
         for target in dict.fromkeys(policy.targets):
             index.setdefault((target.kind, target.namespace, target.name), []).append(policy)
     return {target: tuple(found) for target, found in index.items()}
+
+
+def _route_index(routes: Mapping[str, HttpRoute]) -> dict[str, tuple[HttpRoute, ...]]:
+    """service key -> the routes whose parent it is, sorted by key."""
+    index: dict[str, list[HttpRoute]] = {}
+    for key in sorted(routes):
+        route = routes[key]
+        index.setdefault(route.service_key, []).append(route)
+    return {service_key: tuple(found) for service_key, found in index.items()}

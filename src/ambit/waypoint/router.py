@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from ambit.authz import RBAC_DENIED_BODY, RequestAttributes, authorize_request
 from ambit.model.identity import Identity
 from ambit.model.policy import Action, L7Authorization
+from ambit.model.route import HeaderModifier, RetryPolicy, RouteRule
 from ambit.model.workload import Service, ServicePort, Workload
 from ambit.net.duplex import Duplex, TcpDuplex, relay
 from ambit.net.pool import HbonePool, PoolKey
@@ -57,12 +58,22 @@ from ambit.protocol.paths import WAYPOINT_NORMALIZATION, PathError, normalize_ta
 from ambit.proxy.config_dump import EjectionView, ejection_views
 from ambit.routing import HbonePlan, OutboundPlan, RouteError, outbound_candidates
 from ambit.routing.ejection import Ejections
+from ambit.routing.http_routes import (
+    RouteRequest,
+    RouteTable,
+    is_retriable,
+    pick_backend,
+    retry_backoff,
+    retry_policy,
+    route_table,
+)
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
 from ambit.waypoint.exchange import (
     BodyError,
     BodyStream,
     Downstream,
+    Headers,
     Request,
     Response,
     local_response,
@@ -78,6 +89,8 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 
 SPIFFE = "spiffe://"
 UPSTREAM_ATTEMPTS = 3
+MAX_RETRY_BODY = 64 * 1024  # a request body up to this size is kept so a retry can send it again
+NO_RETRY = RetryPolicy(attempts=0)  # traffic with no route: connect failures only (as before routes)
 H2_APP_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"})
 HTTP1_APP_PROTOCOLS = frozenset({"http", "http1", "http/1.1"})
 
@@ -122,6 +135,17 @@ def service_port(service: Service | None, port: int) -> ServicePort | None:
     if service is None:
         return None
     return next((p for p in service.ports if p.port == port), None)
+
+
+def modify_headers(headers: Headers, modifier: HeaderModifier) -> Headers:
+    """Gateway API's RequestHeaderModifier / ResponseHeaderModifier: ``set`` replaces (or adds),
+    ``add`` appends, ``remove`` drops every value; names compared in lower case."""
+    setting = {name.lower().encode(): value.encode() for name, value in modifier.set}
+    removing = {name.lower().encode() for name in modifier.remove} | set(setting)
+    out: Headers = [(n, v) for n, v in headers if n not in removing]
+    out += list(setting.items())
+    out += [(name.lower().encode(), value.encode()) for name, value in modifier.add]
+    return out
 
 
 def _principal(identity: str) -> str:
@@ -209,6 +233,8 @@ class WaypointRouter:
         self.http1 = Http1Upstream()
         self.h2 = H2Upstream()
         self.ejections = Ejections()  # endpoints that refused or timed out: tried last for a while
+        self._tables: dict[tuple[str, int], RouteTable | None] = {}
+        self._tables_version = ""
 
     def ejection_views(self, snapshot: Snapshot) -> tuple[EjectionView, ...]:
         return ejection_views(self.ejections, snapshot.workloads, time.monotonic())
@@ -329,24 +355,147 @@ class WaypointRouter:
             return answer(denied, service)
         if request.header(b"x-request-id") is None:
             request.headers.append((b"x-request-id", str(uuid.uuid4()).encode()))
-        protocol = self._upstream_protocol(request, service, where.port)
-        errors: list[str] = []
-        for plan in plans[:UPSTREAM_ATTEMPTS]:
+        routed = self._route(snapshot, service, where.port, request)
+        if isinstance(routed, Response):
+            return answer(routed, service)
+        rule, backend_service, backend_port = None, service, where.port
+        if routed is not None:
+            rule, backend_service, backend_port, plans = routed
+            if rule.request_headers is not None:
+                request.headers = modify_headers(request.headers, rule.request_headers)
+        protocol = self._upstream_protocol(request, backend_service, backend_port)
+        policy = retry_policy(rule) if rule is not None else NO_RETRY
+        try:
+            async with asyncio.timeout(rule.request_timeout if rule is not None else None):
+                response, endpoint = await self._forward(
+                    plans,
+                    request,
+                    downstream,
+                    protocol,
+                    policy=policy,
+                    per_try=rule.backend_timeout if rule is not None else None,
+                )
+        except TimeoutError:
+            return answer(local_response(504, "upstream request timeout", flags="UT"), backend_service)
+        if rule is not None and rule.response_headers is not None:
+            response.headers = modify_headers(response.headers, rule.response_headers)
+        return answer(response, backend_service, endpoint)
+
+    # -- routes (Gateway API, GAMMA) ------------------------------------------------------------------
+
+    def _route(
+        self, snapshot: Snapshot, service: Service | None, port: int, request: Request
+    ) -> tuple[RouteRule, Service | None, int, list[OutboundPlan]] | Response | None:
+        """The rule, backend service, port and endpoint plans a route picks for ``request``; None when
+        no route is attached to the service (plain forwarding); a response when the routes refuse it
+        (404 no rule matched, 500 no usable backend, 503 the backend has no endpoint)."""
+        if service is None:
+            return None  # pod-addressed: routes attach to Services
+        table = self._route_table(snapshot, service, port)
+        if table is None:
+            return None
+        path, _, query = request.path.decode("latin-1").partition("?")
+        headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers)
+        headers += (("host", request.authority.decode("latin-1")),)
+        selected = table.select(RouteRequest(request.method.decode("latin-1"), path, query, headers))
+        if selected is None:
+            return local_response(404, "no route rule matched", flags="NR")
+        rule = selected.rule
+        backend = pick_backend(rule, self.rng)
+        if backend is None:
+            return local_response(500, "the route rule has no usable backend", flags="NR")
+        target = snapshot.services.get(backend.service_key)
+        if target is None or not target.vips:
+            return local_response(503, f"backend {backend.service_key} has no address", flags="UH")
+        plans = outbound_candidates(
+            snapshot,
+            self._self_workload(snapshot),
+            target.vips[0],
+            backend.port,
+            cluster_cidrs=self.cluster_cidrs,
+            rng=self.rng,
+            at_waypoint=True,
+        )
+        if isinstance(plans, RouteError):
+            return local_response(503, plans.reason, flags="UH")
+        return rule, target, backend.port, self._order(plans)
+
+    def _route_table(self, snapshot: Snapshot, service: Service, port: int) -> RouteTable | None:
+        """The service port's route table, built once per config version."""
+        if self._tables_version != snapshot.version:
+            self._tables, self._tables_version = {}, snapshot.version
+        key = (service.key, port)
+        if key not in self._tables:
+            routes = snapshot.routes_for(service.key)
+            table = route_table(routes, port) if routes else None
+            self._tables[key] = table if table else None
+        return self._tables[key]
+
+    # -- attempts ---------------------------------------------------------------------------------------
+
+    async def _replayable(self, request: Request, policy: RetryPolicy) -> tuple[bytes, Headers] | None:
+        """The request body, read whole, when retries may need to send it again: only for a body
+        already complete or declared no larger than MAX_RETRY_BODY (as Envoy buffers up to a limit);
+        None when there is nothing to retry or it cannot be replayed (then no retries)."""
+        if policy.attempts <= 0:
+            return None
+        length = request.header(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > MAX_RETRY_BODY:
+                return None
+        elif not (request.body.done or request.method in (b"GET", b"HEAD", b"OPTIONS", b"DELETE")):
+            return None
+        try:
+            data = await request.body.read_all(MAX_RETRY_BODY)
+        except BodyError:
+            return None
+        return data, list(request.body.trailers)
+
+    async def _forward(
+        self,
+        plans: list[OutboundPlan],
+        request: Request,
+        downstream: Downstream,
+        protocol: str,
+        *,
+        policy: RetryPolicy,
+        per_try: float | None,
+    ) -> tuple[Response, Workload | None]:
+        """Send ``request`` to the endpoints in ``plans``: a connect failure moves on to the next one
+        (up to UPSTREAM_ATTEMPTS, as before routes existed); a retriable answer under ``policy`` is
+        retried on another endpoint (Envoy's previous-hosts predicate) after a jittered backoff."""
+        body = await self._replayable(request, policy)
+        retries_left = policy.attempts if body is not None else 0
+        connect_failures: list[str] = []
+        index, retries = 0, 0
+        while True:
+            plan = plans[index % len(plans)]
+            index += 1
+            if body is not None:
+                request.body = BodyStream.of(body[0], body[1])
             try:
-                response = await self._send(plan, request, downstream, protocol)
+                async with asyncio.timeout(per_try):
+                    response = await self._send(plan, request, downstream, protocol)
+            except TimeoutError:
+                response = local_response(504, "upstream per-try timeout", flags="UT")
+                self.connected(plan, None)
+                return response, plan.endpoint
             except UpstreamError as exc:
                 self.connected(plan, exc)
-                if exc.flags != "UF":
-                    return answer(
-                        local_response(503, f"upstream {exc}", flags=exc.flags), service, plan.endpoint
-                    )
-                errors.append(str(exc))
-                continue
+                if exc.flags == "UF":
+                    connect_failures.append(str(exc))
+                    if len(connect_failures) < min(UPSTREAM_ATTEMPTS, len(plans) + retries_left):
+                        continue
+                    reason = "upstream connect error: " + "; ".join(connect_failures)
+                    return local_response(503, reason, flags="UF"), None
+                return local_response(503, f"upstream {exc}", flags=exc.flags), plan.endpoint
             self.connected(plan, None)
-            return answer(response, service, plan.endpoint)
-        return answer(
-            local_response(503, "upstream connect error: " + "; ".join(errors), flags="UF"), service
-        )
+            if retries < retries_left and is_retriable(policy, response.status, False):
+                retries += 1
+                response.body.abandon()
+                await asyncio.sleep(retry_backoff(policy, retries, self.rng))
+                continue
+            return response, plan.endpoint
 
     # -- policy -------------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ One aggregated stream at a time, to any control-plane replica:
 * the connection is mTLS with the proxy's credential (node credential for a ztunnel, workload
   credential for a waypoint) and the server must present exactly the control plane's identity
   (``ambit.xds.channel`` explains how that is checked);
-* every resource type (``codec.TYPE_URLS``: addresses, L4 policies, L7 policies) is subscribed with
+* every resource type (``codec.TYPE_URLS``: addresses, L4 policies, L7 policies, routes) is subscribed with
   the wildcard, and every stream starts with ``initial_resource_versions`` taken from the store, so a
   reconnect is sent only what changed;
 * each response is decoded (``ambit.xds.codec``), the good resources are applied to the store in one
@@ -39,7 +39,13 @@ from ambit.identity.secrets import backoff_delay
 from ambit.model.identity import Identity, NodeIdentity
 from ambit.protocol.xds import ClientSession
 from ambit.resources.names import control_plane_identity
-from ambit.state.snapshot import L7_POLICY_PREFIX, POLICY_PREFIX, SERVICE_PREFIX, WORKLOAD_PREFIX
+from ambit.state.snapshot import (
+    L7_POLICY_PREFIX,
+    POLICY_PREFIX,
+    ROUTE_PREFIX,
+    SERVICE_PREFIX,
+    WORKLOAD_PREFIX,
+)
 from ambit.state.store import StateStore
 from ambit.xds import codec
 from ambit.xds.channel import (
@@ -63,6 +69,7 @@ _PREFIXES: Mapping[str, tuple[str, ...]] = {
     codec.ADDRESS_TYPE_URL: (WORKLOAD_PREFIX, SERVICE_PREFIX),
     codec.AUTHORIZATION_TYPE_URL: (POLICY_PREFIX,),
     codec.L7_AUTHORIZATION_TYPE_URL: (L7_POLICY_PREFIX,),
+    codec.ROUTE_TYPE_URL: (ROUTE_PREFIX,),
 }
 
 AddressProvider = Callable[[], Sequence[Address]]

@@ -2,15 +2,18 @@
 
 Over 500 lines because it is a table: one encoder and one checked decoder per wire message, field by field.
 
-Both directions, for the three resource types (Address = Workload | Service; Authorization, ztunnel's
-L4 policies; L7Authorization, waypoints' policies) and for the delta discovery request/response
-envelopes (to and from `ambit.protocol.xds` dataclasses). Every proxy subscribes to every type; a
-ztunnel holds L7 policies in its state without reading them.
+Both directions, for the four resource types (Address = Workload | Service; Authorization, ztunnel's
+L4 policies; L7Authorization, waypoints' policies; HttpRoute, waypoints' Gateway API routes) and for
+the delta discovery request/response envelopes (to and from `ambit.protocol.xds` dataclasses). Every
+proxy subscribes to every type; a ztunnel holds L7 policies and routes in its state without reading
+them.
 
 Decoding treats the wire as untrusted: every field a proxy acts on is checked (IP addresses of 4 or
 16 bytes, ports in range, known enum values, valid SPIFFE segments for namespace, service account and
-trust domain, an L7 target of a known kind, a header match with a name, the resource name agreeing
-with the value) and anything wrong raises
+trust domain, an L7 target of a known kind, a header match with a name; for a route: known kinds and
+match types, regular expressions that compile, absolute paths, lower-case header names, status codes
+and gRPC statuses in range, positive finite durations, an RFC 3339 creation time; the resource name
+agreeing with the value) and anything wrong raises
 :class:`XdsRejected` naming the resource and the reason, so the client can NACK it and keep its last
 good version. Encoding is lenient on strings (the client is the gate) but raises
 :class:`XdsEncodeError` for values that have no wire form (an address that is not an IP).
@@ -22,7 +25,10 @@ form, CIDRs written ``<ip>/<length>``, waypoint ports and capacities as given.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TypeVar
 
 from google.protobuf import any_pb2, message  # type: ignore[import-untyped]  # no types-protobuf
@@ -46,6 +52,24 @@ from ambit.model.policy import (
     Scope,
     StringMatch,
 )
+from ambit.model.route import (
+    GRPC_ROUTE,
+    HTTP_ROUTE,
+    PATH_EXACT,
+    PATH_PREFIX,
+    PATH_REGEX,
+    VALUE_EXACT,
+    VALUE_REGEX,
+    BackendRef,
+    HeaderModifier,
+    HttpRoute,
+    PathMatch,
+    QueryMatch,
+    RetryPolicy,
+    RouteMatch,
+    RouteRule,
+)
+from ambit.model.route import HeaderMatch as RouteHeaderMatch
 from ambit.model.workload import (
     HBONE_PORT,
     HealthStatus,
@@ -61,12 +85,14 @@ from ambit.protocol.xds import DeltaRequest, DeltaResponse, ErrorDetail, Resourc
 from ambit.state.snapshot import (
     L7_POLICY_PREFIX,
     POLICY_PREFIX,
+    ROUTE_PREFIX,
     SERVICE_PREFIX,
     WORKLOAD_PREFIX,
     Resource,
     resource_name,
 )
 from ambit.xds.pb.discovery.v1 import discovery_pb2
+from ambit.xds.pb.route.v1 import route_pb2
 from ambit.xds.pb.security.v1 import authorization_pb2, l7_authorization_pb2
 from ambit.xds.pb.workload.v1 import workload_pb2
 
@@ -74,10 +100,12 @@ TYPE_URL_PREFIX = "type.googleapis.com/"
 ADDRESS_TYPE_URL = "type.googleapis.com/ambit.workload.v1.Address"
 AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.Authorization"
 L7_AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.L7Authorization"
-TYPE_URLS = (ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, L7_AUTHORIZATION_TYPE_URL)
+ROUTE_TYPE_URL = "type.googleapis.com/ambit.route.v1.HttpRoute"
+TYPE_URLS = (ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, L7_AUTHORIZATION_TYPE_URL, ROUTE_TYPE_URL)
 _REJECTED_RESOURCES_URL = "type.googleapis.com/ambit.discovery.v1.RejectedResources"
 
 MAX_PORT = 65535
+MAX_UINT32 = 2**32 - 1
 _E = TypeVar("_E")
 
 
@@ -100,13 +128,15 @@ class XdsEncodeError(CodecError):
 
 def type_url_for_name(name: str) -> str | None:
     """The type a resource name belongs to: Address for ``wl/`` and ``svc/``, Authorization for ``ap/``,
-    L7Authorization for ``l7/``."""
+    L7Authorization for ``l7/``, HttpRoute for ``rt/``."""
     if name.startswith((WORKLOAD_PREFIX, SERVICE_PREFIX)):
         return ADDRESS_TYPE_URL
     if name.startswith(POLICY_PREFIX):
         return AUTHORIZATION_TYPE_URL
     if name.startswith(L7_POLICY_PREFIX):
         return L7_AUTHORIZATION_TYPE_URL
+    if name.startswith(ROUTE_PREFIX):
+        return ROUTE_TYPE_URL
     return None
 
 
@@ -115,6 +145,8 @@ def type_url_for(value: Resource) -> str:
         return AUTHORIZATION_TYPE_URL
     if isinstance(value, L7Authorization):
         return L7_AUTHORIZATION_TYPE_URL
+    if isinstance(value, HttpRoute):
+        return ROUTE_TYPE_URL
     return ADDRESS_TYPE_URL
 
 
@@ -163,6 +195,22 @@ _ACTION_TO_PB = {Action.ALLOW: authorization_pb2.ALLOW, Action.DENY: authorizati
 _ACTION_FROM_PB: dict[int, Action] = {v: k for k, v in _ACTION_TO_PB.items()}
 _TARGET_TO_PB = {GATEWAY_TARGET: l7_authorization_pb2.GATEWAY, SERVICE_TARGET: l7_authorization_pb2.SERVICE}
 _TARGET_FROM_PB: dict[int, str] = {v: k for k, v in _TARGET_TO_PB.items()}
+_ROUTE_KIND_TO_PB: dict[str, route_pb2.RouteKind] = {
+    HTTP_ROUTE: route_pb2.HTTP_ROUTE,
+    GRPC_ROUTE: route_pb2.GRPC_ROUTE,
+}
+_ROUTE_KIND_FROM_PB: dict[int, str] = {v: k for k, v in _ROUTE_KIND_TO_PB.items()}
+_PATH_TO_PB: dict[str, route_pb2.PathMatchType] = {
+    PATH_EXACT: route_pb2.PATH_EXACT,
+    PATH_PREFIX: route_pb2.PATH_PREFIX,
+    PATH_REGEX: route_pb2.PATH_REGULAR_EXPRESSION,
+}
+_PATH_FROM_PB: dict[int, str] = {v: k for k, v in _PATH_TO_PB.items()}
+_VALUE_TO_PB: dict[str, route_pb2.ValueMatchType] = {
+    VALUE_EXACT: route_pb2.VALUE_EXACT,
+    VALUE_REGEX: route_pb2.VALUE_REGULAR_EXPRESSION,
+}
+_VALUE_FROM_PB: dict[int, str] = {v: k for k, v in _VALUE_TO_PB.items()}
 
 
 def workload_to_pb(workload: Workload) -> workload_pb2.Workload:
@@ -332,9 +380,94 @@ def l7_authorization_to_pb(policy: L7Authorization) -> l7_authorization_pb2.L7Au
     )
 
 
+def _uint32(name: str, value: int, what: str) -> int:
+    if not 0 <= value <= MAX_UINT32:
+        raise XdsEncodeError(name, f"{what} {value} is out of range 0..{MAX_UINT32}")
+    return value
+
+
+def _header_modifier_to_pb(modifier: HeaderModifier) -> route_pb2.HeaderModifier:
+    return route_pb2.HeaderModifier(
+        set=[route_pb2.Header(name=n, value=v) for n, v in modifier.set],
+        add=[route_pb2.Header(name=n, value=v) for n, v in modifier.add],
+        remove=list(modifier.remove),
+    )
+
+
+def _route_match_to_pb(match: RouteMatch) -> route_pb2.RouteMatch:
+    pb = route_pb2.RouteMatch(
+        headers=[
+            route_pb2.ValueMatch(name=h.name, type=_VALUE_TO_PB[h.kind], value=h.value) for h in match.headers
+        ],
+        query=[
+            route_pb2.ValueMatch(name=q.name, type=_VALUE_TO_PB[q.kind], value=q.value) for q in match.query
+        ],
+    )
+    if match.path is not None:
+        pb.path.CopyFrom(route_pb2.PathMatch(type=_PATH_TO_PB[match.path.kind], value=match.path.value))
+    if match.method is not None:
+        pb.method = match.method
+    return pb
+
+
+def _retry_to_pb(name: str, retry: RetryPolicy) -> route_pb2.RetryPolicy:
+    pb = route_pb2.RetryPolicy(
+        attempts=_uint32(name, retry.attempts, "retry attempts"),
+        codes=[_uint32(name, c, "retry code") for c in retry.codes],
+        retry_on_connect_failure=retry.retry_on_connect_failure,
+        retry_on_refused_stream=retry.retry_on_refused_stream,
+        retriable_grpc_statuses=[_uint32(name, c, "gRPC status") for c in retry.retriable_grpc_statuses],
+    )
+    if retry.backoff is not None:
+        pb.backoff = retry.backoff
+    return pb
+
+
+def _route_rule_to_pb(name: str, rule: RouteRule) -> route_pb2.RouteRule:
+    pb = route_pb2.RouteRule(
+        index=_uint32(name, rule.index, "rule index"),
+        matches=[_route_match_to_pb(m) for m in rule.matches],
+        backends=[
+            route_pb2.BackendRef(
+                service_key=b.service_key,
+                port=_port(name, b.port, "backend port"),
+                weight=_uint32(name, b.weight, "backend weight"),
+            )
+            for b in rule.backends
+        ],
+        invalid_weight=_uint32(name, rule.invalid_weight, "invalid backend weight"),
+    )
+    if rule.request_headers is not None:
+        pb.request_headers.CopyFrom(_header_modifier_to_pb(rule.request_headers))
+    if rule.response_headers is not None:
+        pb.response_headers.CopyFrom(_header_modifier_to_pb(rule.response_headers))
+    if rule.request_timeout is not None:
+        pb.request_timeout = rule.request_timeout
+    if rule.backend_timeout is not None:
+        pb.backend_timeout = rule.backend_timeout
+    if rule.retry is not None:
+        pb.retry.CopyFrom(_retry_to_pb(name, rule.retry))
+    return pb
+
+
+def route_to_pb(route: HttpRoute) -> route_pb2.HttpRoute:
+    name = resource_name(route)
+    pb = route_pb2.HttpRoute(
+        kind=_ROUTE_KIND_TO_PB[route.kind],
+        name=route.name,
+        namespace=route.namespace,
+        created=route.created,
+        service_key=route.service_key,
+        rules=[_route_rule_to_pb(name, rule) for rule in route.rules],
+    )
+    if route.port is not None:
+        pb.port = _port(name, route.port, "parent port")
+    return pb
+
+
 def resource_to_any(value: Resource) -> any_pb2.Any:
-    """The value packed as it travels in ``Resource.resource``: an Address, an Authorization or an
-    L7Authorization."""
+    """The value packed as it travels in ``Resource.resource``: an Address, an Authorization, an
+    L7Authorization or an HttpRoute."""
     packed = any_pb2.Any()
     if isinstance(value, Workload):
         packed.Pack(workload_pb2.Address(workload=workload_to_pb(value)))
@@ -344,6 +477,8 @@ def resource_to_any(value: Resource) -> any_pb2.Any:
         packed.Pack(authorization_to_pb(value))
     elif isinstance(value, L7Authorization):
         packed.Pack(l7_authorization_to_pb(value))
+    elif isinstance(value, HttpRoute):
+        packed.Pack(route_to_pb(value))
     else:
         raise TypeError(f"not a mesh resource: {type(value).__name__}")
     return packed
@@ -614,6 +749,142 @@ def l7_authorization_from_pb(name: str, pb: l7_authorization_pb2.L7Authorization
     )
 
 
+MIN_STATUS, MAX_STATUS = 100, 599
+MAX_GRPC_STATUS = 16
+
+
+def _regex(name: str, what: str, pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise XdsRejected(name, f"{what} {pattern!r} is not a valid regular expression: {exc}") from None
+    return pattern
+
+
+def _lower_name(name: str, what: str, value: str) -> str:
+    _required(name, what, value)
+    if value != value.lower():
+        raise XdsRejected(name, f"{what} {value!r} is not in lower case")
+    return value
+
+
+def _seconds(name: str, what: str, value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise XdsRejected(name, f"{what} {value!r} is not a positive number of seconds")
+    return value
+
+
+def _created(name: str, value: str) -> str:
+    if value:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise XdsRejected(name, f"creation time {value!r} is not an RFC 3339 timestamp") from None
+    return value
+
+
+def _path_match_from_pb(name: str, pb: route_pb2.PathMatch) -> PathMatch:
+    kind = _enum(name, _PATH_FROM_PB, pb.type, "path match type")
+    if kind == PATH_REGEX:
+        return PathMatch(kind, _regex(name, "path regular expression", pb.value))
+    if not pb.value.startswith("/"):
+        raise XdsRejected(name, f"path {pb.value!r} is not absolute")
+    return PathMatch(kind, pb.value)
+
+
+def _value_match(name: str, pb: route_pb2.ValueMatch, what: str) -> tuple[str, str]:
+    kind = _enum(name, _VALUE_FROM_PB, pb.type, f"{what} match type")
+    value = _regex(name, f"{what} regular expression", pb.value) if kind == VALUE_REGEX else pb.value
+    return kind, value
+
+
+def _route_match_from_pb(name: str, pb: route_pb2.RouteMatch) -> RouteMatch:
+    headers = []
+    for h in pb.headers:
+        kind, value = _value_match(name, h, "header")
+        headers.append(RouteHeaderMatch(_lower_name(name, "header match name", h.name), kind, value))
+    query = []
+    for q in pb.query:
+        kind, value = _value_match(name, q, "query parameter")
+        query.append(QueryMatch(_required(name, "query parameter name", q.name), kind, value))
+    return RouteMatch(
+        path=_path_match_from_pb(name, pb.path) if pb.HasField("path") else None,
+        method=_required(name, "method", pb.method) if pb.HasField("method") else None,
+        headers=tuple(headers),
+        query=tuple(query),
+    )
+
+
+def _header_modifier_from_pb(name: str, pb: route_pb2.HeaderModifier) -> HeaderModifier:
+    def pairs(items: list[route_pb2.Header]) -> tuple[tuple[str, str], ...]:
+        return tuple((_lower_name(name, "header name", h.name), h.value) for h in items)
+
+    return HeaderModifier(
+        set=pairs(list(pb.set)),
+        add=pairs(list(pb.add)),
+        remove=tuple(_lower_name(name, "header name", h) for h in pb.remove),
+    )
+
+
+def _retry_from_pb(name: str, pb: route_pb2.RetryPolicy) -> RetryPolicy:
+    for code in pb.codes:
+        if not MIN_STATUS <= code <= MAX_STATUS:
+            raise XdsRejected(name, f"retry code {code} is out of range {MIN_STATUS}..{MAX_STATUS}")
+    for status in pb.retriable_grpc_statuses:
+        if status > MAX_GRPC_STATUS:
+            raise XdsRejected(name, f"gRPC status {status} is out of range 0..{MAX_GRPC_STATUS}")
+    return RetryPolicy(
+        attempts=pb.attempts,
+        codes=tuple(pb.codes),
+        backoff=_seconds(name, "retry backoff", pb.backoff) if pb.HasField("backoff") else None,
+        retry_on_connect_failure=pb.retry_on_connect_failure,
+        retry_on_refused_stream=pb.retry_on_refused_stream,
+        retriable_grpc_statuses=tuple(pb.retriable_grpc_statuses),
+    )
+
+
+def _route_rule_from_pb(name: str, pb: route_pb2.RouteRule) -> RouteRule:
+    return RouteRule(
+        index=pb.index,
+        matches=tuple(_route_match_from_pb(name, m) for m in pb.matches),
+        backends=tuple(
+            BackendRef(
+                service_key=_key(name, "backend service key", b.service_key),
+                port=_checked_port(name, b.port, "backend port", allow_zero=False),
+                weight=b.weight,
+            )
+            for b in pb.backends
+        ),
+        request_headers=(
+            _header_modifier_from_pb(name, pb.request_headers) if pb.HasField("request_headers") else None
+        ),
+        response_headers=(
+            _header_modifier_from_pb(name, pb.response_headers) if pb.HasField("response_headers") else None
+        ),
+        request_timeout=(
+            _seconds(name, "request timeout", pb.request_timeout) if pb.HasField("request_timeout") else None
+        ),
+        backend_timeout=(
+            _seconds(name, "backend timeout", pb.backend_timeout) if pb.HasField("backend_timeout") else None
+        ),
+        retry=_retry_from_pb(name, pb.retry) if pb.HasField("retry") else None,
+        invalid_weight=pb.invalid_weight,
+    )
+
+
+def route_from_pb(name: str, pb: route_pb2.HttpRoute) -> HttpRoute:
+    kind = _enum(name, _ROUTE_KIND_FROM_PB, pb.kind, "route kind")
+    return HttpRoute(
+        kind=kind,
+        name=_segment(name, "route name", pb.name),
+        namespace=_segment(name, "namespace", pb.namespace),
+        created=_created(name, pb.created),
+        service_key=_key(name, "parent service key", pb.service_key),
+        port=_checked_port(name, pb.port, "parent port", allow_zero=False) if pb.HasField("port") else None,
+        rules=tuple(_route_rule_from_pb(name, rule) for rule in pb.rules),
+    )
+
+
 def _unpack(name: str, packed: any_pb2.Any, target: message.Message) -> None:
     expected = TYPE_URL_PREFIX + target.DESCRIPTOR.full_name
     if packed.type_url != expected:
@@ -635,6 +906,10 @@ def resource_from_any(name: str, packed: any_pb2.Any) -> Resource:
         l7_policy = l7_authorization_pb2.L7Authorization()
         _unpack(name, packed, l7_policy)
         value = l7_authorization_from_pb(name, l7_policy)
+    elif name.startswith(ROUTE_PREFIX):
+        route = route_pb2.HttpRoute()
+        _unpack(name, packed, route)
+        value = route_from_pb(name, route)
     elif name.startswith((WORKLOAD_PREFIX, SERVICE_PREFIX)):
         address = workload_pb2.Address()
         _unpack(name, packed, address)
@@ -646,7 +921,7 @@ def resource_from_any(name: str, packed: any_pb2.Any) -> Resource:
         else:
             raise XdsRejected(name, "address holds neither a workload nor a service")
     else:
-        raise XdsRejected(name, "resource name has no known prefix (wl/, svc/, ap/, l7/)")
+        raise XdsRejected(name, "resource name has no known prefix (wl/, svc/, ap/, l7/, rt/)")
     named = resource_name(value)
     if named != name:
         raise XdsRejected(name, f"resource holds {named}, not {name}")

@@ -612,3 +612,20 @@ def test_plaintext_to_a_ztunnel_port_refused() -> None:
     refusal = plan_inbound_plaintext(snap(LOCAL), LOCAL, 15008, source_ip="10.244.1.2")
     assert isinstance(refusal, InboundRefusal)
     assert refusal.status == 400
+
+
+def test_the_waypoint_balances_over_every_endpoint_without_locality() -> None:
+    near, far = (
+        wl("near", "10.244.1.9", node="n1"),
+        wl("far", "10.244.3.3", node="n3", locality=Locality("far")),
+    )
+    s = snap(SOURCE, near, far, svc())
+
+    def first(seed: int, at_waypoint: bool) -> str:
+        rng = random.Random(seed)
+        plans = outbound_candidates(s, SOURCE, VIP, 80, cluster_cidrs=CIDRS, rng=rng, at_waypoint=at_waypoint)
+        assert not isinstance(plans, RouteError)
+        return hbone(plans[0]).endpoint.uid
+
+    assert {first(seed, True) for seed in range(40)} == {"near", "far"}
+    assert {first(seed, False) for seed in range(40)} == {"near"}  # control: a ztunnel prefers its node

@@ -1,0 +1,272 @@
+"""Traffic management in the waypoint, end to end: Gateway API routes (GAMMA) on Istio's helloworld —
+a weighted 90/10 split measured against its binomial bound, a header match, request timeouts and
+retries.
+
+One 2-node cluster with a waypoint in namespace `tm`. Every request is made from the curl pod by one
+Python process (keep-alive, so thousands of requests take seconds) that prints what it got.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ambit.runtime.handle import ClusterHandle
+from ambit.testing.e2e import SAMPLES, ambient_namespace, ambit, ready, temporary_cluster, wait_for
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
+
+NS = "tm"
+SPLIT = f"""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: helloworld
+  namespace: {NS}
+spec:
+  parentRefs:
+  - kind: Service
+    group: ""
+    name: helloworld
+    port: 5000
+  rules:
+  - matches:
+    - headers:
+      - name: x-canary
+        value: "true"
+    backendRefs:
+    - name: helloworld-v2
+      port: 5000
+  - backendRefs:
+    - name: helloworld-v1
+      port: 5000
+      weight: 90
+    - name: helloworld-v2
+      port: 5000
+      weight: 10
+"""
+TIMEOUT = f"""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: helloworld
+  namespace: {NS}
+spec:
+  parentRefs:
+  - kind: Service
+    group: ""
+    name: helloworld
+    port: 5000
+  rules:
+  - timeouts:
+      request: 500ms
+    backendRefs:
+    - name: helloworld
+      port: 5000
+"""
+BACKENDS = f"""apiVersion: v1
+kind: Service
+metadata:
+  name: backend
+  namespace: {NS}
+spec:
+  selector:
+    app: backend
+  ports:
+  - name: http
+    port: 8000
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: flaky
+  namespace: {NS}
+  labels:
+    app: backend
+spec:
+  containers:
+  - name: app
+    image: ambit/sample
+    env:
+    - name: SAMPLE_FAIL_STATUSES
+      value: "200:0.5,503:0.5"
+    ports:
+    - containerPort: 8000
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: steady
+  namespace: {NS}
+  labels:
+    app: backend
+spec:
+  containers:
+  - name: app
+    image: ambit/sample
+    ports:
+    - containerPort: 8000
+"""
+
+
+def retry_route(retry: str) -> str:
+    """An HTTPRoute on the backend Service with ``retry`` (YAML, already indented) or none."""
+    return f"""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: backend
+  namespace: {NS}
+spec:
+  parentRefs:
+  - kind: Service
+    group: ""
+    name: backend
+    port: 8000
+  rules:
+  - backendRefs:
+    - name: backend
+      port: 8000
+{retry}"""
+
+
+# Sends N GETs over keep-alive connections (a new one after any close) and prints one JSON line:
+# {"statuses": {code: count}, "bodies": {first line: count}, "seconds": [elapsed per request]}.
+CLIENT = r"""
+import http.client, json, sys, time, collections
+host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+headers = dict(h.split(":", 1) for h in sys.argv[5:])
+statuses, bodies, seconds = collections.Counter(), collections.Counter(), []
+conn = None
+for _ in range(n):
+    if conn is None:
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+    started = time.monotonic()
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    body = response.read().decode(errors="replace")
+    seconds.append(round(time.monotonic() - started, 3))
+    statuses[response.status] += 1
+    bodies[body.split(",")[0].strip()] += 1
+    if response.getheader("connection", "").lower() == "close":
+        conn.close()
+        conn = None
+print(json.dumps({"statuses": statuses, "bodies": bodies, "seconds": seconds}))
+"""
+
+
+def pods(cluster: str) -> list[dict[str, Any]]:
+    return ClusterHandle(cluster).pods(NS)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
+    if not (SAMPLES / "helloworld-versions.yaml").exists():
+        pytest.skip(f"the Istio samples are not at {SAMPLES}")
+    with temporary_cluster(cluster_name("t"), tmp_path_factory.mktemp("run")) as name:
+        ambit(name, "up", "--nodes", "2")
+        h = ClusterHandle(name)
+        h.apply(ambient_namespace(NS))
+        for sample in ("helloworld.yaml", "helloworld-versions.yaml", "curl.yaml"):
+            h.apply((SAMPLES / sample).read_text(), namespace=NS)
+        h.apply(BACKENDS)
+        ambit(name, "waypoint", "apply", "-n", NS, "--enroll-namespace", "--wait", "--timeout", "120")
+        wait_for(
+            lambda: len(pods(name)) == 7 and all(ready(p) for p in pods(name)),
+            "helloworld v1/v2, curl, the flaky and steady backends and two waypoint replicas ready",
+            within=120,
+        )
+        yield name
+
+
+def requests(
+    cluster: str, n: int, path: str = "/hello", *headers: str, host: str = "helloworld", port: int = 5000
+) -> dict[str, Any]:
+    h = ClusterHandle(cluster)
+    client = next(p for p in pods(cluster) if p["metadata"]["labels"].get("app") == "curl")["metadata"][
+        "name"
+    ]
+    argv = ["python3", "-c", CLIENT, host, str(port), path, str(n), *headers]
+    result = h.exec(argv, pod=client, namespace=NS, timeout=120)
+    return dict(json.loads(result.stdout))
+
+
+def binomial_bounds(n: int, p: float, z: float = 3.29) -> tuple[float, float]:
+    """The 99.9 % interval (normal approximation) of a Binomial(n, p) count."""
+    spread = z * math.sqrt(n * p * (1 - p))
+    return n * p - spread, n * p + spread
+
+
+def version_counts(result: dict[str, Any]) -> tuple[int, int]:
+    bodies = result["bodies"]
+    return bodies.get("Hello version: v1", 0), bodies.get("Hello version: v2", 0)
+
+
+def test_a_90_10_split_and_a_header_match(cluster: str) -> None:
+    h = ClusterHandle(cluster)
+    before = requests(cluster, 200)
+    v1, v2 = version_counts(before)
+    assert v1 > 40 and v2 > 40, "control: without a route both versions get about half"
+    h.apply(SPLIT)
+    try:
+        wait_for(
+            lambda: version_counts(requests(cluster, 50, "/hello", "x-canary:true")) == (0, 50),
+            "the route reaches the waypoints",
+            within=30,
+        )
+        result = requests(cluster, 2000)
+        assert result["statuses"] == {"200": 2000}, result["statuses"]
+        v1, v2 = version_counts(result)
+        low, high = binomial_bounds(2000, 0.10)
+        assert v1 + v2 == 2000 and low <= v2 <= high, (v1, v2, low, high)
+        marked = requests(cluster, 200, "/hello", "x-canary:true")
+        assert version_counts(marked) == (0, 200), "marked requests go to v2 only"
+    finally:
+        h.delete("HTTPRoute", "helloworld", NS)
+
+
+def test_a_request_timeout_answers_504(cluster: str) -> None:
+    h = ClusterHandle(cluster)
+    h.apply(TIMEOUT)
+    try:
+        wait_for(
+            lambda: requests(cluster, 1, "/delay/2")["statuses"] == {"504": 1}, "the timeout applies", 30
+        )
+        result = requests(cluster, 5, "/delay/2")
+        assert result["statuses"] == {"504": 5}
+        assert all(0.5 <= s <= 1.0 for s in result["seconds"]), result["seconds"]
+        assert requests(cluster, 5, "/hello")["statuses"] == {"200": 5}  # control: a fast path is untouched
+    finally:
+        h.delete("HTTPRoute", "helloworld", NS)
+
+
+def backend_failures(cluster: str, n: int) -> int:
+    result = requests(cluster, n, "/get", host="backend", port=8000)
+    statuses = result["statuses"]
+    assert set(statuses) <= {"200", "503"}, statuses
+    return int(statuses.get("503", 0))
+
+
+def test_retries_hide_a_flaky_backend_and_istio_default_does_not_retry_503(cluster: str) -> None:
+    """Of two backend pods, one fails half its requests by itself. Retries to another host hide it;
+    without retries a quarter of the requests fail (the control); Istio's default policy (no ``retry``
+    on the route) does not retry 503 either."""
+    h = ClusterHandle(cluster)
+    low, high = binomial_bounds(1000, 0.25)
+    try:
+        h.apply(retry_route("    retry:\n      attempts: 0\n"))
+        wait_for(lambda: backend_failures(cluster, 40) > 0, "the route reaches the waypoints", 30)
+        failed = backend_failures(cluster, 1000)
+        assert low <= failed <= high, (failed, low, high)
+
+        h.apply(retry_route("    retry:\n      attempts: 2\n      codes: [503]\n"))
+        wait_for(lambda: backend_failures(cluster, 100) == 0, "the retry policy reaches the waypoints", 30)
+        assert backend_failures(cluster, 1000) == 0
+
+        h.apply(retry_route(""))  # no retry: Istio's default, which does not retry 503 (since 1.24)
+        wait_for(lambda: backend_failures(cluster, 60) > 0, "the default policy reaches the waypoints", 30)
+        failed = backend_failures(cluster, 1000)
+        assert low <= failed <= high, (failed, low, high)
+    finally:
+        h.delete("HTTPRoute", "backend", NS)
