@@ -19,6 +19,7 @@ from typing import Any
 
 from ambit.model.jsonable import from_jsonable, jsonable
 from ambit.model.policy import Authorization, L7Authorization
+from ambit.model.route import HttpRoute
 from ambit.model.workload import Service, Workload
 from ambit.routing.ejection import Ejections
 
@@ -141,6 +142,7 @@ class ConfigDump:
     services: Mapping[str, Service] = field(default_factory=dict)  # by namespace/hostname
     policies: Mapping[str, Authorization] = field(default_factory=dict)  # by namespace/name
     l7_policies: Mapping[str, L7Authorization] = field(default_factory=dict)  # by namespace/name
+    routes: Mapping[str, HttpRoute] = field(default_factory=dict)  # by HttpRoute.key (a waypoint's)
     pods: Mapping[str, PodView] = field(default_factory=dict)  # by uid
     certificates: Mapping[str, CertificateView] = field(default_factory=dict)  # by SPIFFE ID
     connections: tuple[ConnectionView, ...] = ()  # oldest first
@@ -176,7 +178,7 @@ class ConfigDump:
 
 def _shaped(f: dataclasses.Field[Any], value: object) -> bool:
     """False for a collection section that is not a collection (then it takes its default)."""
-    if f.name in ("workloads", "services", "policies", "l7_policies", "pods", "certificates"):
+    if f.name in ("workloads", "services", "policies", "l7_policies", "routes", "pods", "certificates"):
         return isinstance(value, dict)
     if f.name in ("connections", "ejections"):
         return isinstance(value, list)

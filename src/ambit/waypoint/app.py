@@ -18,8 +18,8 @@ In order (:meth:`WaypointApp.start`):
 3. **Serve.** HBONE on 15008 presenting its own certificate (:mod:`ambit.waypoint.server`), metrics on
    15020 (:mod:`ambit.waypoint.metrics`), ``/config_dump`` on 127.0.0.1:15000: the typed
    :class:`~ambit.proxy.config_dump.ConfigDump` — its Gateway and identity, the services and workloads
-   bound to it (its routes), every endpoint (``workloads``), the L4 and L7 policies, its certificate,
-   and the endpoints it currently ejects.
+   bound to it, the Gateway API routes it applies, every endpoint (``workloads``), the L4 and L7
+   policies, its certificate, and the endpoints it currently ejects.
 4. **Drain** (SIGTERM): readiness goes false, the listener stops accepting, every HBONE connection
    gets GOAWAY, HTTP/1.1 responses carry ``Connection: close`` and HTTP/2 clients a GOAWAY; in-flight
    requests finish until ``drain_deadline``.
@@ -241,6 +241,7 @@ class WaypointApp:
             services=dict(snapshot.services),
             policies=dict(snapshot.policies),
             l7_policies=dict(snapshot.l7_policies),
+            routes=dict(snapshot.routes),
             certificates={
                 str(identity): CertificateView(cert.not_after)
                 for identity, cert in certs.items()

@@ -22,6 +22,16 @@ from ambit.model.policy import (
     Scope,
     StringMatch,
 )
+from ambit.model.route import (
+    HTTP_ROUTE,
+    PATH_PREFIX,
+    BackendRef,
+    HttpRoute,
+    PathMatch,
+    RetryPolicy,
+    RouteMatch,
+    RouteRule,
+)
 from ambit.model.workload import (
     HealthStatus,
     PortMapping,
@@ -151,12 +161,30 @@ L7_POLICY = L7Authorization(
     (PolicyTarget("Service", "default", "web"),),
     (L7Rule((L7Clause((L7Match(methods=(StringMatch.parse("GET"),)),)),)),),
 )
+ROUTE = HttpRoute(
+    kind=HTTP_ROUTE,
+    name="web",
+    namespace="default",
+    created="2026-12-07T10:00:00Z",
+    service_key=SVC,
+    port=80,
+    rules=(
+        RouteRule(
+            index=0,
+            matches=(RouteMatch(path=PathMatch(PATH_PREFIX, "/api")),),
+            backends=(BackendRef(SVC, 80, 90),),
+            request_timeout=0.5,
+            retry=RetryPolicy(attempts=2, codes=(503,)),
+        ),
+    ),
+)
 WAYPOINT_DUMP = ConfigDump(
     node="waypoint-abc12",
     synced=True,
     workloads={"u1": WORKLOAD},
     services={SERVICE.key: SERVICE},
     l7_policies={L7_POLICY.key: L7_POLICY},
+    routes={ROUTE.key: ROUTE},
     ejections=(EjectionView("u1", "default/web-1", 4.2, 1, "10.0.1.5:15008: connection refused"),),
     waypoint=WaypointView(
         "default/waypoint", "spiffe://cluster.local/ns/default/sa/waypoint", (SVC,), ("u1",)
