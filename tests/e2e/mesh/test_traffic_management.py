@@ -270,3 +270,106 @@ def test_retries_hide_a_flaky_backend_and_istio_default_does_not_retry_503(clust
         assert low <= failed <= high, (failed, low, high)
     finally:
         h.delete("HTTPRoute", "backend", NS)
+
+
+def hello_route(name: str, version: str, match: str) -> str:
+    """An HTTPRoute on helloworld sending ``match`` (YAML of one match, indented) to ``version``."""
+    return f"""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  parentRefs:
+  - kind: Service
+    group: ""
+    name: helloworld
+    port: 5000
+  rules:
+  - matches:
+{match}
+    backendRefs:
+    - name: helloworld-{version}
+      port: 5000
+"""
+
+
+def waypoints_have(cluster: str, *names: str) -> bool:
+    """Whether every waypoint replica's config dump lists the HTTPRoutes ``names`` (of helloworld)."""
+    h = ClusterHandle(cluster)
+    for pod in pods(cluster):
+        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
+            continue
+        dump = json.loads(
+            h.exec(
+                ["curl", "-s", "-m", "5", "http://127.0.0.1:15000/config_dump"],
+                pod=pod["metadata"]["name"],
+                namespace=NS,
+            ).stdout
+        )
+        keys = list(dump.get("routes", {}))
+        if not all(any(key.startswith(f"{NS}/HTTPRoute/{name}/") for key in keys) for name in names):
+            return False
+    return True
+
+
+def all_to(cluster: str, version: str, *headers: str) -> bool:
+    return version_counts(requests(cluster, 20, "/hello", *headers)) == (
+        (20, 0) if version == "v1" else (0, 20)
+    )
+
+
+@pytest.mark.parametrize(
+    ("older", "newer", "winner", "headers"),
+    [
+        pytest.param(
+            "    - path: {type: PathPrefix, value: /}\n      headers: [{name: x-a, value: '1'}]\n",
+            "    - path: {type: Exact, value: /hello}\n",
+            "v2",
+            ("x-a:1",),
+            id="exact path beats a prefix with more headers",
+        ),
+        pytest.param(
+            "    - path: {type: PathPrefix, value: /hello}\n",
+            "    - path: {type: PathPrefix, value: /}\n      method: GET\n",
+            "v1",
+            (),
+            id="the longest prefix beats a method",
+        ),
+        pytest.param(
+            "    - path: {type: PathPrefix, value: /}\n      headers: [{name: x-a, value: '1'}]\n",
+            "    - path: {type: PathPrefix, value: /}\n      method: GET\n",
+            "v2",
+            ("x-a:1",),
+            id="a method beats headers",
+        ),
+        pytest.param(
+            "    - path: {type: Exact, value: /hello}\n",
+            "    - path: {type: Exact, value: /hello}\n",
+            "v1",
+            (),
+            id="a tie goes to the oldest route",
+        ),
+    ],
+)
+def test_route_precedence(
+    cluster: str, older: str, newer: str, winner: str, headers: tuple[str, ...]
+) -> None:
+    """Two routes on one Service whose matches both match: the Gateway API's precedence decides. The
+    older route is named so that the name order would pick the newer one (only the age may decide a tie);
+    the creation timestamps are a second apart (the store's resolution)."""
+    import time
+
+    h = ClusterHandle(cluster)
+    loser = "v2" if winner == "v1" else "v1"
+    older_version, newer_version = ("v1", "v2")
+    h.apply(hello_route("z-older", older_version, older))
+    try:
+        time.sleep(1.1)
+        h.apply(hello_route("a-newer", newer_version, newer))
+        wait_for(lambda: waypoints_have(cluster, "z-older", "a-newer"), "both routes in every waypoint", 30)
+        assert all_to(cluster, winner, *headers), f"{winner} takes every request"
+        assert not all_to(cluster, loser, *headers)
+    finally:
+        h.delete("HTTPRoute", "z-older", NS)
+        h.delete("HTTPRoute", "a-newer", NS)
