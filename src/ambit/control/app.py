@@ -5,7 +5,8 @@ Every replica is complete and independent (no leader): it reads the cluster's ob
 at the edge, ``ambit.cli.controlplane``) through its own informer, translates the objects (pure, off
 the event loop), publishes the result to its snapshot cache (content-hash versions, so every
 replica serves identical versions for identical input), serves xDS and the CA on 15012 over mTLS,
-runs the waypoint controller (safe with several replicas: compare-and-swap writes), and serves
+runs the waypoint controller and the route status controller (both safe with several replicas:
+compare-and-swap writes of deterministic results), and serves
 `/healthz/ready`, `/debug/config` and Prometheus metrics on 15014 (`ambit.control.http`).
 
 The CA keys come from the cluster's state directory, shared by all replicas (mode 0600). The
@@ -30,6 +31,7 @@ from ambit.control.cache import SnapshotCache, Versioner
 from ambit.control.grpc_server import ControlPlaneServer
 from ambit.control.http import ControlPlaneHttp
 from ambit.control.metrics import ControlPlaneMetrics
+from ambit.control.route_status_writer import RouteStatusController
 from ambit.control.translate import TranslationResult, translate
 from ambit.control.waypoints import WaypointController
 from ambit.control.xds_server import NackRecord, PushRecord, XdsServer
@@ -41,6 +43,7 @@ from ambit.model.identity import DEFAULT_TRUST_DOMAIN
 from ambit.model.placement import PodPlacement
 from ambit.model.policy import Authorization, L7Authorization
 from ambit.model.route import HttpRoute
+from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import Service, Workload
 from ambit.net.tasks import spawn
 from ambit.resources.names import CA_SUBDIR, TOKENS_SUBDIR, control_plane_identity
@@ -63,6 +66,8 @@ WATCHED_KINDS = (
     "PeerAuthentication",
     "HTTPRoute",
     "GRPCRoute",
+    "VirtualService",
+    "DestinationRule",
 )
 
 
@@ -80,6 +85,7 @@ class ControlPlaneConfig:
     max_connection_age: float = 30 * 60.0
     credential_ttl: timedelta = timedelta(hours=24)
     run_waypoint_controller: bool = True
+    run_route_status_controller: bool = True  # HTTPRoute/GRPCRoute status.parents for Service parents
 
 
 def ca_authenticators(state_dir: Path) -> list[Authenticator]:
@@ -131,6 +137,7 @@ class ControlPlane:
             max_connection_age=config.max_connection_age,
         )
         self.waypoints = WaypointController(source) if config.run_waypoint_controller else None
+        self.route_status = RouteStatusController(source) if config.run_route_status_controller else None
         self.http = ControlPlaneHttp(self, host=config.http_host, port=config.http_port)
         self.last_translation: TranslationResult | None = None
         self._dirty = asyncio.Event()
@@ -148,6 +155,8 @@ class ControlPlane:
         await self.grpc.start()
         if self.waypoints is not None:
             await self.waypoints.start()
+        if self.route_status is not None:
+            await self.route_status.start()
         await self.http.start()
         self._tasks.append(spawn(self._translate_loop(), name="controlplane-translate"))
         self._tasks.append(spawn(self._renew_credential_loop(), name="controlplane-credential"))
@@ -162,6 +171,8 @@ class ControlPlane:
         await self.http.close()
         if self.waypoints is not None:
             await self.waypoints.close()
+        if self.route_status is not None:
+            await self.route_status.close()
         await self.grpc.stop(grace=0.2)
         self.xds.close()
         await self.informer.close()
@@ -187,12 +198,13 @@ class ControlPlane:
             root_namespace=self.config.root_namespace,
             trust_domain=self.config.trust_domain,
         )
-        values: list[Workload | Service | Authorization | L7Authorization | HttpRoute] = [
+        values: list[Workload | Service | Authorization | L7Authorization | HttpRoute | TrafficPolicy] = [
             *result.workloads.values(),
             *result.services.values(),
             *result.policies.values(),
             *result.l7_policies.values(),
             *result.routes.values(),
+            *result.traffic_policies.values(),
         ]
         self.cache.set(self.versioner(values))
         self._set_at = time.monotonic()

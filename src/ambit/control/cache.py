@@ -4,7 +4,8 @@ Translation hands the cache the complete set of resources (``name -> (version, v
 :meth:`SnapshotCache.set`; names are ``wl/<uid>``, ``svc/<ns>/<hostname>``, ``ap/<ns>/<name>``,
 ``l7/<ns>/<name>`` and ``rt/<route key>`` (``ambit.state.resource_name``). The Address type carries
 ``wl/`` and ``svc/`` names, the Authorization type ``ap/`` names, the L7Authorization type (waypoints'
-policies) ``l7/`` names and the HttpRoute type (waypoints' Gateway API routes) ``rt/`` names.
+policies) ``l7/`` names and the HttpRoute type (waypoints' Gateway API routes) ``rt/`` names; the
+TrafficPolicy type (waypoints' DestinationRule connection pool and outlier detection) ``tp/`` names.
 A resource is encoded to its wire form only when its version changes; every proxy stream then sends
 those same bytes.
 
@@ -28,6 +29,7 @@ from types import MappingProxyType
 
 from ambit.model.policy import Authorization, L7Authorization
 from ambit.model.route import HttpRoute
+from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.version import content_version
 from ambit.model.workload import Service, Workload
 from ambit.state.snapshot import resource_name, versions_digest
@@ -36,7 +38,7 @@ from ambit.xds.pb.discovery.v1 import discovery_pb2
 
 log = logging.getLogger(__name__)
 
-Value = Workload | Service | Authorization | L7Authorization | HttpRoute
+Value = Workload | Service | Authorization | L7Authorization | HttpRoute | TrafficPolicy
 _VERSION_CHARS = 16
 
 
@@ -113,7 +115,9 @@ class CacheSnapshot:
         for name, resource in resources.items():
             type_url = codec.type_url_for_name(name)
             if type_url is None:
-                raise ValueError(f"resource name {name!r} has no known prefix (wl/, svc/, ap/, l7/, rt/)")
+                raise ValueError(
+                    f"resource name {name!r} has no known prefix (wl/, svc/, ap/, l7/, rt/, tp/)"
+                )
             by_type[type_url][name] = resource
         self._by_type: Mapping[str, Mapping[str, CachedResource]] = MappingProxyType(
             {url: MappingProxyType(items) for url, items in by_type.items()}

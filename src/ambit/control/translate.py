@@ -50,7 +50,11 @@ Versions
   resourceVersions, since resources carry none),
   for names ``wl/<uid>``, ``svc/<namespace>/<hostname>``, ``ap/<namespace>/<name>``,
   ``l7/<namespace>/<name>`` (a waypoint's policy, ``ambit.control.translate_policy_l7``) and
-  ``rt/<route key>`` (a Gateway API route on a Service, ``ambit.control.translate_routes``). So a
+  ``rt/<route key>`` (a Gateway API route on a Service, ``ambit.control.translate_routes``, or a
+  VirtualService on a Service host, ``ambit.control.translate_virtualservice``, which sets aside the
+  Gateway API routes of a Service it covers: ``merge_routes``), and ``tp/<namespace>/<name>`` (a
+  DestinationRule's connection pool and outlier detection, ``ambit.control.translate_destination_rule``).
+  So a
   change to one pod changes exactly that workload's version (plus whatever that pod really changes).
 
 Warnings: one line per problem, like istiod's status messages; sorted, without duplicates.
@@ -76,6 +80,7 @@ from ambit.control.translate_common import (
     build_objects,
     selects,
 )
+from ambit.control.translate_destination_rule import convert_destination_rules
 from ambit.control.translate_policy import PolicySet, convert_policies, workload_policy_keys
 from ambit.control.translate_policy_l7 import convert_l7_policies
 from ambit.control.translate_routes import convert_routes
@@ -85,9 +90,11 @@ from ambit.control.translate_services import (
     service_info,
     workload_services,
 )
+from ambit.control.translate_virtualservice import convert_virtual_services, merge_routes
 from ambit.control.translate_waypoint import Waypoint, collect_waypoints, resolve_waypoint
 from ambit.model.policy import Authorization, L7Authorization
 from ambit.model.route import HttpRoute
+from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.version import content_version
 from ambit.model.workload import HealthStatus, Locality, Service, TunnelProtocol, Workload
 from ambit.resources.objects import (
@@ -132,11 +139,12 @@ class TranslationResult:
     warnings: tuple[str, ...]
     l7_policies: Mapping[str, L7Authorization] = field(default_factory=dict)  # by <namespace>/<name>
     routes: Mapping[str, HttpRoute] = field(default_factory=dict)  # by HttpRoute.key
+    traffic_policies: Mapping[str, TrafficPolicy] = field(default_factory=dict)  # by TrafficPolicy.key
 
     @functools.cached_property
     def versions(self) -> Mapping[str, str]:
-        """wl/<uid>, svc/<ns>/<hostname>, ap/<ns>/<name>, l7/<ns>/<name>, rt/<key> -> sha256 hex of
-        canonical JSON.
+        """wl/<uid>, svc/<ns>/<hostname>, ap/<ns>/<name>, l7/<ns>/<name>, rt/<key>, tp/<ns>/<name> -> sha256
+        hex of canonical JSON.
 
         Computed on first access (the control plane versions what it serves itself, see
         ``ambit.control.cache``), then kept."""
@@ -151,6 +159,8 @@ class TranslationResult:
             versions[f"l7/{key}"] = content_version(l7_policy)
         for key, route in self.routes.items():
             versions[f"rt/{key}"] = content_version(route)
+        for key, traffic_policy in self.traffic_policies.items():
+            versions[f"tp/{key}"] = content_version(traffic_policy)
         return versions
 
 
@@ -322,6 +332,13 @@ def translate(
         cluster_domain=cluster_domain,
         warnings=warnings,
     )
+    virtual_services = convert_virtual_services(
+        index.kind("VirtualService"), services, cluster_domain=cluster_domain, warnings=warnings
+    )
+    routes = merge_routes(routes, virtual_services, warnings)
+    traffic_policies = convert_destination_rules(
+        index.kind("DestinationRule"), services, cluster_domain=cluster_domain, warnings=warnings
+    )
     services_by_namespace: dict[str, SelectorIndex] = {}
     for info in service_infos:
         services_by_namespace.setdefault(info.service.namespace, SelectorIndex()).add(info)
@@ -358,4 +375,5 @@ def translate(
         warnings=tuple(sorted(set(warnings))),
         l7_policies=l7_policies,
         routes=routes,
+        traffic_policies=traffic_policies,
     )

@@ -58,6 +58,10 @@ Exactly what happens:
 * ``metadata.creationTimestamp`` → ``created`` (not RFC 3339: ``""``, with a warning).
 
 Warnings name the route (``HTTPRoute <ns>/<name>``) and, where it helps, the rule. Pure: no I/O.
+
+What one parentRef or backendRef resolves to is decided once, here, by ``resolve_parent`` and
+``resolve_backend``; a refusal carries the Gateway API ``RouteConditionReason`` for it, so the
+route status (``ambit.control.route_status``) reports exactly what translation did.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from datetime import datetime
 from typing import Any
 
 from ambit.model.route import (
+    GRPC_ROUTE,
     HTTP_ROUTE,
     PATH_EXACT,
     PATH_PREFIX,
@@ -91,6 +96,7 @@ from ambit.model.workload import Service, service_hostname
 from ambit.resources.objects import JSON, items, mapping, name_of, namespace_of, strings, text
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_ROUTE_KINDS = (GRPC_ROUTE, HTTP_ROUTE)  # the Gateway API route kinds translated here
 CORE_GROUPS = frozenset({"", "core"})
 DEFAULT_RETRY_ATTEMPTS = 2  # Istio's default when `retry.attempts` is unset
 MIN_RETRY_CODE, MAX_RETRY_CODE = 400, 599  # HTTPRouteRetryStatusCode
@@ -103,9 +109,39 @@ _UNSUPPORTED_FILTERS = frozenset(
     {"RequestRedirect", "URLRewrite", "RequestMirror", "CORS", "ExtensionRef", "ExternalAuth"}
 )
 
+# Gateway API RouteConditionReason values (sigs.k8s.io/gateway-api apis/v1/shared_types.go) for
+# why a parentRef is not accepted or a backendRef does not resolve.
+NOT_ALLOWED_BY_LISTENERS = "NotAllowedByListeners"
+NO_MATCHING_PARENT = "NoMatchingParent"
+REF_NOT_PERMITTED = "RefNotPermitted"
+INVALID_KIND = "InvalidKind"
+BACKEND_NOT_FOUND = "BackendNotFound"
+
 
 class _Invalid(ValueError):
     """A match or a condition translation cannot use; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a parentRef is not attached or a backendRef not used: a Gateway API RouteConditionReason
+    and the problem as the translation warning words it."""
+
+    reason: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A parentRef that attaches: the parent Service's key and the port (None: every port)."""
+
+    service_key: str
+    port: int | None
+
+
+def service_key(name: str, namespace: str, cluster_domain: str) -> str:
+    """The key of the Service ``namespace/name`` (``Service.key``)."""
+    return f"{namespace}/{service_hostname(name, namespace, cluster_domain)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +155,7 @@ class _Scope:
     warnings: list[str]
 
     def service_key(self, name: str, namespace: str) -> str:
-        return f"{namespace}/{service_hostname(name, namespace, self.cluster_domain)}"
+        return service_key(name, namespace, self.cluster_domain)
 
 
 def parse_duration(value: str) -> float:
@@ -310,9 +346,39 @@ def _filters(
 # --- backends -----------------------------------------------------------------------------------
 
 
-def _weight(ref: JSON) -> int:
+def backend_weight(ref: JSON) -> int:
+    """A backendRef's weight (default 1); 0 for 0 or junk: such a backend is never used (nor checked)."""
     weight = _integer(ref.get("weight", 1))
     return weight if weight is not None and weight > 0 else 0
+
+
+def backend_shown(ref: JSON, namespace: str) -> str:
+    """How a backendRef is named in messages: ``<kind> <namespace>/<name>``."""
+    kind = text(ref, "kind", "Service") or "Service"
+    return f"{kind} {text(ref, 'namespace') or namespace}/{text(ref, 'name')}"
+
+
+def resolve_backend(
+    ref: JSON, namespace: str, services: Mapping[str, Service], cluster_domain: str
+) -> BackendRef | Refusal:
+    """The backend a backendRef of a route in ``namespace`` names, or why it cannot be used."""
+    kind, group, name = text(ref, "kind", "Service") or "Service", text(ref, "group"), text(ref, "name")
+    ref_ns = text(ref, "namespace") or namespace
+    port = _integer(ref.get("port"))
+    key = service_key(name, ref_ns, cluster_domain)
+    if kind != "Service" or group not in CORE_GROUPS:
+        return Refusal(
+            INVALID_KIND, f"kind {group or 'core'}/{kind} is not supported (only core Services are)"
+        )
+    if ref_ns != namespace:
+        return Refusal(
+            REF_NOT_PERMITTED, "is in another namespace, which needs a ReferenceGrant (not supported yet)"
+        )
+    if port is None:
+        return Refusal(BACKEND_NOT_FOUND, "has no port (a Service backend needs one)")
+    if key not in services:
+        return Refusal(BACKEND_NOT_FOUND, "does not exist")
+    return BackendRef(key, port, backend_weight(ref))
 
 
 def _backends(rule: JSON, scope: _Scope, what: str) -> tuple[tuple[BackendRef, ...], int]:
@@ -320,30 +386,20 @@ def _backends(rule: JSON, scope: _Scope, what: str) -> tuple[tuple[BackendRef, .
     backends: list[BackendRef] = []
     invalid = 0
     for position, ref in enumerate(items(rule, "backendRefs")):
-        weight = _weight(ref)
+        weight = backend_weight(ref)
         if weight == 0:
             continue  # weight 0: never used
-        kind, group, name = text(ref, "kind", "Service") or "Service", text(ref, "group"), text(ref, "name")
-        ref_ns = text(ref, "namespace") or scope.namespace
-        port = _integer(ref.get("port"))
-        shown = f"{what} backendRef {position} ({kind} {ref_ns}/{name})"
-        problem: str | None = None
-        key = scope.service_key(name, ref_ns)
-        if kind != "Service" or group not in CORE_GROUPS:
-            problem = f"kind {group or 'core'}/{kind} is not supported (only core Services are)"
-        elif ref_ns != scope.namespace:
-            problem = "is in another namespace, which needs a ReferenceGrant (not supported yet)"
-        elif port is None:
-            problem = "has no port (a Service backend needs one)"
-        elif key not in scope.services:
-            problem = "does not exist"
-        if problem is not None or port is None:
-            scope.warnings.append(f"{shown}: {problem}; its share of requests (weight {weight}) answers 500")
+        shown = f"{what} backendRef {position} ({backend_shown(ref, scope.namespace)})"
+        resolved = resolve_backend(ref, scope.namespace, scope.services, scope.cluster_domain)
+        if isinstance(resolved, Refusal):
+            scope.warnings.append(
+                f"{shown}: {resolved.problem}; its share of requests (weight {weight}) answers 500"
+            )
             invalid += weight
             continue
         if items(ref, "filters"):
             scope.warnings.append(f"{shown}: filters on a backendRef are not supported yet; they are ignored")
-        backends.append(BackendRef(key, port, weight))
+        backends.append(resolved)
     return tuple(backends), invalid
 
 
@@ -441,6 +497,36 @@ def _service_port(service: Service, section: str) -> int | None:
     return next((p.port for p in service.ports if p.name == section), None)
 
 
+def is_service_parent(ref: JSON) -> bool:
+    """A parentRef to a core Service (GAMMA): the parents this module translates and reports on."""
+    return text(ref, "kind", "Gateway") == "Service" and text(ref, "group", GATEWAY_GROUP) in CORE_GROUPS
+
+
+def resolve_parent(
+    ref: JSON, namespace: str, services: Mapping[str, Service], cluster_domain: str
+) -> Attachment | Refusal:
+    """Where a Service parentRef of a route in ``namespace`` attaches it, or why it does not."""
+    name, ref_ns = text(ref, "name"), text(ref, "namespace") or namespace
+    if ref_ns != namespace:
+        return Refusal(
+            NOT_ALLOWED_BY_LISTENERS,
+            "consumer routes (a route in another namespace than its Service) are not supported yet",
+        )
+    service = services.get(service_key(name, ref_ns, cluster_domain))
+    if service is None:
+        return Refusal(NO_MATCHING_PARENT, "no such Service")
+    port = _integer(ref.get("port"))
+    section = text(ref, "sectionName")
+    if section:
+        named = _service_port(service, section)
+        if named is None or (port is not None and port != named):
+            return Refusal(NO_MATCHING_PARENT, f"the Service has no port {section!r}")
+        port = named
+    if port is not None and all(p.port != port for p in service.ports):
+        return Refusal(NO_MATCHING_PARENT, f"the Service has no port {port}")
+    return Attachment(service.key, port)
+
+
 def _parents(spec: JSON, scope: _Scope, what: str) -> dict[str, set[int | None]]:
     """Parent Service key -> the ports the route applies to there (None: every port)."""
     warnings = scope.warnings
@@ -457,34 +543,17 @@ def _parents(spec: JSON, scope: _Scope, what: str) -> dict[str, set[int | None]]
             continue
         if kind != "Service":
             continue  # another controller's parent (an ingress Gateway, ...)
-        if group not in CORE_GROUPS:
+        if not is_service_parent(ref):
             warnings.append(
                 f'{shown}: group {group!r} is not the core group; a Service parent needs group: ""; '
                 "that parentRef is ignored"
             )
             continue
-        if ref_ns != scope.namespace:
-            warnings.append(
-                f"{shown}: consumer routes (a route in another namespace than its Service) are not "
-                "supported yet; that parentRef is ignored"
-            )
+        resolved = resolve_parent(ref, scope.namespace, scope.services, scope.cluster_domain)
+        if isinstance(resolved, Refusal):
+            warnings.append(f"{shown}: {resolved.problem}; that parentRef is ignored")
             continue
-        service = scope.services.get(scope.service_key(name, ref_ns))
-        if service is None:
-            warnings.append(f"{shown}: no such Service; that parentRef is ignored")
-            continue
-        port = _integer(ref.get("port"))
-        section = text(ref, "sectionName")
-        if section:
-            named = _service_port(service, section)
-            if named is None or (port is not None and port != named):
-                warnings.append(f"{shown}: the Service has no port {section!r}; that parentRef is ignored")
-                continue
-            port = named
-        if port is not None and all(p.port != port for p in service.ports):
-            warnings.append(f"{shown}: the Service has no port {port}; that parentRef is ignored")
-            continue
-        parents.setdefault(service.key, set()).add(port)
+        parents.setdefault(resolved.service_key, set()).add(resolved.port)
     return {key: ({None} if None in ports else ports) for key, ports in parents.items()}
 
 
@@ -497,6 +566,13 @@ def _created(obj: JSON, what: str, warnings: list[str]) -> str:
             warnings.append(f"{what}: creationTimestamp {created!r} is not RFC 3339; taken as unknown")
             return ""
     return created
+
+
+def is_gateway_route(obj: JSON) -> bool:
+    """An HTTPRoute or GRPCRoute of the Gateway API's group (anything else is not translated here)."""
+    return text(obj, "kind") in GATEWAY_ROUTE_KINDS and text(obj, "apiVersion").startswith(
+        GATEWAY_GROUP + "/"
+    )
 
 
 def convert_route(
@@ -512,7 +588,7 @@ def convert_route(
     what = f"{kind} {ns}/{name}"
     if kind not in ROUTE_KINDS:
         return []
-    if not text(obj, "apiVersion").startswith(GATEWAY_GROUP + "/"):
+    if not is_gateway_route(obj):
         warnings.append(f"{what}: apiVersion {text(obj, 'apiVersion')!r} is not {GATEWAY_GROUP}; ignored")
         return []
     spec = mapping(obj, "spec")

@@ -13,14 +13,16 @@ Conditions as Gateway API defines them and Istio fills them for a waypoint:
 Determinism is what lets several control-plane replicas write it without flapping: the same
 Gateway and Service give the same status, every condition carries the Gateway's
 ``metadata.generation`` as ``observedGeneration``, and ``lastTransitionTime`` is kept from the
-previous status unless the condition's ``status`` changed (Kubernetes' condition convention). A
-writer that finds the computed status equal to the stored one writes nothing.
+previous status unless the condition's ``status`` changed (Kubernetes' condition convention; the
+rule lives in ``ambit.control.status_conditions``). A writer that finds the computed status equal
+to the stored one writes nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ambit.control.status_conditions import ON_STATUS, Verdict, generation_of, stamped
 from ambit.model.workload import HBONE_PORT, service_hostname
 from ambit.resources.objects import (
     WAYPOINT_FOR,
@@ -29,7 +31,6 @@ from ambit.resources.objects import (
     hbone_listener,
     labels,
     mapping,
-    metadata,
     name_of,
     namespace_or_default,
     text,
@@ -38,7 +39,6 @@ from ambit.resources.objects import (
 JSON = dict[str, Any]
 
 ACCEPTED = "Accepted"
-Verdict = tuple[str, str, str]  # a condition's status, reason, message
 PROGRAMMED = "Programmed"
 
 
@@ -60,19 +60,10 @@ def service_address(service: Any) -> str | None:
 
 
 def _condition(kind: str, verdict: Verdict, *, gateway: Any, now: str) -> JSON:
-    status, reason, message = verdict
     before = condition(gateway, kind)
-    since = (
-        before.get("lastTransitionTime") if before is not None and before.get("status") == status else None
+    return stamped(
+        kind, verdict, before=before, generation=generation_of(gateway), now=now, moves_on=ON_STATUS
     )
-    return {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": int(metadata(gateway).get("generation") or 1),
-        "lastTransitionTime": since or now,
-    }
 
 
 def gateway_status(gateway: Any, service: Any, *, now: str, cluster_domain: str = "cluster.local") -> JSON:

@@ -20,6 +20,7 @@ from typing import Any
 from ambit.model.jsonable import from_jsonable, jsonable
 from ambit.model.policy import Authorization, L7Authorization
 from ambit.model.route import HttpRoute
+from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import Service, Workload
 from ambit.routing.ejection import Ejections
 
@@ -143,6 +144,9 @@ class ConfigDump:
     policies: Mapping[str, Authorization] = field(default_factory=dict)  # by namespace/name
     l7_policies: Mapping[str, L7Authorization] = field(default_factory=dict)  # by namespace/name
     routes: Mapping[str, HttpRoute] = field(default_factory=dict)  # by HttpRoute.key (a waypoint's)
+    traffic_policies: Mapping[str, TrafficPolicy] = field(
+        default_factory=dict
+    )  # DestinationRules, by ns/name
     pods: Mapping[str, PodView] = field(default_factory=dict)  # by uid
     certificates: Mapping[str, CertificateView] = field(default_factory=dict)  # by SPIFFE ID
     connections: tuple[ConnectionView, ...] = ()  # oldest first
@@ -178,7 +182,16 @@ class ConfigDump:
 
 def _shaped(f: dataclasses.Field[Any], value: object) -> bool:
     """False for a collection section that is not a collection (then it takes its default)."""
-    if f.name in ("workloads", "services", "policies", "l7_policies", "routes", "pods", "certificates"):
+    if f.name in (
+        "workloads",
+        "services",
+        "policies",
+        "l7_policies",
+        "routes",
+        "traffic_policies",
+        "pods",
+        "certificates",
+    ):
         return isinstance(value, dict)
     if f.name in ("connections", "ejections"):
         return isinstance(value, list)

@@ -44,6 +44,7 @@ class KindInfo:
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 ISTIO_SECURITY_GROUP = "security.istio.io"
+ISTIO_NETWORKING_GROUP = "networking.istio.io"
 
 KINDS: dict[str, KindInfo] = {
     info.kind: info
@@ -76,6 +77,22 @@ KINDS: dict[str, KindInfo] = {
             True,
             "peerauthentications",
             ("pa",),
+        ),
+        KindInfo(
+            "VirtualService",
+            ISTIO_NETWORKING_GROUP,
+            ("v1", "v1beta1", "v1alpha3"),
+            True,
+            "virtualservices",
+            ("vs",),
+        ),
+        KindInfo(
+            "DestinationRule",
+            ISTIO_NETWORKING_GROUP,
+            ("v1", "v1beta1", "v1alpha3"),
+            True,
+            "destinationrules",
+            ("dr",),
         ),
     )
 }

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from ambit.resources import checks
+from ambit.resources.durations import check_istio_duration
 
 
 def _rule(check: Callable[[Any], str | None]) -> AfterValidator:
@@ -779,6 +780,206 @@ class PeerAuthentication(K8sModel):
     spec: PeerAuthenticationSpec | None = None
 
 
+# --- networking.istio.io ------------------------------------------------------------------------
+# VirtualService (v1, v1beta1, v1alpha3): the fields ambit.control.translate_virtualservice reads, typed as
+# istio/api networking/v1alpha3/virtual_service.proto; the rest (tls, tcp, redirect, mirror, ...) kept as
+# given. Durations are Go/protobuf-JSON durations ("10s", "1.5s", "500ms", "1h30m").
+
+_ISTIO_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+")
+IstioDuration = Annotated[
+    str,
+    _rule(
+        lambda v: (
+            None if _ISTIO_DURATION.fullmatch(v) else f"{v!r} is not a duration (like '10s', '1.5s', '500ms')"
+        )
+    ),
+]
+Percentage = Annotated[float, _rule(lambda v: None if 0.0 <= v <= 100.0 else f"must be in 0..100, got {v}")]
+
+
+def _one_of_string_match(value: Any) -> str | None:
+    given = [k for k in ("exact", "prefix", "regex") if getattr(value, k) is not None]
+    return None if len(given) <= 1 else f"only one of exact, prefix and regex may be set, got {given}"
+
+
+class IstioStringMatch(K8sModel):
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+
+OneStringMatch = Annotated[IstioStringMatch, _rule(_one_of_string_match)]
+
+
+class IstioPortSelector(K8sModel):
+    number: PortNumber | None = None
+
+
+class IstioDestination(K8sModel):
+    host: NonEmptyStr
+    subset: str | None = None
+    port: IstioPortSelector | None = None
+
+
+class IstioHeaderOperations(K8sModel):
+    set: dict[str, str] | None = None
+    add: dict[str, str] | None = None
+    remove: list[str] | None = None
+
+
+class IstioHeaders(K8sModel):
+    request: IstioHeaderOperations | None = None
+    response: IstioHeaderOperations | None = None
+
+
+class IstioHTTPRouteDestination(K8sModel):
+    destination: IstioDestination
+    weight: NonNegInt | None = None
+    headers: IstioHeaders | None = None
+
+
+class IstioHTTPMatchRequest(K8sModel):
+    name: str | None = None
+    uri: OneStringMatch | None = None
+    scheme: OneStringMatch | None = None
+    method: OneStringMatch | None = None
+    authority: OneStringMatch | None = None
+    headers: dict[str, OneStringMatch] | None = None
+    queryParams: dict[str, OneStringMatch] | None = None
+    withoutHeaders: dict[str, OneStringMatch] | None = None
+    port: PortNumber | None = None
+    ignoreUriCase: bool | None = None
+    sourceLabels: dict[str, str] | None = None
+    sourceNamespace: str | None = None
+    gateways: list[str] | None = None
+
+
+class IstioHTTPRetry(K8sModel):
+    attempts: NonNegInt | None = None
+    perTryTimeout: IstioDuration | None = None
+    retryOn: str | None = None
+    retryRemoteLocalities: bool | None = None
+    retryIgnorePreviousHosts: bool | None = None
+    backoff: IstioDuration | None = None
+
+
+class IstioPercent(K8sModel):
+    value: Percentage | None = None
+
+
+class IstioFaultDelay(K8sModel):
+    fixedDelay: IstioDuration | None = None
+    percentage: IstioPercent | None = None
+    percent: Annotated[int, _range(0, 100)] | None = None
+
+
+class IstioFaultAbort(K8sModel):
+    httpStatus: int | None = None
+    grpcStatus: str | None = None
+    http2Error: str | None = None
+    percentage: IstioPercent | None = None
+
+
+class IstioHTTPFaultInjection(K8sModel):
+    delay: IstioFaultDelay | None = None
+    abort: IstioFaultAbort | None = None
+
+
+class IstioHTTPRoute(K8sModel):
+    name: str | None = None
+    match: list[IstioHTTPMatchRequest] | None = None
+    route: list[IstioHTTPRouteDestination] | None = None
+    timeout: IstioDuration | None = None
+    retries: IstioHTTPRetry | None = None
+    fault: IstioHTTPFaultInjection | None = None
+    headers: IstioHeaders | None = None
+
+
+class VirtualServiceSpec(K8sModel):
+    hosts: list[NonEmptyStr] | None = None
+    gateways: list[NonEmptyStr] | None = None
+    http: list[IstioHTTPRoute] | None = None
+    exportTo: list[str] | None = None
+
+
+class VirtualService(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: VirtualServiceSpec
+    status: dict[str, Any] | None = None
+
+
+# DestinationRule (v1, v1beta1, v1alpha3): the trafficPolicy fields ambit.control.translate_destination_rule
+# reads, typed as istio/api networking/v1alpha3/destination_rule.proto and its CRD, with istiod's webhook
+# rules for single values (pkg/config/validation: validateConnectionPool wants the int32 counts
+# non-negative, validateOutlierDetection percentages in 0..100, agent.ValidateDuration durations of at
+# least 1ms to ms precision); subsets, portLevelSettings, loadBalancer, tls, ... kept as given.
+
+IstioMsDuration = Annotated[str, _rule(check_istio_duration)]
+NonNegInt32 = Annotated[int, _range(0, 2**31 - 1)]
+UInt32 = Annotated[int, _range(0, 2**32 - 1)]
+Int32 = Annotated[int, _range(-(2**31), 2**31 - 1)]
+Percent = Annotated[int, _range(0, 100)]
+
+
+class DestinationRuleTCPSettings(K8sModel):
+    maxConnections: NonNegInt32 | None = None
+    connectTimeout: IstioMsDuration | None = None
+    maxConnectionDuration: IstioMsDuration | None = None
+    idleTimeout: str | None = None  # "0s" turns it off, so not held to the 1ms rule
+
+
+class DestinationRuleHTTPSettings(K8sModel):
+    http1MaxPendingRequests: NonNegInt32 | None = None
+    http2MaxRequests: NonNegInt32 | None = None
+    maxRequestsPerConnection: NonNegInt32 | None = None
+    maxRetries: NonNegInt32 | None = None
+    maxConcurrentStreams: NonNegInt32 | None = None
+    idleTimeout: IstioMsDuration | None = None
+    h2UpgradePolicy: Literal["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"] | None = None
+    useClientProtocol: bool | None = None
+
+
+class DestinationRuleConnectionPool(K8sModel):
+    tcp: DestinationRuleTCPSettings | None = None
+    http: DestinationRuleHTTPSettings | None = None
+
+
+class DestinationRuleOutlierDetection(K8sModel):
+    consecutiveErrors: Int32 | None = None  # deprecated; istiod warns and ignores it
+    splitExternalLocalOriginErrors: bool | None = None
+    consecutiveLocalOriginFailures: UInt32 | None = None
+    consecutiveGatewayErrors: UInt32 | None = None
+    consecutive5xxErrors: UInt32 | None = None
+    interval: IstioMsDuration | None = None
+    baseEjectionTime: IstioMsDuration | None = None
+    maxEjectionPercent: Percent | None = None
+    minHealthPercent: Percent | None = None
+    outlierDetectionHttpErrorCodes: list[Annotated[int, _range(100, 599)]] | None = None
+
+
+class DestinationRuleTrafficPolicy(K8sModel):
+    connectionPool: DestinationRuleConnectionPool | None = None
+    outlierDetection: DestinationRuleOutlierDetection | None = None
+
+
+class DestinationRuleSpec(K8sModel):
+    host: NonEmptyStr
+    trafficPolicy: DestinationRuleTrafficPolicy | None = None
+    subsets: list[dict[str, Any]] | None = None
+    exportTo: list[str] | None = None
+    workloadSelector: WorkloadSelector | None = None
+
+
+class DestinationRule(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: DestinationRuleSpec
+    status: dict[str, Any] | None = None
+
+
 SCHEMAS: dict[str, type[K8sModel]] = {
     "Namespace": Namespace,
     "Node": Node,
@@ -794,4 +995,6 @@ SCHEMAS: dict[str, type[K8sModel]] = {
     "TCPRoute": TCPRoute,
     "AuthorizationPolicy": AuthorizationPolicy,
     "PeerAuthentication": PeerAuthentication,
+    "VirtualService": VirtualService,
+    "DestinationRule": DestinationRule,
 }

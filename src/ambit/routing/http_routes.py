@@ -1,4 +1,5 @@
-"""Gateway API route selection for a waypoint (GAMMA): which rule a request takes, which backend, retries.
+"""Route selection for a waypoint (GAMMA and VirtualService): which rule a request takes, which backend,
+retries, injected faults.
 
 Pure: the caller gives the routes of the Service a request addresses (``Snapshot.routes_for``), the
 request's method, normalised path, raw query and headers; randomness is injected (``rng``).
@@ -15,6 +16,17 @@ the Gateway API's precedence (HTTPRoute spec, "Precedence"), the first entry tha
 5. then across routes: the oldest ``creationTimestamp`` first (an unknown one counts as oldest, as
    Istio's zero time does), then ``{namespace}/{name}`` alphabetically (then the kind, so the order is
    total); within a route the rule order, then the match order within the rule.
+
+**VirtualService routes** (kind ``VirtualService``) are not ranked by that precedence: Istio applies
+a VirtualService's ``http[]`` rules in order, the first that matches wins (istio/api
+``networking/v1alpha3/virtual_service.proto``, ``VirtualService.http``: "The first rule matching an
+incoming request is used"). Their entries come first in the table, in this order: the oldest
+VirtualService first (Istio's waypoint merges several VirtualServices of one host since istio/istio#59484,
+oldest first), then ``{namespace}/{name}``, then the rule order, then the match order. So every
+VirtualService entry of a Service port ranks before every Gateway API entry of it. Translation never
+sends both for one Service (``ambit.control.translate_virtualservice``: a Service with a
+VirtualService has its HTTPRoutes and GRPCRoutes left out), so this only fixes what a waypoint does with
+a mixture it should not get.
 
 Where a ``RegularExpression`` path ranks is left to implementations by the spec. ambit ranks it as
 Istio does: ``pilot/pkg/config/kube/gateway/conversion.go`` (istio/istio at 86c9f01f, ``sortHTTPRoutes``
@@ -48,6 +60,11 @@ Management; istio/istio#50506). So no status code is retried by default. Istio's
 prefers hosts not tried yet (``previous_hosts``, up to 5 host selections): a retry should go to
 another endpoint when there is one. :func:`is_retriable` says whether one failed attempt may be
 retried; :func:`retry_backoff` is Envoy's jittered exponential backoff.
+
+**Faults** (:func:`fault_action`): a rule's :class:`~ambit.model.route.FaultPolicy` decides per request,
+as Envoy's fault filter (``envoy.filters.http.fault``) does: whether to delay (with probability
+``delay_percent`` %) and, independently, whether to abort (``abort_percent`` %). The waypoint sleeps the
+delay, then answers the abort instead of forwarding (``ambit.waypoint.router``).
 """
 
 from __future__ import annotations
@@ -64,7 +81,9 @@ from ambit.model.route import (
     PATH_EXACT,
     PATH_PREFIX,
     VALUE_EXACT,
+    VIRTUAL_SERVICE,
     BackendRef,
+    FaultPolicy,
     HttpRoute,
     PathMatch,
     RetryPolicy,
@@ -79,6 +98,7 @@ __all__ = [
     "RouteRequest",
     "RouteTable",
     "Selected",
+    "fault_action",
     "is_retriable",
     "pick_backend",
     "retry_backoff",
@@ -181,8 +201,11 @@ def _path_rank(path: PathMatch | None) -> tuple[int, int]:
 
 def _precedence(entry: RouteEntry) -> tuple[object, ...]:
     match, route = entry.match, entry.route
+    if route.kind == VIRTUAL_SERVICE:  # ordered rules, before every Gateway API entry
+        return (0, _created_order(route.created), route.route_key, entry.rule.index, entry.position)
     rank, length = _path_rank(match.path)
     return (
+        1,
         -rank,
         -length,
         match.method is None,
@@ -254,7 +277,8 @@ def _never(_request: RouteRequest, _headers: dict[str, str], _query: Callable[[]
 
 def route_table(routes: Iterable[HttpRoute], port: int) -> RouteTable:
     """The entries of the routes that apply to ``port`` (a route with ``port`` None applies to every
-    port), sorted by the Gateway API precedence (module docstring)."""
+    port): VirtualService entries in their order, then Gateway API ones by precedence (module
+    docstring)."""
     entries: list[RouteEntry] = []
     for route in routes:
         if route.port is not None and route.port != port:
@@ -346,3 +370,23 @@ def retry_backoff(policy: RetryPolicy, retry: int, rng: random.Random) -> float:
     base = policy.backoff if policy.backoff is not None else DEFAULT_BACKOFF_BASE
     upper = min((2 ** max(retry, 1) - 1) * base, _BACKOFF_MAX_FACTOR * base)
     return rng.uniform(0.0, upper)
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+def _drawn(percent: float, rng: random.Random) -> bool:
+    """True with probability ``percent`` % (exactly never at 0, always at 100)."""
+    return rng.random() * 100.0 < percent
+
+
+def fault_action(fault: FaultPolicy, rng: random.Random) -> tuple[float, int | None]:
+    """What ``fault`` does to one request: (seconds to delay it, 0.0 for none; the status to abort it
+    with, None to let it through). The status is an HTTP status, or the gRPC status when the policy
+    aborts with ``abort_grpc_status``. Delay and abort are drawn independently, as Envoy's fault filter
+    does; a request may get both (delayed, then aborted)."""
+    delay = fault.delay if fault.delay is not None and _drawn(fault.delay_percent, rng) else 0.0
+    status: int | None = None
+    if fault.aborts and _drawn(fault.abort_percent, rng):
+        status = fault.abort_status if fault.abort_status is not None else fault.abort_grpc_status
+    return delay, status

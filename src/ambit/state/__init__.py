@@ -1,10 +1,10 @@
 """Layer L1: the proxy's view of the mesh as one immutable, indexed snapshot, and its single writer.
 
-``snapshot`` holds :class:`Snapshot` (workloads, services, L4 and L7 policies and Gateway API routes with
-their lookup indexes) and the resource naming rules (``wl/<uid>``, ``svc/<ns>/<hostname>``,
-``ap/<ns>/<name>``, ``l7/<ns>/<name>``, ``rt/<route key>``); ``store`` holds :class:`StateStore`, which
-applies updates and tells subscribers (plain callbacks, no asyncio).
-Pure: no I/O.
+``snapshot`` holds :class:`Snapshot` (workloads, services, L4 and L7 policies, Gateway API routes and
+DestinationRule traffic policies with their lookup indexes) and the resource naming rules (``wl/<uid>``,
+``svc/<ns>/<hostname>``, ``ap/<ns>/<name>``, ``l7/<ns>/<name>``, ``rt/<route key>``, ``tp/<ns>/<name>``);
+``store`` holds :class:`StateStore`, which applies updates and tells subscribers (plain callbacks, no
+asyncio). Pure: no I/O.
 """
 
 from ambit.state.snapshot import (
@@ -12,6 +12,7 @@ from ambit.state.snapshot import (
     POLICY_PREFIX,
     ROUTE_PREFIX,
     SERVICE_PREFIX,
+    TRAFFIC_POLICY_PREFIX,
     WORKLOAD_PREFIX,
     Entry,
     Resource,
@@ -25,6 +26,7 @@ __all__ = [
     "POLICY_PREFIX",
     "ROUTE_PREFIX",
     "SERVICE_PREFIX",
+    "TRAFFIC_POLICY_PREFIX",
     "WORKLOAD_PREFIX",
     "Entry",
     "Resource",

@@ -10,7 +10,10 @@ A snapshot is a set of named, versioned resources (``name -> (version, value)``)
   Every proxy may hold them; only waypoints read them;
 * ``rt/<namespace>/<kind>/<name>/<service key>[:<port>]`` → :class:`~ambit.model.route.HttpRoute`
   (``rt/`` + ``HttpRoute.key``): a Gateway API route (GAMMA) as it applies to one Service, indexed by
-  that Service (:meth:`Snapshot.routes_for`). Every proxy may hold them; only waypoints read them.
+  that Service (:meth:`Snapshot.routes_for`). Every proxy may hold them; only waypoints read them;
+* ``tp/<namespace>/<name>`` → :class:`~ambit.model.traffic_policy.TrafficPolicy` (``tp/`` +
+  ``TrafficPolicy.key``): a DestinationRule's connection pool and outlier detection for one Service,
+  indexed by that Service (:meth:`Snapshot.traffic_policy_for`). Only waypoints read them.
 
 Built once, never changed: a connection takes the current snapshot and every decision it makes sees
 the same config. ``version`` is a content hash over the resources' names and versions, so two
@@ -30,9 +33,10 @@ from types import MappingProxyType
 
 from ambit.model.policy import Authorization, L7Authorization, Scope
 from ambit.model.route import HttpRoute
+from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import HealthStatus, Service, Workload
 
-Resource = Workload | Service | Authorization | L7Authorization | HttpRoute
+Resource = Workload | Service | Authorization | L7Authorization | HttpRoute | TrafficPolicy
 Entry = tuple[str, Resource]  # (version, value)
 
 WORKLOAD_PREFIX = "wl/"
@@ -40,6 +44,7 @@ SERVICE_PREFIX = "svc/"
 POLICY_PREFIX = "ap/"
 L7_POLICY_PREFIX = "l7/"
 ROUTE_PREFIX = "rt/"
+TRAFFIC_POLICY_PREFIX = "tp/"
 
 _MASK = (1 << 64) - 1
 
@@ -56,6 +61,8 @@ def resource_name(value: Resource) -> str:
         return L7_POLICY_PREFIX + value.key
     if isinstance(value, HttpRoute):
         return ROUTE_PREFIX + value.key
+    if isinstance(value, TrafficPolicy):
+        return TRAFFIC_POLICY_PREFIX + value.key
     raise TypeError(f"not a mesh resource: {type(value).__name__}")
 
 
@@ -120,6 +127,8 @@ class Snapshot:
         "_routes",
         "_routes_by_service",
         "_services",
+        "_traffic_by_service",
+        "_traffic_policies",
         "_vip_holders",
         "_workloads",
     )
@@ -140,6 +149,8 @@ class Snapshot:
     _l7_by_target: dict[tuple[str, str, str], tuple[L7Authorization, ...]]  # (kind, ns, name) -> by key
     _routes: dict[str, HttpRoute]
     _routes_by_service: dict[str, tuple[HttpRoute, ...]]  # service key -> its routes, by key
+    _traffic_policies: dict[str, TrafficPolicy]
+    _traffic_by_service: dict[str, TrafficPolicy]  # service key -> its traffic policy
     _hash: int
 
     def __init__(self, entries: Mapping[str, Entry]) -> None:
@@ -150,6 +161,7 @@ class Snapshot:
         policies: dict[str, Authorization] = {}
         l7_policies: dict[str, L7Authorization] = {}
         routes: dict[str, HttpRoute] = {}
+        traffic_policies: dict[str, TrafficPolicy] = {}
         total = 0
         for name, entry in entries.items():
             check_entry(name, entry)
@@ -164,8 +176,10 @@ class Snapshot:
                 policies[value.key] = value
             elif isinstance(value, L7Authorization):
                 l7_policies[value.key] = value
-            else:
+            elif isinstance(value, HttpRoute):
                 routes[value.key] = value
+            else:
+                traffic_policies[value.key] = value
 
         ip_holders: dict[str, list[Workload]] = {}
         endpoints: dict[str, list[Workload]] = {}
@@ -195,6 +209,8 @@ class Snapshot:
         self._l7_by_target = _l7_index(l7_policies)
         self._routes = routes
         self._routes_by_service = _route_index(routes)
+        self._traffic_policies = traffic_policies
+        self._traffic_by_service = _traffic_index(traffic_policies)
         self._hash = total & _MASK
 
     @classmethod
@@ -242,6 +258,11 @@ class Snapshot:
         """Gateway API routes by key (``HttpRoute.key``)."""
         return MappingProxyType(self._routes)
 
+    @property
+    def traffic_policies(self) -> Mapping[str, TrafficPolicy]:
+        """DestinationRule traffic policies by key (``<namespace>/<name>``)."""
+        return MappingProxyType(self._traffic_policies)
+
     def versions(self, prefixes: tuple[str, ...] | None = None) -> dict[str, str]:
         """name -> version of every resource (only names starting with one of ``prefixes``, if given)."""
         if prefixes is None:
@@ -255,7 +276,8 @@ class Snapshot:
         return (
             f"Snapshot(version={self.version}, workloads={len(self._workloads)}, "
             f"services={len(self._services)}, policies={len(self._policies)}, "
-            f"l7_policies={len(self._l7_policies)}, routes={len(self._routes)})"
+            f"l7_policies={len(self._l7_policies)}, routes={len(self._routes)}, "
+            f"traffic_policies={len(self._traffic_policies)})"
         )
 
     # -- lookups --------------------------------------------------------------------------------
@@ -296,6 +318,12 @@ class Snapshot:
         the Gateway API precedence: ``ambit.routing.http_routes.route_table`` applies that."""
         return self._routes_by_service.get(service_key, ())
 
+    def traffic_policy_for(self, service_key: str) -> TrafficPolicy | None:
+        """The traffic policy (connection pool, outlier detection) of the Service ``service_key``
+        (``<namespace>/<hostname>``), or None. An index lookup, built with the snapshot; should two
+        policies name one Service (translation gives at most one), the lowest key wins."""
+        return self._traffic_by_service.get(service_key)
+
     # -- deriving -------------------------------------------------------------------------------
 
     def with_changes(self, upserts: Mapping[str, Entry], removals: Iterable[str]) -> Snapshot:
@@ -325,6 +353,7 @@ class Snapshot:
         policies_changed = False
         l7_changed = False
         routes_changed = False
+        traffic_changed = False
         for name in old_entries.keys() | upserts.keys():
             old = old_entries.get(name)
             new = own.get(name)
@@ -343,8 +372,10 @@ class Snapshot:
                     policies_changed = True
                 elif isinstance(value, L7Authorization):
                     l7_changed = True
-                else:
+                elif isinstance(value, HttpRoute):
                     routes_changed = True
+                else:
+                    traffic_changed = True
 
         snap = Snapshot.__new__(Snapshot)
         snap._own = own
@@ -356,7 +387,21 @@ class Snapshot:
         snap._services, snap._vip_holders, snap._by_vip = self._derive_services(old_services, new_services)
         self._derive_policies(snap, policies_changed=policies_changed, l7_changed=l7_changed)
         self._derive_routes(snap, changed=routes_changed)
+        self._derive_traffic_policies(snap, changed=traffic_changed)
         return snap
+
+    def _derive_traffic_policies(self, snap: Snapshot, *, changed: bool) -> None:
+        """Set ``snap``'s traffic policies and their index: rebuilt from its entries if any changed, else
+        shared with this snapshot."""
+        if changed:
+            policies = {
+                entry[1].key: entry[1] for entry in snap._own.values() if isinstance(entry[1], TrafficPolicy)
+            }
+            snap._traffic_policies = policies
+            snap._traffic_by_service = _traffic_index(policies)
+        else:
+            snap._traffic_policies = self._traffic_policies
+            snap._traffic_by_service = self._traffic_by_service
 
     def _derive_routes(self, snap: Snapshot, *, changed: bool) -> None:
         """Set ``snap``'s routes and their index: rebuilt from its entries if any route changed, else
@@ -537,3 +582,11 @@ def _route_index(routes: Mapping[str, HttpRoute]) -> dict[str, tuple[HttpRoute, 
         route = routes[key]
         index.setdefault(route.service_key, []).append(route)
     return {service_key: tuple(found) for service_key, found in index.items()}
+
+
+def _traffic_index(policies: Mapping[str, TrafficPolicy]) -> dict[str, TrafficPolicy]:
+    """service key -> its traffic policy (the lowest key, should several name one Service)."""
+    index: dict[str, TrafficPolicy] = {}
+    for key in sorted(policies):
+        index.setdefault(policies[key].service_key, policies[key])
+    return index

@@ -242,6 +242,7 @@ class WaypointApp:
             policies=dict(snapshot.policies),
             l7_policies=dict(snapshot.l7_policies),
             routes=dict(snapshot.routes),
+            traffic_policies=dict(snapshot.traffic_policies),
             certificates={
                 str(identity): CertificateView(cert.not_after)
                 for identity, cert in certs.items()

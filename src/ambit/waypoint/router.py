@@ -32,6 +32,22 @@ For each request a frontend hands over (:data:`~ambit.waypoint.exchange.RequestH
    tunnel.
 6. **Telemetry**: when the response has been sent, one ``istio_requests_total`` (and the duration and
    size histograms) and one access-log line.
+
+**Routes and faults**: when the Service has routes (Gateway API or VirtualService,
+:mod:`ambit.routing.http_routes`), the rule the request takes decides its backend, header changes,
+timeouts and retries. A rule with a fault (a VirtualService ``fault``) is applied, as Envoy's fault
+filter does, after the rule is selected and before a backend is chosen or anything is sent
+(:func:`ambit.routing.http_routes.fault_action` draws delay and abort independently per request):
+
+* the request first waits out the delay, and the access log's ``response_flags`` then carry ``DI``;
+* then, when it is drawn to abort, the waypoint answers ``fault filter abort`` itself, flag ``FI``:
+  with the HTTP status, or for a gRPC abort a trailers-only gRPC response (HTTP 200,
+  ``content-type: application/grpc``, ``grpc-status: <code>``, ``grpc-message: fault filter abort``);
+* **an injected abort is never retried**: it is answered before the retry loop (Envoy's fault filter
+  answers before the router filter, whose retry policy covers only upstream attempts);
+* **an injected delay does not count against the route's request timeout**: the timeout
+  (``timeouts.request`` / VirtualService ``timeout``) starts after the delay, when the request goes
+  upstream (Envoy's router starts its timer when the fault filter lets the request through).
 """
 
 from __future__ import annotations
@@ -48,7 +64,8 @@ from dataclasses import dataclass
 from ambit.authz import RBAC_DENIED_BODY, RequestAttributes, authorize_request
 from ambit.model.identity import Identity
 from ambit.model.policy import Action, L7Authorization
-from ambit.model.route import HeaderModifier, RetryPolicy, RouteRule
+from ambit.model.route import FaultPolicy, HeaderModifier, RetryPolicy, RouteRule
+from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import Service, ServicePort, Workload
 from ambit.net.duplex import Duplex, TcpDuplex, relay
 from ambit.net.pool import HbonePool, PoolKey
@@ -61,12 +78,14 @@ from ambit.routing.ejection import Ejections
 from ambit.routing.http_routes import (
     RouteRequest,
     RouteTable,
+    fault_action,
     is_retriable,
     pick_backend,
     retry_backoff,
     retry_policy,
     route_table,
 )
+from ambit.routing.outlier import OutlierTracker, PendingLimiter
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
 from ambit.waypoint.exchange import (
@@ -91,8 +110,22 @@ SPIFFE = "spiffe://"
 UPSTREAM_ATTEMPTS = 3
 MAX_RETRY_BODY = 64 * 1024  # a request body up to this size is kept so a retry can send it again
 NO_RETRY = RetryPolicy(attempts=0)  # traffic with no route: connect failures only (as before routes)
+FAULT_ABORT_BODY = "fault filter abort"  # Envoy's fault filter's local reply
+# Envoy writes response flags comma-separated in the order of its ResponseFlag enum (those ambit sets)
+_FLAG_RANK = {flag: rank for rank, flag in enumerate((
+    "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX",
+))}  # fmt: skip
 H2_APP_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"})
 HTTP1_APP_PROTOCOLS = frozenset({"http", "http1", "http/1.1"})
+
+
+@dataclass(slots=True)
+class ServiceTraffic:
+    """A Service's DestinationRule state in this waypoint: its outlier tracker and request limiter."""
+
+    policy: TrafficPolicy
+    outliers: OutlierTracker | None
+    requests: PendingLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +179,27 @@ def modify_headers(headers: Headers, modifier: HeaderModifier) -> Headers:
     out += list(setting.items())
     out += [(name.lower().encode(), value.encode()) for name, value in modifier.add]
     return out
+
+
+def with_flag(flags: str, flag: str) -> str:
+    """``flags`` (Envoy's ``-`` or a comma-separated list) with ``flag`` added, in Envoy's order."""
+    present = [f for f in flags.split(",") if f and f != "-"]
+    if flag not in present:
+        present.append(flag)
+    return ",".join(sorted(present, key=lambda f: _FLAG_RANK.get(f, len(_FLAG_RANK))))
+
+
+def fault_abort(fault: FaultPolicy, status: int) -> Response:
+    """The waypoint's answer to a request a fault aborts with ``status`` (flag ``FI``): an HTTP error,
+    or for a gRPC abort a trailers-only gRPC response carrying ``status`` as ``grpc-status``."""
+    if fault.abort_grpc_status is not None:
+        headers: Headers = [
+            (b"content-type", b"application/grpc"),
+            (b"grpc-status", str(status).encode()),
+            (b"grpc-message", FAULT_ABORT_BODY.encode()),
+        ]
+        return Response(200, headers, BodyStream.of(), flags="FI", details="fault_filter_abort")
+    return local_response(status, FAULT_ABORT_BODY, flags="FI", details="fault_filter_abort")
 
 
 def _principal(identity: str) -> str:
@@ -235,6 +289,7 @@ class WaypointRouter:
         self.ejections = Ejections()  # endpoints that refused or timed out: tried last for a while
         self._tables: dict[tuple[str, int], RouteTable | None] = {}
         self._tables_version = ""
+        self._traffic: dict[str, ServiceTraffic] = {}  # by service key (DestinationRule state)
 
     def ejection_views(self, snapshot: Snapshot) -> tuple[EjectionView, ...]:
         return ejection_views(self.ejections, snapshot.workloads, time.monotonic())
@@ -329,12 +384,19 @@ class WaypointRouter:
     async def handle(self, request: Request, downstream: Downstream) -> Response:
         started = time.monotonic()
         snapshot = self.store.current
+        delayed = False  # a fault delayed the request (flag DI)
 
         def answer(
             response: Response, service: Service | None = None, endpoint: Workload | None = None
         ) -> Response:
             return self._answer(
-                request, downstream, started=started, service=service, endpoint=endpoint, response=response
+                request,
+                downstream,
+                started=started,
+                service=service,
+                endpoint=endpoint,
+                response=response,
+                delayed=delayed,
             )
 
         try:  # as Envoy's HCM: before routing, policy and forwarding; the query is kept as sent
@@ -355,16 +417,76 @@ class WaypointRouter:
             return answer(denied, service)
         if request.header(b"x-request-id") is None:
             request.headers.append((b"x-request-id", str(uuid.uuid4()).encode()))
-        routed = self._route(snapshot, service, where.port, request)
-        if isinstance(routed, Response):
-            return answer(routed, service)
-        rule, backend_service, backend_port = None, service, where.port
-        if routed is not None:
-            rule, backend_service, backend_port, plans = routed
+        rule = self._select(snapshot, service, where.port, request)
+        if isinstance(rule, Response):
+            return answer(rule, service)
+        backend_service, backend_port = service, where.port
+        if rule is not None:
+            if rule.fault is not None:  # before the backend and the request timeout (module docstring)
+                delay, abort = fault_action(rule.fault, self.rng)
+                if delay > 0:
+                    delayed = True
+                    await asyncio.sleep(delay)
+                    snapshot = self.store.current  # the endpoints as they are after the delay
+                if abort is not None:
+                    return answer(fault_abort(rule.fault, abort), service)
+            routed = self._backend(snapshot, rule)
+            if isinstance(routed, Response):
+                return answer(routed, service)
+            backend_service, backend_port, plans = routed
             if rule.request_headers is not None:
                 request.headers = modify_headers(request.headers, rule.request_headers)
-        protocol = self._upstream_protocol(request, backend_service, backend_port)
+        return await self._deliver(
+            request,
+            downstream,
+            started=started,
+            delayed=delayed,
+            rule=rule,
+            service=backend_service,
+            port=backend_port,
+            plans=plans,
+            snapshot=snapshot,
+        )
+
+    async def _deliver(
+        self,
+        request: Request,
+        downstream: Downstream,
+        *,
+        started: float,
+        delayed: bool,
+        rule: RouteRule | None,
+        service: Service | None,
+        port: int,
+        plans: list[OutboundPlan],
+        snapshot: Snapshot,
+    ) -> Response:
+        """Send ``request`` to ``service``'s endpoints: its DestinationRule (outlier ejection, the
+        connection pool's request limit: 503 ``UO`` beyond it), the rule's timeouts and retries."""
+
+        def answer(
+            response: Response, endpoint: Workload | None = None, release: Callable[[], None] | None = None
+        ) -> Response:
+            return self._answer(
+                request,
+                downstream,
+                started=started,
+                service=service,
+                endpoint=endpoint,
+                response=response,
+                delayed=delayed,
+                on_end=release,
+            )
+
+        protocol = self._upstream_protocol(request, service, port)
         policy = retry_policy(rule) if rule is not None else NO_RETRY
+        traffic = self.traffic(snapshot, service)
+        plans = self.without_outliers(plans, traffic)
+        if not plans:
+            return answer(local_response(503, "no healthy upstream", flags="UH"))
+        if traffic is not None and not traffic.requests.try_acquire():
+            return answer(local_response(503, "upstream overflow", flags="UO"))
+        release = traffic.requests.release if traffic is not None else None
         try:
             async with asyncio.timeout(rule.request_timeout if rule is not None else None):
                 response, endpoint = await self._forward(
@@ -374,21 +496,25 @@ class WaypointRouter:
                     protocol,
                     policy=policy,
                     per_try=rule.backend_timeout if rule is not None else None,
+                    traffic=traffic,
                 )
         except TimeoutError:
-            return answer(local_response(504, "upstream request timeout", flags="UT"), backend_service)
+            return answer(local_response(504, "upstream request timeout", flags="UT"), release=release)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
         if rule is not None and rule.response_headers is not None:
             response.headers = modify_headers(response.headers, rule.response_headers)
-        return answer(response, backend_service, endpoint)
+        return answer(response, endpoint, release)
 
-    # -- routes (Gateway API, GAMMA) ------------------------------------------------------------------
+    # -- routes (Gateway API, GAMMA; VirtualService) --------------------------------------------------
 
-    def _route(
+    def _select(
         self, snapshot: Snapshot, service: Service | None, port: int, request: Request
-    ) -> tuple[RouteRule, Service | None, int, list[OutboundPlan]] | Response | None:
-        """The rule, backend service, port and endpoint plans a route picks for ``request``; None when
-        no route is attached to the service (plain forwarding); a response when the routes refuse it
-        (404 no rule matched, 500 no usable backend, 503 the backend has no endpoint)."""
+    ) -> RouteRule | Response | None:
+        """The rule a route picks for ``request``; None when no route is attached to the service (plain
+        forwarding); a 404 response when no rule matches."""
         if service is None:
             return None  # pod-addressed: routes attach to Services
         table = self._route_table(snapshot, service, port)
@@ -400,7 +526,13 @@ class WaypointRouter:
         selected = table.select(RouteRequest(request.method.decode("latin-1"), path, query, headers))
         if selected is None:
             return local_response(404, "no route rule matched", flags="NR")
-        rule = selected.rule
+        return selected.rule
+
+    def _backend(
+        self, snapshot: Snapshot, rule: RouteRule
+    ) -> tuple[Service, int, list[OutboundPlan]] | Response:
+        """The backend service, port and endpoint plans ``rule`` picks; a response when it has none
+        (500 no usable backend, 503 the backend has no endpoint)."""
         backend = pick_backend(rule, self.rng)
         if backend is None:
             return local_response(500, "the route rule has no usable backend", flags="NR")
@@ -418,7 +550,43 @@ class WaypointRouter:
         )
         if isinstance(plans, RouteError):
             return local_response(503, plans.reason, flags="UH")
-        return rule, target, backend.port, self._order(plans)
+        return target, backend.port, self._order(plans)
+
+    def traffic(self, snapshot: Snapshot, service: Service | None) -> ServiceTraffic | None:
+        """The DestinationRule state of ``service``: made when its policy appears, kept while the
+        policy is unchanged (the tracker's ejections survive config pushes), dropped when it goes."""
+        if service is None:
+            return None
+        policy = snapshot.traffic_policy_for(service.key)
+        state = self._traffic.get(service.key)
+        if policy is None:
+            self._traffic.pop(service.key, None)
+            return None
+        if state is None or state.policy != policy:
+            pool = policy.connection_pool
+            limit = None
+            if pool is not None:
+                limits = [v for v in (pool.max_requests, pool.max_pending_requests) if v is not None]
+                limit = min(limits) if limits else None
+            outliers = (
+                OutlierTracker(policy.outlier_detection) if policy.outlier_detection is not None else None
+            )
+            if state is not None and state.policy.outlier_detection == policy.outlier_detection:
+                outliers = state.outliers
+            state = ServiceTraffic(policy, outliers, PendingLimiter(limit))
+            self._traffic[service.key] = state
+        return state
+
+    def without_outliers(
+        self, plans: list[OutboundPlan], traffic: ServiceTraffic | None
+    ) -> list[OutboundPlan]:
+        """``plans`` without the endpoints the Service's outlier detection ejects now (Envoy drops them
+        from the load-balancing pool; the tracker never ejects more than maxEjectionPercent)."""
+        if traffic is None or traffic.outliers is None:
+            return plans
+        uids = [p.endpoint.uid for p in plans if p.endpoint is not None]
+        out = traffic.outliers.ejected(uids, time.monotonic())
+        return [p for p in plans if p.endpoint is None or p.endpoint.uid not in out]
 
     def _route_table(self, snapshot: Snapshot, service: Service, port: int) -> RouteTable | None:
         """The service port's route table, built once per config version."""
@@ -432,6 +600,18 @@ class WaypointRouter:
         return self._tables[key]
 
     # -- attempts ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _observe(traffic: ServiceTraffic | None, plan: OutboundPlan, status: int | None, hosts: int) -> None:
+        """Feed one attempt's outcome to the Service's outlier detection (None: no response at all)."""
+        endpoint = plan.endpoint
+        outliers = traffic.outliers if traffic is not None else None
+        if (
+            outliers is not None
+            and endpoint is not None
+            and outliers.observe(endpoint.uid, status, time.monotonic(), hosts=hosts)
+        ):
+            log.info("outlier detection ejected %s/%s", endpoint.namespace, endpoint.name)
 
     async def _replayable(self, request: Request, policy: RetryPolicy) -> tuple[bytes, Headers] | None:
         """The request body, read whole, when retries may need to send it again: only for a body
@@ -460,6 +640,7 @@ class WaypointRouter:
         *,
         policy: RetryPolicy,
         per_try: float | None,
+        traffic: ServiceTraffic | None = None,
     ) -> tuple[Response, Workload | None]:
         """Send ``request`` to the endpoints in ``plans``: a connect failure moves on to the next one
         (up to UPSTREAM_ATTEMPTS, as before routes existed); a retriable answer under ``policy`` is
@@ -479,9 +660,11 @@ class WaypointRouter:
             except TimeoutError:
                 response = local_response(504, "upstream per-try timeout", flags="UT")
                 self.connected(plan, None)
+                self._observe(traffic, plan, 504, len(plans))
                 return response, plan.endpoint
             except UpstreamError as exc:
                 self.connected(plan, exc)
+                self._observe(traffic, plan, None, len(plans))
                 if exc.flags == "UF":
                     connect_failures.append(str(exc))
                     if len(connect_failures) < min(UPSTREAM_ATTEMPTS, len(plans) + retries_left):
@@ -490,6 +673,7 @@ class WaypointRouter:
                     return local_response(503, reason, flags="UF"), None
                 return local_response(503, f"upstream {exc}", flags=exc.flags), plan.endpoint
             self.connected(plan, None)
+            self._observe(traffic, plan, response.status, len(plans))
             if retries < retries_left and is_retriable(policy, response.status, False):
                 retries += 1
                 response.body.abandon()
@@ -555,13 +739,19 @@ class WaypointRouter:
         service: Service | None,
         endpoint: Workload | None,
         response: Response,
+        delayed: bool = False,
+        on_end: Callable[[], None] | None = None,
     ) -> Response:
         snapshot = self.store.current
         source = snapshot.find_workload_by_ip(downstream.peer_ip)
         grpc = (request.header(b"content-type") or b"").startswith(b"application/grpc")
 
         def ended(response_bytes: int, flags: str) -> None:
+            if on_end is not None:
+                on_end()  # e.g. the connection pool's request slot
             final_flags = response.flags if response.flags != "-" else flags
+            if delayed:
+                final_flags = with_flag(final_flags, "DI")
             duration_ms = (time.monotonic() - started) * 1000
             labels = request_labels(
                 source=source,

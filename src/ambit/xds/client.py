@@ -8,9 +8,9 @@ One aggregated stream at a time, to any control-plane replica:
 * the connection is mTLS with the proxy's credential (node credential for a ztunnel, workload
   credential for a waypoint) and the server must present exactly the control plane's identity
   (``ambit.xds.channel`` explains how that is checked);
-* every resource type (``codec.TYPE_URLS``: addresses, L4 policies, L7 policies, routes) is subscribed with
-  the wildcard, and every stream starts with ``initial_resource_versions`` taken from the store, so a
-  reconnect is sent only what changed;
+* every resource type (``codec.TYPE_URLS``: addresses, L4 policies, L7 policies, routes, traffic
+  policies) is subscribed with the wildcard, and every stream starts with ``initial_resource_versions``
+  taken from the store, so a reconnect is sent only what changed;
 * each response is decoded (``ambit.xds.codec``), the good resources are applied to the store in one
   step, and the response is ACKed, or NACKed naming the resources that failed; those keep their
   previous version (ztunnel's per-resource semantics);
@@ -44,6 +44,7 @@ from ambit.state.snapshot import (
     POLICY_PREFIX,
     ROUTE_PREFIX,
     SERVICE_PREFIX,
+    TRAFFIC_POLICY_PREFIX,
     WORKLOAD_PREFIX,
 )
 from ambit.state.store import StateStore
@@ -70,6 +71,7 @@ _PREFIXES: Mapping[str, tuple[str, ...]] = {
     codec.AUTHORIZATION_TYPE_URL: (POLICY_PREFIX,),
     codec.L7_AUTHORIZATION_TYPE_URL: (L7_POLICY_PREFIX,),
     codec.ROUTE_TYPE_URL: (ROUTE_PREFIX,),
+    codec.TRAFFIC_POLICY_TYPE_URL: (TRAFFIC_POLICY_PREFIX,),
 }
 
 AddressProvider = Callable[[], Sequence[Address]]

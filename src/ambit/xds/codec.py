@@ -3,8 +3,9 @@
 Over 500 lines because it is a table: one encoder and one checked decoder per wire message, field by field.
 
 Both directions, for the four resource types (Address = Workload | Service; Authorization, ztunnel's
-L4 policies; L7Authorization, waypoints' policies; HttpRoute, waypoints' Gateway API routes) and for
-the delta discovery request/response envelopes (to and from `ambit.protocol.xds` dataclasses). Every
+L4 policies; L7Authorization, waypoints' policies; HttpRoute, waypoints' Gateway API routes and
+VirtualServices) and for the delta discovery request/response envelopes (to and from
+`ambit.protocol.xds` dataclasses). Every
 proxy subscribes to every type; a ztunnel holds L7 policies and routes in its state without reading
 them.
 
@@ -12,11 +13,15 @@ Decoding treats the wire as untrusted: every field a proxy acts on is checked (I
 16 bytes, ports in range, known enum values, valid SPIFFE segments for namespace, service account and
 trust domain, an L7 target of a known kind, a header match with a name; for a route: known kinds and
 match types, regular expressions that compile, absolute paths, lower-case header names, status codes
-and gRPC statuses in range, positive finite durations, an RFC 3339 creation time; the resource name
-agreeing with the value) and anything wrong raises
+and gRPC statuses in range, positive finite durations, fault percentages in 0..100 and one kind of
+abort, an RFC 3339 creation time; the resource name agreeing with the value) and anything wrong raises
 :class:`XdsRejected` naming the resource and the reason, so the client can NACK it and keep its last
 good version. Encoding is lenient on strings (the client is the gate) but raises
 :class:`XdsEncodeError` for values that have no wire form (an address that is not an IP).
+
+The fifth type, TrafficPolicy (``tp/`` names: a DestinationRule's connection pool and outlier detection
+for one Service, read only by waypoints), is checked the same way: limits and error thresholds of at least
+1 when set, positive finite durations, percentages in 0..100, a ``<namespace>/<hostname>`` service key.
 
 The round trip model → wire → model is exact for canonical models: IPs in their ``ipaddress`` text
 form, CIDRs written ``<ip>/<length>``, waypoint ports and capacities as given.
@@ -60,7 +65,9 @@ from ambit.model.route import (
     PATH_REGEX,
     VALUE_EXACT,
     VALUE_REGEX,
+    VIRTUAL_SERVICE,
     BackendRef,
+    FaultPolicy,
     HeaderModifier,
     HttpRoute,
     PathMatch,
@@ -70,6 +77,7 @@ from ambit.model.route import (
     RouteRule,
 )
 from ambit.model.route import HeaderMatch as RouteHeaderMatch
+from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, TrafficPolicy
 from ambit.model.workload import (
     HBONE_PORT,
     HealthStatus,
@@ -87,6 +95,7 @@ from ambit.state.snapshot import (
     POLICY_PREFIX,
     ROUTE_PREFIX,
     SERVICE_PREFIX,
+    TRAFFIC_POLICY_PREFIX,
     WORKLOAD_PREFIX,
     Resource,
     resource_name,
@@ -94,6 +103,7 @@ from ambit.state.snapshot import (
 from ambit.xds.pb.discovery.v1 import discovery_pb2
 from ambit.xds.pb.route.v1 import route_pb2
 from ambit.xds.pb.security.v1 import authorization_pb2, l7_authorization_pb2
+from ambit.xds.pb.traffic.v1 import traffic_policy_pb2
 from ambit.xds.pb.workload.v1 import workload_pb2
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
@@ -101,7 +111,14 @@ ADDRESS_TYPE_URL = "type.googleapis.com/ambit.workload.v1.Address"
 AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.Authorization"
 L7_AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.L7Authorization"
 ROUTE_TYPE_URL = "type.googleapis.com/ambit.route.v1.HttpRoute"
-TYPE_URLS = (ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, L7_AUTHORIZATION_TYPE_URL, ROUTE_TYPE_URL)
+TRAFFIC_POLICY_TYPE_URL = "type.googleapis.com/ambit.traffic.v1.TrafficPolicy"
+TYPE_URLS = (
+    ADDRESS_TYPE_URL,
+    AUTHORIZATION_TYPE_URL,
+    L7_AUTHORIZATION_TYPE_URL,
+    ROUTE_TYPE_URL,
+    TRAFFIC_POLICY_TYPE_URL,
+)
 _REJECTED_RESOURCES_URL = "type.googleapis.com/ambit.discovery.v1.RejectedResources"
 
 MAX_PORT = 65535
@@ -128,7 +145,7 @@ class XdsEncodeError(CodecError):
 
 def type_url_for_name(name: str) -> str | None:
     """The type a resource name belongs to: Address for ``wl/`` and ``svc/``, Authorization for ``ap/``,
-    L7Authorization for ``l7/``, HttpRoute for ``rt/``."""
+    L7Authorization for ``l7/``, HttpRoute for ``rt/``, TrafficPolicy for ``tp/``."""
     if name.startswith((WORKLOAD_PREFIX, SERVICE_PREFIX)):
         return ADDRESS_TYPE_URL
     if name.startswith(POLICY_PREFIX):
@@ -137,6 +154,8 @@ def type_url_for_name(name: str) -> str | None:
         return L7_AUTHORIZATION_TYPE_URL
     if name.startswith(ROUTE_PREFIX):
         return ROUTE_TYPE_URL
+    if name.startswith(TRAFFIC_POLICY_PREFIX):
+        return TRAFFIC_POLICY_TYPE_URL
     return None
 
 
@@ -147,6 +166,8 @@ def type_url_for(value: Resource) -> str:
         return L7_AUTHORIZATION_TYPE_URL
     if isinstance(value, HttpRoute):
         return ROUTE_TYPE_URL
+    if isinstance(value, TrafficPolicy):
+        return TRAFFIC_POLICY_TYPE_URL
     return ADDRESS_TYPE_URL
 
 
@@ -198,6 +219,7 @@ _TARGET_FROM_PB: dict[int, str] = {v: k for k, v in _TARGET_TO_PB.items()}
 _ROUTE_KIND_TO_PB: dict[str, route_pb2.RouteKind] = {
     HTTP_ROUTE: route_pb2.HTTP_ROUTE,
     GRPC_ROUTE: route_pb2.GRPC_ROUTE,
+    VIRTUAL_SERVICE: route_pb2.VIRTUAL_SERVICE,
 }
 _ROUTE_KIND_FROM_PB: dict[int, str] = {v: k for k, v in _ROUTE_KIND_TO_PB.items()}
 _PATH_TO_PB: dict[str, route_pb2.PathMatchType] = {
@@ -423,6 +445,17 @@ def _retry_to_pb(name: str, retry: RetryPolicy) -> route_pb2.RetryPolicy:
     return pb
 
 
+def _fault_to_pb(fault: FaultPolicy) -> route_pb2.FaultPolicy:
+    pb = route_pb2.FaultPolicy(delay_percent=fault.delay_percent, abort_percent=fault.abort_percent)
+    if fault.delay is not None:
+        pb.delay = fault.delay
+    if fault.abort_status is not None:
+        pb.abort_status = fault.abort_status
+    if fault.abort_grpc_status is not None:
+        pb.abort_grpc_status = fault.abort_grpc_status
+    return pb
+
+
 def _route_rule_to_pb(name: str, rule: RouteRule) -> route_pb2.RouteRule:
     pb = route_pb2.RouteRule(
         index=_uint32(name, rule.index, "rule index"),
@@ -447,6 +480,8 @@ def _route_rule_to_pb(name: str, rule: RouteRule) -> route_pb2.RouteRule:
         pb.backend_timeout = rule.backend_timeout
     if rule.retry is not None:
         pb.retry.CopyFrom(_retry_to_pb(name, rule.retry))
+    if rule.fault is not None:
+        pb.fault.CopyFrom(_fault_to_pb(rule.fault))
     return pb
 
 
@@ -465,9 +500,41 @@ def route_to_pb(route: HttpRoute) -> route_pb2.HttpRoute:
     return pb
 
 
+_POOL_FIELDS = ("max_connections", "max_pending_requests", "max_requests_per_connection", "max_requests")
+
+
+def traffic_policy_to_pb(policy: TrafficPolicy) -> traffic_policy_pb2.TrafficPolicy:
+    name = resource_name(policy)
+    pb = traffic_policy_pb2.TrafficPolicy(
+        name=policy.name, namespace=policy.namespace, service_key=policy.service_key
+    )
+    pool = policy.connection_pool
+    if pool is not None:
+        pb.connection_pool.SetInParent()
+        for field in _POOL_FIELDS:
+            limit = getattr(pool, field)
+            if limit is not None:
+                setattr(pb.connection_pool, field, _uint32(name, limit, field))
+    detection = policy.outlier_detection
+    if detection is not None:
+        out = pb.outlier_detection
+        out.SetInParent()
+        if detection.consecutive_5xx is not None:
+            out.consecutive_5xx = _uint32(name, detection.consecutive_5xx, "consecutive_5xx")
+        if detection.consecutive_gateway_errors is not None:
+            out.consecutive_gateway_errors = _uint32(
+                name, detection.consecutive_gateway_errors, "consecutive_gateway_errors"
+            )
+        out.interval = detection.interval
+        out.base_ejection_time = detection.base_ejection_time
+        out.max_ejection_percent = _uint32(name, detection.max_ejection_percent, "max_ejection_percent")
+        out.min_health_percent = _uint32(name, detection.min_health_percent, "min_health_percent")
+    return pb
+
+
 def resource_to_any(value: Resource) -> any_pb2.Any:
     """The value packed as it travels in ``Resource.resource``: an Address, an Authorization, an
-    L7Authorization or an HttpRoute."""
+    L7Authorization, an HttpRoute or a TrafficPolicy."""
     packed = any_pb2.Any()
     if isinstance(value, Workload):
         packed.Pack(workload_pb2.Address(workload=workload_to_pb(value)))
@@ -479,6 +546,8 @@ def resource_to_any(value: Resource) -> any_pb2.Any:
         packed.Pack(l7_authorization_to_pb(value))
     elif isinstance(value, HttpRoute):
         packed.Pack(route_to_pb(value))
+    elif isinstance(value, TrafficPolicy):
+        packed.Pack(traffic_policy_to_pb(value))
     else:
         raise TypeError(f"not a mesh resource: {type(value).__name__}")
     return packed
@@ -843,6 +912,35 @@ def _retry_from_pb(name: str, pb: route_pb2.RetryPolicy) -> RetryPolicy:
     )
 
 
+MIN_ABORT_STATUS = 200  # Envoy's FaultAbort.http_status: [200, 600)
+
+
+def _percent(name: str, what: str, value: float) -> float:
+    if not (math.isfinite(value) and 0.0 <= value <= 100.0):
+        raise XdsRejected(name, f"{what} {value!r} is not a percentage in 0..100")
+    return value
+
+
+def _fault_from_pb(name: str, pb: route_pb2.FaultPolicy) -> FaultPolicy:
+    status = pb.abort_status if pb.HasField("abort_status") else None
+    grpc_status = pb.abort_grpc_status if pb.HasField("abort_grpc_status") else None
+    if status is not None and not MIN_ABORT_STATUS <= status <= MAX_STATUS:
+        raise XdsRejected(
+            name, f"fault abort status {status} is out of range {MIN_ABORT_STATUS}..{MAX_STATUS}"
+        )
+    if grpc_status is not None and grpc_status > MAX_GRPC_STATUS:
+        raise XdsRejected(name, f"fault abort gRPC status {grpc_status} is out of range 0..{MAX_GRPC_STATUS}")
+    if status is not None and grpc_status is not None:
+        raise XdsRejected(name, "a fault aborts with an HTTP status or a gRPC status, not both")
+    return FaultPolicy(
+        delay=_seconds(name, "fault delay", pb.delay) if pb.HasField("delay") else None,
+        delay_percent=_percent(name, "fault delay percentage", pb.delay_percent),
+        abort_status=status,
+        abort_grpc_status=grpc_status,
+        abort_percent=_percent(name, "fault abort percentage", pb.abort_percent),
+    )
+
+
 def _route_rule_from_pb(name: str, pb: route_pb2.RouteRule) -> RouteRule:
     return RouteRule(
         index=pb.index,
@@ -869,6 +967,7 @@ def _route_rule_from_pb(name: str, pb: route_pb2.RouteRule) -> RouteRule:
         ),
         retry=_retry_from_pb(name, pb.retry) if pb.HasField("retry") else None,
         invalid_weight=pb.invalid_weight,
+        fault=_fault_from_pb(name, pb.fault) if pb.HasField("fault") else None,
     )
 
 
@@ -882,6 +981,50 @@ def route_from_pb(name: str, pb: route_pb2.HttpRoute) -> HttpRoute:
         service_key=_key(name, "parent service key", pb.service_key),
         port=_checked_port(name, pb.port, "parent port", allow_zero=False) if pb.HasField("port") else None,
         rules=tuple(_route_rule_from_pb(name, rule) for rule in pb.rules),
+    )
+
+
+def _tp_count(name: str, what: str, pb: message.Message, field: str) -> int | None:
+    """An optional limit or error threshold: unset → None, else at least 1."""
+    if not pb.HasField(field):
+        return None
+    value: int = getattr(pb, field)
+    if value < 1:
+        raise XdsRejected(name, f"{what} {value} is not at least 1 (leave it unset for none)")
+    return value
+
+
+def _tp_percent(name: str, what: str, value: int) -> int:
+    if value > 100:
+        raise XdsRejected(name, f"{what} {value} is out of range 0..100")
+    return value
+
+
+def traffic_policy_from_pb(name: str, pb: traffic_policy_pb2.TrafficPolicy) -> TrafficPolicy:
+    pool: ConnectionPool | None = None
+    if pb.HasField("connection_pool"):
+        pool = ConnectionPool(
+            **{field: _tp_count(name, field, pb.connection_pool, field) for field in _POOL_FIELDS}
+        )
+    detection: OutlierDetection | None = None
+    if pb.HasField("outlier_detection"):
+        od = pb.outlier_detection
+        detection = OutlierDetection(
+            consecutive_5xx=_tp_count(name, "consecutive_5xx", od, "consecutive_5xx"),
+            consecutive_gateway_errors=_tp_count(
+                name, "consecutive_gateway_errors", od, "consecutive_gateway_errors"
+            ),
+            interval=_seconds(name, "outlier detection interval", od.interval),
+            base_ejection_time=_seconds(name, "base ejection time", od.base_ejection_time),
+            max_ejection_percent=_tp_percent(name, "max_ejection_percent", od.max_ejection_percent),
+            min_health_percent=_tp_percent(name, "min_health_percent", od.min_health_percent),
+        )
+    return TrafficPolicy(
+        name=_segment(name, "traffic policy name", pb.name),
+        namespace=_segment(name, "namespace", pb.namespace),
+        service_key=_key(name, "service key", pb.service_key),
+        connection_pool=pool,
+        outlier_detection=detection,
     )
 
 
@@ -910,6 +1053,10 @@ def resource_from_any(name: str, packed: any_pb2.Any) -> Resource:
         route = route_pb2.HttpRoute()
         _unpack(name, packed, route)
         value = route_from_pb(name, route)
+    elif name.startswith(TRAFFIC_POLICY_PREFIX):
+        traffic = traffic_policy_pb2.TrafficPolicy()
+        _unpack(name, packed, traffic)
+        value = traffic_policy_from_pb(name, traffic)
     elif name.startswith((WORKLOAD_PREFIX, SERVICE_PREFIX)):
         address = workload_pb2.Address()
         _unpack(name, packed, address)
@@ -921,7 +1068,7 @@ def resource_from_any(name: str, packed: any_pb2.Any) -> Resource:
         else:
             raise XdsRejected(name, "address holds neither a workload nor a service")
     else:
-        raise XdsRejected(name, "resource name has no known prefix (wl/, svc/, ap/, l7/, rt/)")
+        raise XdsRejected(name, "resource name has no known prefix (wl/, svc/, ap/, l7/, rt/, tp/)")
     named = resource_name(value)
     if named != name:
         raise XdsRejected(name, f"resource holds {named}, not {name}")

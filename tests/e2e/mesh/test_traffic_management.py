@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -109,6 +110,49 @@ spec:
     ports:
     - containerPort: 8000
 """
+OUTLIER_BACKENDS = f"""apiVersion: v1
+kind: Service
+metadata:
+  name: outlier
+  namespace: {NS}
+spec:
+  selector:
+    app: outlier
+  ports:
+  - name: http
+    port: 8000
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: broken
+  namespace: {NS}
+  labels:
+    app: outlier
+spec:
+  containers:
+  - name: app
+    image: ambit/sample
+    env:
+    - name: SAMPLE_FAIL_STATUSES
+      value: "503:1"
+    ports:
+    - containerPort: 8000
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fine
+  namespace: {NS}
+  labels:
+    app: outlier
+spec:
+  containers:
+  - name: app
+    image: ambit/sample
+    ports:
+    - containerPort: 8000
+"""
 
 
 def retry_route(retry: str) -> str:
@@ -171,10 +215,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
         for sample in ("helloworld.yaml", "helloworld-versions.yaml", "curl.yaml"):
             h.apply((SAMPLES / sample).read_text(), namespace=NS)
         h.apply(BACKENDS)
+        h.apply(OUTLIER_BACKENDS)
         ambit(name, "waypoint", "apply", "-n", NS, "--enroll-namespace", "--wait", "--timeout", "120")
         wait_for(
-            lambda: len(pods(name)) == 7 and all(ready(p) for p in pods(name)),
-            "helloworld v1/v2, curl, the flaky and steady backends and two waypoint replicas ready",
+            lambda: len(pods(name)) == 9 and all(ready(p) for p in pods(name)),
+            "helloworld v1/v2, curl, the backends and two waypoint replicas ready",
             within=120,
         )
         yield name
@@ -313,6 +358,24 @@ def waypoints_have(cluster: str, *names: str) -> bool:
     return True
 
 
+def waypoints_have_policy(cluster: str, name: str) -> bool:
+    """Whether every waypoint replica's config dump lists the DestinationRule ``name``'s policy."""
+    h = ClusterHandle(cluster)
+    for pod in pods(cluster):
+        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
+            continue
+        dump = json.loads(
+            h.exec(
+                ["curl", "-s", "-m", "5", "http://127.0.0.1:15000/config_dump"],
+                pod=pod["metadata"]["name"],
+                namespace=NS,
+            ).stdout
+        )
+        if f"{NS}/{name}" not in dump.get("traffic_policies", {}):
+            return False
+    return True
+
+
 def all_to(cluster: str, version: str, *headers: str) -> bool:
     return version_counts(requests(cluster, 20, "/hello", *headers)) == (
         (20, 0) if version == "v1" else (0, 20)
@@ -358,8 +421,6 @@ def test_route_precedence(
     """Two routes on one Service whose matches both match: the Gateway API's precedence decides. The
     older route is named so that the name order would pick the newer one (only the age may decide a tie);
     the creation timestamps are a second apart (the store's resolution)."""
-    import time
-
     h = ClusterHandle(cluster)
     loser = "v2" if winner == "v1" else "v1"
     older_version, newer_version = ("v1", "v2")
@@ -373,3 +434,115 @@ def test_route_precedence(
     finally:
         h.delete("HTTPRoute", "z-older", NS)
         h.delete("HTTPRoute", "a-newer", NS)
+
+
+def virtual_service(http_rule: str) -> str:
+    """A VirtualService on helloworld with one http rule (YAML, indented under ``http:``)."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: helloworld
+  namespace: {NS}
+spec:
+  hosts:
+  - helloworld
+  http:
+{http_rule}"""
+
+
+ROUTE_TO_HELLOWORLD = """    route:
+    - destination:
+        host: helloworld
+        port:
+          number: 5000
+"""
+
+
+def test_an_injected_abort_is_not_retried(cluster: str) -> None:
+    h = ClusterHandle(cluster)
+    rule = "  - fault:\n      abort:\n        httpStatus: 503\n        percentage:\n          value: 50\n"
+    rule += "    retries:\n      attempts: 3\n      retryOn: 5xx\n" + ROUTE_TO_HELLOWORLD
+    h.apply(virtual_service(rule))
+    try:
+        wait_for(lambda: "503" in requests(cluster, 40)["statuses"], "the fault reaches the waypoints", 30)
+        statuses = requests(cluster, 1000)["statuses"]
+        low, high = binomial_bounds(1000, 0.5)
+        # retried, an abort would reach the client at 0.5 ** 4 = 6 %; not retried (as Envoy), at 50 %
+        assert low <= statuses.get("503", 0) <= high, (statuses, low, high)
+    finally:
+        h.delete("VirtualService", "helloworld", NS)
+
+
+def test_an_injected_delay_does_not_count_against_the_route_timeout(cluster: str) -> None:
+    h = ClusterHandle(cluster)
+    rule = "  - fault:\n      delay:\n        fixedDelay: 300ms\n        percentage:\n          value: 30\n"
+    rule += "    timeout: 200ms\n" + ROUTE_TO_HELLOWORLD
+    h.apply(virtual_service(rule))
+    try:
+        wait_for(lambda: max(requests(cluster, 20)["seconds"]) >= 0.3, "the delay reaches the waypoints", 30)
+        result = requests(cluster, 300)
+        assert result["statuses"] == {"200": 300}, "a delayed request is not cut by the 200 ms timeout"
+        delayed = sum(1 for s in result["seconds"] if s >= 0.3)
+        low, high = binomial_bounds(300, 0.3)
+        assert low <= delayed <= high, (delayed, low, high)
+    finally:
+        h.delete("VirtualService", "helloworld", NS)
+
+
+TRACE = r"""
+import http.client, json, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+conn = http.client.HTTPConnection(host, port, timeout=10)
+start, trace = time.monotonic(), []
+while time.monotonic() - start < seconds:
+    conn.request("GET", "/get")
+    response = conn.getresponse()
+    response.read()
+    trace.append((round(time.monotonic() - start, 3), response.status))
+    time.sleep(0.02)
+print(json.dumps(trace))
+"""
+OUTLIER_RULE = f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: outlier
+  namespace: {NS}
+spec:
+  host: outlier
+  trafficPolicy:
+    outlierDetection:
+      consecutive5xxErrors: 3
+      interval: 1s
+      baseEjectionTime: 4s
+      maxEjectionPercent: 100
+"""
+
+
+def test_outlier_detection_ejects_a_failing_backend_inline(cluster: str) -> None:
+    """`broken` answers 503 to everything, `fine` 200. With consecutive5xxErrors 3 and a 4 s base
+    ejection: exactly 3 failures, then none while it is ejected (4 s), then 3 more when it is back, then
+    none for 8 s (base x its second ejection)."""
+    h = ClusterHandle(cluster)
+    h.apply(OUTLIER_RULE)
+    try:
+        client = next(p for p in pods(cluster) if p["metadata"]["labels"].get("app") == "curl")["metadata"][
+            "name"
+        ]
+
+        def trace(seconds: float) -> list[tuple[float, int]]:
+            out = h.exec(
+                ["python3", "-c", TRACE, "outlier", "8000", str(seconds)],
+                pod=client,
+                namespace=NS,
+                timeout=60,
+            )
+            return [(t, s) for t, s in json.loads(out.stdout)]
+
+        wait_for(lambda: waypoints_have_policy(cluster, "outlier"), "the rule in every waypoint", 30)
+        failures = [t for t, s in trace(11.0) if s == 503]  # the third ejection would end at ~12.5 s
+        assert len(failures) == 6, failures
+        first, second = failures[:3], failures[3:]
+        assert second[0] - first[-1] >= 4.0, "nothing reached it during its first ejection (4 s)"
+        assert second[0] - first[-1] < 5.5, "it came back after the base ejection time"
+    finally:
+        h.delete("DestinationRule", "outlier", NS)

@@ -16,7 +16,9 @@ from ambit.model.route import (
     PATH_REGEX,
     VALUE_EXACT,
     VALUE_REGEX,
+    VIRTUAL_SERVICE,
     BackendRef,
+    FaultPolicy,
     HeaderMatch,
     HeaderModifier,
     HttpRoute,
@@ -116,3 +118,52 @@ def test_content_version_changes_with_content() -> None:
     assert content_version(ROUTE) == content_version(dataclasses.replace(ROUTE))
     assert content_version(ROUTE) != content_version(other)
     assert content_version(ROUTE) != content_version(dataclasses.replace(ROUTE, created=""))
+
+
+# --- VirtualService routes and faults -------------------------------------------------------------
+
+FAULTY = dataclasses.replace(
+    ROUTE,
+    kind=VIRTUAL_SERVICE,
+    port=None,
+    rules=(
+        dataclasses.replace(ROUTE.rules[0], fault=FaultPolicy(delay=7.0, delay_percent=12.5)),
+        dataclasses.replace(ROUTE.rules[1], fault=FaultPolicy(abort_grpc_status=14, abort_percent=100.0)),
+    ),
+)
+
+
+def test_virtual_service_keys_are_apart_from_gateway_api_ones() -> None:
+    assert FAULTY.key == f"shop/VirtualService/web/{SVC}"
+    assert FAULTY.key != dataclasses.replace(FAULTY, kind=HTTP_ROUTE).key
+    assert FAULTY.route_key == "shop/web"
+
+
+def test_fault_defaults_and_json_view() -> None:
+    assert FaultPolicy() == FaultPolicy(None, 0.0, None, None, 0.0)
+    assert not FaultPolicy(delay=1.0, delay_percent=100.0).aborts
+    assert FaultPolicy(abort_status=503).aborts and FaultPolicy(abort_grpc_status=0).aborts
+    assert RouteRule(0, (), ()).fault is None
+    assert from_jsonable(HttpRoute, jsonable(FAULTY)) == FAULTY
+    assert content_version(FAULTY) != content_version(dataclasses.replace(FAULTY, rules=ROUTE.rules))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"delay": 0.0}, "fault delay 0.0 is not a positive"),
+        ({"delay": -1.0}, "fault delay -1.0"),
+        ({"delay": float("inf")}, "fault delay inf"),
+        ({"delay_percent": 100.01}, "fault delay percentage 100.01 is not in 0..100"),
+        ({"abort_percent": -0.5}, "fault abort percentage -0.5"),
+        ({"abort_percent": float("nan")}, "fault abort percentage nan"),
+        ({"abort_status": 199}, "fault abort status 199 is not in 200..599"),
+        ({"abort_status": 600}, "fault abort status 600"),
+        ({"abort_grpc_status": 17}, "fault abort gRPC status 17 is not in 0..16"),
+        ({"abort_grpc_status": -1}, "fault abort gRPC status -1"),
+        ({"abort_status": 503, "abort_grpc_status": 14}, "an HTTP status or a gRPC status, not both"),
+    ],
+)
+def test_bad_faults_are_refused(fields: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FaultPolicy(**fields)  # type: ignore[arg-type]

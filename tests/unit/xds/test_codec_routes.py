@@ -20,7 +20,9 @@ from ambit.model.route import (
     PATH_REGEX,
     VALUE_EXACT,
     VALUE_REGEX,
+    VIRTUAL_SERVICE,
     BackendRef,
+    FaultPolicy,
     HeaderMatch,
     HeaderModifier,
     HttpRoute,
@@ -87,6 +89,20 @@ retries = st.builds(
     retry_on_refused_stream=st.booleans(),
     retriable_grpc_statuses=_tuples(st.integers(0, 16)),
 )
+percents = st.floats(min_value=0.0, max_value=100.0, allow_nan=False)
+faults = st.builds(
+    FaultPolicy,
+    delay=st.none() | seconds,
+    delay_percent=percents,
+    abort_status=st.none() | st.integers(200, 599),
+    abort_percent=percents,
+) | st.builds(
+    FaultPolicy,
+    delay=st.none() | seconds,
+    delay_percent=percents,
+    abort_grpc_status=st.integers(0, 16),
+    abort_percent=percents,
+)
 rules = st.builds(
     RouteRule,
     index=st.integers(0, 15),
@@ -98,10 +114,11 @@ rules = st.builds(
     backend_timeout=st.none() | seconds,
     retry=st.none() | retries,
     invalid_weight=st.integers(0, 1000),
+    fault=st.none() | faults,
 )
 routes = st.builds(
     HttpRoute,
-    kind=st.sampled_from([HTTP_ROUTE, GRPC_ROUTE]),
+    kind=st.sampled_from([HTTP_ROUTE, GRPC_ROUTE, VIRTUAL_SERVICE]),
     name=segments,
     namespace=segments,
     created=timestamps,
@@ -161,13 +178,13 @@ def test_every_model_field_is_exercised() -> None:
     """Guard: a new model field must be added to the codec (and these strategies) before it ships."""
     fields = {cls.__name__: {f.name for f in dataclasses.fields(cls)} for cls in (
         HttpRoute, RouteRule, RouteMatch, PathMatch, HeaderMatch, QueryMatch, BackendRef, HeaderModifier,
-        RetryPolicy,
+        RetryPolicy, FaultPolicy,
     )}  # fmt: skip
     assert fields == {
         "HttpRoute": {"kind", "name", "namespace", "created", "service_key", "port", "rules"},
         "RouteRule": {
             "index", "matches", "backends", "request_headers", "response_headers", "request_timeout",
-            "backend_timeout", "retry", "invalid_weight",
+            "backend_timeout", "retry", "invalid_weight", "fault",
         },
         "RouteMatch": {"path", "method", "headers", "query"},
         "PathMatch": {"kind", "value"},
@@ -179,6 +196,7 @@ def test_every_model_field_is_exercised() -> None:
             "attempts", "codes", "backoff", "retry_on_connect_failure", "retry_on_refused_stream",
             "retriable_grpc_statuses",
         },
+        "FaultPolicy": {"delay", "delay_percent", "abort_status", "abort_grpc_status", "abort_percent"},
     }  # fmt: skip
 
 
@@ -188,7 +206,7 @@ def test_names_and_type_urls() -> None:
     assert codec.type_url_for_name(NAME) == codec.ROUTE_TYPE_URL
     assert codec.type_url_for(ROUTE) == codec.ROUTE_TYPE_URL
     assert codec.ROUTE_TYPE_URL in codec.TYPE_URLS
-    assert len(set(codec.TYPE_URLS)) == len(codec.TYPE_URLS) == 4
+    assert len(set(codec.TYPE_URLS)) == len(codec.TYPE_URLS) == 5  # + TrafficPolicy
 
 
 def test_optional_fields_keep_none_apart_from_zero() -> None:
@@ -198,6 +216,35 @@ def test_optional_fields_keep_none_apart_from_zero() -> None:
     assert not pb.HasField("port")
     assert not pb.rules[0].matches[0].HasField("path") and not pb.rules[0].matches[0].HasField("method")
     assert not pb.rules[0].HasField("retry") and not pb.rules[0].HasField("request_timeout")
+    assert not pb.rules[0].HasField("fault")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        FaultPolicy(delay=7.0, delay_percent=100.0),
+        FaultPolicy(abort_status=503, abort_percent=0.1),
+        FaultPolicy(abort_grpc_status=0, abort_percent=100.0),  # OK (0) stays apart from unset
+        FaultPolicy(delay=0.25, delay_percent=0.0, abort_grpc_status=14, abort_percent=50.0),
+        FaultPolicy(),  # a fault with nothing in it is still a fault value
+    ],
+)
+def test_fault_policies_round_trip_with_unset_kept_apart_from_zero(fault: FaultPolicy) -> None:
+    value = dataclasses.replace(
+        ROUTE, kind=VIRTUAL_SERVICE, port=None, rules=(dataclasses.replace(ROUTE.rules[0], fault=fault),)
+    )
+    assert wire_round_trip(value) == value
+    pb = codec.route_to_pb(value).rules[0].fault
+    assert pb.HasField("delay") is (fault.delay is not None)
+    assert pb.HasField("abort_status") is (fault.abort_status is not None)
+    assert pb.HasField("abort_grpc_status") is (fault.abort_grpc_status is not None)
+
+
+def test_virtual_service_routes_have_their_own_names() -> None:
+    value = dataclasses.replace(ROUTE, kind=VIRTUAL_SERVICE, port=None)
+    assert resource_name(value) == f"rt/default/VirtualService/web/{SVC}"
+    assert codec.route_to_pb(value).kind == route_pb2.VIRTUAL_SERVICE
+    assert wire_round_trip(value) == value
 
 
 @pytest.mark.parametrize(
@@ -299,6 +346,19 @@ REGEX = route_pb2.VALUE_REGULAR_EXPRESSION
             "gRPC status 17 is out of range",
         ),
         (_with_rule(retry=route_pb2.RetryPolicy(backoff=0.0)), "retry backoff 0.0 is not a positive"),
+        (_with_rule(fault=route_pb2.FaultPolicy(delay=0.0)), "fault delay 0.0 is not a positive"),
+        (_with_rule(fault=route_pb2.FaultPolicy(delay=math.inf)), "fault delay inf"),
+        (_with_rule(fault=route_pb2.FaultPolicy(delay_percent=100.5)), "fault delay percentage 100.5 is not"),
+        (_with_rule(fault=route_pb2.FaultPolicy(abort_percent=-1.0)), "fault abort percentage -1.0 is not"),
+        (_with_rule(fault=route_pb2.FaultPolicy(abort_percent=math.nan)), "fault abort percentage nan"),
+        (_with_rule(fault=route_pb2.FaultPolicy(abort_status=199)), "fault abort status 199 is out of range"),
+        (_with_rule(fault=route_pb2.FaultPolicy(abort_status=600)), "fault abort status 600 is out of range"),
+        (_with_rule(fault=route_pb2.FaultPolicy(abort_grpc_status=17)), "fault abort gRPC status 17 is out"),
+        (
+            _with_rule(fault=route_pb2.FaultPolicy(abort_status=503, abort_grpc_status=14)),
+            "an HTTP status or a gRPC status, not both",
+        ),
+        (_with(kind=4), "unknown route kind 4"),
         (_with(name="other"), "resource holds rt/default/HTTPRoute/other/"),
         (_with(name=""), "route name is empty"),
         (_with(namespace="a/b"), "namespace 'a/b' may contain only"),

@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61mbit/route/v1/route.proto\x12\x0e\x61mbit.route.v1\"G\n\tPathMatch\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.ambit.route.v1.PathMatchType\x12\r\n\x05value\x18\x02 \x01(\t\"W\n\nValueMatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.ambit.route.v1.ValueMatchType\x12\r\n\x05value\x18\x03 \x01(\t\"\xad\x01\n\nRouteMatch\x12\'\n\x04path\x18\x01 \x01(\x0b\x32\x19.ambit.route.v1.PathMatch\x12\x13\n\x06method\x18\x02 \x01(\tH\x00\x88\x01\x01\x12+\n\x07headers\x18\x03 \x03(\x0b\x32\x1a.ambit.route.v1.ValueMatch\x12)\n\x05query\x18\x04 \x03(\x0b\x32\x1a.ambit.route.v1.ValueMatchB\t\n\x07_method\"?\n\nBackendRef\x12\x13\n\x0bservice_key\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x0e\n\x06weight\x18\x03 \x01(\r\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"j\n\x0eHeaderModifier\x12#\n\x03set\x18\x01 \x03(\x0b\x32\x16.ambit.route.v1.Header\x12#\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32\x16.ambit.route.v1.Header\x12\x0e\n\x06remove\x18\x03 \x03(\t\"\xb4\x01\n\x0bRetryPolicy\x12\x10\n\x08\x61ttempts\x18\x01 \x01(\r\x12\r\n\x05\x63odes\x18\x02 \x03(\r\x12\x14\n\x07\x62\x61\x63koff\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12 \n\x18retry_on_connect_failure\x18\x04 \x01(\x08\x12\x1f\n\x17retry_on_refused_stream\x18\x05 \x01(\x08\x12\x1f\n\x17retriable_grpc_statuses\x18\x06 \x03(\rB\n\n\x08_backoff\"\x90\x03\n\tRouteRule\x12\r\n\x05index\x18\x01 \x01(\r\x12+\n\x07matches\x18\x02 \x03(\x0b\x32\x1a.ambit.route.v1.RouteMatch\x12,\n\x08\x62\x61\x63kends\x18\x03 \x03(\x0b\x32\x1a.ambit.route.v1.BackendRef\x12\x37\n\x0frequest_headers\x18\x04 \x01(\x0b\x32\x1e.ambit.route.v1.HeaderModifier\x12\x38\n\x10response_headers\x18\x05 \x01(\x0b\x32\x1e.ambit.route.v1.HeaderModifier\x12\x1c\n\x0frequest_timeout\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0f\x62\x61\x63kend_timeout\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12*\n\x05retry\x18\x08 \x01(\x0b\x32\x1b.ambit.route.v1.RetryPolicy\x12\x16\n\x0einvalid_weight\x18\t \x01(\rB\x12\n\x10_request_timeoutB\x12\n\x10_backend_timeout\"\xc1\x01\n\tHttpRoute\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.ambit.route.v1.RouteKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\t\x12\x13\n\x0bservice_key\x18\x05 \x01(\t\x12\x11\n\x04port\x18\x06 \x01(\rH\x00\x88\x01\x01\x12(\n\x05rules\x18\x07 \x03(\x0b\x32\x19.ambit.route.v1.RouteRuleB\x07\n\x05_port*G\n\tRouteKind\x12\x1a\n\x16ROUTE_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nHTTP_ROUTE\x10\x01\x12\x0e\n\nGRPC_ROUTE\x10\x02*n\n\rPathMatchType\x12\x1f\n\x1bPATH_MATCH_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nPATH_EXACT\x10\x01\x12\x0f\n\x0bPATH_PREFIX\x10\x02\x12\x1b\n\x17PATH_REGULAR_EXPRESSION\x10\x03*a\n\x0eValueMatchType\x12 \n\x1cVALUE_MATCH_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bVALUE_EXACT\x10\x01\x12\x1c\n\x18VALUE_REGULAR_EXPRESSION\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61mbit/route/v1/route.proto\x12\x0e\x61mbit.route.v1\"G\n\tPathMatch\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.ambit.route.v1.PathMatchType\x12\r\n\x05value\x18\x02 \x01(\t\"W\n\nValueMatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.ambit.route.v1.ValueMatchType\x12\r\n\x05value\x18\x03 \x01(\t\"\xad\x01\n\nRouteMatch\x12\'\n\x04path\x18\x01 \x01(\x0b\x32\x19.ambit.route.v1.PathMatch\x12\x13\n\x06method\x18\x02 \x01(\tH\x00\x88\x01\x01\x12+\n\x07headers\x18\x03 \x03(\x0b\x32\x1a.ambit.route.v1.ValueMatch\x12)\n\x05query\x18\x04 \x03(\x0b\x32\x1a.ambit.route.v1.ValueMatchB\t\n\x07_method\"?\n\nBackendRef\x12\x13\n\x0bservice_key\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x0e\n\x06weight\x18\x03 \x01(\r\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"j\n\x0eHeaderModifier\x12#\n\x03set\x18\x01 \x03(\x0b\x32\x16.ambit.route.v1.Header\x12#\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32\x16.ambit.route.v1.Header\x12\x0e\n\x06remove\x18\x03 \x03(\t\"\xb4\x01\n\x0bRetryPolicy\x12\x10\n\x08\x61ttempts\x18\x01 \x01(\r\x12\r\n\x05\x63odes\x18\x02 \x03(\r\x12\x14\n\x07\x62\x61\x63koff\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12 \n\x18retry_on_connect_failure\x18\x04 \x01(\x08\x12\x1f\n\x17retry_on_refused_stream\x18\x05 \x01(\x08\x12\x1f\n\x17retriable_grpc_statuses\x18\x06 \x03(\rB\n\n\x08_backoff\"\xbb\x01\n\x0b\x46\x61ultPolicy\x12\x12\n\x05\x64\x65lay\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rdelay_percent\x18\x02 \x01(\x01\x12\x19\n\x0c\x61\x62ort_status\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1e\n\x11\x61\x62ort_grpc_status\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x15\n\rabort_percent\x18\x05 \x01(\x01\x42\x08\n\x06_delayB\x0f\n\r_abort_statusB\x14\n\x12_abort_grpc_status\"\xbc\x03\n\tRouteRule\x12\r\n\x05index\x18\x01 \x01(\r\x12+\n\x07matches\x18\x02 \x03(\x0b\x32\x1a.ambit.route.v1.RouteMatch\x12,\n\x08\x62\x61\x63kends\x18\x03 \x03(\x0b\x32\x1a.ambit.route.v1.BackendRef\x12\x37\n\x0frequest_headers\x18\x04 \x01(\x0b\x32\x1e.ambit.route.v1.HeaderModifier\x12\x38\n\x10response_headers\x18\x05 \x01(\x0b\x32\x1e.ambit.route.v1.HeaderModifier\x12\x1c\n\x0frequest_timeout\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0f\x62\x61\x63kend_timeout\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12*\n\x05retry\x18\x08 \x01(\x0b\x32\x1b.ambit.route.v1.RetryPolicy\x12\x16\n\x0einvalid_weight\x18\t \x01(\r\x12*\n\x05\x66\x61ult\x18\n \x01(\x0b\x32\x1b.ambit.route.v1.FaultPolicyB\x12\n\x10_request_timeoutB\x12\n\x10_backend_timeout\"\xc1\x01\n\tHttpRoute\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.ambit.route.v1.RouteKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\t\x12\x13\n\x0bservice_key\x18\x05 \x01(\t\x12\x11\n\x04port\x18\x06 \x01(\rH\x00\x88\x01\x01\x12(\n\x05rules\x18\x07 \x03(\x0b\x32\x19.ambit.route.v1.RouteRuleB\x07\n\x05_port*\\\n\tRouteKind\x12\x1a\n\x16ROUTE_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nHTTP_ROUTE\x10\x01\x12\x0e\n\nGRPC_ROUTE\x10\x02\x12\x13\n\x0fVIRTUAL_SERVICE\x10\x03*n\n\rPathMatchType\x12\x1f\n\x1bPATH_MATCH_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nPATH_EXACT\x10\x01\x12\x0f\n\x0bPATH_PREFIX\x10\x02\x12\x1b\n\x17PATH_REGULAR_EXPRESSION\x10\x03*a\n\x0eValueMatchType\x12 \n\x1cVALUE_MATCH_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bVALUE_EXACT\x10\x01\x12\x1c\n\x18VALUE_REGULAR_EXPRESSION\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ambit.route.v1.route_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTEKIND']._serialized_start=1378
-  _globals['_ROUTEKIND']._serialized_end=1449
-  _globals['_PATHMATCHTYPE']._serialized_start=1451
-  _globals['_PATHMATCHTYPE']._serialized_end=1561
-  _globals['_VALUEMATCHTYPE']._serialized_start=1563
-  _globals['_VALUEMATCHTYPE']._serialized_end=1660
+  _globals['_ROUTEKIND']._serialized_start=1612
+  _globals['_ROUTEKIND']._serialized_end=1704
+  _globals['_PATHMATCHTYPE']._serialized_start=1706
+  _globals['_PATHMATCHTYPE']._serialized_end=1816
+  _globals['_VALUEMATCHTYPE']._serialized_start=1818
+  _globals['_VALUEMATCHTYPE']._serialized_end=1915
   _globals['_PATHMATCH']._serialized_start=46
   _globals['_PATHMATCH']._serialized_end=117
   _globals['_VALUEMATCH']._serialized_start=119
@@ -51,8 +51,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEADERMODIFIER']._serialized_end=594
   _globals['_RETRYPOLICY']._serialized_start=597
   _globals['_RETRYPOLICY']._serialized_end=777
-  _globals['_ROUTERULE']._serialized_start=780
-  _globals['_ROUTERULE']._serialized_end=1180
-  _globals['_HTTPROUTE']._serialized_start=1183
-  _globals['_HTTPROUTE']._serialized_end=1376
+  _globals['_FAULTPOLICY']._serialized_start=780
+  _globals['_FAULTPOLICY']._serialized_end=967
+  _globals['_ROUTERULE']._serialized_start=970
+  _globals['_ROUTERULE']._serialized_end=1414
+  _globals['_HTTPROUTE']._serialized_start=1417
+  _globals['_HTTPROUTE']._serialized_end=1610
 # @@protoc_insertion_point(module_scope)

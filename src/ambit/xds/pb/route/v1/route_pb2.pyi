@@ -12,6 +12,7 @@ class RouteKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTE_KIND_UNSPECIFIED: _ClassVar[RouteKind]
     HTTP_ROUTE: _ClassVar[RouteKind]
     GRPC_ROUTE: _ClassVar[RouteKind]
+    VIRTUAL_SERVICE: _ClassVar[RouteKind]
 
 class PathMatchType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,6 +29,7 @@ class ValueMatchType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 ROUTE_KIND_UNSPECIFIED: RouteKind
 HTTP_ROUTE: RouteKind
 GRPC_ROUTE: RouteKind
+VIRTUAL_SERVICE: RouteKind
 PATH_MATCH_TYPE_UNSPECIFIED: PathMatchType
 PATH_EXACT: PathMatchType
 PATH_PREFIX: PathMatchType
@@ -110,8 +112,22 @@ class RetryPolicy(_message.Message):
     retriable_grpc_statuses: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, attempts: _Optional[int] = ..., codes: _Optional[_Iterable[int]] = ..., backoff: _Optional[float] = ..., retry_on_connect_failure: _Optional[bool] = ..., retry_on_refused_stream: _Optional[bool] = ..., retriable_grpc_statuses: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class FaultPolicy(_message.Message):
+    __slots__ = ("delay", "delay_percent", "abort_status", "abort_grpc_status", "abort_percent")
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    DELAY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ABORT_GRPC_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ABORT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    delay: float
+    delay_percent: float
+    abort_status: int
+    abort_grpc_status: int
+    abort_percent: float
+    def __init__(self, delay: _Optional[float] = ..., delay_percent: _Optional[float] = ..., abort_status: _Optional[int] = ..., abort_grpc_status: _Optional[int] = ..., abort_percent: _Optional[float] = ...) -> None: ...
+
 class RouteRule(_message.Message):
-    __slots__ = ("index", "matches", "backends", "request_headers", "response_headers", "request_timeout", "backend_timeout", "retry", "invalid_weight")
+    __slots__ = ("index", "matches", "backends", "request_headers", "response_headers", "request_timeout", "backend_timeout", "retry", "invalid_weight", "fault")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     MATCHES_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +137,7 @@ class RouteRule(_message.Message):
     BACKEND_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     INVALID_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
     index: int
     matches: _containers.RepeatedCompositeFieldContainer[RouteMatch]
     backends: _containers.RepeatedCompositeFieldContainer[BackendRef]
@@ -130,7 +147,8 @@ class RouteRule(_message.Message):
     backend_timeout: float
     retry: RetryPolicy
     invalid_weight: int
-    def __init__(self, index: _Optional[int] = ..., matches: _Optional[_Iterable[_Union[RouteMatch, _Mapping]]] = ..., backends: _Optional[_Iterable[_Union[BackendRef, _Mapping]]] = ..., request_headers: _Optional[_Union[HeaderModifier, _Mapping]] = ..., response_headers: _Optional[_Union[HeaderModifier, _Mapping]] = ..., request_timeout: _Optional[float] = ..., backend_timeout: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., invalid_weight: _Optional[int] = ...) -> None: ...
+    fault: FaultPolicy
+    def __init__(self, index: _Optional[int] = ..., matches: _Optional[_Iterable[_Union[RouteMatch, _Mapping]]] = ..., backends: _Optional[_Iterable[_Union[BackendRef, _Mapping]]] = ..., request_headers: _Optional[_Union[HeaderModifier, _Mapping]] = ..., response_headers: _Optional[_Union[HeaderModifier, _Mapping]] = ..., request_timeout: _Optional[float] = ..., backend_timeout: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., invalid_weight: _Optional[int] = ..., fault: _Optional[_Union[FaultPolicy, _Mapping]] = ...) -> None: ...
 
 class HttpRoute(_message.Message):
     __slots__ = ("kind", "name", "namespace", "created", "service_key", "port", "rules")

@@ -1,0 +1,824 @@
+"""Istio VirtualService on a Service host → the waypoint's ``HttpRoute`` (kind ``VirtualService``).
+
+Over 500 lines because it is a table: one checked translation per VirtualService field (matches,
+destinations, retries, headers, faults), each with the warnings for what ambit cannot keep.
+
+The only fault-injection API of ambient is the classic VirtualService ``http[].fault``, applied by the
+waypoint of the host Service (istio.io ``docs/ambient/usage/l7-features``: classic APIs are Alpha
+in ambient, mixing them with the Gateway API is undefined). Istio's waypoint translates a
+VirtualService with ``pilot/pkg/networking/core/listener_waypoint.go`` (``getVirtualServiceForWaypoint``,
+``waypointInboundRoute``, ``translateWaypointRoute``, ``waypointRouteDestination``), followed here
+unless said otherwise. The data model is ``ambit.model.route``; the waypoint applies the rules in
+order (``ambit.routing.http_routes``). Exactly what happens:
+
+* objects: ``VirtualService`` of ``networking.istio.io`` ``v1``, ``v1beta1`` or ``v1alpha3``. One
+  with ``gateways`` that do not include ``mesh`` belongs to gateways (another controller) and is
+  passed over silently; no ``gateways`` means ``mesh``. ``exportTo`` is not read (the waypoint of
+  the host Service applies the VirtualService wherever it is exported);
+* ``hosts`` → Services, resolved in the VirtualService's namespace: ``reviews``,
+  ``reviews.<ns>``, ``reviews.<ns>.svc`` and ``reviews.<ns>.svc.<cluster domain>`` all name the
+  Service ``<ns>/reviews``. (Istio expands only a name without a dot,
+  ``ResolveShortnameToFQDN``, and compares the rest literally with the Service hostname; ambit also
+  takes the two forms Kubernetes DNS resolves.) A wildcard, an IP or a name that is no Service of the
+  cluster is skipped with a warning (ServiceEntry hosts are not supported). As in Istio's
+  ``getVirtualServiceForWaypoint``, the VirtualService must be in the Service's namespace or in the
+  namespace of the Service's waypoint; otherwise that host is skipped with a warning;
+* one ``HttpRoute`` per host Service, ``port`` None (every port), the rules in ``http[]`` order
+  (the first that matches wins), ``index`` = the position in ``http[]``. When a match names a
+  ``port``, one value per Service port instead, each holding the matches for that port (and those
+  without a port); a rule left with no match on a port is not on that port, a port left with no rule
+  gets no value. Several VirtualServices on one host apply oldest first (Istio merges them since
+  istio/istio#59484). A VirtualService left with no ``http`` rule the waypoint can apply (none, or
+  only ones ambit drops) gives no value at all, with a warning when it had ``http`` rules;
+* **Service with a VirtualService and Gateway API routes** (:func:`merge_routes`): Istio says not to
+  mix them (its waypoint takes whichever config it meets first). ambit's one rule: **a Service that
+  has a VirtualService has its HTTPRoutes and GRPCRoutes ignored**, each with a warning. The
+  VirtualService is the only way to express fault injection, so adding one to a Service is taken as
+  the owner's choice of API for that Service; removing it brings the Gateway API routes back;
+* ``match[]`` (several entries: any of them; none: every request). ``uri``: ``exact`` → an exact
+  path; ``prefix`` → a plain string prefix (``/foo`` matches ``/foobar``, unlike the Gateway API's
+  segment prefix), written as a regular expression (``re.escape(prefix) + ".*"``), ``/`` as the
+  path prefix ``/``; ``regex`` as is (Python ``re``, whole path); ``ignoreUriCase`` makes exact and
+  prefix case-insensitive (``(?i)``). ``method``: ``exact`` only. ``authority`` → a match on the
+  ``host`` header (the waypoint presents ``:authority`` / ``Host`` under that name). ``headers``
+  (names lower-cased; ``uri``, ``scheme``, ``method``, ``authority`` ignored as Istio documents)
+  and ``queryParams``: ``exact``, ``prefix`` (→ a regular expression), ``regex``, and ``{}``: the
+  header or parameter is present. ``gateways`` without ``mesh``: the match is not for the mesh and is
+  left out silently. ``name`` and ``statPrefix`` are not needed. A match with ``withoutHeaders``,
+  ``scheme``, ``sourceLabels``, ``sourceNamespace``, a ``method`` prefix or regex, a relative path
+  or a regular expression that does not compile is dropped with a warning (dropping only the
+  condition would widen the match; Istio's waypoint ignores ``sourceLabels``, istio/istio#51565). A
+  rule left with no match is dropped with a warning;
+* ``route[]`` destinations: ``host`` resolved as the hosts (any namespace: a VirtualService needs no
+  ReferenceGrant); ``port.number``, required when the Service has several ports, else its only port;
+  ``weight``: relative, and an unset or ``0`` weight means 100 for the only destination of a rule and
+  "never" for one of several (istio/api ``HTTPRouteDestination.weight``). A destination ambit cannot
+  use (no such Service, a port it does not have, no port on a Service with several, a ``subset``:
+  DestinationRule subsets are not supported yet) is dropped with a warning and its weight goes to
+  ``invalid_weight``: that share of requests answers 500 (Istio's waypoint answers 503 ``NC`` for a
+  cluster it does not know). ``headers`` of the only destination are merged into the rule's (as
+  Istio folds a single weighted cluster into the route); on one of several, ignored with a warning;
+* ``timeout`` → ``request_timeout`` (``0s``: none); ``retries``: unset → the mesh default (``retry``
+  None); ``attempts: 0`` → no retries; else ``attempts``, ``perTryTimeout`` → ``backend_timeout``,
+  ``backoff`` and ``retryOn`` as in :func:`retry_on`; ``retryRemoteLocalities`` is ignored with a
+  warning, ``retryIgnorePreviousHosts: false`` too (ambit always tries another endpoint first);
+* ``headers.request`` / ``headers.response``: ``set``, ``add``, ``remove``, names lower-cased; a name
+  that is not an HTTP token, a pseudo-header, ``host`` (Istio turns it into an authority rewrite,
+  not supported yet) or a value with CR, LF or NUL is left out with a warning;
+* ``fault``: ``delay.fixedDelay`` with ``delay.percentage.value`` (else the deprecated integer
+  ``delay.percent``); ``abort.httpStatus`` (200..599) or ``abort.grpcStatus`` (a gRPC status name,
+  ``UNAVAILABLE``) with ``abort.percentage.value``. Without a percentage no request is delayed or
+  aborted (istio/api ``HTTPFaultInjection``: "If not specified, no request will be aborted"), which
+  gets a warning since it is rarely meant. ``exponentialDelay`` and ``http2Error`` are not supported
+  (nor by Istio) and give a warning;
+* not supported yet, with a warning naming the VirtualService and the field: ``rewrite``,
+  ``mirror``, ``mirrors``, ``mirrorPercent``, ``mirrorPercentage``, ``corsPolicy`` (the rule is kept
+  without them); ``redirect``, ``directResponse``, ``delegate`` (the rule cannot stand without them
+  and is dropped); ``tcp`` and ``tls`` routes (ignored);
+* ``metadata.creationTimestamp`` → ``created`` (the order of several VirtualServices of one host).
+
+Durations are Go / protobuf-JSON durations (``10s``, ``1.5s``, ``500ms``, ``1h30m``), as Istio reads
+them. Warnings name the VirtualService (``VirtualService <ns>/<name>``) and the field. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from ambit.model.route import (
+    PATH_EXACT,
+    PATH_PREFIX,
+    PATH_REGEX,
+    VALUE_EXACT,
+    VALUE_REGEX,
+    VIRTUAL_SERVICE,
+    BackendRef,
+    FaultPolicy,
+    HeaderMatch,
+    HeaderModifier,
+    HttpRoute,
+    PathMatch,
+    QueryMatch,
+    RetryPolicy,
+    RouteMatch,
+    RouteRule,
+)
+from ambit.model.workload import Service, service_hostname
+from ambit.resources.objects import JSON, items, mapping, name_of, namespace_of, strings, text
+
+__all__ = [
+    "API_VERSIONS",
+    "GRPC_STATUS_CODES",
+    "convert_virtual_service",
+    "convert_virtual_services",
+    "merge_routes",
+    "parse_duration",
+    "retry_on",
+]
+
+ISTIO_NETWORKING_GROUP = "networking.istio.io"
+API_VERSIONS = frozenset(f"{ISTIO_NETWORKING_GROUP}/{v}" for v in ("v1", "v1beta1", "v1alpha3"))
+MESH_GATEWAY = "mesh"
+SOLE_DESTINATION_WEIGHT = 100
+MIN_ABORT_STATUS, MAX_ABORT_STATUS = 200, 599  # Istio's validateHTTPStatus / Envoy's FaultAbort
+MIN_RETRY_STATUS, MAX_RETRY_STATUS = 100, 599
+
+# gRPC status names as Istio's grpcStatus takes them (github.com/grpc/grpc doc/statuscodes.md).
+GRPC_STATUS_CODES: Mapping[str, int] = {
+    "OK": 0,
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "OUT_OF_RANGE": 11,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "DATA_LOSS": 15,
+    "UNAUTHENTICATED": 16,
+}
+
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")  # an HTTP header name (RFC 9110 token)
+_BAD_VALUE_CHARS = ("\r", "\n", "\0")
+_IGNORED_HEADER_KEYS = frozenset({"uri", "scheme", "method", "authority"})  # istio/api HTTPMatchRequest
+_PRESENT = ".*"  # a value match that any value (including an empty one) passes: "is present"
+_ROOT = RouteMatch(path=PathMatch(PATH_PREFIX, "/"))
+_KEPT_WITHOUT = ("rewrite", "mirror", "mirrors", "mirrorPercent", "mirrorPercentage", "corsPolicy")
+_CANNOT_STAND_WITHOUT = ("redirect", "directResponse", "delegate")
+_UNSUPPORTED_MATCH = ("withoutHeaders", "scheme", "sourceLabels", "sourceNamespace")
+
+# retryOn: Envoy's x-envoy-retry-on / x-envoy-retry-grpc-on conditions (router filter docs) → RetryPolicy.
+_RETRY_ON_CODES: Mapping[str, tuple[int, ...]] = {
+    "5xx": tuple(range(500, 600)),
+    "gateway-error": (502, 503, 504),
+    "retriable-4xx": (409,),
+}
+_RETRY_ON_CONNECT = frozenset({"5xx", "gateway-error", "reset", "reset-before-request", "connect-failure"})
+_RETRY_ON_REFUSED = frozenset({"5xx", "gateway-error", "reset", "reset-before-request", "refused-stream"})
+_RETRY_ON_GRPC: Mapping[str, int] = {
+    "cancelled": 1,
+    "deadline-exceeded": 4,
+    "resource-exhausted": 8,
+    "internal": 13,
+    "unavailable": 14,
+}
+
+
+class _Invalid(ValueError):
+    """A match or a condition translation cannot use; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What translating one VirtualService needs: its namespace, the Services, where warnings go."""
+
+    namespace: str
+    services: Mapping[str, Service]
+    cluster_domain: str
+    warnings: list[str]
+
+    def resolve(self, host: str) -> Service | None:
+        key = host_key(host, self.namespace, self.cluster_domain)
+        return self.services.get(key) if key is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A translated ``http[]`` rule and, for each of its matches, the port it is limited to."""
+
+    rule: RouteRule
+    ports: tuple[int | None, ...]  # one per rule.matches
+
+
+# --- small parsers --------------------------------------------------------------------------------
+
+
+def parse_duration(value: str) -> float:
+    """A Go / protobuf-JSON duration (``10s``, ``1.5s``, ``500ms``, ``1h30m``) in seconds; ValueError
+    unless it is one."""
+    if not _DURATION.fullmatch(value):
+        raise ValueError(f"{value!r} is not a duration (like '10s', '1.5s', '500ms')")
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+
+
+def host_key(host: str, namespace: str, cluster_domain: str) -> str | None:
+    """The Service key a VirtualService host names (see the module docstring), or None when it is not
+    a Service name (a wildcard, an IP, another domain)."""
+    name = host.lower().rstrip(".")
+    parts = name.split(".")
+    if not name or any(not p for p in parts) or "*" in name:
+        return None
+    if len(parts) == 1:
+        return f"{namespace}/{service_hostname(name, namespace, cluster_domain)}"
+    fqdn = service_hostname(parts[0], parts[1], cluster_domain)
+    if len(parts) == 2 or (len(parts) == 3 and parts[2] == "svc") or name == fqdn:
+        return f"{parts[1]}/{fqdn}"
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """``value`` if it is a finite number (a bool is not), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _duration(spec: JSON, field: str, what: str, warnings: list[str]) -> float | None:
+    """Seconds (0.0 for ``0s``), or None for unset or junk (junk with a warning)."""
+    value = spec.get(field)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            return parse_duration(value)
+    except ValueError:
+        pass
+    warnings.append(f"{what}: {field} {value!r} is not a duration; it is ignored")
+    return None
+
+
+def _compiled(pattern: str, what: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise _Invalid(f"{what} {pattern!r} is not a valid regular expression ({exc})") from None
+    return pattern
+
+
+# --- matches ------------------------------------------------------------------------------------
+
+
+def _string_match(spec: Any, what: str) -> tuple[str, str] | None:
+    """(kind, value) of a StringMatch; None for ``{}`` (presence). Prefix becomes a regex."""
+    if not isinstance(spec, dict):
+        raise _Invalid(f"{what} is not a string match")
+    given = [k for k in ("exact", "prefix", "regex") if isinstance(spec.get(k), str)]
+    if len(given) > 1:
+        raise _Invalid(f"{what} sets {' and '.join(given)} (only one may be set)")
+    if not given:
+        return None
+    kind, value = given[0], spec[given[0]]
+    if kind == "exact":
+        return VALUE_EXACT, value
+    if kind == "prefix":
+        return VALUE_REGEX, re.escape(value) + ".*"
+    return VALUE_REGEX, _compiled(value, f"{what} regex")
+
+
+def _value_match(spec: Any, what: str) -> tuple[str, str]:
+    found = _string_match(spec, what)
+    return found if found is not None else (VALUE_REGEX, _PRESENT)
+
+
+def _path(spec: Any, ignore_case: bool) -> PathMatch | None:
+    if not isinstance(spec, dict):
+        raise _Invalid("uri is not a string match")
+    given = [k for k in ("exact", "prefix", "regex") if isinstance(spec.get(k), str)]
+    if len(given) > 1:
+        raise _Invalid(f"uri sets {' and '.join(given)} (only one may be set)")
+    if not given:
+        return None
+    kind, value = given[0], spec[given[0]]
+    if kind == "regex":
+        return PathMatch(PATH_REGEX, _compiled(value, "uri regex"))
+    if not value.startswith("/"):
+        raise _Invalid(f"uri {kind} {value!r} is not an absolute path")
+    case = "(?i)" if ignore_case else ""
+    if kind == "exact":
+        return PathMatch(PATH_REGEX, case + re.escape(value)) if case else PathMatch(PATH_EXACT, value)
+    if value == "/":
+        return PathMatch(PATH_PREFIX, "/")
+    return PathMatch(PATH_REGEX, case + re.escape(value) + ".*")  # a plain string prefix
+
+
+def _match(spec: JSON) -> tuple[RouteMatch, int | None]:
+    for field in _UNSUPPORTED_MATCH:
+        if field in spec:
+            raise _Invalid(f"{field} is not supported")
+    path = _path(spec["uri"], spec.get("ignoreUriCase") is True) if "uri" in spec else None
+    method: str | None = None
+    if "method" in spec:
+        found = _string_match(spec["method"], "method")
+        if found is None or found[0] != VALUE_EXACT or not found[1]:
+            raise _Invalid("method matches other than a non-empty exact are not supported")
+        method = found[1]
+    headers: dict[str, HeaderMatch] = {}
+    if "authority" in spec:
+        kind, value = _value_match(spec["authority"], "authority")
+        headers["host"] = HeaderMatch("host", kind, value)
+    raw_headers = spec.get("headers")
+    for name, value_spec in (raw_headers if isinstance(raw_headers, dict) else {}).items():
+        lowered = str(name).lower()
+        if lowered in _IGNORED_HEADER_KEYS:
+            continue
+        if not _TOKEN.fullmatch(lowered):
+            raise _Invalid(f"header name {name!r} is not supported (not an HTTP token)")
+        kind, value = _value_match(value_spec, f"header {lowered}")
+        headers.setdefault(lowered, HeaderMatch(lowered, kind, value))
+    query: list[QueryMatch] = []
+    raw_query = spec.get("queryParams")
+    for name, value_spec in (raw_query if isinstance(raw_query, dict) else {}).items():
+        kind, value = _value_match(value_spec, f"query parameter {name}")
+        query.append(QueryMatch(str(name), kind, value))
+    port = _integer(spec.get("port"))
+    return RouteMatch(path=path, method=method, headers=tuple(headers.values()), query=tuple(query)), port
+
+
+def _matches(http: JSON, what: str, warnings: list[str]) -> list[tuple[RouteMatch, int | None]]:
+    """The rule's (match, port) pairs for the mesh; [(every request, None)] when it has none; [] when
+    none is left."""
+    given = items(http, "match")
+    if not given:
+        return [(_ROOT, None)]
+    found: dict[tuple[RouteMatch, int | None], None] = {}
+    for position, spec in enumerate(given):
+        gateways = strings(spec, "gateways")
+        if gateways and MESH_GATEWAY not in gateways:
+            continue  # this match is for gateways, not the mesh
+        try:
+            match, port = _match(spec)
+        except _Invalid as exc:
+            warnings.append(f"{what} match[{position}]: {exc}; that match is ignored")
+            continue
+        found[(match if match != RouteMatch() else _ROOT, port)] = None
+    return list(found)
+
+
+# --- headers ------------------------------------------------------------------------------------
+
+
+def _header_pairs(entries: Any, what: str, warnings: list[str]) -> tuple[tuple[str, str], ...]:
+    found: dict[str, str] = {}
+    for name, value in (entries if isinstance(entries, dict) else {}).items():
+        lowered = str(name).lower()
+        if not isinstance(value, str):
+            warnings.append(f"{what}: the value of header {name!r} is not a string; left out")
+        elif not _TOKEN.fullmatch(lowered):
+            warnings.append(
+                f"{what}: header name {name!r} is not valid (pseudo-headers cannot be set); left out"
+            )
+        elif lowered == "host":
+            warnings.append(f"{what}: setting host (an authority rewrite) is not supported yet; left out")
+        elif any(c in value for c in _BAD_VALUE_CHARS):
+            warnings.append(f"{what}: the value of header {name} contains CR, LF or NUL; left out")
+        else:
+            found.setdefault(lowered, value)
+    return tuple(found.items())
+
+
+def _operations(spec: Any, what: str, warnings: list[str]) -> HeaderModifier | None:
+    if not isinstance(spec, dict):
+        return None
+    remove: dict[str, None] = {}
+    for name in strings(spec, "remove"):
+        if _TOKEN.fullmatch(name):
+            remove[name.lower()] = None
+        else:
+            warnings.append(f"{what}: header name {name!r} is not valid; left out")
+    modifier = HeaderModifier(
+        set=_header_pairs(spec.get("set"), what, warnings),
+        add=_header_pairs(spec.get("add"), what, warnings),
+        remove=tuple(remove),
+    )
+    return modifier if modifier != HeaderModifier() else None
+
+
+def _headers(
+    spec: JSON, what: str, warnings: list[str]
+) -> tuple[HeaderModifier | None, HeaderModifier | None]:
+    headers = mapping(spec, "headers")
+    return (
+        _operations(headers.get("request"), f"{what} headers.request", warnings),
+        _operations(headers.get("response"), f"{what} headers.response", warnings),
+    )
+
+
+def _merged(first: HeaderModifier | None, then: HeaderModifier | None) -> HeaderModifier | None:
+    """``first`` then ``then`` as one modifier: a later ``set`` of a name wins, ``add`` and ``remove``
+    accumulate (Envoy applies the route's header operations, then the cluster's)."""
+    if first is None or then is None:
+        return first if then is None else then
+    sets = dict(first.set)
+    sets.update(then.set)
+    return HeaderModifier(
+        set=tuple(sets.items()),
+        add=first.add + then.add,
+        remove=tuple(dict.fromkeys(first.remove + then.remove)),
+    )
+
+
+# --- destinations -------------------------------------------------------------------------------
+
+
+def _destinations(
+    http: JSON, scope: _Scope, what: str
+) -> tuple[tuple[BackendRef, ...], int, tuple[HeaderModifier | None, HeaderModifier | None]]:
+    """(the usable destinations with a weight, the weight of the dropped ones, the header operations of
+    the only destination)."""
+    warnings = scope.warnings
+    given = items(http, "route")
+    sole = len(given) == 1
+    backends: list[BackendRef] = []
+    invalid = 0
+    headers: tuple[HeaderModifier | None, HeaderModifier | None] = (None, None)
+    for position, entry in enumerate(given):
+        weight = _integer(entry.get("weight")) or 0
+        if weight <= 0:
+            if not sole:
+                continue  # weight 0 among several: never used
+            weight = SOLE_DESTINATION_WEIGHT
+        destination = mapping(entry, "destination")
+        host = text(destination, "host")
+        shown = f"{what} route[{position}] ({host or 'no host'})"
+        service = scope.resolve(host) if host else None
+        port = _integer(mapping(destination, "port").get("number"))
+        problem: str | None = None
+        if service is None:
+            problem = "names no Service of the cluster"
+        elif text(destination, "subset"):
+            problem = f"subset {text(destination, 'subset')!r} is not supported yet (DestinationRule subsets)"
+        elif port is None and len(service.ports) != 1:
+            problem = f"has no port.number and the Service has {len(service.ports)} ports"
+        elif port is not None and all(p.port != port for p in service.ports):
+            problem = f"port {port} is not a port of the Service"
+        if problem is not None or service is None:
+            warnings.append(f"{shown}: {problem}; its share of requests (weight {weight}) answers 500")
+            invalid += weight
+            continue
+        if "headers" in entry:
+            operations = _headers(entry, shown, warnings)
+            if sole:
+                headers = operations
+            else:
+                warnings.append(
+                    f"{shown}: headers on one of several destinations are not supported yet; they are ignored"
+                )
+        backends.append(BackendRef(service.key, port if port is not None else service.ports[0].port, weight))
+    return tuple(backends), invalid, headers
+
+
+# --- retries --------------------------------------------------------------------------------------
+
+
+def retry_on(attempts: int, value: str, what: str, warnings: list[str]) -> RetryPolicy:
+    """The RetryPolicy of ``retries.retryOn`` (a comma-separated list), as Istio's ``parseRetryOn``
+    reads it (a number is a status code to retry, the rest are Envoy conditions) and as Envoy's router
+    applies the conditions:
+
+    ======================== ===================================================================
+    retryOn                  RetryPolicy
+    ======================== ===================================================================
+    ``5xx``                  codes 500..599, connect failure, refused stream
+    ``gateway-error``        codes 502, 503, 504, connect failure, refused stream
+    ``reset``                connect failure, refused stream (1)
+    ``reset-before-request`` connect failure, refused stream
+    ``connect-failure``      connect failure
+    ``refused-stream``       refused stream
+    ``retriable-4xx``        code 409
+    ``<status>`` (100..599)  that code (Istio adds ``retriable-status-codes`` for it)
+    ``retriable-status-codes``  nothing by itself: the listed codes
+    ``cancelled``, ``deadline-exceeded``, ``internal``, ``resource-exhausted``, ``unavailable``
+                             that gRPC status (1, 4, 13, 8, 14) in the response
+    anything else            ignored, with a warning (``retriable-headers``,
+                             ``envoy-ratelimited``, ``http3-post-connect-failure``, unknown names)
+    ======================== ===================================================================
+
+    (1) and, with ``5xx`` and ``gateway-error``, Envoy also retries a reset or a per-try timeout after
+    the request was sent; ambit's waypoint never retries those (its retries only replay what cannot
+    have reached the application, or a response it may retry), which the warning for ``reset`` says.
+    Unlike Istio's default policy, an explicit ``retryOn`` holds exactly the conditions it lists."""
+    codes: dict[int, None] = {}
+    grpc: dict[int, None] = {}
+    connect = refused = False
+    for raw in value.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        if part.isdigit():
+            status = int(part)
+            if MIN_RETRY_STATUS <= status <= MAX_RETRY_STATUS:
+                codes[status] = None
+            else:
+                warnings.append(f"{what}: retryOn status {part} is not in 100..599; left out")
+            continue
+        connect = connect or part in _RETRY_ON_CONNECT
+        refused = refused or part in _RETRY_ON_REFUSED
+        codes.update(dict.fromkeys(_RETRY_ON_CODES.get(part, ())))
+        if part in _RETRY_ON_GRPC:
+            grpc[_RETRY_ON_GRPC[part]] = None
+        elif part == "reset":
+            warnings.append(
+                f"{what}: retryOn reset retries connect failures and refused streams only "
+                "(ambit does not retry a request the upstream reset after it was sent)"
+            )
+        elif part not in _RETRY_ON_CONNECT | _RETRY_ON_REFUSED | set(_RETRY_ON_CODES) | {
+            "retriable-status-codes"
+        }:
+            warnings.append(f"{what}: retryOn {part!r} is not supported; it is ignored")
+    return RetryPolicy(
+        attempts=attempts,
+        codes=tuple(sorted(codes)),
+        retry_on_connect_failure=connect,
+        retry_on_refused_stream=refused,
+        retriable_grpc_statuses=tuple(sorted(grpc)),
+    )
+
+
+def _retries(http: JSON, what: str, warnings: list[str]) -> tuple[RetryPolicy | None, float | None]:
+    """(the retry policy, None for the mesh default; the per-try timeout)."""
+    spec = http.get("retries")
+    if not isinstance(spec, dict):
+        return None, None
+    rwhat = f"{what} retries"
+    attempts = _integer(spec.get("attempts", 0))  # unset is 0 (proto3), which disables retries
+    if attempts is None or attempts < 0:
+        warnings.append(f"{rwhat}: attempts {spec.get('attempts')!r} is not a count; retries are disabled")
+        attempts = 0
+    if attempts == 0:
+        return RetryPolicy(attempts=0), None  # istio/api HTTPRetry.attempts: "If 0, retries will be disabled"
+    if "retryRemoteLocalities" in spec:
+        warnings.append(f"{rwhat}: retryRemoteLocalities is not supported; it is ignored")
+    if spec.get("retryIgnorePreviousHosts") is False:
+        warnings.append(
+            f"{rwhat}: retryIgnorePreviousHosts false is not supported (ambit always prefers a new host)"
+        )
+    raw = spec.get("retryOn")
+    policy = (
+        retry_on(attempts, raw, rwhat, warnings)
+        if isinstance(raw, str) and raw.strip()
+        else RetryPolicy(attempts=attempts)  # Istio's default conditions with these attempts
+    )
+    backoff = _duration(spec, "backoff", rwhat, warnings)
+    per_try = _duration(spec, "perTryTimeout", rwhat, warnings)
+    return replace(policy, backoff=backoff or None), per_try or None
+
+
+# --- fault ----------------------------------------------------------------------------------------
+
+
+def _percentage(spec: JSON, what: str, warnings: list[str], *, legacy: bool) -> float:
+    """The percentage of requests (``percentage.value``, else the integer ``percent`` when ``legacy``);
+    0 when unset (with a warning), or out of range (with a warning)."""
+    if "percentage" in spec:
+        value = _number(mapping(spec, "percentage").get("value"))
+    elif legacy and "percent" in spec:
+        value = _number(spec.get("percent"))
+    else:
+        warnings.append(f"{what}: no percentage, so no request gets it (as Istio); set percentage.value")
+        return 0.0
+    if value is None or not 0.0 <= value <= 100.0:
+        warnings.append(f"{what}: the percentage is not a number in 0..100; no request gets it")
+        return 0.0
+    return value
+
+
+def _fault(http: JSON, what: str, warnings: list[str]) -> FaultPolicy | None:
+    spec = http.get("fault")
+    if not isinstance(spec, dict):
+        return None
+    delay: float | None = None
+    delay_percent = 0.0
+    if isinstance(spec.get("delay"), dict):
+        dspec, dwhat = spec["delay"], f"{what} fault.delay"
+        if "exponentialDelay" in dspec:
+            warnings.append(f"{dwhat}: exponentialDelay is not supported (nor by Istio); it is ignored")
+        fixed = _duration(dspec, "fixedDelay", dwhat, warnings)
+        if fixed:
+            delay = fixed
+            delay_percent = _percentage(dspec, dwhat, warnings, legacy=True)
+        else:
+            warnings.append(f"{dwhat}: no fixedDelay above zero; no delay")
+    status: int | None = None
+    grpc_status: int | None = None
+    abort_percent = 0.0
+    if isinstance(spec.get("abort"), dict):
+        aspec, awhat = spec["abort"], f"{what} fault.abort"
+        if "http2Error" in aspec:
+            warnings.append(f"{awhat}: http2Error is not supported (nor by Istio); it is ignored")
+        if "httpStatus" in aspec:
+            status = _integer(aspec.get("httpStatus"))
+            if status is None or not MIN_ABORT_STATUS <= status <= MAX_ABORT_STATUS:
+                warnings.append(
+                    f"{awhat}: httpStatus {aspec.get('httpStatus')!r} is not in 200..599; no abort"
+                )
+                status = None
+            elif "grpcStatus" in aspec:
+                warnings.append(f"{awhat}: both httpStatus and grpcStatus are set; httpStatus is used")
+        elif "grpcStatus" in aspec:
+            name = aspec.get("grpcStatus")
+            grpc_status = GRPC_STATUS_CODES.get(name) if isinstance(name, str) else None
+            if grpc_status is None:
+                warnings.append(
+                    f"{awhat}: grpcStatus {name!r} is not a gRPC status name (like UNAVAILABLE); no abort"
+                )
+        if status is not None or grpc_status is not None:
+            abort_percent = _percentage(aspec, awhat, warnings, legacy=False)
+        elif "httpStatus" not in aspec and "grpcStatus" not in aspec:
+            warnings.append(f"{awhat}: neither httpStatus nor grpcStatus; no abort")
+    if delay is None and status is None and grpc_status is None:
+        return None
+    return FaultPolicy(
+        delay=delay,
+        delay_percent=delay_percent,
+        abort_status=status,
+        abort_grpc_status=grpc_status,
+        abort_percent=abort_percent,
+    )
+
+
+# --- rules and routes -----------------------------------------------------------------------------
+
+
+def _rule(position: int, http: JSON, scope: _Scope, what: str) -> _Rule | None:
+    warnings = scope.warnings
+    rwhat = f"{what} http[{position}]" + (f" ({text(http, 'name')})" if text(http, "name") else "")
+    for field in _CANNOT_STAND_WITHOUT:
+        if field in http:
+            warnings.append(
+                f"{rwhat}: {field} is not supported yet; the rule cannot stand without it and is ignored"
+            )
+            return None
+    pairs = _matches(http, rwhat, warnings)
+    if not pairs:
+        if any(
+            not strings(m, "gateways") or MESH_GATEWAY in strings(m, "gateways") for m in items(http, "match")
+        ):
+            warnings.append(f"{rwhat}: no usable match; the rule is ignored")
+        return None
+    for field in _KEPT_WITHOUT:
+        if field in http:
+            warnings.append(f"{rwhat}: {field} is not supported yet; the rest of the rule is kept")
+    if not items(http, "route"):
+        warnings.append(f"{rwhat}: no route destination; requests it takes answer 500")
+    backends, invalid, (dst_request, dst_response) = _destinations(http, scope, rwhat)
+    request_headers, response_headers = _headers(http, rwhat, warnings)
+    retry, per_try = _retries(http, rwhat, warnings)
+    timeout = _duration(http, "timeout", rwhat, warnings)
+    rule = RouteRule(
+        index=position,
+        matches=tuple(match for match, _port in pairs),
+        backends=backends,
+        request_headers=_merged(request_headers, dst_request),
+        response_headers=_merged(response_headers, dst_response),
+        request_timeout=timeout or None,
+        backend_timeout=per_try,
+        retry=retry,
+        invalid_weight=invalid,
+        fault=_fault(http, rwhat, warnings),
+    )
+    return _Rule(rule, tuple(port for _match, port in pairs))
+
+
+def _on_port(rules: Iterable[_Rule], port: int) -> tuple[RouteRule, ...]:
+    """The rules as they apply to ``port``: each with the matches for that port (or for every port)."""
+    out: list[RouteRule] = []
+    for entry in rules:
+        matches = tuple(m for m, p in zip(entry.rule.matches, entry.ports, strict=True) if p in (None, port))
+        if matches:
+            out.append(replace(entry.rule, matches=matches))
+    return tuple(out)
+
+
+def _targets(spec: JSON, scope: _Scope, what: str) -> list[Service]:
+    """The host Services this VirtualService applies to, in ``hosts`` order, each once."""
+    found: dict[str, Service] = {}
+    for host in strings(spec, "hosts"):
+        service = scope.resolve(host)
+        if service is None:
+            kind = "a wildcard" if "*" in host else "not a Service of the cluster"
+            scope.warnings.append(
+                f"{what}: host {host!r} is {kind} (only Service hosts are supported); that host is ignored"
+            )
+            continue
+        waypoint_ns = service.waypoint.namespace if service.waypoint is not None else None
+        if scope.namespace not in (service.namespace, waypoint_ns):
+            scope.warnings.append(
+                f"{what}: host {host!r} is Service {service.key}, in another namespace than the "
+                "VirtualService and its waypoint (as Istio, it must be in one of them); that host is ignored"
+            )
+            continue
+        found.setdefault(service.key, service)
+    return list(found.values())
+
+
+def _created(obj: JSON, what: str, warnings: list[str]) -> str:
+    created = text(mapping(obj, "metadata"), "creationTimestamp")
+    if created:
+        try:
+            datetime.fromisoformat(created)
+        except ValueError:
+            warnings.append(f"{what}: creationTimestamp {created!r} is not RFC 3339; taken as unknown")
+            return ""
+    return created
+
+
+def convert_virtual_service(
+    obj: JSON, services: Mapping[str, Service], *, cluster_domain: str, warnings: list[str]
+) -> list[HttpRoute]:
+    """The ``HttpRoute`` values of one VirtualService: one per host Service (per port when a match names
+    a port); [] for one that does not apply to the mesh or names no Service."""
+    ns, name = namespace_of(obj) or "default", name_of(obj)
+    what = f"VirtualService {ns}/{name}"
+    if text(obj, "kind") != VIRTUAL_SERVICE:
+        return []
+    if text(obj, "apiVersion") not in API_VERSIONS:
+        warnings.append(
+            f"{what}: apiVersion {text(obj, 'apiVersion')!r} is not {ISTIO_NETWORKING_GROUP}; ignored"
+        )
+        return []
+    spec = mapping(obj, "spec")
+    gateways = strings(spec, "gateways")
+    if gateways and MESH_GATEWAY not in gateways:
+        return []  # routes for gateways only: another controller's
+    scope = _Scope(ns, services, cluster_domain, warnings)
+    targets = _targets(spec, scope, what)
+    if not targets:
+        return []
+    for field in ("tcp", "tls"):
+        if items(spec, field):
+            warnings.append(f"{what}: {field} routes are not supported yet; they are ignored")
+    rules = [
+        r for i, http in enumerate(items(spec, "http")) if (r := _rule(i, http, scope, what)) is not None
+    ]
+    if not rules:  # nothing for the waypoint: the Service keeps its Gateway API routes, if any
+        if items(spec, "http"):
+            warnings.append(f"{what}: no http rule the waypoint can apply; the VirtualService is ignored")
+        return []
+    created = _created(obj, what, warnings)
+    out: list[HttpRoute] = []
+    by_port = any(port is not None for r in rules for port in r.ports)
+    for service in targets:
+        if not by_port:
+            out.append(
+                HttpRoute(VIRTUAL_SERVICE, name, ns, created, service.key, None, tuple(r.rule for r in rules))
+            )
+            continue
+        ports = {p.port for p in service.ports}
+        for port in sorted({p for r in rules for p in r.ports if p is not None} - ports):
+            warnings.append(f"{what}: a match names port {port}, which Service {service.key} does not have")
+        for port in sorted(ports):
+            on_port = _on_port(rules, port)
+            if on_port:
+                out.append(HttpRoute(VIRTUAL_SERVICE, name, ns, created, service.key, port, on_port))
+    return out
+
+
+def convert_virtual_services(
+    objects: Iterable[JSON], services: Mapping[str, Service], *, cluster_domain: str, warnings: list[str]
+) -> dict[str, HttpRoute]:
+    """Every VirtualService route value by ``HttpRoute.key``; problems are appended to ``warnings``.
+    ``services`` are the translated Services by key."""
+    out: dict[str, HttpRoute] = {}
+    for obj in objects:
+        try:
+            values = convert_virtual_service(obj, services, cluster_domain=cluster_domain, warnings=warnings)
+        except Exception as exc:  # one odd object must not stop translation for everyone
+            warnings.append(f"VirtualService {namespace_of(obj)}/{name_of(obj)}: not translated: {exc!r}")
+            continue
+        for route in values:
+            out[route.key] = route
+    return out
+
+
+def merge_routes(
+    gateway_routes: Mapping[str, HttpRoute], virtual_routes: Mapping[str, HttpRoute], warnings: list[str]
+) -> dict[str, HttpRoute]:
+    """Every route a waypoint gets: the VirtualService routes, and the Gateway API routes of the Services
+    that have none. A Gateway API route of a Service that has a VirtualService is left out with a
+    warning (ambit's rule for mixing them; see the module docstring)."""
+    covered: dict[str, list[str]] = {}
+    for route in virtual_routes.values():
+        names = covered.setdefault(route.service_key, [])
+        if route.route_key not in names:
+            names.append(route.route_key)
+    out: dict[str, HttpRoute] = {}
+    for key, route in gateway_routes.items():
+        shadowing = covered.get(route.service_key)
+        if shadowing is None:
+            out[key] = route
+            continue
+        warnings.append(
+            f"{route.kind} {route.route_key}: Service {route.service_key} has VirtualService "
+            f"{', '.join(sorted(shadowing))}; ambit does not mix VirtualService and Gateway API routes on "
+            "one Service, so this route is ignored there"
+        )
+    out.update(virtual_routes)
+    return out
