@@ -546,3 +546,73 @@ def test_outlier_detection_ejects_a_failing_backend_inline(cluster: str) -> None
         assert second[0] - first[-1] < 5.5, "it came back after the base ejection time"
     finally:
         h.delete("DestinationRule", "outlier", NS)
+
+
+POOL_RULE = f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: helloworld-pool
+  namespace: {NS}
+spec:
+  host: helloworld
+  trafficPolicy:
+    connectionPool:
+      http:
+        http2MaxRequests: 2
+"""
+CONCURRENT = r"""
+import http.client, json, sys, threading
+host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+statuses, lock = {}, threading.Lock()
+def one():
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("GET", path)
+    status = conn.getresponse().status
+    with lock:
+        statuses[status] = statuses.get(status, 0) + 1
+threads = [threading.Thread(target=one) for _ in range(n)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(statuses))
+"""
+
+
+def test_connection_pool_overflow_answers_503_uo(cluster: str) -> None:
+    """With at most 2 requests in flight to helloworld, 12 concurrent 1-second requests: 2 per waypoint
+    replica get through at a time, the rest are answered 503 with response flag UO at once."""
+    h = ClusterHandle(cluster)
+    client = next(p for p in pods(cluster) if p["metadata"]["labels"].get("app") == "curl")["metadata"][
+        "name"
+    ]
+
+    def burst() -> dict[str, int]:
+        argv = ["python3", "-c", CONCURRENT, "helloworld", "5000", "/delay/1", "12"]
+        return dict(json.loads(h.exec(argv, pod=client, namespace=NS, timeout=60).stdout))
+
+    assert burst() == {"200": 12}, "control: without a limit every request gets through"
+    h.apply(POOL_RULE)
+    try:
+        wait_for(lambda: waypoints_have_policy(cluster, "helloworld-pool"), "the rule in every waypoint", 30)
+        statuses = burst()
+        assert set(statuses) == {"200", "503"}, statuses
+        assert 2 <= statuses["200"] <= 4, statuses  # 2 per replica (the client ztunnel spreads connections)
+        assert waypoint_flag_count(cluster, "UO") >= statuses["503"]
+    finally:
+        h.delete("DestinationRule", "helloworld-pool", NS)
+
+
+def waypoint_flag_count(cluster: str, flag: str) -> float:
+    h = ClusterHandle(cluster)
+    total = 0.0
+    for pod in pods(cluster):
+        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
+            continue
+        text = h.exec(
+            ["curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"],
+            pod=pod["metadata"]["name"],
+            namespace=NS,
+        ).stdout
+        for line in text.splitlines():
+            if line.startswith("istio_requests_total{") and f'response_flags="{flag}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+    return total
