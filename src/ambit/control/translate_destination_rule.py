@@ -62,7 +62,7 @@ from ambit.model.traffic_policy import (
 )
 from ambit.model.workload import Service, service_hostname
 from ambit.resources.durations import MILLISECOND, SECOND, parse_go_nanos
-from ambit.resources.objects import JSON, mapping, name_of, namespace_of, text
+from ambit.resources.objects import JSON, mapping, name_of, namespace_of, service_for_host, text
 
 NETWORKING_GROUP = "networking.istio.io"
 KIND = "DestinationRule"
@@ -114,15 +114,8 @@ def _integer(value: Any) -> int | None:
 
 def resolve_host(host: str, namespace: str, cluster_domain: str) -> tuple[str, str] | None:
     """(Service namespace, Service name) that a DestinationRule ``host`` in ``namespace`` names, or None
-    when it names no Kubernetes Service (see the module docstring for the accepted forms)."""
-    if not host or "*" in host:
-        return None
-    if "." not in host:
-        return namespace, host
-    parts = host.split(".")
-    suffix = ["svc", *cluster_domain.split(".")]
-    known_form = len(parts) == 2 or (len(parts) == 3 and parts[2] == "svc") or parts[2:] == suffix
-    return (parts[1], parts[0]) if known_form and all(parts[:2]) else None
+    when it names no Kubernetes Service (``ambit.resources.objects.service_for_host``)."""
+    return service_for_host(host, namespace, cluster_domain)
 
 
 def _created(obj: JSON, what: str, warnings: list[str]) -> datetime:

@@ -109,7 +109,17 @@ from ambit.model.route import (
     RouteRule,
 )
 from ambit.model.workload import Service, service_hostname
-from ambit.resources.objects import JSON, items, mapping, name_of, namespace_of, strings, text
+from ambit.resources.durations import parse_go_duration
+from ambit.resources.objects import (
+    JSON,
+    items,
+    mapping,
+    name_of,
+    namespace_of,
+    service_for_host,
+    strings,
+    text,
+)
 
 __all__ = [
     "API_VERSIONS",
@@ -149,9 +159,6 @@ GRPC_STATUS_CODES: Mapping[str, int] = {
     "UNAUTHENTICATED": 16,
 }
 
-_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+")
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")  # an HTTP header name (RFC 9110 token)
 _BAD_VALUE_CHARS = ("\r", "\n", "\0")
 _IGNORED_HEADER_KEYS = frozenset({"uri", "scheme", "method", "authority"})  # istio/api HTTPMatchRequest
@@ -208,26 +215,21 @@ class _Rule:
 
 
 def parse_duration(value: str) -> float:
-    """A Go / protobuf-JSON duration (``10s``, ``1.5s``, ``500ms``, ``1h30m``) in seconds; ValueError
-    unless it is one."""
-    if not _DURATION.fullmatch(value):
-        raise ValueError(f"{value!r} is not a duration (like '10s', '1.5s', '500ms')")
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+    """A Go / protobuf-JSON duration (``10s``, ``1.5s``, ``500ms``, ``1h30m``) in seconds, not negative;
+    ValueError unless it is one (``ambit.resources.durations``)."""
+    seconds = parse_go_duration(value)
+    if seconds < 0:
+        raise ValueError(f"{value!r} is a negative duration")
+    return seconds
 
 
 def host_key(host: str, namespace: str, cluster_domain: str) -> str | None:
-    """The Service key a VirtualService host names (see the module docstring), or None when it is not
-    a Service name (a wildcard, an IP, another domain)."""
-    name = host.lower().rstrip(".")
-    parts = name.split(".")
-    if not name or any(not p for p in parts) or "*" in name:
+    """The Service key a VirtualService host names (``ambit.resources.objects.service_for_host``), or
+    None when it is not a Service name (a wildcard, an IP, another domain)."""
+    found = service_for_host(host, namespace, cluster_domain)
+    if found is None:
         return None
-    if len(parts) == 1:
-        return f"{namespace}/{service_hostname(name, namespace, cluster_domain)}"
-    fqdn = service_hostname(parts[0], parts[1], cluster_domain)
-    if len(parts) == 2 or (len(parts) == 3 and parts[2] == "svc") or name == fqdn:
-        return f"{parts[1]}/{fqdn}"
-    return None
+    return f"{found[0]}/{service_hostname(found[1], found[0], cluster_domain)}"
 
 
 def _number(value: Any) -> float | None:

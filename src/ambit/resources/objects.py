@@ -296,3 +296,30 @@ def pod_placement(pod: Any) -> PodPlacement | None:
         node=node,
         phase=current if current in POD_PHASES else "Unknown",
     )
+
+
+def service_for_host(
+    host: str, namespace: str, cluster_domain: str = "cluster.local"
+) -> tuple[str, str] | None:
+    """(namespace, name) of the Service an Istio host (VirtualService ``hosts``, DestinationRule
+    ``host``) names from ``namespace``, or None when it names none (a wildcard, an IP, another domain).
+
+    Accepted forms: ``name`` (the Service in ``namespace``), ``name.ns``, ``name.ns.svc`` and the FQDN
+    ``name.ns.svc.<cluster domain>`` (also written absolute, with a trailing dot); case-insensitive.
+    The result is a candidate: ``example.com`` reads as Service ``example`` of namespace ``com``, so
+    callers check that the Service exists (then an external host stays external). Istio itself expands only
+    names without a dot; the two middle forms are ambit's, so translation warns when one is used.
+    """
+    name = host.lower()
+    absolute = name.endswith(".")
+    parts = name.removesuffix(".").split(".")
+    if not name or any(not p for p in parts) or "*" in name:
+        return None
+    fqdn = parts[2:] == ["svc", *cluster_domain.split(".")]
+    if absolute and not fqdn:
+        return None  # only the full name may be written absolute
+    if len(parts) == 1:
+        return namespace, parts[0]
+    if len(parts) == 2 or (len(parts) == 3 and parts[2] == "svc") or fqdn:
+        return parts[1], parts[0]
+    return None

@@ -219,7 +219,10 @@ def test_resolve_host() -> None:
     assert resolve_host("web.a", "ns", "cluster.local") == ("a", "web")
     assert resolve_host("web.a.svc", "ns", "cluster.local") == ("a", "web")
     assert resolve_host("web.a.svc.cluster.local", "ns", "cluster.local") == ("a", "web")
-    for host in ("", "*", "web.a.svc.cluster", "web.a.b", ".a", "web.", "web.a.svc.cluster.local."):
+    # the same rule as VirtualService hosts (resources/objects.py::service_for_host): the full name may
+    # be written absolute, a short one may not
+    assert resolve_host("web.a.svc.cluster.local.", "ns", "cluster.local") == ("a", "web")
+    for host in ("", "*", "web.a.svc.cluster", "web.a.b", ".a", "web.", "web.a."):
         assert resolve_host(host, "ns", "cluster.local") is None, host
 
 

@@ -250,3 +250,27 @@ def test_accessors_read_metadata() -> None:
     assert (name_of(thing), namespace_of(thing), uid_of(thing)) == ("x", "shop", "u")
     assert labels(thing) == {"a": "1"}  # non-string values are not labels
     assert annotations_of(thing) == {"b": "2"}
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("web", ("ns", "web")),
+        ("Web", ("ns", "web")),
+        ("web.a", ("a", "web")),
+        ("web.a.svc", ("a", "web")),
+        ("web.a.svc.cluster.local", ("a", "web")),
+        ("web.a.svc.cluster.local.", ("a", "web")),
+        ("web.", None),
+        ("web.a.", None),
+        ("*.a.svc.cluster.local", None),
+        ("example.com", ("com", "example")),  # a candidate only: callers check the Service exists
+        ("10.96.0.10", None),
+        ("web.a.svc.other.domain", None),
+        ("", None),
+    ],
+)
+def test_service_for_host(host: str, expected: tuple[str, str] | None) -> None:
+    from ambit.resources.objects import service_for_host
+
+    assert service_for_host(host, "ns") == expected
