@@ -108,6 +108,20 @@ def ejection_views(
 
 
 @dataclass(frozen=True, slots=True)
+class OutlierView:
+    """One endpoint as a waypoint's outlier detection (DestinationRule) sees it."""
+
+    service: str  # the Service key whose policy tracks it
+    uid: str
+    name: str  # namespace/name of the endpoint's pod, when the config still knows it
+    ejected: bool
+    remaining: float | None  # seconds until the interval sweep that returns it; None when not ejected
+    ejections: int  # how many times it has been ejected
+    consecutive_5xx: int
+    consecutive_gateway_errors: int
+
+
+@dataclass(frozen=True, slots=True)
 class WaypointView:
     """What a waypoint replica serves: its Gateway, its identity, and the destinations bound to it (its
     routes: each service key and workload uid whose traffic comes to it; their endpoints are in
@@ -151,6 +165,7 @@ class ConfigDump:
     certificates: Mapping[str, CertificateView] = field(default_factory=dict)  # by SPIFFE ID
     connections: tuple[ConnectionView, ...] = ()  # oldest first
     ejections: tuple[EjectionView, ...] = ()  # by uid
+    outliers: tuple[OutlierView, ...] = ()  # a waypoint's outlier detection, by service then uid
     inbound_connections: int = 0
     pool_connections: int = 0
     heap: HeapView | None = None
@@ -193,6 +208,6 @@ def _shaped(f: dataclasses.Field[Any], value: object) -> bool:
         "certificates",
     ):
         return isinstance(value, dict)
-    if f.name in ("connections", "ejections"):
+    if f.name in ("connections", "ejections", "outliers"):
         return isinstance(value, list)
     return True

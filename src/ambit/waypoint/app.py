@@ -249,6 +249,7 @@ class WaypointApp:
                 if isinstance(identity, Identity)
             },
             ejections=self.router.ejection_views(snapshot) if self.router is not None else (),
+            outliers=self.router.outlier_views(snapshot) if self.router is not None else (),
             xds=None if xds is None else XdsView(xds.address, xds.synced.is_set(), xds.last_error),
             waypoint=WaypointView(
                 gateway=f"{self.config.namespace}/{self.config.gateway}",

@@ -72,7 +72,7 @@ from ambit.net.pool import HbonePool, PoolKey
 from ambit.protocol.authority import parse_authority
 from ambit.protocol.hbone import request_headers
 from ambit.protocol.paths import WAYPOINT_NORMALIZATION, PathError, normalize_target
-from ambit.proxy.config_dump import EjectionView, ejection_views
+from ambit.proxy.config_dump import EjectionView, OutlierView, ejection_views
 from ambit.routing import HbonePlan, OutboundPlan, RouteError, outbound_candidates
 from ambit.routing.ejection import Ejections
 from ambit.routing.http_routes import (
@@ -290,6 +290,30 @@ class WaypointRouter:
         self._tables: dict[tuple[str, int], RouteTable | None] = {}
         self._tables_version = ""
         self._traffic: dict[str, ServiceTraffic] = {}  # by service key (DestinationRule state)
+
+    def outlier_views(self, snapshot: Snapshot) -> tuple[OutlierView, ...]:
+        """Every endpoint the outlier detection of a Service's DestinationRule tracks (config dump)."""
+        now = time.monotonic()
+        views: list[OutlierView] = []
+        for key in sorted(self._traffic):
+            outliers = self._traffic[key].outliers
+            for host in outliers.state(now) if outliers is not None else ():
+                endpoint = snapshot.workloads.get(host.uid)
+                views.append(
+                    OutlierView(
+                        service=key,
+                        uid=host.uid,
+                        name=f"{endpoint.namespace}/{endpoint.name}" if endpoint is not None else "",
+                        ejected=host.ejected,
+                        remaining=None
+                        if host.returns_at is None
+                        else round(max(host.returns_at - now, 0.0), 3),
+                        ejections=host.ejections,
+                        consecutive_5xx=host.consecutive_5xx,
+                        consecutive_gateway_errors=host.consecutive_gateway_errors,
+                    )
+                )
+        return tuple(views)
 
     def ejection_views(self, snapshot: Snapshot) -> tuple[EjectionView, ...]:
         return ejection_views(self.ejections, snapshot.workloads, time.monotonic())

@@ -519,9 +519,10 @@ spec:
 
 
 def test_outlier_detection_ejects_a_failing_backend_inline(cluster: str) -> None:
-    """`broken` answers 503 to everything, `fine` 200. With consecutive5xxErrors 3 and a 4 s base
-    ejection: exactly 3 failures, then none while it is ejected (4 s), then 3 more when it is back, then
-    none for 8 s (base x its second ejection)."""
+    """`broken` answers 503 to everything, `fine` 200. With consecutive5xxErrors 3, a 4 s base ejection
+    and a 1 s interval: exactly 3 failures, then none while it is ejected (4 s: base x 1), 3 more when it
+    is back, none for 8 s (base x 2), 3 more, then none for 12 s (past the end of the 20 s trace).
+    Returns happen at interval sweeps, so each gap is its ejection time plus at most one interval."""
     h = ClusterHandle(cluster)
     h.apply(OUTLIER_RULE)
     try:
@@ -539,11 +540,21 @@ def test_outlier_detection_ejects_a_failing_backend_inline(cluster: str) -> None
             return [(t, s) for t, s in json.loads(out.stdout)]
 
         wait_for(lambda: waypoints_have_policy(cluster, "outlier"), "the rule in every waypoint", 30)
-        failures = [t for t, s in trace(11.0) if s == 503]  # the third ejection would end at ~12.5 s
-        assert len(failures) == 6, failures
-        first, second = failures[:3], failures[3:]
-        assert second[0] - first[-1] >= 4.0, "nothing reached it during its first ejection (4 s)"
-        assert second[0] - first[-1] < 5.5, "it came back after the base ejection time"
+        failures = [t for t, s in trace(20.0) if s == 503]
+        assert len(failures) == 9, failures
+        bursts = [failures[0:3], failures[3:6], failures[6:9]]
+        first_gap, second_gap = bursts[1][0] - bursts[0][-1], bursts[2][0] - bursts[1][-1]
+        assert 4.0 <= first_gap < 5.5, ("nothing reached it during its first ejection (4 s)", failures)
+        assert 8.0 <= second_gap < 9.5, ("its second ejection lasted base x 2 (8 s)", failures)
+        tracked = []  # the replica that carried the trace shows `broken` ejected a third time
+        for pod in pods(cluster):
+            if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") == "waypoint":
+                url = "http://127.0.0.1:15000/config_dump"
+                dump = json.loads(
+                    h.exec(["curl", "-s", "-m", "5", url], pod=pod["metadata"]["name"], namespace=NS).stdout
+                )
+                tracked += [o for o in dump.get("outliers", []) if o["name"] == f"{NS}/broken"]
+        assert any(o["ejected"] and o["ejections"] == 3 for o in tracked), tracked
     finally:
         h.delete("DestinationRule", "outlier", NS)
 

@@ -49,6 +49,7 @@ from ambit.proxy.config_dump import (
     Counts,
     EjectionView,
     HeapView,
+    OutlierView,
     PodView,
     WaypointView,
     XdsView,
@@ -185,6 +186,7 @@ WAYPOINT_DUMP = ConfigDump(
     services={SERVICE.key: SERVICE},
     l7_policies={L7_POLICY.key: L7_POLICY},
     routes={ROUTE.key: ROUTE},
+    outliers=(OutlierView(SVC, "u1", "default/web-1", True, 3.5, 2, 0, 0),),
     ejections=(EjectionView("u1", "default/web-1", 4.2, 1, "10.0.1.5:15008: connection refused"),),
     waypoint=WaypointView(
         "default/waypoint", "spiffe://cluster.local/ns/default/sa/waypoint", (SVC,), ("u1",)
