@@ -1,4 +1,5 @@
-"""What the L4 and L7 evaluators share: policy CIDRs and addresses, and three-valued logic.
+"""What the L4 and L7 evaluators share: policy CIDRs and addresses, three-valued logic, and Istio's
+order of decision (:func:`decide`).
 
 Pure, stdlib only. A comparison that involves something that does not parse (a policy entry that is
 not a CIDR, an address that is not an IP) is *unknown* (``None``); unknowns propagate (an OR with a
@@ -9,8 +10,11 @@ what is left fail-closed by the policy's action.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from typing import Protocol, TypeVar
+
+from ambit.model.policy import Action
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -87,3 +91,65 @@ def all3(values: Iterable[Tri]) -> Tri:
 
 def not3(value: Tri) -> Tri:
     return None if value is None else not value
+
+
+class Policy(Protocol):
+    """What :func:`decide` reads of a policy (L4 ``Authorization`` and ``L7Authorization`` alike)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def action(self) -> Action: ...
+    @property
+    def dry_run(self) -> bool: ...
+
+
+P = TypeVar("P", bound=Policy)
+Verdict = tuple[bool, str, str | None, tuple[str, ...]]  # allowed, reason, deciding policy, dry-run matches
+
+
+def resolve(action: Action, result: Tri) -> bool:
+    """Fail closed on unknowns: an ALLOW needs a certain match, a DENY matches unless certainly not."""
+    if action is Action.DENY:
+        return result is not False
+    return result is True
+
+
+def decide(policies: Iterable[P], evaluate: Callable[[P], Tri], *, once_per_key: bool = False) -> Verdict:
+    """Istio's order: dry-run policies never decide (their matches are reported); any DENY that matches
+    (or may: unknowns fail closed) denies; with no ALLOW policy the request is allowed; otherwise an
+    ALLOW must certainly match. The deciding policy is the first in the order given; with
+    ``once_per_key`` a policy given twice (by key) counts once (the waypoint's lists may repeat one that
+    targets both the Gateway and the Service)."""
+    dry_run: list[str] = []
+    allows: list[P] = []
+    denied_by: P | None = None
+    deny_unknown = False
+    seen: set[str] = set()
+    for policy in policies:
+        if once_per_key:
+            if policy.key in seen:
+                continue
+            seen.add(policy.key)
+        if policy.dry_run:
+            if resolve(policy.action, evaluate(policy)):
+                dry_run.append(policy.key)
+        elif policy.action is Action.DENY:
+            if denied_by is None:
+                result = evaluate(policy)
+                if result is not False:
+                    denied_by, deny_unknown = policy, result is None
+        else:
+            allows.append(policy)
+    dry = tuple(dry_run)
+    if denied_by is not None:
+        reason = f"denied by DENY policy {denied_by.key}"
+        if deny_unknown:
+            reason += " (it holds an address that does not parse; failing closed)"
+        return False, reason, denied_by.key, dry
+    if not allows:
+        return True, "allowed: no ALLOW policy applies", None, dry
+    for policy in allows:
+        if evaluate(policy) is True:
+            return True, f"allowed by ALLOW policy {policy.key}", policy.key, dry
+    return False, "no ALLOW policy matched", None, dry

@@ -43,9 +43,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from ambit.authz.common import IPAddress, Tri, all3, any3, ips_any, not3, parse_ip
+from ambit.authz.common import IPAddress, Tri, all3, any3, decide, ips_any, not3, parse_ip, resolve
 from ambit.model.identity import Identity
-from ambit.model.policy import Action, Authorization, Match, StringMatch
+from ambit.model.policy import Authorization, Match, StringMatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +127,7 @@ def _evaluate(policy: Authorization, conn: Connection) -> Tri:
 
 
 def _resolve(policy: Authorization, result: Tri) -> bool:
-    """Fail closed on unknowns: an ALLOW needs a certain match, a DENY matches unless certainly not."""
-    if policy.action is Action.DENY:
-        return result is not False
-    return result is True
+    return resolve(policy.action, result)
 
 
 def matches(policy: Authorization, conn: Connection) -> bool:
@@ -147,30 +144,4 @@ def authorize(conn: Connection, policies: Iterable[Authorization]) -> Decision:
     The deciding policy is the first matching one in the order given (a snapshot gives them sorted
     by key). Never raises for any connection.
     """
-    dry_run: list[str] = []
-    allows: list[Authorization] = []
-    denied_by: Authorization | None = None
-    deny_unknown = False
-    for policy in policies:
-        if policy.dry_run:
-            if matches(policy, conn):
-                dry_run.append(policy.key)
-        elif policy.action is Action.DENY:
-            if denied_by is None:
-                result = _evaluate(policy, conn)
-                if result is not False:
-                    denied_by, deny_unknown = policy, result is None
-        else:
-            allows.append(policy)
-    dry = tuple(dry_run)
-    if denied_by is not None:
-        reason = f"denied by DENY policy {denied_by.key}"
-        if deny_unknown:
-            reason += " (it holds an address that does not parse; failing closed)"
-        return Decision(False, reason, denied_by.key, dry)
-    if not allows:
-        return Decision(True, "allowed: no ALLOW policy applies", None, dry)
-    for policy in allows:
-        if matches(policy, conn):
-            return Decision(True, f"allowed by ALLOW policy {policy.key}", policy.key, dry)
-    return Decision(False, "no ALLOW policy matched", None, dry)
+    return Decision(*decide(policies, lambda policy: _evaluate(policy, conn)))

@@ -56,10 +56,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from ambit.authz.common import IPAddress, Tri, all3, any3, ips_any, not3, parse_ip
+from ambit.authz.common import IPAddress, Tri, all3, any3, decide, ips_any, not3, parse_ip, resolve
 from ambit.authz.l4 import principal_of
 from ambit.model.identity import Identity
-from ambit.model.policy import Action, HeaderMatch, L7Authorization, L7Match, MatchKind, StringMatch
+from ambit.model.policy import HeaderMatch, L7Authorization, L7Match, MatchKind, StringMatch
 
 RBAC_DENIED_BODY = "RBAC: access denied"
 RBAC_DENIED_STATUS = 403
@@ -207,10 +207,7 @@ def _evaluate(policy: L7Authorization, req: _Request) -> Tri:
 
 
 def _resolve(policy: L7Authorization, result: Tri) -> bool:
-    """Fail closed on unknowns: an ALLOW needs a certain match, a DENY matches unless certainly not."""
-    if policy.action is Action.DENY:
-        return result is not False
-    return result is True
+    return resolve(policy.action, result)
 
 
 def request_matches(policy: L7Authorization, request: RequestAttributes) -> bool:
@@ -226,34 +223,4 @@ def authorize_request(policies: Iterable[L7Authorization], request: RequestAttri
     snapshot gives them sorted by key); a policy given twice (it targets both the waypoint and the
     service) counts once. Never raises for any request."""
     req = _Request(request)
-    dry_run: list[str] = []
-    allows: list[L7Authorization] = []
-    denied_by: L7Authorization | None = None
-    deny_unknown = False
-    seen: set[str] = set()
-    for policy in policies:
-        if policy.key in seen:
-            continue
-        seen.add(policy.key)
-        if policy.dry_run:
-            if _resolve(policy, _evaluate(policy, req)):
-                dry_run.append(policy.key)
-        elif policy.action is Action.DENY:
-            if denied_by is None:
-                result = _evaluate(policy, req)
-                if result is not False:
-                    denied_by, deny_unknown = policy, result is None
-        else:
-            allows.append(policy)
-    dry = tuple(dry_run)
-    if denied_by is not None:
-        reason = f"denied by DENY policy {denied_by.key}"
-        if deny_unknown:
-            reason += " (it holds an address that does not parse; failing closed)"
-        return L7Decision(False, reason, denied_by.key, dry)
-    if not allows:
-        return L7Decision(True, "allowed: no ALLOW policy applies", None, dry)
-    for policy in allows:
-        if _evaluate(policy, req) is True:
-            return L7Decision(True, f"allowed by ALLOW policy {policy.key}", policy.key, dry)
-    return L7Decision(False, "no ALLOW policy matched", None, dry)
+    return L7Decision(*decide(policies, lambda policy: _evaluate(policy, req), once_per_key=True))

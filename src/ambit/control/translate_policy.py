@@ -52,6 +52,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ambit.control.translate_common import DRY_RUN_ANNOTATION
 from ambit.control.translate_peer_authn import (
@@ -146,6 +147,21 @@ def service_accounts(values: Iterable[str], namespace: str, trust_domain: str) -
     return tuple(out)
 
 
+def source_fields(src: JSON, namespace: str, trust_domain: str) -> dict[str, Any]:
+    """A rule's ``from.source`` as the fields L4 ``Match`` and ``L7Match`` share: namespaces,
+    principals (``serviceAccounts`` included) and IP blocks, each with its ``not`` twin."""
+    return {
+        "namespaces": string_matches(strings(src, "namespaces")),
+        "not_namespaces": string_matches(strings(src, "notNamespaces")),
+        "principals": string_matches(strings(src, "principals"))
+        + service_accounts(strings(src, "serviceAccounts"), namespace, trust_domain),
+        "not_principals": string_matches(strings(src, "notPrincipals"))
+        + service_accounts(strings(src, "notServiceAccounts"), namespace, trust_domain),
+        "source_ips": cidrs(strings(src, "ipBlocks")),
+        "not_source_ips": cidrs(strings(src, "notIpBlocks")),
+    }
+
+
 def _is_empty(match: Match) -> bool:
     return match == Match()
 
@@ -175,18 +191,7 @@ def _convert_rule(rule: JSON, namespace: str, trust_domain: str) -> tuple[list[C
     for entry in items(rule, "from"):
         src = mapping(entry, "source")
         l7 += [f for f in _L7_SOURCE_FIELDS if src.get(f)]
-        from_matches.append(
-            Match(
-                namespaces=string_matches(strings(src, "namespaces")),
-                not_namespaces=string_matches(strings(src, "notNamespaces")),
-                principals=string_matches(strings(src, "principals"))
-                + service_accounts(strings(src, "serviceAccounts"), namespace, trust_domain),
-                not_principals=string_matches(strings(src, "notPrincipals"))
-                + service_accounts(strings(src, "notServiceAccounts"), namespace, trust_domain),
-                source_ips=cidrs(strings(src, "ipBlocks")),
-                not_source_ips=cidrs(strings(src, "notIpBlocks")),
-            )
-        )
+        from_matches.append(Match(**source_fields(src, namespace, trust_domain)))
     if from_matches:
         clauses.append(Clause(tuple(from_matches)))
 

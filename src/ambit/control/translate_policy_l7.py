@@ -46,7 +46,7 @@ from ambit.control.translate_policy import (
     dry_run_of,
     has_target_refs,
     ports,
-    service_accounts,
+    source_fields,
     string_matches,
     warn_spiffe_principals,
 )
@@ -157,18 +157,7 @@ def _convert_rule(rule: JSON, namespace: str, trust_domain: str) -> tuple[list[L
     for entry in items(rule, "from"):
         src = mapping(entry, "source")
         unsupported += [f for f in _UNSUPPORTED_SOURCE_FIELDS if src.get(f)]
-        from_matches.append(
-            L7Match(
-                namespaces=string_matches(strings(src, "namespaces")),
-                not_namespaces=string_matches(strings(src, "notNamespaces")),
-                principals=string_matches(strings(src, "principals"))
-                + service_accounts(strings(src, "serviceAccounts"), namespace, trust_domain),
-                not_principals=string_matches(strings(src, "notPrincipals"))
-                + service_accounts(strings(src, "notServiceAccounts"), namespace, trust_domain),
-                source_ips=cidrs(strings(src, "ipBlocks")),
-                not_source_ips=cidrs(strings(src, "notIpBlocks")),
-            )
-        )
+        from_matches.append(L7Match(**source_fields(src, namespace, trust_domain)))
     if from_matches:
         clauses.append(L7Clause(tuple(from_matches)))
 
