@@ -65,6 +65,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[st
         handle.apply((SAMPLES / "curl.yaml").read_text(), namespace="default")  # a client outside the mesh
         wait_for(lambda: len(pods(name)) == 2 and all(ready(p) for p in pods(name)), "ambient pods ready")
         wait_for(lambda: all(ready(p) for p in pods(name, "default")), "the non-mesh client ready")
+        # Ready in the store is not yet known to every ztunnel: wait until each node's ztunnel holds
+        # httpbin as a healthy workload (the config push can lag the pod's status on a busy machine)
+        httpbin_uid = by_app(name, "httpbin")["metadata"]["uid"]
+        handle = ClusterHandle(name)
+        wait_for(
+            lambda: all(
+                handle.ztunnel_config(node)["workloads"].get(httpbin_uid, {}).get("status") == "HEALTHY"
+                for node in handle.nodes()
+            ),
+            "httpbin healthy in every ztunnel's config",
+        )
         yield name
 
 
