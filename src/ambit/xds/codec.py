@@ -1,27 +1,20 @@
 """Wire ↔ model: the one place where protobuf messages become ambit values and back.
 
-Over 500 lines because it is a table: one encoder and one checked decoder per wire message, field by field.
-
-Both directions, for the four resource types (Address = Workload | Service; Authorization, ztunnel's
-L4 policies; L7Authorization, waypoints' policies; HttpRoute, waypoints' Gateway API routes and
-VirtualServices) and for the delta discovery request/response envelopes (to and from
-`ambit.protocol.xds` dataclasses). Every
-proxy subscribes to every type; a ztunnel holds L7 policies and routes in its state without reading
-them.
+One encoder and one checked decoder per wire message, field by field. This module holds the Address
+(Workload | Service), Authorization (ztunnel's L4 policies) and L7Authorization (waypoints' policies)
+types, the dispatch by resource name and type URL, and the delta discovery request/response envelopes
+(to and from `ambit.protocol.xds` dataclasses). The waypoint-only types have their own modules:
+HttpRoute (``rt/``) in :mod:`ambit.xds.codec_routes`, TrafficPolicy (``tp/``) in
+:mod:`ambit.xds.codec_traffic`; the checked primitives they all share are :mod:`ambit.xds.codec_fields`.
+Every proxy subscribes to every type; a ztunnel holds the waypoint-only types without reading them.
 
 Decoding treats the wire as untrusted: every field a proxy acts on is checked (IP addresses of 4 or
 16 bytes, ports in range, known enum values, valid SPIFFE segments for namespace, service account and
-trust domain, an L7 target of a known kind, a header match with a name; for a route: known kinds and
-match types, regular expressions that compile, absolute paths, lower-case header names, status codes
-and gRPC statuses in range, positive finite durations, fault percentages in 0..100 and one kind of
-abort, an RFC 3339 creation time; the resource name agreeing with the value) and anything wrong raises
-:class:`XdsRejected` naming the resource and the reason, so the client can NACK it and keep its last
-good version. Encoding is lenient on strings (the client is the gate) but raises
-:class:`XdsEncodeError` for values that have no wire form (an address that is not an IP).
-
-The fifth type, TrafficPolicy (``tp/`` names: a DestinationRule's connection pool and outlier detection
-for one Service, read only by waypoints), is checked the same way: limits and error thresholds of at least
-1 when set, positive finite durations, percentages in 0..100, a ``<namespace>/<hostname>`` service key.
+trust domain, an L7 target of a known kind, a header match with a name; the resource name agreeing
+with the value) and anything wrong raises :class:`XdsRejected` naming the resource and the reason, so
+the client can NACK it and keep its last good version. Encoding is lenient on strings (the client is
+the gate) but raises :class:`XdsEncodeError` for values that have no wire form (an address that is not
+an IP).
 
 The round trip model → wire → model is exact for canonical models: IPs in their ``ipaddress`` text
 form, CIDRs written ``<ip>/<length>``, waypoint ports and capacities as given.
@@ -30,15 +23,11 @@ form, CIDRs written ``<ip>/<length>``, waypoint ports and capacities as given.
 from __future__ import annotations
 
 import ipaddress
-import math
-import re
 from collections.abc import Mapping
-from datetime import datetime
-from typing import TypeVar
 
 from google.protobuf import any_pb2, message  # type: ignore[import-untyped]  # no types-protobuf
 
-from ambit.model.identity import DEFAULT_TRUST_DOMAIN, IdentityError, check_segment, check_trust_domain
+from ambit.model.identity import DEFAULT_TRUST_DOMAIN, IdentityError, check_trust_domain
 from ambit.model.policy import (
     GATEWAY_TARGET,
     SERVICE_TARGET,
@@ -57,27 +46,8 @@ from ambit.model.policy import (
     Scope,
     StringMatch,
 )
-from ambit.model.route import (
-    GRPC_ROUTE,
-    HTTP_ROUTE,
-    PATH_EXACT,
-    PATH_PREFIX,
-    PATH_REGEX,
-    VALUE_EXACT,
-    VALUE_REGEX,
-    VIRTUAL_SERVICE,
-    BackendRef,
-    FaultPolicy,
-    HeaderModifier,
-    HttpRoute,
-    PathMatch,
-    QueryMatch,
-    RetryPolicy,
-    RouteMatch,
-    RouteRule,
-)
-from ambit.model.route import HeaderMatch as RouteHeaderMatch
-from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, TrafficPolicy
+from ambit.model.route import HttpRoute
+from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import (
     HBONE_PORT,
     HealthStatus,
@@ -100,6 +70,19 @@ from ambit.state.snapshot import (
     Resource,
     resource_name,
 )
+from ambit.xds.codec_fields import (
+    CodecError,
+    XdsEncodeError,
+    XdsRejected,
+    checked_port,
+    encode_port,
+    enum_value,
+    key_of,
+    required,
+    segment,
+)
+from ambit.xds.codec_routes import route_from_pb, route_to_pb
+from ambit.xds.codec_traffic import traffic_policy_from_pb, traffic_policy_to_pb
 from ambit.xds.pb.discovery.v1 import discovery_pb2
 from ambit.xds.pb.route.v1 import route_pb2
 from ambit.xds.pb.security.v1 import authorization_pb2, l7_authorization_pb2
@@ -112,6 +95,15 @@ AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.Authorization"
 L7_AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.L7Authorization"
 ROUTE_TYPE_URL = "type.googleapis.com/ambit.route.v1.HttpRoute"
 TRAFFIC_POLICY_TYPE_URL = "type.googleapis.com/ambit.traffic.v1.TrafficPolicy"
+__all__ = [  # the codec's API, including what it re-exports from its parts
+    "CodecError",
+    "XdsEncodeError",
+    "XdsRejected",
+    "route_from_pb",
+    "route_to_pb",
+    "traffic_policy_from_pb",
+    "traffic_policy_to_pb",
+]
 TYPE_URLS = (
     ADDRESS_TYPE_URL,
     AUTHORIZATION_TYPE_URL,
@@ -120,27 +112,6 @@ TYPE_URLS = (
     TRAFFIC_POLICY_TYPE_URL,
 )
 _REJECTED_RESOURCES_URL = "type.googleapis.com/ambit.discovery.v1.RejectedResources"
-
-MAX_PORT = 65535
-MAX_UINT32 = 2**32 - 1
-_E = TypeVar("_E")
-
-
-class CodecError(ValueError):
-    """A resource cannot be converted; names the resource and says why."""
-
-    def __init__(self, resource_name: str, reason: str) -> None:
-        super().__init__(f"{resource_name}: {reason}")
-        self.resource_name = resource_name
-        self.reason = reason
-
-
-class XdsRejected(CodecError):
-    """A received resource is invalid; the client NACKs it and keeps its previous version."""
-
-
-class XdsEncodeError(CodecError):
-    """A model value has no wire form (e.g. an address that is not an IP)."""
 
 
 def type_url_for_name(name: str) -> str | None:
@@ -189,16 +160,10 @@ def _cidr(name: str, text: str) -> authorization_pb2.Address:
     return authorization_pb2.Address(address=interface.ip.packed, length=interface.network.prefixlen)
 
 
-def _port(name: str, port: int, what: str) -> int:
-    if not 0 <= port <= MAX_PORT:
-        raise XdsEncodeError(name, f"{what} {port} is out of range 0..{MAX_PORT}")
-    return port
-
-
 def _waypoint_to_pb(name: str, ref: WaypointRef) -> workload_pb2.GatewayAddress:
     return workload_pb2.GatewayAddress(
         hostname=workload_pb2.NamespacedHostname(namespace=ref.namespace, hostname=ref.hostname),
-        hbone_mtls_port=_port(name, ref.port, "waypoint port"),
+        hbone_mtls_port=encode_port(name, ref.port, "waypoint port"),
     )
 
 
@@ -216,23 +181,6 @@ _ACTION_TO_PB = {Action.ALLOW: authorization_pb2.ALLOW, Action.DENY: authorizati
 _ACTION_FROM_PB: dict[int, Action] = {v: k for k, v in _ACTION_TO_PB.items()}
 _TARGET_TO_PB = {GATEWAY_TARGET: l7_authorization_pb2.GATEWAY, SERVICE_TARGET: l7_authorization_pb2.SERVICE}
 _TARGET_FROM_PB: dict[int, str] = {v: k for k, v in _TARGET_TO_PB.items()}
-_ROUTE_KIND_TO_PB: dict[str, route_pb2.RouteKind] = {
-    HTTP_ROUTE: route_pb2.HTTP_ROUTE,
-    GRPC_ROUTE: route_pb2.GRPC_ROUTE,
-    VIRTUAL_SERVICE: route_pb2.VIRTUAL_SERVICE,
-}
-_ROUTE_KIND_FROM_PB: dict[int, str] = {v: k for k, v in _ROUTE_KIND_TO_PB.items()}
-_PATH_TO_PB: dict[str, route_pb2.PathMatchType] = {
-    PATH_EXACT: route_pb2.PATH_EXACT,
-    PATH_PREFIX: route_pb2.PATH_PREFIX,
-    PATH_REGEX: route_pb2.PATH_REGULAR_EXPRESSION,
-}
-_PATH_FROM_PB: dict[int, str] = {v: k for k, v in _PATH_TO_PB.items()}
-_VALUE_TO_PB: dict[str, route_pb2.ValueMatchType] = {
-    VALUE_EXACT: route_pb2.VALUE_EXACT,
-    VALUE_REGEX: route_pb2.VALUE_REGULAR_EXPRESSION,
-}
-_VALUE_FROM_PB: dict[int, str] = {v: k for k, v in _VALUE_TO_PB.items()}
 
 
 def workload_to_pb(workload: Workload) -> workload_pb2.Workload:
@@ -257,8 +205,8 @@ def workload_to_pb(workload: Workload) -> workload_pb2.Workload:
                 ports=workload_pb2.PortList(
                     ports=[
                         workload_pb2.Port(
-                            service_port=_port(name, p.service_port, "service port"),
-                            target_port=_port(name, p.target_port, "target port"),
+                            service_port=encode_port(name, p.service_port, "service port"),
+                            target_port=encode_port(name, p.target_port, "target port"),
                         )
                         for p in ports
                     ]
@@ -293,8 +241,8 @@ def service_to_pb(service: Service) -> workload_pb2.Service:
         vips=[_ip_bytes(name, vip) for vip in service.vips],
         ports=[
             workload_pb2.ServicePort(
-                service_port=_port(name, p.port, "service port"),
-                target_port=_port(name, p.target_port, "target port"),
+                service_port=encode_port(name, p.port, "service port"),
+                target_port=encode_port(name, p.target_port, "target port"),
                 app_protocol=p.app_protocol,
                 name=p.name,
                 target_port_name=p.target_port_name,
@@ -327,8 +275,8 @@ def _match_to_pb(name: str, match: Match) -> authorization_pb2.Match:
         not_source_ips=[_cidr(name, c) for c in match.not_source_ips],
         destination_ips=[_cidr(name, c) for c in match.destination_ips],
         not_destination_ips=[_cidr(name, c) for c in match.not_destination_ips],
-        destination_ports=[_port(name, p, "destination port") for p in match.destination_ports],
-        not_destination_ports=[_port(name, p, "destination port") for p in match.not_destination_ports],
+        destination_ports=[encode_port(name, p, "destination port") for p in match.destination_ports],
+        not_destination_ports=[encode_port(name, p, "destination port") for p in match.not_destination_ports],
     )
 
 
@@ -372,8 +320,8 @@ def _l7_match_to_pb(name: str, match: L7Match) -> l7_authorization_pb2.L7Match:
         not_methods=strings(match.not_methods),
         paths=strings(match.paths),
         not_paths=strings(match.not_paths),
-        destination_ports=[_port(name, p, "destination port") for p in match.destination_ports],
-        not_destination_ports=[_port(name, p, "destination port") for p in match.not_destination_ports],
+        destination_ports=[encode_port(name, p, "destination port") for p in match.destination_ports],
+        not_destination_ports=[encode_port(name, p, "destination port") for p in match.not_destination_ports],
         headers=headers(match.headers),
         not_headers=headers(match.not_headers),
     )
@@ -400,136 +348,6 @@ def l7_authorization_to_pb(policy: L7Authorization) -> l7_authorization_pb2.L7Au
         ],
         dry_run=policy.dry_run,
     )
-
-
-def _uint32(name: str, value: int, what: str) -> int:
-    if not 0 <= value <= MAX_UINT32:
-        raise XdsEncodeError(name, f"{what} {value} is out of range 0..{MAX_UINT32}")
-    return value
-
-
-def _header_modifier_to_pb(modifier: HeaderModifier) -> route_pb2.HeaderModifier:
-    return route_pb2.HeaderModifier(
-        set=[route_pb2.Header(name=n, value=v) for n, v in modifier.set],
-        add=[route_pb2.Header(name=n, value=v) for n, v in modifier.add],
-        remove=list(modifier.remove),
-    )
-
-
-def _route_match_to_pb(match: RouteMatch) -> route_pb2.RouteMatch:
-    pb = route_pb2.RouteMatch(
-        headers=[
-            route_pb2.ValueMatch(name=h.name, type=_VALUE_TO_PB[h.kind], value=h.value) for h in match.headers
-        ],
-        query=[
-            route_pb2.ValueMatch(name=q.name, type=_VALUE_TO_PB[q.kind], value=q.value) for q in match.query
-        ],
-    )
-    if match.path is not None:
-        pb.path.CopyFrom(route_pb2.PathMatch(type=_PATH_TO_PB[match.path.kind], value=match.path.value))
-    if match.method is not None:
-        pb.method = match.method
-    return pb
-
-
-def _retry_to_pb(name: str, retry: RetryPolicy) -> route_pb2.RetryPolicy:
-    pb = route_pb2.RetryPolicy(
-        attempts=_uint32(name, retry.attempts, "retry attempts"),
-        codes=[_uint32(name, c, "retry code") for c in retry.codes],
-        retry_on_connect_failure=retry.retry_on_connect_failure,
-        retry_on_refused_stream=retry.retry_on_refused_stream,
-        retriable_grpc_statuses=[_uint32(name, c, "gRPC status") for c in retry.retriable_grpc_statuses],
-    )
-    if retry.backoff is not None:
-        pb.backoff = retry.backoff
-    return pb
-
-
-def _fault_to_pb(fault: FaultPolicy) -> route_pb2.FaultPolicy:
-    pb = route_pb2.FaultPolicy(delay_percent=fault.delay_percent, abort_percent=fault.abort_percent)
-    if fault.delay is not None:
-        pb.delay = fault.delay
-    if fault.abort_status is not None:
-        pb.abort_status = fault.abort_status
-    if fault.abort_grpc_status is not None:
-        pb.abort_grpc_status = fault.abort_grpc_status
-    return pb
-
-
-def _route_rule_to_pb(name: str, rule: RouteRule) -> route_pb2.RouteRule:
-    pb = route_pb2.RouteRule(
-        index=_uint32(name, rule.index, "rule index"),
-        matches=[_route_match_to_pb(m) for m in rule.matches],
-        backends=[
-            route_pb2.BackendRef(
-                service_key=b.service_key,
-                port=_port(name, b.port, "backend port"),
-                weight=_uint32(name, b.weight, "backend weight"),
-            )
-            for b in rule.backends
-        ],
-        invalid_weight=_uint32(name, rule.invalid_weight, "invalid backend weight"),
-    )
-    if rule.request_headers is not None:
-        pb.request_headers.CopyFrom(_header_modifier_to_pb(rule.request_headers))
-    if rule.response_headers is not None:
-        pb.response_headers.CopyFrom(_header_modifier_to_pb(rule.response_headers))
-    if rule.request_timeout is not None:
-        pb.request_timeout = rule.request_timeout
-    if rule.backend_timeout is not None:
-        pb.backend_timeout = rule.backend_timeout
-    if rule.retry is not None:
-        pb.retry.CopyFrom(_retry_to_pb(name, rule.retry))
-    if rule.fault is not None:
-        pb.fault.CopyFrom(_fault_to_pb(rule.fault))
-    return pb
-
-
-def route_to_pb(route: HttpRoute) -> route_pb2.HttpRoute:
-    name = resource_name(route)
-    pb = route_pb2.HttpRoute(
-        kind=_ROUTE_KIND_TO_PB[route.kind],
-        name=route.name,
-        namespace=route.namespace,
-        created=route.created,
-        service_key=route.service_key,
-        rules=[_route_rule_to_pb(name, rule) for rule in route.rules],
-    )
-    if route.port is not None:
-        pb.port = _port(name, route.port, "parent port")
-    return pb
-
-
-_POOL_FIELDS = ("max_connections", "max_pending_requests", "max_requests_per_connection", "max_requests")
-
-
-def traffic_policy_to_pb(policy: TrafficPolicy) -> traffic_policy_pb2.TrafficPolicy:
-    name = resource_name(policy)
-    pb = traffic_policy_pb2.TrafficPolicy(
-        name=policy.name, namespace=policy.namespace, service_key=policy.service_key
-    )
-    pool = policy.connection_pool
-    if pool is not None:
-        pb.connection_pool.SetInParent()
-        for field in _POOL_FIELDS:
-            limit = getattr(pool, field)
-            if limit is not None:
-                setattr(pb.connection_pool, field, _uint32(name, limit, field))
-    detection = policy.outlier_detection
-    if detection is not None:
-        out = pb.outlier_detection
-        out.SetInParent()
-        if detection.consecutive_5xx is not None:
-            out.consecutive_5xx = _uint32(name, detection.consecutive_5xx, "consecutive_5xx")
-        if detection.consecutive_gateway_errors is not None:
-            out.consecutive_gateway_errors = _uint32(
-                name, detection.consecutive_gateway_errors, "consecutive_gateway_errors"
-            )
-        out.interval = detection.interval
-        out.base_ejection_time = detection.base_ejection_time
-        out.max_ejection_percent = _uint32(name, detection.max_ejection_percent, "max_ejection_percent")
-        out.min_health_percent = _uint32(name, detection.min_health_percent, "min_health_percent")
-    return pb
 
 
 def resource_to_any(value: Resource) -> any_pb2.Any:
@@ -584,45 +402,13 @@ def _cidr_text(name: str, pb: authorization_pb2.Address) -> str:
     return f"{ip}/{pb.length}"
 
 
-def _checked_port(name: str, port: int, what: str, *, allow_zero: bool) -> int:
-    if port > MAX_PORT or (port == 0 and not allow_zero):
-        raise XdsRejected(name, f"{what} {port} is out of range {0 if allow_zero else 1}..{MAX_PORT}")
-    return port
-
-
-def _segment(name: str, kind: str, value: str) -> str:
-    try:
-        return check_segment(kind, value)
-    except IdentityError as exc:
-        raise XdsRejected(name, str(exc)) from None
-
-
-def _required(name: str, what: str, value: str) -> str:
-    if not value:
-        raise XdsRejected(name, f"{what} is empty")
-    return value
-
-
-def _key(name: str, what: str, value: str) -> str:
-    namespace, slash, rest = value.partition("/")
-    if not slash or not namespace or not rest:
-        raise XdsRejected(name, f"{what} {value!r} is not of the form <namespace>/<name>")
-    return value
-
-
-def _enum(name: str, table: Mapping[int, _E], raw: int, what: str) -> _E:
-    if raw not in table:
-        raise XdsRejected(name, f"unknown {what} {raw}")
-    return table[raw]
-
-
 def _waypoint_from_pb(name: str, pb: workload_pb2.GatewayAddress) -> WaypointRef:
     if not pb.HasField("hostname"):
         raise XdsRejected(name, "waypoint has no hostname")
-    port = _checked_port(name, pb.hbone_mtls_port, "waypoint port", allow_zero=True)
+    port = checked_port(name, pb.hbone_mtls_port, "waypoint port", allow_zero=True)
     return WaypointRef(
-        namespace=_segment(name, "waypoint namespace", pb.hostname.namespace),
-        hostname=_required(name, "waypoint hostname", pb.hostname.hostname),
+        namespace=segment(name, "waypoint namespace", pb.hostname.namespace),
+        hostname=required(name, "waypoint hostname", pb.hostname.hostname),
         port=port or HBONE_PORT,
     )
 
@@ -635,25 +421,25 @@ def workload_from_pb(name: str, pb: workload_pb2.Workload) -> Workload:
     services: list[tuple[str, tuple[PortMapping, ...]]] = []
     seen: set[str] = set()
     for entry in pb.services:
-        key = _key(name, "service key", entry.service_key)
+        key = key_of(name, "service key", entry.service_key)
         if key in seen:
             raise XdsRejected(name, f"service {key} is listed twice")
         seen.add(key)
         ports = tuple(
             PortMapping(
-                service_port=_checked_port(name, p.service_port, "service port", allow_zero=False),
-                target_port=_checked_port(name, p.target_port, "target port", allow_zero=True),
+                service_port=checked_port(name, p.service_port, "service port", allow_zero=False),
+                target_port=checked_port(name, p.target_port, "target port", allow_zero=True),
             )
             for p in entry.ports.ports
         )
         services.append((key, ports))
-    tunnel = _enum(name, _TUNNEL_FROM_PB, pb.tunnel_protocol, "tunnel protocol")
-    status = _enum(name, _STATUS_FROM_PB, pb.status, "workload status")
+    tunnel = enum_value(name, _TUNNEL_FROM_PB, pb.tunnel_protocol, "tunnel protocol")
+    status = enum_value(name, _STATUS_FROM_PB, pb.status, "workload status")
     return Workload(
-        uid=_required(name, "uid", pb.uid),
-        name=_required(name, "name", pb.name),
-        namespace=_segment(name, "namespace", pb.namespace),
-        service_account=_segment(name, "service account", pb.service_account),
+        uid=required(name, "uid", pb.uid),
+        name=required(name, "name", pb.name),
+        namespace=segment(name, "namespace", pb.namespace),
+        service_account=segment(name, "service account", pb.service_account),
         node=pb.node,
         addresses=tuple(_ip_text(name, raw, f"address {i}") for i, raw in enumerate(pb.addresses)),
         tunnel_protocol=tunnel,
@@ -662,7 +448,7 @@ def workload_from_pb(name: str, pb: workload_pb2.Workload) -> Workload:
         waypoint=_waypoint_from_pb(name, pb.waypoint) if pb.HasField("waypoint") else None,
         services=tuple(services),
         authorization_policies=tuple(
-            _key(name, "authorization policy", key) for key in pb.authorization_policies
+            key_of(name, "authorization policy", key) for key in pb.authorization_policies
         ),
         locality=Locality(pb.locality.region, pb.locality.zone, pb.locality.subzone),
         workload_name=pb.workload_name,
@@ -674,14 +460,14 @@ def workload_from_pb(name: str, pb: workload_pb2.Workload) -> Workload:
 
 def service_from_pb(name: str, pb: workload_pb2.Service) -> Service:
     return Service(
-        name=_segment(name, "service name", pb.name),
-        namespace=_segment(name, "namespace", pb.namespace),
-        hostname=_required(name, "hostname", pb.hostname),
+        name=segment(name, "service name", pb.name),
+        namespace=segment(name, "namespace", pb.namespace),
+        hostname=required(name, "hostname", pb.hostname),
         vips=tuple(_ip_text(name, raw, f"VIP {i}") for i, raw in enumerate(pb.vips)),
         ports=tuple(
             ServicePort(
-                port=_checked_port(name, p.service_port, "service port", allow_zero=False),
-                target_port=_checked_port(name, p.target_port, "target port", allow_zero=True),
+                port=checked_port(name, p.service_port, "service port", allow_zero=False),
+                target_port=checked_port(name, p.target_port, "target port", allow_zero=True),
                 target_port_name=p.target_port_name,
                 name=p.name,
                 app_protocol=p.app_protocol,
@@ -713,7 +499,7 @@ def _match_from_pb(name: str, pb: authorization_pb2.Match) -> Match:
         return tuple(_cidr_text(name, a) for a in items)
 
     def ports(items: list[int]) -> tuple[int, ...]:
-        return tuple(_checked_port(name, p, "destination port", allow_zero=False) for p in items)
+        return tuple(checked_port(name, p, "destination port", allow_zero=False) for p in items)
 
     return Match(
         namespaces=strings(list(pb.namespaces)),
@@ -730,11 +516,11 @@ def _match_from_pb(name: str, pb: authorization_pb2.Match) -> Match:
 
 
 def authorization_from_pb(name: str, pb: authorization_pb2.Authorization) -> Authorization:
-    scope = _enum(name, _SCOPE_FROM_PB, pb.scope, "policy scope")
-    action = _enum(name, _ACTION_FROM_PB, pb.action, "policy action")
+    scope = enum_value(name, _SCOPE_FROM_PB, pb.scope, "policy scope")
+    action = enum_value(name, _ACTION_FROM_PB, pb.action, "policy action")
     return Authorization(
-        name=_segment(name, "policy name", pb.name),
-        namespace=_segment(name, "namespace", pb.namespace),
+        name=segment(name, "policy name", pb.name),
+        namespace=segment(name, "namespace", pb.namespace),
         scope=scope,
         action=action,
         rules=tuple(
@@ -752,7 +538,7 @@ def authorization_from_pb(name: str, pb: authorization_pb2.Authorization) -> Aut
 
 def _header_match_from_pb(name: str, pb: l7_authorization_pb2.HeaderMatch) -> HeaderMatch:
     return HeaderMatch(
-        name=_required(name, "header match name", pb.name),
+        name=required(name, "header match name", pb.name),
         values=tuple(_string_match_from_pb(name, m) for m in pb.values),
     )
 
@@ -765,7 +551,7 @@ def _l7_match_from_pb(name: str, pb: l7_authorization_pb2.L7Match) -> L7Match:
         return tuple(_cidr_text(name, a) for a in items)
 
     def ports(items: list[int]) -> tuple[int, ...]:
-        return tuple(_checked_port(name, p, "destination port", allow_zero=False) for p in items)
+        return tuple(checked_port(name, p, "destination port", allow_zero=False) for p in items)
 
     def headers(items: list[l7_authorization_pb2.HeaderMatch]) -> tuple[HeaderMatch, ...]:
         return tuple(_header_match_from_pb(name, h) for h in items)
@@ -792,17 +578,17 @@ def _l7_match_from_pb(name: str, pb: l7_authorization_pb2.L7Match) -> L7Match:
 
 def _target_from_pb(name: str, pb: l7_authorization_pb2.PolicyTarget) -> PolicyTarget:
     return PolicyTarget(
-        kind=_enum(name, _TARGET_FROM_PB, pb.kind, "policy target kind"),
-        namespace=_segment(name, "target namespace", pb.namespace),
-        name=_required(name, "target name", pb.name),
+        kind=enum_value(name, _TARGET_FROM_PB, pb.kind, "policy target kind"),
+        namespace=segment(name, "target namespace", pb.namespace),
+        name=required(name, "target name", pb.name),
     )
 
 
 def l7_authorization_from_pb(name: str, pb: l7_authorization_pb2.L7Authorization) -> L7Authorization:
-    action = _enum(name, _ACTION_FROM_PB, pb.action, "policy action")
+    action = enum_value(name, _ACTION_FROM_PB, pb.action, "policy action")
     return L7Authorization(
-        name=_segment(name, "policy name", pb.name),
-        namespace=_segment(name, "namespace", pb.namespace),
+        name=segment(name, "policy name", pb.name),
+        namespace=segment(name, "namespace", pb.namespace),
         action=action,
         targets=tuple(_target_from_pb(name, t) for t in pb.targets),
         rules=tuple(
@@ -815,216 +601,6 @@ def l7_authorization_from_pb(name: str, pb: l7_authorization_pb2.L7Authorization
             for rule in pb.rules
         ),
         dry_run=pb.dry_run,
-    )
-
-
-MIN_STATUS, MAX_STATUS = 100, 599
-MAX_GRPC_STATUS = 16
-
-
-def _regex(name: str, what: str, pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise XdsRejected(name, f"{what} {pattern!r} is not a valid regular expression: {exc}") from None
-    return pattern
-
-
-def _lower_name(name: str, what: str, value: str) -> str:
-    _required(name, what, value)
-    if value != value.lower():
-        raise XdsRejected(name, f"{what} {value!r} is not in lower case")
-    return value
-
-
-def _seconds(name: str, what: str, value: float) -> float:
-    if not math.isfinite(value) or value <= 0:
-        raise XdsRejected(name, f"{what} {value!r} is not a positive number of seconds")
-    return value
-
-
-def _created(name: str, value: str) -> str:
-    if value:
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            raise XdsRejected(name, f"creation time {value!r} is not an RFC 3339 timestamp") from None
-    return value
-
-
-def _path_match_from_pb(name: str, pb: route_pb2.PathMatch) -> PathMatch:
-    kind = _enum(name, _PATH_FROM_PB, pb.type, "path match type")
-    if kind == PATH_REGEX:
-        return PathMatch(kind, _regex(name, "path regular expression", pb.value))
-    if not pb.value.startswith("/"):
-        raise XdsRejected(name, f"path {pb.value!r} is not absolute")
-    return PathMatch(kind, pb.value)
-
-
-def _value_match(name: str, pb: route_pb2.ValueMatch, what: str) -> tuple[str, str]:
-    kind = _enum(name, _VALUE_FROM_PB, pb.type, f"{what} match type")
-    value = _regex(name, f"{what} regular expression", pb.value) if kind == VALUE_REGEX else pb.value
-    return kind, value
-
-
-def _route_match_from_pb(name: str, pb: route_pb2.RouteMatch) -> RouteMatch:
-    headers = []
-    for h in pb.headers:
-        kind, value = _value_match(name, h, "header")
-        headers.append(RouteHeaderMatch(_lower_name(name, "header match name", h.name), kind, value))
-    query = []
-    for q in pb.query:
-        kind, value = _value_match(name, q, "query parameter")
-        query.append(QueryMatch(_required(name, "query parameter name", q.name), kind, value))
-    return RouteMatch(
-        path=_path_match_from_pb(name, pb.path) if pb.HasField("path") else None,
-        method=_required(name, "method", pb.method) if pb.HasField("method") else None,
-        headers=tuple(headers),
-        query=tuple(query),
-    )
-
-
-def _header_modifier_from_pb(name: str, pb: route_pb2.HeaderModifier) -> HeaderModifier:
-    def pairs(items: list[route_pb2.Header]) -> tuple[tuple[str, str], ...]:
-        return tuple((_lower_name(name, "header name", h.name), h.value) for h in items)
-
-    return HeaderModifier(
-        set=pairs(list(pb.set)),
-        add=pairs(list(pb.add)),
-        remove=tuple(_lower_name(name, "header name", h) for h in pb.remove),
-    )
-
-
-def _retry_from_pb(name: str, pb: route_pb2.RetryPolicy) -> RetryPolicy:
-    for code in pb.codes:
-        if not MIN_STATUS <= code <= MAX_STATUS:
-            raise XdsRejected(name, f"retry code {code} is out of range {MIN_STATUS}..{MAX_STATUS}")
-    for status in pb.retriable_grpc_statuses:
-        if status > MAX_GRPC_STATUS:
-            raise XdsRejected(name, f"gRPC status {status} is out of range 0..{MAX_GRPC_STATUS}")
-    return RetryPolicy(
-        attempts=pb.attempts,
-        codes=tuple(pb.codes),
-        backoff=_seconds(name, "retry backoff", pb.backoff) if pb.HasField("backoff") else None,
-        retry_on_connect_failure=pb.retry_on_connect_failure,
-        retry_on_refused_stream=pb.retry_on_refused_stream,
-        retriable_grpc_statuses=tuple(pb.retriable_grpc_statuses),
-    )
-
-
-MIN_ABORT_STATUS = 200  # Envoy's FaultAbort.http_status: [200, 600)
-
-
-def _percent(name: str, what: str, value: float) -> float:
-    if not (math.isfinite(value) and 0.0 <= value <= 100.0):
-        raise XdsRejected(name, f"{what} {value!r} is not a percentage in 0..100")
-    return value
-
-
-def _fault_from_pb(name: str, pb: route_pb2.FaultPolicy) -> FaultPolicy:
-    status = pb.abort_status if pb.HasField("abort_status") else None
-    grpc_status = pb.abort_grpc_status if pb.HasField("abort_grpc_status") else None
-    if status is not None and not MIN_ABORT_STATUS <= status <= MAX_STATUS:
-        raise XdsRejected(
-            name, f"fault abort status {status} is out of range {MIN_ABORT_STATUS}..{MAX_STATUS}"
-        )
-    if grpc_status is not None and grpc_status > MAX_GRPC_STATUS:
-        raise XdsRejected(name, f"fault abort gRPC status {grpc_status} is out of range 0..{MAX_GRPC_STATUS}")
-    if status is not None and grpc_status is not None:
-        raise XdsRejected(name, "a fault aborts with an HTTP status or a gRPC status, not both")
-    return FaultPolicy(
-        delay=_seconds(name, "fault delay", pb.delay) if pb.HasField("delay") else None,
-        delay_percent=_percent(name, "fault delay percentage", pb.delay_percent),
-        abort_status=status,
-        abort_grpc_status=grpc_status,
-        abort_percent=_percent(name, "fault abort percentage", pb.abort_percent),
-    )
-
-
-def _route_rule_from_pb(name: str, pb: route_pb2.RouteRule) -> RouteRule:
-    return RouteRule(
-        index=pb.index,
-        matches=tuple(_route_match_from_pb(name, m) for m in pb.matches),
-        backends=tuple(
-            BackendRef(
-                service_key=_key(name, "backend service key", b.service_key),
-                port=_checked_port(name, b.port, "backend port", allow_zero=False),
-                weight=b.weight,
-            )
-            for b in pb.backends
-        ),
-        request_headers=(
-            _header_modifier_from_pb(name, pb.request_headers) if pb.HasField("request_headers") else None
-        ),
-        response_headers=(
-            _header_modifier_from_pb(name, pb.response_headers) if pb.HasField("response_headers") else None
-        ),
-        request_timeout=(
-            _seconds(name, "request timeout", pb.request_timeout) if pb.HasField("request_timeout") else None
-        ),
-        backend_timeout=(
-            _seconds(name, "backend timeout", pb.backend_timeout) if pb.HasField("backend_timeout") else None
-        ),
-        retry=_retry_from_pb(name, pb.retry) if pb.HasField("retry") else None,
-        invalid_weight=pb.invalid_weight,
-        fault=_fault_from_pb(name, pb.fault) if pb.HasField("fault") else None,
-    )
-
-
-def route_from_pb(name: str, pb: route_pb2.HttpRoute) -> HttpRoute:
-    kind = _enum(name, _ROUTE_KIND_FROM_PB, pb.kind, "route kind")
-    return HttpRoute(
-        kind=kind,
-        name=_segment(name, "route name", pb.name),
-        namespace=_segment(name, "namespace", pb.namespace),
-        created=_created(name, pb.created),
-        service_key=_key(name, "parent service key", pb.service_key),
-        port=_checked_port(name, pb.port, "parent port", allow_zero=False) if pb.HasField("port") else None,
-        rules=tuple(_route_rule_from_pb(name, rule) for rule in pb.rules),
-    )
-
-
-def _tp_count(name: str, what: str, pb: message.Message, field: str) -> int | None:
-    """An optional limit or error threshold: unset → None, else at least 1."""
-    if not pb.HasField(field):
-        return None
-    value: int = getattr(pb, field)
-    if value < 1:
-        raise XdsRejected(name, f"{what} {value} is not at least 1 (leave it unset for none)")
-    return value
-
-
-def _tp_percent(name: str, what: str, value: int) -> int:
-    if value > 100:
-        raise XdsRejected(name, f"{what} {value} is out of range 0..100")
-    return value
-
-
-def traffic_policy_from_pb(name: str, pb: traffic_policy_pb2.TrafficPolicy) -> TrafficPolicy:
-    pool: ConnectionPool | None = None
-    if pb.HasField("connection_pool"):
-        pool = ConnectionPool(
-            **{field: _tp_count(name, field, pb.connection_pool, field) for field in _POOL_FIELDS}
-        )
-    detection: OutlierDetection | None = None
-    if pb.HasField("outlier_detection"):
-        od = pb.outlier_detection
-        detection = OutlierDetection(
-            consecutive_5xx=_tp_count(name, "consecutive_5xx", od, "consecutive_5xx"),
-            consecutive_gateway_errors=_tp_count(
-                name, "consecutive_gateway_errors", od, "consecutive_gateway_errors"
-            ),
-            interval=_seconds(name, "outlier detection interval", od.interval),
-            base_ejection_time=_seconds(name, "base ejection time", od.base_ejection_time),
-            max_ejection_percent=_tp_percent(name, "max_ejection_percent", od.max_ejection_percent),
-            min_health_percent=_tp_percent(name, "min_health_percent", od.min_health_percent),
-        )
-    return TrafficPolicy(
-        name=_segment(name, "traffic policy name", pb.name),
-        namespace=_segment(name, "namespace", pb.namespace),
-        service_key=_key(name, "service key", pb.service_key),
-        connection_pool=pool,
-        outlier_detection=detection,
     )
 
 
