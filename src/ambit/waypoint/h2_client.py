@@ -244,9 +244,9 @@ class _Connection(H2Link):
             st = self.streams.get(event.stream_id)
             if st is not None:
                 st.reset = True
-                self._fail(
-                    st, UpstreamError(REMOTE_RESET, f"upstream reset the stream ({_code(event.error_code)})")
-                )
+                refused = event.error_code == ErrorCodes.REFUSED_STREAM
+                reason = f"upstream reset the stream ({_code(event.error_code)})"
+                self._fail(st, UpstreamError(REMOTE_RESET, reason, refused=refused))
                 self._forget(st)
                 self.wake_senders()
         elif isinstance(event, h2.events.ConnectionTerminated):
@@ -258,7 +258,7 @@ class _Connection(H2Link):
         last = event.last_stream_id if event.last_stream_id is not None else _LAST_STREAM_ID
         for st in [st for sid, st in self.streams.items() if sid > last]:
             st.reset = True  # never processed: the peer forgets it, so do we
-            self._fail(st, UpstreamError(REMOTE_RESET, "refused by the upstream's GOAWAY"))
+            self._fail(st, UpstreamError(REMOTE_RESET, "refused by the upstream's GOAWAY", refused=True))
             self._forget(st)
         self.wake_senders()
         if not self.streams:

@@ -211,6 +211,15 @@ def _namespace_of(identity: str) -> str:
     return parts[2] if len(parts) >= 5 and parts[1] == "ns" else ""
 
 
+def _header_grpc_status(response: Response) -> int | None:
+    """The ``grpc-status`` of a trailers-only gRPC response (in its headers), as Envoy's retry policy
+    reads it for ``retriable_grpc_statuses``; None for any other response."""
+    for name, value in response.headers:
+        if name == b"grpc-status":
+            return int(value) if value.isdigit() else None
+    return None
+
+
 def _grpc_status(response: Response) -> str:
     for headers in (response.body.trailers, response.headers):
         for name, value in headers:
@@ -668,7 +677,9 @@ class WaypointRouter:
     ) -> tuple[Response, Workload | None]:
         """Send ``request`` to the endpoints in ``plans``: a connect failure moves on to the next one
         (up to UPSTREAM_ATTEMPTS, as before routes existed); a retriable answer under ``policy`` is
-        retried on another endpoint (Envoy's previous-hosts predicate) after a jittered backoff."""
+        retried on another endpoint (Envoy's previous-hosts predicate) after a jittered backoff: a
+        listed status, a trailers-only gRPC answer whose ``grpc-status`` is listed (Istio always lists
+        ``cancelled`` and ``unavailable``), or an HTTP/2 stream the upstream refused unprocessed."""
         body = await self._replayable(request, policy)
         retries_left = policy.attempts if body is not None else 0
         connect_failures: list[str] = []
@@ -695,10 +706,21 @@ class WaypointRouter:
                         continue
                     reason = "upstream connect error: " + "; ".join(connect_failures)
                     return local_response(503, reason, flags="UF"), None
+                if (
+                    exc.refused
+                    and retries < retries_left
+                    and is_retriable(policy, None, False, refused_stream=True)
+                ):
+                    retries += 1  # never processed upstream: safe to send again (refused-stream)
+                    await asyncio.sleep(retry_backoff(policy, retries, self.rng))
+                    continue
                 return local_response(503, f"upstream {exc}", flags=exc.flags), plan.endpoint
             self.connected(plan, None)
             self._observe(traffic, plan, response.status, len(plans))
-            if retries < retries_left and is_retriable(policy, response.status, False):
+            grpc_status = _header_grpc_status(response)
+            if retries < retries_left and is_retriable(
+                policy, response.status, False, grpc_status=grpc_status
+            ):
                 retries += 1
                 response.body.abandon()
                 await asyncio.sleep(retry_backoff(policy, retries, self.rng))

@@ -11,8 +11,13 @@ DOWNSTREAM_TERMINATION = "DC"  # the request's own client went away (its body br
 
 
 class UpstreamError(ConnectionError):
-    """The request could not be sent, or its response head not received; ``flags`` says why."""
+    """The request could not be sent, or its response head not received; ``flags`` says why.
 
-    def __init__(self, flags: str, message: str = "") -> None:
+    ``refused``: the upstream never processed the request (an HTTP/2 ``REFUSED_STREAM`` reset, or a
+    stream above a GOAWAY's last stream id), so it is safe to send again (Envoy's ``refused-stream``
+    retry condition)."""
+
+    def __init__(self, flags: str, message: str = "", *, refused: bool = False) -> None:
         super().__init__(message or flags)
         self.flags = flags
+        self.refused = refused

@@ -1,0 +1,114 @@
+"""Retry conditions Istio always sets, in the waypoint's router without a cluster: a trailers-only gRPC
+answer whose ``grpc-status`` is ``unavailable`` (14) or ``cancelled`` (1) is retried under Istio's default
+policy (Envoy's ``retriable_grpc_statuses``, read from the response headers), and not with
+``attempts: 0`` (the control)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+from h2.errors import ErrorCodes
+from router_harness import App, ask, router_for, rule
+
+from ambit.model.route import RetryPolicy
+from ambit.net.duplex import Duplex, TcpDuplex
+from ambit.waypoint.exchange import BodyStream, Request
+from ambit.waypoint.h2_client import H2Upstream
+from ambit.waypoint.upstream_errors import UpstreamError
+
+GRPC = (b"content-type", b"application/grpc")
+
+
+@pytest.mark.parametrize("code", [b"14", b"1"])
+async def test_a_trailers_only_grpc_unavailable_or_cancelled_is_retried_by_default(
+    app: App, caplog: pytest.LogCaptureFixture, code: bytes
+) -> None:
+    app.script["/echo.Echo/Say"] = [(200, [GRPC, (b"grpc-status", code)])]
+    router = router_for(app, rule())  # no retry on the rule: Istio's default policy
+    try:
+        answer = await ask(router, caplog, "/echo.Echo/Say", grpc=True)
+    finally:
+        await router.close()
+    assert answer.status == 200 and b"grpc-status" not in answer.headers, "the retry's answer"
+    assert app.requests == ["/echo.Echo/Say", "/echo.Echo/Say"]
+
+
+async def test_a_grpc_status_outside_the_list_is_not_retried(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.script["/echo.Echo/Say"] = [(200, [GRPC, (b"grpc-status", b"5")])]  # NOT_FOUND: the app's answer
+    router = router_for(app, rule())
+    try:
+        answer = await ask(router, caplog, "/echo.Echo/Say", grpc=True)
+    finally:
+        await router.close()
+    assert answer.headers[b"grpc-status"] == b"5"
+    assert app.requests == ["/echo.Echo/Say"]
+
+
+async def test_no_retry_with_zero_attempts(app: App, caplog: pytest.LogCaptureFixture) -> None:
+    app.script["/echo.Echo/Say"] = [(200, [GRPC, (b"grpc-status", b"14")])]
+    router = router_for(app, rule(retry=RetryPolicy(attempts=0)))
+    try:
+        answer = await ask(router, caplog, "/echo.Echo/Say", grpc=True)
+    finally:
+        await router.close()
+    assert answer.headers[b"grpc-status"] == b"14", "control: the unavailable answer reaches the client"
+    assert app.requests == ["/echo.Echo/Say"]
+
+
+class RefusingH2:
+    """A raw HTTP/2 server that resets every stream with ``code`` (h2, no app behind it)."""
+
+    def __init__(self, code: ErrorCodes) -> None:
+        self.code = code
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    conn.reset_stream(event.stream_id, self.code)
+            writer.write(conn.data_to_send())
+        writer.close()
+
+    async def start(self) -> RefusingH2:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@pytest.mark.parametrize(("code", "refused"), [(ErrorCodes.REFUSED_STREAM, True), (ErrorCodes.CANCEL, False)])
+async def test_an_h2_refused_stream_is_marked_safe_to_retry(code: ErrorCodes, refused: bool) -> None:
+    """REFUSED_STREAM means the upstream never processed the request (RFC 9113 §8.7): the error says so,
+    and the router retries it under ``refused-stream``; any other reset (the control) may have been
+    processed and is not marked."""
+    server = await RefusingH2(code).start()
+    pool = H2Upstream()
+
+    async def connect() -> Duplex:
+        _transport, duplex = await asyncio.get_running_loop().create_connection(
+            TcpDuplex, "127.0.0.1", server.port
+        )
+        return duplex
+
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            await pool.send("k", connect, Request(b"GET", b"http", b"x", b"/", [], BodyStream.of()))
+        assert (caught.value.flags, caught.value.refused) == ("UR", refused)
+    finally:
+        await pool.close()
+        await server.close()
