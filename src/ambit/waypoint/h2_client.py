@@ -90,6 +90,7 @@ class _Connection(H2Link):
         self.goaway = False  # the peer sent GOAWAY: no new streams here
         self.closing = False  # we are closing it: no new streams either
         self.settings_received = False
+        self.opened = 0  # streams opened on it
         self.reader: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._abort_later: asyncio.TimerHandle | None = None
@@ -380,12 +381,19 @@ class H2Upstream:
         return sum(len(conn.streams) for conn in self._all if conn.key == key)
 
     async def send(
-        self, key: Hashable, connect: Callable[[], Awaitable[Duplex]], request: Request
+        self,
+        key: Hashable,
+        connect: Callable[[], Awaitable[Duplex]],
+        request: Request,
+        *,
+        max_requests_per_connection: int | None = None,
     ) -> Response:
         """Send ``request`` on a connection for ``key``; the response once its head has arrived.
 
         UpstreamError if no connection could be opened (``UF``) or the exchange failed before the
         response head (``UC``, ``UR``, ``UPE``). Cancelling resets the stream.
+        ``max_requests_per_connection`` (Envoy's ``max_requests_per_connection``): a connection that
+        has opened that many streams takes no more; it closes once they end (None: no limit).
         """
         fields = request_fields(request)  # ValueError: nothing of this request can go upstream
         body = request.body
@@ -395,6 +403,10 @@ class H2Upstream:
             bare = not body.trailers
         conn = await self._acquire(key, connect)
         st = conn.open(request, fields, end=bare)
+        conn.opened += 1
+        if max_requests_per_connection is not None and conn.opened >= max_requests_per_connection:
+            conn.closing = True  # no new streams; closed when the last one ends (_stream_over)
+            self._discard(conn)
         try:
             status, headers = await st.head
         except asyncio.CancelledError:

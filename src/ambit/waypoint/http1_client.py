@@ -177,7 +177,7 @@ class _Broken:
 
 
 class _Conn:
-    __slots__ = ("duplex", "events", "idle_timer", "key", "parser", "pooled")
+    __slots__ = ("duplex", "events", "idle_timer", "key", "last", "parser", "pooled", "uses")
 
     def __init__(self, key: Hashable, duplex: Duplex) -> None:
         self.key = key
@@ -186,6 +186,8 @@ class _Conn:
         self.events: deque[Event | _Broken] = deque()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.pooled = False
+        self.uses = 0  # requests sent on it
+        self.last = False  # its request limit is reached: closed after this exchange
 
     @property
     def usable(self) -> bool:
@@ -238,9 +240,18 @@ class Http1Upstream:
         return sum(len(stack) for stack in self._idle.values())
 
     async def send(
-        self, key: Hashable, connect: Callable[[], Awaitable[Duplex]], request: Request
+        self,
+        key: Hashable,
+        connect: Callable[[], Awaitable[Duplex]],
+        request: Request,
+        *,
+        max_requests_per_connection: int | None = None,
     ) -> Response:
-        """Send ``request`` over a pooled or new connection; the response once its head is in."""
+        """Send ``request`` over a pooled or new connection; the response once its head is in.
+
+        ``max_requests_per_connection`` (a DestinationRule's ``http.maxRequestsPerConnection``, Envoy's
+        ``max_requests_per_connection``): a connection that has carried that many requests is closed
+        when its exchange ends instead of going back to the pool (None: no limit)."""
         if self._closed:
             raise UpstreamError(CONNECT_FAILURE, "the upstream client is closed")
         if has_empty_body(request.body):
@@ -253,6 +264,9 @@ class Http1Upstream:
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(key, connect)
+            conn.uses += 1
+            limit = max_requests_per_connection
+            conn.last = limit is not None and conn.uses >= limit
             try:
                 return await self._exchange(conn, request, framing, reused=reused)
             except _Stale as stale:
@@ -314,7 +328,7 @@ class Http1Upstream:
         """Back to the pool, if it can carry another request; else closed."""
         self._active.discard(conn)
         stack = self._idle.setdefault(conn.key, [])
-        if self._closed or not conn.usable or conn.events or len(stack) >= self._max_idle:
+        if self._closed or conn.last or not conn.usable or conn.events or len(stack) >= self._max_idle:
             if not stack:
                 self._idle.pop(conn.key, None)
             _close_conn(conn)

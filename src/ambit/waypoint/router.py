@@ -691,7 +691,7 @@ class WaypointRouter:
                 request.body = BodyStream.of(body[0], body[1])
             try:
                 async with asyncio.timeout(per_try):
-                    response = await self._send(plan, request, downstream, protocol)
+                    response = await self._send(plan, request, downstream, protocol, traffic)
             except TimeoutError:
                 response = local_response(504, "upstream per-try timeout", flags="UT")
                 self.connected(plan, None)
@@ -765,14 +765,21 @@ class WaypointRouter:
         return "h2" if request.version == "2" else "http1"
 
     async def _send(
-        self, plan: OutboundPlan, request: Request, downstream: Downstream, protocol: str
+        self,
+        plan: OutboundPlan,
+        request: Request,
+        downstream: Downstream,
+        protocol: str,
+        traffic: ServiceTraffic | None = None,
     ) -> Response:
         async def connect() -> Duplex:
             return await self.open_upstream(plan, downstream)
 
         key = (plan.address, getattr(plan, "authority", ""), downstream.peer_ip, protocol)
         upstream = self.h2 if protocol == "h2" else self.http1
-        return await upstream.send(key, connect, request)
+        pool = traffic.policy.connection_pool if traffic is not None else None
+        per_connection = pool.max_requests_per_connection if pool is not None else None
+        return await upstream.send(key, connect, request, max_requests_per_connection=per_connection)
 
     # -- telemetry ----------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ class App:
     heads: list[dict[bytes, bytes]] = field(default_factory=list)
     script: dict[str, list[tuple[int, list[tuple[bytes, bytes]]]]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    connections: int = 0  # connections accepted
     server: asyncio.Server | None = None
     port: int = 0
 
@@ -74,6 +75,7 @@ class App:
         class Accepted(TcpDuplex):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 super().connection_made(transport)
+                app.connections += 1
                 task = asyncio.get_running_loop().create_task(serve_http1(self, CLIENT, app.handle))
                 app.tasks.add(task)
                 task.add_done_callback(app.tasks.discard)

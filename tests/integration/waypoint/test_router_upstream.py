@@ -1,7 +1,11 @@
-"""Retry conditions Istio always sets, in the waypoint's router without a cluster: a trailers-only gRPC
+"""Retries and connection reuse in the waypoint's router without a cluster.
+
+Retry conditions Istio always sets, in the waypoint's router without a cluster: a trailers-only gRPC
 answer whose ``grpc-status`` is ``unavailable`` (14) or ``cancelled`` (1) is retried under Istio's default
 policy (Envoy's ``retriable_grpc_statuses``, read from the response headers), and not with
-``attempts: 0`` (the control)."""
+``attempts: 0`` (the control); an HTTP/2 stream refused unprocessed is marked safe to retry. A
+DestinationRule's ``maxRequestsPerConnection`` closes an upstream connection after its share.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,10 @@ import h2.connection
 import h2.events
 import pytest
 from h2.errors import ErrorCodes
-from router_harness import App, ask, router_for, rule
+from router_harness import WEB, App, ask, router_for, rule
 
 from ambit.model.route import RetryPolicy
+from ambit.model.traffic_policy import ConnectionPool, TrafficPolicy
 from ambit.net.duplex import Duplex, TcpDuplex
 from ambit.waypoint.exchange import BodyStream, Request
 from ambit.waypoint.h2_client import H2Upstream
@@ -112,3 +117,20 @@ async def test_an_h2_refused_stream_is_marked_safe_to_retry(code: ErrorCodes, re
     finally:
         await pool.close()
         await server.close()
+
+
+@pytest.mark.parametrize(("limit", "connections"), [(2, 3), (None, 1)])
+async def test_max_requests_per_connection_closes_a_connection_after_its_share(
+    app: App, caplog: pytest.LogCaptureFixture, limit: int | None, connections: int
+) -> None:
+    """A DestinationRule's ``http.maxRequestsPerConnection: 2``: six sequential requests use three
+    upstream connections; without it (the control) one kept-alive connection carries all six."""
+    pool = ConnectionPool(max_requests_per_connection=limit) if limit is not None else None
+    policy = TrafficPolicy("web", "default", WEB, connection_pool=pool)
+    router = router_for(app, extra=(policy,))
+    try:
+        answers = [await ask(router, caplog) for _ in range(6)]
+    finally:
+        await router.close()
+    assert [a.status for a in answers] == [200] * 6
+    assert app.connections == connections
