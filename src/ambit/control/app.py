@@ -42,6 +42,7 @@ from ambit.identity.tokens import PUBLIC_KEYS_FILE, load_verifier
 from ambit.model.identity import DEFAULT_TRUST_DOMAIN
 from ambit.model.placement import PodPlacement
 from ambit.model.policy import Authorization, L7Authorization
+from ambit.model.rate_limit import RateLimitPolicy
 from ambit.model.route import HttpRoute
 from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import Service, Workload
@@ -66,8 +67,10 @@ WATCHED_KINDS = (
     "PeerAuthentication",
     "HTTPRoute",
     "GRPCRoute",
+    "TCPRoute",
     "VirtualService",
     "DestinationRule",
+    "HTTPLocalRateLimitPolicy",
 )
 
 
@@ -198,13 +201,16 @@ class ControlPlane:
             root_namespace=self.config.root_namespace,
             trust_domain=self.config.trust_domain,
         )
-        values: list[Workload | Service | Authorization | L7Authorization | HttpRoute | TrafficPolicy] = [
+        values: list[
+            Workload | Service | Authorization | L7Authorization | HttpRoute | TrafficPolicy | RateLimitPolicy
+        ] = [
             *result.workloads.values(),
             *result.services.values(),
             *result.policies.values(),
             *result.l7_policies.values(),
             *result.routes.values(),
             *result.traffic_policies.values(),
+            *result.rate_limits.values(),
         ]
         self.cache.set(self.versioner(values))
         self._set_at = time.monotonic()

@@ -2,10 +2,12 @@
 
 Translation hands the cache the complete set of resources (``name -> (version, value)``) with
 :meth:`SnapshotCache.set`; names are ``wl/<uid>``, ``svc/<ns>/<hostname>``, ``ap/<ns>/<name>``,
-``l7/<ns>/<name>`` and ``rt/<route key>`` (``ambit.state.resource_name``). The Address type carries
+``l7/<ns>/<name>``, ``rt/<route key>``, ``tp/<ns>/<name>`` and ``rl/<ns>/<name>``
+(``ambit.state.resource_name``). The Address type carries
 ``wl/`` and ``svc/`` names, the Authorization type ``ap/`` names, the L7Authorization type (waypoints'
 policies) ``l7/`` names and the HttpRoute type (waypoints' Gateway API routes) ``rt/`` names; the
-TrafficPolicy type (waypoints' DestinationRule connection pool and outlier detection) ``tp/`` names.
+TrafficPolicy type (waypoints' DestinationRule connection pool and outlier detection) ``tp/`` names and
+the RateLimitPolicy type (waypoints' HTTPLocalRateLimitPolicy) ``rl/`` names.
 A resource is encoded to its wire form only when its version changes; every proxy stream then sends
 those same bytes.
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ambit.model.policy import Authorization, L7Authorization
+from ambit.model.rate_limit import RateLimitPolicy
 from ambit.model.route import HttpRoute
 from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.version import content_version
@@ -38,7 +41,7 @@ from ambit.xds.pb.discovery.v1 import discovery_pb2
 
 log = logging.getLogger(__name__)
 
-Value = Workload | Service | Authorization | L7Authorization | HttpRoute | TrafficPolicy
+Value = Workload | Service | Authorization | L7Authorization | HttpRoute | TrafficPolicy | RateLimitPolicy
 _VERSION_CHARS = 16
 
 
@@ -116,7 +119,7 @@ class CacheSnapshot:
             type_url = codec.type_url_for_name(name)
             if type_url is None:
                 raise ValueError(
-                    f"resource name {name!r} has no known prefix (wl/, svc/, ap/, l7/, rt/, tp/)"
+                    f"resource name {name!r} has no known prefix (wl/, svc/, ap/, l7/, rt/, tp/, rl/)"
                 )
             by_type[type_url][name] = resource
         self._by_type: Mapping[str, Mapping[str, CachedResource]] = MappingProxyType(

@@ -1,4 +1,4 @@
-"""A GAMMA route's status: HTTPRoute and GRPCRoute ``status.parents`` for Service parents (pure).
+"""A GAMMA route's status: HTTPRoute, GRPCRoute and TCPRoute ``status.parents`` for Service parents (pure).
 
 For every parentRef of a core ``Service`` (``is_service_parent``: the parents
 ``ambit.control.translate_routes`` translates) the route's status carries one ``parents[]`` entry,
@@ -21,11 +21,14 @@ as the Gateway API's ``RouteParentStatus`` (sigs.k8s.io/gateway-api ``apis/v1/sh
     not allow the route); the message is the problem as the translation warning words it;
   - ``ResolvedRefs``: ``True``/``ResolvedRefs`` "All references resolved" (Istio's words) when
     every backendRef with a weight (weight 0 is never used, nor checked: as translation and
-    Istio's ``buildHTTPDestination``) resolves (``translate_routes.resolve_backend``) to a port of
-    a Service in the route's namespace; else ``False`` with the first problem's reason, in rule and
-    backendRef order: ``InvalidKind`` (not a core Service), ``RefNotPermitted`` (another namespace:
-    ReferenceGrant is not supported yet), ``BackendNotFound`` (no port, no such Service, or a port
-    the Service does not have); the message lists every problem.
+    Istio's ``buildHTTPDestination``) and every ``RequestMirror`` filter's backendRef (the spec:
+    an invalid mirror backend sets ``ResolvedRefs`` false; Istio joins the mirror's error to the
+    backends') resolves (``translate_routes.resolve_backend``) to a port of a Service in the
+    route's namespace; else ``False`` with the first problem's reason, in rule order, the
+    backendRefs of a rule before its mirrors: ``InvalidKind`` (not a core Service),
+    ``RefNotPermitted`` (another namespace: ReferenceGrant is not supported yet),
+    ``BackendNotFound`` (no port, no such Service, or a port the Service does not have); the
+    message lists every problem.
 
   Both carry the route's ``metadata.generation`` as ``observedGeneration``; ``lastTransitionTime``
   moves only when that condition's ``status`` or ``reason`` changes
@@ -37,7 +40,7 @@ Entries other controllers wrote (another ``controllerName``, or a non-Service pa
 they are and where they are; ours keep their place, ours whose parentRef is gone are removed, new
 ones are appended in ``parentRefs`` order (Istio's ``createRouteStatus`` does the same). A route with
 no Service parent, and no entry of ours to remove, keeps the status it has. A route translation
-ignores (not an HTTPRoute/GRPCRoute of the Gateway API group) gets no entry.
+ignores (not an HTTPRoute, GRPCRoute or TCPRoute of the Gateway API group) gets no entry.
 
 One difference from the proxies: a backendRef to a port the Service does not have is reported
 ``BackendNotFound`` here, while translation still hands it to the waypoint (which then finds no
@@ -143,10 +146,18 @@ def _resolved_refs(
 ) -> Verdict:
     problems: list[tuple[str, str]] = []
     for rule_at, rule in enumerate(items(mapping(route, "spec"), "rules")):
-        for ref_at, ref in enumerate(items(rule, "backendRefs")):
-            if backend_weight(ref) == 0:
-                continue  # never used, so not checked (as translation)
-            shown = f"rule {rule_at} backendRef {ref_at} ({backend_shown(ref, namespace)})"
+        refs = [
+            (f"rule {rule_at} backendRef {ref_at}", ref)
+            for ref_at, ref in enumerate(items(rule, "backendRefs"))
+            if backend_weight(ref) > 0  # weight 0: never used, so not checked (as translation)
+        ]
+        refs += [
+            (f"rule {rule_at} RequestMirror filter {at}", mapping(entry, "requestMirror", "backendRef"))
+            for at, entry in enumerate(items(rule, "filters"))
+            if text(entry, "type") == "RequestMirror"
+        ]
+        for where, ref in refs:
+            shown = f"{where} ({backend_shown(ref, namespace)})"
             resolved = resolve_backend(ref, namespace, services, cluster_domain)
             if isinstance(resolved, Refusal):
                 problems.append((resolved.reason, f"{shown}: {resolved.problem}"))

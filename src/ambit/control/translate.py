@@ -53,7 +53,8 @@ Versions
   ``rt/<route key>`` (a Gateway API route on a Service, ``ambit.control.translate_routes``, or a
   VirtualService on a Service host, ``ambit.control.translate_virtualservice``, which sets aside the
   Gateway API routes of a Service it covers: ``merge_routes``), and ``tp/<namespace>/<name>`` (a
-  DestinationRule's connection pool and outlier detection, ``ambit.control.translate_destination_rule``).
+  DestinationRule's connection pool and outlier detection, ``ambit.control.translate_destination_rule``),
+  and ``rl/<namespace>/<name>`` (an HTTPLocalRateLimitPolicy, ``ambit.control.translate_rate_limit``).
   So a
   change to one pod changes exactly that workload's version (plus whatever that pod really changes).
 
@@ -83,6 +84,7 @@ from ambit.control.translate_common import (
 from ambit.control.translate_destination_rule import convert_destination_rules
 from ambit.control.translate_policy import PolicySet, convert_policies, workload_policy_keys
 from ambit.control.translate_policy_l7 import convert_l7_policies
+from ambit.control.translate_rate_limit import convert_rate_limits
 from ambit.control.translate_routes import convert_routes
 from ambit.control.translate_services import (
     SelectorIndex,
@@ -93,6 +95,7 @@ from ambit.control.translate_services import (
 from ambit.control.translate_virtualservice import convert_virtual_services, merge_routes
 from ambit.control.translate_waypoint import Waypoint, collect_waypoints, resolve_waypoint
 from ambit.model.policy import Authorization, L7Authorization
+from ambit.model.rate_limit import RateLimitPolicy
 from ambit.model.route import HttpRoute
 from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.version import content_version
@@ -140,11 +143,12 @@ class TranslationResult:
     l7_policies: Mapping[str, L7Authorization] = field(default_factory=dict)  # by <namespace>/<name>
     routes: Mapping[str, HttpRoute] = field(default_factory=dict)  # by HttpRoute.key
     traffic_policies: Mapping[str, TrafficPolicy] = field(default_factory=dict)  # by TrafficPolicy.key
+    rate_limits: Mapping[str, RateLimitPolicy] = field(default_factory=dict)  # by RateLimitPolicy.key
 
     @functools.cached_property
     def versions(self) -> Mapping[str, str]:
-        """wl/<uid>, svc/<ns>/<hostname>, ap/<ns>/<name>, l7/<ns>/<name>, rt/<key>, tp/<ns>/<name> -> sha256
-        hex of canonical JSON.
+        """wl/<uid>, svc/<ns>/<hostname>, ap/<ns>/<name>, l7/<ns>/<name>, rt/<key>, tp/<ns>/<name>,
+        rl/<ns>/<name> -> sha256 hex of canonical JSON.
 
         Computed on first access (the control plane versions what it serves itself, see
         ``ambit.control.cache``), then kept."""
@@ -161,6 +165,8 @@ class TranslationResult:
             versions[f"rt/{key}"] = content_version(route)
         for key, traffic_policy in self.traffic_policies.items():
             versions[f"tp/{key}"] = content_version(traffic_policy)
+        for key, rate_limit in self.rate_limits.items():
+            versions[f"rl/{key}"] = content_version(rate_limit)
         return versions
 
 
@@ -326,7 +332,7 @@ def translate(
             warnings.append(f"Service {namespace_of(obj)}/{name_of(obj)}: not translated: {exc!r}")
     services = {info.service.key: info.service for info in service_infos}
     routes = convert_routes(
-        [*index.kind("HTTPRoute"), *index.kind("GRPCRoute")],
+        [*index.kind("HTTPRoute"), *index.kind("GRPCRoute"), *index.kind("TCPRoute")],
         services,
         waypoints=waypoints.keys(),
         cluster_domain=cluster_domain,
@@ -338,6 +344,14 @@ def translate(
     routes = merge_routes(routes, virtual_services, warnings)
     traffic_policies = convert_destination_rules(
         index.kind("DestinationRule"), services, cluster_domain=cluster_domain, warnings=warnings
+    )
+    rate_limits = convert_rate_limits(
+        index.kind("HTTPLocalRateLimitPolicy"),
+        services,
+        waypoints=waypoints.keys(),
+        trust_domain=trust_domain,
+        cluster_domain=cluster_domain,
+        warnings=warnings,
     )
     services_by_namespace: dict[str, SelectorIndex] = {}
     for info in service_infos:
@@ -376,4 +390,5 @@ def translate(
         l7_policies=l7_policies,
         routes=routes,
         traffic_policies=traffic_policies,
+        rate_limits=rate_limits,
     )

@@ -1,13 +1,14 @@
-"""Gateway API HTTPRoute and GRPCRoute attached to a Service (GAMMA) → the waypoint's ``HttpRoute``.
+"""Gateway API HTTPRoute, GRPCRoute and TCPRoute attached to a Service (GAMMA) → the waypoint's
+``HttpRoute``.
 
 The data model is ``ambit.model.route`` and the matcher ``ambit.routing.http_routes``. Istio's own
 conversion (``pilot/pkg/config/kube/gateway/conversion.go``: ``convertHTTPRoute``,
 ``convertGRPCRoute``, ``createURIMatch``, ``createGRPCURIMatch``) is followed unless said otherwise.
 Exactly what happens:
 
-* objects: ``HTTPRoute`` (``gateway.networking.k8s.io`` v1 or v1beta1) and ``GRPCRoute`` (v1); one
-  ``HttpRoute`` per (route, parent Service, port). ``hostnames`` are not read (a GAMMA route applies
-  to the Service the request addresses);
+* objects: ``HTTPRoute`` (``gateway.networking.k8s.io`` v1 or v1beta1), ``GRPCRoute`` (v1) and
+  ``TCPRoute`` (v1alpha2); one ``HttpRoute`` per (route, parent Service, port). ``hostnames`` are not
+  read (a GAMMA route applies to the Service the request addresses);
 * parents: ``parentRefs`` of kind ``Service`` and group ``""`` or ``core`` (the CRD's default group is
   ``gateway.networking.k8s.io``, so a Service parent must say ``group: ""``, as in Istio). Only
   **producer routes** this increment: the Service must be in the route's namespace; a consumer
@@ -40,9 +41,18 @@ Exactly what happens:
   one match on everything. Headers as for HTTPRoute;
 * filters: ``RequestHeaderModifier`` / ``ResponseHeaderModifier`` (``set`` / ``add`` / ``remove``,
   names lower-cased, the first of equivalent names kept; a name that is not an HTTP token or a value
-  with CR, LF or NUL is left out with a warning). A repeated modifier of one type: the first counts.
-  ``RequestRedirect``, ``URLRewrite``, ``RequestMirror``, ``CORS``, ``ExtensionRef``, ``ExternalAuth``
-  and filters on a backendRef: "not supported yet", with a warning; the rest of the rule is kept;
+  with CR, LF or NUL is left out with a warning). ``RequestRedirect`` and ``URLRewrite`` (HTTPRoute
+  only; read by ``ambit.control.translate_route_filters``): a redirect makes the rule answer itself,
+  so its backendRefs, a URLRewrite (the Gateway API forbids both) and its mirrors are not used, each
+  with a warning; a redirect or rewrite that cannot be applied as written (``ReplacePrefixMatch`` on
+  a rule with a match that is not a ``PathPrefix``, a relative path, ...) is not skipped: the rule
+  answers 500, with a warning (the spec: a filter that cannot be applied must not be skipped, its
+  requests get an error). ``RequestMirror`` (HTTPRoute and GRPCRoute, several allowed): the
+  backendRef is resolved as a backend (below); an invalid one, or an invalid ``percent`` /
+  ``fraction``, drops that mirror with a warning (the spec: the backend is not configured, and the
+  route status says ``ResolvedRefs: False``). A repeated filter of one type other than
+  ``RequestMirror``: the first counts. ``CORS``, ``ExtensionRef``, ``ExternalAuth`` and filters on a
+  backendRef: "not supported yet", with a warning; the rest of the rule is kept;
 * backendRefs: kind ``Service`` of the core group in the route's namespace with a ``port``; weight
   default 1; weight 0 → never used (left out). A backendRef that is invalid (another namespace:
   ReferenceGrant is not supported yet; another kind; no port; no such Service) is dropped with a
@@ -55,6 +65,10 @@ Exactly what happens:
 * ``retry`` (HTTPRoute, GEP-1731): ``attempts`` (default 2, as Istio), ``codes`` (400..599, others
   left out with a warning), ``backoff`` (a duration; ``0s`` → Envoy's default) → ``RetryPolicy`` with
   Istio's fixed conditions (connect-failure, refused-stream, gRPC cancelled and unavailable);
+* TCPRoute: parents as above; each rule becomes a rule with the single match ``RouteMatch()`` (a
+  TCPRoute has no matches) and its weighted backendRefs (invalid ones: that share of connections is
+  refused). The waypoint uses the first rule only (``ambit.routing.http_routes.tcp_backends``); a
+  route with several rules gets a warning (TCPRoute v1 allows one);
 * ``metadata.creationTimestamp`` → ``created`` (not RFC 3339: ``""``, with a warning).
 
 Warnings name the route (``HTTPRoute <ns>/<name>``) and, where it helps, the rule. Pure: no I/O.
@@ -68,10 +82,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ambit.control.translate_route_filters import (
+    FilterError,
+    gateway_redirect,
+    gateway_rewrite,
+    mirror_percent,
+)
 from ambit.model.route import (
     GRPC_ROUTE,
     HTTP_ROUTE,
@@ -79,6 +99,7 @@ from ambit.model.route import (
     PATH_PREFIX,
     PATH_REGEX,
     ROUTE_KINDS,
+    TCP_ROUTE,
     VALUE_EXACT,
     VALUE_KINDS,
     VALUE_REGEX,
@@ -86,9 +107,12 @@ from ambit.model.route import (
     HeaderMatch,
     HeaderModifier,
     HttpRoute,
+    MirrorFilter,
     PathMatch,
     QueryMatch,
+    RedirectFilter,
     RetryPolicy,
+    RewriteFilter,
     RouteMatch,
     RouteRule,
 )
@@ -96,7 +120,7 @@ from ambit.model.workload import Service, service_hostname
 from ambit.resources.objects import JSON, items, mapping, name_of, namespace_of, strings, text
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
-GATEWAY_ROUTE_KINDS = (GRPC_ROUTE, HTTP_ROUTE)  # the Gateway API route kinds translated here
+GATEWAY_ROUTE_KINDS = (GRPC_ROUTE, HTTP_ROUTE, TCP_ROUTE)  # the Gateway API route kinds translated here
 CORE_GROUPS = frozenset({"", "core"})
 DEFAULT_RETRY_ATTEMPTS = 2  # Istio's default when `retry.attempts` is unset
 MIN_RETRY_CODE, MAX_RETRY_CODE = 400, 599  # HTTPRouteRetryStatusCode
@@ -105,9 +129,11 @@ _DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")  # an HTTP header name (RFC 9110 token)
 _BAD_VALUE_CHARS = ("\r", "\n", "\0")
-_UNSUPPORTED_FILTERS = frozenset(
-    {"RequestRedirect", "URLRewrite", "RequestMirror", "CORS", "ExtensionRef", "ExternalAuth"}
-)
+_UNSUPPORTED_FILTERS = frozenset({"CORS", "ExtensionRef", "ExternalAuth"})
+_HEADER_FILTERS = {
+    "RequestHeaderModifier": "requestHeaderModifier",
+    "ResponseHeaderModifier": "responseHeaderModifier",
+}
 
 # Gateway API RouteConditionReason values (sigs.k8s.io/gateway-api apis/v1/shared_types.go) for
 # why a parentRef is not accepted or a backendRef does not resolve.
@@ -317,30 +343,91 @@ def _modifier(spec: JSON, what: str, warnings: list[str]) -> HeaderModifier | No
     return modifier if modifier != HeaderModifier() else None
 
 
-def _filters(
-    rule: JSON, what: str, warnings: list[str]
-) -> tuple[HeaderModifier | None, HeaderModifier | None]:
+@dataclass(slots=True)
+class _Filters:
+    """What a rule's filters ask for; ``broken``: a redirect or rewrite that cannot be applied."""
+
     request: HeaderModifier | None = None
     response: HeaderModifier | None = None
+    redirect: RedirectFilter | None = None
+    rewrite: RewriteFilter | None = None
+    mirrors: list[MirrorFilter] = field(default_factory=list)
+    broken: bool = False
+
+
+def _mirror(entry: JSON, position: int, scope: _Scope, what: str) -> MirrorFilter | None:
+    spec = mapping(entry, "requestMirror")
+    ref = mapping(spec, "backendRef")
+    shown = f"{what} RequestMirror filter {position} ({backend_shown(ref, scope.namespace)})"
+    resolved = resolve_backend(ref, scope.namespace, scope.services, scope.cluster_domain)
+    if isinstance(resolved, Refusal):
+        scope.warnings.append(f"{shown}: {resolved.problem}; that mirror is left out")
+        return None
+    try:
+        percent = mirror_percent(spec)
+    except FilterError as exc:
+        scope.warnings.append(f"{shown}: {exc}; that mirror is left out")
+        return None
+    return MirrorFilter(BackendRef(resolved.service_key, resolved.port), percent)
+
+
+def _filters(kind: str, rule: JSON, matches: tuple[RouteMatch, ...], scope: _Scope, what: str) -> _Filters:
+    warnings = scope.warnings
+    found = _Filters()
     seen: set[str] = set()
-    for entry in items(rule, "filters"):
-        kind = text(entry, "type")
-        if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
-            if kind in seen:
-                warnings.append(f"{what}: {kind} is repeated; only the first one is used")
-                continue
-            seen.add(kind)
-            field = "requestHeaderModifier" if kind == "RequestHeaderModifier" else "responseHeaderModifier"
-            modifier = _modifier(mapping(entry, field), f"{what} {kind}", warnings)
-            if kind == "RequestHeaderModifier":
-                request = modifier
+    for position, entry in enumerate(items(rule, "filters")):
+        ftype = text(entry, "type")
+        if ftype == "RequestMirror":
+            mirror = _mirror(entry, position, scope, what)
+            if mirror is not None:
+                found.mirrors.append(mirror)
+            continue
+        if ftype in _UNSUPPORTED_FILTERS:
+            warnings.append(f"{what}: filter {ftype} is not supported yet; the rest of the rule is kept")
+            continue
+        if ftype in ("RequestRedirect", "URLRewrite") and kind != HTTP_ROUTE:
+            warnings.append(f"{what}: filter {ftype} is not a {kind} filter; it is ignored")
+            continue
+        if ftype not in _HEADER_FILTERS and ftype not in ("RequestRedirect", "URLRewrite"):
+            warnings.append(f"{what}: filter type {ftype!r} is unknown; the rest of the rule is kept")
+            continue
+        if ftype in seen:
+            warnings.append(f"{what}: {ftype} is repeated; only the first one is used")
+            continue
+        seen.add(ftype)
+        if ftype in _HEADER_FILTERS:
+            modifier = _modifier(mapping(entry, _HEADER_FILTERS[ftype]), f"{what} {ftype}", warnings)
+            if ftype == "RequestHeaderModifier":
+                found.request = modifier
             else:
-                response = modifier
-        elif kind in _UNSUPPORTED_FILTERS:
-            warnings.append(f"{what}: filter {kind} is not supported yet; the rest of the rule is kept")
-        else:
-            warnings.append(f"{what}: filter type {kind!r} is unknown; the rest of the rule is kept")
-    return request, response
+                found.response = modifier
+            continue
+        try:
+            if ftype == "RequestRedirect":
+                found.redirect = gateway_redirect(mapping(entry, "requestRedirect"), matches)
+            else:
+                found.rewrite = gateway_rewrite(mapping(entry, "urlRewrite"), matches)
+        except FilterError as exc:
+            warnings.append(f"{what}: {ftype}: {exc}; requests the rule takes answer 500")
+            found.broken = True
+    if found.redirect is not None:
+        if found.rewrite is not None:
+            warnings.append(
+                f"{what}: URLRewrite is ignored: the rule redirects, so nothing is sent upstream "
+                "(the Gateway API forbids both)"
+            )
+            found.rewrite = None
+        if found.mirrors:
+            warnings.append(
+                f"{what}: RequestMirror is ignored: the rule redirects, so nothing is sent upstream"
+            )
+            found.mirrors = []
+        if items(rule, "backendRefs"):
+            warnings.append(
+                f"{what}: backendRefs are not used: the rule answers with its RequestRedirect "
+                "(the Gateway API forbids both)"
+            )
+    return found
 
 
 # --- backends -----------------------------------------------------------------------------------
@@ -381,7 +468,9 @@ def resolve_backend(
     return BackendRef(key, port, backend_weight(ref))
 
 
-def _backends(rule: JSON, scope: _Scope, what: str) -> tuple[tuple[BackendRef, ...], int]:
+def _backends(
+    rule: JSON, scope: _Scope, what: str, *, unit: str = "requests"
+) -> tuple[tuple[BackendRef, ...], int]:
     """(the valid backends with a weight, the total weight of the invalid ones)."""
     backends: list[BackendRef] = []
     invalid = 0
@@ -392,8 +481,9 @@ def _backends(rule: JSON, scope: _Scope, what: str) -> tuple[tuple[BackendRef, .
         shown = f"{what} backendRef {position} ({backend_shown(ref, scope.namespace)})"
         resolved = resolve_backend(ref, scope.namespace, scope.services, scope.cluster_domain)
         if isinstance(resolved, Refusal):
+            outcome = "answers 500" if unit == "requests" else "is refused"
             scope.warnings.append(
-                f"{shown}: {resolved.problem}; its share of requests (weight {weight}) answers 500"
+                f"{shown}: {resolved.problem}; its share of {unit} (weight {weight}) {outcome}"
             )
             invalid += weight
             continue
@@ -463,7 +553,23 @@ def _retry(rule: JSON, what: str, warnings: list[str]) -> RetryPolicy | None:
 # --- routes -------------------------------------------------------------------------------------
 
 
+def _tcp_rules(spec: JSON, scope: _Scope, what: str) -> tuple[RouteRule, ...]:
+    given = items(spec, "rules")
+    if len(given) > 1:
+        scope.warnings.append(
+            f"{what}: {len(given)} rules; only the first takes connections (a TCPRoute rule has no "
+            "match, and TCPRoute v1 allows one rule)"
+        )
+    rules: list[RouteRule] = []
+    for position, rule in enumerate(given):
+        backends, invalid = _backends(rule, scope, f"{what} rule {position}", unit="connections")
+        rules.append(RouteRule(position, (RouteMatch(),), backends, invalid_weight=invalid))
+    return tuple(rules)
+
+
 def _rules(kind: str, spec: JSON, scope: _Scope, what: str) -> tuple[RouteRule, ...]:
+    if kind == TCP_ROUTE:
+        return _tcp_rules(spec, scope, what)
     warnings = scope.warnings
     rules: list[RouteRule] = []
     for position, rule in enumerate(items(spec, "rules")):
@@ -472,8 +578,14 @@ def _rules(kind: str, spec: JSON, scope: _Scope, what: str) -> tuple[RouteRule, 
         if not matches:
             warnings.append(f"{rwhat}: no valid match; the rule is ignored")
             continue
-        request_headers, response_headers = _filters(rule, rwhat, warnings)
-        backends, invalid = _backends(rule, scope, rwhat)
+        filters = _filters(kind, rule, matches, scope, rwhat)
+        backends: tuple[BackendRef, ...] = ()
+        invalid = 0
+        if filters.broken:  # a filter that cannot be applied is not skipped: the rule answers 500
+            invalid = 1
+            filters.redirect, filters.rewrite, filters.mirrors = None, None, []
+        elif filters.redirect is None:  # a redirect answers itself: no backend
+            backends, invalid = _backends(rule, scope, rwhat)
         request_timeout, backend_timeout = (
             _timeouts(rule, rwhat, warnings) if kind == HTTP_ROUTE else (None, None)
         )
@@ -482,12 +594,15 @@ def _rules(kind: str, spec: JSON, scope: _Scope, what: str) -> tuple[RouteRule, 
                 index=position,
                 matches=matches,
                 backends=backends,
-                request_headers=request_headers,
-                response_headers=response_headers,
+                request_headers=filters.request,
+                response_headers=filters.response,
                 request_timeout=request_timeout,
                 backend_timeout=backend_timeout,
                 retry=_retry(rule, rwhat, warnings) if kind == HTTP_ROUTE else None,
                 invalid_weight=invalid,
+                redirect=filters.redirect,
+                rewrite=filters.rewrite,
+                mirrors=tuple(filters.mirrors),
             )
         )
     return tuple(rules)
@@ -569,7 +684,8 @@ def _created(obj: JSON, what: str, warnings: list[str]) -> str:
 
 
 def is_gateway_route(obj: JSON) -> bool:
-    """An HTTPRoute or GRPCRoute of the Gateway API's group (anything else is not translated here)."""
+    """An HTTPRoute, GRPCRoute or TCPRoute of the Gateway API's group (anything else is not translated
+    here)."""
     return text(obj, "kind") in GATEWAY_ROUTE_KINDS and text(obj, "apiVersion").startswith(
         GATEWAY_GROUP + "/"
     )
@@ -583,7 +699,7 @@ def convert_route(
     cluster_domain: str,
     warnings: list[str],
 ) -> list[HttpRoute]:
-    """The ``HttpRoute`` values of one HTTPRoute or GRPCRoute: one per parent Service and port."""
+    """The ``HttpRoute`` values of one HTTPRoute, GRPCRoute or TCPRoute: one per parent Service and port."""
     kind, ns, name = text(obj, "kind"), namespace_of(obj), name_of(obj)
     what = f"{kind} {ns}/{name}"
     if kind not in ROUTE_KINDS:

@@ -33,23 +33,24 @@ order (``ambit.routing.http_routes``). Exactly what happens:
   only ones ambit drops) gives no value at all, with a warning when it had ``http`` rules;
 * **Service with a VirtualService and Gateway API routes** (:func:`merge_routes`): Istio says not to
   mix them (its waypoint takes whichever config it meets first). ambit's one rule: **a Service that
-  has a VirtualService has its HTTPRoutes and GRPCRoutes ignored**, each with a warning. The
+  has a VirtualService has its HTTPRoutes and GRPCRoutes ignored**, each with a warning (its
+  TCPRoutes stay: ambit reads no ``tcp`` routes of a VirtualService, so nothing else routes TCP). The
   VirtualService is the only way to express fault injection, so adding one to a Service is taken as
   the owner's choice of API for that Service; removing it brings the Gateway API routes back;
-* ``match[]`` (several entries: any of them; none: every request). ``uri``: ``exact`` → an exact
-  path; ``prefix`` → a plain string prefix (``/foo`` matches ``/foobar``, unlike the Gateway API's
-  segment prefix), written as a regular expression (``re.escape(prefix) + ".*"``), ``/`` as the
-  path prefix ``/``; ``regex`` as is (Python ``re``, whole path); ``ignoreUriCase`` makes exact and
-  prefix case-insensitive (``(?i)``). ``method``: ``exact`` only. ``authority`` → a match on the
-  ``host`` header (the waypoint presents ``:authority`` / ``Host`` under that name). ``headers``
-  (names lower-cased; ``uri``, ``scheme``, ``method``, ``authority`` ignored as Istio documents)
-  and ``queryParams``: ``exact``, ``prefix`` (→ a regular expression), ``regex``, and ``{}``: the
-  header or parameter is present. ``gateways`` without ``mesh``: the match is not for the mesh and is
-  left out silently. ``name`` and ``statPrefix`` are not needed. A match with ``withoutHeaders``,
-  ``scheme``, ``sourceLabels``, ``sourceNamespace``, a ``method`` prefix or regex, a relative path
-  or a regular expression that does not compile is dropped with a warning (dropping only the
-  condition would widen the match; Istio's waypoint ignores ``sourceLabels``, istio/istio#51565). A
-  rule left with no match is dropped with a warning;
+* ``match[]`` (several entries: any of them; none: every request). ``uri``: ``exact`` → an exact path;
+  ``prefix`` → a plain string prefix (``StringPrefix``: ``/foo`` matches ``/foobar``, unlike the Gateway
+  API's segment prefix), ``/`` as the path prefix ``/``; ``regex`` as is (Python ``re``, whole path);
+  ``ignoreUriCase`` makes exact and prefix case-insensitive regular expressions (``(?i)``,
+  ``re.escape(prefix) + ".*"`` for a prefix). ``method``: ``exact`` only. ``authority`` → a match on the
+  ``host`` header (the waypoint presents ``:authority`` / ``Host`` under that name). ``headers`` (names
+  lower-cased; ``uri``, ``scheme``, ``method``, ``authority`` ignored as Istio documents) and
+  ``queryParams``: ``exact``, ``prefix`` (→ a regular expression), ``regex``, and ``{}``: the header or
+  parameter is present. ``gateways`` without ``mesh``: the match is not for the mesh and is left out
+  silently. ``name`` and ``statPrefix`` are not needed. A match with ``withoutHeaders``, ``scheme``,
+  ``sourceLabels``, ``sourceNamespace``, a ``method`` prefix or regex, a relative path or a regular
+  expression that does not compile is dropped with a warning (dropping only the condition would widen
+  the match; Istio's waypoint ignores ``sourceLabels``, istio/istio#51565). A rule left with no match is
+  dropped with a warning;
 * ``route[]`` destinations: ``host`` resolved as the hosts (any namespace: a VirtualService needs no
   ReferenceGrant); ``port.number``, required when the Service has several ports, else its only port;
   ``weight``: relative, and an unset or ``0`` weight means 100 for the only destination of a rule and
@@ -66,15 +67,24 @@ order (``ambit.routing.http_routes``). Exactly what happens:
 * ``headers.request`` / ``headers.response``: ``set``, ``add``, ``remove``, names lower-cased; a name
   that is not an HTTP token, a pseudo-header, ``host`` (Istio turns it into an authority rewrite,
   not supported yet) or a value with CR, LF or NUL is left out with a warning;
+* ``redirect``, ``rewrite``, ``mirror`` / ``mirrors`` (read by
+  ``ambit.control.translate_route_filters``, which says exactly how): a rule with a ``redirect``
+  answers itself, so its ``route``, ``rewrite``, ``fault`` and mirrors are not used (Istio refuses
+  such a rule), each with a warning; a ``redirect`` or ``rewrite`` ambit cannot apply as written
+  drops the rule with a warning (Istio's validation refuses the VirtualService);
+  ``rewrite.uriRegexRewrite`` is not supported yet (warning; the rest of the rule is kept).
+  ``mirror`` (with ``mirrorPercentage``, else the deprecated ``mirrorPercent``; 100 % when neither)
+  and ``mirrors[]`` (``destination``, ``percentage``): each destination is resolved as a ``route``
+  destination (a subset, a missing Service or port: that mirror is left out, with a warning); both
+  ``mirror`` and ``mirrors`` (Istio refuses that): both are used, with a warning;
 * ``fault``: ``delay.fixedDelay`` with ``delay.percentage.value`` (else the deprecated integer
   ``delay.percent``); ``abort.httpStatus`` (200..599) or ``abort.grpcStatus`` (a gRPC status name,
   ``UNAVAILABLE``) with ``abort.percentage.value``. Without a percentage no request is delayed or
   aborted (istio/api ``HTTPFaultInjection``: "If not specified, no request will be aborted"), which
   gets a warning since it is rarely meant. ``exponentialDelay`` and ``http2Error`` are not supported
   (nor by Istio) and give a warning;
-* not supported yet, with a warning naming the VirtualService and the field: ``rewrite``,
-  ``mirror``, ``mirrors``, ``mirrorPercent``, ``mirrorPercentage``, ``corsPolicy`` (the rule is kept
-  without them); ``redirect``, ``directResponse``, ``delegate`` (the rule cannot stand without them
+* not supported yet, with a warning naming the VirtualService and the field: ``corsPolicy`` (the
+  rule is kept without it); ``directResponse``, ``delegate`` (the rule cannot stand without them
   and is dropped); ``tcp`` and ``tls`` routes (ignored);
 * ``metadata.creationTimestamp`` → ``created`` (the order of several VirtualServices of one host).
 
@@ -90,6 +100,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from ambit.control.translate_route_filters import FilterError, vs_mirror_percent, vs_redirect, vs_rewrite
 from ambit.control.translate_vs_traffic import (
     GRPC_STATUS_CODES,
     duration_field,
@@ -103,6 +114,8 @@ from ambit.model.route import (
     PATH_EXACT,
     PATH_PREFIX,
     PATH_REGEX,
+    PATH_STRING_PREFIX,
+    TCP_ROUTE,
     VALUE_EXACT,
     VALUE_REGEX,
     VIRTUAL_SERVICE,
@@ -110,6 +123,7 @@ from ambit.model.route import (
     HeaderMatch,
     HeaderModifier,
     HttpRoute,
+    MirrorFilter,
     PathMatch,
     QueryMatch,
     RouteMatch,
@@ -147,8 +161,9 @@ _BAD_VALUE_CHARS = ("\r", "\n", "\0")
 _IGNORED_HEADER_KEYS = frozenset({"uri", "scheme", "method", "authority"})  # istio/api HTTPMatchRequest
 _PRESENT = ".*"  # a value match that any value (including an empty one) passes: "is present"
 _ROOT = RouteMatch(path=PathMatch(PATH_PREFIX, "/"))
-_KEPT_WITHOUT = ("rewrite", "mirror", "mirrors", "mirrorPercent", "mirrorPercentage", "corsPolicy")
-_CANNOT_STAND_WITHOUT = ("redirect", "directResponse", "delegate")
+_KEPT_WITHOUT = ("corsPolicy",)
+_CANNOT_STAND_WITHOUT = ("directResponse", "delegate")
+_UNUSED_WITH_REDIRECT = ("route", "rewrite", "fault", "mirror", "mirrors")
 _UNSUPPORTED_MATCH = ("withoutHeaders", "scheme", "sourceLabels", "sourceNamespace")
 
 
@@ -241,7 +256,9 @@ def _path(spec: Any, ignore_case: bool) -> PathMatch | None:
         return PathMatch(PATH_REGEX, case + re.escape(value)) if case else PathMatch(PATH_EXACT, value)
     if value == "/":
         return PathMatch(PATH_PREFIX, "/")
-    return PathMatch(PATH_REGEX, case + re.escape(value) + ".*")  # a plain string prefix
+    if case:
+        return PathMatch(PATH_REGEX, case + re.escape(value) + ".*")
+    return PathMatch(PATH_STRING_PREFIX, value)  # a plain string prefix
 
 
 def _match(spec: JSON) -> tuple[RouteMatch, int | None]:
@@ -363,6 +380,58 @@ def _merged(first: HeaderModifier | None, then: HeaderModifier | None) -> Header
 # --- destinations -------------------------------------------------------------------------------
 
 
+def _destination(destination: JSON, scope: _Scope) -> BackendRef | str:
+    """The Service port a ``Destination`` names (weight 1), or why it cannot be used."""
+    host = text(destination, "host")
+    service = scope.resolve(host) if host else None
+    port = integer(mapping(destination, "port").get("number"))
+    if service is None:
+        return "names no Service of the cluster"
+    if text(destination, "subset"):
+        return f"subset {text(destination, 'subset')!r} is not supported yet (DestinationRule subsets)"
+    if port is None and len(service.ports) != 1:
+        return f"has no port.number and the Service has {len(service.ports)} ports"
+    if port is not None and all(p.port != port for p in service.ports):
+        return f"port {port} is not a port of the Service"
+    return BackendRef(service.key, port if port is not None else service.ports[0].port)
+
+
+def _mirror(
+    spec: JSON, label: str, share_of: JSON, share: tuple[str, str | None], *, scope: _Scope, what: str
+) -> MirrorFilter | None:
+    """One mirror to the destination ``spec``; its percentage is ``share_of[share[0]]`` (else the legacy
+    integer ``share_of[share[1]]``)."""
+    shown = f"{what} {label} ({text(spec, 'host') or 'no host'})"
+    try:
+        percent = vs_mirror_percent(share_of, share[0], legacy=share[1])
+    except FilterError as exc:
+        scope.warnings.append(f"{shown}: {exc}; that mirror is left out")
+        return None
+    resolved = _destination(spec, scope)
+    if isinstance(resolved, str):
+        scope.warnings.append(f"{shown}: {resolved}; that mirror is left out")
+        return None
+    return MirrorFilter(resolved, percent)
+
+
+def _mirrors(http: JSON, scope: _Scope, what: str) -> tuple[MirrorFilter, ...]:
+    """``mirror`` (with its percentage) and ``mirrors[]``, each resolved; the unusable ones left out."""
+    found: list[MirrorFilter | None] = []
+    if "mirror" in http:
+        legacy = ("mirrorPercentage", "mirrorPercent")
+        found.append(_mirror(mapping(http, "mirror"), "mirror", http, legacy, scope=scope, what=what))
+        if items(http, "mirrors"):
+            scope.warnings.append(
+                f"{what}: both mirror and mirrors are set (Istio refuses that); both are used"
+            )
+    for position, entry in enumerate(items(http, "mirrors")):
+        spec = mapping(entry, "destination")
+        found.append(
+            _mirror(spec, f"mirrors[{position}]", entry, ("percentage", None), scope=scope, what=what)
+        )
+    return tuple(mirror for mirror in found if mirror is not None)
+
+
 def _destinations(
     http: JSON, scope: _Scope, what: str
 ) -> tuple[tuple[BackendRef, ...], int, tuple[HeaderModifier | None, HeaderModifier | None]]:
@@ -381,21 +450,10 @@ def _destinations(
                 continue  # weight 0 among several: never used
             weight = SOLE_DESTINATION_WEIGHT
         destination = mapping(entry, "destination")
-        host = text(destination, "host")
-        shown = f"{what} route[{position}] ({host or 'no host'})"
-        service = scope.resolve(host) if host else None
-        port = integer(mapping(destination, "port").get("number"))
-        problem: str | None = None
-        if service is None:
-            problem = "names no Service of the cluster"
-        elif text(destination, "subset"):
-            problem = f"subset {text(destination, 'subset')!r} is not supported yet (DestinationRule subsets)"
-        elif port is None and len(service.ports) != 1:
-            problem = f"has no port.number and the Service has {len(service.ports)} ports"
-        elif port is not None and all(p.port != port for p in service.ports):
-            problem = f"port {port} is not a port of the Service"
-        if problem is not None or service is None:
-            warnings.append(f"{shown}: {problem}; its share of requests (weight {weight}) answers 500")
+        shown = f"{what} route[{position}] ({text(destination, 'host') or 'no host'})"
+        resolved = _destination(destination, scope)
+        if isinstance(resolved, str):
+            warnings.append(f"{shown}: {resolved}; its share of requests (weight {weight}) answers 500")
             invalid += weight
             continue
         if "headers" in entry:
@@ -406,7 +464,7 @@ def _destinations(
                 warnings.append(
                     f"{shown}: headers on one of several destinations are not supported yet; they are ignored"
                 )
-        backends.append(BackendRef(service.key, port if port is not None else service.ports[0].port, weight))
+        backends.append(BackendRef(resolved.service_key, resolved.port, weight))
     return tuple(backends), invalid, headers
 
 
@@ -429,15 +487,43 @@ def _rule(position: int, http: JSON, scope: _Scope, what: str) -> _Rule | None:
     for field in _KEPT_WITHOUT:
         if field in http:
             warnings.append(f"{rwhat}: {field} is not supported yet; the rest of the rule is kept")
+    matches = tuple(match for match, _port in pairs)
+    request_headers, response_headers = _headers(http, rwhat, warnings)
+    if "redirect" in http:
+        try:
+            redirect = vs_redirect(http["redirect"], items(http, "match"))
+        except FilterError as exc:
+            warnings.append(f"{rwhat}: redirect {exc}; the rule is ignored")
+            return None
+        for field in _UNUSED_WITH_REDIRECT:
+            if field in http:
+                warnings.append(f"{rwhat}: {field} is not used: a rule with a redirect answers itself")
+        rule = RouteRule(
+            index=position,
+            matches=matches,
+            backends=(),
+            request_headers=request_headers,
+            response_headers=response_headers,
+            redirect=redirect,
+        )
+        return _Rule(rule, tuple(port for _match, port in pairs))
+    try:
+        rewrite = vs_rewrite(http["rewrite"], items(http, "match")) if "rewrite" in http else None
+    except FilterError as exc:
+        warnings.append(f"{rwhat}: rewrite {exc}; the rule is ignored")
+        return None
+    if "uriRegexRewrite" in mapping(http, "rewrite"):
+        warnings.append(
+            f"{rwhat}: rewrite.uriRegexRewrite is not supported yet; the rest of the rule is kept"
+        )
     if not items(http, "route"):
         warnings.append(f"{rwhat}: no route destination; requests it takes answer 500")
     backends, invalid, (dst_request, dst_response) = _destinations(http, scope, rwhat)
-    request_headers, response_headers = _headers(http, rwhat, warnings)
     retry, per_try = retries(http, rwhat, warnings)
     timeout = duration_field(http, "timeout", rwhat, warnings)
     rule = RouteRule(
         index=position,
-        matches=tuple(match for match, _port in pairs),
+        matches=matches,
         backends=backends,
         request_headers=_merged(request_headers, dst_request),
         response_headers=_merged(response_headers, dst_response),
@@ -446,6 +532,8 @@ def _rule(position: int, http: JSON, scope: _Scope, what: str) -> _Rule | None:
         retry=retry,
         invalid_weight=invalid,
         fault=fault(http, rwhat, warnings),
+        rewrite=rewrite,
+        mirrors=_mirrors(http, scope, rwhat),
     )
     return _Rule(rule, tuple(port for _match, port in pairs))
 
@@ -565,8 +653,8 @@ def merge_routes(
     gateway_routes: Mapping[str, HttpRoute], virtual_routes: Mapping[str, HttpRoute], warnings: list[str]
 ) -> dict[str, HttpRoute]:
     """Every route a waypoint gets: the VirtualService routes, and the Gateway API routes of the Services
-    that have none. A Gateway API route of a Service that has a VirtualService is left out with a
-    warning (ambit's rule for mixing them; see the module docstring)."""
+    that have none. An HTTPRoute or GRPCRoute of a Service that has a VirtualService is left out with
+    a warning (ambit's rule for mixing them; see the module docstring); TCPRoutes always stay."""
     covered: dict[str, list[str]] = {}
     for route in virtual_routes.values():
         names = covered.setdefault(route.service_key, [])
@@ -575,7 +663,7 @@ def merge_routes(
     out: dict[str, HttpRoute] = {}
     for key, route in gateway_routes.items():
         shadowing = covered.get(route.service_key)
-        if shadowing is None:
+        if shadowing is None or route.kind == TCP_ROUTE:  # VirtualService tcp routes are not read
             out[key] = route
             continue
         warnings.append(

@@ -1,11 +1,11 @@
-"""Routes as waypoints see them: Gateway API HTTPRoute and GRPCRoute attached to a Service (GAMMA), and
-Istio's VirtualService on a Service host.
+"""Routes as waypoints see them: Gateway API HTTPRoute, GRPCRoute and TCPRoute attached to a Service
+(GAMMA), and Istio's VirtualService on a Service host.
 
 Data only; translation is ``ambit.control.translate_routes`` (Gateway API) and
 ``ambit.control.translate_virtualservice`` (VirtualService), matching and backend choice
 ``ambit.routing.http_routes``. Stdlib only. Meaning, as in the Gateway API:
 
-* an :class:`HttpRoute` is one route object (``kind`` ``HTTPRoute``, ``GRPCRoute`` or
+* an :class:`HttpRoute` is one route object (``kind`` ``HTTPRoute``, ``GRPCRoute``, ``TCPRoute`` or
   ``VirtualService``) as it applies to ONE parent Service (``service_key``, ``Service.key`` =
   ``<namespace>/<hostname>``), on the parentRef's ``port`` or, when ``port`` is None, on every port
   of that Service. A route with several Service parents becomes several values;
@@ -13,7 +13,8 @@ Data only; translation is ``ambit.control.translate_routes`` (Gateway API) and
   a request when ANY of its matches (:class:`RouteMatch`) does (translation always gives a rule at least
   one match: the Gateway API default is one ``PathPrefix /`` match);
 * a :class:`RouteMatch` matches when EVERY condition it holds does: the path (None: any path; only
-  GRPCRoute matches without a method have none), the method (None: any), every header and every
+  GRPCRoute matches without a method, and TCPRoute rules, have none; ``StringPrefix`` is Istio's
+  plain string prefix, only VirtualServices use it), the method (None: any), every header and every
   query parameter match;
 * ``backends`` are the rule's valid backendRefs with a weight above zero; ``invalid_weight`` is the
   total weight of the backendRefs translation had to drop (another namespace, no port, no such
@@ -25,7 +26,17 @@ Data only; translation is ``ambit.control.translate_routes`` (Gateway API) and
 * ``fault`` (VirtualService only: Istio's ``http[].fault``) delays and/or aborts a share of the
   requests the rule takes, before they reach a backend (:class:`FaultPolicy`);
 * a ``VirtualService`` route's rules are ordered (the first rule that matches wins, as Istio's
-  ``http[]``), not ranked by the Gateway API precedence; ``ambit.routing.http_routes`` says how.
+  ``http[]``), not ranked by the Gateway API precedence; ``ambit.routing.http_routes`` says how;
+* ``redirect`` (:class:`RedirectFilter`: Gateway API ``RequestRedirect``, Istio ``http[].redirect``):
+  the rule answers the request itself with a redirection; its backends, rewrite and mirrors are not
+  used. ``rewrite`` (:class:`RewriteFilter`: ``URLRewrite``, Istio ``http[].rewrite``) changes the
+  path and/or the host of the request sent to the backend. ``mirrors`` (:class:`MirrorFilter`:
+  ``RequestMirror``, Istio ``mirror`` / ``mirrors``) each send a copy of a share of the requests to
+  another backend, whose answers are ignored. ``ambit.routing.route_filters`` applies them;
+* a ``TCPRoute`` (Gateway API v1alpha2, GAMMA) holds rules whose only match is ``RouteMatch()`` (a
+  TCPRoute has no match) and whose weighted backends take the TCP connections to the parent Service
+  port; it is never used for HTTP (``ambit.routing.http_routes.route_table`` leaves it out,
+  ``tcp_backends`` picks it).
 
 Keys: :attr:`HttpRoute.key` is unique per value: ``<namespace>/<kind>/<name>/<service_key>``, plus
 ``:<port>`` when the parentRef names a port (one route object may have several parents, and an
@@ -36,6 +47,7 @@ HTTPRoute and a GRPCRoute may share a name). :attr:`HttpRoute.route_key` is the 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 # Kinds are the Gateway API's spellings, held as plain strings (checked on construction) so the values
@@ -43,16 +55,37 @@ from dataclasses import dataclass
 PATH_EXACT = "Exact"
 PATH_PREFIX = "PathPrefix"
 PATH_REGEX = "RegularExpression"
+PATH_STRING_PREFIX = "StringPrefix"  # Istio's uri ``prefix``: a plain string prefix (/foo matches /foobar)
 VALUE_EXACT = "Exact"
 VALUE_REGEX = "RegularExpression"
 HTTP_ROUTE = "HTTPRoute"
 GRPC_ROUTE = "GRPCRoute"
 VIRTUAL_SERVICE = "VirtualService"
+TCP_ROUTE = "TCPRoute"
 
-PATH_KINDS: frozenset[str] = frozenset({PATH_EXACT, PATH_PREFIX, PATH_REGEX})
+PATH_KINDS: frozenset[str] = frozenset({PATH_EXACT, PATH_PREFIX, PATH_REGEX, PATH_STRING_PREFIX})
 VALUE_KINDS: frozenset[str] = frozenset({VALUE_EXACT, VALUE_REGEX})
-ROUTE_KINDS: frozenset[str] = frozenset({HTTP_ROUTE, GRPC_ROUTE, VIRTUAL_SERVICE})
+ROUTE_KINDS: frozenset[str] = frozenset({HTTP_ROUTE, GRPC_ROUTE, VIRTUAL_SERVICE, TCP_ROUTE})
 MAX_GRPC_STATUS = 16  # gRPC status codes are 0 (OK) .. 16 (UNAUTHENTICATED)
+MAX_PORT = 65535
+
+# Path modifiers of redirects and rewrites.
+REPLACE_FULL_PATH = "ReplaceFullPath"  # the whole path
+REPLACE_PREFIX_MATCH = "ReplacePrefixMatch"  # Gateway API: the matched PathPrefix, whole segments
+PREFIX_REWRITE = "PrefixRewrite"  # Envoy's prefix_rewrite (VirtualService): the matched characters
+PATH_MODIFIER_KINDS: frozenset[str] = frozenset({REPLACE_FULL_PATH, REPLACE_PREFIX_MATCH, PREFIX_REWRITE})
+
+# Redirects: the statuses (Gateway API 301 and 302 core, 303, 307 and 308 extended; Istio all five),
+# the schemes, and where the port of the Location comes from when the redirect names none.
+REDIRECT_STATUSES: frozenset[int] = frozenset({301, 302, 303, 307, 308})
+REDIRECT_SCHEMES: frozenset[str] = frozenset({"http", "https"})
+PORT_FROM_LISTENER = "ListenerPort"  # the port the request addressed (the Service port)
+PORT_FROM_SCHEME = "SchemeDefault"  # the Location's scheme's well-known port (80, 443)
+PORT_FROM_HOST = "RequestHost"  # the port in the host the Location keeps (Envoy's default)
+REDIRECT_PORT_MODES: frozenset[str] = frozenset({PORT_FROM_LISTENER, PORT_FROM_SCHEME, PORT_FROM_HOST})
+
+_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f?#]")  # never in a path or host we write
+_BAD_HOST_CHARS = re.compile(r"[\x00-\x20\x7f/?#@\\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +211,96 @@ class FaultPolicy:
         return self.abort_status is not None or self.abort_grpc_status is not None
 
 
+def check_host(what: str, host: str) -> str:
+    """``host`` if it can stand as the host (and optional port) of a URL; ValueError otherwise."""
+    if not host or _BAD_HOST_CHARS.search(host):
+        raise ValueError(f"{what} {host!r} is not a host name")
+    return host
+
+
+@dataclass(frozen=True, slots=True)
+class PathModifier:
+    """How a redirect or a rewrite changes the request path (the query is always kept).
+
+    ``ReplaceFullPath``: the path becomes ``value``. ``ReplacePrefixMatch`` (Gateway API): the part
+    the rule's ``PathPrefix`` match matched, whole segments, becomes ``value`` (``/foo`` replaced by
+    ``/xyz`` turns ``/foo/bar`` into ``/xyz/bar``; by ``""`` or ``/`` into ``/bar``); ``value`` may be
+    empty. ``PrefixRewrite`` (Envoy's ``prefix_rewrite``, as Istio's VirtualService uses it): the
+    characters a prefix match matched become ``value`` (``/foo`` replaced by ``/`` turns
+    ``/foo/bar`` into ``//bar``); with no path condition the leading ``/`` (Istio's prefix ``/``),
+    with an exact or regular-expression match the whole path.
+    ``ambit.routing.route_filters.rewrite_path`` applies it."""
+
+    kind: str  # REPLACE_FULL_PATH | REPLACE_PREFIX_MATCH | PREFIX_REWRITE
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in PATH_MODIFIER_KINDS:
+            raise ValueError(f"path modifier kind {self.kind!r} is not one of {sorted(PATH_MODIFIER_KINDS)}")
+        if _BAD_URL_CHARS.search(self.value):
+            raise ValueError(f"path {self.value!r} contains a space, a control character, '?' or '#'")
+        empty_allowed = self.kind == REPLACE_PREFIX_MATCH
+        if not self.value.startswith("/") and not (empty_allowed and not self.value):
+            raise ValueError(f"path {self.value!r} is not absolute")
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectFilter:
+    """Answer the request with a redirection to a URL built from the request's (``ambit.routing.
+    route_filters.redirect_location``): ``scheme`` (None: the request's), ``hostname`` (None: the
+    request's host, without its port), ``path`` (None: the request's path), the query as sent, and
+    the port: ``port`` when set, else as ``derive_port`` says (``ListenerPort``: the port the request
+    addressed; ``SchemeDefault``: 80 for http, 443 for https; ``RequestHost``: the port written in
+    the host the Location keeps, if any). A port that is the scheme's default is never written.
+    ``status``: 301, 302, 303, 307 or 308 (the Gateway API's default is 302, Istio's 301)."""
+
+    status: int = 302
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    derive_port: str = PORT_FROM_LISTENER
+    path: PathModifier | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in REDIRECT_STATUSES:
+            raise ValueError(f"redirect status {self.status} is not one of {sorted(REDIRECT_STATUSES)}")
+        if self.scheme is not None and self.scheme not in REDIRECT_SCHEMES:
+            raise ValueError(f"redirect scheme {self.scheme!r} is not one of {sorted(REDIRECT_SCHEMES)}")
+        if self.hostname is not None:
+            check_host("redirect hostname", self.hostname)
+        if self.port is not None and not 1 <= self.port <= MAX_PORT:
+            raise ValueError(f"redirect port {self.port} is not in 1..{MAX_PORT}")
+        if self.derive_port not in REDIRECT_PORT_MODES:
+            modes = sorted(REDIRECT_PORT_MODES)
+            raise ValueError(f"redirect port mode {self.derive_port!r} is not one of {modes}")
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteFilter:
+    """Change the request before it goes to the backend: ``hostname`` replaces the whole ``Host`` /
+    ``:authority`` (None: kept), ``path`` the path (None: kept; the query is always kept)."""
+
+    hostname: str | None = None
+    path: PathModifier | None = None
+
+    def __post_init__(self) -> None:
+        if self.hostname is not None:
+            check_host("rewrite hostname", self.hostname)
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorFilter:
+    """Send a copy of ``percent`` % of the requests (0..100, fractions allowed) to ``backend`` (its
+    ``weight`` is not used); its answers are ignored, the client sees only the primary's."""
+
+    backend: BackendRef
+    percent: float = 100.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.percent <= 100.0:  # also refuses NaN
+            raise ValueError(f"mirror percentage {self.percent!r} is not in 0..100")
+
+
 @dataclass(frozen=True, slots=True)
 class RouteRule:
     index: int  # position in spec.rules
@@ -190,14 +313,17 @@ class RouteRule:
     retry: RetryPolicy | None = None
     invalid_weight: int = 0  # weight of dropped (invalid) backendRefs: that share answers 500
     fault: FaultPolicy | None = None  # VirtualService fault injection; None: none
+    redirect: RedirectFilter | None = None  # answer with a redirection (backends not used)
+    rewrite: RewriteFilter | None = None  # change the path / host before sending
+    mirrors: tuple[MirrorFilter, ...] = ()  # copies of a share of the requests, answers ignored
 
 
 @dataclass(frozen=True, slots=True)
 class HttpRoute:
-    """One HTTPRoute, GRPCRoute or VirtualService as it applies to one parent Service (see the module
-    docstring)."""
+    """One HTTPRoute, GRPCRoute, VirtualService or TCPRoute as it applies to one parent Service (see the
+    module docstring)."""
 
-    kind: str  # HTTP_ROUTE | GRPC_ROUTE | VIRTUAL_SERVICE
+    kind: str  # HTTP_ROUTE | GRPC_ROUTE | VIRTUAL_SERVICE | TCP_ROUTE
     name: str
     namespace: str
     created: str  # metadata.creationTimestamp (RFC 3339), "" when unknown

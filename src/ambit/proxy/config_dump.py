@@ -19,6 +19,7 @@ from typing import Any
 
 from ambit.model.jsonable import from_jsonable, jsonable
 from ambit.model.policy import Authorization, L7Authorization
+from ambit.model.rate_limit import RateLimitPolicy
 from ambit.model.route import HttpRoute
 from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import Service, Workload
@@ -161,6 +162,7 @@ class ConfigDump:
     traffic_policies: Mapping[str, TrafficPolicy] = field(
         default_factory=dict
     )  # DestinationRules, by ns/name
+    rate_limits: Mapping[str, RateLimitPolicy] = field(default_factory=dict)  # HTTPLocalRateLimitPolicies
     pods: Mapping[str, PodView] = field(default_factory=dict)  # by uid
     certificates: Mapping[str, CertificateView] = field(default_factory=dict)  # by SPIFFE ID
     connections: tuple[ConnectionView, ...] = ()  # oldest first
@@ -204,6 +206,7 @@ def _shaped(f: dataclasses.Field[Any], value: object) -> bool:
         "l7_policies",
         "routes",
         "traffic_policies",
+        "rate_limits",
         "pods",
         "certificates",
     ):

@@ -45,6 +45,7 @@ class KindInfo:
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 ISTIO_SECURITY_GROUP = "security.istio.io"
 ISTIO_NETWORKING_GROUP = "networking.istio.io"
+AMBIT_POLICY_GROUP = "policy.ambit.dev"  # ambit's own policy kinds (beyond Istio)
 
 KINDS: dict[str, KindInfo] = {
     info.kind: info
@@ -93,6 +94,13 @@ KINDS: dict[str, KindInfo] = {
             True,
             "destinationrules",
             ("dr",),
+        ),
+        KindInfo(
+            "HTTPLocalRateLimitPolicy",
+            AMBIT_POLICY_GROUP,
+            ("v1alpha1",),
+            True,
+            "httplocalratelimitpolicies",
         ),
     )
 }

@@ -272,6 +272,48 @@ def peer_authentication(obj: JSON) -> Iterator[Problem]:
             yield ("spec", "portLevelMtls", key), problem
 
 
+_GATEWAY_GROUP = "gateway.networking.k8s.io"
+_CORE_GROUPS = ("", "core")
+
+
+def http_local_rate_limit_policy(obj: JSON) -> Iterator[Problem]:
+    """At least one of total, identity and overrides; a targetRef's group fits its kind and its namespace
+    is the policy's; no identity or override rate above the total's (Linkerd's admission rule)."""
+    spec = _map(obj.get("spec"))
+    namespace = _map(obj.get("metadata")).get("namespace") or "default"
+    if spec.get("total") is None and spec.get("identity") is None and not spec.get("overrides"):
+        yield ("spec",), "at least one of total, identity and overrides must be set"
+    for i, ref in enumerate(_list(spec.get("targetRefs"))):
+        kind, group = ref.get("kind"), ref.get("group") or ""
+        if kind == "Service" and group not in _CORE_GROUPS:
+            yield ("spec", "targetRefs", i, "group"), f"a Service is in the core group (''), not {group!r}"
+        if kind == "Gateway" and group != _GATEWAY_GROUP:
+            yield ("spec", "targetRefs", i, "group"), f"a Gateway is in group {_GATEWAY_GROUP}, not {group!r}"
+        ref_namespace = ref.get("namespace")
+        if ref_namespace and ref_namespace != namespace:
+            yield (
+                ("spec", "targetRefs", i, "namespace"),
+                f"a policy can only target objects of its own namespace ({namespace!r}), "
+                f"not {ref_namespace!r}",
+            )
+    total = _map(spec.get("total")).get("requestsPerSecond")
+    if not isinstance(total, int):
+        return
+    identity = _map(spec.get("identity")).get("requestsPerSecond")
+    if isinstance(identity, int) and identity > total:
+        yield (
+            ("spec", "identity", "requestsPerSecond"),
+            f"must not be greater than total.requestsPerSecond ({total}), got {identity}",
+        )
+    for i, override in enumerate(_list(spec.get("overrides"))):
+        rate = _map(override).get("requestsPerSecond")
+        if isinstance(rate, int) and rate > total:
+            yield (
+                ("spec", "overrides", i, "requestsPerSecond"),
+                f"must not be greater than total.requestsPerSecond ({total}), got {rate}",
+            )
+
+
 RULES: dict[str, Callable[[JSON], Iterator[Problem]]] = {
     "Pod": pod,
     "Deployment": deployment,
@@ -282,4 +324,5 @@ RULES: dict[str, Callable[[JSON], Iterator[Problem]]] = {
     "GRPCRoute": grpc_route,
     "AuthorizationPolicy": authorization_policy,
     "PeerAuthentication": peer_authentication,
+    "HTTPLocalRateLimitPolicy": http_local_rate_limit_policy,
 }

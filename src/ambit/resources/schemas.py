@@ -782,7 +782,7 @@ class PeerAuthentication(K8sModel):
 
 # --- networking.istio.io ------------------------------------------------------------------------
 # VirtualService (v1, v1beta1, v1alpha3): the fields ambit.control.translate_virtualservice reads, typed as
-# istio/api networking/v1alpha3/virtual_service.proto; the rest (tls, tcp, redirect, mirror, ...) kept as
+# istio/api networking/v1alpha3/virtual_service.proto; the rest (tls, tcp, corsPolicy, ...) kept as
 # given. Durations are Go/protobuf-JSON durations ("10s", "1.5s", "500ms", "1h30m").
 
 _ISTIO_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+")
@@ -885,13 +885,45 @@ class IstioHTTPFaultInjection(K8sModel):
     abort: IstioFaultAbort | None = None
 
 
+class IstioHTTPRedirect(K8sModel):
+    uri: str | None = None
+    authority: str | None = None
+    port: PortNumber | None = None
+    derivePort: Literal["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"] | None = None
+    scheme: str | None = None
+    redirectCode: NonNegInt | None = None
+    prefixRewrite: str | None = None
+
+
+class IstioRegexRewrite(K8sModel):
+    match: str | None = None
+    rewrite: str | None = None
+
+
+class IstioHTTPRewrite(K8sModel):
+    uri: str | None = None
+    authority: str | None = None
+    uriRegexRewrite: IstioRegexRewrite | None = None
+
+
+class IstioHTTPMirrorPolicy(K8sModel):
+    destination: IstioDestination
+    percentage: IstioPercent | None = None
+
+
 class IstioHTTPRoute(K8sModel):
     name: str | None = None
     match: list[IstioHTTPMatchRequest] | None = None
     route: list[IstioHTTPRouteDestination] | None = None
+    redirect: IstioHTTPRedirect | None = None
+    rewrite: IstioHTTPRewrite | None = None
     timeout: IstioDuration | None = None
     retries: IstioHTTPRetry | None = None
     fault: IstioHTTPFaultInjection | None = None
+    mirror: IstioDestination | None = None
+    mirrors: list[IstioHTTPMirrorPolicy] | None = None
+    mirrorPercent: Annotated[int, _range(0, 100)] | None = None
+    mirrorPercentage: IstioPercent | None = None
     headers: IstioHeaders | None = None
 
 
@@ -980,6 +1012,66 @@ class DestinationRule(K8sModel):
     status: dict[str, Any] | None = None
 
 
+# --- policy.ambit.dev ---------------------------------------------------------------------------
+# HTTPLocalRateLimitPolicy (v1alpha1): Linkerd's HTTPLocalRateLimitPolicy shape (total, identity, overrides
+# with clientRefs; https://linkerd.io/2-edge/reference/rate-limiting/) attached with Gateway API
+# targetRefs, plus a burst; ambit.control.translate_rate_limit reads it, ambit.model.rate_limit says what it
+# means. Counts are uint32 of at least 1 (Linkerd's requestsPerSecond is a u32). Rules across fields (at
+# least one limit, group matching kind, no limit above total, own namespace) are
+# ambit.resources.rules.http_local_rate_limit_policy.
+
+RateCount = Annotated[int, _range(1, 2**32 - 1)]
+OptionalNamespace = Annotated[str, _rule(lambda v: None if v == "" else checks.check_dns1123_label(v))]
+
+
+def _not_empty_list(value: Any) -> str | None:
+    return None if value else "must list at least one entry"
+
+
+def _core_group(value: Any) -> str | None:
+    return None if value in ("", "core") else f"must be the core group ('' or 'core'), got {value!r}"
+
+
+class RateLimitSettings(K8sModel):
+    requestsPerSecond: RateCount
+    burst: RateCount | None = None  # default: requestsPerSecond (one second's worth)
+
+
+class RateLimitTargetReference(K8sModel):
+    group: str | None = None  # "" / "core" for a Service, gateway.networking.k8s.io for a Gateway
+    kind: Literal["Service", "Gateway"]
+    name: DnsSubdomain
+    namespace: DnsLabel | None = None  # the policy's own, if given
+
+
+class RateLimitClientReference(K8sModel):
+    group: Annotated[str, _rule(_core_group)] | None = None
+    kind: Literal["ServiceAccount"]
+    name: DnsSubdomain
+    namespace: OptionalNamespace | None = None  # unset or "": the policy's namespace (as Linkerd)
+
+
+class RateLimitOverride(K8sModel):
+    requestsPerSecond: RateCount
+    burst: RateCount | None = None
+    clientRefs: Annotated[list[RateLimitClientReference], _rule(_not_empty_list)]
+
+
+class HTTPLocalRateLimitPolicySpec(K8sModel):
+    targetRefs: Annotated[list[RateLimitTargetReference], _rule(_not_empty_list)]
+    total: RateLimitSettings | None = None
+    identity: RateLimitSettings | None = None
+    overrides: list[RateLimitOverride] | None = None
+
+
+class HTTPLocalRateLimitPolicy(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: HTTPLocalRateLimitPolicySpec
+    status: dict[str, Any] | None = None
+
+
 SCHEMAS: dict[str, type[K8sModel]] = {
     "Namespace": Namespace,
     "Node": Node,
@@ -997,4 +1089,5 @@ SCHEMAS: dict[str, type[K8sModel]] = {
     "PeerAuthentication": PeerAuthentication,
     "VirtualService": VirtualService,
     "DestinationRule": DestinationRule,
+    "HTTPLocalRateLimitPolicy": HTTPLocalRateLimitPolicy,
 }

@@ -37,13 +37,19 @@ the tie-breaks are the same.
 
 **Matching** (:meth:`RouteTable.select`): a match matches when all its conditions do. ``Exact`` path:
 the whole path; ``PathPrefix``: whole segments (``/foo`` matches ``/foo``, ``/foo/`` and ``/foo/bar``,
-not ``/foobar``; ``/`` matches every path); ``RegularExpression``: the whole path (``re.fullmatch``).
+not ``/foobar``; ``/`` matches every path); ``RegularExpression``: the whole path (``re.fullmatch``);
+``StringPrefix`` (Istio's uri ``prefix``, VirtualService only): the path starts with it (``/foo``
+matches ``/foobar``).
 The method exactly. A header: its values joined with ``,`` (Envoy's reading of repeated headers) equal
 to, or fully matching, the value; an absent header never matches. A query parameter: the first
 occurrence, percent-decoded (``+`` stays ``+``), compared the same way; an absent one never matches.
 A match whose regular expression does not compile never matches (fail closed; the control plane
 refuses such routes before they get here). None from ``select``: no route matches — Envoy answers
-404 (``NR``) then.
+404 (``NR``) then. :class:`Selected` names the match that matched too: a redirect's or rewrite's
+prefix replacement needs its path condition (``ambit.routing.route_filters``).
+
+**TCPRoute** routes are never part of a table; :func:`tcp_backends` gives the rule whose weighted
+backends take a TCP connection to a Service port (its docstring says how).
 
 **Backends** (:func:`pick_backend`): weighted random over the rule's backends with a weight above
 zero; the rule's ``invalid_weight`` is a share of requests that gets no backend (500, as the Gateway
@@ -80,6 +86,8 @@ from urllib.parse import unquote
 from ambit.model.route import (
     PATH_EXACT,
     PATH_PREFIX,
+    PATH_STRING_PREFIX,
+    TCP_ROUTE,
     VALUE_EXACT,
     VIRTUAL_SERVICE,
     BackendRef,
@@ -104,6 +112,7 @@ __all__ = [
     "retry_backoff",
     "retry_policy",
     "route_table",
+    "tcp_backends",
 ]
 
 # Istio's DefaultPolicy since 1.24: 2 retries on connect-failure, refused-stream, gRPC unavailable and
@@ -128,8 +137,11 @@ class RouteRequest:
 
 @dataclass(frozen=True, slots=True)
 class Selected:
+    """The route and rule a request takes, and the match of the rule that matched it."""
+
     route: HttpRoute
     rule: RouteRule
+    match: RouteMatch = field(default_factory=RouteMatch)
 
 
 Predicate = Callable[[RouteRequest, dict[str, str], Callable[[], dict[str, str]]], bool]
@@ -173,7 +185,7 @@ class RouteTable:
 
         for entry in self.entries:
             if entry.predicate(request, headers, query):
-                return Selected(entry.route, entry.rule)
+                return Selected(entry.route, entry.rule, entry.match)
         return None
 
 
@@ -238,6 +250,8 @@ def _path_test(path: PathMatch | None) -> Callable[[str], bool]:
             return lambda _path: True
         below = prefix + "/"
         return lambda seen: seen == prefix or seen.startswith(below)
+    if path.kind == PATH_STRING_PREFIX:
+        return lambda seen: seen.startswith(value)
     pattern = re.compile(value)
     return lambda seen: pattern.fullmatch(seen) is not None
 
@@ -278,10 +292,10 @@ def _never(_request: RouteRequest, _headers: dict[str, str], _query: Callable[[]
 def route_table(routes: Iterable[HttpRoute], port: int) -> RouteTable:
     """The entries of the routes that apply to ``port`` (a route with ``port`` None applies to every
     port): VirtualService entries in their order, then Gateway API ones by precedence (module
-    docstring)."""
+    docstring). TCPRoutes are left out: they never route HTTP."""
     entries: list[RouteEntry] = []
     for route in routes:
-        if route.port is not None and route.port != port:
+        if route.kind == TCP_ROUTE or (route.port is not None and route.port != port):
             continue
         for rule in route.rules:
             for position, match in enumerate(rule.matches):
@@ -292,6 +306,30 @@ def route_table(routes: Iterable[HttpRoute], port: int) -> RouteTable:
                 entries.append(RouteEntry(match, route, rule, position, predicate))
     entries.sort(key=_precedence)
     return RouteTable(entries)
+
+
+def tcp_backends(routes: Iterable[HttpRoute], port: int) -> RouteRule | None:
+    """The TCPRoute rule that takes TCP connections to ``port`` of the Service whose routes these are;
+    None when no TCPRoute applies (the connection goes to the Service itself, as without routes).
+
+    Of the TCPRoutes that apply to the port (``port`` equal to it, or None: every port) the oldest
+    wins (``creationTimestamp``, an unknown one oldest, then ``{namespace}/{name}``: the Gateway
+    API's rule for conflicting routes), and of its rules the first. TCPRoute v1alpha2 allows up to
+    16 rules but, having no matches, gives no way to choose among them; Istio turns each into an
+    unconditional ``tcp`` route of a VirtualService, where the first one takes every connection, and
+    TCPRoute v1 (Gateway API 1.6) allows one rule only. Draw the backend with :func:`pick_backend`;
+    None from it (the ``invalid_weight`` share, or no backend at all) means: refuse the connection
+    (TCPRoute spec: "the underlying implementation MUST actively reject connection attempts to this
+    backend", in proportion to the weights)."""
+    applying = [
+        route
+        for route in routes
+        if route.kind == TCP_ROUTE and route.rules and (route.port is None or route.port == port)
+    ]
+    if not applying:
+        return None
+    oldest = min(applying, key=lambda r: (_created_order(r.created), r.route_key, r.key))
+    return oldest.rules[0]
 
 
 # --- the request side ---------------------------------------------------------------------------

@@ -13,7 +13,10 @@ A snapshot is a set of named, versioned resources (``name -> (version, value)``)
   that Service (:meth:`Snapshot.routes_for`). Every proxy may hold them; only waypoints read them;
 * ``tp/<namespace>/<name>`` → :class:`~ambit.model.traffic_policy.TrafficPolicy` (``tp/`` +
   ``TrafficPolicy.key``): a DestinationRule's connection pool and outlier detection for one Service,
-  indexed by that Service (:meth:`Snapshot.traffic_policy_for`). Only waypoints read them.
+  indexed by that Service (:meth:`Snapshot.traffic_policy_for`). Only waypoints read them;
+* ``rl/<namespace>/<name>`` → :class:`~ambit.model.rate_limit.RateLimitPolicy` (``rl/`` +
+  ``RateLimitPolicy.key``): an HTTPLocalRateLimitPolicy, indexed by the Gateways and Services it targets
+  (:meth:`Snapshot.rate_limits_for`). Only waypoints read them.
 
 Built once, never changed: a connection takes the current snapshot and every decision it makes sees
 the same config. ``version`` is a content hash over the resources' names and versions, so two
@@ -30,13 +33,15 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import TypeVar
 
 from ambit.model.policy import Authorization, L7Authorization, Scope
+from ambit.model.rate_limit import RateLimitPolicy
 from ambit.model.route import HttpRoute
 from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import HealthStatus, Service, Workload
 
-Resource = Workload | Service | Authorization | L7Authorization | HttpRoute | TrafficPolicy
+Resource = Workload | Service | Authorization | L7Authorization | HttpRoute | TrafficPolicy | RateLimitPolicy
 Entry = tuple[str, Resource]  # (version, value)
 
 WORKLOAD_PREFIX = "wl/"
@@ -45,8 +50,11 @@ POLICY_PREFIX = "ap/"
 L7_POLICY_PREFIX = "l7/"
 ROUTE_PREFIX = "rt/"
 TRAFFIC_POLICY_PREFIX = "tp/"
+RATE_LIMIT_PREFIX = "rl/"
 
 _MASK = (1 << 64) - 1
+_Targeted = TypeVar("_Targeted", L7Authorization, RateLimitPolicy)  # policies indexed by their targets
+_Keyed = TypeVar("_Keyed", Authorization, L7Authorization, HttpRoute, TrafficPolicy, RateLimitPolicy)
 
 
 def resource_name(value: Resource) -> str:
@@ -63,6 +71,8 @@ def resource_name(value: Resource) -> str:
         return ROUTE_PREFIX + value.key
     if isinstance(value, TrafficPolicy):
         return TRAFFIC_POLICY_PREFIX + value.key
+    if isinstance(value, RateLimitPolicy):
+        return RATE_LIMIT_PREFIX + value.key
     raise TypeError(f"not a mesh resource: {type(value).__name__}")
 
 
@@ -124,6 +134,8 @@ class Snapshot:
         "_namespace_policies",
         "_own",
         "_policies",
+        "_rate_limits",
+        "_rate_limits_by_target",
         "_routes",
         "_routes_by_service",
         "_services",
@@ -151,6 +163,8 @@ class Snapshot:
     _routes_by_service: dict[str, tuple[HttpRoute, ...]]  # service key -> its routes, by key
     _traffic_policies: dict[str, TrafficPolicy]
     _traffic_by_service: dict[str, TrafficPolicy]  # service key -> its traffic policy
+    _rate_limits: dict[str, RateLimitPolicy]
+    _rate_limits_by_target: dict[tuple[str, str, str], tuple[RateLimitPolicy, ...]]  # as _l7_by_target
     _hash: int
 
     def __init__(self, entries: Mapping[str, Entry]) -> None:
@@ -158,10 +172,7 @@ class Snapshot:
         own: dict[str, Entry] = {}
         workloads: dict[str, Workload] = {}
         services: dict[str, Service] = {}
-        policies: dict[str, Authorization] = {}
-        l7_policies: dict[str, L7Authorization] = {}
-        routes: dict[str, HttpRoute] = {}
-        traffic_policies: dict[str, TrafficPolicy] = {}
+        keyed: list[Resource] = []  # policies, routes, traffic and rate limit policies
         total = 0
         for name, entry in entries.items():
             check_entry(name, entry)
@@ -172,14 +183,8 @@ class Snapshot:
                 workloads[value.uid] = value
             elif isinstance(value, Service):
                 services[value.key] = value
-            elif isinstance(value, Authorization):
-                policies[value.key] = value
-            elif isinstance(value, L7Authorization):
-                l7_policies[value.key] = value
-            elif isinstance(value, HttpRoute):
-                routes[value.key] = value
             else:
-                traffic_policies[value.key] = value
+                keyed.append(value)
 
         ip_holders: dict[str, list[Workload]] = {}
         endpoints: dict[str, list[Workload]] = {}
@@ -198,20 +203,27 @@ class Snapshot:
         self._entries = MappingProxyType(own)
         self._workloads = workloads
         self._services = services
-        self._policies = policies
         self._ip_holders = {ip: tuple(holders) for ip, holders in ip_holders.items()}
         self._by_ip = {ip: min(holders, key=_prefer) for ip, holders in ip_holders.items()}
         self._vip_holders = {vip: tuple(keys) for vip, keys in vip_holders.items()}
         self._by_vip = {vip: services[keys[0]] for vip, keys in vip_holders.items()}
         self._endpoints = {key: tuple(members) for key, members in endpoints.items()}
-        self._global_policies, self._namespace_policies = _policy_indexes(policies)
-        self._l7_policies = l7_policies
-        self._l7_by_target = _l7_index(l7_policies)
-        self._routes = routes
-        self._routes_by_service = _route_index(routes)
-        self._traffic_policies = traffic_policies
-        self._traffic_by_service = _traffic_index(traffic_policies)
+        self._set_keyed(keyed)
         self._hash = total & _MASK
+
+    def _set_keyed(self, values: list[Resource]) -> None:
+        """Set the maps (by key) and indexes of the policies, routes, traffic and rate limit policies."""
+        policies = _of_type(values, Authorization)
+        self._policies = policies
+        self._global_policies, self._namespace_policies = _policy_indexes(policies)
+        self._l7_policies = _of_type(values, L7Authorization)
+        self._l7_by_target = _target_index(self._l7_policies)
+        self._routes = _of_type(values, HttpRoute)
+        self._routes_by_service = _route_index(self._routes)
+        self._traffic_policies = _of_type(values, TrafficPolicy)
+        self._traffic_by_service = _traffic_index(self._traffic_policies)
+        self._rate_limits = _of_type(values, RateLimitPolicy)
+        self._rate_limits_by_target = _target_index(self._rate_limits)
 
     @classmethod
     def empty(cls) -> Snapshot:
@@ -263,6 +275,11 @@ class Snapshot:
         """DestinationRule traffic policies by key (``<namespace>/<name>``)."""
         return MappingProxyType(self._traffic_policies)
 
+    @property
+    def rate_limits(self) -> Mapping[str, RateLimitPolicy]:
+        """HTTPLocalRateLimitPolicies by key (``<namespace>/<name>``)."""
+        return MappingProxyType(self._rate_limits)
+
     def versions(self, prefixes: tuple[str, ...] | None = None) -> dict[str, str]:
         """name -> version of every resource (only names starting with one of ``prefixes``, if given)."""
         if prefixes is None:
@@ -277,7 +294,7 @@ class Snapshot:
             f"Snapshot(version={self.version}, workloads={len(self._workloads)}, "
             f"services={len(self._services)}, policies={len(self._policies)}, "
             f"l7_policies={len(self._l7_policies)}, routes={len(self._routes)}, "
-            f"traffic_policies={len(self._traffic_policies)})"
+            f"traffic_policies={len(self._traffic_policies)}, rate_limits={len(self._rate_limits)})"
         )
 
     # -- lookups --------------------------------------------------------------------------------
@@ -324,6 +341,12 @@ class Snapshot:
         policies name one Service (translation gives at most one), the lowest key wins."""
         return self._traffic_by_service.get(service_key)
 
+    def rate_limits_for(self, kind: str, namespace: str, name: str) -> tuple[RateLimitPolicy, ...]:
+        """The rate limit policies that target the ``kind`` (``"Gateway"`` or ``"Service"``)
+        ``namespace/name``, sorted by key; () when none do (or for any other kind). An index lookup,
+        built with the snapshot."""
+        return self._rate_limits_by_target.get((kind, namespace, name), ())
+
     # -- deriving -------------------------------------------------------------------------------
 
     def with_changes(self, upserts: Mapping[str, Entry], removals: Iterable[str]) -> Snapshot:
@@ -350,10 +373,7 @@ class Snapshot:
         new_workloads: list[Workload] = []
         old_services: list[Service] = []
         new_services: list[Service] = []
-        policies_changed = False
-        l7_changed = False
-        routes_changed = False
-        traffic_changed = False
+        changed: set[type] = set()  # the other types with a changed resource
         for name in old_entries.keys() | upserts.keys():
             old = old_entries.get(name)
             new = own.get(name)
@@ -368,14 +388,8 @@ class Snapshot:
                     (old_workloads if sign < 0 else new_workloads).append(value)
                 elif isinstance(value, Service):
                     (old_services if sign < 0 else new_services).append(value)
-                elif isinstance(value, Authorization):
-                    policies_changed = True
-                elif isinstance(value, L7Authorization):
-                    l7_changed = True
-                elif isinstance(value, HttpRoute):
-                    routes_changed = True
                 else:
-                    traffic_changed = True
+                    changed.add(type(value))
 
         snap = Snapshot.__new__(Snapshot)
         snap._own = own
@@ -385,10 +399,24 @@ class Snapshot:
             old_workloads, new_workloads
         )
         snap._services, snap._vip_holders, snap._by_vip = self._derive_services(old_services, new_services)
-        self._derive_policies(snap, policies_changed=policies_changed, l7_changed=l7_changed)
-        self._derive_routes(snap, changed=routes_changed)
-        self._derive_traffic_policies(snap, changed=traffic_changed)
+        self._derive_policies(
+            snap, policies_changed=Authorization in changed, l7_changed=L7Authorization in changed
+        )
+        self._derive_routes(snap, changed=HttpRoute in changed)
+        self._derive_traffic_policies(snap, changed=TrafficPolicy in changed)
+        self._derive_rate_limits(snap, changed=RateLimitPolicy in changed)
         return snap
+
+    def _derive_rate_limits(self, snap: Snapshot, *, changed: bool) -> None:
+        """Set ``snap``'s rate limit policies and their index: rebuilt from its entries if any changed,
+        else shared with this snapshot."""
+        if changed:
+            policies = _of_type([entry[1] for entry in snap._own.values()], RateLimitPolicy)
+            snap._rate_limits = policies
+            snap._rate_limits_by_target = _target_index(policies)
+        else:
+            snap._rate_limits = self._rate_limits
+            snap._rate_limits_by_target = self._rate_limits_by_target
 
     def _derive_traffic_policies(self, snap: Snapshot, *, changed: bool) -> None:
         """Set ``snap``'s traffic policies and their index: rebuilt from its entries if any changed, else
@@ -436,7 +464,7 @@ class Snapshot:
                 if isinstance(entry[1], L7Authorization)
             }
             snap._l7_policies = l7_policies
-            snap._l7_by_target = _l7_index(l7_policies)
+            snap._l7_by_target = _target_index(l7_policies)
         else:
             snap._l7_policies = self._l7_policies
             snap._l7_by_target = self._l7_by_target
@@ -563,11 +591,14 @@ def _policy_indexes(
     return tuple(global_policies), {ns: tuple(p) for ns, p in namespace_policies.items()}
 
 
-def _l7_index(
-    policies: Mapping[str, L7Authorization],
-) -> dict[tuple[str, str, str], tuple[L7Authorization, ...]]:
-    """(target kind, namespace, name) -> the L7 policies targeting it, sorted by key."""
-    index: dict[tuple[str, str, str], list[L7Authorization]] = {}
+def _of_type(values: Iterable[Resource], kind: type[_Keyed]) -> dict[str, _Keyed]:
+    """The values of type ``kind`` by key."""
+    return {value.key: value for value in values if isinstance(value, kind)}
+
+
+def _target_index(policies: Mapping[str, _Targeted]) -> dict[tuple[str, str, str], tuple[_Targeted, ...]]:
+    """(target kind, namespace, name) -> the policies (L7 or rate limit) targeting it, sorted by key."""
+    index: dict[tuple[str, str, str], list[_Targeted]] = {}
     for key in sorted(policies):
         policy = policies[key]
         for target in dict.fromkeys(policy.targets):

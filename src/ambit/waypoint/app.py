@@ -243,6 +243,7 @@ class WaypointApp:
             l7_policies=dict(snapshot.l7_policies),
             routes=dict(snapshot.routes),
             traffic_policies=dict(snapshot.traffic_policies),
+            rate_limits=dict(snapshot.rate_limits),
             certificates={
                 str(identity): CertificateView(cert.not_after)
                 for identity, cert in certs.items()

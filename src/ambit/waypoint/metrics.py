@@ -6,13 +6,18 @@
 | `istio_request_duration_milliseconds` | histogram | request start to the response's last byte |
 | `istio_request_bytes` | histogram | request body bytes |
 | `istio_response_bytes` | histogram | response body bytes |
+| `ambit_waypoint_rate_limited_requests_total` | counter | requests an HTTPLocalRateLimitPolicy refused |
+
+The last one is ambit's own, labelled ``policy`` (``<namespace>/<name>``) and ``bucket`` (``total``,
+``identity``, ``override``); the others are Istio's.
 
 Labels are Istio's standard set (``source_*``, ``destination_*``, ``request_protocol`` (``http`` or
 ``grpc``), ``response_code``, ``grpc_response_status`` (the ``grpc-status`` trailer, else the header,
 else empty), ``response_flags`` (Envoy's: ``-``, ``UF`` upstream connect failure, ``UC`` upstream
-connection termination, ``NR`` no route, ``UH`` no healthy upstream, ``RBAC`` denied by policy, ``DC``
-downstream connection termination), ``connection_security_policy`` (``mutual_tls``: the waypoint only
-speaks HBONE). Unknown values are ``unknown``, as in Istio. Buckets are Istio's default
+connection termination, ``NR`` no route, ``UH`` no healthy upstream, ``RBAC`` denied by policy,
+``RL`` rate limited, ``DC`` downstream connection termination), ``connection_security_policy``
+(``mutual_tls``: the waypoint only speaks HBONE). Unknown values are ``unknown``, as in Istio.
+Buckets are Istio's default
 (``[0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000,
 1800000, 3600000]`` ms for the duration; ``1, 10, ..., 10^8`` bytes for the sizes).
 """
@@ -127,7 +132,18 @@ class RequestMetrics:
         self.response_bytes = Histogram(
             "istio_response_bytes", "Response body size.", names, registry=r, buckets=SIZE_BUCKETS
         )
+        self.rate_limited_requests = Counter(
+            "ambit_waypoint_rate_limited_requests",
+            "Requests answered 429 by an HTTPLocalRateLimitPolicy, by policy and refusing bucket.",
+            ["policy", "bucket"],
+            registry=r,
+        )
         self._series: dict[RequestLabels, _Series] = {}
+
+    def rate_limited(self, policy: str, bucket: str) -> None:
+        """One request refused by ``policy`` (``<namespace>/<name>``) in its ``bucket`` (``total``,
+        ``identity`` or ``override``)."""
+        self.rate_limited_requests.labels(policy, bucket).inc()
 
     def record(
         self, labels: RequestLabels, *, duration_ms: float, request_bytes: int, response_bytes: int

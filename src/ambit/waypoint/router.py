@@ -11,6 +11,11 @@ For each request a frontend hands over (:data:`~ambit.waypoint.exchange.RequestH
    every request through it; those that name the Service apply only to service-addressed requests (a
    pod-addressed request is not "to the Service", as in Istio). DENY before ALLOW; a denial is 403
    ``RBAC: access denied`` (flag ``RBAC``) and never reaches an endpoint.
+2b. **Rate limits**: the HTTPLocalRateLimitPolicies on its Gateway (all traffic) and on the Service
+   (service-addressed traffic) admit the request or answer 429 ``local_rate_limited`` with
+   ``retry-after`` (flag ``RL``; :mod:`ambit.routing.rate_limit`: token buckets, each limit
+   service-wide, so this replica enforces its ÷ ready replicas share). After policy, so a denied
+   request takes no token; before routes and faults, as Envoy's local rate limit filter.
 3. **Path and headers**: the path is normalised first, for policy and for what the endpoint receives
    (:mod:`ambit.protocol.paths`, Istio's ``MERGE_SLASHES`` level: dot segments, unreserved
    ``%``-escapes, ``\\`` and ``//``; the query kept as sent); a path that cannot be is 400.
@@ -86,6 +91,7 @@ from ambit.routing.http_routes import (
     route_table,
 )
 from ambit.routing.outlier import OutlierTracker, PendingLimiter
+from ambit.routing.rate_limit import RateLimiter, rate_limits_through, ready_replicas
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
 from ambit.waypoint.exchange import (
@@ -111,6 +117,7 @@ UPSTREAM_ATTEMPTS = 3
 MAX_RETRY_BODY = 64 * 1024  # a request body up to this size is kept so a retry can send it again
 NO_RETRY = RetryPolicy(attempts=0)  # traffic with no route: connect failures only (as before routes)
 FAULT_ABORT_BODY = "fault filter abort"  # Envoy's fault filter's local reply
+RATE_LIMITED_BODY = "local_rate_limited"  # Envoy's local rate limit filter's local reply
 # Envoy writes response flags comma-separated in the order of its ResponseFlag enum (those ambit sets)
 _FLAG_RANK = {flag: rank for rank, flag in enumerate((
     "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX",
@@ -299,6 +306,8 @@ class WaypointRouter:
         self._tables: dict[tuple[str, int], RouteTable | None] = {}
         self._tables_version = ""
         self._traffic: dict[str, ServiceTraffic] = {}  # by service key (DestinationRule state)
+        self.limiter = RateLimiter()  # HTTPLocalRateLimitPolicy buckets, kept across config pushes
+        self._replicas = 1  # ready replicas of this waypoint in the snapshot of _tables_version
 
     def outlier_views(self, snapshot: Snapshot) -> tuple[OutlierView, ...]:
         """Every endpoint the outlier detection of a Service's DestinationRule tracks (config dump)."""
@@ -448,6 +457,9 @@ class WaypointRouter:
         denied = self._authorize(snapshot, request, downstream, service, where.port)
         if denied is not None:
             return answer(denied, service)
+        limited = self._rate_limit(snapshot, service, downstream)
+        if limited is not None:
+            return answer(limited, service)
         if request.header(b"x-request-id") is None:
             request.headers.append((b"x-request-id", str(uuid.uuid4()).encode()))
         rule = self._select(snapshot, service, where.port, request)
@@ -621,10 +633,37 @@ class WaypointRouter:
         out = traffic.outliers.ejected(uids, time.monotonic())
         return [p for p in plans if p.endpoint is None or p.endpoint.uid not in out]
 
+    def _refresh(self, snapshot: Snapshot) -> None:
+        """Per config version: drop the route tables, count this waypoint's ready replicas, forget the
+        buckets of rate limit policies that are gone."""
+        if self._tables_version == snapshot.version:
+            return
+        self._tables, self._tables_version = {}, snapshot.version
+        self._replicas = ready_replicas(snapshot, self.me.namespace, self.me.gateway)
+        self.limiter.retain(snapshot.rate_limits.keys())
+
+    def _rate_limit(
+        self, snapshot: Snapshot, service: Service | None, downstream: Downstream
+    ) -> Response | None:
+        """Envoy's local rate limit, as an HTTPLocalRateLimitPolicy asks: None when the request may go
+        on; else 429 ``local_rate_limited`` with ``retry-after`` (flag ``RL``), counted per policy and
+        bucket. Each limit is service-wide: this replica enforces its share (÷ ready replicas)."""
+        policies = rate_limits_through(snapshot, self.me.namespace, self.me.gateway, service)
+        if not policies:
+            return None
+        self._refresh(snapshot)
+        principal = _principal(downstream.peer_identity)
+        decision = self.limiter.admit(policies, principal, time.monotonic(), self._replicas)
+        if decision.allowed:
+            return None
+        self.metrics.rate_limited(decision.policy, decision.bucket)
+        response = local_response(429, RATE_LIMITED_BODY, flags="RL", details="local_rate_limited")
+        response.headers.append((b"retry-after", str(decision.retry_after).encode()))
+        return response
+
     def _route_table(self, snapshot: Snapshot, service: Service, port: int) -> RouteTable | None:
         """The service port's route table, built once per config version."""
-        if self._tables_version != snapshot.version:
-            self._tables, self._tables_version = {}, snapshot.version
+        self._refresh(snapshot)
         key = (service.key, port)
         if key not in self._tables:
             routes = snapshot.routes_for(service.key)

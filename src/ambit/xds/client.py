@@ -9,8 +9,8 @@ One aggregated stream at a time, to any control-plane replica:
   credential for a waypoint) and the server must present exactly the control plane's identity
   (``ambit.xds.channel`` explains how that is checked);
 * every resource type (``codec.TYPE_URLS``: addresses, L4 policies, L7 policies, routes, traffic
-  policies) is subscribed with the wildcard, and every stream starts with ``initial_resource_versions``
-  taken from the store, so a reconnect is sent only what changed;
+  policies, rate limit policies) is subscribed with the wildcard, and every stream starts with
+  ``initial_resource_versions`` taken from the store, so a reconnect is sent only what changed;
 * each response is decoded (``ambit.xds.codec``), the good resources are applied to the store in one
   step, and the response is ACKed, or NACKed naming the resources that failed; those keep their
   previous version (ztunnel's per-resource semantics);
@@ -42,6 +42,7 @@ from ambit.resources.names import control_plane_identity
 from ambit.state.snapshot import (
     L7_POLICY_PREFIX,
     POLICY_PREFIX,
+    RATE_LIMIT_PREFIX,
     ROUTE_PREFIX,
     SERVICE_PREFIX,
     TRAFFIC_POLICY_PREFIX,
@@ -72,6 +73,7 @@ _PREFIXES: Mapping[str, tuple[str, ...]] = {
     codec.L7_AUTHORIZATION_TYPE_URL: (L7_POLICY_PREFIX,),
     codec.ROUTE_TYPE_URL: (ROUTE_PREFIX,),
     codec.TRAFFIC_POLICY_TYPE_URL: (TRAFFIC_POLICY_PREFIX,),
+    codec.RATE_LIMIT_TYPE_URL: (RATE_LIMIT_PREFIX,),
 }
 
 AddressProvider = Callable[[], Sequence[Address]]

@@ -5,7 +5,8 @@ One encoder and one checked decoder per wire message, field by field. This modul
 types, the dispatch by resource name and type URL, and the delta discovery request/response envelopes
 (to and from `ambit.protocol.xds` dataclasses). The waypoint-only types have their own modules:
 HttpRoute (``rt/``) in :mod:`ambit.xds.codec_routes`, TrafficPolicy (``tp/``) in
-:mod:`ambit.xds.codec_traffic`; the checked primitives they all share are :mod:`ambit.xds.codec_fields`.
+:mod:`ambit.xds.codec_traffic`, RateLimitPolicy (``rl/``) in :mod:`ambit.xds.codec_rate_limit`; the checked
+primitives they all share are :mod:`ambit.xds.codec_fields`.
 Every proxy subscribes to every type; a ztunnel holds the waypoint-only types without reading them.
 
 Decoding treats the wire as untrusted: every field a proxy acts on is checked (IP addresses of 4 or
@@ -46,6 +47,7 @@ from ambit.model.policy import (
     Scope,
     StringMatch,
 )
+from ambit.model.rate_limit import RateLimitPolicy
 from ambit.model.route import HttpRoute
 from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import (
@@ -63,6 +65,7 @@ from ambit.protocol.xds import DeltaRequest, DeltaResponse, ErrorDetail, Resourc
 from ambit.state.snapshot import (
     L7_POLICY_PREFIX,
     POLICY_PREFIX,
+    RATE_LIMIT_PREFIX,
     ROUTE_PREFIX,
     SERVICE_PREFIX,
     TRAFFIC_POLICY_PREFIX,
@@ -81,9 +84,11 @@ from ambit.xds.codec_fields import (
     required,
     segment,
 )
+from ambit.xds.codec_rate_limit import rate_limit_from_pb, rate_limit_to_pb
 from ambit.xds.codec_routes import route_from_pb, route_to_pb
 from ambit.xds.codec_traffic import traffic_policy_from_pb, traffic_policy_to_pb
 from ambit.xds.pb.discovery.v1 import discovery_pb2
+from ambit.xds.pb.ratelimit.v1 import rate_limit_pb2
 from ambit.xds.pb.route.v1 import route_pb2
 from ambit.xds.pb.security.v1 import authorization_pb2, l7_authorization_pb2
 from ambit.xds.pb.traffic.v1 import traffic_policy_pb2
@@ -95,10 +100,13 @@ AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.Authorization"
 L7_AUTHORIZATION_TYPE_URL = "type.googleapis.com/ambit.security.v1.L7Authorization"
 ROUTE_TYPE_URL = "type.googleapis.com/ambit.route.v1.HttpRoute"
 TRAFFIC_POLICY_TYPE_URL = "type.googleapis.com/ambit.traffic.v1.TrafficPolicy"
+RATE_LIMIT_TYPE_URL = "type.googleapis.com/ambit.ratelimit.v1.RateLimitPolicy"
 __all__ = [  # the codec's API, including what it re-exports from its parts
     "CodecError",
     "XdsEncodeError",
     "XdsRejected",
+    "rate_limit_from_pb",
+    "rate_limit_to_pb",
     "route_from_pb",
     "route_to_pb",
     "traffic_policy_from_pb",
@@ -110,13 +118,15 @@ TYPE_URLS = (
     L7_AUTHORIZATION_TYPE_URL,
     ROUTE_TYPE_URL,
     TRAFFIC_POLICY_TYPE_URL,
+    RATE_LIMIT_TYPE_URL,
 )
 _REJECTED_RESOURCES_URL = "type.googleapis.com/ambit.discovery.v1.RejectedResources"
 
 
 def type_url_for_name(name: str) -> str | None:
     """The type a resource name belongs to: Address for ``wl/`` and ``svc/``, Authorization for ``ap/``,
-    L7Authorization for ``l7/``, HttpRoute for ``rt/``, TrafficPolicy for ``tp/``."""
+    L7Authorization for ``l7/``, HttpRoute for ``rt/``, TrafficPolicy for ``tp/``, RateLimitPolicy for
+    ``rl/``."""
     if name.startswith((WORKLOAD_PREFIX, SERVICE_PREFIX)):
         return ADDRESS_TYPE_URL
     if name.startswith(POLICY_PREFIX):
@@ -127,6 +137,8 @@ def type_url_for_name(name: str) -> str | None:
         return ROUTE_TYPE_URL
     if name.startswith(TRAFFIC_POLICY_PREFIX):
         return TRAFFIC_POLICY_TYPE_URL
+    if name.startswith(RATE_LIMIT_PREFIX):
+        return RATE_LIMIT_TYPE_URL
     return None
 
 
@@ -139,6 +151,8 @@ def type_url_for(value: Resource) -> str:
         return ROUTE_TYPE_URL
     if isinstance(value, TrafficPolicy):
         return TRAFFIC_POLICY_TYPE_URL
+    if isinstance(value, RateLimitPolicy):
+        return RATE_LIMIT_TYPE_URL
     return ADDRESS_TYPE_URL
 
 
@@ -352,7 +366,7 @@ def l7_authorization_to_pb(policy: L7Authorization) -> l7_authorization_pb2.L7Au
 
 def resource_to_any(value: Resource) -> any_pb2.Any:
     """The value packed as it travels in ``Resource.resource``: an Address, an Authorization, an
-    L7Authorization, an HttpRoute or a TrafficPolicy."""
+    L7Authorization, an HttpRoute, a TrafficPolicy or a RateLimitPolicy."""
     packed = any_pb2.Any()
     if isinstance(value, Workload):
         packed.Pack(workload_pb2.Address(workload=workload_to_pb(value)))
@@ -366,6 +380,8 @@ def resource_to_any(value: Resource) -> any_pb2.Any:
         packed.Pack(route_to_pb(value))
     elif isinstance(value, TrafficPolicy):
         packed.Pack(traffic_policy_to_pb(value))
+    elif isinstance(value, RateLimitPolicy):
+        packed.Pack(rate_limit_to_pb(value))
     else:
         raise TypeError(f"not a mesh resource: {type(value).__name__}")
     return packed
@@ -633,6 +649,10 @@ def resource_from_any(name: str, packed: any_pb2.Any) -> Resource:
         traffic = traffic_policy_pb2.TrafficPolicy()
         _unpack(name, packed, traffic)
         value = traffic_policy_from_pb(name, traffic)
+    elif name.startswith(RATE_LIMIT_PREFIX):
+        rate_limit = rate_limit_pb2.RateLimitPolicy()
+        _unpack(name, packed, rate_limit)
+        value = rate_limit_from_pb(name, rate_limit)
     elif name.startswith((WORKLOAD_PREFIX, SERVICE_PREFIX)):
         address = workload_pb2.Address()
         _unpack(name, packed, address)
@@ -644,7 +664,7 @@ def resource_from_any(name: str, packed: any_pb2.Any) -> Resource:
         else:
             raise XdsRejected(name, "address holds neither a workload nor a service")
     else:
-        raise XdsRejected(name, "resource name has no known prefix (wl/, svc/, ap/, l7/, rt/, tp/)")
+        raise XdsRejected(name, "resource name has no known prefix (wl/, svc/, ap/, l7/, rt/, tp/, rl/)")
     named = resource_name(value)
     if named != name:
         raise XdsRejected(name, f"resource holds {named}, not {name}")

@@ -3,7 +3,10 @@ waypoints read them (:mod:`ambit.model.route`).
 
 Decoding checks what a waypoint acts on: known kinds and match types, regular expressions that
 compile, absolute paths, lower-case header names, status codes and gRPC statuses in range, positive
-finite durations, fault percentages in 0..100 and one kind of abort, an RFC 3339 creation time.
+finite durations, fault percentages in 0..100 and one kind of abort, an RFC 3339 creation time; for
+redirects, rewrites and mirrors: a redirect status of 301, 302, 303, 307 or 308, the scheme http or
+https, host names that can stand in a URL, ports in 1..65535, a known port mode, absolute replacement
+paths without ``?`` or ``#`` (a ReplacePrefixMatch may be empty), mirror percentages in 0..100.
 """
 
 from __future__ import annotations
@@ -14,6 +17,16 @@ from ambit.model.route import (
     PATH_EXACT,
     PATH_PREFIX,
     PATH_REGEX,
+    PATH_STRING_PREFIX,
+    PORT_FROM_HOST,
+    PORT_FROM_LISTENER,
+    PORT_FROM_SCHEME,
+    PREFIX_REWRITE,
+    REDIRECT_SCHEMES,
+    REDIRECT_STATUSES,
+    REPLACE_FULL_PATH,
+    REPLACE_PREFIX_MATCH,
+    TCP_ROUTE,
     VALUE_EXACT,
     VALUE_REGEX,
     VIRTUAL_SERVICE,
@@ -22,11 +35,16 @@ from ambit.model.route import (
     HeaderMatch,
     HeaderModifier,
     HttpRoute,
+    MirrorFilter,
     PathMatch,
+    PathModifier,
     QueryMatch,
+    RedirectFilter,
     RetryPolicy,
+    RewriteFilter,
     RouteMatch,
     RouteRule,
+    check_host,
 )
 from ambit.state.snapshot import resource_name
 from ambit.xds.codec_fields import (
@@ -56,6 +74,7 @@ _ROUTE_KIND_TO_PB: dict[str, route_pb2.RouteKind] = {
     HTTP_ROUTE: route_pb2.HTTP_ROUTE,
     GRPC_ROUTE: route_pb2.GRPC_ROUTE,
     VIRTUAL_SERVICE: route_pb2.VIRTUAL_SERVICE,
+    TCP_ROUTE: route_pb2.TCP_ROUTE,
 }
 
 
@@ -66,6 +85,7 @@ _PATH_TO_PB: dict[str, route_pb2.PathMatchType] = {
     PATH_EXACT: route_pb2.PATH_EXACT,
     PATH_PREFIX: route_pb2.PATH_PREFIX,
     PATH_REGEX: route_pb2.PATH_REGULAR_EXPRESSION,
+    PATH_STRING_PREFIX: route_pb2.PATH_STRING_PREFIX,
 }
 
 
@@ -79,6 +99,26 @@ _VALUE_TO_PB: dict[str, route_pb2.ValueMatchType] = {
 
 
 _VALUE_FROM_PB: dict[int, str] = {v: k for k, v in _VALUE_TO_PB.items()}
+
+
+_MODIFIER_TO_PB: dict[str, route_pb2.PathModifierType] = {
+    REPLACE_FULL_PATH: route_pb2.REPLACE_FULL_PATH,
+    REPLACE_PREFIX_MATCH: route_pb2.REPLACE_PREFIX_MATCH,
+    PREFIX_REWRITE: route_pb2.PREFIX_REWRITE,
+}
+
+
+_MODIFIER_FROM_PB: dict[int, str] = {v: k for k, v in _MODIFIER_TO_PB.items()}
+
+
+_PORT_MODE_TO_PB: dict[str, route_pb2.RedirectPort] = {
+    PORT_FROM_LISTENER: route_pb2.REDIRECT_PORT_LISTENER,
+    PORT_FROM_SCHEME: route_pb2.REDIRECT_PORT_SCHEME_DEFAULT,
+    PORT_FROM_HOST: route_pb2.REDIRECT_PORT_REQUEST_HOST,
+}
+
+
+_PORT_MODE_FROM_PB: dict[int, str] = {v: k for k, v in _PORT_MODE_TO_PB.items()}
 
 
 def _header_modifier_to_pb(modifier: HeaderModifier) -> route_pb2.HeaderModifier:
@@ -129,19 +169,53 @@ def _fault_to_pb(fault: FaultPolicy) -> route_pb2.FaultPolicy:
     return pb
 
 
+def _backend_to_pb(name: str, backend: BackendRef) -> route_pb2.BackendRef:
+    return route_pb2.BackendRef(
+        service_key=backend.service_key,
+        port=encode_port(name, backend.port, "backend port"),
+        weight=uint32(name, backend.weight, "backend weight"),
+    )
+
+
+def _path_modifier_to_pb(modifier: PathModifier) -> route_pb2.PathModifier:
+    return route_pb2.PathModifier(type=_MODIFIER_TO_PB[modifier.kind], value=modifier.value)
+
+
+def _redirect_to_pb(name: str, redirect: RedirectFilter) -> route_pb2.RedirectFilter:
+    pb = route_pb2.RedirectFilter(
+        status=uint32(name, redirect.status, "redirect status"),
+        derive_port=_PORT_MODE_TO_PB[redirect.derive_port],
+    )
+    if redirect.scheme is not None:
+        pb.scheme = redirect.scheme
+    if redirect.hostname is not None:
+        pb.hostname = redirect.hostname
+    if redirect.port is not None:
+        pb.port = encode_port(name, redirect.port, "redirect port")
+    if redirect.path is not None:
+        pb.path.CopyFrom(_path_modifier_to_pb(redirect.path))
+    return pb
+
+
+def _rewrite_to_pb(rewrite: RewriteFilter) -> route_pb2.RewriteFilter:
+    pb = route_pb2.RewriteFilter()
+    if rewrite.hostname is not None:
+        pb.hostname = rewrite.hostname
+    if rewrite.path is not None:
+        pb.path.CopyFrom(_path_modifier_to_pb(rewrite.path))
+    return pb
+
+
 def _route_rule_to_pb(name: str, rule: RouteRule) -> route_pb2.RouteRule:
     pb = route_pb2.RouteRule(
         index=uint32(name, rule.index, "rule index"),
         matches=[_route_match_to_pb(m) for m in rule.matches],
-        backends=[
-            route_pb2.BackendRef(
-                service_key=b.service_key,
-                port=encode_port(name, b.port, "backend port"),
-                weight=uint32(name, b.weight, "backend weight"),
-            )
-            for b in rule.backends
-        ],
+        backends=[_backend_to_pb(name, b) for b in rule.backends],
         invalid_weight=uint32(name, rule.invalid_weight, "invalid backend weight"),
+        mirrors=[
+            route_pb2.MirrorFilter(backend=_backend_to_pb(name, m.backend), percent=m.percent)
+            for m in rule.mirrors
+        ],
     )
     if rule.request_headers is not None:
         pb.request_headers.CopyFrom(_header_modifier_to_pb(rule.request_headers))
@@ -155,6 +229,10 @@ def _route_rule_to_pb(name: str, rule: RouteRule) -> route_pb2.RouteRule:
         pb.retry.CopyFrom(_retry_to_pb(name, rule.retry))
     if rule.fault is not None:
         pb.fault.CopyFrom(_fault_to_pb(rule.fault))
+    if rule.redirect is not None:
+        pb.redirect.CopyFrom(_redirect_to_pb(name, rule.redirect))
+    if rule.rewrite is not None:
+        pb.rewrite.CopyFrom(_rewrite_to_pb(rule.rewrite))
     return pb
 
 
@@ -253,18 +331,65 @@ def _fault_from_pb(name: str, pb: route_pb2.FaultPolicy) -> FaultPolicy:
     )
 
 
+def _backend_from_pb(name: str, pb: route_pb2.BackendRef) -> BackendRef:
+    return BackendRef(
+        service_key=key_of(name, "backend service key", pb.service_key),
+        port=checked_port(name, pb.port, "backend port", allow_zero=False),
+        weight=pb.weight,
+    )
+
+
+def _path_modifier_from_pb(name: str, pb: route_pb2.PathModifier, what: str) -> PathModifier:
+    kind = enum_value(name, _MODIFIER_FROM_PB, pb.type, f"{what} path modifier type")
+    try:
+        return PathModifier(kind, pb.value)
+    except ValueError as exc:
+        raise XdsRejected(name, f"{what} {exc}") from None
+
+
+def _host(name: str, what: str, value: str) -> str:
+    try:
+        return check_host(what, value)
+    except ValueError as exc:
+        raise XdsRejected(name, str(exc)) from None
+
+
+def _redirect_from_pb(name: str, pb: route_pb2.RedirectFilter) -> RedirectFilter:
+    if pb.status not in REDIRECT_STATUSES:
+        raise XdsRejected(name, f"redirect status {pb.status} is not one of {sorted(REDIRECT_STATUSES)}")
+    if pb.HasField("scheme") and pb.scheme not in REDIRECT_SCHEMES:
+        raise XdsRejected(name, f"redirect scheme {pb.scheme!r} is not one of {sorted(REDIRECT_SCHEMES)}")
+    return RedirectFilter(
+        status=pb.status,
+        scheme=pb.scheme if pb.HasField("scheme") else None,
+        hostname=_host(name, "redirect hostname", pb.hostname) if pb.HasField("hostname") else None,
+        port=checked_port(name, pb.port, "redirect port", allow_zero=False) if pb.HasField("port") else None,
+        derive_port=enum_value(name, _PORT_MODE_FROM_PB, pb.derive_port, "redirect port mode"),
+        path=_path_modifier_from_pb(name, pb.path, "redirect") if pb.HasField("path") else None,
+    )
+
+
+def _rewrite_from_pb(name: str, pb: route_pb2.RewriteFilter) -> RewriteFilter:
+    return RewriteFilter(
+        hostname=_host(name, "rewrite hostname", pb.hostname) if pb.HasField("hostname") else None,
+        path=_path_modifier_from_pb(name, pb.path, "rewrite") if pb.HasField("path") else None,
+    )
+
+
+def _mirror_from_pb(name: str, pb: route_pb2.MirrorFilter) -> MirrorFilter:
+    if not pb.HasField("backend"):
+        raise XdsRejected(name, "a mirror has no backend")
+    return MirrorFilter(
+        backend=_backend_from_pb(name, pb.backend),
+        percent=percent(name, "mirror percentage", pb.percent),
+    )
+
+
 def _route_rule_from_pb(name: str, pb: route_pb2.RouteRule) -> RouteRule:
     return RouteRule(
         index=pb.index,
         matches=tuple(_route_match_from_pb(name, m) for m in pb.matches),
-        backends=tuple(
-            BackendRef(
-                service_key=key_of(name, "backend service key", b.service_key),
-                port=checked_port(name, b.port, "backend port", allow_zero=False),
-                weight=b.weight,
-            )
-            for b in pb.backends
-        ),
+        backends=tuple(_backend_from_pb(name, b) for b in pb.backends),
         request_headers=(
             _header_modifier_from_pb(name, pb.request_headers) if pb.HasField("request_headers") else None
         ),
@@ -280,6 +405,9 @@ def _route_rule_from_pb(name: str, pb: route_pb2.RouteRule) -> RouteRule:
         retry=_retry_from_pb(name, pb.retry) if pb.HasField("retry") else None,
         invalid_weight=pb.invalid_weight,
         fault=_fault_from_pb(name, pb.fault) if pb.HasField("fault") else None,
+        redirect=_redirect_from_pb(name, pb.redirect) if pb.HasField("redirect") else None,
+        rewrite=_rewrite_from_pb(name, pb.rewrite) if pb.HasField("rewrite") else None,
+        mirrors=tuple(_mirror_from_pb(name, m) for m in pb.mirrors),
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from translate_builders import JSON, run, service, store
 
 from ambit.control.route_status import CONTROLLER_NAME, route_status, services_from_objects
+from ambit.control.route_status_writer import WATCHED_KINDS
 from ambit.model.workload import Service
 
 T0, T1, T2 = "2026-12-07T10:00:00Z", "2026-12-07T11:00:00Z", "2026-12-07T12:00:00Z"
@@ -319,3 +320,85 @@ def test_a_previous_entry_of_another_controller_does_not_lend_its_time() -> None
     status = status_of(obj, now=T1)
     assert status["parents"][0] == foreign
     assert {c["lastTransitionTime"] for c in status["parents"][1]["conditions"]} == {T1}
+
+
+# --- mirrors and TCPRoutes ---------------------------------------------------------------------
+
+
+def with_mirrors(obj: JSON, *refs: JSON) -> JSON:
+    obj["spec"]["rules"][0]["filters"] = [
+        {"type": "RequestMirror", "requestMirror": {"backendRef": ref}} for ref in refs
+    ]
+    return obj
+
+
+def test_a_resolved_mirror_backend() -> None:
+    status = status_of(with_mirrors(route(), {"name": "web-v2", "port": 80}))
+    assert verdicts(status)["ResolvedRefs"] == ("True", "ResolvedRefs")
+
+
+@pytest.mark.parametrize(
+    ("ref", "reason", "problem"),
+    [
+        ({"name": "gone", "port": 80}, "BackendNotFound", "(Service default/gone): does not exist"),
+        (
+            {"name": "web-v2", "port": 81},
+            "BackendNotFound",
+            "(Service default/web-v2): the Service has no port 81",
+        ),
+        ({"name": "web-v2"}, "BackendNotFound", "has no port (a Service backend needs one)"),
+        ({"name": "web-v2", "namespace": "other", "port": 80}, "RefNotPermitted", "needs a ReferenceGrant"),
+        ({"kind": "ConfigMap", "name": "c", "port": 80}, "InvalidKind", "kind core/ConfigMap"),
+    ],
+)
+def test_an_invalid_mirror_backend_unresolves_the_refs(ref: JSON, reason: str, problem: str) -> None:
+    # the spec: "If the referent cannot be found, this BackendRef is invalid ... ResolvedRefs ... False"
+    refs = by_type(status_of(with_mirrors(route(), {"name": "web-v2", "port": 80}, ref)))["ResolvedRefs"]
+    assert (refs["status"], refs["reason"]) == ("False", reason)
+    assert refs["message"].startswith("rule 0 RequestMirror filter 1 (") and problem in refs["message"]
+
+
+def test_backend_problems_come_before_mirror_problems() -> None:
+    obj = with_mirrors(
+        route(backends=[{"name": "gone", "port": 80}]), {"name": "web-v2", "namespace": "x", "port": 80}
+    )
+    refs = by_type(status_of(obj))["ResolvedRefs"]
+    assert refs["reason"] == "BackendNotFound"
+    assert refs["message"] == (
+        "rule 0 backendRef 0 (Service default/gone): does not exist; rule 0 RequestMirror filter 0 "
+        "(Service x/web-v2): is in another namespace, which needs a ReferenceGrant (not supported yet)"
+    )
+
+
+def tcp_route(port: int = 9090, backends: list[JSON] | None = None) -> JSON:
+    obj = store(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1alpha2",
+            "kind": "TCPRoute",
+            "metadata": {"name": "t", "namespace": "default"},
+            "spec": {
+                "parentRefs": [{**PARENT, "port": port}],
+                "rules": [{"backendRefs": backends or [{"name": "web-v1", "port": 80}]}],
+            },
+        }
+    )[0]
+    obj["metadata"]["generation"] = 1
+    return obj
+
+
+def test_a_tcp_route_gets_a_status_like_an_http_route() -> None:
+    status = status_of(tcp_route())
+    assert status["parents"][0]["parentRef"] == {**WEB_REF, "port": 9090}
+    assert verdicts(status) == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+    assert verdicts(status_of(tcp_route(port=1))) == {
+        "Accepted": ("False", "NoMatchingParent"),
+        "ResolvedRefs": ("True", "ResolvedRefs"),
+    }
+    assert verdicts(status_of(tcp_route(backends=[{"name": "gone", "port": 80}])))["ResolvedRefs"] == (
+        "False",
+        "BackendNotFound",
+    )
+
+
+def test_the_status_controller_watches_tcp_routes() -> None:
+    assert set(WATCHED_KINDS) == {"HTTPRoute", "GRPCRoute", "TCPRoute", "Service"}

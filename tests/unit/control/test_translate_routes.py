@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
 from translate_builders import JSON, run, service, store, waypoint
 
 from ambit.control.translate import TranslationResult, translate
-from ambit.control.translate_routes import parse_duration
+from ambit.control.translate_routes import convert_routes, parse_duration
+from ambit.control.translate_virtualservice import merge_routes
 from ambit.model.route import (
     GRPC_ROUTE,
     HTTP_ROUTE,
     PATH_EXACT,
     PATH_PREFIX,
     PATH_REGEX,
+    PORT_FROM_LISTENER,
+    PORT_FROM_SCHEME,
+    REPLACE_FULL_PATH,
+    REPLACE_PREFIX_MATCH,
+    TCP_ROUTE,
     VALUE_EXACT,
     VALUE_REGEX,
+    VIRTUAL_SERVICE,
     BackendRef,
     HeaderMatch,
     HeaderModifier,
     HttpRoute,
+    MirrorFilter,
     PathMatch,
+    PathModifier,
     QueryMatch,
+    RedirectFilter,
     RetryPolicy,
+    RewriteFilter,
     RouteMatch,
     RouteRule,
 )
@@ -500,9 +512,6 @@ def test_bad_header_names_and_values_are_left_out() -> None:
 @pytest.mark.parametrize(
     "filter_",
     [
-        {"type": "RequestRedirect", "requestRedirect": {"statusCode": 301}},
-        {"type": "URLRewrite", "urlRewrite": {"hostname": "example.com"}},
-        {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "web-v2", "port": 80}}},
         {"type": "CORS"},
         {"type": "ExtensionRef", "extensionRef": {"group": "example.com", "kind": "X", "name": "x"}},
         {"type": "ExternalAuth"},
@@ -670,3 +679,369 @@ def test_warnings_are_sorted_and_unique() -> None:
     result = run(*services(), obj, http_route(copy.deepcopy(obj["spec"]), name="a"))
     assert list(result.warnings) == sorted(set(result.warnings))
     assert len(result.warnings) == 2
+
+
+# --- RequestRedirect, URLRewrite, RequestMirror -------------------------------------------------
+
+API = RouteMatch(path=PathMatch(PATH_PREFIX, "/api"))
+
+
+def redirect_rule(spec: JSON, **rule: Any) -> JSON:
+    return {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+        "filters": [{"type": "RequestRedirect", "requestRedirect": spec}],
+        **rule,
+    }
+
+
+def rewrite_rule(spec: JSON, **rule: Any) -> JSON:
+    return {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/api/"}}],
+        "filters": [{"type": "URLRewrite", "urlRewrite": spec}],
+        "backendRefs": [backend("web-v1")],
+        **rule,
+    }
+
+
+def mirror(ref: JSON, **share: Any) -> JSON:
+    return {"type": "RequestMirror", "requestMirror": {"backendRef": ref, **share}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({}, RedirectFilter(302)),  # the CRD's default status
+        ({"statusCode": 301}, RedirectFilter(301)),
+        *[({"statusCode": code}, RedirectFilter(code)) for code in (303, 307, 308)],
+        ({"scheme": "https"}, RedirectFilter(scheme="https", derive_port=PORT_FROM_SCHEME)),
+        (
+            {"scheme": "https", "port": 8443},
+            RedirectFilter(scheme="https", port=8443, derive_port=PORT_FROM_SCHEME),
+        ),
+        ({"hostname": "example.org"}, RedirectFilter(hostname="example.org", derive_port=PORT_FROM_LISTENER)),
+        ({"port": 8083}, RedirectFilter(port=8083)),
+        (
+            {"path": {"type": "ReplaceFullPath", "replaceFullPath": "/full"}},
+            RedirectFilter(path=PathModifier(REPLACE_FULL_PATH, "/full")),
+        ),
+        (
+            {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/replacement-prefix"}},
+            RedirectFilter(path=PathModifier(REPLACE_PREFIX_MATCH, "/replacement-prefix")),
+        ),
+        (
+            {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": ""}},
+            RedirectFilter(path=PathModifier(REPLACE_PREFIX_MATCH, "")),
+        ),
+    ],
+)
+def test_request_redirect(spec: JSON, expected: RedirectFilter) -> None:
+    translated, warnings = one_rule(redirect_rule(spec))
+    assert warnings == ()
+    assert translated == RouteRule(0, (API,), (), redirect=expected)
+
+
+def test_a_redirect_answers_itself() -> None:
+    rule = redirect_rule(
+        {"statusCode": 301},
+        backendRefs=[backend("web-v1"), backend("gone")],
+        filters=[
+            {"type": "RequestRedirect", "requestRedirect": {"statusCode": 301}},
+            {"type": "URLRewrite", "urlRewrite": {"hostname": "x.example"}},
+            mirror(backend("web-v2")),
+            {
+                "type": "ResponseHeaderModifier",
+                "responseHeaderModifier": {"set": [{"name": "x", "value": "1"}]},
+            },
+        ],
+    )
+    translated, warnings = one_rule(rule)
+    assert translated.redirect == RedirectFilter(301)
+    assert (translated.backends, translated.invalid_weight, translated.rewrite, translated.mirrors) == (
+        (),
+        0,
+        None,
+        (),
+    )
+    assert translated.response_headers == HeaderModifier(set=(("x", "1"),)), "still applies to the answer"
+    assert warnings == (
+        "HTTPRoute default/r rule 0: RequestMirror is ignored: the rule redirects, so nothing is sent "
+        "upstream",
+        "HTTPRoute default/r rule 0: URLRewrite is ignored: the rule redirects, so nothing is sent upstream "
+        "(the Gateway API forbids both)",
+        "HTTPRoute default/r rule 0: backendRefs are not used: the rule answers with its RequestRedirect "
+        "(the Gateway API forbids both)",
+    )
+
+
+def test_replace_prefix_match_needs_path_prefix_matches() -> None:
+    spec = {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/x"}}
+    for matches in (
+        [{"path": {"type": "Exact", "value": "/api"}}],
+        [
+            {"path": {"type": "PathPrefix", "value": "/a"}},
+            {"path": {"type": "RegularExpression", "value": "/b.*"}},
+        ],
+    ):
+        for rule in (redirect_rule(spec, matches=matches), rewrite_rule(spec, matches=matches)):
+            translated, warnings = one_rule(rule)
+            assert (translated.redirect, translated.rewrite, translated.backends) == (None, None, ())
+            assert translated.invalid_weight == 1, "a filter that cannot be applied is not skipped: 500"
+            (warning,) = warnings
+            assert "ReplacePrefixMatch needs the rule's matches to be PathPrefix matches" in warning
+            assert warning.endswith("; requests the rule takes answer 500")
+    # several PathPrefix matches are fine: the one that matched is replaced
+    matches = [
+        {"path": {"type": "PathPrefix", "value": "/a"}},
+        {"path": {"type": "PathPrefix", "value": "/b"}},
+    ]
+    translated, warnings = one_rule(redirect_rule(spec, matches=matches))
+    assert warnings == () and translated.redirect == RedirectFilter(
+        path=PathModifier(REPLACE_PREFIX_MATCH, "/x")
+    )
+
+
+def test_a_rule_without_matches_has_the_root_prefix_for_replace_prefix_match() -> None:
+    spec = {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/x"}}
+    translated, warnings = one_rule({"filters": [{"type": "URLRewrite", "urlRewrite": spec}]})
+    assert warnings == () and translated.rewrite == RewriteFilter(
+        path=PathModifier(REPLACE_PREFIX_MATCH, "/x")
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "rewrite"),
+    [
+        ({"hostname": "elsewhere.example"}, RewriteFilter(hostname="elsewhere.example")),
+        (
+            {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+            RewriteFilter(path=PathModifier(REPLACE_PREFIX_MATCH, "/")),
+        ),
+        (
+            {"hostname": "h.example", "path": {"type": "ReplaceFullPath", "replaceFullPath": "/one"}},
+            RewriteFilter("h.example", PathModifier(REPLACE_FULL_PATH, "/one")),
+        ),
+        ({}, None),  # changes nothing
+    ],
+)
+def test_url_rewrite(spec: JSON, rewrite: RewriteFilter | None) -> None:
+    translated, warnings = one_rule(rewrite_rule(spec))
+    assert warnings == ()
+    assert translated.rewrite == rewrite
+    assert translated.backends == (BackendRef(V1, 80),)
+    assert translated.matches == (API,), "the prefix keeps no trailing /"
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ({"type": "ReplaceFullPath", "replaceFullPath": "relative"}, "path 'relative' is not absolute"),
+        ({"type": "ReplaceFullPath", "replaceFullPath": "/a?b=1"}, "contains a space, a control character"),
+        ({"type": "ReplaceFullPath"}, "path type ReplaceFullPath needs replaceFullPath"),
+        ({"type": "ReplacePrefixMatch"}, "path type ReplacePrefixMatch needs replacePrefixMatch"),
+    ],
+)
+def test_a_rewrite_that_cannot_be_applied_answers_500(path: JSON, problem: str) -> None:
+    translated, warnings = one_rule(rewrite_rule({"path": path}))
+    assert (translated.rewrite, translated.backends, translated.invalid_weight) == (None, (), 1)
+    (warning,) = warnings
+    assert warning.startswith("HTTPRoute default/r rule 0: URLRewrite: ") and problem in warning
+
+
+def test_repeated_redirects_and_rewrites_keep_the_first() -> None:
+    filters = [
+        {"type": "URLRewrite", "urlRewrite": {"hostname": "a.example"}},
+        {"type": "URLRewrite", "urlRewrite": {"hostname": "b.example"}},
+    ]
+    translated, warnings = one_rule({"filters": filters, "backendRefs": [backend("web-v1")]})
+    assert translated.rewrite == RewriteFilter(hostname="a.example")
+    assert warnings == ("HTTPRoute default/r rule 0: URLRewrite is repeated; only the first one is used",)
+
+
+@pytest.mark.parametrize(
+    ("share", "percent"),
+    [
+        ({}, 100.0),
+        ({"percent": 0}, 0.0),
+        ({"percent": 42}, 42.0),
+        ({"percent": 100}, 100.0),
+        ({"fraction": {"numerator": 1, "denominator": 3}}, 100.0 / 3),
+        ({"fraction": {"numerator": 5}}, 5.0),  # denominator defaults to 100
+        ({"fraction": {"numerator": 0, "denominator": 1}}, 0.0),
+    ],
+)
+def test_request_mirror(share: JSON, percent: float) -> None:
+    translated, warnings = one_rule(
+        {"filters": [mirror(backend("web-v2"), **share)], "backendRefs": [backend("web-v1")]}
+    )
+    assert warnings == ()
+    assert translated.mirrors == (MirrorFilter(BackendRef(V2, 80), percent),)
+    assert translated.backends == (BackendRef(V1, 80),)
+
+
+def test_several_mirrors_keep_their_order() -> None:
+    filters = [mirror(backend("web-v2"), percent=10), mirror(backend("web-v1", port=8080))]
+    translated, warnings = one_rule({"filters": filters, "backendRefs": [backend("web")]})
+    assert warnings == ()
+    assert translated.mirrors == (MirrorFilter(BackendRef(V2, 80), 10.0), MirrorFilter(BackendRef(V1, 8080)))
+
+
+@pytest.mark.parametrize(
+    ("ref", "share", "problem"),
+    [
+        (backend("gone"), {}, "(Service default/gone): does not exist"),
+        (backend("web-v2", namespace="other"), {}, "which needs a ReferenceGrant"),
+        ({"name": "web-v2"}, {}, "has no port (a Service backend needs one)"),
+        (
+            {"kind": "Backend", "group": "example.com", "name": "b", "port": 80},
+            {},
+            "kind example.com/Backend",
+        ),
+        (backend("web-v2"), {"fraction": {"numerator": 3, "denominator": 2}}, "fraction 3/2 is more than 1"),
+        (
+            backend("web-v2"),
+            {"fraction": {"numerator": 1, "denominator": 0}},
+            "denominator 0 is not at least 1",
+        ),
+        (backend("web-v2"), {"fraction": {"numerator": -1}}, "numerator -1 is not a count"),
+        (backend("web-v2"), {"percent": 5, "fraction": {"numerator": 1}}, "sets both percent and fraction"),
+    ],
+)
+def test_an_invalid_mirror_is_left_out(ref: JSON, share: JSON, problem: str) -> None:
+    filters = [mirror(ref, **share)]
+    translated, warnings = one_rule({"filters": filters, "backendRefs": [backend("web-v1")]})
+    assert translated.mirrors == () and translated.backends == (BackendRef(V1, 80),), "the rule still routes"
+    (warning,) = warnings
+    assert warning.startswith("HTTPRoute default/r rule 0 RequestMirror filter 0 (")
+    assert problem in warning and warning.endswith("; that mirror is left out")
+
+
+def test_grpc_routes_mirror_but_do_not_redirect_or_rewrite() -> None:
+    filters = [
+        mirror(backend("web-v2")),
+        {"type": "RequestRedirect", "requestRedirect": {}},  # the GRPCRoute schema refuses these
+        {"type": "URLRewrite", "urlRewrite": {"hostname": "x.example"}},
+    ]
+    services_by_key = {s.key: s for s in run(*services()).services.values()}
+    warnings: list[str] = []
+    obj = grpc_route({"rules": [{"filters": filters, "backendRefs": [backend("web-v1")]}]})
+    (value,) = convert_routes(
+        [obj], services_by_key, cluster_domain="cluster.local", warnings=warnings
+    ).values()
+    (translated,) = value.rules
+    assert translated.mirrors == (MirrorFilter(BackendRef(V2, 80)),)
+    assert (translated.redirect, translated.rewrite) == (None, None)
+    assert warnings == [
+        "GRPCRoute default/g rule 0: filter RequestRedirect is not a GRPCRoute filter; it is ignored",
+        "GRPCRoute default/g rule 0: filter URLRewrite is not a GRPCRoute filter; it is ignored",
+    ]
+
+
+def test_filters_that_no_schema_let_through_are_checked_anyway() -> None:
+    """Translation holds even for objects that skipped validation (a store from an older ambit)."""
+    services_by_key = {s.key: s for s in run(*services()).services.values()}
+    cases: list[tuple[JSON, str]] = [
+        ({"statusCode": 404}, "status code 404 is not one of [301, 302, 303, 307, 308]"),
+        ({"scheme": "ftp"}, "scheme 'ftp' is not http or https"),
+        ({"hostname": "a/b"}, "hostname 'a/b' is not a host name"),
+        ({"port": 0}, ""),  # 0: unset
+        ({"port": 70000}, "port 70000 is not a port number"),
+        ({"path": {"type": "Replace"}}, "path type 'Replace' is not ReplaceFullPath or ReplacePrefixMatch"),
+    ]
+    for spec, problem in cases:
+        warnings: list[str] = []
+        obj = http_route({"rules": [redirect_rule(spec)]})
+        (value,) = convert_routes(
+            [obj], services_by_key, cluster_domain="cluster.local", warnings=warnings
+        ).values()
+        (translated,) = value.rules
+        if not problem:
+            assert warnings == [] and translated.redirect == RedirectFilter()
+            continue
+        assert translated.redirect is None and translated.invalid_weight == 1
+        (warning,) = warnings
+        assert problem in warning, warning
+
+
+# --- TCPRoute -----------------------------------------------------------------------------------
+
+
+def tcp_route(spec: JSON, name: str = "t", *, created: str = T0) -> JSON:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1alpha2",
+        "kind": "TCPRoute",
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": created},
+        "spec": {"parentRefs": [{**PARENT, "port": 9090}], **spec},
+    }
+
+
+def tcp_of(*objects: JSON) -> tuple[dict[str, HttpRoute], list[str]]:
+    services_by_key = {s.key: s for s in run(*services()).services.values()}
+    warnings: list[str] = []
+    validated = store(*objects)
+    return convert_routes(
+        validated, services_by_key, cluster_domain="cluster.local", warnings=warnings
+    ), warnings
+
+
+def test_a_tcp_route() -> None:
+    spec = {"rules": [{"backendRefs": [backend("web-v1", 80, weight=80), backend("web-v2", 80, weight=20)]}]}
+    routes, warnings = tcp_of(tcp_route(spec))
+    assert warnings == []
+    assert routes == {
+        f"default/TCPRoute/t/{WEB}:9090": HttpRoute(
+            TCP_ROUTE,
+            "t",
+            "default",
+            T0,
+            WEB,
+            9090,
+            (RouteRule(0, (RouteMatch(),), (BackendRef(V1, 80, 80), BackendRef(V2, 80, 20))),),
+        )
+    }
+
+
+def test_tcp_route_invalid_backends_refuse_their_share() -> None:
+    spec = {"rules": [{"backendRefs": [backend("web-v1", weight=3), backend("gone", weight=1)]}]}
+    routes, warnings = tcp_of(tcp_route(spec))
+    (value,) = routes.values()
+    assert value.rules[0].backends == (BackendRef(V1, 80, 3),) and value.rules[0].invalid_weight == 1
+    assert warnings == [
+        "TCPRoute default/t rule 0 backendRef 1 (Service default/gone): does not exist; its share of "
+        "connections (weight 1) is refused"
+    ]
+
+
+def test_tcp_route_with_several_rules_warns() -> None:
+    spec = {"rules": [{"backendRefs": [backend("web-v1")]}, {"backendRefs": [backend("web-v2")]}]}
+    routes, warnings = tcp_of(tcp_route(spec))
+    (value,) = routes.values()
+    assert [r.index for r in value.rules] == [0, 1]
+    assert warnings == [
+        "TCPRoute default/t: 2 rules; only the first takes connections (a TCPRoute rule has no match, "
+        "and TCPRoute v1 allows one rule)"
+    ]
+
+
+def test_tcp_routes_are_gateway_routes_with_service_parents() -> None:
+    obj = tcp_route({"rules": [{"backendRefs": [backend("web-v1")]}]})
+    obj["spec"]["parentRefs"] = [{**PARENT, "port": 1234}]
+    routes, warnings = tcp_of(obj)
+    assert routes == {} and warnings == [
+        "TCPRoute default/t: parentRef Service default/web: the Service has no port 1234; "
+        "that parentRef is ignored"
+    ]
+
+
+def test_a_virtual_service_does_not_shadow_tcp_routes() -> None:
+    tcp = HttpRoute(
+        TCP_ROUTE, "t", "default", T0, WEB, 9090, (RouteRule(0, (RouteMatch(),), (BackendRef(V1, 80),)),)
+    )
+    http = HttpRoute(
+        HTTP_ROUTE, "h", "default", T0, WEB, None, (RouteRule(0, (ROOT,), (BackendRef(V1, 80),)),)
+    )
+    vs = dataclasses.replace(http, kind=VIRTUAL_SERVICE, name="vs")
+    warnings: list[str] = []
+    merged = merge_routes({tcp.key: tcp, http.key: http}, {vs.key: vs}, warnings)
+    assert set(merged) == {tcp.key, vs.key}
+    (warning,) = warnings
+    assert warning.startswith("HTTPRoute default/h: Service")

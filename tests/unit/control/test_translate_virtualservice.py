@@ -17,6 +17,12 @@ from ambit.model.route import (
     PATH_EXACT,
     PATH_PREFIX,
     PATH_REGEX,
+    PATH_STRING_PREFIX,
+    PORT_FROM_HOST,
+    PORT_FROM_LISTENER,
+    PORT_FROM_SCHEME,
+    PREFIX_REWRITE,
+    REPLACE_FULL_PATH,
     VALUE_EXACT,
     VALUE_REGEX,
     VIRTUAL_SERVICE,
@@ -25,13 +31,19 @@ from ambit.model.route import (
     HeaderMatch,
     HeaderModifier,
     HttpRoute,
+    MirrorFilter,
     PathMatch,
+    PathModifier,
     QueryMatch,
+    RedirectFilter,
     RetryPolicy,
+    RewriteFilter,
     RouteMatch,
     RouteRule,
 )
 from ambit.model.version import content_version
+from ambit.routing.http_routes import RouteRequest, route_table
+from ambit.routing.route_filters import redirect_location, rewrite_target
 
 T0 = "2025-01-01T00:00:00Z"
 T1 = "2025-01-02T00:00:00Z"
@@ -292,8 +304,8 @@ def match_of(match: JSON) -> RouteMatch:
     [
         ({"exact": "/a/b"}, PathMatch(PATH_EXACT, "/a/b")),
         ({"prefix": "/"}, PathMatch(PATH_PREFIX, "/")),
-        ({"prefix": "/api"}, PathMatch(PATH_REGEX, "/api.*")),
-        ({"prefix": "/a.b/"}, PathMatch(PATH_REGEX, re.escape("/a.b/") + ".*")),
+        ({"prefix": "/api"}, PathMatch(PATH_STRING_PREFIX, "/api")),
+        ({"prefix": "/a.b/"}, PathMatch(PATH_STRING_PREFIX, "/a.b/")),
         ({"regex": "/v[0-9]+/.*"}, PathMatch(PATH_REGEX, "/v[0-9]+/.*")),
     ],
 )
@@ -302,8 +314,10 @@ def test_uri(uri: JSON, expected: PathMatch) -> None:
 
 
 def test_a_uri_prefix_is_a_plain_string_prefix() -> None:
-    (pattern,) = [match_of({"uri": {"prefix": "/foo"}}).path]
-    assert pattern is not None
+    rule, warnings = one_rule({"match": [{"uri": {"prefix": "/foo"}}], "route": TO_REVIEWS})
+    assert warnings == ()
+    route = HttpRoute(VIRTUAL_SERVICE, "vs", "default", T0, REVIEWS, None, (rule,))
+    table = route_table([route], 9080)
     for path, expected in [
         ("/foo", True),
         ("/foobar", True),
@@ -311,7 +325,7 @@ def test_a_uri_prefix_is_a_plain_string_prefix() -> None:
         ("/fo", False),
         ("/x/foo", False),
     ]:
-        assert (re.fullmatch(pattern.value, path) is not None) is expected, path
+        assert (table.select(RouteRequest("GET", path)) is not None) is expected, path
 
 
 @pytest.mark.parametrize(
@@ -794,9 +808,9 @@ def test_faults_with_a_warning(fault: JSON, expected: FaultPolicy | None, warnin
 # --- not supported yet ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field", ["rewrite", "mirror", "mirrors", "mirrorPercentage", "corsPolicy"])
+@pytest.mark.parametrize("field", ["corsPolicy"])
 def test_unsupported_fields_leave_the_rest_of_the_rule(field: str) -> None:
-    rule, warnings = one_rule({field: {"uri": "/x"} if field != "mirrors" else [], "route": TO_REVIEWS})
+    rule, warnings = one_rule({field: {"allowOrigins": [{"exact": "x"}]}, "route": TO_REVIEWS})
     assert rule.backends == (BackendRef(REVIEWS, 9080, 100),)
     with_warning(
         warnings,
@@ -806,7 +820,7 @@ def test_unsupported_fields_leave_the_rest_of_the_rule(field: str) -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("redirect", {"uri": "/v2"}), ("directResponse", {"status": 503}), ("delegate", {"name": "other"})],
+    [("directResponse", {"status": 503}), ("delegate", {"name": "other"})],
 )
 def test_rules_that_cannot_stand_without_an_unsupported_field_are_dropped(field: str, value: JSON) -> None:
     obj = virtual_service(
@@ -898,7 +912,7 @@ def test_a_virtual_service_with_no_usable_http_rule_takes_nothing_from_the_gatew
     tcp_only = virtual_service(
         {"http": [], "tcp": [{"route": [{"destination": {"host": "reviews"}}]}]}, name="tcp"
     )
-    redirect_only = virtual_service({"http": [{"redirect": {"uri": "/v2"}}]}, name="redirect")
+    redirect_only = virtual_service({"http": [{"directResponse": {"status": 301}}]}, name="redirect")
     for obj in (tcp_only, redirect_only):
         routes, warnings = routes_of(http_route("on-reviews", "reviews"), obj)
         assert [r.name for r in routes.values()] == ["on-reviews"]
@@ -914,3 +928,280 @@ def test_a_port_without_a_rule_gets_no_value() -> None:
     obj = virtual_service({"hosts": ["web"], "http": [{"match": [{"port": 9090}], "route": TO_REVIEWS}]})
     value = only(obj)
     assert (value.port, value.key) == (9090, f"default/VirtualService/vs/{WEB}:9090")
+
+
+# --- redirect, rewrite, mirrors -------------------------------------------------------------------
+
+OLD = [{"uri": {"prefix": "/old"}}]
+
+
+@pytest.mark.parametrize(
+    ("redirect", "expected"),
+    [
+        (
+            {"uri": "/v2"},
+            RedirectFilter(301, derive_port=PORT_FROM_HOST, path=PathModifier(REPLACE_FULL_PATH, "/v2")),
+        ),
+        (
+            {"authority": "new.example"},
+            RedirectFilter(301, hostname="new.example", derive_port=PORT_FROM_HOST),
+        ),
+        (
+            {"prefixRewrite": "/new"},
+            RedirectFilter(301, derive_port=PORT_FROM_HOST, path=PathModifier(PREFIX_REWRITE, "/new")),
+        ),
+        ({"scheme": "https"}, RedirectFilter(301, scheme="https", derive_port=PORT_FROM_HOST)),
+        ({"port": 8443}, RedirectFilter(301, port=8443, derive_port=PORT_FROM_HOST)),
+        ({"derivePort": "FROM_PROTOCOL_DEFAULT"}, RedirectFilter(301, derive_port=PORT_FROM_SCHEME)),
+        ({"derivePort": "FROM_REQUEST_PORT"}, RedirectFilter(301, derive_port=PORT_FROM_LISTENER)),
+        (
+            {"uri": "/v2", "redirectCode": 0},
+            RedirectFilter(301, derive_port=PORT_FROM_HOST, path=PathModifier(REPLACE_FULL_PATH, "/v2")),
+        ),
+        *[
+            (
+                {"uri": "/v2", "redirectCode": code},
+                RedirectFilter(code, derive_port=PORT_FROM_HOST, path=PathModifier(REPLACE_FULL_PATH, "/v2")),
+            )
+            for code in (302, 303, 307, 308)
+        ],
+    ],
+)
+def test_redirect(redirect: JSON, expected: RedirectFilter) -> None:
+    rule, warnings = one_rule({"match": OLD, "redirect": redirect})
+    assert warnings == ()
+    assert rule == RouteRule(
+        0, (RouteMatch(path=PathMatch(PATH_STRING_PREFIX, "/old")),), (), redirect=expected
+    )
+
+
+def test_istio_redirect_locations() -> None:
+    """istio/api HTTPRedirect's own examples, through the waypoint's function."""
+    rule, _ = one_rule(
+        {
+            "match": [{"uri": {"exact": "/v1/getProductRatings"}}],
+            "redirect": {"uri": "/v1/bookRatings", "authority": "newratings.default.svc.cluster.local"},
+        }
+    )
+    assert rule.redirect is not None
+    where = redirect_location(
+        rule.redirect, matched=rule.matches[0].path, scheme="http", host="ratings:9080", port=9080,
+        path_and_query="/v1/getProductRatings?x=1",
+    )  # fmt: skip
+    assert where == "http://newratings.default.svc.cluster.local/v1/bookRatings?x=1", (
+        "authority: no port kept"
+    )
+    rule, _ = one_rule(
+        {
+            "match": [{"uri": {"prefix": "/foo/"}}],
+            "redirect": {"authority": "foo.example.com", "prefixRewrite": "/"},
+        }
+    )
+    assert rule.redirect is not None
+    where = redirect_location(
+        rule.redirect, matched=rule.matches[0].path, scheme="http", host="example.com", port=80,
+        path_and_query="/foo/bar",
+    )  # fmt: skip
+    assert where == "http://foo.example.com/bar"
+
+
+def test_a_redirect_rule_answers_itself() -> None:
+    http = {
+        "match": OLD,
+        "redirect": {"uri": "/new"},
+        "route": TO_REVIEWS,
+        "rewrite": {"uri": "/x"},
+        "fault": {"abort": {"httpStatus": 503, "percentage": {"value": 100}}},
+        "mirror": {"host": "reviews-v2"},
+        "headers": {"response": {"set": {"x-moved": "1"}}},
+    }
+    rule, warnings = one_rule(http)
+    assert rule.redirect is not None and rule.redirect.path == PathModifier(REPLACE_FULL_PATH, "/new")
+    assert (rule.backends, rule.rewrite, rule.fault, rule.mirrors) == ((), None, None, ())
+    assert rule.response_headers == HeaderModifier(set=(("x-moved", "1"),))
+    for field in ("route", "rewrite", "fault", "mirror"):
+        with_warning(warnings, f"http[0]: {field} is not used: a rule with a redirect answers itself")
+
+
+@pytest.mark.parametrize(
+    ("http", "problem"),
+    [
+        ({"match": OLD, "redirect": {"uri": "/a", "prefixRewrite": "/b"}}, "sets both uri and prefixRewrite"),
+        (
+            {"match": [{"uri": {"exact": "/old"}}], "redirect": {"prefixRewrite": "/b"}},
+            "needs every uri match of the rule to be a prefix",
+        ),
+        (
+            {
+                "match": [{"uri": {"prefix": "/Old"}, "ignoreUriCase": True}],
+                "redirect": {"prefixRewrite": "/b"},
+            },
+            "ignoreUriCase prefix match is not supported",
+        ),
+        ({"match": OLD, "redirect": {"redirectCode": 300, "uri": "/a"}}, "status code 300 is not one of"),
+        ({"match": OLD, "redirect": {"redirectCode": 404, "uri": "/a"}}, "status code 404"),
+        ({"match": OLD, "redirect": {"scheme": "ftp"}}, "scheme 'ftp' is not http or https"),
+        ({"match": OLD, "redirect": {"uri": "relative"}}, "path 'relative' is not absolute"),
+        ({"match": OLD, "redirect": {"uri": "/a?b=1"}}, "contains a space, a control character, '?' or '#'"),
+        ({"match": OLD, "redirect": {"authority": "a b"}}, "authority 'a b' is not a host name"),
+        ({"match": OLD, "redirect": {}}, "changes nothing"),
+        ({"match": OLD, "redirect": {"uri": ""}}, "changes nothing"),
+    ],
+)
+def test_a_redirect_that_cannot_be_applied_drops_the_rule(http: JSON, problem: str) -> None:
+    routes, warnings = routes_of(virtual_service({"http": [http, {"route": TO_REVIEWS}]}))
+    (route,) = routes.values()
+    assert [r.index for r in route.rules] == [1]
+    with_warning(warnings, "VirtualService default/vs http[0]: redirect ", problem, "; the rule is ignored")
+
+
+def test_a_rule_with_only_a_redirect_makes_the_virtual_service_usable() -> None:
+    value = only(virtual_service({"http": [{"redirect": {"uri": "/v2"}}]}))
+    (rule,) = value.rules
+    assert rule.matches == (ROOT,) and rule.backends == () and rule.redirect is not None
+
+
+@pytest.mark.parametrize(
+    ("match", "target", "rewritten"),
+    [
+        # Envoy's prefix_rewrite: the matched characters, as istio/api HTTPRewrite documents
+        ({"uri": {"prefix": "/ratings"}}, "/ratings/7?x=1", "/v1/bookRatings/7?x=1"),
+        ({"uri": {"prefix": "/ratings"}}, "/ratingsfoo", "/v1/bookRatingsfoo"),
+        ({"uri": {"exact": "/ratings"}}, "/ratings?x", "/v1/bookRatings?x"),
+        ({"uri": {"regex": "/r.*"}}, "/ratings/7", "/v1/bookRatings"),
+        ({"headers": {"x": {"exact": "1"}}}, "/ratings/7", "/v1/bookRatingsratings/7"),  # Istio's prefix "/"
+    ],
+)
+def test_rewrite_uri(match: JSON, target: str, rewritten: str) -> None:
+    rule, warnings = one_rule({"match": [match], "rewrite": {"uri": "/v1/bookRatings"}, "route": TO_REVIEWS})
+    assert warnings == ()
+    assert rule.rewrite == RewriteFilter(path=PathModifier(PREFIX_REWRITE, "/v1/bookRatings"))
+    assert rule.backends == (BackendRef(REVIEWS, 9080, 100),)
+    assert rewrite_target(rule.rewrite, matched=rule.matches[0].path, path_and_query=target) == rewritten
+
+
+def test_rewrite_authority_and_unsupported_parts() -> None:
+    rule, warnings = one_rule({"rewrite": {"authority": "other.example"}, "route": TO_REVIEWS})
+    assert warnings == () and rule.rewrite == RewriteFilter(hostname="other.example")
+    regex = {"uriRegexRewrite": {"match": "^/a(.*)", "rewrite": "/b\\1"}, "authority": "x.example"}
+    rule, warnings = one_rule({"rewrite": regex, "route": TO_REVIEWS})
+    assert rule.rewrite == RewriteFilter(hostname="x.example") and rule.backends
+    assert warnings == (
+        "VirtualService default/vs http[0]: rewrite.uriRegexRewrite is not supported yet; "
+        "the rest of the rule is kept",
+    )
+    rule, _ = one_rule({"rewrite": {"uriRegexRewrite": {"match": "a", "rewrite": "b"}}, "route": TO_REVIEWS})
+    assert rule.rewrite is None
+
+
+@pytest.mark.parametrize(
+    ("http", "problem"),
+    [
+        (
+            {"match": [{"uri": {"prefix": "/A"}, "ignoreUriCase": True}], "rewrite": {"uri": "/b"}},
+            "ignoreUriCase",
+        ),
+        ({"rewrite": {"uri": "b"}}, "path 'b' is not absolute"),
+        ({"rewrite": {"authority": "a/b"}}, "authority 'a/b' is not a host name"),
+    ],
+)
+def test_a_rewrite_that_cannot_be_applied_drops_the_rule(http: JSON, problem: str) -> None:
+    routes, warnings = routes_of(
+        virtual_service({"http": [{**http, "route": TO_REVIEWS}, {"route": TO_REVIEWS}]})
+    )
+    (route,) = routes.values()
+    assert [r.index for r in route.rules] == [1]
+    with_warning(warnings, "http[0]: rewrite ", problem, "; the rule is ignored")
+
+
+@pytest.mark.parametrize(
+    ("http", "mirrors"),
+    [
+        (
+            {"mirror": {"host": "reviews-v2"}},
+            (MirrorFilter(BackendRef(V2, 9080), 100.0),),
+        ),  # Istio: 100 % by default
+        (
+            {"mirror": {"host": "reviews-v2"}, "mirrorPercentage": {"value": 12.5}},
+            (MirrorFilter(BackendRef(V2, 9080), 12.5),),
+        ),
+        (
+            {"mirror": {"host": "reviews-v2"}, "mirrorPercentage": {}},
+            (MirrorFilter(BackendRef(V2, 9080), 0.0),),
+        ),
+        (
+            {"mirror": {"host": "reviews-v2"}, "mirrorPercent": 30},
+            (MirrorFilter(BackendRef(V2, 9080), 30.0),),
+        ),
+        (
+            {"mirror": {"host": "reviews-v2"}, "mirrorPercentage": {"value": 5.0}, "mirrorPercent": 30},
+            (MirrorFilter(BackendRef(V2, 9080), 5.0),),
+        ),
+        (
+            {
+                "mirrors": [
+                    {"destination": {"host": "reviews-v2"}},
+                    {"destination": {"host": "web", "port": {"number": 9090}}, "percentage": {"value": 1.5}},
+                ]
+            },
+            (MirrorFilter(BackendRef(V2, 9080)), MirrorFilter(BackendRef(WEB, 9090), 1.5)),
+        ),
+        (
+            {"mirror": {"host": "ratings.shop.svc.cluster.local"}},
+            (MirrorFilter(BackendRef(RATINGS, 9080)),),  # any namespace, as route destinations
+        ),
+    ],
+)
+def test_mirrors(http: JSON, mirrors: tuple[MirrorFilter, ...]) -> None:
+    rule, warnings = one_rule({**http, "route": TO_REVIEWS})
+    assert warnings == ()
+    assert rule.mirrors == mirrors
+    assert rule.backends == (BackendRef(REVIEWS, 9080, 100),)
+
+
+@pytest.mark.parametrize(
+    ("http", "problem"),
+    [
+        ({"mirror": {"host": "nope"}}, "mirror (nope): names no Service of the cluster"),
+        (
+            {"mirror": {"host": "reviews-v2", "subset": "v2"}},
+            "mirror (reviews-v2): subset 'v2' is not supported yet",
+        ),
+        ({"mirror": {"host": "web"}}, "mirror (web): has no port.number and the Service has 2 ports"),
+        ({"mirror": {"host": "reviews-v2", "port": {"number": 1}}}, "port 1 is not a port of the Service"),
+        ({"mirrors": [{"destination": {"host": "nope"}}]}, "mirrors[0] (nope): names no Service"),
+    ],
+)
+def test_an_unusable_mirror_is_left_out(http: JSON, problem: str) -> None:
+    rule, warnings = one_rule({**http, "route": TO_REVIEWS})
+    assert rule.mirrors == () and rule.backends, "the rule still routes"
+    (warning,) = warnings
+    assert warning.startswith("VirtualService default/vs http[0] mirror")
+    assert problem in warning and warning.endswith("; that mirror is left out")
+
+
+def test_mirror_percentages_the_schema_would_refuse() -> None:
+    for spec in (
+        {"mirrorPercentage": {"value": 120}},
+        {"mirrorPercent": -1},
+        {"mirrorPercentage": {"value": "x"}},
+    ):
+        obj = virtual_service({"http": [{"mirror": {"host": "reviews-v2"}, **spec, "route": TO_REVIEWS}]})
+        routes, warnings = _unvalidated(obj)
+        (route,) = routes.values()
+        assert route.rules[0].mirrors == ()
+        with_warning(warnings, "http[0] mirror (reviews-v2): ", "that mirror is left out")
+
+
+def test_mirror_and_mirrors_together_are_both_used() -> None:
+    http = {
+        "mirror": {"host": "reviews-v1"},
+        "mirrors": [{"destination": {"host": "reviews-v2"}}],
+        "route": TO_REVIEWS,
+    }
+    rule, warnings = one_rule(http)
+    assert [m.backend.service_key for m in rule.mirrors] == [V1, V2]
+    assert warnings == (
+        "VirtualService default/vs http[0]: both mirror and mirrors are set (Istio refuses that); "
+        "both are used",
+    )

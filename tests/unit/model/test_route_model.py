@@ -14,6 +14,13 @@ from ambit.model.route import (
     PATH_EXACT,
     PATH_PREFIX,
     PATH_REGEX,
+    PATH_STRING_PREFIX,
+    PORT_FROM_HOST,
+    PORT_FROM_LISTENER,
+    PREFIX_REWRITE,
+    REPLACE_FULL_PATH,
+    REPLACE_PREFIX_MATCH,
+    TCP_ROUTE,
     VALUE_EXACT,
     VALUE_REGEX,
     VIRTUAL_SERVICE,
@@ -22,9 +29,13 @@ from ambit.model.route import (
     HeaderMatch,
     HeaderModifier,
     HttpRoute,
+    MirrorFilter,
     PathMatch,
+    PathModifier,
     QueryMatch,
+    RedirectFilter,
     RetryPolicy,
+    RewriteFilter,
     RouteMatch,
     RouteRule,
 )
@@ -88,7 +99,7 @@ def test_defaults() -> None:
     )
 
 
-@pytest.mark.parametrize("kind", [PATH_EXACT, PATH_PREFIX, PATH_REGEX])
+@pytest.mark.parametrize("kind", [PATH_EXACT, PATH_PREFIX, PATH_REGEX, PATH_STRING_PREFIX])
 def test_path_kinds(kind: str) -> None:
     assert PathMatch(kind, "/").kind == kind
 
@@ -100,7 +111,7 @@ def test_path_kinds(kind: str) -> None:
         (lambda: PathMatch("exact", "/"), "path match kind 'exact'"),
         (lambda: HeaderMatch("x", "PathPrefix", "v"), "header match kind 'PathPrefix'"),
         (lambda: QueryMatch("x", "Present", "v"), "query match kind 'Present'"),
-        (lambda: dataclasses.replace(ROUTE, kind="TCPRoute"), "route kind 'TCPRoute'"),
+        (lambda: dataclasses.replace(ROUTE, kind="UDPRoute"), "route kind 'UDPRoute'"),
     ],
 )
 def test_unknown_kinds_are_refused(build: Callable[[], object], message: str) -> None:
@@ -167,3 +178,76 @@ def test_fault_defaults_and_json_view() -> None:
 def test_bad_faults_are_refused(fields: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FaultPolicy(**fields)  # type: ignore[arg-type]
+
+
+# --- redirects, rewrites, mirrors, TCPRoutes --------------------------------------------------------
+
+FILTERED = dataclasses.replace(
+    ROUTE,
+    rules=(
+        dataclasses.replace(
+            ROUTE.rules[0],
+            backends=(),
+            redirect=RedirectFilter(
+                301, "https", "example.org", None, path=PathModifier(REPLACE_PREFIX_MATCH, "")
+            ),
+        ),
+        dataclasses.replace(
+            ROUTE.rules[1],
+            rewrite=RewriteFilter("web.internal", PathModifier(REPLACE_FULL_PATH, "/x")),
+            mirrors=(MirrorFilter(BackendRef(SVC, 80), 33.3), MirrorFilter(BackendRef(SVC, 81))),
+        ),
+    ),
+)
+
+
+def test_filter_defaults_and_json_view() -> None:
+    assert RedirectFilter() == RedirectFilter(302, None, None, None, PORT_FROM_LISTENER, None)
+    assert RewriteFilter() == RewriteFilter(None, None)
+    assert MirrorFilter(BackendRef("a/b", 80)).percent == 100.0
+    rule = RouteRule(0, (), ())
+    assert (rule.redirect, rule.rewrite, rule.mirrors) == (None, None, ())
+    assert from_jsonable(HttpRoute, jsonable(FILTERED)) == FILTERED
+    assert content_version(FILTERED) != content_version(ROUTE)
+
+
+def test_tcp_routes_are_a_route_kind_of_their_own() -> None:
+    tcp = dataclasses.replace(ROUTE, kind=TCP_ROUTE, rules=(RouteRule(0, (RouteMatch(),), ()),))
+    assert tcp.key == f"shop/TCPRoute/web/{SVC}:80" != ROUTE.key
+    assert from_jsonable(HttpRoute, jsonable(tcp)) == tcp
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: PathModifier("ReplacePath", "/"), "path modifier kind 'ReplacePath'"),
+        (lambda: PathModifier(REPLACE_FULL_PATH, "x"), "path 'x' is not absolute"),
+        (lambda: PathModifier(REPLACE_FULL_PATH, ""), "path '' is not absolute"),
+        (lambda: PathModifier(PREFIX_REWRITE, ""), "path '' is not absolute"),
+        (lambda: PathModifier(REPLACE_PREFIX_MATCH, "/a?b"), "contains a space, a control character"),
+        (lambda: PathModifier(REPLACE_PREFIX_MATCH, "/a#b"), "contains a space"),
+        (lambda: PathModifier(REPLACE_FULL_PATH, "/a b"), "contains a space"),
+        (lambda: PathModifier(REPLACE_FULL_PATH, "/a\r\nb"), "contains a space"),
+        (lambda: RedirectFilter(status=200), "redirect status 200 is not one of"),
+        (lambda: RedirectFilter(status=304), "redirect status 304"),
+        (lambda: RedirectFilter(scheme="ftp"), "redirect scheme 'ftp'"),
+        (lambda: RedirectFilter(hostname=""), "redirect hostname '' is not a host name"),
+        (lambda: RedirectFilter(hostname="a/b"), "redirect hostname 'a/b'"),
+        (lambda: RedirectFilter(hostname="u@h"), "redirect hostname 'u@h'"),
+        (lambda: RedirectFilter(port=0), "redirect port 0 is not in 1..65535"),
+        (lambda: RedirectFilter(port=65536), "redirect port 65536"),
+        (lambda: RedirectFilter(derive_port="Request"), "redirect port mode 'Request'"),
+        (lambda: RewriteFilter(hostname="a b"), "rewrite hostname 'a b'"),
+        (lambda: MirrorFilter(BackendRef("a/b", 80), 100.5), "mirror percentage 100.5 is not in 0..100"),
+        (lambda: MirrorFilter(BackendRef("a/b", 80), float("nan")), "mirror percentage nan"),
+    ],
+)
+def test_bad_filters_are_refused(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_accepted_filter_values() -> None:
+    assert PathModifier(REPLACE_PREFIX_MATCH, "").value == ""  # the Gateway API's "strip the prefix"
+    assert RedirectFilter(hostname="[::1]:8080", derive_port=PORT_FROM_HOST).hostname == "[::1]:8080"
+    assert MirrorFilter(BackendRef("a/b", 80), 0.0).percent == 0.0

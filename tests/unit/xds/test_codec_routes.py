@@ -18,6 +18,14 @@ from ambit.model.route import (
     PATH_EXACT,
     PATH_PREFIX,
     PATH_REGEX,
+    PATH_STRING_PREFIX,
+    PORT_FROM_HOST,
+    PORT_FROM_LISTENER,
+    PORT_FROM_SCHEME,
+    PREFIX_REWRITE,
+    REPLACE_FULL_PATH,
+    REPLACE_PREFIX_MATCH,
+    TCP_ROUTE,
     VALUE_EXACT,
     VALUE_REGEX,
     VIRTUAL_SERVICE,
@@ -26,9 +34,13 @@ from ambit.model.route import (
     HeaderMatch,
     HeaderModifier,
     HttpRoute,
+    MirrorFilter,
     PathMatch,
+    PathModifier,
     QueryMatch,
+    RedirectFilter,
     RetryPolicy,
+    RewriteFilter,
     RouteMatch,
     RouteRule,
 )
@@ -56,7 +68,11 @@ def _tuples(strategy: st.SearchStrategy[object], size: int = 2) -> st.SearchStra
 
 
 paths = st.one_of(
-    st.builds(PathMatch, kind=st.sampled_from([PATH_EXACT, PATH_PREFIX]), value=texts.map(lambda t: "/" + t)),
+    st.builds(
+        PathMatch,
+        kind=st.sampled_from([PATH_EXACT, PATH_PREFIX, PATH_STRING_PREFIX]),
+        value=texts.map(lambda t: "/" + t),
+    ),
     st.builds(PathMatch, kind=st.just(PATH_REGEX), value=regexes),
 )
 header_matches = st.one_of(
@@ -103,6 +119,28 @@ faults = st.builds(
     abort_grpc_status=st.integers(0, 16),
     abort_percent=percents,
 )
+url_paths = st.from_regex(r"(/[a-z0-9._~%-]{0,6}){1,3}", fullmatch=True)
+path_modifiers = st.builds(
+    PathModifier,
+    kind=st.sampled_from([REPLACE_FULL_PATH, REPLACE_PREFIX_MATCH, PREFIX_REWRITE]),
+    value=url_paths,
+) | st.builds(PathModifier, kind=st.just(REPLACE_PREFIX_MATCH), value=st.just(""))
+hosts = st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}(:[0-9]{1,5})?", fullmatch=True)
+redirects = st.builds(
+    RedirectFilter,
+    status=st.sampled_from([301, 302, 303, 307, 308]),
+    scheme=st.none() | st.sampled_from(["http", "https"]),
+    hostname=st.none() | hosts,
+    port=st.none() | ports,
+    derive_port=st.sampled_from([PORT_FROM_LISTENER, PORT_FROM_SCHEME, PORT_FROM_HOST]),
+    path=st.none() | path_modifiers,
+)
+rewrites = st.builds(RewriteFilter, hostname=st.none() | hosts, path=st.none() | path_modifiers)
+mirrors = st.builds(
+    MirrorFilter,
+    backend=st.builds(BackendRef, service_key=keys, port=ports, weight=st.integers(0, 10)),
+    percent=percents,
+)
 rules = st.builds(
     RouteRule,
     index=st.integers(0, 15),
@@ -115,10 +153,13 @@ rules = st.builds(
     retry=st.none() | retries,
     invalid_weight=st.integers(0, 1000),
     fault=st.none() | faults,
+    redirect=st.none() | redirects,
+    rewrite=st.none() | rewrites,
+    mirrors=_tuples(mirrors),
 )
 routes = st.builds(
     HttpRoute,
-    kind=st.sampled_from([HTTP_ROUTE, GRPC_ROUTE, VIRTUAL_SERVICE]),
+    kind=st.sampled_from([HTTP_ROUTE, GRPC_ROUTE, VIRTUAL_SERVICE, TCP_ROUTE]),
     name=segments,
     namespace=segments,
     created=timestamps,
@@ -178,13 +219,13 @@ def test_every_model_field_is_exercised() -> None:
     """Guard: a new model field must be added to the codec (and these strategies) before it ships."""
     fields = {cls.__name__: {f.name for f in dataclasses.fields(cls)} for cls in (
         HttpRoute, RouteRule, RouteMatch, PathMatch, HeaderMatch, QueryMatch, BackendRef, HeaderModifier,
-        RetryPolicy, FaultPolicy,
+        RetryPolicy, FaultPolicy, RedirectFilter, RewriteFilter, MirrorFilter, PathModifier,
     )}  # fmt: skip
     assert fields == {
         "HttpRoute": {"kind", "name", "namespace", "created", "service_key", "port", "rules"},
         "RouteRule": {
             "index", "matches", "backends", "request_headers", "response_headers", "request_timeout",
-            "backend_timeout", "retry", "invalid_weight", "fault",
+            "backend_timeout", "retry", "invalid_weight", "fault", "redirect", "rewrite", "mirrors",
         },
         "RouteMatch": {"path", "method", "headers", "query"},
         "PathMatch": {"kind", "value"},
@@ -197,6 +238,10 @@ def test_every_model_field_is_exercised() -> None:
             "retriable_grpc_statuses",
         },
         "FaultPolicy": {"delay", "delay_percent", "abort_status", "abort_grpc_status", "abort_percent"},
+        "RedirectFilter": {"status", "scheme", "hostname", "port", "derive_port", "path"},
+        "RewriteFilter": {"hostname", "path"},
+        "MirrorFilter": {"backend", "percent"},
+        "PathModifier": {"kind", "value"},
     }  # fmt: skip
 
 
@@ -206,7 +251,7 @@ def test_names_and_type_urls() -> None:
     assert codec.type_url_for_name(NAME) == codec.ROUTE_TYPE_URL
     assert codec.type_url_for(ROUTE) == codec.ROUTE_TYPE_URL
     assert codec.ROUTE_TYPE_URL in codec.TYPE_URLS
-    assert len(set(codec.TYPE_URLS)) == len(codec.TYPE_URLS) == 5  # + TrafficPolicy
+    assert len(set(codec.TYPE_URLS)) == len(codec.TYPE_URLS) == 6  # + TrafficPolicy, RateLimitPolicy
 
 
 def test_optional_fields_keep_none_apart_from_zero() -> None:
@@ -358,7 +403,7 @@ REGEX = route_pb2.VALUE_REGULAR_EXPRESSION
             _with_rule(fault=route_pb2.FaultPolicy(abort_status=503, abort_grpc_status=14)),
             "an HTTP status or a gRPC status, not both",
         ),
-        (_with(kind=4), "unknown route kind 4"),
+        (_with(kind=5), "unknown route kind 5"),
         (_with(name="other"), "resource holds rt/default/HTTPRoute/other/"),
         (_with(name=""), "route name is empty"),
         (_with(namespace="a/b"), "namespace 'a/b' may contain only"),
@@ -432,3 +477,155 @@ def test_versions_are_deterministic_across_replicas() -> None:
     assert cache_a.set(a).version == cache_b.set(b).version
     assert set(cache_a.current.versions(codec.ROUTE_TYPE_URL)) == {NAME, resource_name(other)}
     assert dict(cache_a.current.versions(codec.L7_AUTHORIZATION_TYPE_URL)) == {}
+
+
+# --- redirects, rewrites, mirrors and TCPRoutes -----------------------------------------------------
+
+REDIRECTING = dataclasses.replace(
+    ROUTE,
+    rules=(
+        RouteRule(
+            0,
+            (RouteMatch(path=PathMatch(PATH_PREFIX, "/old")),),
+            (),
+            redirect=RedirectFilter(
+                status=301,
+                scheme="https",
+                hostname="example.org",
+                port=8443,
+                derive_port=PORT_FROM_SCHEME,
+                path=PathModifier(REPLACE_PREFIX_MATCH, ""),
+            ),
+        ),
+        RouteRule(
+            1,
+            (RouteMatch(path=PathMatch(PATH_STRING_PREFIX, "/api")),),
+            (BackendRef(SVC, 80),),
+            rewrite=RewriteFilter(hostname="api.internal:8080", path=PathModifier(PREFIX_REWRITE, "/v2")),
+            mirrors=(MirrorFilter(BackendRef(SVC, 9090), 12.5), MirrorFilter(BackendRef(SVC, 80), 0.0)),
+        ),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        *REDIRECTING.rules,
+        RouteRule(0, (), (), redirect=RedirectFilter()),  # every field unset but the defaults
+        RouteRule(0, (), (), redirect=RedirectFilter(derive_port=PORT_FROM_HOST)),
+        RouteRule(0, (), (BackendRef(SVC, 80),), rewrite=RewriteFilter()),
+        RouteRule(
+            0, (), (BackendRef(SVC, 80),), rewrite=RewriteFilter(path=PathModifier(REPLACE_FULL_PATH, "/"))
+        ),
+    ],
+)
+def test_filters_round_trip_with_unset_kept_apart(rule: RouteRule) -> None:
+    value = dataclasses.replace(ROUTE, rules=(rule,))
+    assert wire_round_trip(value) == value
+    pb = codec.route_to_pb(value).rules[0]
+    assert pb.HasField("redirect") is (rule.redirect is not None)
+    assert pb.HasField("rewrite") is (rule.rewrite is not None)
+    if rule.redirect is not None:
+        assert pb.redirect.HasField("scheme") is (rule.redirect.scheme is not None)
+        assert pb.redirect.HasField("hostname") is (rule.redirect.hostname is not None)
+        assert pb.redirect.HasField("port") is (rule.redirect.port is not None)
+        assert pb.redirect.HasField("path") is (rule.redirect.path is not None)
+    if rule.rewrite is not None:
+        assert pb.rewrite.HasField("hostname") is (rule.rewrite.hostname is not None)
+        assert pb.rewrite.HasField("path") is (rule.rewrite.path is not None)
+
+
+def test_tcp_routes_travel_as_route_resources() -> None:
+    tcp = HttpRoute(
+        TCP_ROUTE,
+        "tcp",
+        "default",
+        "",
+        SVC,
+        9000,
+        (
+            RouteRule(
+                0, (RouteMatch(),), (BackendRef(SVC, 9001, 80), BackendRef(SVC, 9002, 20)), invalid_weight=5
+            ),
+        ),
+    )
+    assert resource_name(tcp) == f"rt/default/TCPRoute/tcp/{SVC}:9000"
+    assert codec.type_url_for(tcp) == codec.ROUTE_TYPE_URL
+    assert codec.route_to_pb(tcp).kind == route_pb2.TCP_ROUTE
+    assert wire_round_trip(tcp) == tcp
+    assert wire_round_trip(REDIRECTING) == REDIRECTING
+
+
+def _modifier(kind: int, value: str) -> route_pb2.PathModifier:
+    return route_pb2.PathModifier(type=kind, value=value)
+
+
+def _redirect(**fields: object) -> route_pb2.HttpRoute:
+    fields.setdefault("status", 302)
+    fields.setdefault("derive_port", route_pb2.REDIRECT_PORT_LISTENER)
+    return _with_rule(redirect=route_pb2.RedirectFilter(**fields))
+
+
+def _mirror(**fields: object) -> route_pb2.HttpRoute:
+    fields.setdefault("backend", route_pb2.BackendRef(service_key="a/b", port=80))
+    return _with_rule(mirrors=[route_pb2.MirrorFilter(**fields)])
+
+
+@pytest.mark.parametrize(
+    ("pb", "reason"),
+    [
+        (_redirect(status=0), "redirect status 0 is not one of"),
+        (_redirect(status=300), "redirect status 300 is not one of"),
+        (_redirect(status=304), "redirect status 304"),
+        (_redirect(scheme="ftp"), "redirect scheme 'ftp' is not one of"),
+        (_redirect(scheme=""), "redirect scheme ''"),
+        (_redirect(hostname=""), "redirect hostname '' is not a host name"),
+        (_redirect(hostname="a b"), "redirect hostname 'a b' is not a host name"),
+        (_redirect(hostname="evil.com/x"), "redirect hostname 'evil.com/x'"),
+        (_redirect(hostname="user@evil.com"), "redirect hostname 'user@evil.com'"),
+        (_redirect(port=0), "redirect port 0 is out of range 1..65535"),
+        (_redirect(port=65536), "redirect port 65536 is out of range"),
+        (_redirect(derive_port=0), "unknown redirect port mode 0"),
+        (_redirect(derive_port=9), "unknown redirect port mode 9"),
+        (_redirect(path=_modifier(0, "/x")), "unknown redirect path modifier type 0"),
+        (_redirect(path=_modifier(route_pb2.REPLACE_FULL_PATH, "x")), "redirect path 'x' is not absolute"),
+        (_redirect(path=_modifier(route_pb2.REPLACE_FULL_PATH, "")), "redirect path '' is not absolute"),
+        (_redirect(path=_modifier(route_pb2.PREFIX_REWRITE, "")), "redirect path '' is not absolute"),
+        (_redirect(path=_modifier(route_pb2.REPLACE_FULL_PATH, "/a?b=1")), "contains a space, a control"),
+        (_redirect(path=_modifier(route_pb2.REPLACE_PREFIX_MATCH, "/a#b")), "contains a space"),
+        (_redirect(path=_modifier(route_pb2.REPLACE_PREFIX_MATCH, "/a\r\nx: y")), "contains a space"),
+        (_with_rule(rewrite=route_pb2.RewriteFilter(hostname="")), "rewrite hostname '' is not a host name"),
+        (_with_rule(rewrite=route_pb2.RewriteFilter(hostname="a\nb")), "rewrite hostname"),
+        (
+            _with_rule(rewrite=route_pb2.RewriteFilter(path=_modifier(route_pb2.PREFIX_REWRITE, "v2"))),
+            "rewrite path 'v2' is not absolute",
+        ),
+        (
+            _with_rule(rewrite=route_pb2.RewriteFilter(path=_modifier(7, "/"))),
+            "unknown rewrite path modifier",
+        ),
+        (_mirror(percent=100.5), "mirror percentage 100.5 is not a percentage in 0..100"),
+        (_mirror(percent=-0.1), "mirror percentage -0.1"),
+        (_mirror(percent=math.nan), "mirror percentage nan"),
+        (_mirror(percent=math.inf), "mirror percentage inf"),
+        (_with_rule(mirrors=[route_pb2.MirrorFilter(percent=1.0)]), "a mirror has no backend"),
+        (_mirror(backend=route_pb2.BackendRef(service_key="ab", port=80)), "backend service key 'ab'"),
+        (_mirror(backend=route_pb2.BackendRef(service_key="a/b", port=0)), "backend port 0"),
+        (
+            _with_match(path=route_pb2.PathMatch(type=route_pb2.PATH_STRING_PREFIX, value="api")),
+            "path 'api' is not absolute",
+        ),
+    ],
+)
+def test_bad_filters_are_rejected(pb: route_pb2.HttpRoute, reason: str) -> None:
+    with pytest.raises(codec.XdsRejected, match=reason):
+        codec.decode_resource(_packed(pb), codec.ROUTE_TYPE_URL)
+
+
+def test_filter_values_without_a_wire_form_are_refused() -> None:
+    far = dataclasses.replace(
+        ROUTE, rules=(RouteRule(0, (), (), mirrors=(MirrorFilter(BackendRef(SVC, 70000)),)),)
+    )
+    with pytest.raises(codec.XdsEncodeError, match="backend port 70000 is out of range"):
+        codec.encode_resource(resource_name(far), "v1", far)

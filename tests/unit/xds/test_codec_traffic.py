@@ -112,8 +112,8 @@ def test_names_and_type_urls() -> None:
     )
     assert codec.type_url_for_name(NAME) == codec.TRAFFIC_POLICY_TYPE_URL
     assert codec.type_url_for(POLICY) == codec.TRAFFIC_POLICY_TYPE_URL
-    assert codec.TYPE_URLS[-1] == codec.TRAFFIC_POLICY_TYPE_URL
-    assert len(set(codec.TYPE_URLS)) == len(codec.TYPE_URLS) == 5
+    assert codec.TYPE_URLS[-2] == codec.TRAFFIC_POLICY_TYPE_URL  # then RateLimitPolicy
+    assert len(set(codec.TYPE_URLS)) == len(codec.TYPE_URLS) == 6
 
 
 def test_none_stays_apart_from_unlimited_and_off() -> None:

@@ -5,7 +5,7 @@ import warnings
 
 from ambit.xds.pb.ca.v1 import ca_pb2 as ambit_dot_ca_dot_v1_dot_ca__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

@@ -5,7 +5,7 @@ import warnings
 
 from ambit.xds.pb.discovery.v1 import discovery_pb2 as ambit_dot_discovery_dot_v1_dot_discovery__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

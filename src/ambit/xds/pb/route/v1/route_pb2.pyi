@@ -13,6 +13,7 @@ class RouteKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HTTP_ROUTE: _ClassVar[RouteKind]
     GRPC_ROUTE: _ClassVar[RouteKind]
     VIRTUAL_SERVICE: _ClassVar[RouteKind]
+    TCP_ROUTE: _ClassVar[RouteKind]
 
 class PathMatchType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -20,23 +21,48 @@ class PathMatchType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PATH_EXACT: _ClassVar[PathMatchType]
     PATH_PREFIX: _ClassVar[PathMatchType]
     PATH_REGULAR_EXPRESSION: _ClassVar[PathMatchType]
+    PATH_STRING_PREFIX: _ClassVar[PathMatchType]
 
 class ValueMatchType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     VALUE_MATCH_TYPE_UNSPECIFIED: _ClassVar[ValueMatchType]
     VALUE_EXACT: _ClassVar[ValueMatchType]
     VALUE_REGULAR_EXPRESSION: _ClassVar[ValueMatchType]
+
+class PathModifierType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PATH_MODIFIER_TYPE_UNSPECIFIED: _ClassVar[PathModifierType]
+    REPLACE_FULL_PATH: _ClassVar[PathModifierType]
+    REPLACE_PREFIX_MATCH: _ClassVar[PathModifierType]
+    PREFIX_REWRITE: _ClassVar[PathModifierType]
+
+class RedirectPort(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REDIRECT_PORT_UNSPECIFIED: _ClassVar[RedirectPort]
+    REDIRECT_PORT_LISTENER: _ClassVar[RedirectPort]
+    REDIRECT_PORT_SCHEME_DEFAULT: _ClassVar[RedirectPort]
+    REDIRECT_PORT_REQUEST_HOST: _ClassVar[RedirectPort]
 ROUTE_KIND_UNSPECIFIED: RouteKind
 HTTP_ROUTE: RouteKind
 GRPC_ROUTE: RouteKind
 VIRTUAL_SERVICE: RouteKind
+TCP_ROUTE: RouteKind
 PATH_MATCH_TYPE_UNSPECIFIED: PathMatchType
 PATH_EXACT: PathMatchType
 PATH_PREFIX: PathMatchType
 PATH_REGULAR_EXPRESSION: PathMatchType
+PATH_STRING_PREFIX: PathMatchType
 VALUE_MATCH_TYPE_UNSPECIFIED: ValueMatchType
 VALUE_EXACT: ValueMatchType
 VALUE_REGULAR_EXPRESSION: ValueMatchType
+PATH_MODIFIER_TYPE_UNSPECIFIED: PathModifierType
+REPLACE_FULL_PATH: PathModifierType
+REPLACE_PREFIX_MATCH: PathModifierType
+PREFIX_REWRITE: PathModifierType
+REDIRECT_PORT_UNSPECIFIED: RedirectPort
+REDIRECT_PORT_LISTENER: RedirectPort
+REDIRECT_PORT_SCHEME_DEFAULT: RedirectPort
+REDIRECT_PORT_REQUEST_HOST: RedirectPort
 
 class PathMatch(_message.Message):
     __slots__ = ("type", "value")
@@ -126,8 +152,48 @@ class FaultPolicy(_message.Message):
     abort_percent: float
     def __init__(self, delay: _Optional[float] = ..., delay_percent: _Optional[float] = ..., abort_status: _Optional[int] = ..., abort_grpc_status: _Optional[int] = ..., abort_percent: _Optional[float] = ...) -> None: ...
 
+class PathModifier(_message.Message):
+    __slots__ = ("type", "value")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    type: PathModifierType
+    value: str
+    def __init__(self, type: _Optional[_Union[PathModifierType, str]] = ..., value: _Optional[str] = ...) -> None: ...
+
+class RedirectFilter(_message.Message):
+    __slots__ = ("status", "scheme", "hostname", "port", "derive_port", "path")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    DERIVE_PORT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    status: int
+    scheme: str
+    hostname: str
+    port: int
+    derive_port: RedirectPort
+    path: PathModifier
+    def __init__(self, status: _Optional[int] = ..., scheme: _Optional[str] = ..., hostname: _Optional[str] = ..., port: _Optional[int] = ..., derive_port: _Optional[_Union[RedirectPort, str]] = ..., path: _Optional[_Union[PathModifier, _Mapping]] = ...) -> None: ...
+
+class RewriteFilter(_message.Message):
+    __slots__ = ("hostname", "path")
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    path: PathModifier
+    def __init__(self, hostname: _Optional[str] = ..., path: _Optional[_Union[PathModifier, _Mapping]] = ...) -> None: ...
+
+class MirrorFilter(_message.Message):
+    __slots__ = ("backend", "percent")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    backend: BackendRef
+    percent: float
+    def __init__(self, backend: _Optional[_Union[BackendRef, _Mapping]] = ..., percent: _Optional[float] = ...) -> None: ...
+
 class RouteRule(_message.Message):
-    __slots__ = ("index", "matches", "backends", "request_headers", "response_headers", "request_timeout", "backend_timeout", "retry", "invalid_weight", "fault")
+    __slots__ = ("index", "matches", "backends", "request_headers", "response_headers", "request_timeout", "backend_timeout", "retry", "invalid_weight", "fault", "redirect", "rewrite", "mirrors")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     MATCHES_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +204,9 @@ class RouteRule(_message.Message):
     RETRY_FIELD_NUMBER: _ClassVar[int]
     INVALID_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     FAULT_FIELD_NUMBER: _ClassVar[int]
+    REDIRECT_FIELD_NUMBER: _ClassVar[int]
+    REWRITE_FIELD_NUMBER: _ClassVar[int]
+    MIRRORS_FIELD_NUMBER: _ClassVar[int]
     index: int
     matches: _containers.RepeatedCompositeFieldContainer[RouteMatch]
     backends: _containers.RepeatedCompositeFieldContainer[BackendRef]
@@ -148,7 +217,10 @@ class RouteRule(_message.Message):
     retry: RetryPolicy
     invalid_weight: int
     fault: FaultPolicy
-    def __init__(self, index: _Optional[int] = ..., matches: _Optional[_Iterable[_Union[RouteMatch, _Mapping]]] = ..., backends: _Optional[_Iterable[_Union[BackendRef, _Mapping]]] = ..., request_headers: _Optional[_Union[HeaderModifier, _Mapping]] = ..., response_headers: _Optional[_Union[HeaderModifier, _Mapping]] = ..., request_timeout: _Optional[float] = ..., backend_timeout: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., invalid_weight: _Optional[int] = ..., fault: _Optional[_Union[FaultPolicy, _Mapping]] = ...) -> None: ...
+    redirect: RedirectFilter
+    rewrite: RewriteFilter
+    mirrors: _containers.RepeatedCompositeFieldContainer[MirrorFilter]
+    def __init__(self, index: _Optional[int] = ..., matches: _Optional[_Iterable[_Union[RouteMatch, _Mapping]]] = ..., backends: _Optional[_Iterable[_Union[BackendRef, _Mapping]]] = ..., request_headers: _Optional[_Union[HeaderModifier, _Mapping]] = ..., response_headers: _Optional[_Union[HeaderModifier, _Mapping]] = ..., request_timeout: _Optional[float] = ..., backend_timeout: _Optional[float] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., invalid_weight: _Optional[int] = ..., fault: _Optional[_Union[FaultPolicy, _Mapping]] = ..., redirect: _Optional[_Union[RedirectFilter, _Mapping]] = ..., rewrite: _Optional[_Union[RewriteFilter, _Mapping]] = ..., mirrors: _Optional[_Iterable[_Union[MirrorFilter, _Mapping]]] = ...) -> None: ...
 
 class HttpRoute(_message.Message):
     __slots__ = ("kind", "name", "namespace", "created", "service_key", "port", "rules")
