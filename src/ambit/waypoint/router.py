@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from ambit.authz import RBAC_DENIED_BODY, RequestAttributes, authorize_request
 from ambit.model.identity import Identity
 from ambit.model.policy import Action, L7Authorization
-from ambit.model.route import FaultPolicy, HeaderModifier, RetryPolicy, RouteRule
+from ambit.model.route import BackendRef, FaultPolicy, HeaderModifier, PathMatch, RetryPolicy, RouteRule
 from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.workload import Service, ServicePort, Workload
 from ambit.net.duplex import Duplex, TcpDuplex, relay
@@ -83,15 +83,18 @@ from ambit.routing.ejection import Ejections
 from ambit.routing.http_routes import (
     RouteRequest,
     RouteTable,
+    Selected,
     fault_action,
     is_retriable,
     pick_backend,
     retry_backoff,
     retry_policy,
     route_table,
+    tcp_backends,
 )
 from ambit.routing.outlier import OutlierTracker, PendingLimiter
 from ambit.routing.rate_limit import RateLimiter, rate_limits_through, ready_replicas
+from ambit.routing.route_filters import mirrors_drawn, redirect_location, rewrite_target, rewritten_authority
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
 from ambit.waypoint.exchange import (
@@ -118,6 +121,7 @@ MAX_RETRY_BODY = 64 * 1024  # a request body up to this size is kept so a retry 
 NO_RETRY = RetryPolicy(attempts=0)  # traffic with no route: connect failures only (as before routes)
 FAULT_ABORT_BODY = "fault filter abort"  # Envoy's fault filter's local reply
 RATE_LIMITED_BODY = "local_rate_limited"  # Envoy's local rate limit filter's local reply
+MIRROR_TIMEOUT = 15.0  # seconds a mirrored request may take when its rule sets no request timeout
 # Envoy writes response flags comma-separated in the order of its ResponseFlag enum (those ambit sets)
 _FLAG_RANK = {flag: rank for rank, flag in enumerate((
     "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX",
@@ -308,6 +312,7 @@ class WaypointRouter:
         self._traffic: dict[str, ServiceTraffic] = {}  # by service key (DestinationRule state)
         self.limiter = RateLimiter()  # HTTPLocalRateLimitPolicy buckets, kept across config pushes
         self._replicas = 1  # ready replicas of this waypoint in the snapshot of _tables_version
+        self._mirrors: set[asyncio.Task[None]] = set()  # mirrored requests in flight (fire and forget)
 
     def outlier_views(self, snapshot: Snapshot) -> tuple[OutlierView, ...]:
         """Every endpoint the outlier detection of a Service's DestinationRule tracks (config dump)."""
@@ -346,6 +351,10 @@ class WaypointRouter:
         return [p for p in plans if p not in last] + last
 
     async def close(self) -> None:
+        for task in list(self._mirrors):
+            task.cancel()
+        if self._mirrors:
+            await asyncio.gather(*self._mirrors, return_exceptions=True)
         await self.http1.close()
         await self.h2.close()
 
@@ -462,11 +471,15 @@ class WaypointRouter:
             return answer(limited, service)
         if request.header(b"x-request-id") is None:
             request.headers.append((b"x-request-id", str(uuid.uuid4()).encode()))
-        rule = self._select(snapshot, service, where.port, request)
-        if isinstance(rule, Response):
-            return answer(rule, service)
+        selected = self._select(snapshot, service, where.port, request)
+        if isinstance(selected, Response):
+            return answer(selected, service)
+        rule = selected.rule if selected is not None else None
+        matched = selected.match.path if selected is not None else None
         backend_service, backend_port = service, where.port
         if rule is not None:
+            if rule.redirect is not None:  # the rule answers itself: nothing goes upstream
+                return answer(self._redirect(rule, matched, request, where.port), service)
             if rule.fault is not None:  # before the backend and the request timeout (module docstring)
                 delay, abort = fault_action(rule.fault, self.rng)
                 if delay > 0:
@@ -481,6 +494,14 @@ class WaypointRouter:
             backend_service, backend_port, plans = routed
             if rule.request_headers is not None:
                 request.headers = modify_headers(request.headers, rule.request_headers)
+            if rule.rewrite is not None:  # what the backend gets, every retry included
+                target = rewrite_target(
+                    rule.rewrite, matched=matched, path_and_query=request.path.decode("latin-1")
+                )
+                request.path = target.encode("latin-1")
+                authority = rewritten_authority(rule.rewrite, request.authority.decode("latin-1"))
+                request.authority = authority.encode("latin-1")
+            await self._mirror(snapshot, rule, request, downstream)
         return await self._deliver(
             request,
             downstream,
@@ -557,9 +578,9 @@ class WaypointRouter:
 
     def _select(
         self, snapshot: Snapshot, service: Service | None, port: int, request: Request
-    ) -> RouteRule | Response | None:
-        """The rule a route picks for ``request``; None when no route is attached to the service (plain
-        forwarding); a 404 response when no rule matches."""
+    ) -> Selected | Response | None:
+        """The rule a route picks for ``request`` (and the match that matched); None when no route is
+        attached to the service (plain forwarding); a 404 response when no rule matches."""
         if service is None:
             return None  # pod-addressed: routes attach to Services
         table = self._route_table(snapshot, service, port)
@@ -571,7 +592,91 @@ class WaypointRouter:
         selected = table.select(RouteRequest(request.method.decode("latin-1"), path, query, headers))
         if selected is None:
             return local_response(404, "no route rule matched", flags="NR")
-        return selected.rule
+        return selected
+
+    @staticmethod
+    def _redirect(rule: RouteRule, matched: PathMatch | None, request: Request, port: int) -> Response:
+        """A rule's RequestRedirect: its status with ``Location`` (:mod:`ambit.routing.route_filters`);
+        the rule's response header modifier applies to it, as Envoy applies it to direct responses."""
+        assert rule.redirect is not None
+        location = redirect_location(
+            rule.redirect,
+            matched=matched,
+            scheme=request.scheme.decode("latin-1"),
+            host=request.authority.decode("latin-1"),
+            port=port,
+            path_and_query=request.path.decode("latin-1"),
+        )
+        response = Response(
+            rule.redirect.status,
+            [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
+            BodyStream.of(),
+        )
+        if rule.response_headers is not None:
+            response.headers = modify_headers(response.headers, rule.response_headers)
+        return response
+
+    async def _mirror(
+        self, snapshot: Snapshot, rule: RouteRule, request: Request, downstream: Downstream
+    ) -> None:
+        """Start the rule's mirrors drawn for this request, fire and forget: each gets a copy of the
+        request as the primary will get it, to one endpoint of its backend; its answer is read and
+        dropped, never retried, never seen by the client. The body must be buffered for the copies:
+        a request whose body cannot be (more than 64 KiB, or of unknown length and still streaming)
+        and an Upgrade are not mirrored. The host is unchanged (Istio's default since 1.28:
+        ``DISABLE_SHADOW_HOST_SUFFIX``)."""
+        backends = mirrors_drawn(rule, self.rng)
+        if not backends or request.upgrade is not None:
+            return
+        buffered = await self._buffered(request)
+        if buffered is None:
+            log.debug("not mirrored: the request body cannot be buffered")
+            return
+        data, trailers = buffered
+        request.body = BodyStream.of(data, trailers)
+        timeout = rule.request_timeout or MIRROR_TIMEOUT
+        for backend in backends:
+            copy = Request(
+                request.method,
+                request.scheme,
+                request.authority,
+                request.path,
+                list(request.headers),
+                BodyStream.of(data, trailers),
+                request.version,
+            )
+            task = asyncio.get_running_loop().create_task(
+                self._shadow(snapshot, backend, copy, downstream, timeout), name="waypoint-mirror"
+            )
+            self._mirrors.add(task)
+            task.add_done_callback(self._mirrors.discard)
+
+    async def _shadow(
+        self, snapshot: Snapshot, backend: BackendRef, copy: Request, downstream: Downstream, within: float
+    ) -> None:
+        """One mirrored request: sent once, its answer drained and dropped."""
+        target = snapshot.services.get(backend.service_key)
+        if target is None or not target.vips:
+            return
+        plans = outbound_candidates(
+            snapshot,
+            self._self_workload(snapshot),
+            target.vips[0],
+            backend.port,
+            cluster_cidrs=self.cluster_cidrs,
+            rng=self.rng,
+            at_waypoint=True,
+        )
+        if isinstance(plans, RouteError) or not plans:
+            return
+        protocol = self._upstream_protocol(copy, target, backend.port)
+        try:
+            async with asyncio.timeout(within):
+                response = await self._send(plans[0], copy, downstream, protocol)
+                async for _chunk in response.body:
+                    pass
+        except (UpstreamError, BodyError, TimeoutError, OSError) as exc:
+            log.debug("mirror to %s failed: %s", backend.service_key, exc)
 
     def _backend(
         self, snapshot: Snapshot, rule: RouteRule
@@ -596,6 +701,13 @@ class WaypointRouter:
         if isinstance(plans, RouteError):
             return local_response(503, plans.reason, flags="UH")
         return target, backend.port, self._order(plans)
+
+    def tcp_backend(self, snapshot: Snapshot, rule: RouteRule) -> list[OutboundPlan] | None:
+        """The endpoint plans of the backend a TCPRoute ``rule`` draws for one connection; None when the
+        draw falls on the invalid share or the backend has no endpoint (the connection is refused, as
+        the TCPRoute spec requires)."""
+        routed = self._backend(snapshot, rule)
+        return None if isinstance(routed, Response) else routed[2]
 
     def traffic(self, snapshot: Snapshot, service: Service | None) -> ServiceTraffic | None:
         """The DestinationRule state of ``service``: made when its policy appears, kept while the
@@ -686,11 +798,16 @@ class WaypointRouter:
             log.info("outlier detection ejected %s/%s", endpoint.namespace, endpoint.name)
 
     async def _replayable(self, request: Request, policy: RetryPolicy) -> tuple[bytes, Headers] | None:
-        """The request body, read whole, when retries may need to send it again: only for a body
-        already complete or declared no larger than MAX_RETRY_BODY (as Envoy buffers up to a limit);
-        None when there is nothing to retry or it cannot be replayed (then no retries)."""
+        """The request body, read whole, when retries may need to send it again; None when there is
+        nothing to retry or it cannot be replayed (then no retries)."""
         if policy.attempts <= 0:
             return None
+        return await self._buffered(request)
+
+    @staticmethod
+    async def _buffered(request: Request) -> tuple[bytes, Headers] | None:
+        """The request body and trailers, read whole, for a body already complete or declared no larger
+        than MAX_RETRY_BODY (as Envoy buffers up to a limit); None when it cannot be."""
         length = request.header(b"content-length")
         if length is not None:
             if not length.isdigit() or int(length) > MAX_RETRY_BODY:
@@ -895,7 +1012,8 @@ class WaypointRouter:
 
 
 async def relay_tcp(router: WaypointRouter, stream: Duplex, downstream: Downstream, initial: bytes) -> None:
-    """Opaque TCP through the waypoint (L4 only): route as for HTTP, authorize, then relay bytes.
+    """Opaque TCP through the waypoint (L4 only): route as for HTTP, authorize, then relay bytes. A
+    TCPRoute on the Service port picks the backend per connection by weight (``tcp_backends``).
 
     Policy on opaque TCP fails closed: the request attributes are empty (no method, path, host or
     headers), so an ALLOW rule that names an HTTP attribute cannot match; and since a DENY rule that
@@ -924,7 +1042,16 @@ async def relay_tcp(router: WaypointRouter, stream: Duplex, downstream: Downstre
         log.info("opaque TCP to %s from %s denied by policy", downstream.target, downstream.peer_identity)
         stream.abort()
         return
-    for plan in where.plans[:UPSTREAM_ATTEMPTS]:
+    plans = where.plans
+    rule = tcp_backends(snapshot.routes_for(where.service.key), where.port) if where.service else None
+    if rule is not None:  # a TCPRoute: the connection goes to the backend its weights draw
+        routed = router.tcp_backend(snapshot, rule)
+        if routed is None:
+            log.info("opaque TCP to %s refused: the TCPRoute's draw has no usable backend", downstream.target)
+            stream.abort()
+            return
+        plans = routed
+    for plan in plans[:UPSTREAM_ATTEMPTS]:
         try:
             upstream = await router.open_upstream(plan, downstream)
         except UpstreamError as exc:

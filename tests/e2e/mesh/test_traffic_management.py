@@ -1,6 +1,7 @@
 """Traffic management in the waypoint, end to end: Gateway API routes (GAMMA) on Istio's helloworld —
 a weighted 90/10 split measured against its binomial bound, a header match, request timeouts and
-retries.
+retries, precedence; VirtualService faults; DestinationRule outlier detection and connection pool;
+HTTPLocalRateLimitPolicy burst, sustained rate and per-client override; RequestMirror.
 
 One 2-node cluster with a waypoint in namespace `tm`. Every request is made from the curl pod by one
 Python process (keep-alive, so thousands of requests take seconds) that prints what it got.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -627,3 +629,278 @@ def waypoint_flag_count(cluster: str, flag: str) -> float:
             if line.startswith("istio_requests_total{") and f'response_flags="{flag}"' in line:
                 total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+# -- rate limits (policy.ambit.dev/v1alpha1 HTTPLocalRateLimitPolicy) -----------------------------------
+
+
+def rate_limit(name: str, service: str, limits: str) -> str:
+    """An HTTPLocalRateLimitPolicy on ``service`` with ``limits`` (YAML, indented under ``spec``)."""
+    return f"""apiVersion: policy.ambit.dev/v1alpha1
+kind: HTTPLocalRateLimitPolicy
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  targetRefs:
+  - group: ""
+    kind: Service
+    name: {service}
+{limits}"""
+
+
+SPECIAL_CLIENT = f"""apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: special
+  namespace: {NS}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: special
+  namespace: {NS}
+  labels:
+    app: special
+spec:
+  serviceAccountName: special
+  containers:
+  - name: app
+    image: ambit/sample
+    ports:
+    - containerPort: 8000
+"""
+# N requests at once, each on its own new connection (so the client ztunnel spreads them over the
+# waypoint replicas); prints [[status, retry-after or null], ...]. http.client never retries.
+BURST = r"""
+import http.client, json, sys, threading
+host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+out, lock, gate = [], threading.Lock(), threading.Barrier(n)
+def one():
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.connect()
+    gate.wait()
+    conn.request("GET", path, headers={"connection": "close"})
+    response = conn.getresponse()
+    response.read()
+    with lock:
+        out.append([response.status, response.getheader("retry-after")])
+threads = [threading.Thread(target=one) for _ in range(n)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(out))
+"""
+# Open-loop load: W workers from wall-clock time START for S seconds, each sending R requests per second,
+# every request on a new connection. Prints [[completed at (s after START), status], ...]; a request that
+# fails outright is status 0 (asserted absent: there are no hidden retries, and no failure may hide).
+LOAD = r"""
+import http.client, json, sys, threading, time
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+start, seconds, workers, rate = float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
+out, lock = [], threading.Lock()
+def worker(offset):
+    due = start + offset / rate
+    while True:
+        now = time.time()
+        if now - start >= seconds:
+            return
+        if now < due:
+            time.sleep(due - now)
+        due += 1.0 / rate
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"connection": "close"})
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except Exception:
+            status = 0
+        finally:
+            conn.close()
+        with lock:
+            out.append([round(time.time() - start, 4), status])
+threads = [threading.Thread(target=worker, args=(i / workers,)) for i in range(workers)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(out))
+"""
+
+
+def pod_named(cluster: str, app: str) -> str:
+    return str(
+        next(p for p in pods(cluster) if p["metadata"]["labels"].get("app") == app)["metadata"]["name"]
+    )
+
+
+def waypoints_have_rate_limit(cluster: str, name: str) -> bool:
+    """Whether every waypoint replica's config dump lists the HTTPLocalRateLimitPolicy ``name``."""
+    h = ClusterHandle(cluster)
+    for pod in pods(cluster):
+        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
+            continue
+        dump = json.loads(
+            h.exec(
+                ["curl", "-s", "-m", "5", "http://127.0.0.1:15000/config_dump"],
+                pod=pod["metadata"]["name"],
+                namespace=NS,
+            ).stdout
+        )
+        if f"{NS}/{name}" not in dump.get("rate_limits", {}):
+            return False
+    return True
+
+
+def test_a_rate_limit_admits_its_burst_and_answers_the_rest_429(cluster: str) -> None:
+    """total 1/s with a burst of 20, two waypoint replicas (10 each): 60 requests at once from idle get
+    20 through (± 1 per replica) and 40 answered 429 with retry-after; the control (no policy) admits all."""
+    h = ClusterHandle(cluster)
+    client = pod_named(cluster, "curl")
+
+    def burst() -> list[tuple[int, str | None]]:
+        argv = ["python3", "-c", BURST, "helloworld", "5000", "/hello", "60"]
+        return [(s, r) for s, r in json.loads(h.exec(argv, pod=client, namespace=NS, timeout=60).stdout)]
+
+    assert {s for s, _ in burst()} == {200}, "control: without the policy every request gets through"
+    before = waypoint_flag_count(cluster, "RL")
+    h.apply(rate_limit("hello-burst", "helloworld", "  total:\n    requestsPerSecond: 1\n    burst: 20\n"))
+    try:
+        wait_for(
+            lambda: waypoints_have_rate_limit(cluster, "hello-burst"), "the policy in every waypoint", 30
+        )
+        answers = burst()
+        admitted = [r for s, r in answers if s == 200]
+        limited = [r for s, r in answers if s == 429]
+        assert len(admitted) + len(limited) == 60, answers
+        print(f"burst: {len(admitted)} admitted, {len(limited)} answered 429")
+        assert 18 <= len(admitted) <= 22, (len(admitted), len(limited))
+        assert all(r is not None and int(r) >= 1 for r in limited), limited
+        assert waypoint_flag_count(cluster, "RL") - before >= len(limited)  # counted as Envoy's RL flag
+    finally:
+        h.delete("HTTPLocalRateLimitPolicy", "hello-burst", NS)
+
+
+def test_a_rate_limit_holds_its_rate_under_overload_and_an_override_its_own(cluster: str) -> None:
+    """Three open-loop loads at once, each 60 new connections/s for 12 s, counted over the last 10 s:
+    curl → helloworld-v1 under total 20/s admits 200 ± 5 %; on helloworld-v2 (identity 20/s, the
+    `special` client overridden to 10/s) curl admits 200 ± 5 % and `special` 100 ± 5 %."""
+    h = ClusterHandle(cluster)
+    h.apply(SPECIAL_CLIENT)
+    h.apply(rate_limit("v1-total", "helloworld-v1", "  total:\n    requestsPerSecond: 20\n"))
+    h.apply(
+        rate_limit(
+            "v2-per-client",
+            "helloworld-v2",
+            "  identity:\n    requestsPerSecond: 20\n"
+            "  overrides:\n  - requestsPerSecond: 10\n    clientRefs:\n"
+            f"    - kind: ServiceAccount\n      namespace: {NS}\n      name: special\n",
+        )
+    )
+    try:
+        wait_for(
+            lambda: all(ready(p) for p in pods(cluster)) and len(pods(cluster)) == 10, "special ready", 60
+        )
+        wait_for(
+            lambda: (
+                waypoints_have_rate_limit(cluster, "v1-total")
+                and waypoints_have_rate_limit(cluster, "v2-per-client")
+            ),
+            "both policies in every waypoint",
+            30,
+        )
+        start = time.time() + 2.0
+        runs = {
+            "v1": (pod_named(cluster, "curl"), "helloworld-v1"),
+            "v2": (pod_named(cluster, "curl"), "helloworld-v2"),
+            "special": (pod_named(cluster, "special"), "helloworld-v2"),
+        }
+        results: dict[str, list[tuple[float, int]]] = {}
+
+        def run(key: str) -> None:
+            pod, host = runs[key]
+            argv = ["python3", "-c", LOAD, host, "5000", "/hello", str(start), "12", "6", "10"]
+            results[key] = [
+                (t, s) for t, s in json.loads(h.exec(argv, pod=pod, namespace=NS, timeout=60).stdout)
+            ]
+
+        threads = [threading.Thread(target=run, args=(key,)) for key in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        admitted = {}
+        for key, done in results.items():
+            statuses = {s for _, s in done}
+            assert statuses <= {200, 429}, (key, statuses)  # nothing failed, nothing was retried
+            assert sum(1 for t, _ in done if 2.0 <= t < 12.0) >= 400, (key, "the load was not sustained")
+            admitted[key] = sum(1 for t, s in done if s == 200 and 2.0 <= t < 12.0)
+        print(f"admitted in the 10 s window: {admitted}")
+        assert 190 <= admitted["v1"] <= 210, admitted
+        assert 190 <= admitted["v2"] <= 210, admitted
+        assert 95 <= admitted["special"] <= 105, admitted
+    finally:
+        h.delete("HTTPLocalRateLimitPolicy", "v1-total", NS)
+        h.delete("HTTPLocalRateLimitPolicy", "v2-per-client", NS)
+        h.delete("Pod", "special", NS)
+        h.delete("ServiceAccount", "special", NS)
+
+
+# -- mirroring --------------------------------------------------------------------------------------------
+
+MIRROR = f"""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: helloworld
+  namespace: {NS}
+spec:
+  parentRefs:
+  - kind: Service
+    group: ""
+    name: helloworld
+    port: 5000
+  rules:
+  - filters:
+    - type: RequestMirror
+      requestMirror:
+        backendRef:
+          name: helloworld-v2
+          port: 5000
+        percent: 50
+    backendRefs:
+    - name: helloworld-v1
+      port: 5000
+"""
+
+
+def served(cluster: str, version: str, marker: str) -> int:
+    """How many requests carrying ``marker`` the helloworld ``version`` pods logged."""
+    count = 0
+    for pod in pods(cluster):
+        labels = pod["metadata"]["labels"]
+        if labels.get("app") == "helloworld" and labels.get("version") == version:
+            log = ambit(cluster, "logs", pod["metadata"]["name"], "-n", NS).stdout
+            count += sum(1 for line in log.splitlines() if marker in line)
+    return count
+
+
+def test_a_mirror_target_sees_its_share_and_the_client_only_the_primary(cluster: str) -> None:
+    h = ClusterHandle(cluster)
+    h.apply(MIRROR)
+    try:
+        wait_for(lambda: waypoints_have(cluster, "helloworld"), "the route in every waypoint", 30)
+        marker = f"mirror-{time.time_ns()}"
+        result = requests(cluster, 600, f"/hello?run={marker}")
+        assert result["statuses"] == {"200": 600}, result["statuses"]
+        assert version_counts(result) == (600, 0), "the client sees only the primary's answers"
+        assert served(cluster, "v1", marker) == 600
+        low, high = binomial_bounds(600, 0.5)
+        seen: list[int] = []
+
+        def settled() -> bool:  # mirrors are fire and forget: wait until the count stops moving
+            seen.append(served(cluster, "v2", marker))
+            return len(seen) >= 2 and seen[-1] == seen[-2]
+
+        wait_for(settled, "the mirrored requests reach v2", 20, interval=1.0)
+        print(f"mirror: v2 saw {seen[-1]} of 600 (99.9 % interval {low:.0f}..{high:.0f})")
+        assert low <= seen[-1] <= high, (seen[-1], low, high)
+    finally:
+        h.delete("HTTPRoute", "helloworld", NS)

@@ -130,8 +130,12 @@ def router_for(
     )
 
 
-def rule(fault: FaultPolicy | None = None, **fields: Any) -> RouteRule:
-    return RouteRule(0, (EVERYTHING,), (BackendRef(WEB, 80, 1),), fault=fault, **fields)
+def rule(
+    fault: FaultPolicy | None = None, *, backends: tuple[BackendRef, ...] | None = None, **fields: Any
+) -> RouteRule:
+    """A rule matching everything, to ``web`` (or ``backends``), with ``fault`` and other ``fields``."""
+    chosen = (BackendRef(WEB, 80, 1),) if backends is None else backends
+    return RouteRule(0, (EVERYTHING,), chosen, fault=fault, **fields)
 
 
 @dataclass
