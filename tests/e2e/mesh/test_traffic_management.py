@@ -904,3 +904,195 @@ def test_a_mirror_target_sees_its_share_and_the_client_only_the_primary(cluster:
         assert low <= seen[-1] <= high, (seen[-1], low, high)
     finally:
         h.delete("HTTPRoute", "helloworld", NS)
+
+
+# -- TCPRoute: weighted TCP shifting ---------------------------------------------------------------------
+
+
+def echo_pod(version: str) -> str:
+    """A TCP echo pod of ``version`` on 9000 that answers each line ``<version> <line>``."""
+    return f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: echo-{version}
+  namespace: {NS}
+  labels:
+    app: echo
+    version: {version}
+spec:
+  containers:
+  - name: echo
+    image: ambit/sample
+    command: ["ambit", "app", "sample", "--tcp-port", "9000", "--tcp-prefix", "{version}"]
+    ports:
+    - containerPort: 9000
+"""
+
+
+def echo_service(name: str, selector: str) -> str:
+    return f"""apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  selector:
+    app: echo
+{selector}  ports:
+  - name: tcp
+    port: 9000
+"""
+
+
+ECHO = "---\n".join(
+    [
+        echo_pod("v1"),
+        echo_pod("v2"),
+        echo_service("echo", ""),
+        echo_service("echo-v1", "    version: v1\n"),
+        echo_service("echo-v2", "    version: v2\n"),
+    ]
+)
+TCP_SHIFT = f"""apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata:
+  name: echo
+  namespace: {NS}
+spec:
+  parentRefs:
+  - group: ""
+    kind: Service
+    name: echo
+    port: 9000
+  rules:
+  - backendRefs:
+    - name: echo-v1
+      port: 9000
+      weight: 80
+    - name: echo-v2
+      port: 9000
+      weight: 20
+"""
+# N TCP connections (4 at a time), each sends one line and reads the answer; prints {first word: count}.
+TCP_CLIENT = r"""
+import collections, json, socket, sys, threading
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+counts, lock = collections.Counter(), threading.Lock()
+def worker(k):
+    for _ in range(k):
+        with socket.create_connection((host, port), timeout=10) as s:
+            s.sendall(b"hi\n")
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = s.recv(1024)
+                if not chunk:
+                    break
+                answer += chunk
+        with lock:
+            counts[answer.split(b" ")[0].decode() or "closed"] += 1
+threads = [threading.Thread(target=worker, args=(n // 4,)) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(counts))
+"""
+
+
+def test_a_tcp_route_shifts_connections_by_weight(cluster: str) -> None:
+    """TCP echo v1 and v2 behind one Service: without a route both answer (the control); with a TCPRoute
+    80/20 on the Service, v2's share of 400 connections lies within the 99.9 % binomial interval around
+    20 %, and every connection is answered."""
+    h = ClusterHandle(cluster)
+    h.apply(ECHO)
+    client = pod_named(cluster, "curl")
+
+    def connect(n: int) -> dict[str, int]:
+        argv = ["python3", "-c", TCP_CLIENT, "echo", "9000", str(n)]
+        return dict(json.loads(h.exec(argv, pod=client, namespace=NS, timeout=120).stdout))
+
+    try:
+        wait_for(lambda: all(ready(p) for p in pods(cluster)) and len(pods(cluster)) == 11, "echo ready", 60)
+        wait_for(lambda: set(connect(40)) == {"v1", "v2"}, "both echo pods answer through the waypoint", 30)
+        h.apply(TCP_SHIFT)
+        wait_for(lambda: waypoints_have_tcp_route(cluster, "echo"), "the TCPRoute in every waypoint", 30)
+        counts = connect(400)
+        low, high = binomial_bounds(400, 0.2)
+        print(f"TCPRoute 80/20: {counts} (v2 99.9 % interval {low:.0f}..{high:.0f})")
+        assert set(counts) <= {"v1", "v2"} and sum(counts.values()) == 400, counts
+        assert low <= counts.get("v2", 0) <= high, (counts, low, high)
+    finally:
+        h.delete("TCPRoute", "echo", NS)
+        for name in ("echo", "echo-v1", "echo-v2"):
+            h.delete("Service", name, NS)
+        for name in ("echo-v1", "echo-v2"):
+            h.delete("Pod", name, NS)
+
+
+def waypoints_have_tcp_route(cluster: str, name: str) -> bool:
+    h = ClusterHandle(cluster)
+    for pod in pods(cluster):
+        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
+            continue
+        dump = json.loads(
+            h.exec(
+                ["curl", "-s", "-m", "5", "http://127.0.0.1:15000/config_dump"],
+                pod=pod["metadata"]["name"],
+                namespace=NS,
+            ).stdout
+        )
+        if not any(key.startswith(f"{NS}/TCPRoute/{name}/") for key in dump.get("routes", {})):
+            return False
+    return True
+
+
+REDIRECT_AND_REWRITE = f"""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: helloworld
+  namespace: {NS}
+spec:
+  parentRefs:
+  - kind: Service
+    group: ""
+    name: helloworld
+    port: 5000
+  rules:
+  - matches:
+    - path: {{type: PathPrefix, value: /old}}
+    filters:
+    - type: RequestRedirect
+      requestRedirect:
+        path: {{type: ReplaceFullPath, replaceFullPath: /hello}}
+        statusCode: 301
+  - matches:
+    - path: {{type: PathPrefix, value: /api}}
+    filters:
+    - type: URLRewrite
+      urlRewrite:
+        path: {{type: ReplacePrefixMatch, replacePrefixMatch: /hello}}
+    backendRefs:
+    - name: helloworld-v1
+      port: 5000
+"""
+
+
+def test_a_redirect_and_a_rewrite(cluster: str) -> None:
+    """/old answers 301 to /hello on the same host and port (the waypoint answers: the path does not
+    exist upstream); /api is rewritten to /hello, so the app's /hello answers. Without the route (the
+    control) /api is the app's echo, not Hello."""
+    h = ClusterHandle(cluster)
+    client = pod_named(cluster, "curl")
+
+    def curl(path: str) -> str:
+        url = f"http://helloworld:5000{path}"
+        argv = ["curl", "-s", "-m", "5", "-w", "\\n%{http_code} %{redirect_url}", url]
+        return str(h.exec(argv, pod=client, namespace=NS).stdout)
+
+    assert not curl("/api").startswith("Hello"), "control: /api is not /hello without the route"
+    h.apply(REDIRECT_AND_REWRITE)
+    try:
+        wait_for(lambda: waypoints_have(cluster, "helloworld"), "the route in every waypoint", 30)
+        assert curl("/old/x?y=1").endswith("301 http://helloworld:5000/hello?y=1")
+        rewritten = curl("/api")
+        assert rewritten.startswith("Hello version: v1") and rewritten.endswith("200 "), rewritten
+    finally:
+        h.delete("HTTPRoute", "helloworld", NS)
