@@ -1,7 +1,7 @@
 """The route status controller: writes each GAMMA route's ``status.parents`` (``ambit.control.route_status``).
 
-It watches HTTPRoute, GRPCRoute and Service objects through its own informer. A route that is added
-or changed is queued; a Service that is added, changed or deleted queues every route of its
+It watches HTTPRoute, GRPCRoute, TCPRoute and Service objects through its own informer. A route that is
+added or changed is queued; a Service that is added, changed or deleted queues every route of its
 namespace (a route's parents and backends that count are Services of its own namespace); a resync
 (every 60 s) queues every route, which repairs whatever a failed write left. One task drains the
 queue (a route queued twice while waiting is written once).
@@ -75,7 +75,7 @@ async def write_route_status(
 
 
 class RouteStatusController:
-    """Keeps every HTTPRoute's and GRPCRoute's Service-parent status current."""
+    """Keeps every HTTPRoute's, GRPCRoute's and TCPRoute's Service-parent status current."""
 
     def __init__(
         self, client: ObjectSource, *, resync_period: float = 60.0, cluster_domain: str = "cluster.local"
