@@ -1,10 +1,14 @@
 """The local cluster that ``ambit bench mesh`` measures in: built and removed with the `ambit` CLI, read and
 driven through the runtime's :class:`~ambit.runtime.handle.ClusterHandle`.
 
-``ambit --cluster C up`` (it detaches the runtime daemon and waits for the pods) and ``ca issue`` run as
-subprocesses, as a user runs them; ``down`` (in-process), the pods, their namespaces, the AMBIENT state,
-the enrolment label and the ztunnels' pids come from the handle (``ambit.bench`` sits above
-``ambit.runtime``).
+``ambit --cluster C up`` (it detaches the runtime daemon and waits for the pods), ``ca issue`` and
+``waypoint apply`` run as subprocesses, as a user runs them; ``down`` (in-process), the pods, their
+namespaces, the AMBIENT state, the enrolment label, the Service's address and the pids of the ztunnels and
+of pod containers come from the handle (``ambit.bench`` sits above ``ambit.runtime``).
+
+The manifest has the two pods and a Service ``server`` (port 80, ``http``) in front of the server pod: the
+L4 rows address the server pod's IP, the L7 rows the Service's cluster IP (a waypoint binds to
+service-addressed traffic).
 
 `BenchCluster` owns a fresh temporary directory (manifest, nginx configuration and its 1 KiB file,
 certificates, logs). Its `close` always takes the cluster down, stops every process it started, by pid, and
@@ -33,9 +37,11 @@ from typing import Any
 from ambit.resources.names import CA_SUBDIR
 from ambit.runtime.handle import ClusterHandle, HandleError
 from ambit.store.paths import cluster_dir
+from ambit.store.types import StoreError
 
 AMBIT = str(Path(sys.executable).parent / "ambit")
 NAMESPACE = "bench"
+SERVICE = "server"  # the Service in front of the server pod (what the L7 rows address)
 HTTP_PORT = 80
 IPERF_PORT = 5201
 PAYLOAD_PATH = "/1k"
@@ -79,6 +85,13 @@ spec:
     ports: [{{containerPort: {iperf}}}]
 ---
 apiVersion: v1
+kind: Service
+metadata: {{name: {service}, namespace: {ns}}}
+spec:
+  selector: {{app: server}}
+  ports: [{{name: http, port: {http}, targetPort: {http}}}]
+---
+apiVersion: v1
 kind: Pod
 metadata: {{name: client, namespace: {ns}, labels: {{app: client}}}}
 spec:
@@ -100,6 +113,7 @@ class Topology:
 
     client_ip: str
     server_ip: str
+    server_vip: str  # the cluster IP of Service `server`
     client_node_ip: str
     server_node_ip: str
     client_netns: str
@@ -157,7 +171,9 @@ class BenchCluster:
             NGINX_CONF.format(dir=self.dir, port=HTTP_PORT, nofile=nofile_limit())
         )
         manifest = self.dir / "bench.yaml"
-        manifest.write_text(MANIFEST.format(ns=NAMESPACE, dir=self.dir, http=HTTP_PORT, iperf=IPERF_PORT))
+        manifest.write_text(
+            MANIFEST.format(ns=NAMESPACE, service=SERVICE, dir=self.dir, http=HTTP_PORT, iperf=IPERF_PORT)
+        )
         self._created = True
         self.ambit("up", "--nodes", "2", "-f", str(manifest), timeout=300)
         self.topology = self._topology()
@@ -169,11 +185,13 @@ class BenchCluster:
             client, server = pods["client"]["status"], pods["server"]["status"]
             client_net = self.handle.pod_net("client", NAMESPACE)
             server_net = self.handle.pod_net("server", NAMESPACE)
-        except (KeyError, HandleError) as exc:
+            vip = self.handle.get("Service", SERVICE, NAMESPACE)["spec"]["clusterIP"]
+        except (KeyError, HandleError, StoreError) as exc:
             raise BenchError(f"the bench pods have no network yet: {exc}") from exc
         return Topology(
             client_ip=client["podIP"],
             server_ip=server["podIP"],
+            server_vip=str(vip),
             client_node_ip=client["hostIP"],
             server_node_ip=server["hostIP"],
             client_netns=client_net.netns,
@@ -340,7 +358,7 @@ def nofile_limit() -> int:
     return 1 << 20 if hard == resource.RLIM_INFINITY else int(hard)
 
 
-REQUIRED_TOOLS = ("ip", "nft", "prlimit", "nginx", "wrk", "iperf3", "stunnel")
+REQUIRED_TOOLS = ("ip", "nft", "prlimit", "nginx", "wrk", "iperf3", "stunnel", "curl")
 
 
 def missing_tools() -> list[str]:

@@ -2,7 +2,9 @@
 
 Numbers are only formatted and divided here; every value comes from a ``mesh.Result``. Tables have one
 row per configuration (or per pair of configurations for the ratios), so a configuration added to
-``mesh_configs.CONFIGURATIONS`` shows up everywhere without a change here. `update_markdown` regenerates
+``mesh.CONFIGURATIONS`` shows up everywhere without a change here; a workload a row did not run (an L7 row
+runs no iperf3, connection setup or idle connections) shows as "-". The L7 rows add the waypoint's target,
+the ratio to the nginx peer and the table proving each L7 proxy was on the path. `update_markdown` regenerates
 only the block between this section's markers (``markdown.replace_generated``).
 """
 
@@ -16,6 +18,18 @@ from rich.table import Table
 from ambit.bench.markdown import package_version, replace_generated, table
 from ambit.bench.markdown import rich_tables as shared_rich_tables
 from ambit.bench.mesh import ConfigResult, Result
+from ambit.bench.mesh_format import (
+    cost_total,
+    fmt_added_ms,
+    fmt_gbit,
+    fmt_mb,
+    fmt_ms,
+    fmt_rate,
+    fmt_x,
+    ratio_of,
+    vcpu_of,
+    verdict,
+)
 from ambit.bench.mesh_workloads import PERCENTILES
 
 SECTION_TITLE = "## Mesh side by side (ambit bench mesh)"
@@ -23,8 +37,10 @@ GENERATED_BEGIN = "<!-- ambit bench mesh: generated, begin -->"
 GENERATED_END = "<!-- ambit bench mesh: generated, end -->"
 
 BASELINE = "none"
+L7_AMBIT, L7_PEER = "ambit-l7", "nginx-l7"
 # Pairs compared by ratio, besides every configuration against the baseline.
-PEERS = (("ambit", "stunnel"),)
+PEERS = (("ambit", "stunnel"), (L7_AMBIT, L7_PEER), (L7_AMBIT, "ambit"))
+WAYPOINT = "waypoint"  # the waypoint's cost row in the ambit L7 configuration
 
 TARGET_RATE_VS_STUNNEL = 1.2
 TARGET_BULK_VS_STUNNEL = 1.0
@@ -33,63 +49,12 @@ TARGET_VCPU_PER_1000 = 0.06
 TARGET_PSS_MB = 60.0
 TARGET_IDLE_MB = 80.0
 TARGET_IDLE_CONNECTIONS = 10_000
+TARGET_WAYPOINT_VCPU_PER_1000 = 0.25  # Istio's figure for its Envoy waypoint
+STATED = "stated"  # the verdict of a figure the issue asks to state, with no threshold
 
 
 def versions() -> dict[str, str]:
     return {dist: package_version(dist) for dist in ("h2", "uvloop", "cryptography", "ambit")}
-
-
-# -- formatting --------------------------------------------------------------------------------------------
-
-
-def _ms(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "-"
-    if math.isinf(seconds):
-        return "dropped"
-    return f"{seconds * 1000:.2f}"
-
-
-def _added_ms(value: float, base: float) -> str:
-    if math.isnan(value) or math.isnan(base) or math.isinf(base):
-        return "-"
-    if math.isinf(value):
-        return "dropped"
-    return f"{(value - base) * 1000:+.2f}"
-
-
-def _rate(n: float) -> str:
-    return f"{n:,.0f}"
-
-
-def _gbit(n: float) -> str:
-    return f"{n:.2f}"
-
-
-def _mb(kib: float) -> str:
-    return f"{kib * 1024 / 1e6:,.1f}"
-
-
-def _ratio(value: float, base: float) -> float:
-    return value / base if base and not math.isinf(value) and not math.isinf(base) else math.nan
-
-
-def _x(ratio: float) -> str:
-    return "-" if math.isnan(ratio) else f"{ratio:.2f}×"
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def _vcpu(c: ConfigResult, cpu_seconds: float) -> float:
-    return c.fixed.vcpu_per_1000(cpu_seconds)
-
-
-def _cost_total(c: ConfigResult) -> tuple[float, int]:
-    cpu = sum(p.cpu_seconds for p in c.fixed.cost.values())
-    pss = sum(p.pss_kib for p in c.fixed.cost.values())
-    return cpu, pss
 
 
 # -- tables ------------------------------------------------------------------------------------------------
@@ -111,19 +76,19 @@ MAIN_HEADERS = [
 def main_rows(r: Result) -> list[list[str]]:
     rows = []
     for c in r.configs:
-        cpu, pss = _cost_total(c)
+        cpu, pss = cost_total(c)
         rows.append(
             [
                 c.name,
-                *(_ms(c.fixed.latency_s[p]) for p in PERCENTILES),
+                *(fmt_ms(c.fixed.latency_s[p]) for p in PERCENTILES),
                 f"{c.fixed.dropped} / {c.fixed.failed}",
-                _rate(c.max_rate.requests_per_s),
-                _ms(c.max_rate.latency_s.get("p99", math.nan)),
-                _gbit(c.bulk[1].gbit_per_s) if 1 in c.bulk else "-",
-                _gbit(c.bulk[4].gbit_per_s) if 4 in c.bulk else "-",
-                _rate(c.connect.requests_per_s),
-                f"{_vcpu(c, cpu):.3f}" if c.proxies else "-",
-                _mb(pss) if c.proxies else "-",
+                fmt_rate(c.max_rate.requests_per_s),
+                fmt_ms(c.max_rate.latency_s.get("p99", math.nan)),
+                fmt_gbit(c.bulk[1].gbit_per_s) if 1 in c.bulk else "-",
+                fmt_gbit(c.bulk[4].gbit_per_s) if 4 in c.bulk else "-",
+                fmt_rate(c.connect.requests_per_s) if c.connect else "-",
+                f"{vcpu_of(c, cpu):.3f}" if c.proxies else "-",
+                fmt_mb(pss) if c.proxies else "-",
             ]
         )
     return rows
@@ -144,10 +109,10 @@ def added_rows(r: Result) -> list[list[str]]:
             [
                 c.name,
                 *(
-                    _added_ms(c.fixed.latency_s[p], base.fixed.latency_s[p]) if base else "-"
+                    fmt_added_ms(c.fixed.latency_s[p], base.fixed.latency_s[p]) if base else "-"
                     for p in PERCENTILES
                 ),
-                *(_ms(c.fixed.latency_all_s[p]) for p in PERCENTILES),
+                *(fmt_ms(c.fixed.latency_all_s[p]) for p in PERCENTILES),
             ]
         )
     return rows
@@ -179,20 +144,22 @@ def ratio_rows(r: Result) -> list[list[str]]:
         rows.append(
             [
                 f"{a.name} / {b.name}",
-                _x(_ratio(a.max_rate.requests_per_s, b.max_rate.requests_per_s)),
-                _x(
-                    _ratio(
+                fmt_x(ratio_of(a.max_rate.requests_per_s, b.max_rate.requests_per_s)),
+                fmt_x(
+                    ratio_of(
                         a.max_rate.latency_s.get("p99", math.nan), b.max_rate.latency_s.get("p99", math.nan)
                     )
                 ),
                 *(
-                    _x(_ratio(a.bulk[s].gbit_per_s, b.bulk[s].gbit_per_s))
+                    fmt_x(ratio_of(a.bulk[s].gbit_per_s, b.bulk[s].gbit_per_s))
                     if s in a.bulk and s in b.bulk
                     else "-"
                     for s in (1, 4)
                 ),
-                _x(_ratio(a.connect.requests_per_s, b.connect.requests_per_s)),
-                _x(_ratio(a.fixed.latency_s["p99"], b.fixed.latency_s["p99"])),
+                fmt_x(ratio_of(a.connect.requests_per_s, b.connect.requests_per_s))
+                if a.connect and b.connect
+                else "-",
+                fmt_x(ratio_of(a.fixed.latency_s["p99"], b.fixed.latency_s["p99"])),
             ]
         )
     return rows
@@ -219,9 +186,9 @@ def cost_rows(r: Result) -> list[list[str]]:
                     name,
                     f"{cost.cpu_seconds:.2f}",
                     f"{c.fixed.window_s:.2f}",
-                    _rate(c.fixed.achieved),
-                    f"{_vcpu(c, cost.cpu_seconds):.3f}",
-                    _mb(cost.pss_kib),
+                    fmt_rate(c.fixed.achieved),
+                    f"{vcpu_of(c, cost.cpu_seconds):.3f}",
+                    fmt_mb(cost.pss_kib),
                 ]
             )
     return rows
@@ -249,12 +216,62 @@ def idle_rows(r: Result) -> list[list[str]]:
             per = (held - before) / idle.opened if idle.opened else math.nan
             opened = f"{idle.opened:,}" + (f" ({idle.failed:,} failed)" if idle.failed else "")
             rows.append(
-                [c.name, name, opened, f"{idle.open_seconds:.1f}", _mb(before), _mb(held), f"{per:.1f}"]
+                [c.name, name, opened, f"{idle.open_seconds:.1f}", fmt_mb(before), fmt_mb(held), f"{per:.1f}"]
             )
     return rows
 
 
+PATH_HEADERS = [
+    "configuration",
+    "L7 proxy asked",
+    "requests completed (2xx, measured runs)",
+    "requests it counted (warm-ups too)",
+]
+
+
+def path_rows(r: Result) -> list[list[str]]:
+    return [
+        [c.name, c.path.proxy, f"{c.path.completed:,}", f"{c.path.counted:,}"]
+        for c in r.configs
+        if c.path is not None
+    ]
+
+
 TARGET_HEADERS = ["target", "measured", "verdict"]
+
+
+def l7_target_rows(r: Result) -> list[list[str]]:
+    """The waypoint's vCPU per 1000 req/s and the same-run rate ratio of ambit L7 to the nginx peer."""
+    by_key = r.by_key()
+    ambit, peer = by_key.get(L7_AMBIT), by_key.get(L7_PEER)
+    rows = []
+    if ambit and WAYPOINT in ambit.fixed.cost:
+        waypoint = ambit.fixed.cost[WAYPOINT]
+        vcpu = vcpu_of(ambit, waypoint.cpu_seconds)
+        measured = f"{vcpu:.3f} at {fmt_rate(ambit.fixed.achieved)} req/s, PSS {fmt_mb(waypoint.pss_kib)} MB"
+        if peer and "nginx" in peer.fixed.cost:
+            nginx = peer.fixed.cost["nginx"]
+            measured += (
+                f" (the peer's nginx: {vcpu_of(peer, nginx.cpu_seconds):.3f}, PSS {fmt_mb(nginx.pss_kib)} MB)"
+            )
+        rows.append(
+            [
+                f"waypoint ≤ {TARGET_WAYPOINT_VCPU_PER_1000} vCPU per 1000 req/s (Istio's Envoy waypoint)",
+                measured,
+                verdict(vcpu <= TARGET_WAYPOINT_VCPU_PER_1000),
+            ]
+        )
+    if ambit and peer:
+        rate = ratio_of(ambit.max_rate.requests_per_s, peer.max_rate.requests_per_s)
+        rows.append(
+            [
+                "ambit L7 max request rate vs the nginx L7 peer's (no threshold)",
+                f"{fmt_x(rate)} ({fmt_rate(ambit.max_rate.requests_per_s)} vs "
+                f"{fmt_rate(peer.max_rate.requests_per_s)} req/s)",
+                STATED,
+            ]
+        )
+    return rows
 
 
 def target_rows(r: Result) -> list[list[str]]:
@@ -262,25 +279,25 @@ def target_rows(r: Result) -> list[list[str]]:
     ambit, stunnel, none = by_key.get("ambit"), by_key.get("stunnel"), by_key.get(BASELINE)
     rows = []
     if ambit and stunnel:
-        rate = _ratio(ambit.max_rate.requests_per_s, stunnel.max_rate.requests_per_s)
+        rate = ratio_of(ambit.max_rate.requests_per_s, stunnel.max_rate.requests_per_s)
         rows.append(
             [
                 f"ambit L4 max request rate ≥ {TARGET_RATE_VS_STUNNEL}× stunnel's",
-                f"{_x(rate)} ({_rate(ambit.max_rate.requests_per_s)} vs "
-                f"{_rate(stunnel.max_rate.requests_per_s)} req/s)",
-                _verdict(rate >= TARGET_RATE_VS_STUNNEL),
+                f"{fmt_x(rate)} ({fmt_rate(ambit.max_rate.requests_per_s)} vs "
+                f"{fmt_rate(stunnel.max_rate.requests_per_s)} req/s)",
+                verdict(rate >= TARGET_RATE_VS_STUNNEL),
             ]
         )
         bulk = {
-            s: _ratio(ambit.bulk[s].gbit_per_s, stunnel.bulk[s].gbit_per_s)
+            s: ratio_of(ambit.bulk[s].gbit_per_s, stunnel.bulk[s].gbit_per_s)
             for s in ambit.bulk
             if s in stunnel.bulk
         }
         rows.append(
             [
                 f"ambit L4 bulk throughput ≥ {TARGET_BULK_VS_STUNNEL}× stunnel's",
-                ", ".join(f"{s} stream{'s' if s > 1 else ''}: {_x(v)}" for s, v in bulk.items()),
-                _verdict(bool(bulk) and all(v >= TARGET_BULK_VS_STUNNEL for v in bulk.values())),
+                ", ".join(f"{s} stream{'s' if s > 1 else ''}: {fmt_x(v)}" for s, v in bulk.items()),
+                verdict(bool(bulk) and all(v >= TARGET_BULK_VS_STUNNEL for v in bulk.values())),
             ]
         )
     if ambit and none:
@@ -289,42 +306,42 @@ def target_rows(r: Result) -> list[list[str]]:
         rows.append(
             [
                 f"added p99 at {r.plan.rate:g} req/s (ztunnel pair) ≤ {TARGET_ADDED_P99_S * 1000:g} ms",
-                f"{added * 1000:+.2f} ms ({_ms(ambit.fixed.latency_s['p99'])} vs "
-                f"{_ms(none.fixed.latency_s['p99'])} ms, completed requests; dropped or failed of "
+                f"{added * 1000:+.2f} ms ({fmt_ms(ambit.fixed.latency_s['p99'])} vs "
+                f"{fmt_ms(none.fixed.latency_s['p99'])} ms, completed requests; dropped or failed of "
                 f"{ambit.fixed.total:,}: {dropped})",
-                _verdict(not math.isnan(added) and added <= TARGET_ADDED_P99_S),
+                verdict(not math.isnan(added) and added <= TARGET_ADDED_P99_S),
             ]
         )
     if ambit and ambit.fixed.cost:
         _name, worst = max(ambit.fixed.cost.items(), key=lambda kv: kv[1].cpu_seconds)
-        vcpu = _vcpu(ambit, worst.cpu_seconds)
-        each = ", ".join(f"{n} {_vcpu(ambit, c.cpu_seconds):.3f}" for n, c in ambit.fixed.cost.items())
+        vcpu = vcpu_of(ambit, worst.cpu_seconds)
+        each = ", ".join(f"{n} {vcpu_of(ambit, c.cpu_seconds):.3f}" for n, c in ambit.fixed.cost.items())
         rows.append(
             [
                 f"ztunnel ≤ {TARGET_VCPU_PER_1000} vCPU per 1000 req/s (each)",
                 f"{vcpu:.3f} ({each})",
-                _verdict(vcpu <= TARGET_VCPU_PER_1000),
+                verdict(vcpu <= TARGET_VCPU_PER_1000),
             ]
         )
         pss = max(c.pss_kib for c in ambit.fixed.cost.values()) * 1024 / 1e6
-        each = ", ".join(f"{n} {_mb(c.pss_kib)}" for n, c in ambit.fixed.cost.items())
+        each = ", ".join(f"{n} {fmt_mb(c.pss_kib)}" for n, c in ambit.fixed.cost.items())
         rows.append(
             [
                 f"ztunnel ≤ {TARGET_PSS_MB:g} MB PSS at {r.plan.rate:g} req/s (each)",
                 f"{pss:.1f} MB ({each})",
-                _verdict(pss <= TARGET_PSS_MB),
+                verdict(pss <= TARGET_PSS_MB),
             ]
         )
     if ambit and ambit.idle is not None:
         idle = ambit.idle
         pss = max(idle.held_kib.values(), default=0) * 1024 / 1e6
-        each = ", ".join(f"{n} {_mb(k)}" for n, k in idle.held_kib.items())
+        each = ", ".join(f"{n} {fmt_mb(k)}" for n, k in idle.held_kib.items())
         label = f"{TARGET_IDLE_CONNECTIONS:,} idle connections: ztunnel ≤ {TARGET_IDLE_MB:g} MB PSS (each)"
         if idle.requested != TARGET_IDLE_CONNECTIONS:
             label += f" — this run held {idle.requested:,} (--quick), not {TARGET_IDLE_CONNECTIONS:,}"
         ok = pss <= TARGET_IDLE_MB and idle.failed == 0
-        rows.append([label, f"{pss:.1f} MB with {idle.opened:,} held ({each})", _verdict(ok)])
-    return rows
+        rows.append([label, f"{pss:.1f} MB with {idle.opened:,} held ({each})", verdict(ok)])
+    return rows + l7_target_rows(r)
 
 
 # -- text --------------------------------------------------------------------------------------------------
@@ -355,7 +372,11 @@ def methodology(r: Result) -> str:
         f"{mode} One 2-node cluster (`ambit up`): the client pod ({topo.client_ip}) on node 1 "
         f"({topo.client_node_ip}), the server pod ({topo.server_ip}) on node 2 ({topo.server_node_ip}) with "
         "nginx (1 worker, its own config, a 1 KiB file, access log off) and `iperf3 -s`. Every configuration "
-        f"carries the same traffic between the same pods, one after the other: {configs}."
+        f"carries the same traffic between the same pods, one after the other: {configs}. The L4 rows send "
+        f"to the server pod's IP; the L7 rows to Service `server`'s cluster IP ({topo.server_vip}), since a "
+        "waypoint binds to service-addressed traffic (with no proxy on the path that address costs one DNAT "
+        "in node 1's namespace, the runtime's kube-proxy rule; the nginx peer's steering rule takes the "
+        "packet before it)."
     )
     workloads = (
         f"Workloads, all run in the client pod. Fixed rate: `ambit app load --rate {plan.rate:g} "
@@ -368,11 +389,29 @@ def methodology(r: Result) -> str:
         f"`wrk -t2 -c{plan.wrk_connections} -d{plan.wrk_seconds:g}s --latency`. Bulk: "
         f"`iperf3 -t {plan.bulk_seconds:g} -O {plan.bulk_omit_seconds:g} -P N -J` with N = {bulk}, the "
         f"receiver's rate. Connection setup: `wrk -t2 -c{plan.connect_connections} "
-        f"-d{plan.connect_seconds:g}s -H 'Connection: close'` (a new TCP connection per request)."
+        f"-d{plan.connect_seconds:g}s -H 'Connection: close'` (a new TCP connection per request). The L7 "
+        "rows run the fixed rate and the max rate only: iperf3 is not HTTP, and connection setup and idle "
+        "connections are the L4 rows' questions."
+    )
+    l7 = (
+        "L7 rows. ambit L7: one waypoint replica (`ambit waypoint apply --replicas 1`) on node 2, the "
+        "server's node. Nothing in a waypoint Gateway chooses a node and the scheduler would pick node 1 "
+        "(fewest pods, then the lowest name), so an idle placeholder pod runs on node 1 while the replica is "
+        "scheduled and is removed once it is bound; a replica anywhere else fails the row. The waypoint is "
+        "one single-threaded Python process and writes its access log (one JSON line per request; it has no "
+        "switch). nginx L7: 1 worker process, so both L7 proxies have one core's worth of event loop; access "
+        "log off; TLS 1.3 in with the client certificate verified, TLS 1.3 out presenting its own "
+        "certificate over kept-alive upstream connections; it does not verify the upstream's certificate "
+        "(nginx checks a DNS name or IP and the cluster CA's certificates carry a SPIFFE URI only), node 2's "
+        "stunnel verifies nginx's. Each L7 row asks its L7 proxy how many requests it answered (the "
+        "waypoint's `istio_requests_total`, nginx's `stub_status`) before and after its workloads, and "
+        "fails unless the count covers every request the client completed: a row that went around its "
+        "proxy cannot report. The waypoint's own CPU and PSS are its cost row `waypoint`; its target is "
+        "about it alone."
     )
     cost = (
         "Cost: CPU seconds (utime+stime+cutime+cstime from /proc/PID/stat) of every proxy process and all "
-        "its descendants, sampled every 100 ms and interpolated to the load client's first scheduled "
+        "its descendants, sampled every second and interpolated to the load client's first scheduled "
         "request and last response, divided by that window and by the achieved rate/1000; PSS from "
         "/proc/PID/smaps_rollup, the largest sample in the window. Scale: a client in the client pod opens "
         f"{plan.idle_connections:,} connections (one kept-alive 1 KiB request each, so each one is tunnelled "
@@ -380,7 +419,7 @@ def methodology(r: Result) -> str:
         "holds at most 1,000, and every count is bounded by the hard RLIMIT_NOFILE of this machine. Ratios "
         "divide numbers of this run only."
     )
-    return f"{setup}\n\n{workloads}\n\n{cost}"
+    return f"{setup}\n\n{workloads}\n\n{l7}\n\n{cost}"
 
 
 def markdown(r: Result, env: dict[str, str], tools: dict[str, str], command: str) -> str:
@@ -403,6 +442,8 @@ def markdown(r: Result, env: dict[str, str], tools: dict[str, str], command: str
             table(COST_HEADERS, cost_rows(r)),
             "Idle connections:",
             table(IDLE_HEADERS, idle_rows(r)),
+            "L7 proxy on the path (each L7 row's proof):",
+            table(PATH_HEADERS, path_rows(r)),
             f"Cluster up in {r.up_seconds:.1f} s; whole run {r.seconds:.0f} s.",
         ]
     )
@@ -416,6 +457,7 @@ def rich_tables(r: Result) -> list[Table]:
         ("Same-run ratios", RATIO_HEADERS, ratio_rows(r)),
         ("Cost per proxy process (fixed-rate run)", COST_HEADERS, cost_rows(r)),
         ("Idle connections", IDLE_HEADERS, idle_rows(r)),
+        ("L7 proxy on the path", PATH_HEADERS, path_rows(r)),
     ]
     return shared_rich_tables(specs, left=("process", "measured"))
 

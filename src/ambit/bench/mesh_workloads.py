@@ -1,5 +1,9 @@
 """The workloads of ``ambit bench mesh``, each run from the client pod against the server pod.
 
+The HTTP workloads take the address to send to (``host``): the server pod's IP for the L4 rows, the
+Service's cluster IP for the L7 rows (``Configuration.address``); bulk, connection setup and the idle
+connections address the server pod (L4 rows only).
+
 * `fixed_rate`: ``ambit app load`` (open loop: latency counts from the scheduled time, so no coordinated
   omission) at a fixed rate over a few kept-alive connections, while `mesh_cost.CostSampler` samples every
   proxy process; CPU is taken between the load's own first scheduled request and its end;
@@ -141,15 +145,17 @@ def parse_iperf3(output: str) -> Bulk:
 # -- workloads ---------------------------------------------------------------------------------------------
 
 
-def _url(cluster: BenchCluster) -> str:
+def _url(cluster: BenchCluster, host: str | None = None) -> str:
     assert cluster.topology is not None
-    return f"http://{cluster.topology.server_ip}:{HTTP_PORT}{PAYLOAD_PATH}"
+    return f"http://{host or cluster.topology.server_ip}:{HTTP_PORT}{PAYLOAD_PATH}"
 
 
-def _load(cluster: BenchCluster, rate: float, seconds: float, connections: int, out: str) -> None:
+def _load(
+    cluster: BenchCluster, rate: float, seconds: float, connections: int, out: str, *, host: str | None
+) -> None:
     assert cluster.topology is not None
     argv = [
-        AMBIT, "app", "load", _url(cluster),
+        AMBIT, "app", "load", _url(cluster, host),
         "--rate", f"{rate:g}", "--duration", f"{seconds:g}", "--mode", "keepalive",
         "--connections", str(connections), "--max-connections", str(connections), "--queue", "--json", out,
     ]  # fmt: skip
@@ -164,13 +170,14 @@ def fixed_rate(
     seconds: float,
     warmup: float,
     connections: int,
+    host: str | None = None,
 ) -> FixedRate:
     """Open-loop load at `rate` for `seconds` (after a `warmup` run), sampling every proxy process."""
     out = str(cluster.dir / "load.json")
     if warmup > 0:
-        _load(cluster, rate, warmup, connections, out)
+        _load(cluster, rate, warmup, connections, out, host=host)
     with CostSampler(proxies) as sampler:
-        _load(cluster, rate, seconds, connections, out)
+        _load(cluster, rate, seconds, connections, out, host=host)
     with open(out, encoding="utf-8") as f:
         data = json.load(f)
     summary = data["summary"]
@@ -205,7 +212,9 @@ def percentile(ascending: list[float], p: float) -> float:
     return ascending[min(rank, len(ascending)) - 1]
 
 
-def _wrk(cluster: BenchCluster, seconds: float, connections: int, extra: list[str]) -> WrkResult:
+def _wrk(
+    cluster: BenchCluster, seconds: float, connections: int, extra: list[str], host: str | None = None
+) -> WrkResult:
     assert cluster.topology is not None
     argv = [
         "wrk",
@@ -214,16 +223,18 @@ def _wrk(cluster: BenchCluster, seconds: float, connections: int, extra: list[st
         f"-d{max(1, round(seconds))}s",
         "--latency",
         *extra,
-        _url(cluster),
+        _url(cluster, host),
     ]
     return parse_wrk(cluster.run_in(cluster.topology.client_netns, argv, timeout=seconds + 60))
 
 
-def max_rate(cluster: BenchCluster, *, seconds: float, warmup: float, connections: int) -> WrkResult:
+def max_rate(
+    cluster: BenchCluster, *, seconds: float, warmup: float, connections: int, host: str | None = None
+) -> WrkResult:
     """wrk's closed-loop maximum over `connections` kept-alive connections."""
     if warmup >= 1:
-        _wrk(cluster, warmup, connections, [])
-    return _wrk(cluster, seconds, connections, [])
+        _wrk(cluster, warmup, connections, [], host)
+    return _wrk(cluster, seconds, connections, [], host)
 
 
 def connection_rate(cluster: BenchCluster, *, seconds: float, connections: int) -> WrkResult:

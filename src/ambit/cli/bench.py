@@ -5,7 +5,8 @@ in one run, prints absolute numbers and ratios, and with ``--out`` writes its se
 markdown file (BENCHMARKS.md). ``ambit bench controlplane`` measures one control-plane replica
 serving a synthetic cluster to many xDS clients (propagation time of one pod change, bytes pushed,
 replica memory) and writes its own section the same way. ``ambit bench mesh`` builds a 2-node
-cluster and measures no mesh, ambit L4 and a stunnel L4 peer side by side with nginx, wrk and iperf3.
+cluster and measures no mesh, ambit L4, a stunnel L4 peer, ambit L7 (through a waypoint) and an nginx L7
+peer side by side with nginx, wrk and iperf3.
 """
 
 from __future__ import annotations
@@ -222,12 +223,14 @@ def controlplane(ctx: click.Context, /, quick: bool, out: Path | None, **overrid
 )
 @click.pass_context
 def mesh_command(ctx: click.Context, /, quick: bool, out: Path | None, cluster_name: str) -> None:
-    """No mesh, ambit L4 and a stunnel L4 peer, side by side on one 2-node cluster (root).
+    """No mesh, ambit L4, stunnel L4, ambit L7 and nginx L7, side by side on one 2-node cluster (root).
 
     Client pod on node 1, nginx and iperf3 in the server pod on node 2. Per configuration: open-loop
-    1000 req/s of 1 KiB over 4 kept-alive connections (p50-p99.9, proxy CPU and PSS), wrk's max rate at
-    16 connections, iperf3 with 1 and 4 streams, new connections/s, and 10,000 idle tunnelled
-    connections. Full run: about 5 minutes.
+    1000 req/s of 1 KiB over 4 kept-alive connections (p50-p99.9, proxy CPU and PSS) and wrk's max rate
+    at 16 connections; the L4 rows (to the pod's IP) also iperf3 with 1 and 4 streams, new
+    connections/s and 10,000 idle tunnelled connections. The L7 rows (to the Service's IP): ambit
+    through one waypoint replica on node 2, and stunnel → nginx (TLS in and out) → stunnel, each
+    proven on the path by its proxy's request count. Full run: about 5 minutes.
     """
     plan = mesh.Plan.quick_plan() if quick else mesh.Plan.full()
     command = _command_line(ctx)
