@@ -341,41 +341,38 @@ spec:
 """
 
 
-def waypoints_have(cluster: str, *names: str) -> bool:
-    """Whether every waypoint replica's config dump lists the HTTPRoutes ``names`` (of helloworld)."""
+def waypoint_pods(cluster: str) -> list[str]:
+    """The names of the waypoint's replicas in the namespace."""
+    return [
+        p["metadata"]["name"]
+        for p in pods(cluster)
+        if p["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") == "waypoint"
+    ]
+
+
+def waypoint_dumps(cluster: str) -> list[dict[str, Any]]:
+    """Every waypoint replica's ``/config_dump``."""
     h = ClusterHandle(cluster)
-    for pod in pods(cluster):
-        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
-            continue
-        dump = json.loads(
-            h.exec(
-                ["curl", "-s", "-m", "5", "http://127.0.0.1:15000/config_dump"],
-                pod=pod["metadata"]["name"],
-                namespace=NS,
-            ).stdout
-        )
+    url = "http://127.0.0.1:15000/config_dump"
+    return [
+        json.loads(h.exec(["curl", "-s", "-m", "5", url], pod=pod, namespace=NS).stdout)
+        for pod in waypoint_pods(cluster)
+    ]
+
+
+def waypoints_have(cluster: str, *names: str, kind: str = "HTTPRoute") -> bool:
+    """Whether every waypoint replica's config dump lists the routes ``names`` of ``kind``."""
+    for dump in waypoint_dumps(cluster):
         keys = list(dump.get("routes", {}))
-        if not all(any(key.startswith(f"{NS}/HTTPRoute/{name}/") for key in keys) for name in names):
+        if not all(any(key.startswith(f"{NS}/{kind}/{name}/") for key in keys) for name in names):
             return False
     return True
 
 
-def waypoints_have_policy(cluster: str, name: str) -> bool:
-    """Whether every waypoint replica's config dump lists the DestinationRule ``name``'s policy."""
-    h = ClusterHandle(cluster)
-    for pod in pods(cluster):
-        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
-            continue
-        dump = json.loads(
-            h.exec(
-                ["curl", "-s", "-m", "5", "http://127.0.0.1:15000/config_dump"],
-                pod=pod["metadata"]["name"],
-                namespace=NS,
-            ).stdout
-        )
-        if f"{NS}/{name}" not in dump.get("traffic_policies", {}):
-            return False
-    return True
+def waypoints_list(cluster: str, section: str, name: str) -> bool:
+    """Whether every waypoint replica's config dump lists ``<ns>/<name>`` in ``section``
+    (``traffic_policies``: DestinationRules, ``rate_limits``: HTTPLocalRateLimitPolicies)."""
+    return all(f"{NS}/{name}" in dump.get(section, {}) for dump in waypoint_dumps(cluster))
 
 
 def all_to(cluster: str, version: str, *headers: str) -> bool:
@@ -541,21 +538,22 @@ def test_outlier_detection_ejects_a_failing_backend_inline(cluster: str) -> None
             )
             return [(t, s) for t, s in json.loads(out.stdout)]
 
-        wait_for(lambda: waypoints_have_policy(cluster, "outlier"), "the rule in every waypoint", 30)
+        wait_for(
+            lambda: waypoints_list(cluster, "traffic_policies", "outlier"), "the rule in every waypoint", 30
+        )
         failures = [t for t, s in trace(20.0) if s == 503]
         assert len(failures) == 9, failures
         bursts = [failures[0:3], failures[3:6], failures[6:9]]
         first_gap, second_gap = bursts[1][0] - bursts[0][-1], bursts[2][0] - bursts[1][-1]
         assert 4.0 <= first_gap < 5.5, ("nothing reached it during its first ejection (4 s)", failures)
         assert 8.0 <= second_gap < 9.5, ("its second ejection lasted base x 2 (8 s)", failures)
-        tracked = []  # the replica that carried the trace shows `broken` ejected a third time
-        for pod in pods(cluster):
-            if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") == "waypoint":
-                url = "http://127.0.0.1:15000/config_dump"
-                dump = json.loads(
-                    h.exec(["curl", "-s", "-m", "5", url], pod=pod["metadata"]["name"], namespace=NS).stdout
-                )
-                tracked += [o for o in dump.get("outliers", []) if o["name"] == f"{NS}/broken"]
+        # the replica that carried the trace shows `broken` ejected a third time
+        tracked = [
+            o
+            for dump in waypoint_dumps(cluster)
+            for o in dump.get("outliers", [])
+            if o["name"] == f"{NS}/broken"
+        ]
         assert any(o["ejected"] and o["ejections"] == 3 for o in tracked), tracked
     finally:
         h.delete("DestinationRule", "outlier", NS)
@@ -605,7 +603,11 @@ def test_connection_pool_overflow_answers_503_uo(cluster: str) -> None:
     assert burst() == {"200": 12}, "control: without a limit every request gets through"
     h.apply(POOL_RULE)
     try:
-        wait_for(lambda: waypoints_have_policy(cluster, "helloworld-pool"), "the rule in every waypoint", 30)
+        wait_for(
+            lambda: waypoints_list(cluster, "traffic_policies", "helloworld-pool"),
+            "the rule in every waypoint",
+            30,
+        )
         statuses = burst()
         assert set(statuses) == {"200", "503"}, statuses
         assert 2 <= statuses["200"] <= 4, statuses  # 2 per replica (the client ztunnel spreads connections)
@@ -615,15 +617,12 @@ def test_connection_pool_overflow_answers_503_uo(cluster: str) -> None:
 
 
 def waypoint_flag_count(cluster: str, flag: str) -> float:
+    """The waypoint replicas' ``istio_requests_total`` with response flag ``flag``, summed."""
     h = ClusterHandle(cluster)
     total = 0.0
-    for pod in pods(cluster):
-        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
-            continue
+    for pod in waypoint_pods(cluster):
         text = h.exec(
-            ["curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"],
-            pod=pod["metadata"]["name"],
-            namespace=NS,
+            ["curl", "-s", "-m", "5", "http://127.0.0.1:15020/metrics"], pod=pod, namespace=NS
         ).stdout
         for line in text.splitlines():
             if line.startswith("istio_requests_total{") and f'response_flags="{flag}"' in line:
@@ -732,24 +731,6 @@ def pod_named(cluster: str, app: str) -> str:
     )
 
 
-def waypoints_have_rate_limit(cluster: str, name: str) -> bool:
-    """Whether every waypoint replica's config dump lists the HTTPLocalRateLimitPolicy ``name``."""
-    h = ClusterHandle(cluster)
-    for pod in pods(cluster):
-        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
-            continue
-        dump = json.loads(
-            h.exec(
-                ["curl", "-s", "-m", "5", "http://127.0.0.1:15000/config_dump"],
-                pod=pod["metadata"]["name"],
-                namespace=NS,
-            ).stdout
-        )
-        if f"{NS}/{name}" not in dump.get("rate_limits", {}):
-            return False
-    return True
-
-
 def test_a_rate_limit_admits_its_burst_and_answers_the_rest_429(cluster: str) -> None:
     """total 1/s with a burst of 20, two waypoint replicas (10 each): 60 requests at once from idle get
     20 through (± 1 per replica) and 40 answered 429 with retry-after; the control (no policy) admits all."""
@@ -765,7 +746,7 @@ def test_a_rate_limit_admits_its_burst_and_answers_the_rest_429(cluster: str) ->
     h.apply(rate_limit("hello-burst", "helloworld", "  total:\n    requestsPerSecond: 1\n    burst: 20\n"))
     try:
         wait_for(
-            lambda: waypoints_have_rate_limit(cluster, "hello-burst"), "the policy in every waypoint", 30
+            lambda: waypoints_list(cluster, "rate_limits", "hello-burst"), "the policy in every waypoint", 30
         )
         answers = burst()
         admitted = [r for s, r in answers if s == 200]
@@ -801,8 +782,8 @@ def test_a_rate_limit_holds_its_rate_under_overload_and_an_override_its_own(clus
         )
         wait_for(
             lambda: (
-                waypoints_have_rate_limit(cluster, "v1-total")
-                and waypoints_have_rate_limit(cluster, "v2-per-client")
+                waypoints_list(cluster, "rate_limits", "v1-total")
+                and waypoints_list(cluster, "rate_limits", "v2-per-client")
             ),
             "both policies in every waypoint",
             30,
@@ -1013,7 +994,9 @@ def test_a_tcp_route_shifts_connections_by_weight(cluster: str) -> None:
         wait_for(lambda: all(ready(p) for p in pods(cluster)) and len(pods(cluster)) == 11, "echo ready", 60)
         wait_for(lambda: set(connect(40)) == {"v1", "v2"}, "both echo pods answer through the waypoint", 30)
         h.apply(TCP_SHIFT)
-        wait_for(lambda: waypoints_have_tcp_route(cluster, "echo"), "the TCPRoute in every waypoint", 30)
+        wait_for(
+            lambda: waypoints_have(cluster, "echo", kind="TCPRoute"), "the TCPRoute in every waypoint", 30
+        )
         counts = connect(400)
         low, high = binomial_bounds(400, 0.2)
         print(f"TCPRoute 80/20: {counts} (v2 99.9 % interval {low:.0f}..{high:.0f})")
@@ -1025,23 +1008,6 @@ def test_a_tcp_route_shifts_connections_by_weight(cluster: str) -> None:
             h.delete("Service", name, NS)
         for name in ("echo-v1", "echo-v2"):
             h.delete("Pod", name, NS)
-
-
-def waypoints_have_tcp_route(cluster: str, name: str) -> bool:
-    h = ClusterHandle(cluster)
-    for pod in pods(cluster):
-        if pod["metadata"]["labels"].get("gateway.networking.k8s.io/gateway-name") != "waypoint":
-            continue
-        dump = json.loads(
-            h.exec(
-                ["curl", "-s", "-m", "5", "http://127.0.0.1:15000/config_dump"],
-                pod=pod["metadata"]["name"],
-                namespace=NS,
-            ).stdout
-        )
-        if not any(key.startswith(f"{NS}/TCPRoute/{name}/") for key in dump.get("routes", {})):
-            return False
-    return True
 
 
 REDIRECT_AND_REWRITE = f"""apiVersion: gateway.networking.k8s.io/v1
