@@ -97,6 +97,7 @@ from ambit.routing.rate_limit import RateLimiter, rate_limits_through, ready_rep
 from ambit.routing.route_filters import mirrors_drawn, redirect_location, rewrite_target, rewritten_authority
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
+from ambit.waypoint.connection_slots import ConnectionSlots
 from ambit.waypoint.exchange import (
     BodyError,
     BodyStream,
@@ -132,11 +133,13 @@ HTTP1_APP_PROTOCOLS = frozenset({"http", "http1", "http/1.1"})
 
 @dataclass(slots=True)
 class ServiceTraffic:
-    """A Service's DestinationRule state in this waypoint: its outlier tracker and request limiter."""
+    """A Service's DestinationRule state in this waypoint: its outlier tracker, request limiter and
+    HTTP/1.1 connection slots."""
 
     policy: TrafficPolicy
     outliers: OutlierTracker | None
     requests: PendingLimiter
+    connections: ConnectionSlots | None = None  # tcp.maxConnections, for HTTP/1.1 upstreams
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,7 +531,8 @@ class WaypointRouter:
         snapshot: Snapshot,
     ) -> Response:
         """Send ``request`` to ``service``'s endpoints: its DestinationRule (outlier ejection, the
-        connection pool's request limit: 503 ``UO`` beyond it), the rule's timeouts and retries."""
+        connection pool's request limit and, to an HTTP/1.1 upstream, its connection slots with their
+        pending queue: 503 ``UO`` beyond them), the rule's timeouts and retries."""
 
         def answer(
             response: Response, endpoint: Workload | None = None, release: Callable[[], None] | None = None
@@ -553,6 +557,23 @@ class WaypointRouter:
         if traffic is not None and not traffic.requests.try_acquire():
             return answer(local_response(503, "upstream overflow", flags="UO"))
         release = traffic.requests.release if traffic is not None else None
+        slots = traffic.connections if traffic is not None and protocol == "http1" else None
+        if slots is not None and traffic is not None:
+            try:
+                acquired = await slots.acquire()  # may wait as a pending request
+            except BaseException:
+                traffic.requests.release()
+                raise
+            if not acquired:
+                traffic.requests.release()
+                return answer(local_response(503, "upstream overflow (connections)", flags="UO"))
+            requests = traffic.requests
+
+            def release_both() -> None:
+                requests.release()
+                slots.release()
+
+            release = release_both
         try:
             async with asyncio.timeout(rule.request_timeout if rule is not None else None):
                 response, endpoint = await self._forward(
@@ -722,15 +743,21 @@ class WaypointRouter:
         if state is None or state.policy != policy:
             pool = policy.connection_pool
             limit = None
+            connections = None
             if pool is not None:
-                limits = [v for v in (pool.max_requests, pool.max_pending_requests) if v is not None]
+                # without maxConnections every request waits for a connection of its own, so the pending
+                # limit bounds the requests in flight; with it, requests wait for one of its slots
+                pending = pool.max_pending_requests if pool.max_connections is None else None
+                limits = [v for v in (pool.max_requests, pending) if v is not None]
                 limit = min(limits) if limits else None
+                if pool.max_connections is not None:
+                    connections = ConnectionSlots(pool.max_connections, pool.max_pending_requests)
             outliers = (
                 OutlierTracker(policy.outlier_detection) if policy.outlier_detection is not None else None
             )
             if state is not None and state.policy.outlier_detection == policy.outlier_detection:
                 outliers = state.outliers
-            state = ServiceTraffic(policy, outliers, PendingLimiter(limit))
+            state = ServiceTraffic(policy, outliers, PendingLimiter(limit), connections)
             self._traffic[service.key] = state
         return state
 

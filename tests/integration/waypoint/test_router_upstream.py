@@ -4,7 +4,8 @@ Retry conditions Istio always sets, in the waypoint's router without a cluster: 
 answer whose ``grpc-status`` is ``unavailable`` (14) or ``cancelled`` (1) is retried under Istio's default
 policy (Envoy's ``retriable_grpc_statuses``, read from the response headers), and not with
 ``attempts: 0`` (the control); an HTTP/2 stream refused unprocessed is marked safe to retry. A
-DestinationRule's ``maxRequestsPerConnection`` closes an upstream connection after its share.
+DestinationRule's ``maxRequestsPerConnection`` closes an upstream connection after its share, and its
+``maxConnections`` holds HTTP/1.1 requests to that many at once with a bounded pending queue.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import h2.connection
 import h2.events
 import pytest
 from h2.errors import ErrorCodes
-from router_harness import WEB, App, ask, router_for, rule
+from router_harness import CLIENT, WEB, App, ask, router_for, rule
 
 from ambit.model.route import RetryPolicy
 from ambit.model.traffic_policy import ConnectionPool, TrafficPolicy
 from ambit.net.duplex import Duplex, TcpDuplex
 from ambit.waypoint.exchange import BodyStream, Request
 from ambit.waypoint.h2_client import H2Upstream
+from ambit.waypoint.router import WaypointRouter
 from ambit.waypoint.upstream_errors import UpstreamError
 
 GRPC = (b"content-type", b"application/grpc")
@@ -134,3 +136,29 @@ async def test_max_requests_per_connection_closes_a_connection_after_its_share(
         await router.close()
     assert [a.status for a in answers] == [200] * 6
     assert app.connections == connections
+
+
+@pytest.mark.parametrize(("pending", "statuses"), [(1, [200, 200, 503, 503]), (None, [200, 200, 200, 200])])
+async def test_max_connections_queues_a_pending_request_and_refuses_the_rest(
+    app: App, caplog: pytest.LogCaptureFixture, pending: int | None, statuses: list[int]
+) -> None:
+    """``tcp.maxConnections: 1`` with ``http1MaxPendingRequests: 1``: of four concurrent slow requests one
+    holds the connection, one waits for it, two are refused at once (503 ``UO``); with no pending limit
+    (the control) all four get through, one at a time."""
+    pool = ConnectionPool(max_connections=1, max_pending_requests=pending)
+    router = router_for(app, extra=(TrafficPolicy("web", "default", WEB, connection_pool=pool),))
+    try:
+        answers = await asyncio.gather(*(ask_quietly(router, "/slow") for _ in range(4)))
+    finally:
+        await router.close()
+    assert sorted(status for status, _flags in answers) == statuses
+    assert all(flags == "UO" for status, flags in answers if status == 503)
+    assert app.connections == 1 and len(app.requests) == statuses.count(200)
+
+
+async def ask_quietly(router: WaypointRouter, path: str) -> tuple[int, str]:
+    """One GET through ``router``, read whole: its status and response flags (concurrent-safe)."""
+    request = Request(b"GET", b"http", b"web", path.encode(), [], BodyStream.of())
+    response = await router.handle(request, CLIENT)
+    await response.body.read_all(1 << 20)
+    return response.status, response.flags
