@@ -6,6 +6,8 @@ request head, streams the request body while it reads the response (an early ans
 before the body was sent, is returned like any other) and returns as soon as the response head is
 parsed; the response body then streams into the response's :class:`BodyStream`. A connection goes back
 to the pool when its response ended, keep-alive, with the request sent whole and nothing more on it.
+A response that arrives whole with its head (a small answer to a request without a body, the common
+case) is returned complete and its connection released at once, with no task to pump its body.
 
 Framing is this hop's: ``content-length`` when the request has a consistent one, chunked when it has a
 body of unknown length (an HTTP/2 request without ``content-length``; its trailers go in the last
@@ -410,9 +412,19 @@ class Http1Upstream:
                 upgraded_head=bytes(upgraded),
             )
 
+        close_delimited = _close_delimited(head, request.method)
+        if writer is None and not close_delimited:
+            complete = _complete_body(conn.events)
+            if complete is not None:  # the whole response arrived with its head: no task to pump it
+                data, trailers = complete
+                if head.keep_alive:
+                    self._release(conn)
+                else:
+                    self._discard(conn, reset=False)
+                return Response(head.status, response_fields(head.headers), BodyStream.of(data, trailers))
         body = BodyStream(self._body_buffer)
         task = spawn(
-            self._pump(conn, head, body, writer, close_delimited=_close_delimited(head, request.method)),
+            self._pump(conn, head, body, writer, close_delimited=close_delimited),
             name="http1-upstream-response",
         )
         self._tasks.add(task)
@@ -560,6 +572,25 @@ class Http1Upstream:
             else:
                 reason = event.error.reason if isinstance(event, _Broken) else "unexpected data"
                 return UpstreamError(PROTOCOL_ERROR, f"invalid response body: {reason}")
+
+
+def _complete_body(events: deque[Event | _Broken]) -> tuple[bytes, Headers] | None:
+    """The response body and trailers when ``events`` hold all of it (body chunks, then its end),
+    taken from ``events``; None, leaving them untouched, when more is to come or something is wrong."""
+    chunks: list[bytes] = []
+    size = 0
+    for event in events:
+        if isinstance(event, MessageEnd):
+            for _ in range(len(chunks) + 1):
+                events.popleft()
+            return b"".join(chunks), response_fields(event.trailers)
+        if not isinstance(event, Body):
+            return None
+        chunks.append(event.data)
+        size += len(event.data)
+        if size > READ_SIZE:
+            return None
+    return None
 
 
 def _task_failure(task: asyncio.Task[BaseException | None]) -> BaseException | None:

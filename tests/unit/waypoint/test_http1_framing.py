@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 
 from ambit.protocol.http1 import (
@@ -15,7 +17,7 @@ from ambit.protocol.http1 import (
     content_length,
 )
 from ambit.waypoint.exchange import BodyStream, Request
-from ambit.waypoint.http1_client import frame_request, has_empty_body, response_fields
+from ambit.waypoint.http1_client import _complete_body, frame_request, has_empty_body, response_fields
 from ambit.waypoint.http1_server import error_response, parse_request_head, plan_response, trailer_fields
 
 
@@ -218,3 +220,20 @@ def test_response_fields_are_lower_case_and_end_to_end() -> None:
         (b"content-length", b"1"),
         (b"x-a", b"v"),
     ]
+
+
+def test_a_response_that_arrived_whole_is_taken_at_once() -> None:
+    events: deque[object] = deque([Body(b"he"), Body(b"llo"), MessageEnd(((b"x-t", b"1"),)), Body(b"next")])
+    assert _complete_body(events) == (b"hello", [(b"x-t", b"1")])  # type: ignore[arg-type]
+    assert list(events) == [Body(b"next")], "only this response's events are taken"
+
+
+@pytest.mark.parametrize(
+    "pending",
+    [[Body(b"part")], [], [Body(b"x" * 70_000), MessageEnd()]],
+    ids=["the end is still to come", "nothing yet", "too large to take whole"],
+)
+def test_a_response_still_arriving_is_left_to_stream(pending: list[object]) -> None:
+    events: deque[object] = deque(pending)
+    assert _complete_body(events) is None  # type: ignore[arg-type]
+    assert list(events) == pending, "untouched"
