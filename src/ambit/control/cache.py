@@ -6,7 +6,7 @@ Translation hands the cache the complete set of resources (``name -> (version, v
 (``ambit.state.resource_name``). The Address type carries
 ``wl/`` and ``svc/`` names, the Authorization type ``ap/`` names, the L7Authorization type (waypoints'
 policies) ``l7/`` names and the HttpRoute type (waypoints' Gateway API routes) ``rt/`` names; the
-TrafficPolicy type (waypoints' DestinationRule connection pool and outlier detection) ``tp/`` names and
+TrafficPolicy type (waypoints' DestinationRule connection pool, outlier detection, subsets) ``tp/`` names and
 the RateLimitPolicy type (waypoints' HTTPLocalRateLimitPolicy) ``rl/`` names.
 A resource is encoded to its wire form only when its version changes; every proxy stream then sends
 those same bytes.

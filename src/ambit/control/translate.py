@@ -52,8 +52,9 @@ Versions
   ``l7/<namespace>/<name>`` (a waypoint's policy, ``ambit.control.translate_policy_l7``) and
   ``rt/<route key>`` (a Gateway API route on a Service, ``ambit.control.translate_routes``, or a
   VirtualService on a Service host, ``ambit.control.translate_virtualservice``, which sets aside the
-  Gateway API routes of a Service it covers: ``merge_routes``), and ``tp/<namespace>/<name>`` (a
-  DestinationRule's connection pool and outlier detection, ``ambit.control.translate_destination_rule``),
+  Gateway API routes of a Service it covers: ``merge_routes``), and ``tp/<namespace>/<name>`` (the
+  DestinationRules of a Service: connection pool, outlier detection, and subsets resolved against the
+  workloads above and their Services, ``ambit.control.translate_destination_rule``),
   and ``rl/<namespace>/<name>`` (an HTTPLocalRateLimitPolicy, ``ambit.control.translate_rate_limit``).
   So a
   change to one pod changes exactly that workload's version (plus whatever that pod really changes).
@@ -81,7 +82,7 @@ from ambit.control.translate_common import (
     build_objects,
     selects,
 )
-from ambit.control.translate_destination_rule import convert_destination_rules
+from ambit.control.translate_destination_rule import Endpoint, convert_destination_rules, defined_subsets
 from ambit.control.translate_policy import PolicySet, convert_policies, workload_policy_keys
 from ambit.control.translate_policy_l7 import convert_l7_policies
 from ambit.control.translate_rate_limit import convert_rate_limits
@@ -338,13 +339,6 @@ def translate(
         cluster_domain=cluster_domain,
         warnings=warnings,
     )
-    virtual_services = convert_virtual_services(
-        index.kind("VirtualService"), services, cluster_domain=cluster_domain, warnings=warnings
-    )
-    routes = merge_routes(routes, virtual_services, warnings)
-    traffic_policies = convert_destination_rules(
-        index.kind("DestinationRule"), services, cluster_domain=cluster_domain, warnings=warnings
-    )
     rate_limits = convert_rate_limits(
         index.kind("HTTPLocalRateLimitPolicy"),
         services,
@@ -358,6 +352,7 @@ def translate(
         services_by_namespace.setdefault(info.service.namespace, SelectorIndex()).add(info)
 
     workloads: dict[str, Workload] = {}
+    endpoints: dict[str, list[Endpoint]] = {}  # service key -> (uid, pod labels) of its workloads
     for pod in index.kind("Pod"):
         try:
             workload = _workload(
@@ -381,6 +376,25 @@ def translate(
             )
             continue
         workloads[workload.uid] = workload
+        pod_labels = labels(pod)
+        for service_key, _ports in workload.services:
+            endpoints.setdefault(service_key, []).append((workload.uid, pod_labels))
+
+    traffic_policies = convert_destination_rules(
+        index.kind("DestinationRule"),
+        services,
+        cluster_domain=cluster_domain,
+        warnings=warnings,
+        endpoints=endpoints,
+    )
+    virtual_services = convert_virtual_services(
+        index.kind("VirtualService"),
+        services,
+        cluster_domain=cluster_domain,
+        warnings=warnings,
+        subsets=defined_subsets(traffic_policies.values()),
+    )
+    routes = merge_routes(routes, virtual_services, warnings)
 
     return TranslationResult(
         workloads=workloads,

@@ -1,4 +1,4 @@
-"""Istio DestinationRule → the waypoint's ``TrafficPolicy`` (connection pool and outlier detection).
+"""Istio DestinationRule → the waypoint's ``TrafficPolicy`` (connection pool, outlier detection, subsets).
 
 The data model is ``ambit.model.traffic_policy``, the per-request logic ``ambit.routing.outlier``.
 Istio's own handling is followed (``pilot/pkg/model/destination_rule.go``, ``push_context.go``,
@@ -6,7 +6,8 @@ Istio's own handling is followed (``pilot/pkg/model/destination_rule.go``, ``pus
 said otherwise. Exactly what happens:
 
 * objects: ``DestinationRule`` of ``networking.istio.io`` (v1, v1beta1, v1alpha3); one ``TrafficPolicy``
-  per rule whose top-level ``trafficPolicy`` sets a connection-pool limit or outlier detection;
+  per Service whose rules set a connection-pool limit, outlier detection or at least one subset,
+  named after the oldest of its rules;
 * ``host`` names a Service **in the rule's namespace**: a short name (``web``, completed with the rule's
   namespace and ``svc.<cluster domain>``, as Istio does) or the FQDN ``web.<ns>.svc.<cluster domain>``.
   ``web.<ns>`` and ``web.<ns>.svc`` are resolved too when that Service exists (``example.com`` stays an
@@ -16,11 +17,21 @@ said otherwise. Exactly what happens:
   (ServiceEntry hosts, IPs) is skipped with a warning, as is a rule with a ``workloadSelector`` (it
   would apply only to the workloads it selects);
 * two or more rules for one Service: Istio sorts them by ``creationTimestamp``, then name, then namespace
-  (``sortConfigBySelectorAndCreationTime``) and merges them in that order, concatenating only subsets:
-  "if the original rule did not have any top level traffic policy, traffic policies from the new rule
-  will be used" (``mergeDestinationRule``). So the **oldest rule with a trafficPolicy wins it whole** (not
-  field by field); a newer rule's trafficPolicy is ignored, with a warning naming the winner. A rule
+  (``sortConfigBySelectorAndCreationTime``) and merges them in that order into the oldest, concatenating
+  only subsets: "if the original rule did not have any top level traffic policy, traffic policies from
+  the new rule will be used" (``mergeDestinationRule``). So the **oldest rule with a trafficPolicy wins it
+  whole** (not field by field); a newer rule's trafficPolicy is ignored, with a warning naming the
+  winner. Subsets are every rule's, oldest first; a subset whose name an older rule (or an earlier entry
+  of the same rule) already defines is ignored with a warning, as ``mergeDestinationRule`` does. A rule
   without a creationTimestamp sorts first (Go's zero time);
+* ``subsets[]`` → ``Subset`` (Istio's ``Subset``): ``name`` (a DNS-1123 label, as istiod's
+  ``ValidateSubsetName``; another name drops that subset with a warning) and ``labels``: the subset
+  holds the Service's endpoints whose pod labels include every one of them (no labels: every endpoint),
+  as istiod selects a subset cluster's endpoints. ambit's workloads carry no labels, so the subset is
+  resolved here into workload uids: the endpoints are the pods that translation makes workloads of (an
+  IP, not Succeeded/Failed) and that the Service selects (``Workload.services``), given by the caller
+  (``endpoints``). A subset's own ``trafficPolicy`` is **not supported**: ignored with a warning (the
+  subset takes the Service's connection pool and outlier detection);
 * ``trafficPolicy.connectionPool`` → ``ConnectionPool``: ``tcp.maxConnections``,
   ``http.http1MaxPendingRequests``, ``http.maxRequestsPerConnection``, ``http.http2MaxRequests``; 0 or
   unset is unlimited (``None``), as ``applyConnectionPool`` sets a threshold only for a value above 0.
@@ -31,7 +42,7 @@ said otherwise. Exactly what happens:
   ``500ms``, ``1.5s``: ``ambit.resources.durations``); ``maxEjectionPercent`` 0 or unset → 10 (Istio passes
   only a value above 0); ``minHealthPercent`` (0);
 * not supported yet, each with a warning naming the rule and the field (the rest is kept):
-  ``subsets``, ``trafficPolicy.portLevelSettings``, ``.loadBalancer``, ``.tls``, ``.tunnel``,
+  ``subsets[].trafficPolicy``, ``trafficPolicy.portLevelSettings``, ``.loadBalancer``, ``.tls``, ``.tunnel``,
   ``.proxyProtocol``, ``.retryBudget``, the connection pool's timeouts, keepalives, ``maxRetries``,
   ``maxConcurrentStreams``, ``h2UpgradePolicy``, ``useClientProtocol``, and outlier detection's
   ``splitExternalLocalOriginErrors``, ``consecutiveLocalOriginFailures``,
@@ -45,7 +56,7 @@ Warnings name the rule (``DestinationRule <ns>/<name>``). Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,18 +69,28 @@ from ambit.model.traffic_policy import (
     DEFAULT_MIN_HEALTH_PERCENT,
     ConnectionPool,
     OutlierDetection,
+    Subset,
     TrafficPolicy,
 )
 from ambit.model.workload import Service, service_hostname
+from ambit.resources.checks import check_dns1123_label
 from ambit.resources.durations import MILLISECOND, SECOND, parse_go_nanos
-from ambit.resources.objects import JSON, mapping, name_of, namespace_of, service_for_host, text
+from ambit.resources.objects import (
+    JSON,
+    labels_subset,
+    mapping,
+    name_of,
+    namespace_of,
+    service_for_host,
+    text,
+)
 
 NETWORKING_GROUP = "networking.istio.io"
 KIND = "DestinationRule"
 _EPOCH = datetime.min.replace(tzinfo=UTC)  # Go's zero time: a rule without a timestamp sorts first
 _MAX_UINT32 = 2**32 - 1
 
-_UNSUPPORTED_SPEC = ("subsets",)
+Endpoint = tuple[str, Mapping[str, str]]  # (Workload.uid, the pod's labels) of one endpoint of a Service
 _UNSUPPORTED_POLICY = ("portLevelSettings", "loadBalancer", "tls", "tunnel", "proxyProtocol", "retryBudget")
 _UNSUPPORTED_TCP = ("connectTimeout", "maxConnectionDuration", "idleTimeout", "tcpKeepalive")
 _UNSUPPORTED_HTTP = (
@@ -96,6 +117,7 @@ class _Rule:
     created: datetime
     service_key: str
     policy: JSON | None  # spec.trafficPolicy, None when the rule has none
+    subsets: tuple[Any, ...]  # spec.subsets as written
 
     @property
     def shown(self) -> str:
@@ -182,10 +204,13 @@ def _candidate(
         warnings.append(
             f"{what}: exportTo is ignored: the rule applies at its Service's waypoint for every client"
         )
-    _unsupported(spec, _UNSUPPORTED_SPEC, "", what, warnings)
     raw_policy = spec.get("trafficPolicy")
     policy = raw_policy if isinstance(raw_policy, dict) else None
-    return _Rule(name, ns, _created(obj, what, warnings), key, policy)
+    raw_subsets = spec.get("subsets")
+    if raw_subsets is not None and not isinstance(raw_subsets, list):
+        warnings.append(f"{what}: subsets is not a list; it is ignored")
+    subsets = tuple(raw_subsets) if isinstance(raw_subsets, list) else ()
+    return _Rule(name, ns, _created(obj, what, warnings), key, policy, subsets)
 
 
 # --- the traffic policy -----------------------------------------------------------------------
@@ -290,16 +315,104 @@ def _outlier_detection(spec: JSON, what: str, warnings: list[str]) -> OutlierDet
     )
 
 
-def _traffic_policy(rule: _Rule, policy: JSON, warnings: list[str]) -> TrafficPolicy | None:
+def _traffic_policy(
+    rule: _Rule, policy: JSON, warnings: list[str]
+) -> tuple[ConnectionPool | None, OutlierDetection | None]:
     what = rule.shown
     _unsupported(policy, _UNSUPPORTED_POLICY, "trafficPolicy.", what, warnings)
     raw_pool = policy.get("connectionPool")
     raw_outlier = policy.get("outlierDetection")
     pool = _connection_pool(raw_pool, what, warnings) if isinstance(raw_pool, dict) else None
     outlier = _outlier_detection(raw_outlier, what, warnings) if isinstance(raw_outlier, dict) else None
-    if pool is None and outlier is None:
+    return pool, outlier
+
+
+# --- subsets ------------------------------------------------------------------------------------
+
+
+def _subset_labels(raw: Any) -> dict[str, str] | None:
+    """A subset's ``labels``: ``{}`` when unset, None when not a map of strings (unusable)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or any(
+        not (isinstance(k, str) and isinstance(v, str)) for k, v in raw.items()
+    ):
         return None
-    return TrafficPolicy(rule.name, rule.namespace, rule.service_key, pool, outlier)
+    return raw
+
+
+def _subsets(
+    rule: _Rule,
+    endpoints: Sequence[Endpoint],
+    defined: dict[str, str],
+    warnings: list[str],
+) -> list[Subset]:
+    """The usable subsets of ``rule`` not defined before (``defined``: name → the rule that defined it,
+    updated), each resolved against the Service's ``endpoints``."""
+    what = rule.shown
+    out: list[Subset] = []
+    for position, raw in enumerate(rule.subsets):
+        where = f"{what}: subsets[{position}]"
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str) or check_dns1123_label(name) is not None:
+            warnings.append(f"{where}: name {name!r} is not a DNS-1123 label; that subset is ignored")
+            continue
+        where = f"{where} ({name})"
+        wanted = _subset_labels(raw.get("labels"))
+        if wanted is None:
+            warnings.append(f"{where}: labels is not a map of strings; that subset is ignored")
+            continue
+        if name in defined:
+            earlier = "this rule" if defined[name] == what else defined[name]
+            warnings.append(
+                f"{where}: subset {name!r} is already defined by {earlier}; this one is ignored (as in "
+                "Istio, the oldest definition wins)"
+            )
+            continue
+        if raw.get("trafficPolicy") is not None:
+            warnings.append(
+                f"{where}: trafficPolicy is not supported yet; it is ignored (the subset takes the "
+                "Service's connection pool and outlier detection)"
+            )
+        defined[name] = what
+        members = sorted({uid for uid, pod_labels in endpoints if labels_subset(wanted, pod_labels)})
+        out.append(Subset(name, tuple(members)))
+    return out
+
+
+def _merged(
+    rules: Sequence[_Rule], endpoints: Sequence[Endpoint], warnings: list[str]
+) -> TrafficPolicy | None:
+    """The rules of one Service, oldest first, merged as ``mergeDestinationRule`` does (module docstring);
+    None when they give nothing to apply."""
+    winner: _Rule | None = None
+    pool: ConnectionPool | None = None
+    outlier: OutlierDetection | None = None
+    defined: dict[str, str] = {}
+    subsets: list[Subset] = []
+    for rule in rules:
+        if rule.policy is not None:
+            if winner is not None:
+                warnings.append(
+                    f"{rule.shown}: {winner.shown} is older and also sets a trafficPolicy for Service "
+                    f"{rule.service_key}; the oldest rule's trafficPolicy wins whole (as in Istio), this "
+                    "one's is ignored"
+                )
+            else:
+                winner = rule
+                pool, outlier = _traffic_policy(rule, rule.policy, warnings)
+        subsets.extend(_subsets(rule, endpoints, defined, warnings))
+    if pool is None and outlier is None and not subsets:
+        return None
+    oldest = rules[0]
+    return TrafficPolicy(
+        oldest.name,
+        oldest.namespace,
+        oldest.service_key,
+        pool,
+        outlier,
+        tuple(sorted(subsets, key=lambda subset: subset.name)),
+    )
 
 
 # --- entry points -------------------------------------------------------------------------------
@@ -311,9 +424,11 @@ def convert_destination_rules(
     *,
     cluster_domain: str,
     warnings: list[str],
+    endpoints: Mapping[str, Sequence[Endpoint]] | None = None,
 ) -> dict[str, TrafficPolicy]:
     """Every traffic policy by ``TrafficPolicy.key``; problems are appended to ``warnings``. ``services``
-    are the translated Services by key (a rule's host must be one of them)."""
+    are the translated Services by key (a rule's host must be one of them); ``endpoints`` each Service's
+    endpoints by Service key, as (workload uid, pod labels), for the subsets (none when not given)."""
     by_service: dict[str, list[_Rule]] = {}
     for obj in rules:
         if text(obj, "kind") != KIND:
@@ -328,19 +443,14 @@ def convert_destination_rules(
             by_service.setdefault(rule.service_key, []).append(rule)
     out: dict[str, TrafficPolicy] = {}
     for service_key in sorted(by_service):
-        winner: _Rule | None = None
-        for rule in sorted(by_service[service_key], key=lambda r: r.rank):
-            if rule.policy is None:
-                continue
-            if winner is not None:
-                warnings.append(
-                    f"{rule.shown}: {winner.shown} is older and also sets a trafficPolicy for Service "
-                    f"{service_key}; the oldest rule's trafficPolicy wins whole (as in Istio), this one's "
-                    "is ignored"
-                )
-                continue
-            winner = rule
-            value = _traffic_policy(rule, rule.policy, warnings)
-            if value is not None:
-                out[value.key] = value
+        ranked = sorted(by_service[service_key], key=lambda r: r.rank)
+        value = _merged(ranked, (endpoints or {}).get(service_key, ()), warnings)
+        if value is not None:
+            out[value.key] = value
     return out
+
+
+def defined_subsets(policies: Iterable[TrafficPolicy]) -> dict[str, frozenset[str]]:
+    """Service key → the names of the subsets its DestinationRules define (for VirtualService
+    destinations that name a subset)."""
+    return {policy.service_key: frozenset(s.name for s in policy.subsets) for policy in policies}

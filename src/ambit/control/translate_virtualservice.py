@@ -54,12 +54,16 @@ order (``ambit.routing.http_routes``). Exactly what happens:
 * ``route[]`` destinations: ``host`` resolved as the hosts (any namespace: a VirtualService needs no
   ReferenceGrant); ``port.number``, required when the Service has several ports, else its only port;
   ``weight``: relative, and an unset or ``0`` weight means 100 for the only destination of a rule and
-  "never" for one of several (istio/api ``HTTPRouteDestination.weight``). A destination ambit cannot
-  use (no such Service, a port it does not have, no port on a Service with several, a ``subset``:
-  DestinationRule subsets are not supported yet) is dropped with a warning and its weight goes to
-  ``invalid_weight``: that share of requests answers 500 (Istio's waypoint answers 503 ``NC`` for a
-  cluster it does not know). ``headers`` of the only destination are merged into the rule's (as
-  Istio folds a single weighted cluster into the route); on one of several, ignored with a warning;
+  "never" for one of several (istio/api ``HTTPRouteDestination.weight``). ``subset`` is kept on the
+  backend (``BackendRef.subset``): the waypoint sends that share only to the subset's workloads, which
+  the Service's DestinationRules define (``ambit.control.translate_destination_rule``). A subset no
+  DestinationRule of that Service defines is kept too, with a warning: Istio routes it to a cluster that
+  does not exist, so the waypoint answers 503 ``NC`` for it at request time. A destination ambit cannot
+  use (no such Service, a port it does not have, no port on a Service with several) is dropped with a
+  warning and its weight goes to ``invalid_weight``: that share of requests answers 500 (Istio's
+  waypoint answers 503 ``NC`` for a cluster it does not know). ``headers`` of the only destination are
+  merged into the rule's (as Istio folds a single weighted cluster into the route); on one of several,
+  ignored with a warning;
 * ``timeout`` → ``request_timeout`` (``0s``: none); ``retries``: unset → the mesh default (``retry``
   None); ``attempts: 0`` → no retries; else ``attempts``, ``perTryTimeout`` → ``backend_timeout``,
   ``backoff`` and ``retryOn`` as in :func:`retry_on`; ``retryRemoteLocalities`` is ignored with a
@@ -75,7 +79,8 @@ order (``ambit.routing.http_routes``). Exactly what happens:
   ``rewrite.uriRegexRewrite`` is not supported yet (warning; the rest of the rule is kept).
   ``mirror`` (with ``mirrorPercentage``, else the deprecated ``mirrorPercent``; 100 % when neither)
   and ``mirrors[]`` (``destination``, ``percentage``): each destination is resolved as a ``route``
-  destination (a subset, a missing Service or port: that mirror is left out, with a warning); both
+  destination (its subset kept, as for a route; a missing Service or port: that mirror is left out, with
+  a warning); both
   ``mirror`` and ``mirrors`` (Istio refuses that): both are used, with a warning;
 * ``fault``: ``delay.fixedDelay`` with ``delay.percentage.value`` (else the deprecated integer
   ``delay.percent``); ``abort.httpStatus`` (200..599) or ``abort.grpcStatus`` (a gRPC status name,
@@ -179,6 +184,7 @@ class _Scope:
     services: Mapping[str, Service]
     cluster_domain: str
     warnings: list[str]
+    subsets: Mapping[str, frozenset[str]]  # Service key -> the subsets its DestinationRules define
 
     def resolve(self, host: str) -> Service | None:
         key = host_key(host, self.namespace, self.cluster_domain)
@@ -380,20 +386,25 @@ def _merged(first: HeaderModifier | None, then: HeaderModifier | None) -> Header
 # --- destinations -------------------------------------------------------------------------------
 
 
-def _destination(destination: JSON, scope: _Scope) -> BackendRef | str:
-    """The Service port a ``Destination`` names (weight 1), or why it cannot be used."""
+def _destination(destination: JSON, scope: _Scope, shown: str) -> BackendRef | str:
+    """The Service port (and subset) a ``Destination`` names (weight 1), or why it cannot be used. A
+    subset no DestinationRule defines is kept, with a warning about ``shown``."""
     host = text(destination, "host")
     service = scope.resolve(host) if host else None
     port = integer(mapping(destination, "port").get("number"))
     if service is None:
         return "names no Service of the cluster"
-    if text(destination, "subset"):
-        return f"subset {text(destination, 'subset')!r} is not supported yet (DestinationRule subsets)"
     if port is None and len(service.ports) != 1:
         return f"has no port.number and the Service has {len(service.ports)} ports"
     if port is not None and all(p.port != port for p in service.ports):
         return f"port {port} is not a port of the Service"
-    return BackendRef(service.key, port if port is not None else service.ports[0].port)
+    subset = text(destination, "subset") or None
+    if subset is not None and subset not in scope.subsets.get(service.key, frozenset()):
+        scope.warnings.append(
+            f"{shown}: subset {subset!r} is not defined by a DestinationRule of Service {service.key}; "
+            "its requests will answer 503 (NC: no such cluster, as in Istio)"
+        )
+    return BackendRef(service.key, port if port is not None else service.ports[0].port, subset=subset)
 
 
 def _mirror(
@@ -407,7 +418,7 @@ def _mirror(
     except FilterError as exc:
         scope.warnings.append(f"{shown}: {exc}; that mirror is left out")
         return None
-    resolved = _destination(spec, scope)
+    resolved = _destination(spec, scope, shown)
     if isinstance(resolved, str):
         scope.warnings.append(f"{shown}: {resolved}; that mirror is left out")
         return None
@@ -451,7 +462,7 @@ def _destinations(
             weight = SOLE_DESTINATION_WEIGHT
         destination = mapping(entry, "destination")
         shown = f"{what} route[{position}] ({text(destination, 'host') or 'no host'})"
-        resolved = _destination(destination, scope)
+        resolved = _destination(destination, scope, shown)
         if isinstance(resolved, str):
             warnings.append(f"{shown}: {resolved}; its share of requests (weight {weight}) answers 500")
             invalid += weight
@@ -464,7 +475,7 @@ def _destinations(
                 warnings.append(
                     f"{shown}: headers on one of several destinations are not supported yet; they are ignored"
                 )
-        backends.append(BackendRef(resolved.service_key, resolved.port, weight))
+        backends.append(replace(resolved, weight=weight))
     return tuple(backends), invalid, headers
 
 
@@ -582,10 +593,17 @@ def _created(obj: JSON, what: str, warnings: list[str]) -> str:
 
 
 def convert_virtual_service(
-    obj: JSON, services: Mapping[str, Service], *, cluster_domain: str, warnings: list[str]
+    obj: JSON,
+    services: Mapping[str, Service],
+    *,
+    cluster_domain: str,
+    warnings: list[str],
+    subsets: Mapping[str, frozenset[str]] | None = None,
 ) -> list[HttpRoute]:
     """The ``HttpRoute`` values of one VirtualService: one per host Service (per port when a match names
-    a port); [] for one that does not apply to the mesh or names no Service."""
+    a port); [] for one that does not apply to the mesh or names no Service. ``subsets``: the subsets
+    each Service's DestinationRules define, by Service key (``translate_destination_rule.defined_subsets``;
+    a destination naming another subset is kept with a warning)."""
     ns, name = namespace_of(obj) or "default", name_of(obj)
     what = f"VirtualService {ns}/{name}"
     if text(obj, "kind") != VIRTUAL_SERVICE:
@@ -599,7 +617,7 @@ def convert_virtual_service(
     gateways = strings(spec, "gateways")
     if gateways and MESH_GATEWAY not in gateways:
         return []  # routes for gateways only: another controller's
-    scope = _Scope(ns, services, cluster_domain, warnings)
+    scope = _Scope(ns, services, cluster_domain, warnings, subsets or {})
     targets = _targets(spec, scope, what)
     if not targets:
         return []
@@ -633,14 +651,22 @@ def convert_virtual_service(
 
 
 def convert_virtual_services(
-    objects: Iterable[JSON], services: Mapping[str, Service], *, cluster_domain: str, warnings: list[str]
+    objects: Iterable[JSON],
+    services: Mapping[str, Service],
+    *,
+    cluster_domain: str,
+    warnings: list[str],
+    subsets: Mapping[str, frozenset[str]] | None = None,
 ) -> dict[str, HttpRoute]:
     """Every VirtualService route value by ``HttpRoute.key``; problems are appended to ``warnings``.
-    ``services`` are the translated Services by key."""
+    ``services`` are the translated Services by key, ``subsets`` the subsets their DestinationRules
+    define (see :func:`convert_virtual_service`)."""
     out: dict[str, HttpRoute] = {}
     for obj in objects:
         try:
-            values = convert_virtual_service(obj, services, cluster_domain=cluster_domain, warnings=warnings)
+            values = convert_virtual_service(
+                obj, services, cluster_domain=cluster_domain, warnings=warnings, subsets=subsets
+            )
         except Exception as exc:  # one odd object must not stop translation for everyone
             warnings.append(f"VirtualService {namespace_of(obj)}/{name_of(obj)}: not translated: {exc!r}")
             continue

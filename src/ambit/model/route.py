@@ -19,7 +19,8 @@ Data only; translation is ``ambit.control.translate_routes`` (Gateway API) and
 * ``backends`` are the rule's valid backendRefs with a weight above zero; ``invalid_weight`` is the
   total weight of the backendRefs translation had to drop (another namespace, no port, no such
   Service): that share of requests answers 500, as the Gateway API requires for invalid backends.
-  A rule with no backend weight at all answers 500 too;
+  A rule with no backend weight at all answers 500 too. A VirtualService backend may name a
+  DestinationRule ``subset`` of its Service (:class:`BackendRef`);
 * timeouts are in seconds; None means no timeout (unset, or the Gateway API's ``0s``);
   ``request_timeout`` bounds the whole request including retries, ``backend_timeout`` each attempt;
 * ``retry`` None means the mesh's default policy (``ambit.routing.http_routes.ISTIO_DEFAULT_RETRY``);
@@ -138,11 +139,21 @@ class RouteMatch:
 
 @dataclass(frozen=True, slots=True)
 class BackendRef:
-    """A backend Service (``service_key`` = ``Service.key``) on ``port``, chosen in proportion to weight."""
+    """A backend Service (``service_key`` = ``Service.key``) on ``port``, chosen in proportion to weight.
+
+    ``subset`` (VirtualService destinations only): a DestinationRule subset of that Service; only its
+    workloads are candidates (``ambit.routing.subsets.subset_members``). A subset no DestinationRule
+    defines is kept as written: the waypoint answers 503 ``NC`` (Istio sends such a request to a cluster
+    that does not exist)."""
 
     service_key: str
     port: int
     weight: int = 1
+    subset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.subset is not None and not self.subset:
+            raise ValueError("a backend subset is None or a non-empty name")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Istio DestinationRule traffic policy as a waypoint applies it: connection-pool limits, outlier detection.
+"""Istio DestinationRule traffic policy as a waypoint applies it: connection-pool limits, outlier detection,
+subsets.
 
 Data only; translation is ``ambit.control.translate_destination_rule``, the per-request logic
 ``ambit.routing.outlier``. Stdlib only. Meaning, as in Istio's ``DestinationRule.trafficPolicy``
@@ -6,8 +7,11 @@ Data only; translation is ``ambit.control.translate_destination_rule``, the per-
 (``pilot/pkg/networking/core/cluster_traffic_policy.go``: ``applyConnectionPool``,
 ``applyOutlierDetection``):
 
-* a :class:`TrafficPolicy` is one DestinationRule (``name``, ``namespace``) as it applies to ONE Service
-  (``service_key``, ``Service.key`` = ``<namespace>/<hostname>``), whatever the port;
+* a :class:`TrafficPolicy` is the DestinationRules of ONE Service (``service_key``, ``Service.key`` =
+  ``<namespace>/<hostname>``) merged as istiod's ``mergeDestinationRule`` does, whatever the port; it
+  is named (``name``, ``namespace``) after the oldest of them. Its connection pool and outlier
+  detection are the oldest rule's that has a ``trafficPolicy`` (whole, not field by field); its
+  subsets are every rule's, oldest first, a repeated subset name ignored;
 * :class:`ConnectionPool` — Envoy's circuit-breaker thresholds. ``None`` is Istio's default, which is
   unlimited (Istio sets every threshold to 2^32-1, ``getDefaultCircuitBreakerThresholds``; a 0 in the
   DestinationRule also means "unset"): ``max_connections`` ← ``tcp.maxConnections``,
@@ -24,10 +28,18 @@ Data only; translation is ``ambit.control.translate_destination_rule``, the per-
   ``min_health_percent`` (default 0; Istio writes it as Envoy's ``healthy_panic_threshold``, so 0
   turns panic mode off). Istio's documented defaults: consecutive5xxErrors "defaults to 5",
   interval "Default is 10s", baseEjectionTime "Default is 30s", maxEjectionPercent "Defaults to
-  10%", minHealthPercent "The default is 0%".
+  10%", minHealthPercent "The default is 0%";
+* :class:`Subset` — a named subset of the Service's endpoints (``DestinationRule.subsets[]``, which a
+  VirtualService destination names with ``subset``): in Istio the endpoints whose pod labels match
+  the subset's ``labels`` (every label equal; no labels: every endpoint), resolved by istiod into a
+  cluster of their own. ambit's workloads carry no labels, so the control plane resolves them:
+  ``workloads`` are the uids (``Workload.uid``) of the Service's workloads that match, sorted. A
+  subset's own ``trafficPolicy`` is **not supported**: translation warns and ignores it, so a subset
+  uses the Service's connection pool and outlier detection. ``TrafficPolicy.subsets`` is sorted by
+  name, names unique. ``ambit.routing.subsets.subset_members`` is the per-request lookup.
 
-Keys: :attr:`TrafficPolicy.key` is the DestinationRule's ``<namespace>/<name>`` (one rule names one host,
-so one Service).
+Keys: :attr:`TrafficPolicy.key` is the (oldest) DestinationRule's ``<namespace>/<name>`` (one rule names
+one host, so one Service).
 """
 
 from __future__ import annotations
@@ -97,14 +109,41 @@ class OutlierDetection:
 
 
 @dataclass(frozen=True, slots=True)
+class Subset:
+    """A DestinationRule subset: ``name`` and the uids of the Service's workloads it holds (sorted, each
+    once; empty when no endpoint matches). Its own ``trafficPolicy`` is not supported (ignored)."""
+
+    name: str
+    workloads: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"subset name {self.name!r} is empty or not a string")
+        if any(not isinstance(uid, str) or not uid for uid in self.workloads):
+            raise ValueError(f"subset {self.name!r}: a workload uid is empty or not a string")
+        if list(self.workloads) != sorted(set(self.workloads)):
+            raise ValueError(f"subset {self.name!r}: workload uids are not sorted and unique")
+
+
+@dataclass(frozen=True, slots=True)
 class TrafficPolicy:
-    """One DestinationRule's traffic policy for one Service (see the module docstring)."""
+    """The DestinationRules of one Service, merged (see the module docstring)."""
 
     name: str
     namespace: str
     service_key: str  # the Service's key, <namespace>/<hostname>
     connection_pool: ConnectionPool | None = None
     outlier_detection: OutlierDetection | None = None
+    subsets: tuple[Subset, ...] = ()  # sorted by name, names unique
+
+    def __post_init__(self) -> None:
+        names = [subset.name for subset in self.subsets]
+        if names != sorted(set(names)):
+            raise ValueError(f"subsets {names} are not sorted by name with unique names")
+
+    def subset(self, name: str) -> Subset | None:
+        """The subset called ``name``, or None when no rule defines it."""
+        return next((subset for subset in self.subsets if subset.name == name), None)
 
     @property
     def key(self) -> str:

@@ -946,7 +946,8 @@ class VirtualService(K8sModel):
 # reads, typed as istio/api networking/v1alpha3/destination_rule.proto and its CRD, with istiod's webhook
 # rules for single values (pkg/config/validation: validateConnectionPool wants the int32 counts
 # non-negative, validateOutlierDetection percentages in 0..100, agent.ValidateDuration durations of at
-# least 1ms to ms precision); subsets, portLevelSettings, loadBalancer, tls, ... kept as given.
+# least 1ms to ms precision; a subset's name a DNS-1123 label, ValidateSubsetName, its labels valid
+# Kubernetes labels); portLevelSettings, loadBalancer, tls, ... kept as given.
 
 IstioMsDuration = Annotated[str, _rule(check_istio_duration)]
 NonNegInt32 = Annotated[int, _range(0, 2**31 - 1)]
@@ -996,10 +997,16 @@ class DestinationRuleTrafficPolicy(K8sModel):
     outlierDetection: DestinationRuleOutlierDetection | None = None
 
 
+class DestinationRuleSubset(K8sModel):
+    name: DnsLabel
+    labels: Labels | None = None
+    trafficPolicy: DestinationRuleTrafficPolicy | None = None  # validated; ambit ignores it (a warning)
+
+
 class DestinationRuleSpec(K8sModel):
     host: NonEmptyStr
     trafficPolicy: DestinationRuleTrafficPolicy | None = None
-    subsets: list[dict[str, Any]] | None = None
+    subsets: list[DestinationRuleSubset] | None = None
     exportTo: list[str] | None = None
     workloadSelector: WorkloadSelector | None = None
 

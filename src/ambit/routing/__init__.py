@@ -37,8 +37,8 @@ balances over every endpoint with no locality preference (Envoy's default in Ist
 :mod:`.http_routes` is the waypoint's Gateway API route table (precedence, matching, weighted
 backends, retry policy, the TCPRoute rule); :mod:`.route_filters` what a rule's redirect, rewrite and
 mirrors do to a request; :mod:`.outlier` a DestinationRule's outlier detection and request limit;
-:mod:`.rate_limit` the HTTPLocalRateLimitPolicy token buckets; :mod:`.ejection` the outlier ejection
-both proxies use.
+:mod:`.rate_limit` the HTTPLocalRateLimitPolicy token buckets; :mod:`.subsets` which workloads a
+DestinationRule subset holds; :mod:`.ejection` the outlier ejection both proxies use.
 
 ``exclude`` holds workload uids already tried (retry on connect failure); an excluded endpoint is
 never chosen, and an excluded pod-addressed destination is refused. An IPv4-mapped ``dst_ip``

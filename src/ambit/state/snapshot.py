@@ -12,7 +12,7 @@ A snapshot is a set of named, versioned resources (``name -> (version, value)``)
   (``rt/`` + ``HttpRoute.key``): a Gateway API route (GAMMA) as it applies to one Service, indexed by
   that Service (:meth:`Snapshot.routes_for`). Every proxy may hold them; only waypoints read them;
 * ``tp/<namespace>/<name>`` → :class:`~ambit.model.traffic_policy.TrafficPolicy` (``tp/`` +
-  ``TrafficPolicy.key``): a DestinationRule's connection pool and outlier detection for one Service,
+  ``TrafficPolicy.key``): the DestinationRules of one Service (connection pool, outlier detection, subsets),
   indexed by that Service (:meth:`Snapshot.traffic_policy_for`). Only waypoints read them;
 * ``rl/<namespace>/<name>`` → :class:`~ambit.model.rate_limit.RateLimitPolicy` (``rl/`` +
   ``RateLimitPolicy.key``): an HTTPLocalRateLimitPolicy, indexed by the Gateways and Services it targets

@@ -95,6 +95,7 @@ from ambit.routing.http_routes import (
 from ambit.routing.outlier import OutlierTracker, PendingLimiter
 from ambit.routing.rate_limit import RateLimiter, rate_limits_through, ready_replicas
 from ambit.routing.route_filters import mirrors_drawn, redirect_location, rewrite_target, rewritten_authority
+from ambit.routing.subsets import subset_members
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
 from ambit.waypoint.connection_slots import ConnectionSlots
@@ -126,6 +127,7 @@ MIRROR_TIMEOUT = 15.0  # seconds a mirrored request may take when its rule sets 
 # Envoy writes response flags comma-separated in the order of its ResponseFlag enum (those ambit sets)
 _FLAG_RANK = {flag: rank for rank, flag in enumerate((
     "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX",
+    "UPE", "NC",
 ))}  # fmt: skip
 H2_APP_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"})
 HTTP1_APP_PROTOCOLS = frozenset({"http", "http1", "http/1.1"})
@@ -676,20 +678,10 @@ class WaypointRouter:
         self, snapshot: Snapshot, backend: BackendRef, copy: Request, downstream: Downstream, within: float
     ) -> None:
         """One mirrored request: sent once, its answer drained and dropped."""
-        target = snapshot.services.get(backend.service_key)
-        if target is None or not target.vips:
+        routed = self._backend_plans(snapshot, backend)
+        if isinstance(routed, Response):
             return
-        plans = outbound_candidates(
-            snapshot,
-            self._self_workload(snapshot),
-            target.vips[0],
-            backend.port,
-            cluster_cidrs=self.cluster_cidrs,
-            rng=self.rng,
-            at_waypoint=True,
-        )
-        if isinstance(plans, RouteError) or not plans:
-            return
+        target, plans = routed
         protocol = self._upstream_protocol(copy, target, backend.port)
         try:
             async with asyncio.timeout(within):
@@ -707,6 +699,17 @@ class WaypointRouter:
         backend = pick_backend(rule, self.rng)
         if backend is None:
             return local_response(500, "the route rule has no usable backend", flags="NR")
+        routed = self._backend_plans(snapshot, backend)
+        if isinstance(routed, Response):
+            return routed
+        return routed[0], backend.port, routed[1]
+
+    def _backend_plans(
+        self, snapshot: Snapshot, backend: BackendRef
+    ) -> tuple[Service, list[OutboundPlan]] | Response:
+        """The backend Service and its endpoint plans (ejected last), only the members of the backend's
+        DestinationRule subset when it names one (:mod:`ambit.routing.subsets`); a response when there
+        are none: 503 ``UH`` (no address, no endpoint), 503 ``NC`` (a subset no rule defines)."""
         target = snapshot.services.get(backend.service_key)
         if target is None or not target.vips:
             return local_response(503, f"backend {backend.service_key} has no address", flags="UH")
@@ -721,7 +724,16 @@ class WaypointRouter:
         )
         if isinstance(plans, RouteError):
             return local_response(503, plans.reason, flags="UH")
-        return target, backend.port, self._order(plans)
+        if backend.subset is not None:
+            members = subset_members(snapshot.traffic_policy_for(backend.service_key), backend.subset)
+            if members is None:
+                reason = f"no DestinationRule defines subset {backend.subset!r} of {backend.service_key}"
+                return local_response(503, reason, flags="NC")
+            plans = [p for p in plans if p.endpoint is not None and p.endpoint.uid in members]
+            if not plans:
+                reason = f"subset {backend.subset!r} of {backend.service_key} has no healthy endpoint"
+                return local_response(503, reason, flags="UH")
+        return target, self._order(plans)
 
     def tcp_backend(self, snapshot: Snapshot, rule: RouteRule) -> list[OutboundPlan] | None:
         """The endpoint plans of the backend a TCPRoute ``rule`` draws for one connection; None when the

@@ -6,7 +6,8 @@ compile, absolute paths, lower-case header names, status codes and gRPC statuses
 finite durations, fault percentages in 0..100 and one kind of abort, an RFC 3339 creation time; for
 redirects, rewrites and mirrors: a redirect status of 301, 302, 303, 307 or 308, the scheme http or
 https, host names that can stand in a URL, ports in 1..65535, a known port mode, absolute replacement
-paths without ``?`` or ``#`` (a ReplacePrefixMatch may be empty), mirror percentages in 0..100.
+paths without ``?`` or ``#`` (a ReplacePrefixMatch may be empty), mirror percentages in 0..100; a
+backend's subset, when set, is a non-empty name.
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ def _backend_to_pb(name: str, backend: BackendRef) -> route_pb2.BackendRef:
         service_key=backend.service_key,
         port=encode_port(name, backend.port, "backend port"),
         weight=uint32(name, backend.weight, "backend weight"),
+        subset=backend.subset,
     )
 
 
@@ -336,6 +338,7 @@ def _backend_from_pb(name: str, pb: route_pb2.BackendRef) -> BackendRef:
         service_key=key_of(name, "backend service key", pb.service_key),
         port=checked_port(name, pb.port, "backend port", allow_zero=False),
         weight=pb.weight,
+        subset=required(name, "backend subset", pb.subset) if pb.HasField("subset") else None,
     )
 
 

@@ -1,15 +1,27 @@
-"""Wire ↔ model for the TrafficPolicy type (``tp/`` names): a DestinationRule's connection pool and
-outlier detection for one Service, read only by waypoints (:mod:`ambit.model.traffic_policy`).
+"""Wire ↔ model for the TrafficPolicy type (``tp/`` names): the DestinationRules of one Service (connection
+pool, outlier detection, subsets), read only by waypoints (:mod:`ambit.model.traffic_policy`).
 
 Decoding checks limits and error thresholds of at least 1 when set, positive finite durations,
-percentages in 0..100 and a ``<namespace>/<hostname>`` service key.
+percentages in 0..100, a ``<namespace>/<hostname>`` service key, and subsets with non-empty, unique
+names and non-empty, unique workload uids (the order on the wire does not matter: both are sorted).
 """
 
 from __future__ import annotations
 
-from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, TrafficPolicy
+from collections.abc import Iterable
+
+from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, Subset, TrafficPolicy
 from ambit.state.snapshot import resource_name
-from ambit.xds.codec_fields import int_percent, key_of, optional_count, seconds, segment, uint32
+from ambit.xds.codec_fields import (
+    XdsRejected,
+    int_percent,
+    key_of,
+    optional_count,
+    required,
+    seconds,
+    segment,
+    uint32,
+)
 from ambit.xds.pb.traffic.v1 import traffic_policy_pb2
 
 _POOL_FIELDS = ("max_connections", "max_pending_requests", "max_requests_per_connection", "max_requests")
@@ -41,7 +53,22 @@ def traffic_policy_to_pb(policy: TrafficPolicy) -> traffic_policy_pb2.TrafficPol
         out.base_ejection_time = detection.base_ejection_time
         out.max_ejection_percent = uint32(name, detection.max_ejection_percent, "max_ejection_percent")
         out.min_health_percent = uint32(name, detection.min_health_percent, "min_health_percent")
+    for subset in policy.subsets:
+        pb.subsets.add(name=subset.name, workloads=subset.workloads)
     return pb
+
+
+def _subsets_from_pb(name: str, subsets: Iterable[traffic_policy_pb2.Subset]) -> tuple[Subset, ...]:
+    found: dict[str, Subset] = {}
+    for pb in subsets:
+        subset_name = required(name, "subset name", pb.name)
+        if subset_name in found:
+            raise XdsRejected(name, f"subset {subset_name!r} is defined twice")
+        uids = [required(name, f"subset {subset_name!r} workload uid", uid) for uid in pb.workloads]
+        if len(set(uids)) != len(uids):
+            raise XdsRejected(name, f"subset {subset_name!r} lists a workload twice")
+        found[subset_name] = Subset(subset_name, tuple(sorted(uids)))
+    return tuple(found[key] for key in sorted(found))
 
 
 def traffic_policy_from_pb(name: str, pb: traffic_policy_pb2.TrafficPolicy) -> TrafficPolicy:
@@ -69,4 +96,5 @@ def traffic_policy_from_pb(name: str, pb: traffic_policy_pb2.TrafficPolicy) -> T
         service_key=key_of(name, "service key", pb.service_key),
         connection_pool=pool,
         outlier_detection=detection,
+        subsets=_subsets_from_pb(name, pb.subsets),
     )

@@ -1062,3 +1062,38 @@ def test_a_redirect_and_a_rewrite(cluster: str) -> None:
         assert rewritten.startswith("Hello version: v1") and rewritten.endswith("200 "), rewritten
     finally:
         h.delete("HTTPRoute", "helloworld", NS)
+
+
+SUBSETS = f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: helloworld-subsets
+  namespace: {NS}
+spec:
+  host: helloworld
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+"""
+
+
+def test_a_virtual_service_subset_goes_to_that_subset_only(cluster: str) -> None:
+    """Istio's classic canary: DestinationRule subsets by the version label and a VirtualService sending
+    everything to subset v2. Control: without them both versions answer."""
+    h = ClusterHandle(cluster)
+    v1, v2 = version_counts(requests(cluster, 100))
+    assert v1 > 20 and v2 > 20, "control: both versions answer without the subset"
+    h.apply(SUBSETS)
+    to_v2 = "  - route:\n    - destination:\n        host: helloworld\n        subset: v2\n"
+    h.apply(virtual_service(to_v2 + "        port:\n          number: 5000\n"))
+    try:
+        wait_for(lambda: all_to(cluster, "v2"), "the subset route in every waypoint", 30)
+        result = requests(cluster, 200)
+        assert result["statuses"] == {"200": 200} and version_counts(result) == (0, 200), result
+    finally:
+        h.delete("VirtualService", "helloworld", NS)
+        h.delete("DestinationRule", "helloworld-subsets", NS)

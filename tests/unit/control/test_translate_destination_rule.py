@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from translate_builders import JSON, run, service
+from translate_builders import JSON, pod, run, service
 
 from ambit.control.app import WATCHED_KINDS
 from ambit.control.translate_destination_rule import convert_destination_rules, resolve_host
-from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, TrafficPolicy
+from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, Subset, TrafficPolicy
 from ambit.model.version import content_version
 from ambit.resources import ManifestError, validate
 
@@ -271,11 +271,14 @@ def test_same_creation_time_falls_back_to_the_name() -> None:
 
 
 def test_an_older_rule_without_a_traffic_policy_does_not_hide_a_newer_one() -> None:
+    """Merged into the oldest (its name), the newer rule's trafficPolicy used: mergeDestinationRule."""
     subsets_only = dr({"subsets": [{"name": "v1", "labels": {"version": "v1"}}]}, name="old", created=T0)
     newer = dr(policy(outlierDetection={}), name="new", created=T1)
     values, warnings = translated(subsets_only, newer)
-    assert list(values) == ["default/new"]
-    assert warnings == ("DestinationRule default/old: subsets is not supported yet; it is ignored",)
+    assert warnings == ()
+    assert list(values) == ["default/old"]
+    assert values["default/old"].outlier_detection == OutlierDetection()
+    assert values["default/old"].subsets == (Subset("v1"),)
 
 
 def test_a_rule_without_a_timestamp_counts_as_the_oldest() -> None:
@@ -284,13 +287,217 @@ def test_a_rule_without_a_timestamp_counts_as_the_oldest() -> None:
     assert list(translated(dated, undated)[0]) == ["default/z"]
 
 
+# --- subsets ------------------------------------------------------------------------------------
+
+REVIEWS = "default/reviews.default.svc.cluster.local"
+
+
+def reviews_cluster(*extra: JSON) -> list[JSON]:
+    """bookinfo's reviews v1/v2/v3, plus a pod of another Service with the same version label, a
+    Succeeded reviews pod and one without an IP (neither is a workload, so neither is an endpoint)."""
+    return [
+        service("reviews", selector={"app": "reviews"}, cluster_ip="10.96.0.30"),
+        service("ratings", selector={"app": "ratings"}, cluster_ip="10.96.0.31"),
+        pod("reviews-v1", labels={"app": "reviews", "version": "v1"}, ip="10.244.1.11"),
+        pod("reviews-v1b", labels={"app": "reviews", "version": "v1"}, ip="10.244.1.12"),
+        pod("reviews-v2", labels={"app": "reviews", "version": "v2"}, ip="10.244.1.13"),
+        pod("reviews-v3", labels={"app": "reviews", "version": "v3", "tier": "x"}, ip="10.244.1.14"),
+        pod("ratings-v1", labels={"app": "ratings", "version": "v1"}, ip="10.244.1.15"),
+        pod("reviews-done", labels={"app": "reviews", "version": "v1"}, ip="10.244.1.16", phase="Succeeded"),
+        pod("reviews-new", labels={"app": "reviews", "version": "v1"}, ip=None),
+        *extra,
+    ]
+
+
+def subsets_of(*objects: JSON) -> tuple[dict[str, TrafficPolicy], tuple[str, ...]]:
+    result = run(*reviews_cluster(*objects))
+    return dict(result.traffic_policies), result.warnings
+
+
+def uids(*pods: str) -> tuple[str, ...]:
+    return tuple(sorted(f"uid-default-{name}" for name in pods))
+
+
+def test_subsets_hold_the_services_workloads_whose_labels_match() -> None:
+    rule = dr(
+        {
+            "subsets": [
+                {"name": "v3", "labels": {"version": "v3"}},
+                {"name": "v1", "labels": {"version": "v1"}},
+                {"name": "v2", "labels": {"version": "v2", "app": "reviews"}},
+                {"name": "v9", "labels": {"version": "v9"}},
+            ]
+        },
+        name="reviews",
+        host="reviews",
+    )
+    values, warnings = subsets_of(rule)
+    assert warnings == ()
+    assert values == {
+        "default/reviews": TrafficPolicy(
+            "reviews",
+            "default",
+            REVIEWS,
+            subsets=(
+                Subset("v1", uids("reviews-v1", "reviews-v1b")),  # not ratings-v1, nor the non-workloads
+                Subset("v2", uids("reviews-v2")),
+                Subset("v3", uids("reviews-v3")),
+                Subset("v9"),  # defined, no endpoint: the waypoint answers 503 UH, not NC
+            ),
+        )
+    }
+
+
+def test_a_subset_without_labels_holds_every_endpoint_of_the_service() -> None:
+    rule = dr({"subsets": [{"name": "all"}, {"name": "none-set", "labels": {}}]}, host="reviews")
+    values, warnings = subsets_of(rule)
+    assert warnings == ()
+    every = uids("reviews-v1", "reviews-v1b", "reviews-v2", "reviews-v3")
+    assert values["default/r"].subsets == (Subset("all", every), Subset("none-set", every))
+
+
+def test_a_pod_without_its_uid_counts_under_the_workload_uid() -> None:
+    anonymous = pod("reviews-anon", labels={"app": "reviews", "version": "v2"}, ip="10.244.1.20")
+    del anonymous["metadata"]["uid"]
+    rule = dr({"subsets": [{"name": "v2", "labels": {"version": "v2"}}]}, host="reviews")
+    values, _ = subsets_of(rule, anonymous)
+    (subset,) = values["default/r"].subsets
+    assert subset.workloads == ("default/reviews-anon", "uid-default-reviews-v2")
+
+
+def test_subsets_of_several_rules_are_merged_oldest_first_and_a_repeated_name_is_ignored() -> None:
+    old = dr(
+        {
+            "subsets": [
+                {"name": "v1", "labels": {"version": "v1"}},
+                {"name": "v1", "labels": {"version": "v2"}},
+            ]
+        },
+        name="z-old",
+        host="reviews",
+        created=T0,
+    )
+    new = dr(
+        {
+            "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 7}}},
+            "subsets": [
+                {"name": "v2", "labels": {"version": "v2"}},
+                {"name": "v1", "labels": {"version": "v3"}},
+            ],
+        },
+        name="a-new",
+        host="reviews",
+        created=T1,
+    )
+    values, warnings = subsets_of(new, old)
+    assert list(values) == ["default/z-old"], "one value per Service, named after the oldest rule"
+    value = values["default/z-old"]
+    assert value.connection_pool == ConnectionPool(max_connections=7)
+    assert value.subsets == (
+        Subset("v1", uids("reviews-v1", "reviews-v1b")),
+        Subset("v2", uids("reviews-v2")),
+    )
+    assert set(warnings) == {
+        "DestinationRule default/z-old: subsets[1] (v1): subset 'v1' is already defined by this rule; this "
+        "one is ignored (as in Istio, the oldest definition wins)",
+        "DestinationRule default/a-new: subsets[1] (v1): subset 'v1' is already defined by DestinationRule "
+        "default/z-old; this one is ignored (as in Istio, the oldest definition wins)",
+    }
+
+
+def test_a_rule_with_only_subsets_gives_a_value() -> None:
+    values, warnings = subsets_of(
+        dr({"subsets": [{"name": "v2", "labels": {"version": "v2"}}]}, host="reviews")
+    )
+    assert warnings == ()
+    assert values == {
+        "default/r": TrafficPolicy("r", "default", REVIEWS, subsets=(Subset("v2", uids("reviews-v2")),))
+    }
+    assert subsets_of(dr({"subsets": []}, host="reviews"))[0] == {}, "no subset, no policy: no value"
+
+
+def test_subsets_follow_their_services_endpoints_only() -> None:
+    """Rules of two Services: each subset is resolved against its own Service's endpoints."""
+    values, warnings = subsets_of(
+        dr({"subsets": [{"name": "v1", "labels": {"version": "v1"}}]}, name="a", host="reviews"),
+        dr({"subsets": [{"name": "v1", "labels": {"version": "v1"}}]}, name="b", host="ratings"),
+    )
+    assert warnings == ()
+    assert values["default/a"].subsets == (Subset("v1", uids("reviews-v1", "reviews-v1b")),)
+    assert values["default/b"].subsets == (Subset("v1", uids("ratings-v1")),)
+
+
+def test_subsets_the_store_would_refuse_are_skipped_with_a_warning() -> None:
+    raw = dr(
+        {
+            "subsets": [
+                {"name": "V1", "labels": {"version": "v1"}},
+                {"labels": {"version": "v1"}},
+                "v1",
+                {"name": "v2", "labels": {"version": 2}},
+                {"name": "v3", "labels": {"version": "v3"}},
+            ]
+        },
+        host="reviews",
+    )
+    warnings: list[str] = []
+    result = run(*reviews_cluster())
+    endpoints = {REVIEWS: [("uid-3", {"version": "v3"}), ("uid-1", {"version": "v1"})]}
+    values = convert_destination_rules(
+        [raw], result.services, cluster_domain="cluster.local", warnings=warnings, endpoints=endpoints
+    )
+    assert values["default/r"].subsets == (Subset("v3", ("uid-3",)),)
+    what = "DestinationRule default/r: subsets"
+    assert warnings == [
+        f"{what}[0]: name 'V1' is not a DNS-1123 label; that subset is ignored",
+        f"{what}[1]: name None is not a DNS-1123 label; that subset is ignored",
+        f"{what}[2]: name None is not a DNS-1123 label; that subset is ignored",
+        f"{what}[3] (v2): labels is not a map of strings; that subset is ignored",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("subset", "message"),
+    [
+        ({"name": "V1"}, "is not a valid DNS-1123 label"),
+        ({"labels": {"version": "v1"}}, "required field is missing"),
+        ({"name": "v1", "labels": {"version": 1}}, "expected a string, got 1"),
+        ({"name": "v1", "labels": {"bad key!": "v1"}}, "name part must consist of alphanumeric"),
+        (
+            {"name": "v1", "trafficPolicy": {"outlierDetection": {"maxEjectionPercent": 101}}},
+            "between 0 and 100",
+        ),
+    ],
+)
+def test_the_schema_refuses_bad_subsets(subset: JSON, message: str) -> None:
+    with pytest.raises(ManifestError, match=message) as caught:
+        validate(dr({"subsets": [{"name": "ok"}, subset]}), "test.yaml")
+    assert "DestinationRule/default/r: spec.subsets[1]" in str(caught.value)
+
+
+def test_the_schema_keeps_bookinfo_subsets() -> None:
+    """istio.io's bookinfo destination-rule-all.yaml entry for reviews, unchanged."""
+    sample = dr(
+        {
+            "subsets": [
+                {"name": "v1", "labels": {"version": "v1"}},
+                {"name": "v2", "labels": {"version": "v2"}},
+                {"name": "v3", "labels": {"version": "v3"}},
+            ]
+        },
+        name="reviews",
+        host="reviews",
+    )
+    assert validate(sample, "test.yaml") == sample
+
+
 # --- what is not supported ----------------------------------------------------------------------
 
 
 def test_unsupported_fields_warn_and_the_rest_is_kept() -> None:
     spec = {
         "exportTo": ["."],
-        "subsets": [{"name": "v1", "labels": {"version": "v1"}}],
+        "subsets": [{"name": "v1", "labels": {"version": "v1"}, "trafficPolicy": {"outlierDetection": {}}}],
         "trafficPolicy": {
             "loadBalancer": {"simple": "ROUND_ROBIN"},
             "tls": {"mode": "ISTIO_MUTUAL"},
@@ -313,7 +520,8 @@ def test_unsupported_fields_warn_and_the_rest_is_kept() -> None:
     what = "DestinationRule default/r"
     assert set(warnings) == {
         f"{what}: exportTo is ignored: the rule applies at its Service's waypoint for every client",
-        f"{what}: subsets is not supported yet; it is ignored",
+        f"{what}: subsets[0] (v1): trafficPolicy is not supported yet; it is ignored (the subset takes "
+        "the Service's connection pool and outlier detection)",
         f"{what}: trafficPolicy.loadBalancer is not supported yet; it is ignored",
         f"{what}: trafficPolicy.tls is not supported yet; it is ignored",
         f"{what}: trafficPolicy.portLevelSettings is not supported yet; it is ignored",

@@ -531,7 +531,6 @@ def test_a_destination_in_another_namespace_needs_no_grant() -> None:
 @pytest.mark.parametrize(
     ("entry", "warning"),
     [
-        (dest("reviews-v1", 30, subset="v1"), "subset 'v1' is not supported yet"),
         (dest("missing", 30), "names no Service of the cluster"),
         (dest("web", 30), "has no port.number and the Service has 2 ports"),
         (dest("reviews-v1", 30, port=80), "port 80 is not a port of the Service"),
@@ -543,10 +542,68 @@ def test_unusable_destinations_answer_500_for_their_share(entry: JSON, warning: 
     with_warning(warnings, "VirtualService default/vs http[0] route[0]", warning, "(weight 30) answers 500")
 
 
-def test_a_sole_subset_destination_leaves_every_request_to_500() -> None:
-    rule, warnings = one_rule({"route": [dest("reviews", subset="v1")]})
-    assert (rule.backends, rule.invalid_weight) == ((), 100)
-    with_warning(warnings, "subset 'v1' is not supported yet", "(weight 100)")
+def reviews_subsets(*names: str, host: str = "reviews") -> JSON:
+    """A DestinationRule defining subsets ``names`` (labels version=<name>) of ``host``."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": f"{host}-subsets", "namespace": "default"},
+        "spec": {"host": host, "subsets": [{"name": n, "labels": {"version": n}} for n in names]},
+    }
+
+
+def test_subset_destinations_are_kept() -> None:
+    """bookinfo's reviews: a weighted split between subsets of one Service."""
+    vs = virtual_service(
+        {"http": [{"route": [dest("reviews", 50, subset="v1"), dest("reviews", 50, subset="v3")]}]}
+    )
+    routes, warnings = routes_of(vs, reviews_subsets("v1", "v2", "v3"))
+    assert warnings == ()
+    (route,) = routes.values()
+    (rule,) = route.rules
+    assert rule.invalid_weight == 0
+    assert rule.backends == (
+        BackendRef(REVIEWS, 9080, 50, subset="v1"),
+        BackendRef(REVIEWS, 9080, 50, subset="v3"),
+    )
+
+
+@pytest.mark.parametrize(
+    "defined",
+    [
+        pytest.param((), id="no DestinationRule"),
+        pytest.param(("v2",), id="another subset"),
+        pytest.param(("v1",), id="a subset of another Service"),
+    ],
+)
+def test_an_undefined_subset_is_kept_with_a_warning(defined: tuple[str, ...]) -> None:
+    """Istio routes it to a cluster that does not exist (503 NC at request time)."""
+    host = "reviews-v1" if defined == ("v1",) else "reviews"
+    objects = [reviews_subsets(*defined, host=host)] if defined else []
+    routes, warnings = routes_of(
+        virtual_service({"http": [{"route": [dest("reviews", subset="v1")]}]}), *objects
+    )
+    (route,) = routes.values()
+    (rule,) = route.rules
+    assert (rule.backends, rule.invalid_weight) == ((BackendRef(REVIEWS, 9080, 100, subset="v1"),), 0)
+    assert warnings == (
+        f"VirtualService default/vs http[0] route[0] (reviews): subset 'v1' is not defined by a "
+        f"DestinationRule of Service {REVIEWS}; its requests will answer 503 (NC: no such cluster, as in "
+        "Istio)",
+    )
+
+
+def test_a_mirror_keeps_its_subset() -> None:
+    http = {"mirror": {"host": "reviews", "subset": "v2"}, "route": [dest("reviews", subset="v1")]}
+    routes, warnings = routes_of(virtual_service({"http": [http]}), reviews_subsets("v1"))
+    (route,) = routes.values()
+    assert route.rules[0].mirrors == (MirrorFilter(BackendRef(REVIEWS, 9080, subset="v2")),)
+    assert route.rules[0].backends == (BackendRef(REVIEWS, 9080, 100, subset="v1"),)
+    assert warnings == (
+        "VirtualService default/vs http[0] mirror (reviews): subset 'v2' is not defined by a "
+        f"DestinationRule of Service {REVIEWS}; its requests will answer 503 (NC: no such cluster, as in "
+        "Istio)",
+    )
 
 
 def test_a_rule_without_a_route_answers_500() -> None:
@@ -1163,10 +1220,6 @@ def test_mirrors(http: JSON, mirrors: tuple[MirrorFilter, ...]) -> None:
     ("http", "problem"),
     [
         ({"mirror": {"host": "nope"}}, "mirror (nope): names no Service of the cluster"),
-        (
-            {"mirror": {"host": "reviews-v2", "subset": "v2"}},
-            "mirror (reviews-v2): subset 'v2' is not supported yet",
-        ),
         ({"mirror": {"host": "web"}}, "mirror (web): has no port.number and the Service has 2 ports"),
         ({"mirror": {"host": "reviews-v2", "port": {"number": 1}}}, "port 1 is not a port of the Service"),
         ({"mirrors": [{"destination": {"host": "nope"}}]}, "mirrors[0] (nope): names no Service"),

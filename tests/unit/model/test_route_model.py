@@ -240,6 +240,7 @@ def test_tcp_routes_are_a_route_kind_of_their_own() -> None:
         (lambda: RewriteFilter(hostname="a b"), "rewrite hostname 'a b'"),
         (lambda: MirrorFilter(BackendRef("a/b", 80), 100.5), "mirror percentage 100.5 is not in 0..100"),
         (lambda: MirrorFilter(BackendRef("a/b", 80), float("nan")), "mirror percentage nan"),
+        (lambda: BackendRef("a/b", 80, subset=""), "a backend subset is None or a non-empty name"),
     ],
 )
 def test_bad_filters_are_refused(build: Callable[[], object], message: str) -> None:
@@ -251,3 +252,5 @@ def test_accepted_filter_values() -> None:
     assert PathModifier(REPLACE_PREFIX_MATCH, "").value == ""  # the Gateway API's "strip the prefix"
     assert RedirectFilter(hostname="[::1]:8080", derive_port=PORT_FROM_HOST).hostname == "[::1]:8080"
     assert MirrorFilter(BackendRef("a/b", 80), 0.0).percent == 0.0
+    assert BackendRef("a/b", 80).subset is None
+    assert BackendRef("a/b", 80, subset="v1") != BackendRef("a/b", 80)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from ambit.model.jsonable import from_jsonable, jsonable
-from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, TrafficPolicy
+from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, Subset, TrafficPolicy
 
 
 def test_istio_defaults() -> None:
@@ -21,13 +21,25 @@ def test_key() -> None:
     policy = TrafficPolicy("reviews-cb", "bookinfo", "bookinfo/reviews.bookinfo.svc.cluster.local")
     assert policy.key == "bookinfo/reviews-cb"
     assert policy.connection_pool is None and policy.outlier_detection is None
+    assert policy.subsets == () and policy.subset("v1") is None
 
 
 def test_jsonable_round_trip() -> None:
     policy = TrafficPolicy(
-        "r", "ns", "ns/web.ns.svc.cluster.local", ConnectionPool(max_requests=3), OutlierDetection()
+        "r",
+        "ns",
+        "ns/web.ns.svc.cluster.local",
+        ConnectionPool(max_requests=3),
+        OutlierDetection(),
+        (Subset("v1", ("uid-a", "uid-b")), Subset("v2")),
     )
     assert from_jsonable(TrafficPolicy, jsonable(policy)) == policy
+
+
+def test_subsets_by_name() -> None:
+    v1, v2 = Subset("v1", ("uid-a",)), Subset("v2")
+    policy = TrafficPolicy("r", "ns", "ns/web.ns.svc.cluster.local", subsets=(v1, v2))
+    assert (policy.subset("v1"), policy.subset("v2"), policy.subset("v3")) == (v1, v2, None)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +53,15 @@ def test_jsonable_round_trip() -> None:
         (lambda: OutlierDetection(base_ejection_time=math.inf), "base_ejection_time inf"),
         (lambda: OutlierDetection(max_ejection_percent=101), "max_ejection_percent 101 is not a percentage"),
         (lambda: OutlierDetection(min_health_percent=-1), "min_health_percent -1"),
+        (lambda: Subset(""), "subset name '' is empty"),
+        (lambda: Subset("v1", ("uid-a", "")), "subset 'v1': a workload uid is empty"),
+        (lambda: Subset("v1", ("uid-b", "uid-a")), "subset 'v1': workload uids are not sorted and unique"),
+        (lambda: Subset("v1", ("uid-a", "uid-a")), "not sorted and unique"),
+        (
+            lambda: TrafficPolicy("r", "ns", "ns/h", subsets=(Subset("v2"), Subset("v1"))),
+            r"subsets \['v2', 'v1'\] are not sorted by name with unique names",
+        ),
+        (lambda: TrafficPolicy("r", "ns", "ns/h", subsets=(Subset("v1"), Subset("v1"))), "unique names"),
     ],
 )
 def test_values_that_cannot_be(build: object, message: str) -> None:

@@ -136,16 +136,23 @@ redirects = st.builds(
     path=st.none() | path_modifiers,
 )
 rewrites = st.builds(RewriteFilter, hostname=st.none() | hosts, path=st.none() | path_modifiers)
+subset_names = st.none() | st.from_regex(r"[a-z0-9][a-z0-9-]{0,10}", fullmatch=True)
 mirrors = st.builds(
     MirrorFilter,
-    backend=st.builds(BackendRef, service_key=keys, port=ports, weight=st.integers(0, 10)),
+    backend=st.builds(
+        BackendRef, service_key=keys, port=ports, weight=st.integers(0, 10), subset=subset_names
+    ),
     percent=percents,
 )
 rules = st.builds(
     RouteRule,
     index=st.integers(0, 15),
     matches=_tuples(route_matches, 3),
-    backends=_tuples(st.builds(BackendRef, service_key=keys, port=ports, weight=st.integers(0, 1_000_000))),
+    backends=_tuples(
+        st.builds(
+            BackendRef, service_key=keys, port=ports, weight=st.integers(0, 1_000_000), subset=subset_names
+        )
+    ),
     request_headers=st.none() | modifiers,
     response_headers=st.none() | modifiers,
     request_timeout=st.none() | seconds,
@@ -231,7 +238,7 @@ def test_every_model_field_is_exercised() -> None:
         "PathMatch": {"kind", "value"},
         "HeaderMatch": {"name", "kind", "value"},
         "QueryMatch": {"name", "kind", "value"},
-        "BackendRef": {"service_key", "port", "weight"},
+        "BackendRef": {"service_key", "port", "weight", "subset"},
         "HeaderModifier": {"set", "add", "remove"},
         "RetryPolicy": {
             "attempts", "codes", "backoff", "retry_on_connect_failure", "retry_on_refused_stream",
@@ -262,6 +269,14 @@ def test_optional_fields_keep_none_apart_from_zero() -> None:
     assert not pb.rules[0].matches[0].HasField("path") and not pb.rules[0].matches[0].HasField("method")
     assert not pb.rules[0].HasField("retry") and not pb.rules[0].HasField("request_timeout")
     assert not pb.rules[0].HasField("fault")
+
+
+def test_a_backend_subset_stays_apart_from_none() -> None:
+    rule = RouteRule(0, (RouteMatch(),), (BackendRef(SVC, 80, 3, subset="v1"), BackendRef(SVC, 80, 1)))
+    value = HttpRoute(VIRTUAL_SERVICE, "vs", "default", "", SVC, None, (rule,))
+    assert wire_round_trip(value) == value
+    pb = codec.route_to_pb(value)
+    assert pb.rules[0].backends[0].subset == "v1" and not pb.rules[0].backends[1].HasField("subset")
 
 
 @pytest.mark.parametrize(
@@ -375,6 +390,10 @@ REGEX = route_pb2.VALUE_REGULAR_EXPRESSION
         (_with_match(query=[_value("q", REGEX, "*")]), "query parameter regular expression"),
         (_with_rule(backends=[route_pb2.BackendRef(service_key="a/b", port=0)]), "backend port 0"),
         (_with_rule(backends=[route_pb2.BackendRef(service_key="ab", port=80)]), "backend service key 'ab'"),
+        (
+            _with_rule(backends=[route_pb2.BackendRef(service_key="a/b", port=80, subset="")]),
+            "backend subset is empty",
+        ),
         (
             _with_rule(request_headers=route_pb2.HeaderModifier(set=[route_pb2.Header(name="X", value="1")])),
             "header name 'X' is not in lower case",

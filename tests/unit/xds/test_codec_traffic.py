@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ambit.control.cache import SnapshotCache, Value, versioned
 from ambit.model.route import HTTP_ROUTE, HttpRoute, RouteMatch, RouteRule
-from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, TrafficPolicy
+from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, Subset, TrafficPolicy
 from ambit.model.version import content_version
 from ambit.model.workload import Service, ServicePort, Workload
 from ambit.protocol.xds import ClientSession, ServerSession
@@ -44,6 +44,17 @@ detections = st.builds(
     max_ejection_percent=percents,
     min_health_percent=percents,
 )
+subsets = st.lists(
+    st.builds(
+        Subset,
+        name=segments,
+        workloads=st.lists(st.text(min_size=1, max_size=12), max_size=4, unique=True).map(
+            lambda uids: tuple(sorted(uids))
+        ),
+    ),
+    max_size=4,
+    unique_by=lambda subset: subset.name,
+).map(lambda found: tuple(sorted(found, key=lambda subset: subset.name)))
 policies = st.builds(
     TrafficPolicy,
     name=segments,
@@ -51,6 +62,7 @@ policies = st.builds(
     service_key=keys,
     connection_pool=st.none() | pools,
     outlier_detection=st.none() | detections,
+    subsets=subsets,
 )
 
 SVC = "default/web.default.svc.cluster.local"
@@ -60,6 +72,7 @@ POLICY = TrafficPolicy(
     SVC,
     ConnectionPool(max_connections=100, max_pending_requests=1),
     OutlierDetection(consecutive_5xx=7, interval=5.0, base_ejection_time=60.0, max_ejection_percent=50),
+    (Subset("v1", ("uid-a", "uid-b")), Subset("v2")),
 )
 NAME = "tp/default/web"
 
@@ -89,10 +102,13 @@ def test_deterministic_bytes_and_versions_are_stable(value: TrafficPolicy) -> No
 def test_every_model_field_is_exercised() -> None:
     """Guard: a new model field must be added to the codec (and these strategies) before it ships."""
     fields = {cls.__name__: {f.name for f in dataclasses.fields(cls)} for cls in (
-        TrafficPolicy, ConnectionPool, OutlierDetection,
+        TrafficPolicy, ConnectionPool, OutlierDetection, Subset,
     )}  # fmt: skip
     assert fields == {
-        "TrafficPolicy": {"name", "namespace", "service_key", "connection_pool", "outlier_detection"},
+        "TrafficPolicy": {
+            "name", "namespace", "service_key", "connection_pool", "outlier_detection", "subsets",
+        },
+        "Subset": {"name", "workloads"},
         "ConnectionPool": {
             "max_connections", "max_pending_requests", "max_requests_per_connection", "max_requests",
         },
@@ -128,6 +144,17 @@ def test_none_stays_apart_from_unlimited_and_off() -> None:
     assert not pb.outlier_detection.HasField("consecutive_5xx")
 
 
+def test_subsets_are_decoded_in_order_whatever_the_wire_order() -> None:
+    pb = codec.traffic_policy_to_pb(POLICY)
+    assert [(s.name, list(s.workloads)) for s in pb.subsets] == [("v1", ["uid-a", "uid-b"]), ("v2", [])]
+    del pb.subsets[:]
+    pb.subsets.add(name="v2", workloads=["uid-c"])
+    pb.subsets.add(name="v1", workloads=["uid-b", "uid-a"])
+    _name, _version, back = codec.decode_resource(_packed(pb), codec.TRAFFIC_POLICY_TYPE_URL)
+    assert isinstance(back, TrafficPolicy)
+    assert back.subsets == (Subset("v1", ("uid-a", "uid-b")), Subset("v2", ("uid-c",)))
+
+
 def test_values_without_a_wire_form_are_refused() -> None:
     too_big = dataclasses.replace(POLICY, connection_pool=ConnectionPool(max_requests=2**32))
     with pytest.raises(codec.XdsEncodeError, match="max_requests 4294967296 is out of range"):
@@ -150,6 +177,14 @@ def _with(**fields: object) -> traffic_policy_pb2.TrafficPolicy:
 def _pool(**fields: int) -> traffic_policy_pb2.TrafficPolicy:
     pb = codec.traffic_policy_to_pb(POLICY)
     pb.connection_pool.CopyFrom(traffic_policy_pb2.ConnectionPool(**fields))
+    return pb
+
+
+def _subsets(*subsets: tuple[str, list[str]]) -> traffic_policy_pb2.TrafficPolicy:
+    pb = codec.traffic_policy_to_pb(POLICY)
+    del pb.subsets[:]
+    for name, workloads in subsets:
+        pb.subsets.add(name=name, workloads=workloads)
     return pb
 
 
@@ -177,6 +212,10 @@ def _outlier(**fields: float) -> traffic_policy_pb2.TrafficPolicy:
         (_with(name=""), "traffic policy name is empty"),
         (_with(namespace="a/b"), "namespace 'a/b' may contain only"),
         (_with(name="other"), "resource holds tp/default/other, not tp/default/web"),
+        (_subsets(("", ["u1"])), "subset name is empty"),
+        (_subsets(("v1", ["u1"]), ("v1", ["u2"])), "subset 'v1' is defined twice"),
+        (_subsets(("v1", ["u1", ""])), "subset 'v1' workload uid is empty"),
+        (_subsets(("v1", ["u1", "u1"])), "subset 'v1' lists a workload twice"),
     ],
 )
 def test_bad_resources_are_rejected(pb: traffic_policy_pb2.TrafficPolicy, reason: str) -> None:

@@ -24,23 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61mbit/route/v1/route.proto\x12\x0e\x61mbit.route.v1\"G\n\tPathMatch\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.ambit.route.v1.PathMatchType\x12\r\n\x05value\x18\x02 \x01(\t\"W\n\nValueMatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.ambit.route.v1.ValueMatchType\x12\r\n\x05value\x18\x03 \x01(\t\"\xad\x01\n\nRouteMatch\x12\'\n\x04path\x18\x01 \x01(\x0b\x32\x19.ambit.route.v1.PathMatch\x12\x13\n\x06method\x18\x02 \x01(\tH\x00\x88\x01\x01\x12+\n\x07headers\x18\x03 \x03(\x0b\x32\x1a.ambit.route.v1.ValueMatch\x12)\n\x05query\x18\x04 \x03(\x0b\x32\x1a.ambit.route.v1.ValueMatchB\t\n\x07_method\"?\n\nBackendRef\x12\x13\n\x0bservice_key\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x0e\n\x06weight\x18\x03 \x01(\r\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"j\n\x0eHeaderModifier\x12#\n\x03set\x18\x01 \x03(\x0b\x32\x16.ambit.route.v1.Header\x12#\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32\x16.ambit.route.v1.Header\x12\x0e\n\x06remove\x18\x03 \x03(\t\"\xb4\x01\n\x0bRetryPolicy\x12\x10\n\x08\x61ttempts\x18\x01 \x01(\r\x12\r\n\x05\x63odes\x18\x02 \x03(\r\x12\x14\n\x07\x62\x61\x63koff\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12 \n\x18retry_on_connect_failure\x18\x04 \x01(\x08\x12\x1f\n\x17retry_on_refused_stream\x18\x05 \x01(\x08\x12\x1f\n\x17retriable_grpc_statuses\x18\x06 \x03(\rB\n\n\x08_backoff\"\xbb\x01\n\x0b\x46\x61ultPolicy\x12\x12\n\x05\x64\x65lay\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rdelay_percent\x18\x02 \x01(\x01\x12\x19\n\x0c\x61\x62ort_status\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1e\n\x11\x61\x62ort_grpc_status\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x15\n\rabort_percent\x18\x05 \x01(\x01\x42\x08\n\x06_delayB\x0f\n\r_abort_statusB\x14\n\x12_abort_grpc_status\"M\n\x0cPathModifier\x12.\n\x04type\x18\x01 \x01(\x0e\x32 .ambit.route.v1.PathModifierType\x12\r\n\x05value\x18\x02 \x01(\t\"\xdf\x01\n\x0eRedirectFilter\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x13\n\x06scheme\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08hostname\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04port\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x31\n\x0b\x64\x65rive_port\x18\x05 \x01(\x0e\x32\x1c.ambit.route.v1.RedirectPort\x12*\n\x04path\x18\x06 \x01(\x0b\x32\x1c.ambit.route.v1.PathModifierB\t\n\x07_schemeB\x0b\n\t_hostnameB\x07\n\x05_port\"_\n\rRewriteFilter\x12\x15\n\x08hostname\x18\x01 \x01(\tH\x00\x88\x01\x01\x12*\n\x04path\x18\x02 \x01(\x0b\x32\x1c.ambit.route.v1.PathModifierB\x0b\n\t_hostname\"L\n\x0cMirrorFilter\x12+\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1a.ambit.route.v1.BackendRef\x12\x0f\n\x07percent\x18\x02 \x01(\x01\"\xcd\x04\n\tRouteRule\x12\r\n\x05index\x18\x01 \x01(\r\x12+\n\x07matches\x18\x02 \x03(\x0b\x32\x1a.ambit.route.v1.RouteMatch\x12,\n\x08\x62\x61\x63kends\x18\x03 \x03(\x0b\x32\x1a.ambit.route.v1.BackendRef\x12\x37\n\x0frequest_headers\x18\x04 \x01(\x0b\x32\x1e.ambit.route.v1.HeaderModifier\x12\x38\n\x10response_headers\x18\x05 \x01(\x0b\x32\x1e.ambit.route.v1.HeaderModifier\x12\x1c\n\x0frequest_timeout\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0f\x62\x61\x63kend_timeout\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12*\n\x05retry\x18\x08 \x01(\x0b\x32\x1b.ambit.route.v1.RetryPolicy\x12\x16\n\x0einvalid_weight\x18\t \x01(\r\x12*\n\x05\x66\x61ult\x18\n \x01(\x0b\x32\x1b.ambit.route.v1.FaultPolicy\x12\x30\n\x08redirect\x18\x0b \x01(\x0b\x32\x1e.ambit.route.v1.RedirectFilter\x12.\n\x07rewrite\x18\x0c \x01(\x0b\x32\x1d.ambit.route.v1.RewriteFilter\x12-\n\x07mirrors\x18\r \x03(\x0b\x32\x1c.ambit.route.v1.MirrorFilterB\x12\n\x10_request_timeoutB\x12\n\x10_backend_timeout\"\xc1\x01\n\tHttpRoute\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.ambit.route.v1.RouteKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\t\x12\x13\n\x0bservice_key\x18\x05 \x01(\t\x12\x11\n\x04port\x18\x06 \x01(\rH\x00\x88\x01\x01\x12(\n\x05rules\x18\x07 \x03(\x0b\x32\x19.ambit.route.v1.RouteRuleB\x07\n\x05_port*k\n\tRouteKind\x12\x1a\n\x16ROUTE_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nHTTP_ROUTE\x10\x01\x12\x0e\n\nGRPC_ROUTE\x10\x02\x12\x13\n\x0fVIRTUAL_SERVICE\x10\x03\x12\r\n\tTCP_ROUTE\x10\x04*\x86\x01\n\rPathMatchType\x12\x1f\n\x1bPATH_MATCH_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nPATH_EXACT\x10\x01\x12\x0f\n\x0bPATH_PREFIX\x10\x02\x12\x1b\n\x17PATH_REGULAR_EXPRESSION\x10\x03\x12\x16\n\x12PATH_STRING_PREFIX\x10\x04*a\n\x0eValueMatchType\x12 \n\x1cVALUE_MATCH_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bVALUE_EXACT\x10\x01\x12\x1c\n\x18VALUE_REGULAR_EXPRESSION\x10\x02*{\n\x10PathModifierType\x12\"\n\x1ePATH_MODIFIER_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11REPLACE_FULL_PATH\x10\x01\x12\x18\n\x14REPLACE_PREFIX_MATCH\x10\x02\x12\x12\n\x0ePREFIX_REWRITE\x10\x03*\x8b\x01\n\x0cRedirectPort\x12\x1d\n\x19REDIRECT_PORT_UNSPECIFIED\x10\x00\x12\x1a\n\x16REDIRECT_PORT_LISTENER\x10\x01\x12 \n\x1cREDIRECT_PORT_SCHEME_DEFAULT\x10\x02\x12\x1e\n\x1aREDIRECT_PORT_REQUEST_HOST\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61mbit/route/v1/route.proto\x12\x0e\x61mbit.route.v1\"G\n\tPathMatch\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x1d.ambit.route.v1.PathMatchType\x12\r\n\x05value\x18\x02 \x01(\t\"W\n\nValueMatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x04type\x18\x02 \x01(\x0e\x32\x1e.ambit.route.v1.ValueMatchType\x12\r\n\x05value\x18\x03 \x01(\t\"\xad\x01\n\nRouteMatch\x12\'\n\x04path\x18\x01 \x01(\x0b\x32\x19.ambit.route.v1.PathMatch\x12\x13\n\x06method\x18\x02 \x01(\tH\x00\x88\x01\x01\x12+\n\x07headers\x18\x03 \x03(\x0b\x32\x1a.ambit.route.v1.ValueMatch\x12)\n\x05query\x18\x04 \x03(\x0b\x32\x1a.ambit.route.v1.ValueMatchB\t\n\x07_method\"_\n\nBackendRef\x12\x13\n\x0bservice_key\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x0e\n\x06weight\x18\x03 \x01(\r\x12\x13\n\x06subset\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_subset\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"j\n\x0eHeaderModifier\x12#\n\x03set\x18\x01 \x03(\x0b\x32\x16.ambit.route.v1.Header\x12#\n\x03\x61\x64\x64\x18\x02 \x03(\x0b\x32\x16.ambit.route.v1.Header\x12\x0e\n\x06remove\x18\x03 \x03(\t\"\xb4\x01\n\x0bRetryPolicy\x12\x10\n\x08\x61ttempts\x18\x01 \x01(\r\x12\r\n\x05\x63odes\x18\x02 \x03(\r\x12\x14\n\x07\x62\x61\x63koff\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12 \n\x18retry_on_connect_failure\x18\x04 \x01(\x08\x12\x1f\n\x17retry_on_refused_stream\x18\x05 \x01(\x08\x12\x1f\n\x17retriable_grpc_statuses\x18\x06 \x03(\rB\n\n\x08_backoff\"\xbb\x01\n\x0b\x46\x61ultPolicy\x12\x12\n\x05\x64\x65lay\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rdelay_percent\x18\x02 \x01(\x01\x12\x19\n\x0c\x61\x62ort_status\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1e\n\x11\x61\x62ort_grpc_status\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x15\n\rabort_percent\x18\x05 \x01(\x01\x42\x08\n\x06_delayB\x0f\n\r_abort_statusB\x14\n\x12_abort_grpc_status\"M\n\x0cPathModifier\x12.\n\x04type\x18\x01 \x01(\x0e\x32 .ambit.route.v1.PathModifierType\x12\r\n\x05value\x18\x02 \x01(\t\"\xdf\x01\n\x0eRedirectFilter\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x13\n\x06scheme\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08hostname\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x11\n\x04port\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x31\n\x0b\x64\x65rive_port\x18\x05 \x01(\x0e\x32\x1c.ambit.route.v1.RedirectPort\x12*\n\x04path\x18\x06 \x01(\x0b\x32\x1c.ambit.route.v1.PathModifierB\t\n\x07_schemeB\x0b\n\t_hostnameB\x07\n\x05_port\"_\n\rRewriteFilter\x12\x15\n\x08hostname\x18\x01 \x01(\tH\x00\x88\x01\x01\x12*\n\x04path\x18\x02 \x01(\x0b\x32\x1c.ambit.route.v1.PathModifierB\x0b\n\t_hostname\"L\n\x0cMirrorFilter\x12+\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1a.ambit.route.v1.BackendRef\x12\x0f\n\x07percent\x18\x02 \x01(\x01\"\xcd\x04\n\tRouteRule\x12\r\n\x05index\x18\x01 \x01(\r\x12+\n\x07matches\x18\x02 \x03(\x0b\x32\x1a.ambit.route.v1.RouteMatch\x12,\n\x08\x62\x61\x63kends\x18\x03 \x03(\x0b\x32\x1a.ambit.route.v1.BackendRef\x12\x37\n\x0frequest_headers\x18\x04 \x01(\x0b\x32\x1e.ambit.route.v1.HeaderModifier\x12\x38\n\x10response_headers\x18\x05 \x01(\x0b\x32\x1e.ambit.route.v1.HeaderModifier\x12\x1c\n\x0frequest_timeout\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0f\x62\x61\x63kend_timeout\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12*\n\x05retry\x18\x08 \x01(\x0b\x32\x1b.ambit.route.v1.RetryPolicy\x12\x16\n\x0einvalid_weight\x18\t \x01(\r\x12*\n\x05\x66\x61ult\x18\n \x01(\x0b\x32\x1b.ambit.route.v1.FaultPolicy\x12\x30\n\x08redirect\x18\x0b \x01(\x0b\x32\x1e.ambit.route.v1.RedirectFilter\x12.\n\x07rewrite\x18\x0c \x01(\x0b\x32\x1d.ambit.route.v1.RewriteFilter\x12-\n\x07mirrors\x18\r \x03(\x0b\x32\x1c.ambit.route.v1.MirrorFilterB\x12\n\x10_request_timeoutB\x12\n\x10_backend_timeout\"\xc1\x01\n\tHttpRoute\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.ambit.route.v1.RouteKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0f\n\x07\x63reated\x18\x04 \x01(\t\x12\x13\n\x0bservice_key\x18\x05 \x01(\t\x12\x11\n\x04port\x18\x06 \x01(\rH\x00\x88\x01\x01\x12(\n\x05rules\x18\x07 \x03(\x0b\x32\x19.ambit.route.v1.RouteRuleB\x07\n\x05_port*k\n\tRouteKind\x12\x1a\n\x16ROUTE_KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nHTTP_ROUTE\x10\x01\x12\x0e\n\nGRPC_ROUTE\x10\x02\x12\x13\n\x0fVIRTUAL_SERVICE\x10\x03\x12\r\n\tTCP_ROUTE\x10\x04*\x86\x01\n\rPathMatchType\x12\x1f\n\x1bPATH_MATCH_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nPATH_EXACT\x10\x01\x12\x0f\n\x0bPATH_PREFIX\x10\x02\x12\x1b\n\x17PATH_REGULAR_EXPRESSION\x10\x03\x12\x16\n\x12PATH_STRING_PREFIX\x10\x04*a\n\x0eValueMatchType\x12 \n\x1cVALUE_MATCH_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bVALUE_EXACT\x10\x01\x12\x1c\n\x18VALUE_REGULAR_EXPRESSION\x10\x02*{\n\x10PathModifierType\x12\"\n\x1ePATH_MODIFIER_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11REPLACE_FULL_PATH\x10\x01\x12\x18\n\x14REPLACE_PREFIX_MATCH\x10\x02\x12\x12\n\x0ePREFIX_REWRITE\x10\x03*\x8b\x01\n\x0cRedirectPort\x12\x1d\n\x19REDIRECT_PORT_UNSPECIFIED\x10\x00\x12\x1a\n\x16REDIRECT_PORT_LISTENER\x10\x01\x12 \n\x1cREDIRECT_PORT_SCHEME_DEFAULT\x10\x02\x12\x1e\n\x1aREDIRECT_PORT_REQUEST_HOST\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ambit.route.v1.route_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTEKIND']._serialized_start=2237
-  _globals['_ROUTEKIND']._serialized_end=2344
-  _globals['_PATHMATCHTYPE']._serialized_start=2347
-  _globals['_PATHMATCHTYPE']._serialized_end=2481
-  _globals['_VALUEMATCHTYPE']._serialized_start=2483
-  _globals['_VALUEMATCHTYPE']._serialized_end=2580
-  _globals['_PATHMODIFIERTYPE']._serialized_start=2582
-  _globals['_PATHMODIFIERTYPE']._serialized_end=2705
-  _globals['_REDIRECTPORT']._serialized_start=2708
-  _globals['_REDIRECTPORT']._serialized_end=2847
+  _globals['_ROUTEKIND']._serialized_start=2269
+  _globals['_ROUTEKIND']._serialized_end=2376
+  _globals['_PATHMATCHTYPE']._serialized_start=2379
+  _globals['_PATHMATCHTYPE']._serialized_end=2513
+  _globals['_VALUEMATCHTYPE']._serialized_start=2515
+  _globals['_VALUEMATCHTYPE']._serialized_end=2612
+  _globals['_PATHMODIFIERTYPE']._serialized_start=2614
+  _globals['_PATHMODIFIERTYPE']._serialized_end=2737
+  _globals['_REDIRECTPORT']._serialized_start=2740
+  _globals['_REDIRECTPORT']._serialized_end=2879
   _globals['_PATHMATCH']._serialized_start=46
   _globals['_PATHMATCH']._serialized_end=117
   _globals['_VALUEMATCH']._serialized_start=119
@@ -48,25 +48,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTEMATCH']._serialized_start=209
   _globals['_ROUTEMATCH']._serialized_end=382
   _globals['_BACKENDREF']._serialized_start=384
-  _globals['_BACKENDREF']._serialized_end=447
-  _globals['_HEADER']._serialized_start=449
-  _globals['_HEADER']._serialized_end=486
-  _globals['_HEADERMODIFIER']._serialized_start=488
-  _globals['_HEADERMODIFIER']._serialized_end=594
-  _globals['_RETRYPOLICY']._serialized_start=597
-  _globals['_RETRYPOLICY']._serialized_end=777
-  _globals['_FAULTPOLICY']._serialized_start=780
-  _globals['_FAULTPOLICY']._serialized_end=967
-  _globals['_PATHMODIFIER']._serialized_start=969
-  _globals['_PATHMODIFIER']._serialized_end=1046
-  _globals['_REDIRECTFILTER']._serialized_start=1049
-  _globals['_REDIRECTFILTER']._serialized_end=1272
-  _globals['_REWRITEFILTER']._serialized_start=1274
-  _globals['_REWRITEFILTER']._serialized_end=1369
-  _globals['_MIRRORFILTER']._serialized_start=1371
-  _globals['_MIRRORFILTER']._serialized_end=1447
-  _globals['_ROUTERULE']._serialized_start=1450
-  _globals['_ROUTERULE']._serialized_end=2039
-  _globals['_HTTPROUTE']._serialized_start=2042
-  _globals['_HTTPROUTE']._serialized_end=2235
+  _globals['_BACKENDREF']._serialized_end=479
+  _globals['_HEADER']._serialized_start=481
+  _globals['_HEADER']._serialized_end=518
+  _globals['_HEADERMODIFIER']._serialized_start=520
+  _globals['_HEADERMODIFIER']._serialized_end=626
+  _globals['_RETRYPOLICY']._serialized_start=629
+  _globals['_RETRYPOLICY']._serialized_end=809
+  _globals['_FAULTPOLICY']._serialized_start=812
+  _globals['_FAULTPOLICY']._serialized_end=999
+  _globals['_PATHMODIFIER']._serialized_start=1001
+  _globals['_PATHMODIFIER']._serialized_end=1078
+  _globals['_REDIRECTFILTER']._serialized_start=1081
+  _globals['_REDIRECTFILTER']._serialized_end=1304
+  _globals['_REWRITEFILTER']._serialized_start=1306
+  _globals['_REWRITEFILTER']._serialized_end=1401
+  _globals['_MIRRORFILTER']._serialized_start=1403
+  _globals['_MIRRORFILTER']._serialized_end=1479
+  _globals['_ROUTERULE']._serialized_start=1482
+  _globals['_ROUTERULE']._serialized_end=2071
+  _globals['_HTTPROUTE']._serialized_start=2074
+  _globals['_HTTPROUTE']._serialized_end=2267
 # @@protoc_insertion_point(module_scope)

@@ -95,14 +95,16 @@ class RouteMatch(_message.Message):
     def __init__(self, path: _Optional[_Union[PathMatch, _Mapping]] = ..., method: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[ValueMatch, _Mapping]]] = ..., query: _Optional[_Iterable[_Union[ValueMatch, _Mapping]]] = ...) -> None: ...
 
 class BackendRef(_message.Message):
-    __slots__ = ("service_key", "port", "weight")
+    __slots__ = ("service_key", "port", "weight", "subset")
     SERVICE_KEY_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SUBSET_FIELD_NUMBER: _ClassVar[int]
     service_key: str
     port: int
     weight: int
-    def __init__(self, service_key: _Optional[str] = ..., port: _Optional[int] = ..., weight: _Optional[int] = ...) -> None: ...
+    subset: str
+    def __init__(self, service_key: _Optional[str] = ..., port: _Optional[int] = ..., weight: _Optional[int] = ..., subset: _Optional[str] = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("name", "value")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%ambit/traffic/v1/traffic_policy.proto\x12\x10\x61mbit.traffic.v1\"\xf4\x01\n\x0e\x43onnectionPool\x12\x1c\n\x0fmax_connections\x18\x01 \x01(\rH\x00\x88\x01\x01\x12!\n\x14max_pending_requests\x18\x02 \x01(\rH\x01\x88\x01\x01\x12(\n\x1bmax_requests_per_connection\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x19\n\x0cmax_requests\x18\x04 \x01(\rH\x03\x88\x01\x01\x42\x12\n\x10_max_connectionsB\x17\n\x15_max_pending_requestsB\x1e\n\x1c_max_requests_per_connectionB\x0f\n\r_max_requests\"\xf4\x01\n\x10OutlierDetection\x12\x1c\n\x0f\x63onsecutive_5xx\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\'\n\x1a\x63onsecutive_gateway_errors\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x10\n\x08interval\x18\x03 \x01(\x01\x12\x1a\n\x12\x62\x61se_ejection_time\x18\x04 \x01(\x01\x12\x1c\n\x14max_ejection_percent\x18\x05 \x01(\r\x12\x1a\n\x12min_health_percent\x18\x06 \x01(\rB\x12\n\x10_consecutive_5xxB\x1d\n\x1b_consecutive_gateway_errors\"\xbf\x01\n\rTrafficPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x13\n\x0bservice_key\x18\x03 \x01(\t\x12\x39\n\x0f\x63onnection_pool\x18\x04 \x01(\x0b\x32 .ambit.traffic.v1.ConnectionPool\x12=\n\x11outlier_detection\x18\x05 \x01(\x0b\x32\".ambit.traffic.v1.OutlierDetectionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%ambit/traffic/v1/traffic_policy.proto\x12\x10\x61mbit.traffic.v1\"\xf4\x01\n\x0e\x43onnectionPool\x12\x1c\n\x0fmax_connections\x18\x01 \x01(\rH\x00\x88\x01\x01\x12!\n\x14max_pending_requests\x18\x02 \x01(\rH\x01\x88\x01\x01\x12(\n\x1bmax_requests_per_connection\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x19\n\x0cmax_requests\x18\x04 \x01(\rH\x03\x88\x01\x01\x42\x12\n\x10_max_connectionsB\x17\n\x15_max_pending_requestsB\x1e\n\x1c_max_requests_per_connectionB\x0f\n\r_max_requests\"\xf4\x01\n\x10OutlierDetection\x12\x1c\n\x0f\x63onsecutive_5xx\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\'\n\x1a\x63onsecutive_gateway_errors\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x10\n\x08interval\x18\x03 \x01(\x01\x12\x1a\n\x12\x62\x61se_ejection_time\x18\x04 \x01(\x01\x12\x1c\n\x14max_ejection_percent\x18\x05 \x01(\r\x12\x1a\n\x12min_health_percent\x18\x06 \x01(\rB\x12\n\x10_consecutive_5xxB\x1d\n\x1b_consecutive_gateway_errors\")\n\x06Subset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tworkloads\x18\x02 \x03(\t\"\xea\x01\n\rTrafficPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x13\n\x0bservice_key\x18\x03 \x01(\t\x12\x39\n\x0f\x63onnection_pool\x18\x04 \x01(\x0b\x32 .ambit.traffic.v1.ConnectionPool\x12=\n\x11outlier_detection\x18\x05 \x01(\x0b\x32\".ambit.traffic.v1.OutlierDetection\x12)\n\x07subsets\x18\x06 \x03(\x0b\x32\x18.ambit.traffic.v1.Subsetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTIONPOOL']._serialized_end=304
   _globals['_OUTLIERDETECTION']._serialized_start=307
   _globals['_OUTLIERDETECTION']._serialized_end=551
-  _globals['_TRAFFICPOLICY']._serialized_start=554
-  _globals['_TRAFFICPOLICY']._serialized_end=745
+  _globals['_SUBSET']._serialized_start=553
+  _globals['_SUBSET']._serialized_end=594
+  _globals['_TRAFFICPOLICY']._serialized_start=597
+  _globals['_TRAFFICPOLICY']._serialized_end=831
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -33,16 +34,26 @@ class OutlierDetection(_message.Message):
     min_health_percent: int
     def __init__(self, consecutive_5xx: _Optional[int] = ..., consecutive_gateway_errors: _Optional[int] = ..., interval: _Optional[float] = ..., base_ejection_time: _Optional[float] = ..., max_ejection_percent: _Optional[int] = ..., min_health_percent: _Optional[int] = ...) -> None: ...
 
+class Subset(_message.Message):
+    __slots__ = ("name", "workloads")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKLOADS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    workloads: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., workloads: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class TrafficPolicy(_message.Message):
-    __slots__ = ("name", "namespace", "service_key", "connection_pool", "outlier_detection")
+    __slots__ = ("name", "namespace", "service_key", "connection_pool", "outlier_detection", "subsets")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_KEY_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_POOL_FIELD_NUMBER: _ClassVar[int]
     OUTLIER_DETECTION_FIELD_NUMBER: _ClassVar[int]
+    SUBSETS_FIELD_NUMBER: _ClassVar[int]
     name: str
     namespace: str
     service_key: str
     connection_pool: ConnectionPool
     outlier_detection: OutlierDetection
-    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., service_key: _Optional[str] = ..., connection_pool: _Optional[_Union[ConnectionPool, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ...) -> None: ...
+    subsets: _containers.RepeatedCompositeFieldContainer[Subset]
+    def __init__(self, name: _Optional[str] = ..., namespace: _Optional[str] = ..., service_key: _Optional[str] = ..., connection_pool: _Optional[_Union[ConnectionPool, _Mapping]] = ..., outlier_detection: _Optional[_Union[OutlierDetection, _Mapping]] = ..., subsets: _Optional[_Iterable[_Union[Subset, _Mapping]]] = ...) -> None: ...
