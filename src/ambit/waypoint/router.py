@@ -58,7 +58,6 @@ filter does, after the rule is selected and before a backend is chosen or anythi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -69,8 +68,7 @@ from dataclasses import dataclass
 from ambit.authz import RBAC_DENIED_BODY, RequestAttributes, authorize_request
 from ambit.model.identity import Identity
 from ambit.model.policy import Action, L7Authorization
-from ambit.model.route import BackendRef, FaultPolicy, HeaderModifier, PathMatch, RetryPolicy, RouteRule
-from ambit.model.traffic_policy import TrafficPolicy
+from ambit.model.route import BackendRef, RetryPolicy, RouteRule
 from ambit.model.workload import Service, ServicePort, Workload
 from ambit.net.duplex import Duplex, TcpDuplex, relay
 from ambit.net.pool import HbonePool, PoolKey
@@ -92,13 +90,11 @@ from ambit.routing.http_routes import (
     route_table,
     tcp_backends,
 )
-from ambit.routing.outlier import OutlierTracker, PendingLimiter
 from ambit.routing.rate_limit import RateLimiter, rate_limits_through, ready_replicas
-from ambit.routing.route_filters import mirrors_drawn, redirect_location, rewrite_target, rewritten_authority
+from ambit.routing.route_filters import mirrors_drawn, rewrite_target, rewritten_authority
 from ambit.routing.subsets import subset_members
 from ambit.state.snapshot import Snapshot
 from ambit.state.store import StateStore
-from ambit.waypoint.connection_slots import ConnectionSlots
 from ambit.waypoint.exchange import (
     BodyError,
     BodyStream,
@@ -110,38 +106,22 @@ from ambit.waypoint.exchange import (
 )
 from ambit.waypoint.h2_client import H2Upstream
 from ambit.waypoint.http1_client import Http1Upstream
-from ambit.waypoint.metrics import RequestMetrics, request_labels
+from ambit.waypoint.metrics import RequestMetrics
+from ambit.waypoint.rule_actions import fault_abort, modify_headers, redirect_response
+from ambit.waypoint.service_traffic import ServiceTraffic, TrafficStates, observe_attempt, without_outliers
+from ambit.waypoint.telemetry import observe_exchange
 from ambit.waypoint.upstream_errors import UpstreamError
 
 log = logging.getLogger(__name__)
-ACCESS_LOGGER = "ambit.waypoint.access"
-access_log = logging.getLogger(ACCESS_LOGGER)
 
 SPIFFE = "spiffe://"
 UPSTREAM_ATTEMPTS = 3
 MAX_RETRY_BODY = 64 * 1024  # a request body up to this size is kept so a retry can send it again
 NO_RETRY = RetryPolicy(attempts=0)  # traffic with no route: connect failures only (as before routes)
-FAULT_ABORT_BODY = "fault filter abort"  # Envoy's fault filter's local reply
 RATE_LIMITED_BODY = "local_rate_limited"  # Envoy's local rate limit filter's local reply
 MIRROR_TIMEOUT = 15.0  # seconds a mirrored request may take when its rule sets no request timeout
-# Envoy writes response flags comma-separated in the order of its ResponseFlag enum (those ambit sets)
-_FLAG_RANK = {flag: rank for rank, flag in enumerate((
-    "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX",
-    "UPE", "NC",
-))}  # fmt: skip
 H2_APP_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"})
 HTTP1_APP_PROTOCOLS = frozenset({"http", "http1", "http/1.1"})
-
-
-@dataclass(slots=True)
-class ServiceTraffic:
-    """A Service's DestinationRule state in this waypoint: its outlier tracker, request limiter and
-    HTTP/1.1 connection slots."""
-
-    policy: TrafficPolicy
-    outliers: OutlierTracker | None
-    requests: PendingLimiter
-    connections: ConnectionSlots | None = None  # tcp.maxConnections, for HTTP/1.1 upstreams
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,38 +166,6 @@ def service_port(service: Service | None, port: int) -> ServicePort | None:
     return next((p for p in service.ports if p.port == port), None)
 
 
-def modify_headers(headers: Headers, modifier: HeaderModifier) -> Headers:
-    """Gateway API's RequestHeaderModifier / ResponseHeaderModifier: ``set`` replaces (or adds),
-    ``add`` appends, ``remove`` drops every value; names compared in lower case."""
-    setting = {name.lower().encode(): value.encode() for name, value in modifier.set}
-    removing = {name.lower().encode() for name in modifier.remove} | set(setting)
-    out: Headers = [(n, v) for n, v in headers if n not in removing]
-    out += list(setting.items())
-    out += [(name.lower().encode(), value.encode()) for name, value in modifier.add]
-    return out
-
-
-def with_flag(flags: str, flag: str) -> str:
-    """``flags`` (Envoy's ``-`` or a comma-separated list) with ``flag`` added, in Envoy's order."""
-    present = [f for f in flags.split(",") if f and f != "-"]
-    if flag not in present:
-        present.append(flag)
-    return ",".join(sorted(present, key=lambda f: _FLAG_RANK.get(f, len(_FLAG_RANK))))
-
-
-def fault_abort(fault: FaultPolicy, status: int) -> Response:
-    """The waypoint's answer to a request a fault aborts with ``status`` (flag ``FI``): an HTTP error,
-    or for a gRPC abort a trailers-only gRPC response carrying ``status`` as ``grpc-status``."""
-    if fault.abort_grpc_status is not None:
-        headers: Headers = [
-            (b"content-type", b"application/grpc"),
-            (b"grpc-status", str(status).encode()),
-            (b"grpc-message", FAULT_ABORT_BODY.encode()),
-        ]
-        return Response(200, headers, BodyStream.of(), flags="FI", details="fault_filter_abort")
-    return local_response(status, FAULT_ABORT_BODY, flags="FI", details="fault_filter_abort")
-
-
 def _principal(identity: str) -> str:
     return identity[len(SPIFFE) :] if identity.startswith(SPIFFE) else identity
 
@@ -234,58 +182,6 @@ def _header_grpc_status(response: Response) -> int | None:
         if name == b"grpc-status":
             return int(value) if value.isdigit() else None
     return None
-
-
-def _grpc_status(response: Response) -> str:
-    for headers in (response.body.trailers, response.headers):
-        for name, value in headers:
-            if name == b"grpc-status":
-                return value.decode("latin-1")
-    return ""
-
-
-class _ObservedBody(BodyStream):
-    """A response body passed through unchanged, reporting its size and end (or failure) once."""
-
-    __slots__ = ("_ended", "_inner", "_on_end")
-
-    def __init__(self, inner: BodyStream, on_end: Callable[[int, str], None]) -> None:
-        super().__init__()
-        self._inner = inner
-        self._on_end = on_end
-        self._ended = False
-
-    def _end(self, flags: str) -> None:
-        if not self._ended:
-            self._ended = True
-            self.trailers = self._inner.trailers
-            self._on_end(self.received, flags)
-
-    async def __anext__(self) -> bytes:
-        try:
-            chunk = await self._inner.__anext__()
-        except StopAsyncIteration:
-            self._end("-")
-            raise
-        except BodyError:
-            self._end("UC")
-            raise
-        self.received += len(chunk)
-        return chunk
-
-    @property
-    def done(self) -> bool:
-        """The upstream has finished (or failed) the body: what is left is buffered (a frontend
-        sends a gRPC trailers-only response as one HEADERS frame when the body is done and empty)."""
-        return self._inner.done
-
-    def abandon(self) -> None:
-        """The consumer gave up (the client left mid-response): tell the upstream side, count it."""
-        self._inner.abandon()
-        self._end("DC")
-
-    def fail(self, exc: BaseException) -> None:
-        self.abandon()
 
 
 class WaypointRouter:
@@ -314,34 +210,14 @@ class WaypointRouter:
         self.ejections = Ejections()  # endpoints that refused or timed out: tried last for a while
         self._tables: dict[tuple[str, int], RouteTable | None] = {}
         self._tables_version = ""
-        self._traffic: dict[str, ServiceTraffic] = {}  # by service key (DestinationRule state)
+        self.traffic_states = TrafficStates()  # DestinationRule state, by service key
         self.limiter = RateLimiter()  # HTTPLocalRateLimitPolicy buckets, kept across config pushes
         self._replicas = 1  # ready replicas of this waypoint in the snapshot of _tables_version
         self._mirrors: set[asyncio.Task[None]] = set()  # mirrored requests in flight (fire and forget)
 
     def outlier_views(self, snapshot: Snapshot) -> tuple[OutlierView, ...]:
         """Every endpoint the outlier detection of a Service's DestinationRule tracks (config dump)."""
-        now = time.monotonic()
-        views: list[OutlierView] = []
-        for key in sorted(self._traffic):
-            outliers = self._traffic[key].outliers
-            for host in outliers.state(now) if outliers is not None else ():
-                endpoint = snapshot.workloads.get(host.uid)
-                views.append(
-                    OutlierView(
-                        service=key,
-                        uid=host.uid,
-                        name=f"{endpoint.namespace}/{endpoint.name}" if endpoint is not None else "",
-                        ejected=host.ejected,
-                        remaining=None
-                        if host.returns_at is None
-                        else round(max(host.returns_at - now, 0.0), 3),
-                        ejections=host.ejections,
-                        consecutive_5xx=host.consecutive_5xx,
-                        consecutive_gateway_errors=host.consecutive_gateway_errors,
-                    )
-                )
-        return tuple(views)
+        return self.traffic_states.outlier_views(snapshot)
 
     def ejection_views(self, snapshot: Snapshot) -> tuple[EjectionView, ...]:
         return ejection_views(self.ejections, snapshot.workloads, time.monotonic())
@@ -445,7 +321,9 @@ class WaypointRouter:
         def answer(
             response: Response, service: Service | None = None, endpoint: Workload | None = None
         ) -> Response:
-            return self._answer(
+            return observe_exchange(
+                self.metrics,
+                self.store.current,
                 request,
                 downstream,
                 started=started,
@@ -484,7 +362,7 @@ class WaypointRouter:
         backend_service, backend_port = service, where.port
         if rule is not None:
             if rule.redirect is not None:  # the rule answers itself: nothing goes upstream
-                return answer(self._redirect(rule, matched, request, where.port), service)
+                return answer(redirect_response(rule, matched, request, where.port), service)
             if rule.fault is not None:  # before the backend and the request timeout (module docstring)
                 delay, abort = fault_action(rule.fault, self.rng)
                 if delay > 0:
@@ -539,7 +417,9 @@ class WaypointRouter:
         def answer(
             response: Response, endpoint: Workload | None = None, release: Callable[[], None] | None = None
         ) -> Response:
-            return self._answer(
+            return observe_exchange(
+                self.metrics,
+                self.store.current,
                 request,
                 downstream,
                 started=started,
@@ -553,7 +433,7 @@ class WaypointRouter:
         protocol = self._upstream_protocol(request, service, port)
         policy = retry_policy(rule) if rule is not None else NO_RETRY
         traffic = self.traffic(snapshot, service)
-        plans = self.without_outliers(plans, traffic)
+        plans = without_outliers(plans, traffic)
         if not plans:
             return answer(local_response(503, "no healthy upstream", flags="UH"))
         if traffic is not None and not traffic.requests.try_acquire():
@@ -616,28 +496,6 @@ class WaypointRouter:
         if selected is None:
             return local_response(404, "no route rule matched", flags="NR")
         return selected
-
-    @staticmethod
-    def _redirect(rule: RouteRule, matched: PathMatch | None, request: Request, port: int) -> Response:
-        """A rule's RequestRedirect: its status with ``Location`` (:mod:`ambit.routing.route_filters`);
-        the rule's response header modifier applies to it, as Envoy applies it to direct responses."""
-        assert rule.redirect is not None
-        location = redirect_location(
-            rule.redirect,
-            matched=matched,
-            scheme=request.scheme.decode("latin-1"),
-            host=request.authority.decode("latin-1"),
-            port=port,
-            path_and_query=request.path.decode("latin-1"),
-        )
-        response = Response(
-            rule.redirect.status,
-            [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
-            BodyStream.of(),
-        )
-        if rule.response_headers is not None:
-            response.headers = modify_headers(response.headers, rule.response_headers)
-        return response
 
     async def _mirror(
         self, snapshot: Snapshot, rule: RouteRule, request: Request, downstream: Downstream
@@ -743,46 +601,8 @@ class WaypointRouter:
         return None if isinstance(routed, Response) else routed[2]
 
     def traffic(self, snapshot: Snapshot, service: Service | None) -> ServiceTraffic | None:
-        """The DestinationRule state of ``service``: made when its policy appears, kept while the
-        policy is unchanged (the tracker's ejections survive config pushes), dropped when it goes."""
-        if service is None:
-            return None
-        policy = snapshot.traffic_policy_for(service.key)
-        state = self._traffic.get(service.key)
-        if policy is None:
-            self._traffic.pop(service.key, None)
-            return None
-        if state is None or state.policy != policy:
-            pool = policy.connection_pool
-            limit = None
-            connections = None
-            if pool is not None:
-                # without maxConnections every request waits for a connection of its own, so the pending
-                # limit bounds the requests in flight; with it, requests wait for one of its slots
-                pending = pool.max_pending_requests if pool.max_connections is None else None
-                limits = [v for v in (pool.max_requests, pending) if v is not None]
-                limit = min(limits) if limits else None
-                if pool.max_connections is not None:
-                    connections = ConnectionSlots(pool.max_connections, pool.max_pending_requests)
-            outliers = (
-                OutlierTracker(policy.outlier_detection) if policy.outlier_detection is not None else None
-            )
-            if state is not None and state.policy.outlier_detection == policy.outlier_detection:
-                outliers = state.outliers
-            state = ServiceTraffic(policy, outliers, PendingLimiter(limit), connections)
-            self._traffic[service.key] = state
-        return state
-
-    def without_outliers(
-        self, plans: list[OutboundPlan], traffic: ServiceTraffic | None
-    ) -> list[OutboundPlan]:
-        """``plans`` without the endpoints the Service's outlier detection ejects now (Envoy drops them
-        from the load-balancing pool; the tracker never ejects more than maxEjectionPercent)."""
-        if traffic is None or traffic.outliers is None:
-            return plans
-        uids = [p.endpoint.uid for p in plans if p.endpoint is not None]
-        out = traffic.outliers.ejected(uids, time.monotonic())
-        return [p for p in plans if p.endpoint is None or p.endpoint.uid not in out]
+        """The DestinationRule state of ``service`` (:class:`TrafficStates`)."""
+        return self.traffic_states.get(snapshot, service)
 
     def _refresh(self, snapshot: Snapshot) -> None:
         """Per config version: drop the route tables, count this waypoint's ready replicas, forget the
@@ -823,18 +643,6 @@ class WaypointRouter:
         return self._tables[key]
 
     # -- attempts ---------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _observe(traffic: ServiceTraffic | None, plan: OutboundPlan, status: int | None, hosts: int) -> None:
-        """Feed one attempt's outcome to the Service's outlier detection (None: no response at all)."""
-        endpoint = plan.endpoint
-        outliers = traffic.outliers if traffic is not None else None
-        if (
-            outliers is not None
-            and endpoint is not None
-            and outliers.observe(endpoint.uid, status, time.monotonic(), hosts=hosts)
-        ):
-            log.info("outlier detection ejected %s/%s", endpoint.namespace, endpoint.name)
 
     async def _replayable(self, request: Request, policy: RetryPolicy) -> tuple[bytes, Headers] | None:
         """The request body, read whole, when retries may need to send it again; None when there is
@@ -890,11 +698,11 @@ class WaypointRouter:
             except TimeoutError:
                 response = local_response(504, "upstream per-try timeout", flags="UT")
                 self.connected(plan, None)
-                self._observe(traffic, plan, 504, len(plans))
+                observe_attempt(traffic, plan, 504, len(plans))
                 return response, plan.endpoint
             except UpstreamError as exc:
                 self.connected(plan, exc)
-                self._observe(traffic, plan, None, len(plans))
+                observe_attempt(traffic, plan, None, len(plans))
                 if exc.flags == "UF":
                     connect_failures.append(str(exc))
                     if len(connect_failures) < min(UPSTREAM_ATTEMPTS, len(plans) + retries_left):
@@ -911,7 +719,7 @@ class WaypointRouter:
                     continue
                 return local_response(503, f"upstream {exc}", flags=exc.flags), plan.endpoint
             self.connected(plan, None)
-            self._observe(traffic, plan, response.status, len(plans))
+            observe_attempt(traffic, plan, response.status, len(plans))
             grpc_status = _header_grpc_status(response)
             if retries < retries_left and is_retriable(
                 policy, response.status, False, grpc_status=grpc_status
@@ -977,77 +785,6 @@ class WaypointRouter:
         return await upstream.send(key, connect, request, max_requests_per_connection=per_connection)
 
     # -- telemetry ----------------------------------------------------------------------------------
-
-    def _answer(
-        self,
-        request: Request,
-        downstream: Downstream,
-        *,
-        started: float,
-        service: Service | None,
-        endpoint: Workload | None,
-        response: Response,
-        delayed: bool = False,
-        on_end: Callable[[], None] | None = None,
-    ) -> Response:
-        snapshot = self.store.current
-        source = snapshot.find_workload_by_ip(downstream.peer_ip)
-        grpc = (request.header(b"content-type") or b"").startswith(b"application/grpc")
-
-        def ended(response_bytes: int, flags: str) -> None:
-            if on_end is not None:
-                on_end()  # e.g. the connection pool's request slot
-            final_flags = response.flags if response.flags != "-" else flags
-            if delayed:
-                final_flags = with_flag(final_flags, "DI")
-            duration_ms = (time.monotonic() - started) * 1000
-            labels = request_labels(
-                source=source,
-                source_principal=downstream.peer_identity,
-                destination=endpoint,
-                service=service,
-                protocol="grpc" if grpc else "http",
-                status=response.status,
-                grpc_status=_grpc_status(response),
-                flags=final_flags,
-            )
-            self.metrics.record(
-                labels,
-                duration_ms=duration_ms,
-                request_bytes=request.body.received,
-                response_bytes=response_bytes,
-            )
-            access_log.info(
-                json.dumps(
-                    {
-                        "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "method": request.method.decode("latin-1"),
-                        "path": request.path.decode("latin-1"),
-                        "protocol": f"HTTP/{request.version}",
-                        "authority": request.authority.decode("latin-1"),
-                        "response_code": response.status,
-                        "response_flags": final_flags,
-                        "grpc_status": labels.grpc_response_status or None,
-                        "bytes_received": request.body.received,
-                        "bytes_sent": response_bytes,
-                        "duration_ms": round(duration_ms, 3),
-                        "x_request_id": (request.header(b"x-request-id") or b"").decode("latin-1") or None,
-                        "src.addr": downstream.peer_ip,
-                        "src.identity": downstream.peer_identity,
-                        "dst.hbone_addr": downstream.target,
-                        "dst.service": service.hostname if service is not None else None,
-                        "dst.workload": endpoint.name if endpoint is not None else None,
-                        "details": response.details or None,
-                    },
-                    separators=(",", ":"),
-                )
-            )
-
-        if response.upgraded is not None:
-            ended(0, "-")  # the upgraded stream is relayed as bytes: the request ends with its 101
-            return response
-        response.body = _ObservedBody(response.body, ended)
-        return response
 
 
 async def relay_tcp(router: WaypointRouter, stream: Duplex, downstream: Downstream, initial: bytes) -> None:

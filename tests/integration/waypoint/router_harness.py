@@ -33,7 +33,8 @@ from ambit.state import Resource, StateStore, resource_name
 from ambit.waypoint.exchange import BodyStream, Downstream, Request, Response
 from ambit.waypoint.http1_server import serve_http1
 from ambit.waypoint.metrics import RequestMetrics
-from ambit.waypoint.router import ACCESS_LOGGER, WaypointRouter, WaypointSelf
+from ambit.waypoint.router import WaypointRouter, WaypointSelf
+from ambit.waypoint.telemetry import ACCESS_LOGGER
 
 VIP = "10.96.0.10"
 WEB = "default/web.default.svc.cluster.local"
