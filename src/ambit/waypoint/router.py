@@ -438,26 +438,22 @@ class WaypointRouter:
             return answer(local_response(503, "no healthy upstream", flags="UH"))
         if traffic is not None and not traffic.requests.try_acquire():
             return answer(local_response(503, "upstream overflow", flags="UO"))
-        release = traffic.requests.release if traffic is not None else None
         slots = traffic.connections if traffic is not None and protocol == "http1" else None
-        if slots is not None and traffic is not None:
-            try:
-                acquired = await slots.acquire()  # may wait as a pending request
-            except BaseException:
-                traffic.requests.release()
-                raise
-            if not acquired:
-                traffic.requests.release()
-                return answer(local_response(503, "upstream overflow (connections)", flags="UO"))
-            requests = traffic.requests
+        held = False  # a connection slot is held (released with the request slot when the response ends)
 
-            def release_both() -> None:
-                requests.release()
+        def release() -> None:
+            if traffic is not None:
+                traffic.requests.release()
+            if held and slots is not None:
                 slots.release()
 
-            release = release_both
-        try:
+        try:  # the request timeout covers a wait for a connection slot too, as Envoy's router timer does
             async with asyncio.timeout(rule.request_timeout if rule is not None else None):
+                if slots is not None:
+                    if not await slots.acquire():  # may wait as a pending request
+                        release()
+                        return answer(local_response(503, "upstream overflow (connections)", flags="UO"))
+                    held = True
                 response, endpoint = await self._forward(
                     plans,
                     request,
@@ -470,8 +466,7 @@ class WaypointRouter:
         except TimeoutError:
             return answer(local_response(504, "upstream request timeout", flags="UT"), release=release)
         except BaseException:
-            if release is not None:
-                release()
+            release()
             raise
         if rule is not None and rule.response_headers is not None:
             response.headers = modify_headers(response.headers, rule.response_headers)

@@ -162,3 +162,19 @@ async def ask_quietly(router: WaypointRouter, path: str) -> tuple[int, str]:
     response = await router.handle(request, CLIENT)
     await response.body.read_all(1 << 20)
     return response.status, response.flags
+
+
+async def test_the_request_timeout_covers_the_wait_for_a_connection(app: App) -> None:
+    """``maxConnections: 1`` and a 0.45 s request timeout, two concurrent 0.3 s requests: the second
+    waits 0.3 s for the connection, then needs 0.3 s more, so its timeout fires (504 ``UT``), as Envoy's
+    router timer covers the time a request is pending in the pool. Counting from the slot instead, it
+    would have been answered 200."""
+    app.slow = 0.3
+    pool = ConnectionPool(max_connections=1)
+    policy = TrafficPolicy("web", "default", WEB, connection_pool=pool)
+    router = router_for(app, rule(request_timeout=0.45), extra=(policy,))
+    try:
+        answers = await asyncio.gather(*(ask_quietly(router, "/slow") for _ in range(2)))
+    finally:
+        await router.close()
+    assert sorted(answers) == [(200, "-"), (504, "UT")]
