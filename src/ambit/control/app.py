@@ -68,6 +68,7 @@ WATCHED_KINDS = (
     "HTTPRoute",
     "GRPCRoute",
     "TCPRoute",
+    "ReferenceGrant",
     "VirtualService",
     "DestinationRule",
     "HTTPLocalRateLimitPolicy",

@@ -24,17 +24,18 @@ as the Gateway API's ``RouteParentStatus`` (sigs.k8s.io/gateway-api ``apis/v1/sh
     Istio's ``buildHTTPDestination``) and every ``RequestMirror`` filter's backendRef (the spec:
     an invalid mirror backend sets ``ResolvedRefs`` false; Istio joins the mirror's error to the
     backends') resolves (``translate_routes.resolve_backend``) to a port of a Service in the
-    route's namespace; else ``False`` with the first problem's reason, in rule order, the
-    backendRefs of a rule before its mirrors: ``InvalidKind`` (not a core Service),
-    ``RefNotPermitted`` (another namespace: ReferenceGrant is not supported yet),
+    route's namespace, or in another namespace whose ReferenceGrant permits it
+    (``ambit.control.reference_grants``); else ``False`` with the first problem's reason, in rule
+    order, the backendRefs of a rule before its mirrors: ``InvalidKind`` (not a core Service),
+    ``RefNotPermitted`` (another namespace, and no ReferenceGrant there permits the route),
     ``BackendNotFound`` (no port, no such Service, or a port the Service does not have); the
     message lists every problem.
 
   Both carry the route's ``metadata.generation`` as ``observedGeneration``; ``lastTransitionTime``
   moves only when that condition's ``status`` or ``reason`` changes
   (``ambit.control.status_conditions``, ``ON_STATUS_OR_REASON``), so the status is a function of
-  the route, the Services and the previous status: every control-plane replica computes the same
-  one, and a writer that compares before writing never flaps it.
+  the route, the Services, the ReferenceGrants and the previous status: every control-plane replica
+  computes the same one, and a writer that compares before writing never flaps it.
 
 Entries other controllers wrote (another ``controllerName``, or a non-Service parent) are kept as
 they are and where they are; ours keep their place, ours whose parentRef is gone are removed, new
@@ -52,6 +53,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ambit.control.reference_grants import NO_GRANTS, ReferenceGrants
 from ambit.control.status_conditions import (
     ON_STATUS_OR_REASON,
     Verdict,
@@ -141,12 +143,12 @@ def _accepted(ref: JSON, namespace: str, services: Mapping[str, Service], cluste
     return "True", ACCEPTED, ROUTE_VALID
 
 
-def _resolved_refs(
-    route: Any, namespace: str, services: Mapping[str, Service], cluster_domain: str
-) -> Verdict:
-    problems: list[tuple[str, str]] = []
+def _backend_refs(route: Any) -> list[tuple[str, JSON]]:
+    """(where, ref) of every backend the route's status checks: the backendRefs with a weight and
+    every RequestMirror's backendRef, in rule order."""
+    refs: list[tuple[str, JSON]] = []
     for rule_at, rule in enumerate(items(mapping(route, "spec"), "rules")):
-        refs = [
+        refs += [
             (f"rule {rule_at} backendRef {ref_at}", ref)
             for ref_at, ref in enumerate(items(rule, "backendRefs"))
             if backend_weight(ref) > 0  # weight 0: never used, so not checked (as translation)
@@ -156,13 +158,32 @@ def _resolved_refs(
             for at, entry in enumerate(items(rule, "filters"))
             if text(entry, "type") == "RequestMirror"
         ]
-        for where, ref in refs:
-            shown = f"{where} ({backend_shown(ref, namespace)})"
-            resolved = resolve_backend(ref, namespace, services, cluster_domain)
-            if isinstance(resolved, Refusal):
-                problems.append((resolved.reason, f"{shown}: {resolved.problem}"))
-            elif all(p.port != resolved.port for p in services[resolved.service_key].ports):
-                problems.append((BACKEND_NOT_FOUND, f"{shown}: the Service has no port {resolved.port}"))
+    return refs
+
+
+def backend_namespaces(route: Any) -> set[str]:
+    """The namespaces whose Services (and ReferenceGrants) the route's status depends on: its own and
+    those its backendRefs and mirrors name."""
+    namespace = namespace_of(route)
+    return {namespace} | {text(ref, "namespace") or namespace for _, ref in _backend_refs(route)}
+
+
+def _resolved_refs(
+    route: Any,
+    namespace: str,
+    services: Mapping[str, Service],
+    cluster_domain: str,
+    grants: ReferenceGrants,
+) -> Verdict:
+    problems: list[tuple[str, str]] = []
+    kind = text(route, "kind")
+    for where, ref in _backend_refs(route):
+        shown = f"{where} ({backend_shown(ref, namespace)})"
+        resolved = resolve_backend(ref, namespace, services, cluster_domain, route_kind=kind, grants=grants)
+        if isinstance(resolved, Refusal):
+            problems.append((resolved.reason, f"{shown}: {resolved.problem}"))
+        elif all(p.port != resolved.port for p in services[resolved.service_key].ports):
+            problems.append((BACKEND_NOT_FOUND, f"{shown}: the Service has no port {resolved.port}"))
     if not problems:
         return "True", RESOLVED_REFS, REFS_RESOLVED
     message = "; ".join(problem for _, problem in problems)
@@ -178,9 +199,11 @@ def route_status(
     *,
     now: str,
     cluster_domain: str = "cluster.local",
+    grants: ReferenceGrants = NO_GRANTS,
 ) -> JSON:
-    """The whole ``status`` the route should carry, given the Services by key (``Service.key``) and the
-    status it carries now; ``now`` (RFC 3339) is used only for a condition that transitioned."""
+    """The whole ``status`` the route should carry, given the Services by key (``Service.key``; those of
+    every namespace in ``backend_namespaces``), the ReferenceGrants and the status it carries now;
+    ``now`` (RFC 3339) is used only for a condition that transitioned."""
     previous = dict(previous) if isinstance(previous, Mapping) else {}
     namespace = namespace_of(route)
     generation = generation_of(route)
@@ -200,7 +223,7 @@ def route_status(
         if key in wanted:
             continue
         if refs is None:
-            refs = _resolved_refs(route, namespace, services, cluster_domain)
+            refs = _resolved_refs(route, namespace, services, cluster_domain, grants)
         old = items(ours_before.get(key), "conditions")
         verdicts = ((ACCEPTED, _accepted(ref, namespace, services, cluster_domain)), (RESOLVED_REFS, refs))
         wanted[key] = {

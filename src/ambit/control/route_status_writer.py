@@ -1,13 +1,17 @@
 """The route status controller: writes each GAMMA route's ``status.parents`` (``ambit.control.route_status``).
 
-It watches HTTPRoute, GRPCRoute, TCPRoute and Service objects through its own informer. A route that is
-added or changed is queued; a Service that is added, changed or deleted queues every route of its
-namespace (a route's parents and backends that count are Services of its own namespace); a resync
-(every 60 s) queues every route, which repairs whatever a failed write left. One task drains the
-queue (a route queued twice while waiting is written once).
+It watches HTTPRoute, GRPCRoute, TCPRoute, Service and ReferenceGrant objects through its own
+informer. A route that is added or changed is queued; a Service or a ReferenceGrant that is added,
+changed or deleted in namespace N queues every route that depends on N: the routes of N and the routes
+whose backendRefs or RequestMirror backends name N (``route_status.backend_namespaces``; a grant in N
+only ever permits references *to* N, so no other route can change, and a grant whose ``from`` entries
+were edited away is still covered, since the queueing does not read them). A resync (every 60 s)
+queues every route, which repairs whatever a failed write left. One task drains the queue (a route
+queued twice while waiting is written once).
 
-Writing one route (``write_route_status``) reads the route and its namespace's Services from the
-store (not from the informer's cache: a fresh read is what makes two writers agree), computes the
+Writing one route (``write_route_status``) reads the route, the Services of its namespace and of the
+namespaces its backends name, and the ReferenceGrants of those namespaces from the store (not from
+the informer's cache: a fresh read is what makes two writers agree), computes the
 status and writes it with compare-and-swap only when it differs from the stored one. On a conflict
 (409: someone wrote the route meanwhile, perhaps another control-plane replica) it reads again; the
 loser of a race finds the winner's status equal to its own (same conditions, the winner's
@@ -24,7 +28,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ambit.control.route_status import route_status, services_from_objects
+from ambit.control.reference_grants import REFERENCE_GRANT, ReferenceGrants
+from ambit.control.route_status import backend_namespaces, route_status, services_from_objects
 from ambit.control.translate_routes import GATEWAY_ROUTE_KINDS
 from ambit.net.tasks import spawn
 from ambit.resources.objects import kind_of, name_of, namespace_of
@@ -33,7 +38,7 @@ from ambit.store import Informer
 
 _log = logging.getLogger(__name__)
 
-WATCHED_KINDS = (*GATEWAY_ROUTE_KINDS, "Service")
+WATCHED_KINDS = (*GATEWAY_ROUTE_KINDS, "Service", REFERENCE_GRANT)
 _MAX_ATTEMPTS = 5
 
 Obj = dict[str, Any]
@@ -58,10 +63,15 @@ async def write_route_status(
             current = await client.get(kind, name, namespace)
         except NotFound:
             return False
-        listed = await client.list("Service", namespace)
-        services = services_from_objects(listed.items, cluster_domain=cluster_domain)
+        listed: list[Obj] = []
+        for ns in sorted(backend_namespaces(current)):
+            listed += (await client.list(("Service", REFERENCE_GRANT), ns)).items
+        services = services_from_objects(listed, cluster_domain=cluster_domain)
+        grants = ReferenceGrants.from_objects(listed)
         stored = current.get("status")
-        status = route_status(current, services, stored, now=now(), cluster_domain=cluster_domain)
+        status = route_status(
+            current, services, stored, now=now(), cluster_domain=cluster_domain, grants=grants
+        )
         if status == (stored if isinstance(stored, dict) else {}):
             return False
         try:
@@ -108,9 +118,10 @@ class RouteStatusController:
         self._pending[(kind, namespace, name)] = None
         self._wake.set()
 
-    def _enqueue_namespace(self, namespace: str) -> None:
-        for kind, ns, name in list(self.informer.cache):
-            if kind in GATEWAY_ROUTE_KINDS and ns == namespace:
+    def _enqueue_dependents(self, namespace: str) -> None:
+        """Queue every route whose status depends on the Services and ReferenceGrants of ``namespace``."""
+        for (kind, ns, name), route in list(self.informer.cache.items()):
+            if kind in GATEWAY_ROUTE_KINDS and (ns == namespace or namespace in backend_namespaces(route)):
                 self._enqueue(kind, ns, name)
 
     def _on_change(self, change: str, obj: Obj) -> None:
@@ -118,8 +129,8 @@ class RouteStatusController:
         if kind in GATEWAY_ROUTE_KINDS:
             if change != DELETED:
                 self._enqueue(kind, namespace_of(obj), name_of(obj))
-        elif kind == "Service":
-            self._enqueue_namespace(namespace_of(obj))
+        elif kind in ("Service", REFERENCE_GRANT):
+            self._enqueue_dependents(namespace_of(obj))
 
     def _resync(self, cache: Mapping[Key, Obj]) -> None:
         for kind, namespace, name in list(cache):

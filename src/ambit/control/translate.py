@@ -70,6 +70,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ambit.control.reference_grants import ReferenceGrants
 from ambit.control.translate_common import (
     LOCALITY_LABEL,
     REDIRECTION_ANNOTATION,
@@ -336,6 +337,7 @@ def translate(
         [*index.kind("HTTPRoute"), *index.kind("GRPCRoute"), *index.kind("TCPRoute")],
         services,
         waypoints=waypoints.keys(),
+        grants=ReferenceGrants.from_objects(index.kind("ReferenceGrant")),
         cluster_domain=cluster_domain,
         warnings=warnings,
     )

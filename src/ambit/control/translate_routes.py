@@ -53,11 +53,14 @@ Exactly what happens:
   route status says ``ResolvedRefs: False``). A repeated filter of one type other than
   ``RequestMirror``: the first counts. ``CORS``, ``ExtensionRef``, ``ExternalAuth`` and filters on a
   backendRef: "not supported yet", with a warning; the rest of the rule is kept;
-* backendRefs: kind ``Service`` of the core group in the route's namespace with a ``port``; weight
-  default 1; weight 0 → never used (left out). A backendRef that is invalid (another namespace:
-  ReferenceGrant is not supported yet; another kind; no port; no such Service) is dropped with a
-  warning and its weight goes to ``invalid_weight``: that share of requests answers 500, as the
-  Gateway API requires. A rule with no backend weight answers 500;
+* backendRefs: kind ``Service`` of the core group with a ``port``, in the route's namespace or in
+  another one whose ReferenceGrant permits it (``ambit.control.reference_grants.reference_permitted``:
+  a grant in the Service's namespace with ``from`` group ``gateway.networking.k8s.io``, the route's
+  kind and namespace, and ``to`` group ``""``, kind ``Service``, no name or the Service's); weight
+  default 1; weight 0 → never used (left out). A backendRef that is invalid (another namespace
+  without a grant; another kind; no port; no such Service) is dropped with a warning and its weight
+  goes to ``invalid_weight``: that share of requests answers 500, as the Gateway API requires. A rule
+  with no backend weight answers 500. ``RequestMirror`` backends follow the same rule;
 * ``timeouts.request`` / ``timeouts.backendRequest`` (HTTPRoute): Gateway API durations (GEP-2257:
   ``^([0-9]{1,5}(h|m|s|ms)){1,4}$``, summed as Go's ``time.ParseDuration`` does) in seconds; ``0s``
   → no timeout; anything else is ignored with a warning. A backendRequest longer than the request
@@ -86,6 +89,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ambit.control.reference_grants import NO_GRANTS, ReferenceGrants, reference_permitted
 from ambit.control.translate_route_filters import (
     FilterError,
     gateway_redirect,
@@ -172,13 +176,16 @@ def service_key(name: str, namespace: str, cluster_domain: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Scope:
-    """What translating one route object needs: its namespace, the Services, where warnings go."""
+    """What translating one route object needs: its namespace, the Services, where warnings go, its kind
+    and the ReferenceGrants (for backends in other namespaces)."""
 
     namespace: str
     services: Mapping[str, Service]
     waypoints: Collection[tuple[str, str]]
     cluster_domain: str
     warnings: list[str]
+    kind: str = HTTP_ROUTE  # the route's kind (a ReferenceGrant names the kinds it trusts)
+    grants: ReferenceGrants = NO_GRANTS
 
     def service_key(self, name: str, namespace: str) -> str:
         return service_key(name, namespace, self.cluster_domain)
@@ -359,7 +366,14 @@ def _mirror(entry: JSON, position: int, scope: _Scope, what: str) -> MirrorFilte
     spec = mapping(entry, "requestMirror")
     ref = mapping(spec, "backendRef")
     shown = f"{what} RequestMirror filter {position} ({backend_shown(ref, scope.namespace)})"
-    resolved = resolve_backend(ref, scope.namespace, scope.services, scope.cluster_domain)
+    resolved = resolve_backend(
+        ref,
+        scope.namespace,
+        scope.services,
+        scope.cluster_domain,
+        route_kind=scope.kind,
+        grants=scope.grants,
+    )
     if isinstance(resolved, Refusal):
         scope.warnings.append(f"{shown}: {resolved.problem}; that mirror is left out")
         return None
@@ -446,9 +460,16 @@ def backend_shown(ref: JSON, namespace: str) -> str:
 
 
 def resolve_backend(
-    ref: JSON, namespace: str, services: Mapping[str, Service], cluster_domain: str
+    ref: JSON,
+    namespace: str,
+    services: Mapping[str, Service],
+    cluster_domain: str,
+    *,
+    route_kind: str,
+    grants: ReferenceGrants,
 ) -> BackendRef | Refusal:
-    """The backend a backendRef of a route in ``namespace`` names, or why it cannot be used."""
+    """The backend a backendRef of a ``route_kind`` route in ``namespace`` names, or why it cannot be
+    used; a Service in another namespace needs a ReferenceGrant there (``reference_permitted``)."""
     kind, group, name = text(ref, "kind", "Service") or "Service", text(ref, "group"), text(ref, "name")
     ref_ns = text(ref, "namespace") or namespace
     port = _integer(ref.get("port"))
@@ -457,9 +478,20 @@ def resolve_backend(
         return Refusal(
             INVALID_KIND, f"kind {group or 'core'}/{kind} is not supported (only core Services are)"
         )
-    if ref_ns != namespace:
+    if not reference_permitted(
+        grants,
+        from_group=GATEWAY_GROUP,
+        from_kind=route_kind,
+        from_namespace=namespace,
+        to_group="",
+        to_kind="Service",
+        to_namespace=ref_ns,
+        to_name=name,
+    ):
         return Refusal(
-            REF_NOT_PERMITTED, "is in another namespace, which needs a ReferenceGrant (not supported yet)"
+            REF_NOT_PERMITTED,
+            f"is in another namespace and no ReferenceGrant in {ref_ns} permits {route_kind}s of "
+            f"{namespace} to reference it",
         )
     if port is None:
         return Refusal(BACKEND_NOT_FOUND, "has no port (a Service backend needs one)")
@@ -479,7 +511,14 @@ def _backends(
         if weight == 0:
             continue  # weight 0: never used
         shown = f"{what} backendRef {position} ({backend_shown(ref, scope.namespace)})"
-        resolved = resolve_backend(ref, scope.namespace, scope.services, scope.cluster_domain)
+        resolved = resolve_backend(
+            ref,
+            scope.namespace,
+            scope.services,
+            scope.cluster_domain,
+            route_kind=scope.kind,
+            grants=scope.grants,
+        )
         if isinstance(resolved, Refusal):
             outcome = "answers 500" if unit == "requests" else "is refused"
             scope.warnings.append(
@@ -696,6 +735,7 @@ def convert_route(
     services: Mapping[str, Service],
     *,
     waypoints: Collection[tuple[str, str]] = (),
+    grants: ReferenceGrants = NO_GRANTS,
     cluster_domain: str,
     warnings: list[str],
 ) -> list[HttpRoute]:
@@ -708,7 +748,7 @@ def convert_route(
         warnings.append(f"{what}: apiVersion {text(obj, 'apiVersion')!r} is not {GATEWAY_GROUP}; ignored")
         return []
     spec = mapping(obj, "spec")
-    scope = _Scope(ns, services, waypoints, cluster_domain, warnings)
+    scope = _Scope(ns, services, waypoints, cluster_domain, warnings, kind, grants)
     parents = _parents(spec, scope, what)
     if not parents:
         return []
@@ -726,16 +766,23 @@ def convert_routes(
     services: Mapping[str, Service],
     *,
     waypoints: Collection[tuple[str, str]] = (),
+    grants: ReferenceGrants = NO_GRANTS,
     cluster_domain: str,
     warnings: list[str],
 ) -> dict[str, HttpRoute]:
     """Every route value by ``HttpRoute.key``; problems are appended to ``warnings``. ``services`` are
     the translated Services by key (parents and backends must exist there), ``waypoints`` the
-    (namespace, name) of every waypoint Gateway."""
+    (namespace, name) of every waypoint Gateway, ``grants`` the ReferenceGrants (backends in other
+    namespaces need one)."""
     out: dict[str, HttpRoute] = {}
     for obj in routes:
         for route in convert_route(
-            obj, services, waypoints=waypoints, cluster_domain=cluster_domain, warnings=warnings
+            obj,
+            services,
+            waypoints=waypoints,
+            grants=grants,
+            cluster_domain=cluster_domain,
+            warnings=warnings,
         ):
             out[route.key] = route
     return out

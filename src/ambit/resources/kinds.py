@@ -63,6 +63,8 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("HTTPRoute", GATEWAY_GROUP, ("v1", "v1beta1"), True, "httproutes"),
         KindInfo("GRPCRoute", GATEWAY_GROUP, ("v1",), True, "grpcroutes"),
         KindInfo("TCPRoute", GATEWAY_GROUP, ("v1alpha2",), True, "tcproutes"),
+        # v1beta1 is the storage version; Gateway API 1.5+ also serves the same schema as v1.
+        KindInfo("ReferenceGrant", GATEWAY_GROUP, ("v1beta1", "v1"), True, "referencegrants", ("refgrant",)),
         KindInfo(
             "AuthorizationPolicy",
             ISTIO_SECURITY_GROUP,

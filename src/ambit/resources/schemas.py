@@ -1019,6 +1019,68 @@ class DestinationRule(K8sModel):
     status: dict[str, Any] | None = None
 
 
+# --- ReferenceGrant ----------------------------------------------------------------------------
+# ReferenceGrant (gateway.networking.k8s.io v1beta1, and v1 since Gateway API 1.5: one schema), typed as
+# its CRD: from and to each 1..16 entries; group "" or a DNS subdomain (the CRD's pattern), kind the
+# CRD's pattern, from.namespace a DNS-1123 label, to.name 1..253 characters. ambit.control.reference_grants
+# says what a grant permits.
+
+_GATEWAY_KIND = re.compile(r"[a-zA-Z](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?")
+
+
+def _gateway_group(value: str) -> str | None:
+    if value == "":
+        return None
+    if len(value) > 253:
+        return f"must be at most 253 characters, got {len(value)}"
+    return checks.check_dns1123_subdomain(value)
+
+
+def _gateway_kind(value: str) -> str | None:
+    if not 1 <= len(value) <= 63:
+        return f"must be between 1 and 63 characters, got {len(value)}"
+    if not _GATEWAY_KIND.fullmatch(value):
+        return f"{value!r} is not a kind (a letter, then letters, digits and '-', not ending in '-')"
+    return None
+
+
+def _one_to_sixteen(value: Any) -> str | None:
+    return None if 1 <= len(value) <= 16 else f"must have between 1 and 16 entries, got {len(value)}"
+
+
+GatewayGroup = Annotated[str, _rule(_gateway_group)]
+GatewayKind = Annotated[str, _rule(_gateway_kind)]
+
+
+class ReferenceGrantFrom(K8sModel):
+    group: GatewayGroup
+    kind: GatewayKind
+    namespace: DnsLabel
+
+
+class ReferenceGrantTo(K8sModel):
+    group: GatewayGroup
+    kind: GatewayKind
+    name: (
+        Annotated[
+            str, _rule(lambda v: None if 1 <= len(v) <= 253 else "must be between 1 and 253 characters")
+        ]
+        | None
+    ) = None
+
+
+class ReferenceGrantSpec(K8sModel):
+    from_: Annotated[list[ReferenceGrantFrom], _rule(_one_to_sixteen)] = Field(alias="from")
+    to: Annotated[list[ReferenceGrantTo], _rule(_one_to_sixteen)]
+
+
+class ReferenceGrant(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: ReferenceGrantSpec
+
+
 # --- policy.ambit.dev ---------------------------------------------------------------------------
 # HTTPLocalRateLimitPolicy (v1alpha1): Linkerd's HTTPLocalRateLimitPolicy shape (total, identity, overrides
 # with clientRefs; https://linkerd.io/2-edge/reference/rate-limiting/) attached with Gateway API
@@ -1092,6 +1154,7 @@ SCHEMAS: dict[str, type[K8sModel]] = {
     "HTTPRoute": HTTPRoute,
     "GRPCRoute": GRPCRoute,
     "TCPRoute": TCPRoute,
+    "ReferenceGrant": ReferenceGrant,
     "AuthorizationPolicy": AuthorizationPolicy,
     "PeerAuthentication": PeerAuthentication,
     "VirtualService": VirtualService,

@@ -1097,3 +1097,103 @@ def test_a_virtual_service_subset_goes_to_that_subset_only(cluster: str) -> None
     finally:
         h.delete("VirtualService", "helloworld", NS)
         h.delete("DestinationRule", "helloworld-subsets", NS)
+
+
+OTHER_NS = "tm-other"
+OTHER_BACKEND = f"""apiVersion: v1
+kind: Namespace
+metadata:
+  name: {OTHER_NS}
+  labels:
+    istio.io/dataplane-mode: ambient
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: other
+  namespace: {OTHER_NS}
+spec:
+  selector:
+    app: other
+  ports:
+  - name: http
+    port: 5000
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: other
+  namespace: {OTHER_NS}
+  labels:
+    app: other
+spec:
+  containers:
+  - name: app
+    image: ambit/sample
+    ports:
+    - containerPort: 5000
+"""
+TO_OTHER = f"""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: helloworld
+  namespace: {NS}
+spec:
+  parentRefs:
+  - kind: Service
+    group: ""
+    name: helloworld
+    port: 5000
+  rules:
+  - backendRefs:
+    - name: other
+      namespace: {OTHER_NS}
+      port: 5000
+"""
+GRANT = f"""apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata:
+  name: from-tm
+  namespace: {OTHER_NS}
+spec:
+  from:
+  - group: gateway.networking.k8s.io
+    kind: HTTPRoute
+    namespace: {NS}
+  to:
+  - group: ""
+    kind: Service
+    name: other
+"""
+
+
+def test_a_backend_in_another_namespace_needs_a_reference_grant(cluster: str) -> None:
+    """An HTTPRoute on helloworld sending to Service `other` in another namespace: refused (500) until
+    a ReferenceGrant in that namespace allows HTTPRoutes of `tm` to reach it, then answered by it."""
+    h = ClusterHandle(cluster)
+    h.apply(OTHER_BACKEND)
+    h.apply(TO_OTHER)
+    try:
+        wait_for(
+            lambda: bool(h.pods(OTHER_NS)) and all(ready(p) for p in h.pods(OTHER_NS)), "other ready", 60
+        )
+        wait_for(lambda: waypoints_have(cluster, "helloworld"), "the route in every waypoint", 30)
+        assert requests(cluster, 20, "/get")["statuses"] == {"500": 20}, "control: no grant, no backend"
+        h.apply(GRANT)
+
+        def answered_by_other() -> bool:
+            result = requests(cluster, 20, "/get")
+            return result["statuses"] == {"200": 20}
+
+        wait_for(answered_by_other, "the grant reaches the waypoints", 30)
+        client = pod_named(cluster, "curl")
+        body = h.exec(
+            ["curl", "-s", "-m", "5", "http://helloworld:5000/get"], pod=client, namespace=NS
+        ).stdout
+        assert json.loads(body)["namespace"] == OTHER_NS, body
+    finally:
+        h.delete("HTTPRoute", "helloworld", NS)
+        h.delete("ReferenceGrant", "from-tm", OTHER_NS)
+        h.delete("Pod", "other", OTHER_NS)
+        h.delete("Service", "other", OTHER_NS)
+        h.delete("Namespace", OTHER_NS)

@@ -199,3 +199,41 @@ async def test_two_control_plane_replicas_leave_the_status_stable(
         await client.delete("Service", "web-v1", "default")
         version = await settled(("False", "BackendNotFound"))
         assert int(version) > int(before)
+
+
+GRANT = {
+    "apiVersion": "gateway.networking.k8s.io/v1beta1",
+    "kind": "ReferenceGrant",
+    "metadata": {"name": "from-default", "namespace": "other"},
+    "spec": {
+        "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "default"}],
+        "to": [{"group": "", "kind": "Service"}],
+    },
+}
+
+
+async def test_a_reference_grant_resolves_a_backend_in_another_namespace(client: StoreClient) -> None:
+    """No grant: RefNotPermitted; a grant appears in the backend's namespace: ResolvedRefs (a grant event,
+    no route event); it goes: RefNotPermitted again."""
+    await client.create({**service("shared"), "metadata": {"name": "shared", "namespace": "other"}})
+    route = http_route()
+    route["spec"]["rules"][0]["backendRefs"] = [{"name": "shared", "namespace": "other", "port": 80}]
+    await client.create(route)
+    controller = RouteStatusController(client)
+    await controller.start()
+    try:
+
+        def says(expected: tuple[str, str]) -> Any:
+            async def check() -> bool:
+                current = await client.get("HTTPRoute", "web", "default")
+                return verdict(current, "ResolvedRefs") == expected
+
+            return check
+
+        await eventually(says(("False", "RefNotPermitted")))
+        await client.create(GRANT)
+        await eventually(says(("True", "ResolvedRefs")))
+        await client.delete("ReferenceGrant", "from-default", "other")
+        await eventually(says(("False", "RefNotPermitted")))
+    finally:
+        await controller.close()

@@ -150,7 +150,8 @@ def test_equal_parent_refs_share_one_entry_and_other_parents_get_none() -> None:
         (
             {"name": "web-v1", "namespace": "other", "port": 80},
             "RefNotPermitted",
-            "is in another namespace, which needs a ReferenceGrant (not supported yet)",
+            "is in another namespace and no ReferenceGrant in other permits HTTPRoutes of default to "
+            "reference it",
         ),
         (
             {"group": "example.io", "kind": "Bucket", "name": "b", "port": 80},
@@ -177,8 +178,9 @@ def test_the_first_problem_gives_the_reason_and_the_message_lists_all() -> None:
     refs = by_type(status_of(route(backends=backends)))["ResolvedRefs"]
     assert refs["reason"] == "RefNotPermitted"
     assert refs["message"] == (
-        "rule 0 backendRef 0 (Service other/web-v1): is in another namespace, which needs a ReferenceGrant "
-        "(not supported yet); rule 0 backendRef 1 (Service default/gone): does not exist"
+        "rule 0 backendRef 0 (Service other/web-v1): is in another namespace and no ReferenceGrant in "
+        "other permits HTTPRoutes of default to reference it; rule 0 backendRef 1 (Service default/gone): "
+        "does not exist"
     )
 
 
@@ -347,7 +349,7 @@ def test_a_resolved_mirror_backend() -> None:
             "(Service default/web-v2): the Service has no port 81",
         ),
         ({"name": "web-v2"}, "BackendNotFound", "has no port (a Service backend needs one)"),
-        ({"name": "web-v2", "namespace": "other", "port": 80}, "RefNotPermitted", "needs a ReferenceGrant"),
+        ({"name": "web-v2", "namespace": "other", "port": 80}, "RefNotPermitted", "no ReferenceGrant in"),
         ({"kind": "ConfigMap", "name": "c", "port": 80}, "InvalidKind", "kind core/ConfigMap"),
     ],
 )
@@ -366,7 +368,8 @@ def test_backend_problems_come_before_mirror_problems() -> None:
     assert refs["reason"] == "BackendNotFound"
     assert refs["message"] == (
         "rule 0 backendRef 0 (Service default/gone): does not exist; rule 0 RequestMirror filter 0 "
-        "(Service x/web-v2): is in another namespace, which needs a ReferenceGrant (not supported yet)"
+        "(Service x/web-v2): is in another namespace and no ReferenceGrant in x permits HTTPRoutes of "
+        "default to reference it"
     )
 
 
@@ -401,4 +404,4 @@ def test_a_tcp_route_gets_a_status_like_an_http_route() -> None:
 
 
 def test_the_status_controller_watches_tcp_routes() -> None:
-    assert set(WATCHED_KINDS) == {"HTTPRoute", "GRPCRoute", "TCPRoute", "Service"}
+    assert set(WATCHED_KINDS) == {"HTTPRoute", "GRPCRoute", "TCPRoute", "Service", "ReferenceGrant"}

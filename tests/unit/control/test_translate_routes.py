@@ -553,8 +553,8 @@ def test_only_zero_weights_answers_500() -> None:
     [
         (
             backend("web-v1", namespace="other", weight=4),
-            "(Service other/web-v1): is in another namespace, which needs a ReferenceGrant "
-            "(not supported yet)",
+            "(Service other/web-v1): is in another namespace and no ReferenceGrant in other permits "
+            "HTTPRoutes of default to reference it",
         ),
         (backend("nope", weight=4), "(Service default/nope): does not exist"),
         (
@@ -889,7 +889,7 @@ def test_several_mirrors_keep_their_order() -> None:
     ("ref", "share", "problem"),
     [
         (backend("gone"), {}, "(Service default/gone): does not exist"),
-        (backend("web-v2", namespace="other"), {}, "which needs a ReferenceGrant"),
+        (backend("web-v2", namespace="other"), {}, "no ReferenceGrant in other permits"),
         ({"name": "web-v2"}, {}, "has no port (a Service backend needs one)"),
         (
             {"kind": "Backend", "group": "example.com", "name": "b", "port": 80},
