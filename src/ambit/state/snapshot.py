@@ -29,6 +29,7 @@ canonical form (``ipaddress``), so ``::1`` and ``0:0::1`` are the same address. 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
@@ -86,6 +87,7 @@ def check_entry(name: str, entry: Entry) -> None:
         raise ValueError(f"resource named {name!r} holds a value named {expected!r}")
 
 
+@functools.lru_cache(maxsize=4096)  # per request on the proxies' hot paths; bounded, so any input is safe
 def canonical_ip(text: str) -> str:
     """The canonical text of an IP address; the input unchanged when it is not one."""
     try:
@@ -301,11 +303,13 @@ class Snapshot:
 
     def find_workload_by_ip(self, ip: str) -> Workload | None:
         """The workload holding address ``ip`` (healthy preferred, then lowest uid), or None."""
-        return self._by_ip.get(canonical_ip(ip))
+        found = self._by_ip.get(ip)  # addresses are almost always canonical already
+        return found if found is not None else self._by_ip.get(canonical_ip(ip))
 
     def find_service_by_vip(self, ip: str) -> Service | None:
         """The service with VIP ``ip`` (lowest key if several claim it), or None."""
-        return self._by_vip.get(canonical_ip(ip))
+        found = self._by_vip.get(ip)
+        return found if found is not None else self._by_vip.get(canonical_ip(ip))
 
     def endpoints(self, service_key: str) -> tuple[Workload, ...]:
         """Every workload that lists ``service_key`` in its services, by uid; health is not filtered."""

@@ -18,6 +18,18 @@ from ambit.waypoint.metrics import RequestMetrics, request_labels
 
 ACCESS_LOGGER = "ambit.waypoint.access"
 access_log = logging.getLogger(ACCESS_LOGGER)
+_second: list[tuple[int, str]] = [(0, "")]  # the last UTC second formatted, and its text
+
+
+def _utc_second() -> str:
+    """The current UTC time to the second, RFC 3339 (formatted once per second)."""
+    now = int(time.time())
+    second, text = _second[0]
+    if now != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        _second[0] = (now, text)
+    return text
+
 
 # Envoy writes response flags comma-separated in the order of its ResponseFlag enum (those ambit sets)
 _FLAG_RANK = {flag: rank for rank, flag in enumerate((
@@ -132,7 +144,7 @@ def observe_exchange(
         access_log.info(
             json.dumps(
                 {
-                    "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "start_time": _utc_second(),
                     "method": request.method.decode("latin-1"),
                     "path": request.path.decode("latin-1"),
                     "protocol": f"HTTP/{request.version}",
