@@ -487,7 +487,7 @@ class _Connection:
         if response.upgraded is not None:
             return await self._switch(request, response)
         if not 200 <= response.status <= 999:  # a 1xx is no final answer; a 101 comes with a stream
-            _abandon(response.body)
+            await _discard(response.body)
             return Http1Error(502, f"the upstream answered {response.status}")
 
         keep_alive = (
@@ -506,16 +506,16 @@ class _Connection:
                 te_trailers=target.te_trailers,
             )
         except Http1Error as error:
-            _abandon(response.body)
+            await _discard(response.body)
             return Http1Error(502, f"an unsendable response: {error.reason}")
         try:
             stream.write(plan.head)
             complete = await self._write_body(plan, response.body) if plan.body else True
         except ConnectionError:
-            _abandon(response.body)
+            await _discard(response.body)
             return _ABORT
         if not plan.body:
-            _abandon(response.body)
+            await _discard(response.body)
         if not complete:
             return _ABORT  # a truncated body must not look complete: reset, never hang
         return _CLOSE if plan.close else _KEEP
@@ -547,7 +547,7 @@ class _Connection:
         assert upstream is not None
         stream = self._stream
         if response.status != 101 or request.upgrade is None:
-            _abandon(response.body)
+            await _discard(response.body)
             upstream.abort()
             return Http1Error(502, "the upstream switched protocols unasked")
         fields = [(name, value) for name, value in forwardable(response.headers) if name != b"content-length"]
@@ -606,6 +606,18 @@ def _abandon(body: BodyStream) -> None:
     resets its stream through ``on_abandon``)."""
     if not body.done:
         body.abandon()
+
+
+async def _discard(body: BodyStream) -> None:
+    """Done with a response body without sending it (HEAD, 204, 304, an error in its place): read it
+    out when it is complete already, so whoever watches its end sees it (the router's telemetry and
+    connection-pool slots), else abandon it."""
+    if not body.done:
+        body.abandon()
+        return
+    with contextlib.suppress(BodyError):
+        async for _chunk in body:
+            pass
 
 
 async def serve_http1(

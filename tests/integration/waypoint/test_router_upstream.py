@@ -11,6 +11,8 @@ DestinationRule's ``maxRequestsPerConnection`` closes an upstream connection aft
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 
 import h2.config
 import h2.connection
@@ -24,7 +26,9 @@ from ambit.model.traffic_policy import ConnectionPool, TrafficPolicy
 from ambit.net.duplex import Duplex, TcpDuplex
 from ambit.waypoint.exchange import BodyStream, Request
 from ambit.waypoint.h2_client import H2Upstream
+from ambit.waypoint.http1_server import serve_http1
 from ambit.waypoint.router import WaypointRouter
+from ambit.waypoint.telemetry import ACCESS_LOGGER
 from ambit.waypoint.upstream_errors import UpstreamError
 
 GRPC = (b"content-type", b"application/grpc")
@@ -178,3 +182,43 @@ async def test_the_request_timeout_covers_the_wait_for_a_connection(app: App) ->
     finally:
         await router.close()
     assert sorted(answers) == [(200, "-"), (504, "UT")]
+
+
+async def test_a_head_response_releases_its_slots_and_is_counted(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the HTTP/1.1 frontend: a HEAD's response has no body to send, yet its end must still be
+    observed — the access-log line written, the request and connection slots released — or one HEAD
+    would hold ``maxConnections: 1`` forever and the next request would wait for good."""
+    pool = ConnectionPool(max_connections=1, max_pending_requests=1)
+    router = router_for(app, extra=(TrafficPolicy("web", "default", WEB, connection_pool=pool),))
+
+    class Front(TcpDuplex):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            tasks.add(asyncio.get_running_loop().create_task(serve_http1(self, CLIENT, router.handle)))
+
+    tasks: set[asyncio.Task[None]] = set()
+    server = await asyncio.get_running_loop().create_server(Front, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+            for method in (b"HEAD", b"HEAD", b"GET"):
+                writer.write(method + b" /get HTTP/1.1\r\nhost: web\r\n\r\n")
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                if method == b"GET":
+                    await asyncio.wait_for(reader.readexactly(2), 5)
+        traffic = router.traffic_states.get(router.store.current, router.store.current.services[WEB])
+        assert traffic is not None and traffic.connections is not None
+        assert (traffic.requests.in_use, traffic.connections.in_use) == (0, 0)
+        logged = [r for r in caplog.records if r.name == ACCESS_LOGGER]
+        assert [json.loads(r.getMessage())["method"] for r in logged] == ["HEAD", "HEAD", "GET"]
+        writer.close()
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await router.close()
