@@ -648,14 +648,18 @@ class WaypointRouter:
 
     @staticmethod
     async def _buffered(request: Request) -> tuple[bytes, Headers] | None:
-        """The request body and trailers, read whole, for a body already complete or declared no larger
-        than MAX_RETRY_BODY (as Envoy buffers up to a limit); None when it cannot be."""
+        """The request body and trailers, read whole, for a body already complete (and no larger than
+        MAX_RETRY_BODY) or still arriving with a declared ``content-length`` no larger than it (as Envoy
+        buffers up to a limit); None when it cannot be — decided before anything is read, since a read
+        past the limit could not be put back for the request itself."""
         length = request.header(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > MAX_RETRY_BODY:
-                return None
-        elif not (request.body.done or request.method in (b"GET", b"HEAD", b"OPTIONS", b"DELETE")):
+        if length is not None and (not length.isdigit() or int(length) > MAX_RETRY_BODY):
             return None
+        if request.body.done:
+            if request.body.received > MAX_RETRY_BODY:
+                return None
+        elif length is None:
+            return None  # still streaming, size unknown
         try:
             data = await request.body.read_all(MAX_RETRY_BODY)
         except BodyError:

@@ -52,6 +52,7 @@ class App:
     slow: float = 0.4
     requests: list[str] = field(default_factory=list)
     heads: list[dict[bytes, bytes]] = field(default_factory=list)
+    body_sizes: list[int] = field(default_factory=list)  # request body bytes received, per request
     script: dict[str, list[tuple[int, list[tuple[bytes, bytes]]]]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     connections: int = 0  # connections accepted
@@ -62,6 +63,7 @@ class App:
         path = request.path.decode()
         self.requests.append(path)
         self.heads.append(dict(request.headers) | {b":authority": request.authority})
+        self.body_sizes.append(len(await request.body.read_all(1 << 24)))
         if path == "/slow":
             await asyncio.sleep(self.slow)
         queued = self.script.get(path)

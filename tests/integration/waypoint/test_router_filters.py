@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from router_harness import WEB, App, ask, router_for, rule
+from router_harness import CLIENT, WEB, App, ask, router_for, rule
 
 from ambit.model.route import (
     PATH_PREFIX,
@@ -25,6 +25,7 @@ from ambit.model.route import (
     RouteRule,
 )
 from ambit.model.workload import PortMapping, Service, ServicePort, Workload
+from ambit.waypoint.exchange import BodyStream, Request
 
 SHADOW = "default/shadow.default.svc.cluster.local"
 
@@ -105,3 +106,32 @@ async def test_a_mirror_gets_a_copy_and_the_client_only_the_primary(
     assert [(a.status, a.body) for a in answers] == [(200, b"ok")] * 3
     assert len(app.requests) == 3
     assert shadow_app.requests == ["/get"] * mirrored
+
+
+async def test_a_streaming_body_too_large_to_buffer_reaches_the_primary_whole(
+    app: App, shadow_app: App
+) -> None:
+    """A GET with a 100 KB body still arriving, of undeclared length, on a rule that mirrors and retries: it
+    cannot be buffered for them (more than 64 KiB), so it is neither mirrored nor retried — and the
+    primary gets every byte (found in review: a failed attempt to buffer it used to eat its start)."""
+    mirror = MirrorFilter(BackendRef(SHADOW, 80, 1), 100.0)
+    router = router_for(app, rule(mirrors=(mirror,)), extra=shadow_resources(shadow_app))
+    body = BodyStream()
+
+    async def produce() -> None:
+        for _ in range(10):
+            await body.feed(b"x" * 10_000)
+            await asyncio.sleep(0.01)
+        body.finish(())
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        request = Request(b"GET", b"http", b"web", b"/upload", [], body, version="2")
+        response = await router.handle(request, CLIENT)
+        await response.body.read_all(1 << 20)
+        await producer
+    finally:
+        await router.close()
+    assert response.status == 200
+    assert app.body_sizes == [100_000]
+    assert shadow_app.requests == [], "not mirrored: the body could not be buffered"
