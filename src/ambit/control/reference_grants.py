@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ambit.resources.objects import JSON, items, mapping, name_of, namespace_of, text
+from ambit.resources.objects import JSON, items, mapping, name_of, namespace_or_default, text
 
 REFERENCE_GRANT = "ReferenceGrant"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -85,7 +85,7 @@ def grant_of(obj: JSON) -> Grant | None:
         GrantTo(_group(text(entry, "group")), text(entry, "kind"), text(entry, "name"))
         for entry in items(spec, "to")
     )
-    return Grant(namespace_of(obj), name_of(obj), sources, targets)
+    return Grant(namespace_or_default(obj), name_of(obj), sources, targets)
 
 
 @dataclass(frozen=True)

@@ -85,8 +85,8 @@ PORT_FROM_SCHEME = "SchemeDefault"  # the Location's scheme's well-known port (8
 PORT_FROM_HOST = "RequestHost"  # the port in the host the Location keeps (Envoy's default)
 REDIRECT_PORT_MODES: frozenset[str] = frozenset({PORT_FROM_LISTENER, PORT_FROM_SCHEME, PORT_FROM_HOST})
 
-_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f?#]")  # never in a path or host we write
-_BAD_HOST_CHARS = re.compile(r"[\x00-\x20\x7f/?#@\\]")
+_BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f-\U0010ffff?#]")  # never in a path we write (ASCII only)
+_BAD_HOST_CHARS = re.compile(r"[\x00-\x20\x7f-\U0010ffff/?#@\\]")  # ASCII only: IDNs come punycoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +249,9 @@ class PathModifier:
         if self.kind not in PATH_MODIFIER_KINDS:
             raise ValueError(f"path modifier kind {self.kind!r} is not one of {sorted(PATH_MODIFIER_KINDS)}")
         if _BAD_URL_CHARS.search(self.value):
-            raise ValueError(f"path {self.value!r} contains a space, a control character, '?' or '#'")
+            raise ValueError(
+                f"path {self.value!r} contains a space, a control or non-ASCII character, '?' or '#'"
+            )
         empty_allowed = self.kind == REPLACE_PREFIX_MATCH
         if not self.value.startswith("/") and not (empty_allowed and not self.value):
             raise ValueError(f"path {self.value!r} is not absolute")

@@ -120,6 +120,7 @@ MAX_RETRY_BODY = 64 * 1024  # a request body up to this size is kept so a retry 
 NO_RETRY = RetryPolicy(attempts=0)  # traffic with no route: connect failures only (as before routes)
 RATE_LIMITED_BODY = "local_rate_limited"  # Envoy's local rate limit filter's local reply
 MIRROR_TIMEOUT = 15.0  # seconds a mirrored request may take when its rule sets no request timeout
+MAX_MIRRORS_IN_FLIGHT = 256  # per replica; beyond, mirrors are dropped (each holds up to 64 KiB of body)
 H2_APP_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"})
 HTTP1_APP_PROTOCOLS = frozenset({"http", "http1", "http/1.1"})
 
@@ -214,6 +215,7 @@ class WaypointRouter:
         self.limiter = RateLimiter()  # HTTPLocalRateLimitPolicy buckets, kept across config pushes
         self._replicas = 1  # ready replicas of this waypoint in the snapshot of _tables_version
         self._mirrors: set[asyncio.Task[None]] = set()  # mirrored requests in flight (fire and forget)
+        self.mirrors_dropped = 0  # mirrors not sent: too many in flight, or over the target's limits
 
     def outlier_views(self, snapshot: Snapshot) -> tuple[OutlierView, ...]:
         """Every endpoint the outlier detection of a Service's DestinationRule tracks (config dump)."""
@@ -512,6 +514,12 @@ class WaypointRouter:
         request.body = BodyStream.of(data, trailers)
         timeout = rule.request_timeout or MIRROR_TIMEOUT
         for backend in backends:
+            if len(self._mirrors) >= MAX_MIRRORS_IN_FLIGHT:  # a slow mirror target must not pile up memory
+                self.mirrors_dropped += 1
+                log.debug(
+                    "mirror to %s dropped: %d mirrors in flight", backend.service_key, MAX_MIRRORS_IN_FLIGHT
+                )
+                continue
             copy = Request(
                 request.method,
                 request.scheme,
@@ -530,19 +538,28 @@ class WaypointRouter:
     async def _shadow(
         self, snapshot: Snapshot, backend: BackendRef, copy: Request, downstream: Downstream, within: float
     ) -> None:
-        """One mirrored request: sent once, its answer drained and dropped."""
+        """One mirrored request: sent once within the mirror target's DestinationRule limits (as Envoy's
+        shadow requests count against the target cluster's circuit breakers: over them, it is dropped),
+        its answer drained and dropped; whatever goes wrong stays here."""
         routed = self._backend_plans(snapshot, backend)
         if isinstance(routed, Response):
             return
         target, plans = routed
+        traffic = self.traffic(snapshot, target)
+        if traffic is not None and not traffic.requests.try_acquire():
+            self.mirrors_dropped += 1
+            return
         protocol = self._upstream_protocol(copy, target, backend.port)
         try:
             async with asyncio.timeout(within):
-                response = await self._send(plans[0], copy, downstream, protocol)
+                response = await self._send(plans[0], copy, downstream, protocol, traffic)
                 async for _chunk in response.body:
                     pass
-        except (UpstreamError, BodyError, TimeoutError, OSError) as exc:
-            log.debug("mirror to %s failed: %s", backend.service_key, exc)
+        except Exception as exc:  # fire and forget: a mirror never fails anything else
+            log.debug("mirror to %s failed: %r", backend.service_key, exc)
+        finally:
+            if traffic is not None:
+                traffic.requests.release()
 
     def _backend(
         self, snapshot: Snapshot, rule: RouteRule

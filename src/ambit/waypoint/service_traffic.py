@@ -63,7 +63,12 @@ class TrafficStates:
             )
             if state is not None and state.policy.outlier_detection == policy.outlier_detection:
                 outliers = state.outliers
-            state = ServiceTraffic(policy, outliers, PendingLimiter(limit), connections)
+            requests = PendingLimiter(limit)
+            if state is not None and state.policy.connection_pool == policy.connection_pool:
+                # the same limits (e.g. only a subset's members changed): keep the counters, which the
+                # requests in flight hold, so the limits never count twice
+                requests, connections = state.requests, state.connections
+            state = ServiceTraffic(policy, outliers, requests, connections)
             self._traffic[service.key] = state
         return state
 

@@ -24,6 +24,7 @@ from ambit.model.route import (
     RouteMatch,
     RouteRule,
 )
+from ambit.model.traffic_policy import ConnectionPool, TrafficPolicy
 from ambit.model.workload import PortMapping, Service, ServicePort, Workload
 from ambit.waypoint.exchange import BodyStream, Request
 
@@ -135,3 +136,31 @@ async def test_a_streaming_body_too_large_to_buffer_reaches_the_primary_whole(
     assert response.status == 200
     assert app.body_sizes == [100_000]
     assert shadow_app.requests == [], "not mirrored: the body could not be buffered"
+
+
+async def test_mirrors_count_against_the_targets_limits(app: App, shadow_app: App) -> None:
+    """The mirror target's DestinationRule allows one request at a time: of three concurrent mirrored
+    requests one copy is sent and two are dropped (as Envoy's shadow requests count against the target
+    cluster's circuit breakers); the primaries are all answered."""
+    shadow_service, shadow_endpoint = shadow_resources(shadow_app)
+    limit = TrafficPolicy("shadow", "default", SHADOW, connection_pool=ConnectionPool(max_requests=1))
+    mirror = MirrorFilter(BackendRef(SHADOW, 80, 1), 100.0)
+    router = router_for(app, rule(mirrors=(mirror,)), extra=(shadow_service, shadow_endpoint, limit))
+
+    async def one() -> int:
+        request = Request(b"GET", b"http", b"web", b"/slow", [], BodyStream.of())
+        response = await router.handle(request, CLIENT)
+        await response.body.read_all(1 << 20)
+        return response.status
+
+    try:
+        statuses = await asyncio.gather(one(), one(), one())
+        for _ in range(50):
+            if shadow_app.requests:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # the one copy sent is slow (0.4 s): let it finish
+    finally:
+        await router.close()
+    assert statuses == [200, 200, 200]
+    assert shadow_app.requests == ["/slow"] and router.mirrors_dropped == 2

@@ -1099,7 +1099,7 @@ def test_a_redirect_rule_answers_itself() -> None:
         ({"match": OLD, "redirect": {"redirectCode": 404, "uri": "/a"}}, "status code 404"),
         ({"match": OLD, "redirect": {"scheme": "ftp"}}, "scheme 'ftp' is not http or https"),
         ({"match": OLD, "redirect": {"uri": "relative"}}, "path 'relative' is not absolute"),
-        ({"match": OLD, "redirect": {"uri": "/a?b=1"}}, "contains a space, a control character, '?' or '#'"),
+        ({"match": OLD, "redirect": {"uri": "/a?b=1"}}, "non-ASCII character, '?' or '#'"),
         ({"match": OLD, "redirect": {"authority": "a b"}}, "authority 'a b' is not a host name"),
         ({"match": OLD, "redirect": {}}, "changes nothing"),
         ({"match": OLD, "redirect": {"uri": ""}}, "changes nothing"),

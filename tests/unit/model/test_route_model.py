@@ -38,6 +38,7 @@ from ambit.model.route import (
     RewriteFilter,
     RouteMatch,
     RouteRule,
+    check_host,
 )
 from ambit.model.version import content_version
 
@@ -224,7 +225,7 @@ def test_tcp_routes_are_a_route_kind_of_their_own() -> None:
         (lambda: PathModifier(REPLACE_FULL_PATH, "x"), "path 'x' is not absolute"),
         (lambda: PathModifier(REPLACE_FULL_PATH, ""), "path '' is not absolute"),
         (lambda: PathModifier(PREFIX_REWRITE, ""), "path '' is not absolute"),
-        (lambda: PathModifier(REPLACE_PREFIX_MATCH, "/a?b"), "contains a space, a control character"),
+        (lambda: PathModifier(REPLACE_PREFIX_MATCH, "/a?b"), "control or non-ASCII character"),
         (lambda: PathModifier(REPLACE_PREFIX_MATCH, "/a#b"), "contains a space"),
         (lambda: PathModifier(REPLACE_FULL_PATH, "/a b"), "contains a space"),
         (lambda: PathModifier(REPLACE_FULL_PATH, "/a\r\nb"), "contains a space"),
@@ -254,3 +255,13 @@ def test_accepted_filter_values() -> None:
     assert MirrorFilter(BackendRef("a/b", 80), 0.0).percent == 0.0
     assert BackendRef("a/b", 80).subset is None
     assert BackendRef("a/b", 80, subset="v1") != BackendRef("a/b", 80)
+
+
+def test_paths_and_hosts_written_to_the_wire_are_ascii() -> None:
+    """A rewrite or redirect value is sent in an HTTP/1.1 head, which carries Latin-1 at most: non-ASCII
+    is refused at translation (an IDN host comes punycoded), never at each request."""
+    with pytest.raises(ValueError, match="non-ASCII"):
+        PathModifier(REPLACE_PREFIX_MATCH, "/日本")
+    with pytest.raises(ValueError, match="not a host name"):
+        check_host("hostname", "例え.jp")
+    assert check_host("hostname", "xn--r8jz45g.jp") == "xn--r8jz45g.jp"
