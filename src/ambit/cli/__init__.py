@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "logs": "ambit.cli.runtime:logs",
     "restart": "ambit.cli.runtime:restart",
     "runtime-daemon": "ambit.cli.runtime:runtime_daemon",
+    "scale": "ambit.cli.scale:scale",
     "start": "ambit.cli.runtime:start",
     "status": "ambit.cli.runtime:status",
     "stop": "ambit.cli.runtime:stop",

@@ -223,3 +223,26 @@ def test_unmatched_node_selector_stays_pending_until_a_node_matches(cluster: str
         delete(cluster, "nowhere")
         with contextlib.suppress(Exception):  # clean-up: the cluster may already be gone
             ClusterHandle(cluster).label("Node", "node4", {"disktype": None})
+
+
+def test_ambit_scale_adds_and_removes_pods(cluster: str) -> None:
+    """`ambit scale deployment NAME --replicas R`, as kubectl's: 1 → 3 pods bound and ready, then 3 → 1
+    (the scheduler deletes two); a stale --current-replicas precondition changes nothing."""
+    first = run(cluster, deployment("scaled", 1, {"app": "scaled"}), "scaled", 1)
+    try:
+        out = ambit(cluster, "scale", "deployment", "scaled", "--replicas", "3").stdout
+        assert out == "deployment.apps/scaled scaled\n"
+
+        def count_ready(n: int) -> Callable[[], bool]:
+            return lambda: len(items := pods(cluster, "scaled")) == n and all(ready(p) for p in items)
+
+        wait_for(count_ready(3), "3 pods of scaled ready", 60, 0.5)
+        stale = ambit(
+            cluster, "scale", "deploy/scaled", "--replicas", "1", "--current-replicas", "1", check=False
+        )
+        assert stale.returncode == 1 and "Expected replicas to be 1, was 3" in stale.stderr
+        ambit(cluster, "scale", "deploy/scaled", "--replicas", "1", "--current-replicas", "3")
+        wait_for(count_ready(1), "back to 1 pod", 60, 0.5)
+        assert first  # the one pod it started with was bound and ready
+    finally:
+        delete(cluster, "scaled")

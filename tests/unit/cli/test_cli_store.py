@@ -376,3 +376,47 @@ def test_delete_by_name_and_namespace_cascade() -> None:
         'service "other" deleted',
         'service "valid" deleted',
     ]
+
+
+# -- scale -------------------------------------------------------------------------------------------
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: ambit/sample
+"""
+
+
+@pytest.mark.usefixtures("store")
+def test_scale_a_deployment_like_kubectl() -> None:
+    ok("apply", "-f", "-", stdin=DEPLOYMENT)
+    assert ok("scale", "deployment", "web", "--replicas", "3").stdout == "deployment.apps/web scaled\n"
+    assert json.loads(ok("get", "deploy", "web", "-o", "json").stdout)["spec"]["replicas"] == 3
+    stale = ambit("scale", "deploy/web", "--replicas", "0", "--current-replicas", "2")
+    assert (stale.exit_code, stale.stderr) == (1, "error: Expected replicas to be 2, was 3\n")
+    assert json.loads(ok("get", "deploy", "web", "-o", "json").stdout)["spec"]["replicas"] == 3
+    ok("scale", "deploy/web", "--replicas", "0", "--current-replicas", "3")
+    assert json.loads(ok("get", "deploy", "web", "-o", "json").stdout)["spec"]["replicas"] == 0
+    negative = ambit("scale", "deploy", "web", "--replicas", "-1")
+    assert negative.exit_code == 1 and "greater than or equal to 0" in negative.stderr
+    service = ambit("scale", "svc", "web", "--replicas", "1")
+    assert service.exit_code == 1 and "cannot be scaled" in service.stderr
+    missing = ambit("scale", "deploy", "nope", "--replicas", "1")
+    assert (missing.exit_code, missing.stderr) == (
+        1,
+        'Error from server (NotFound): deployments "nope" not found\n',
+    )
