@@ -60,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -119,6 +120,7 @@ UPSTREAM_ATTEMPTS = 3
 MAX_RETRY_BODY = 64 * 1024  # a request body up to this size is kept so a retry can send it again
 NO_RETRY = RetryPolicy(attempts=0)  # traffic with no route: connect failures only (as before routes)
 RATE_LIMITED_BODY = "local_rate_limited"  # Envoy's local rate limit filter's local reply
+_DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")  # "." or ".." as a whole path segment
 MIRROR_TIMEOUT = 15.0  # seconds a mirrored request may take when its rule sets no request timeout
 MAX_MIRRORS_IN_FLIGHT = 256  # per replica; beyond, mirrors are dropped (each holds up to 64 KiB of body)
 H2_APP_PROTOCOLS = frozenset({"http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"})
@@ -383,6 +385,11 @@ class WaypointRouter:
                 target = rewrite_target(
                     rule.rewrite, matched=matched, path_and_query=request.path.decode("latin-1")
                 )
+                if _DOT_SEGMENT.search(target.partition("?")[0]):
+                    # a prefix rewrite glued a replacement to what followed the prefix and made a dot
+                    # segment the backend would resolve: it would see a path policy never checked
+                    reason = "the rewritten path has a dot segment"
+                    return answer(local_response(400, reason, details="rewrite_dot_segment"), service)
                 request.path = target.encode("latin-1")
                 authority = rewritten_authority(rule.rewrite, request.authority.decode("latin-1"))
                 request.authority = authority.encode("latin-1")

@@ -13,6 +13,8 @@ from router_harness import CLIENT, WEB, App, ask, router_for, rule
 
 from ambit.model.route import (
     PATH_PREFIX,
+    PATH_STRING_PREFIX,
+    PREFIX_REWRITE,
     REPLACE_FULL_PATH,
     REPLACE_PREFIX_MATCH,
     BackendRef,
@@ -164,3 +166,22 @@ async def test_mirrors_count_against_the_targets_limits(app: App, shadow_app: Ap
         await router.close()
     assert statuses == [200, 200, 200]
     assert shadow_app.requests == ["/slow"] and router.mirrors_dropped == 2
+
+
+@pytest.mark.parametrize(("path", "status", "sent"), [("/api../admin", 400, None), ("/apix", 200, "/v1/x")])
+async def test_a_prefix_rewrite_that_makes_a_dot_segment_is_refused(
+    app: App, caplog: pytest.LogCaptureFixture, path: str, status: int, sent: str | None
+) -> None:
+    """A VirtualService ``uri.prefix: /api`` rewritten to ``/v1/``: ``/api../admin`` (no dot segment, so
+    policy saw it as is) would become ``/v1/../admin``, which the backend resolves to ``/admin`` — a
+    path policy never checked. The waypoint refuses it (400) instead of sending it; ``/apix`` (the
+    control) becomes ``/v1/x``."""
+    api = RouteMatch(path=PathMatch(PATH_STRING_PREFIX, "/api"))
+    rewrite = RewriteFilter(path=PathModifier(PREFIX_REWRITE, "/v1/"))
+    router = router_for(app, RouteRule(0, (api,), (BackendRef(WEB, 80, 1),), rewrite=rewrite))
+    try:
+        answer = await ask(router, caplog, path)
+    finally:
+        await router.close()
+    assert answer.status == status
+    assert app.requests == ([] if sent is None else [sent])
