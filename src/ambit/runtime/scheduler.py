@@ -3,8 +3,10 @@
 - :func:`pods_for_deployment` returns the Pod objects a Deployment is missing (name
   ``<deployment>-<5 random chars>``, labels and spec from the template, an ``ownerReference`` to the
   Deployment) and the names of the surplus ones, newest first.
-- :func:`place` picks a node for one pod: ``spec.nodeName`` when set; otherwise among the nodes that
-  match ``spec.nodeSelector`` and satisfy every ``DoNotSchedule`` topology spread constraint
+- :func:`place` picks a node for one pod: ``spec.nodeName`` when set (as in Kubernetes, that bypasses
+  the scheduler, cordoned or not); otherwise among the nodes that are not cordoned
+  (``spec.unschedulable``; Kubernetes' ``node.kubernetes.io/unschedulable`` taint, with no tolerations
+  here), match ``spec.nodeSelector`` and satisfy every ``DoNotSchedule`` topology spread constraint
   (``maxSkew`` over the domains of ``topologyKey``, e.g. ``kubernetes.io/hostname`` or
   ``topology.kubernetes.io/zone``), the one with the fewest pods of the same labels (default spread,
   plus the skew of ``ScheduleAnyway`` constraints), then the fewest pods, then the lowest name.
@@ -34,6 +36,7 @@ Obj = dict[str, Any]
 class NodeInfo:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    unschedulable: bool = False  # spec.unschedulable: cordoned, no new pods (a set nodeName still binds)
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,9 @@ def place(pod: Mapping[str, Any], nodes: Sequence[NodeInfo], placed: Sequence[Pl
     if node_name:
         return str(node_name) if node_name in by_name else None
     selector: Mapping[str, str] = spec.get("nodeSelector") or {}
-    eligible = [n for n in nodes if all(n.labels.get(k) == v for k, v in selector.items())]
+    eligible = [
+        n for n in nodes if not n.unschedulable and all(n.labels.get(k) == v for k, v in selector.items())
+    ]
     candidates = list(eligible)
     soft: list[tuple[dict[str, str], dict[str, int]]] = []
     for constraint in spec.get("topologySpreadConstraints") or ():

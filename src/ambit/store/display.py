@@ -145,9 +145,8 @@ def _deploy_ready(obj: Obj) -> str:
 
 def _node_status(obj: Obj) -> str:
     ready = condition(obj, "Ready")
-    if ready is None:
-        return "Unknown"
-    return "Ready" if ready.get("status") == "True" else "NotReady"
+    status = "Unknown" if ready is None else "Ready" if ready.get("status") == "True" else "NotReady"
+    return status + (",SchedulingDisabled" if (obj.get("spec") or {}).get("unschedulable") else "")
 
 
 def _node_ip(obj: Obj) -> str:

@@ -246,3 +246,29 @@ def test_ambit_scale_adds_and_removes_pods(cluster: str) -> None:
         assert first  # the one pod it started with was bound and ready
     finally:
         delete(cluster, "scaled")
+
+
+def test_cordoned_nodes_get_no_new_pods(cluster: str) -> None:
+    """`ambit cordon` three of the four nodes: a new Deployment's pods all land on the fourth; the nodes
+    list says SchedulingDisabled; after `ambit uncordon`, scaling up spreads again (the control)."""
+    cordoned = ["node1", "node2", "node3"]
+    try:
+        for node in cordoned:
+            assert ambit(cluster, "cordon", node).stdout == f"node/{node} cordoned\n"
+        assert ambit(cluster, "get", "nodes").stdout.count("SchedulingDisabled") == 3
+        placed = run(cluster, deployment("fenced", 3, {"app": "fenced"}), "fenced", 3)
+        assert {p["spec"]["nodeName"] for p in placed} == {"node4"}
+        for node in cordoned:
+            ambit(cluster, "uncordon", node)
+        ambit(cluster, "scale", "deployment", "fenced", "--replicas", "6")
+
+        def spread_again() -> bool:
+            items = pods(cluster, "fenced")
+            return len(items) == 6 and all(ready(p) for p in items)
+
+        wait_for(spread_again, "6 pods of fenced ready", 60, 0.5)
+        assert {p["spec"]["nodeName"] for p in pods(cluster, "fenced")} != {"node4"}
+    finally:
+        for node in cordoned:
+            ambit(cluster, "uncordon", node, check=False)
+        delete(cluster, "fenced")

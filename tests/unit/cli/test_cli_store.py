@@ -420,3 +420,32 @@ def test_scale_a_deployment_like_kubectl() -> None:
         1,
         'Error from server (NotFound): deployments "nope" not found\n',
     )
+
+
+NODE = """\
+apiVersion: v1
+kind: Node
+metadata:
+  name: node1
+status:
+  conditions:
+  - type: Ready
+    status: "True"
+"""
+
+
+@pytest.mark.usefixtures("store")
+def test_cordon_and_uncordon_like_kubectl() -> None:
+    ok("apply", "-f", "-", stdin=NODE)
+    assert ok("cordon", "node1").stdout == "node/node1 cordoned\n"
+    assert ok("cordon", "node1").stdout == "node/node1 already cordoned\n"
+    assert json.loads(ok("get", "node", "node1", "-o", "json").stdout)["spec"]["unschedulable"] is True
+    assert "Ready,SchedulingDisabled" in ok("get", "nodes").stdout
+    assert ok("uncordon", "node1").stdout == "node/node1 uncordoned\n"
+    assert ok("uncordon", "node1").stdout == "node/node1 already uncordoned\n"
+    assert "SchedulingDisabled" not in ok("get", "nodes").stdout
+    missing = ambit("cordon", "node9")
+    assert (missing.exit_code, missing.stderr) == (
+        1,
+        'Error from server (NotFound): nodes "node9" not found\n',
+    )

@@ -173,3 +173,15 @@ def test_selector_matches_expressions() -> None:
     )
     assert selector_matches({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, labels)
     assert not selector_matches({"matchLabels": {"app": "db"}}, labels)
+
+
+def test_a_cordoned_node_gets_no_new_pod_but_a_set_node_name_still_binds() -> None:
+    """``spec.unschedulable`` (``ambit cordon``) takes a node out of placement; ``spec.nodeName`` bypasses
+    the scheduler, cordoned or not, as in Kubernetes. Control: uncordoned, node1 (fewest pods, lowest
+    name) is chosen."""
+    assert place(pod(), NODES, []) == "node1"
+    cordoned = [NodeInfo(n.name, n.labels, unschedulable=n.name == "node1") for n in NODES]
+    assert place(pod(), cordoned, []) == "node2"
+    assert place(pod(nodeName="node1"), cordoned, []) == "node1"
+    everything = [NodeInfo(n.name, n.labels, unschedulable=True) for n in NODES]
+    assert place(pod(), everything, []) is None, "every node cordoned: the pod stays Pending"

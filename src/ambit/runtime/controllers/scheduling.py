@@ -31,7 +31,11 @@ class SchedulerController:
     async def sync(self) -> None:
         pods = self._pods_view()
         nodes = [
-            scheduler.NodeInfo(meta(n)["name"], dict(meta(n).get("labels") or {}))
+            scheduler.NodeInfo(
+                meta(n)["name"],
+                dict(meta(n).get("labels") or {}),
+                unschedulable=bool((n.get("spec") or {}).get("unschedulable")),
+            )
             for n in self.view.objects("Node")
         ]
         for deployment in self.view.objects("Deployment"):
