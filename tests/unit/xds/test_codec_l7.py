@@ -9,6 +9,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from xds_wire import packed
 
 from ambit.control.cache import SnapshotCache, Value, versioned
 from ambit.model.policy import (
@@ -158,12 +159,6 @@ def test_names_and_type_urls() -> None:
     assert len(set(codec.TYPE_URLS)) == len(codec.TYPE_URLS)
 
 
-def _packed(pb: l7_authorization_pb2.L7Authorization, name: str = NAME) -> discovery_pb2.Resource:
-    resource = discovery_pb2.Resource(name=name, version="v1")
-    resource.resource.Pack(pb)
-    return resource
-
-
 def _good() -> l7_authorization_pb2.L7Authorization:
     return codec.l7_authorization_to_pb(POLICY)
 
@@ -223,12 +218,12 @@ def _with_match(**fields: object) -> l7_authorization_pb2.L7Authorization:
 )
 def test_bad_resources_are_rejected(pb: l7_authorization_pb2.L7Authorization, reason: str) -> None:
     with pytest.raises(codec.XdsRejected, match=reason):
-        codec.decode_resource(_packed(pb), codec.L7_AUTHORIZATION_TYPE_URL)
+        codec.decode_resource(packed(pb, NAME), codec.L7_AUTHORIZATION_TYPE_URL)
 
 
 def test_l7_names_belong_only_to_their_type() -> None:
     with pytest.raises(codec.XdsRejected, match="does not belong to type"):
-        codec.decode_resource(_packed(_good()), codec.AUTHORIZATION_TYPE_URL)
+        codec.decode_resource(packed(_good(), NAME), codec.AUTHORIZATION_TYPE_URL)
     l4 = codec.encode_resource(
         "ap/default/deny-admin",
         "v1",

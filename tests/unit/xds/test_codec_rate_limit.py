@@ -9,16 +9,16 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from xds_wire import packed, proxy_state
 
-from ambit.control.cache import SnapshotCache, Value, versioned
+from ambit.control.cache import SnapshotCache, versioned
 from ambit.model.policy import GATEWAY_TARGET, SERVICE_TARGET, PolicyTarget
 from ambit.model.rate_limit import ClientOverride, RateLimit, RateLimitPolicy
 from ambit.model.traffic_policy import TrafficPolicy
 from ambit.model.version import content_version
 from ambit.model.workload import Service, ServicePort, Workload
-from ambit.protocol.xds import ClientSession, ServerSession
 from ambit.proxy.cache import decode_state, encode_state
-from ambit.state import RATE_LIMIT_PREFIX, StateStore, resource_name
+from ambit.state import RATE_LIMIT_PREFIX, resource_name
 from ambit.xds import codec
 from ambit.xds.pb.discovery.v1 import discovery_pb2
 from ambit.xds.pb.ratelimit.v1 import rate_limit_pb2
@@ -133,12 +133,6 @@ def test_values_without_a_wire_form_are_refused() -> None:
         codec.encode_resource(NAME, "v1", too_big)
 
 
-def _packed(pb: rate_limit_pb2.RateLimitPolicy, name: str = NAME) -> discovery_pb2.Resource:
-    resource = discovery_pb2.Resource(name=name, version="v1")
-    resource.resource.Pack(pb)
-    return resource
-
-
 def _pb(**fields: object) -> rate_limit_pb2.RateLimitPolicy:
     pb = codec.rate_limit_to_pb(POLICY)
     for name, value in fields.items():
@@ -224,19 +218,18 @@ def _none(pb: rate_limit_pb2.RateLimitPolicy) -> None:
 )
 def test_bad_resources_are_rejected(pb: rate_limit_pb2.RateLimitPolicy, reason: str) -> None:
     with pytest.raises(codec.XdsRejected, match=reason):
-        codec.decode_resource(_packed(pb), codec.RATE_LIMIT_TYPE_URL)
+        codec.decode_resource(packed(pb, NAME), codec.RATE_LIMIT_TYPE_URL)
 
 
 def test_the_good_resource_decodes() -> None:
     """Control for the refusals above: the unedited message decodes to the policy."""
-    assert (
-        codec.decode_resource(_packed(codec.rate_limit_to_pb(POLICY)), codec.RATE_LIMIT_TYPE_URL)[2] == POLICY
-    )
+    wire = packed(codec.rate_limit_to_pb(POLICY), NAME)
+    assert codec.decode_resource(wire, codec.RATE_LIMIT_TYPE_URL)[2] == POLICY
 
 
 def test_names_belong_only_to_their_type() -> None:
     with pytest.raises(codec.XdsRejected, match="does not belong to type"):
-        codec.decode_resource(_packed(codec.rate_limit_to_pb(POLICY)), codec.TRAFFIC_POLICY_TYPE_URL)
+        codec.decode_resource(packed(codec.rate_limit_to_pb(POLICY), NAME), codec.TRAFFIC_POLICY_TYPE_URL)
     traffic = TrafficPolicy("web", "default", SVC)
     other = codec.encode_resource(resource_name(traffic), "v1", traffic)
     wrong = discovery_pb2.Resource(name=NAME, version="v1")
@@ -247,34 +240,10 @@ def test_names_belong_only_to_their_type() -> None:
         codec.decode_resource(wrong, codec.RATE_LIMIT_TYPE_URL)
 
 
-def _proxy_state(resources: dict[str, tuple[str, Value]]) -> tuple[StateStore, list[str]]:
-    """Serve ``resources`` from a control-plane cache to a proxy's sessions and store, type by type, over
-    the wire bytes; return the store and every NACK message."""
-    cache = SnapshotCache()
-    cache.set(resources)
-    snapshot = cache.current
-    store = StateStore()
-    nacks: list[str] = []
-    for type_url in codec.TYPE_URLS:
-        server = ServerSession(type_url)
-        client = ClientSession(type_url)
-        server.on_request(client.start_stream())
-        response = server.next_response(snapshot.versions(type_url))
-        assert response is not None, f"the first response of {type_url} is always sent"
-        pb = codec.response_to_pb(response, snapshot.wire(type_url, (r.name for r in response.resources)))
-        wire = discovery_pb2.DeltaDiscoveryResponse.FromString(pb.SerializeToString())
-        envelope, decoded, rejected = codec.decode_response(wire)
-        update = client.on_response(envelope, rejected)
-        store.apply({ref.name: decoded[ref.name] for ref in update.accepted}, update.removed)
-        if update.reply.error is not None:
-            nacks.append(update.reply.error.message)
-    return store, nacks
-
-
 def test_a_proxy_takes_rate_limits_without_nack() -> None:
     workload = Workload("u1", "web-0", "default", "web", "n1", ("10.244.1.5",), services=((SVC, ()),))
     service = Service("web", "default", "web.default.svc.cluster.local", ("10.96.0.10",), (ServicePort(80),))
-    store, nacks = _proxy_state(versioned([workload, service, POLICY]))
+    store, nacks = proxy_state(versioned([workload, service, POLICY]))
     assert nacks == []
     snap = store.current
     assert dict(snap.rate_limits) == {POLICY.key: POLICY}

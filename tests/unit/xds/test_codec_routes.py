@@ -9,8 +9,9 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from xds_wire import packed, proxy_state
 
-from ambit.control.cache import SnapshotCache, Value, versioned
+from ambit.control.cache import SnapshotCache, versioned
 from ambit.model.policy import Action, L7Authorization, PolicyTarget
 from ambit.model.route import (
     GRPC_ROUTE,
@@ -46,9 +47,8 @@ from ambit.model.route import (
 )
 from ambit.model.version import content_version
 from ambit.model.workload import Service, ServicePort, Workload
-from ambit.protocol.xds import ClientSession, ServerSession
 from ambit.proxy.cache import decode_state, encode_state
-from ambit.state import ROUTE_PREFIX, StateStore, resource_name
+from ambit.state import ROUTE_PREFIX, resource_name
 from ambit.xds import codec
 from ambit.xds.pb.discovery.v1 import discovery_pb2
 from ambit.xds.pb.route.v1 import route_pb2
@@ -322,12 +322,6 @@ def test_values_without_a_wire_form_are_refused(value: HttpRoute) -> None:
         codec.encode_resource(resource_name(value), "v1", value)
 
 
-def _packed(pb: route_pb2.HttpRoute, name: str = NAME) -> discovery_pb2.Resource:
-    resource = discovery_pb2.Resource(name=name, version="v1")
-    resource.resource.Pack(pb)
-    return resource
-
-
 def _good() -> route_pb2.HttpRoute:
     return codec.route_to_pb(ROUTE)
 
@@ -430,12 +424,12 @@ REGEX = route_pb2.VALUE_REGULAR_EXPRESSION
 )
 def test_bad_resources_are_rejected(pb: route_pb2.HttpRoute, reason: str) -> None:
     with pytest.raises(codec.XdsRejected, match=reason):
-        codec.decode_resource(_packed(pb), codec.ROUTE_TYPE_URL)
+        codec.decode_resource(packed(pb, NAME), codec.ROUTE_TYPE_URL)
 
 
 def test_route_names_belong_only_to_their_type() -> None:
     with pytest.raises(codec.XdsRejected, match="does not belong to type"):
-        codec.decode_resource(_packed(_good()), codec.L7_AUTHORIZATION_TYPE_URL)
+        codec.decode_resource(packed(_good(), NAME), codec.L7_AUTHORIZATION_TYPE_URL)
     l7 = L7Authorization("p", "default", Action.ALLOW, (PolicyTarget("Service", "default", "web"),), ())
     other = codec.encode_resource("l7/default/p", "v1", l7)
     with pytest.raises(codec.XdsRejected, match="does not belong to type"):
@@ -449,35 +443,10 @@ def test_route_names_belong_only_to_their_type() -> None:
         codec.decode_resource(wrong, codec.ROUTE_TYPE_URL)
 
 
-def _proxy_state(resources: dict[str, tuple[str, Value]]) -> tuple[StateStore, list[str]]:
-    """Serve ``resources`` from a control-plane cache to a proxy's sessions and store, type by type,
-    over the wire bytes; return the store and every NACK message."""
-    cache = SnapshotCache()
-    cache.set(resources)
-    snapshot = cache.current
-    store = StateStore()
-    nacks: list[str] = []
-    for type_url in codec.TYPE_URLS:
-        server = ServerSession(type_url)
-        client = ClientSession(type_url)
-        server.on_request(client.start_stream())
-        response = server.next_response(snapshot.versions(type_url))
-        assert response is not None, f"the first response of {type_url} is always sent"
-        pb = codec.response_to_pb(response, snapshot.wire(type_url, (r.name for r in response.resources)))
-        wire = discovery_pb2.DeltaDiscoveryResponse.FromString(pb.SerializeToString())
-        envelope, decoded, rejected = codec.decode_response(wire)
-        update = client.on_response(envelope, rejected)
-        store.apply({ref.name: decoded[ref.name] for ref in update.accepted}, update.removed)
-        if update.reply.error is not None:
-            nacks.append(update.reply.error.message)
-        assert client.synced_on_stream
-    return store, nacks
-
-
 def test_a_proxy_takes_routes_without_nack() -> None:
     workload = Workload("u1", "web-0", "default", "web", "n1", ("10.244.1.5",), services=((SVC, ()),))
     service = Service("web", "default", "web.default.svc.cluster.local", ("10.96.0.10",), (ServicePort(80),))
-    store, nacks = _proxy_state(versioned([workload, service, ROUTE]))
+    store, nacks = proxy_state(versioned([workload, service, ROUTE]))
     assert nacks == []
     snap = store.current
     assert dict(snap.routes) == {ROUTE.key: ROUTE}
@@ -639,7 +608,7 @@ def _mirror(**fields: object) -> route_pb2.HttpRoute:
 )
 def test_bad_filters_are_rejected(pb: route_pb2.HttpRoute, reason: str) -> None:
     with pytest.raises(codec.XdsRejected, match=reason):
-        codec.decode_resource(_packed(pb), codec.ROUTE_TYPE_URL)
+        codec.decode_resource(packed(pb, NAME), codec.ROUTE_TYPE_URL)
 
 
 def test_filter_values_without_a_wire_form_are_refused() -> None:

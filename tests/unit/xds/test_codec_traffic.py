@@ -9,15 +9,15 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from xds_wire import packed, proxy_state
 
-from ambit.control.cache import SnapshotCache, Value, versioned
+from ambit.control.cache import SnapshotCache, versioned
 from ambit.model.route import HTTP_ROUTE, HttpRoute, RouteMatch, RouteRule
 from ambit.model.traffic_policy import ConnectionPool, OutlierDetection, Subset, TrafficPolicy
 from ambit.model.version import content_version
 from ambit.model.workload import Service, ServicePort, Workload
-from ambit.protocol.xds import ClientSession, ServerSession
 from ambit.proxy.cache import decode_state, encode_state
-from ambit.state import TRAFFIC_POLICY_PREFIX, StateStore, resource_name
+from ambit.state import TRAFFIC_POLICY_PREFIX, resource_name
 from ambit.xds import codec
 from ambit.xds.pb.discovery.v1 import discovery_pb2
 from ambit.xds.pb.traffic.v1 import traffic_policy_pb2
@@ -150,7 +150,7 @@ def test_subsets_are_decoded_in_order_whatever_the_wire_order() -> None:
     del pb.subsets[:]
     pb.subsets.add(name="v2", workloads=["uid-c"])
     pb.subsets.add(name="v1", workloads=["uid-b", "uid-a"])
-    _name, _version, back = codec.decode_resource(_packed(pb), codec.TRAFFIC_POLICY_TYPE_URL)
+    _name, _version, back = codec.decode_resource(packed(pb, NAME), codec.TRAFFIC_POLICY_TYPE_URL)
     assert isinstance(back, TrafficPolicy)
     assert back.subsets == (Subset("v1", ("uid-a", "uid-b")), Subset("v2", ("uid-c",)))
 
@@ -159,12 +159,6 @@ def test_values_without_a_wire_form_are_refused() -> None:
     too_big = dataclasses.replace(POLICY, connection_pool=ConnectionPool(max_requests=2**32))
     with pytest.raises(codec.XdsEncodeError, match="max_requests 4294967296 is out of range"):
         codec.encode_resource(NAME, "v1", too_big)
-
-
-def _packed(pb: traffic_policy_pb2.TrafficPolicy, name: str = NAME) -> discovery_pb2.Resource:
-    resource = discovery_pb2.Resource(name=name, version="v1")
-    resource.resource.Pack(pb)
-    return resource
 
 
 def _with(**fields: object) -> traffic_policy_pb2.TrafficPolicy:
@@ -220,12 +214,12 @@ def _outlier(**fields: float) -> traffic_policy_pb2.TrafficPolicy:
 )
 def test_bad_resources_are_rejected(pb: traffic_policy_pb2.TrafficPolicy, reason: str) -> None:
     with pytest.raises(codec.XdsRejected, match=reason):
-        codec.decode_resource(_packed(pb), codec.TRAFFIC_POLICY_TYPE_URL)
+        codec.decode_resource(packed(pb, NAME), codec.TRAFFIC_POLICY_TYPE_URL)
 
 
 def test_names_belong_only_to_their_type() -> None:
     with pytest.raises(codec.XdsRejected, match="does not belong to type"):
-        codec.decode_resource(_packed(codec.traffic_policy_to_pb(POLICY)), codec.ROUTE_TYPE_URL)
+        codec.decode_resource(packed(codec.traffic_policy_to_pb(POLICY), NAME), codec.ROUTE_TYPE_URL)
     route = HttpRoute(HTTP_ROUTE, "r", "default", "", SVC, None, (RouteRule(0, (RouteMatch(),), ()),))
     other = codec.encode_resource(resource_name(route), "v1", route)
     wrong = discovery_pb2.Resource(name=NAME, version="v1")
@@ -236,34 +230,10 @@ def test_names_belong_only_to_their_type() -> None:
         codec.decode_resource(wrong, codec.TRAFFIC_POLICY_TYPE_URL)
 
 
-def _proxy_state(resources: dict[str, tuple[str, Value]]) -> tuple[StateStore, list[str]]:
-    """Serve ``resources`` from a control-plane cache to a proxy's sessions and store, type by type, over
-    the wire bytes; return the store and every NACK message."""
-    cache = SnapshotCache()
-    cache.set(resources)
-    snapshot = cache.current
-    store = StateStore()
-    nacks: list[str] = []
-    for type_url in codec.TYPE_URLS:
-        server = ServerSession(type_url)
-        client = ClientSession(type_url)
-        server.on_request(client.start_stream())
-        response = server.next_response(snapshot.versions(type_url))
-        assert response is not None, f"the first response of {type_url} is always sent"
-        pb = codec.response_to_pb(response, snapshot.wire(type_url, (r.name for r in response.resources)))
-        wire = discovery_pb2.DeltaDiscoveryResponse.FromString(pb.SerializeToString())
-        envelope, decoded, rejected = codec.decode_response(wire)
-        update = client.on_response(envelope, rejected)
-        store.apply({ref.name: decoded[ref.name] for ref in update.accepted}, update.removed)
-        if update.reply.error is not None:
-            nacks.append(update.reply.error.message)
-    return store, nacks
-
-
 def test_a_proxy_takes_traffic_policies_without_nack() -> None:
     workload = Workload("u1", "web-0", "default", "web", "n1", ("10.244.1.5",), services=((SVC, ()),))
     service = Service("web", "default", "web.default.svc.cluster.local", ("10.96.0.10",), (ServicePort(80),))
-    store, nacks = _proxy_state(versioned([workload, service, POLICY]))
+    store, nacks = proxy_state(versioned([workload, service, POLICY]))
     assert nacks == []
     snap = store.current
     assert dict(snap.traffic_policies) == {POLICY.key: POLICY}
