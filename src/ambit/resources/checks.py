@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ambit.resources import quantity
+
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
 IANA_SVC_NAME_MAX = 15
@@ -138,6 +140,15 @@ def check_int_or_percent(value: object) -> str | None:
             return f"{value!r} is not a valid percentage (like '50%')"
         return None
     return f"expected an integer or a percentage, got {describe(value)}"
+
+
+def check_quantity(value: object) -> str | None:
+    """A resource quantity (``500m``, ``128Mi``, ``1.5``)."""
+    try:
+        quantity.parse_quantity(value)
+    except quantity.QuantityError as exc:
+        return str(exc)
+    return None
 
 
 def check_ip(value: str) -> str | None:

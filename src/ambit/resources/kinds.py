@@ -57,7 +57,20 @@ KINDS: dict[str, KindInfo] = {
         # Kubernetes validates Service names as DNS-1035 labels (a letter first).
         KindInfo("Service", "", ("v1",), True, "services", ("svc",), NameRule.DNS1035_LABEL),
         KindInfo("Deployment", "apps", ("v1",), True, "deployments", ("deploy",)),
+        KindInfo("ReplicaSet", "apps", ("v1",), True, "replicasets", ("rs",)),
         KindInfo("PodDisruptionBudget", "policy", ("v1",), True, "poddisruptionbudgets", ("pdb",)),
+        KindInfo("Lease", "coordination.k8s.io", ("v1",), True, "leases"),
+        KindInfo(
+            "HorizontalPodAutoscaler", "autoscaling", ("v2",), True, "horizontalpodautoscalers", ("hpa",)
+        ),
+        KindInfo(
+            "VerticalPodAutoscaler",
+            "autoscaling.k8s.io",
+            ("v1",),
+            True,
+            "verticalpodautoscalers",
+            ("vpa",),
+        ),
         KindInfo("GatewayClass", GATEWAY_GROUP, ("v1", "v1beta1"), False, "gatewayclasses", ("gc",)),
         KindInfo("Gateway", GATEWAY_GROUP, ("v1", "v1beta1"), True, "gateways", ("gtw",)),
         KindInfo("HTTPRoute", GATEWAY_GROUP, ("v1", "v1beta1"), True, "httproutes"),

@@ -93,6 +93,94 @@ def deployment(obj: JSON) -> Iterator[Problem]:
     if restart not in (None, "Always"):
         yield ("spec", "template", "spec", "restartPolicy"), f"only 'Always' is supported, got {restart!r}"
     yield from pod_spec(template_spec, ("spec", "template", "spec"))
+    yield from deployment_strategy(_map(spec.get("strategy")))
+
+
+def deployment_strategy(strategy: JSON) -> Iterator[Problem]:
+    """Kubernetes' rules: ``rollingUpdate`` only with type RollingUpdate; surge and unavailable not both 0."""
+    rolling = strategy.get("rollingUpdate")
+    if strategy.get("type") == "Recreate" and rolling is not None:
+        yield ("spec", "strategy", "rollingUpdate"), "may not be specified when strategy `type` is 'Recreate'"
+    if isinstance(rolling, dict):
+        surge, unavailable = rolling.get("maxSurge"), rolling.get("maxUnavailable")
+        if surge in (0, "0%") and unavailable in (0, "0%"):
+            yield (
+                ("spec", "strategy", "rollingUpdate", "maxUnavailable"),
+                ("may not be 0 when `maxSurge` is 0"),
+            )
+        if isinstance(unavailable, str) and unavailable.endswith("%") and int(unavailable[:-1] or 0) > 100:
+            yield ("spec", "strategy", "rollingUpdate", "maxUnavailable"), "should not be more than 100%"
+
+
+def replica_set(obj: JSON) -> Iterator[Problem]:
+    spec = _map(obj.get("spec"))
+    selector = _map(spec.get("selector"))
+    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        yield ("spec", "selector"), "empty selector is invalid for a ReplicaSet"
+    else:
+        yield from label_selector(selector, ("spec", "selector"))
+        labels = _map(_map(_map(spec.get("template")).get("metadata")).get("labels"))
+        if not selector_matches(selector, labels):
+            yield ("spec", "template", "metadata", "labels"), "`selector` does not match template `labels`"
+    yield from pod_spec(_map(_map(spec.get("template")).get("spec")), ("spec", "template", "spec"))
+
+
+#: what the runtime's HPA can measure (Kubernetes' other metric sources need an adapter ambit has not)
+HPA_METRIC_TYPES = ("Resource", "Pods")
+
+
+def horizontal_pod_autoscaler(obj: JSON) -> Iterator[Problem]:
+    spec = _map(obj.get("spec"))
+    low, high = spec.get("minReplicas", 1), spec.get("maxReplicas")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        yield ("spec", "maxReplicas"), f"must be greater than or equal to `minReplicas` ({low}), got {high}"
+    for i, metric in enumerate(_list(spec.get("metrics"))):
+        kind = metric.get("type")
+        where = ("spec", "metrics", i)
+        if kind not in HPA_METRIC_TYPES:
+            yield (
+                (*where, "type"),
+                (f"{kind!r} metrics are not supported by ambit's runtime (supported: Resource, Pods)"),
+            )
+            continue
+        field = "resource" if kind == "Resource" else "pods"
+        source = metric.get(field)
+        if not isinstance(source, dict):
+            yield (*where, field), f"required for a metric of type {kind}"
+            continue
+        target = _map(source.get("target"))
+        target_type = target.get("type")
+        if kind == "Pods" and target_type != "AverageValue":
+            yield (*where, field, "target", "type"), "a Pods metric's target must be AverageValue"
+        if target_type == "Utilization" and target.get("averageUtilization") is None:
+            yield (*where, field, "target", "averageUtilization"), "required for a Utilization target"
+        if target_type == "AverageValue" and target.get("averageValue") is None:
+            yield (*where, field, "target", "averageValue"), "required for an AverageValue target"
+        if kind == "Resource" and target_type == "Value":
+            yield (
+                (*where, field, "target", "type"),
+                ("a Resource metric's target must be Utilization or AverageValue"),
+            )
+
+
+def vertical_pod_autoscaler(obj: JSON) -> Iterator[Problem]:
+    mode = _map(_map(obj.get("spec")).get("updatePolicy")).get("updateMode")
+    if mode is None:
+        yield (
+            ("spec", "updatePolicy", "updateMode"),
+            (
+                "required by ambit: Kubernetes' default is Auto (pods are evicted to apply recommendations), "
+                "which ambit does not run; set updateMode: Off for recommendations in status.recommendation"
+            ),
+        )
+    elif mode != "Off":
+        yield (
+            ("spec", "updatePolicy", "updateMode"),
+            (
+                f"{mode!r} is not supported: ambit's VPA runs in recommendation mode only (updateMode: Off); "
+                "it writes status.recommendation and never changes pods"
+            ),
+        )
 
 
 def service(obj: JSON) -> Iterator[Problem]:
@@ -317,6 +405,9 @@ def http_local_rate_limit_policy(obj: JSON) -> Iterator[Problem]:
 RULES: dict[str, Callable[[JSON], Iterator[Problem]]] = {
     "Pod": pod,
     "Deployment": deployment,
+    "ReplicaSet": replica_set,
+    "HorizontalPodAutoscaler": horizontal_pod_autoscaler,
+    "VerticalPodAutoscaler": vertical_pod_autoscaler,
     "Service": service,
     "PodDisruptionBudget": pod_disruption_budget,
     "Gateway": gateway,

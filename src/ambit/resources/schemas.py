@@ -96,6 +96,7 @@ class ObjectMeta(K8sModel):
     generation: int | None = None
     creationTimestamp: str | None = None
     deletionTimestamp: str | None = None
+    deletionGracePeriodSeconds: NonNegInt | None = None
     ownerReferences: list[OwnerReference] | None = None
     finalizers: list[str] | None = None
 
@@ -352,11 +353,21 @@ class PodTemplateSpec(K8sModel):
     spec: PodSpec
 
 
+class RollingUpdateDeployment(K8sModel):
+    maxSurge: IntOrPercent | None = None
+    maxUnavailable: IntOrPercent | None = None
+
+
+class DeploymentStrategy(K8sModel):
+    type: Literal["RollingUpdate", "Recreate"] | None = None
+    rollingUpdate: RollingUpdateDeployment | None = None
+
+
 class DeploymentSpec(K8sModel):
     replicas: NonNegInt | None = None
     selector: LabelSelector
     template: PodTemplateSpec
-    strategy: Any = None  # ignored by ambit
+    strategy: DeploymentStrategy | None = None
     minReadySeconds: NonNegInt | None = None
     revisionHistoryLimit: NonNegInt | None = None
     progressDeadlineSeconds: PositiveInt | None = None
@@ -368,6 +379,21 @@ class Deployment(K8sModel):
     kind: str
     metadata: ObjectMeta
     spec: DeploymentSpec
+
+
+class ReplicaSetSpec(K8sModel):
+    replicas: NonNegInt | None = None
+    selector: LabelSelector
+    template: PodTemplateSpec
+    minReadySeconds: NonNegInt | None = None
+
+
+class ReplicaSet(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: ReplicaSetSpec
+    status: dict[str, Any] | None = None
 
 
 class PodDisruptionBudgetSpec(K8sModel):
@@ -382,6 +408,110 @@ class PodDisruptionBudget(K8sModel):
     kind: str
     metadata: ObjectMeta
     spec: PodDisruptionBudgetSpec | None = None
+    status: dict[str, Any] | None = None
+
+
+class Lease(K8sModel):
+    """coordination.k8s.io/v1: a node's heartbeat (``kube-node-lease``)."""
+
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: dict[str, Any] | None = None
+
+
+# --- autoscaling/v2, autoscaling.k8s.io/v1 ------------------------------------------------------
+
+
+class CrossVersionObjectReference(K8sModel):
+    apiVersion: str | None = None
+    kind: NonEmptyStr
+    name: NonEmptyStr
+
+
+class MetricTarget(K8sModel):
+    type: Literal["Utilization", "Value", "AverageValue"]
+    averageUtilization: PositiveInt | None = None
+    averageValue: Annotated[Any, _rule(checks.check_quantity)] | None = None
+    value: Annotated[Any, _rule(checks.check_quantity)] | None = None
+
+
+class ResourceMetricSource(K8sModel):
+    name: Literal["cpu", "memory"]
+    target: MetricTarget
+
+
+class MetricIdentifier(K8sModel):
+    name: NonEmptyStr
+    selector: LabelSelector | None = None
+
+
+class PodsMetricSource(K8sModel):
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class MetricSpec(K8sModel):
+    type: Literal["Resource", "Pods", "Object", "External", "ContainerResource"]
+    resource: ResourceMetricSource | None = None
+    pods: PodsMetricSource | None = None
+    object: dict[str, Any] | None = None
+    external: dict[str, Any] | None = None
+    containerResource: dict[str, Any] | None = None
+
+
+class HPAScalingPolicy(K8sModel):
+    type: Literal["Pods", "Percent"]
+    value: PositiveInt
+    periodSeconds: Annotated[int, _range(1, 1800)]
+
+
+class HPAScalingRules(K8sModel):
+    stabilizationWindowSeconds: Annotated[int, _range(0, 3600)] | None = None
+    selectPolicy: Literal["Max", "Min", "Disabled"] | None = None
+    policies: list[HPAScalingPolicy] | None = None
+    tolerance: Annotated[Any, _rule(checks.check_quantity)] | None = None
+
+
+class HorizontalPodAutoscalerBehavior(K8sModel):
+    scaleUp: HPAScalingRules | None = None
+    scaleDown: HPAScalingRules | None = None
+
+
+class HorizontalPodAutoscalerSpec(K8sModel):
+    scaleTargetRef: CrossVersionObjectReference
+    minReplicas: PositiveInt | None = None
+    maxReplicas: PositiveInt
+    metrics: list[MetricSpec] | None = None
+    behavior: HorizontalPodAutoscalerBehavior | None = None
+
+
+class HorizontalPodAutoscaler(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: HorizontalPodAutoscalerSpec
+    status: dict[str, Any] | None = None
+
+
+class VPAUpdatePolicy(K8sModel):
+    updateMode: Literal["Off", "Initial", "Recreate", "InPlaceOrRecreate", "Auto"] | None = None
+    minReplicas: PositiveInt | None = None
+
+
+class VerticalPodAutoscalerSpec(K8sModel):
+    targetRef: CrossVersionObjectReference
+    updatePolicy: VPAUpdatePolicy | None = None
+    resourcePolicy: dict[str, Any] | None = None
+    recommenders: list[dict[str, Any]] | None = None
+
+
+class VerticalPodAutoscaler(K8sModel):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: VerticalPodAutoscalerSpec
+    status: dict[str, Any] | None = None
 
 
 # --- gateway.networking.k8s.io ---------------------------------------------------------------
@@ -1148,7 +1278,11 @@ SCHEMAS: dict[str, type[K8sModel]] = {
     "Pod": Pod,
     "Service": Service,
     "Deployment": Deployment,
+    "ReplicaSet": ReplicaSet,
     "PodDisruptionBudget": PodDisruptionBudget,
+    "Lease": Lease,
+    "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+    "VerticalPodAutoscaler": VerticalPodAutoscaler,
     "GatewayClass": GatewayClass,
     "Gateway": Gateway,
     "HTTPRoute": HTTPRoute,
