@@ -4,6 +4,9 @@
 * `GET /debug/config[?proxy=ID]`: exactly what this replica would send a proxy (every proxy gets the
   same resources: ztunnel subscribes to all addresses and policies), with versions;
 * `GET /debug/syncz`: connected proxies and push/NACK counters;
+* `GET /debug/workload_sync?uid=U`: whether this replica's snapshot still serves pod ``U`` as an
+  endpoint, and how many of its connected proxies have ACKed that state (the kubelet waits on it
+  before it stops a deleted pod's processes);
 * `GET /metrics`: Prometheus (rendered in a thread: exposition must not block the loop).
 
 It reads the replica through the :class:`ServedPlane` protocol, so it does not import the app.
@@ -22,6 +25,8 @@ from ambit.control.metrics import ControlPlaneMetrics
 from ambit.control.translate import TranslationResult
 from ambit.control.xds_server import XdsServer
 from ambit.model.jsonable import jsonable
+from ambit.model.workload import HealthStatus, Workload
+from ambit.state.snapshot import WORKLOAD_PREFIX
 
 
 class ServedPlane(Protocol):
@@ -54,6 +59,7 @@ class ControlPlaneHttp:
         app.router.add_get("/healthz/ready", self.ready)
         app.router.add_get("/debug/config", self.config)
         app.router.add_get("/debug/syncz", self.syncz)
+        app.router.add_get("/debug/workload_sync", self.workload_sync)
         app.router.add_get("/metrics", self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -102,6 +108,28 @@ class ControlPlaneHttp:
                 "recent_nacks": [jsonable(n) for n in stats.recent_nacks],
                 "certificates_issued": self.plane.ca_service.stats.issued,
                 "certificates_denied": self.plane.ca_service.stats.denied,
+            }
+        )
+
+    async def workload_sync(self, request: web.Request) -> web.Response:
+        from ambit.xds import codec
+
+        uid = request.query.get("uid", "")
+        if not uid:
+            return web.json_response({"error": "the uid query parameter is required"}, status=400)
+        name = f"{WORKLOAD_PREFIX}{uid}"
+        found = self.plane.cache.current.resources(codec.ADDRESS_TYPE_URL).get(name)
+        proxies, synced = self.plane.xds.resource_sync(codec.ADDRESS_TYPE_URL, name)
+        workload = found.value if found is not None else None
+        serving = isinstance(workload, Workload) and workload.status == HealthStatus.HEALTHY
+        return web.json_response(
+            {
+                "resource": name,
+                "present": found is not None,
+                "serving": serving,
+                "ready": self.plane.ready,
+                "proxies": proxies,
+                "synced": synced,
             }
         )
 

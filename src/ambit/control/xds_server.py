@@ -192,6 +192,13 @@ class XdsServer:
     def streams(self) -> int:
         return len(self._streams)
 
+    def resource_sync(self, type_url: str, name: str) -> tuple[int, int]:
+        """(streams that consume ``type_url``, those that have ACKed the cache's current version of
+        ``name``, or its absence). The kubelet waits on this before stopping a deleted pod."""
+        version = self._cache.current.versions(type_url).get(name)
+        consuming = [s.sessions[type_url] for s in self._streams if type_url in s.sessions]
+        return len(consuming), sum(1 for session in consuming if session.holds(name, version))
+
     # -- debounce -------------------------------------------------------------------------------
 
     def _on_cache_change(self, _snapshot: CacheSnapshot) -> None:

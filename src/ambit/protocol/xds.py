@@ -230,6 +230,18 @@ class ServerSession:
     def _wants(self, name: str) -> bool:
         return self.wildcard or name in self.subscribed
 
+    def holds(self, name: str, version: str | None) -> bool:
+        """Whether the client has acknowledged holding ``version`` of ``name`` (None: not holding it),
+        or does not subscribe to it at all. A response still awaiting its ACK does not count."""
+        if not self.started:
+            return False
+        if not self._wants(name) and name not in self.client_versions:
+            return True
+        pending = self._pending
+        if pending is not None and (name in pending.sent or name in pending.removed):
+            return False
+        return self.client_versions.get(name) == version
+
     def next_response(
         self,
         versions: Mapping[str, str],

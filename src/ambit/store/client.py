@@ -165,9 +165,17 @@ class StoreClient:
         namespace: str | None = None,
         *,
         resource_version: str | None = None,
+        uid: str | None = None,
+        grace_period: int | None = None,
     ) -> Obj:
-        """Delete (and everything it owns); with `resource_version`, only if unchanged since then."""
+        """Delete (and everything it owns); with `resource_version` / `uid`, only if unchanged since
+        then / the same object. A Pod on a node is deleted gracefully (`grace_period` seconds, default
+        its own); the returned pod then carries its ``deletionTimestamp``."""
         params = [("resourceVersion", resource_version)] if resource_version else []
+        if uid:
+            params.append(("uid", uid))
+        if grace_period is not None:
+            params.append(("gracePeriodSeconds", str(grace_period)))
         result: Obj = await self._request("DELETE", object_path(kind, name, namespace), params=params)
         return result
 

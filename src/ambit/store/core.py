@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
-from ambit.store import clusterip
+from ambit.store import clusterip, graceful
 from ambit.store.types import (
     ADDED,
     DELETED,
@@ -165,6 +165,7 @@ class ObjectStore:
         history: int = DEFAULT_HISTORY,
         clock: Callable[[], str] = now_rfc3339,
         new_uid: Callable[[], str] = lambda: str(uuid.uuid4()),
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if history < 1:
             raise ValueError("history must keep at least one event")
@@ -172,6 +173,7 @@ class ObjectStore:
         self.history_limit = history
         self._clock = clock
         self._new_uid = new_uid
+        self._wall = wall
         self._objects: dict[Key, Obj] = {}
         self.revision = 0
         self._history: deque[WatchEvent] = deque()
@@ -335,7 +337,7 @@ class ObjectStore:
         body_uid = incoming["metadata"].get("uid")
         obj = self._validated(incoming, key)
         meta = obj["metadata"]
-        for server_field in SERVER_FIELDS:
+        for server_field in (*SERVER_FIELDS, *graceful.DELETION_FIELDS):
             meta.pop(server_field, None)
         existing = view.get(key)
         if op.op == "create" or (op.op == "apply" and existing is None):
@@ -374,7 +376,7 @@ class ObjectStore:
                         new_spec[kept_field] = old_spec[kept_field]
         self._assign_cluster_ip(view, key, obj, existing)
         old_meta = existing["metadata"]
-        for kept in ("uid", "creationTimestamp"):
+        for kept in ("uid", "creationTimestamp", *graceful.DELETION_FIELDS):
             if kept in old_meta:
                 meta[kept] = old_meta[kept]
         if _comparable(obj) == _comparable(existing):
@@ -421,11 +423,31 @@ class ObjectStore:
         want_uid = meta.get("uid")
         if want_uid and want_uid != existing["metadata"].get("uid"):
             raise Conflict(f"{describe(key)}: uid precondition failed (the object was replaced)")
+        if key[0] == "Pod":
+            grace = graceful.grace_seconds(existing, op.grace_period)
+            if grace > 0:
+                return self._mark_terminating(view, existing, grace, revision, events)
         revision, deleted = self._cascade(view, existing, revision, events)
         return revision, OpResult("delete", "deleted", deleted)
 
+    def _mark_terminating(
+        self, view: _View, pod: Obj, grace: int, revision: int, events: list[WatchEvent]
+    ) -> tuple[int, OpResult]:
+        """A graceful Pod delete: the pod stays, marked; its kubelet stops it and deletes it."""
+        marked = graceful.terminating(pod, grace, self._wall())
+        if marked is None:
+            return revision, OpResult("delete", "deleted", pod)
+        revision += 1
+        marked = _with_revision(marked, revision)
+        view.overlay[object_key(marked)] = marked
+        events.append(WatchEvent(MODIFIED, marked))
+        return revision, OpResult("delete", "deleted", marked)
+
     def _cascade(self, view: _View, root: Obj, revision: int, events: list[WatchEvent]) -> tuple[int, Obj]:
-        """Delete `root` and, transitively, what it owns (ownerReferences; a Namespace's contents)."""
+        """Delete `root` and, transitively, what it owns (ownerReferences; a Namespace's contents).
+
+        Owned Pods on a node are deleted gracefully (marked; their kubelet finishes them), as
+        Kubernetes' garbage collector deletes dependents; a Namespace's contents go at once."""
         owned: dict[str, list[Obj]] = {}
         in_namespace: dict[str, list[Obj]] = {}
         for other in view.values():
@@ -441,6 +463,11 @@ class ObjectStore:
             key = object_key(obj)
             if view.get(key) is None:
                 continue  # reached twice (two owners)
+            if first is not None and key[0] == "Pod" and root.get("kind") != "Namespace":
+                grace = graceful.grace_seconds(obj, None)
+                if grace > 0:
+                    revision, _ = self._mark_terminating(view, obj, grace, revision, events)
+                    continue
             revision += 1
             gone = _with_revision(obj, revision)
             view.overlay[key] = None
@@ -469,5 +496,10 @@ def parse_ops(body: Any) -> list[Op]:
         obj = raw.get("object")
         if not isinstance(obj, dict):
             raise BadRequest(f"operation {index}: object is required", index=index)
-        ops.append(Op(cast(OpKind, kind), obj, missing_ok=bool(raw.get("missingOk", False))))
+        grace = raw.get("gracePeriodSeconds")
+        if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int) or grace < 0):
+            raise BadRequest(f"operation {index}: gracePeriodSeconds must be an integer >= 0", index=index)
+        ops.append(
+            Op(cast(OpKind, kind), obj, missing_ok=bool(raw.get("missingOk", False)), grace_period=grace)
+        )
     return ops

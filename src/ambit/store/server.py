@@ -8,8 +8,9 @@ Endpoints (``_`` stands for "no namespace given" in a path)::
     GET    /objects/{kind}/{namespace}/{name}         the object | 404
     POST   /objects                                   create → 201 | 409 AlreadyExists | 422
     PUT    /objects/{kind}/{namespace}/{name}         compare-and-swap update → 200 | 404 | 409 | 422
-    DELETE /objects/{kind}/{namespace}/{name}[?resourceVersion=R]
-                                                      the deleted object; cascades to owned objects
+    DELETE /objects/{kind}/{namespace}/{name}[?resourceVersion=R][&uid=U][&gracePeriodSeconds=G]
+                                                      the deleted object; cascades to owned objects;
+                                                      a bound Pod is marked for graceful deletion
     POST   /transaction  {"operations": [{"op": "apply|create|update|delete", "object": {...}}, ...]}
                          → {"resourceVersion": "R", "results": [{"op", "result", "object"}, ...]}
                          or the first failure's status with {"message", "reason", "index"}; nothing stored
@@ -354,7 +355,13 @@ class StoreServer:
             meta["resourceVersion"] = request.query["resourceVersion"]
         if request.query.get("uid"):
             meta["uid"] = request.query["uid"]
-        result = await self.write([Op("delete", {"kind": kind, "metadata": meta})])
+        grace: int | None = None
+        if request.query.get("gracePeriodSeconds") is not None:
+            text = request.query["gracePeriodSeconds"]
+            if not text.isdigit():
+                raise BadRequest(f"gracePeriodSeconds must be an integer >= 0, got {text!r}")
+            grace = int(text)
+        result = await self.write([Op("delete", {"kind": kind, "metadata": meta}, grace_period=grace)])
         return web.json_response(result.results[0].object, dumps=_dumps)
 
     async def _transaction(self, request: web.Request) -> web.Response:

@@ -90,16 +90,21 @@ class Op:
     ``create`` fails if the object exists; ``update`` is compare-and-swap on
     ``metadata.resourceVersion``; ``delete`` needs only kind/namespace/name (and honours a
     ``resourceVersion`` precondition). With `missing_ok`, deleting an absent object is not an error.
+    Deleting a Pod bound to a node is graceful (:mod:`ambit.store.graceful`).
     """
 
     op: OpKind
     object: Obj
     missing_ok: bool = False
+    #: a delete's grace period for a Pod (None: the pod's terminationGracePeriodSeconds; 0: at once)
+    grace_period: int | None = None
 
     def to_json(self) -> Obj:
         body: Obj = {"op": self.op, "object": self.object}
         if self.missing_ok:
             body["missingOk"] = True
+        if self.grace_period is not None:
+            body["gracePeriodSeconds"] = self.grace_period
         return body
 
 

@@ -18,7 +18,7 @@ from ambit.control.app import ControlPlane, ControlPlaneConfig
 from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import issue
 from ambit.model.identity import Identity, NodeIdentity
-from ambit.model.workload import TunnelProtocol
+from ambit.model.workload import HealthStatus, TunnelProtocol
 from ambit.state.store import StateStore
 from ambit.store import StoreClient
 from ambit.store.server import StoreServer
@@ -154,7 +154,14 @@ async def test_proxy_receives_translated_state_and_follows_a_change(cluster: Clu
 
         await cluster.store.apply(pod("productpage-2", "node-2", "10.244.2.7"))
         await eventually(lambda: len(state.current.workloads) == 2)
+        # A graceful delete (the pod is bound): the workload stays, no longer healthy (not an endpoint) ...
         await cluster.store.delete("Pod", "productpage-1", "default")
+        await eventually(
+            lambda: sorted((w.name, w.status.name) for w in state.current.workloads.values())
+            == [("productpage-1", HealthStatus.UNHEALTHY.name), ("productpage-2", HealthStatus.HEALTHY.name)]
+        )
+        # ... until its kubelet's final delete (grace period 0) removes it.
+        await cluster.store.delete("Pod", "productpage-1", "default", grace_period=0)
         await eventually(lambda: [w.name for w in state.current.workloads.values()] == ["productpage-2"])
 
 
@@ -212,7 +219,7 @@ async def test_ca_signs_for_pods_on_the_callers_node_only(cluster: Cluster) -> N
         assert cert.identity == wanted
         with pytest.raises(CertificateDenied, match="node-2"):
             await ca_client("node-2").fetch(wanted)
-        await cluster.store.delete("Pod", "productpage-1", "default")
+        await cluster.store.delete("Pod", "productpage-1", "default", grace_period=0)
         await eventually(lambda: not plane._pods())
         with pytest.raises(CertificateDenied):
             await ca_client("node-1").fetch(wanted)

@@ -72,6 +72,23 @@ def test_one_response_outstanding_until_acked_and_changes_coalesce() -> None:
     assert second.nonce != first.nonce
 
 
+def test_holds_counts_only_acknowledged_versions_and_removals() -> None:
+    session = started()
+    assert not ServerSession(T).holds("wl/a", "1")  # no stream yet: nothing confirmed
+    first = session.next_response({"wl/a": "1"})
+    assert first is not None
+    assert not session.holds("wl/a", "1")  # sent, not yet ACKed
+    ack(session, first)
+    assert session.holds("wl/a", "1") and not session.holds("wl/a", "2") and not session.holds("wl/a", None)
+    removal = session.next_response({})
+    assert removal is not None and removal.removed == ("wl/a",)
+    assert not session.holds("wl/a", None)  # the removal is not ACKed yet
+    ack(session, removal)
+    assert session.holds("wl/a", None)
+    named = started(subscribe=("wl/b",))
+    assert named.holds("wl/a", "1")  # not subscribed to it: nothing to wait for
+
+
 def test_only_changed_resources_are_pushed_and_removals_named() -> None:
     session = started()
     first = session.next_response({"wl/a": "1", "wl/b": "1", "svc/ns/h": "1"})

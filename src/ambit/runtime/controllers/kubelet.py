@@ -4,8 +4,11 @@ For each pod: its netns (``NetRuntime.add_pod``) and hosts file; for an enrolled
 the ZDS handoff to the node's ztunnel (:mod:`ambit.runtime.agent`), acked, *before* its processes
 start (a pod never runs uncaptured: until then it is held Pending, "WaitingForZtunnel"); the
 processes (supervised, restarted with backoff); readiness probes from the node (:mod:`.probes`) →
-``status`` in the store; deleted pods stopped and removed. :func:`sync_all` runs the kubelets of
-every node over the informer's pods.
+``status`` in the store; a pod marked for deletion (``deletionTimestamp``) terminated gracefully in a
+task of its own (:mod:`.termination`: endpoints out and ACKed, preStop, SIGTERM, SIGKILL at the end
+of the grace period), then its network removed and the Pod deleted; a pod gone from the store (a
+forced delete, its namespace deleted) stopped at once. :func:`sync_all` runs the kubelets of every
+node over the informer's pods.
 
 Every pod gets a pod-bound token before its processes start, named to them in ``AMBIT_TOKEN_FILE``
 and renewed while it runs (:mod:`.tokens`).
@@ -21,11 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ambit.net.tasks import spawn
 from ambit.protocol import zds
 from ambit.resources.objects import is_ambient, namespace_or_default
 from ambit.runtime import capture, kubeproxy, netplan, scheduler
 from ambit.runtime.agent import AgentError, NodeAgent
 from ambit.runtime.ambit_command import ambit_argv
+from ambit.runtime.controllers import termination
 from ambit.runtime.controllers.probes import readiness_checks, run_checks
 from ambit.runtime.controllers.tokens import TOKEN_FILE_ENV, TRUST_BUNDLE_FILE_ENV, TokenProjector
 from ambit.runtime.controllers.view import ClusterView, meta
@@ -87,11 +92,67 @@ class Kubelet:
         self.supervisor = supervisor
         self.agent = agent
         self.pods: dict[str, PodState] = {}
+        self.terminating: dict[str, asyncio.Task[None]] = {}
 
     async def remove_gone(self, live: Mapping[str, Any]) -> None:
-        """Stop and remove the pods whose uid is no longer in ``live``."""
+        """Stop and remove the pods whose uid is no longer in ``live`` (at once: no grace is left)."""
         for uid in [u for u in self.pods if u not in live]:
+            task = self.terminating.pop(uid, None)
+            if task is not None:
+                task.cancel()
             await self._remove_pod(self.pods.pop(uid))
+
+    def begin_termination(self, uid: str, pod: dict[str, Any]) -> None:
+        """Start terminating a pod marked for deletion (once; :mod:`.termination`)."""
+        if uid not in self.terminating:
+            self.terminating[uid] = spawn(
+                self._terminate(uid, pod), name=f"terminate-{meta(pod).get('name')}"
+            )
+
+    def _control_plane_ips(self) -> list[str]:
+        return [
+            str((p.get("status") or {}).get("podIP"))
+            for p in self.view.objects("Pod")
+            if meta(p).get("namespace") == SYSTEM_NAMESPACE
+            and (meta(p).get("labels") or {}).get("app") == "controlplane"
+            and (p.get("status") or {}).get("podIP")
+        ]
+
+    async def _terminate(self, uid: str, pod: dict[str, Any]) -> None:
+        name, ns = str(meta(pod).get("name")), str(meta(pod).get("namespace") or "default")
+        grace = termination.grace_of(pod)
+        started = time.monotonic()
+        try:
+            state = self.pods.get(uid)
+            if state is not None:
+                node_netns = self.net.node_netns(node_index(self.node))
+                within = min(termination.ENDPOINT_ACK_CAP, grace)
+                _, synced = await termination.wait_endpoints_removed(
+                    node_netns, self._control_plane_ips, uid, within
+                )
+                steps = [f"endpoints: {synced}"]
+                for container, handler in termination.pre_stop_handlers(pod):
+                    done = await termination.run_pre_stop(
+                        handler,
+                        pod_ip=state.net.ip,
+                        pod_netns=state.net.netns,
+                        node_netns=node_netns,
+                        within=grace - (time.monotonic() - started),
+                    )
+                    steps.append(f"preStop of {container}: {done}")
+                left = max(termination.MIN_SIGTERM_GRACE, grace - (time.monotonic() - started))
+                steps.append(await termination.stop_processes(self.supervisor, state.keys, left))
+                await self._remove_pod(state)
+                self.pods.pop(uid, None)
+                log.info("terminated pod %s/%s (grace %gs): %s", ns, name, grace, "; ".join(steps))
+            elif self.net.pod(uid) is not None:  # left from before a daemon restart
+                await asyncio.to_thread(self.net.remove_pod, uid)
+            try:
+                await self.client.delete("Pod", name, ns, uid=uid, grace_period=0)
+            except StoreError as exc:
+                log.info("deleting terminated pod %s/%s: %s", ns, name, exc)
+        finally:
+            self.terminating.pop(uid, None)
 
     def _enrolled(self, pod: dict[str, Any]) -> bool:
         return is_enrolled(pod, self.view.get("Namespace", meta(pod).get("namespace") or "default"))
@@ -251,6 +312,9 @@ async def sync_all(kubelets: Mapping[str, Kubelet], view: ClusterView) -> None:
         await kubelet.remove_gone(pods)
     services = view.objects("Service")
     for uid, pod in pods.items():
+        if uid and meta(pod).get("deletionTimestamp"):
+            kubelets[str(pod["spec"]["nodeName"])].begin_termination(uid, pod)
+            continue
         if not uid or not scheduler.is_active(pod):
             continue
         try:
