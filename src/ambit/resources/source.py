@@ -71,17 +71,27 @@ class StoreError(Exception):
     status: int = 500
     reason: str = "InternalError"
 
-    def __init__(self, message: str, *, status: int | None = None, index: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        index: int | None = None,
+        details: Obj | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
         self.index = index
+        self.details = details  # Kubernetes' StatusDetails (e.g. an eviction's causes), when there are any
 
     def to_json(self) -> Obj:
         body: Obj = {"kind": "Status", "status": self.status, "reason": self.reason, "message": self.message}
         if self.index is not None:
             body["index"] = self.index
+        if self.details:
+            body["details"] = self.details
         return body
 
 
@@ -116,6 +126,13 @@ class Gone(StoreError):
 
     status = 410
     reason = "Expired"
+
+
+class TooManyRequests(StoreError):
+    """429: refused for now, try again later (an eviction that would break a PodDisruptionBudget)."""
+
+    status = 429
+    reason = "TooManyRequests"
 
 
 class Invalid(StoreError):

@@ -179,6 +179,16 @@ class StoreClient:
         result: Obj = await self._request("DELETE", object_path(kind, name, namespace), params=params)
         return result
 
+    async def evict(self, name: str, namespace: str | None = None, *, grace_period: int | None = None) -> Obj:
+        """The Eviction subresource: delete the pod if its PodDisruptionBudget allows; TooManyRequests
+        (429) naming the budget if not. Returns the server's Status."""
+        body: Obj = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}}
+        if grace_period is not None:
+            body["deleteOptions"] = {"gracePeriodSeconds": grace_period}
+        path = object_path("Pod", name, namespace) + "/eviction"
+        result: Obj = await self._request("POST", path, body=body)
+        return result
+
     async def apply(self, obj: Obj) -> OpResult:
         """Create or replace without a precondition (``kubectl apply``)."""
         return (await self.transaction([Op("apply", obj)])).results[0]

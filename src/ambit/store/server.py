@@ -11,6 +11,9 @@ Endpoints (``_`` stands for "no namespace given" in a path)::
     DELETE /objects/{kind}/{namespace}/{name}[?resourceVersion=R][&uid=U][&gracePeriodSeconds=G]
                                                       the deleted object; cascades to owned objects;
                                                       a bound Pod is marked for graceful deletion
+    POST   /objects/Pod/{namespace}/{name}/eviction  [{"deleteOptions": {"gracePeriodSeconds": G}}]
+                         → 201 Status: the pod deleted as a PodDisruptionBudget allows (ambit.store.eviction)
+                           | 429 TooManyRequests naming the budget | 404 | 500 (more than one budget)
     POST   /transaction  {"operations": [{"op": "apply|create|update|delete", "object": {...}}, ...]}
                          → {"resourceVersion": "R", "results": [{"op", "result", "object"}, ...]}
                          or the first failure's status with {"message", "reason", "index"}; nothing stored
@@ -42,7 +45,16 @@ from typing import Any, Final
 from aiohttp import web
 
 from ambit.net.tasks import spawn
-from ambit.store.core import DEFAULT_HISTORY, SYSTEM_NAMESPACES, ObjectStore, Prepared, Schema, parse_ops
+from ambit.store.core import (
+    DEFAULT_HISTORY,
+    SYSTEM_NAMESPACES,
+    ObjectStore,
+    Prepared,
+    Schema,
+    now_rfc3339,
+    parse_ops,
+)
+from ambit.store.eviction import eviction_ops
 from ambit.store.persist import Persistence, PersistError
 from ambit.store.selector import SelectorError, parse_selector
 from ambit.store.types import (
@@ -161,6 +173,7 @@ class StoreServer:
             app.router.add_get("/objects/{kind}/{namespace}/{name}", self._get)
             app.router.add_put("/objects/{kind}/{namespace}/{name}", self._update)
             app.router.add_delete("/objects/{kind}/{namespace}/{name}", self._delete)
+            app.router.add_post("/objects/Pod/{namespace}/{name}/eviction", self._evict)
             app.router.add_post("/transaction", self._transaction)
             app.router.add_get("/watch", self._watch)
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
@@ -230,19 +243,37 @@ class StoreServer:
             raise outcome
         return outcome
 
-    async def _write_captured(self, ops: list[Op]) -> TransactionResult | StoreError:
+    async def _write_captured(self, ops: list[Op] | Callable[[], list[Op]]) -> TransactionResult | StoreError:
         try:
             return await self._write_locked(ops)
         except StoreError as exc:  # an answer, not a task failure
             return exc
 
-    async def _write_locked(self, ops: list[Op]) -> TransactionResult:
+    async def evict(self, namespace: str, name: str, grace_period: int | None) -> Obj:
+        """The Eviction subresource (:mod:`ambit.store.eviction`): decided and written under the write
+        lock, so concurrent evictions see each other's spent budget. Returns the Status body."""
+        decided: list[Obj] = []
+
+        def build() -> list[Op]:
+            ops, decision = eviction_ops(
+                self.store.objects, namespace, name, grace_period=grace_period, now=now_rfc3339()
+            )
+            decided.append(decision.status_body())
+            return ops
+
+        task = spawn(self._write_captured(build), name="store-evict")
+        outcome = await asyncio.shield(task)
+        if isinstance(outcome, StoreError):
+            raise outcome
+        return decided[-1]
+
+    async def _write_locked(self, ops: list[Op] | Callable[[], list[Op]]) -> TransactionResult:
         async with self._lock:
             if self._persist.damaged is not None:
                 raise Unavailable(f"the store refuses writes: {self._persist.damaged}")
             if self._closing.is_set():
                 raise Unavailable("the store is shutting down")
-            prepared = self.store.prepare(ops)
+            prepared = self.store.prepare(ops() if callable(ops) else ops)
             if prepared.events:
                 await self._commit(prepared)
             return TransactionResult(str(self.store.revision), prepared.results)
@@ -363,6 +394,22 @@ class StoreServer:
             grace = int(text)
         result = await self.write([Op("delete", {"kind": kind, "metadata": meta}, grace_period=grace)])
         return web.json_response(result.results[0].object, dumps=_dumps)
+
+    async def _evict(self, request: web.Request) -> web.Response:
+        namespace = request.match_info["namespace"]
+        grace: int | None = None
+        if request.can_read_body:
+            body = await self._body(request)
+            options = body.get("deleteOptions") if isinstance(body, dict) else None
+            value = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise BadRequest("deleteOptions.gracePeriodSeconds must be an integer >= 0")
+                grace = value
+        status = await self.evict(
+            "default" if namespace == NO_NAMESPACE else namespace, request.match_info["name"], grace
+        )
+        return web.json_response(status, status=201, dumps=_dumps)
 
     async def _transaction(self, request: web.Request) -> web.Response:
         ops = parse_ops(await self._body(request))

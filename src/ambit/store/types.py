@@ -31,6 +31,7 @@ from ambit.resources.source import (
     NotFound,
     Obj,
     StoreError,
+    TooManyRequests,
     Unavailable,
     WatchEvent,
     resource_version,
@@ -57,6 +58,7 @@ __all__ = [
     "OpKind",
     "OpResult",
     "StoreError",
+    "TooManyRequests",
     "TransactionResult",
     "Unavailable",
     "WatchEvent",
@@ -143,6 +145,7 @@ _BY_STATUS: Final[dict[int, type[StoreError]]] = {
     404: NotFound,
     409: Conflict,
     410: Gone,
+    429: TooManyRequests,
     422: Invalid,
     503: Unavailable,
 }
@@ -156,4 +159,10 @@ def error_from_json(status: int, body: Mapping[str, Any] | None) -> StoreError:
     cls: type[StoreError] = _BY_STATUS.get(status, StoreError)
     if status == 409 and body.get("reason") == AlreadyExists.reason:
         cls = AlreadyExists
-    return cls(message, status=status, index=index if isinstance(index, int) else None)
+    details = body.get("details")
+    return cls(
+        message,
+        status=status,
+        index=index if isinstance(index, int) else None,
+        details=details if isinstance(details, dict) else None,
+    )

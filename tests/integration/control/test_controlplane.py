@@ -157,8 +157,13 @@ async def test_proxy_receives_translated_state_and_follows_a_change(cluster: Clu
         # A graceful delete (the pod is bound): the workload stays, no longer healthy (not an endpoint) ...
         await cluster.store.delete("Pod", "productpage-1", "default")
         await eventually(
-            lambda: sorted((w.name, w.status.name) for w in state.current.workloads.values())
-            == [("productpage-1", HealthStatus.UNHEALTHY.name), ("productpage-2", HealthStatus.HEALTHY.name)]
+            lambda: (
+                sorted((w.name, w.status.name) for w in state.current.workloads.values())
+                == [
+                    ("productpage-1", HealthStatus.UNHEALTHY.name),
+                    ("productpage-2", HealthStatus.HEALTHY.name),
+                ]
+            )
         )
         # ... until its kubelet's final delete (grace period 0) removes it.
         await cluster.store.delete("Pod", "productpage-1", "default", grace_period=0)
