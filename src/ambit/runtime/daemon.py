@@ -47,7 +47,7 @@ from ambit.store import Informer, StoreClient
 
 log = logging.getLogger("ambit.runtime.daemon")
 
-WATCHED = ["Node", "Namespace", "Deployment", "Pod", "Service"]
+WATCHED = ["Node", "Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "PodDisruptionBudget"]
 RESYNC = 1.0  # a reconcile pass at least this often
 COALESCE = 0.05  # after a pass: let a burst of changes arrive before the next
 

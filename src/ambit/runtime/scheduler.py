@@ -1,8 +1,6 @@
-"""Scheduling (pure): Deployments become Pods, Pods get a node.
+"""Scheduling (pure): Pods get a node (Deployments → ReplicaSets → Pods is :mod:`.deployments` and
+:mod:`.replica_sets`).
 
-- :func:`pods_for_deployment` returns the Pod objects a Deployment is missing (name
-  ``<deployment>-<5 random chars>``, labels and spec from the template, an ``ownerReference`` to the
-  Deployment) and the names of the surplus ones, newest first.
 - :func:`place` picks a node for one pod: ``spec.nodeName`` when set (as in Kubernetes, that bypasses
   the scheduler, cordoned or not); otherwise among the nodes that are not cordoned
   (``spec.unschedulable``; Kubernetes' ``node.kubernetes.io/unschedulable`` taint, with no tolerations
@@ -16,9 +14,8 @@ No I/O; randomness is injected.
 
 from __future__ import annotations
 
-import copy
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,67 +62,6 @@ def owned_by(pod: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
 def is_active(pod: Mapping[str, Any]) -> bool:
     status = pod.get("status") or {}
     return status.get("phase") not in TERMINAL_PHASES and not _meta(pod).get("deletionTimestamp")
-
-
-@dataclass
-class DeploymentPlan:
-    create: list[Obj]
-    delete: list[str]
-
-
-def pods_for_deployment(
-    deployment: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], rng: random.Random
-) -> DeploymentPlan:
-    """The Pods to create and the pod names to delete so ``deployment`` has ``spec.replicas`` pods."""
-    meta = _meta(deployment)
-    spec = deployment.get("spec") or {}
-    replicas = spec.get("replicas")
-    replicas = 1 if replicas is None else int(replicas)
-    namespace = meta.get("namespace") or "default"
-    mine = [p for p in pods if owned_by(p, deployment) and is_active(p)]
-    taken = {str(_meta(p).get("name")) for p in pods}
-    plan = DeploymentPlan(create=[], delete=[])
-    if len(mine) > replicas:
-        # Surplus: unscheduled first, then newest (highest creation revision) first.
-        def order(p: Mapping[str, Any]) -> tuple[int, int]:
-            bound = 1 if (p.get("spec") or {}).get("nodeName") else 0
-            return (bound, -int(_meta(p).get("resourceVersion") or 0))
-
-        plan.delete = [str(_meta(p).get("name")) for p in sorted(mine, key=order)[: len(mine) - replicas]]
-        return plan
-    template = spec.get("template") or {}
-    tmeta = template.get("metadata") or {}
-    base = str(meta.get("name"))
-    for _ in range(replicas - len(mine)):
-        name = f"{base}-{random_suffix(rng)}"
-        while name in taken:
-            name = f"{base}-{random_suffix(rng)}"
-        taken.add(name)
-        pod_meta: Obj = {
-            "name": name,
-            "namespace": namespace,
-            "labels": dict(tmeta.get("labels") or {}),
-            "ownerReferences": [
-                {
-                    "apiVersion": deployment.get("apiVersion", "apps/v1"),
-                    "kind": "Deployment",
-                    "name": base,
-                    "uid": meta.get("uid"),
-                    "controller": True,
-                }
-            ],
-        }
-        if tmeta.get("annotations"):
-            pod_meta["annotations"] = dict(tmeta["annotations"])
-        plan.create.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": pod_meta,
-                "spec": copy.deepcopy(template.get("spec") or {}),
-            }
-        )
-    return plan
 
 
 def _domains(nodes: Sequence[NodeInfo], key: str) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from ambit.resources.objects import selector_matches
@@ -12,7 +11,6 @@ from ambit.runtime.scheduler import (
     NodeInfo,
     PlacedPod,
     place,
-    pods_for_deployment,
 )
 
 NODES = [
@@ -46,47 +44,6 @@ def pod(labels: dict[str, str] | None = None, /, **spec: Any) -> dict[str, Any]:
 
 def placed(node: str, labels: dict[str, str] | None = None, namespace: str = "shop") -> PlacedPod:
     return PlacedPod(namespace, labels or {"app": "web"}, node)
-
-
-def test_deployment_creates_missing_pods_with_owner_and_template() -> None:
-    plan = pods_for_deployment(deployment(3), [], random.Random(1))
-    assert len(plan.create) == 3 and plan.delete == []
-    names = [p["metadata"]["name"] for p in plan.create]
-    assert len(set(names)) == 3
-    for p in plan.create:
-        meta = p["metadata"]
-        assert meta["name"].startswith("web-") and len(meta["name"]) == len("web-") + 5
-        assert meta["namespace"] == "shop"
-        assert meta["labels"] == {"app": "web", "version": "v1"}
-        assert meta["ownerReferences"][0]["uid"] == "u-web"
-        assert p["kind"] == "Pod" and p["spec"]["containers"][0]["name"] == "c"
-
-
-def test_replicas_default_to_one() -> None:
-    assert len(pods_for_deployment(deployment(None), [], random.Random(1)).create) == 1
-
-
-def test_deployment_counts_owned_active_pods_and_deletes_surplus() -> None:
-    owned = [
-        {
-            "metadata": {
-                "name": f"web-{i}",
-                "resourceVersion": str(i),
-                "ownerReferences": [{"uid": "u-web"}],
-            },
-            "spec": {"nodeName": "node1"},
-        }
-        for i in range(3)
-    ]
-    foreign = {"metadata": {"name": "other", "ownerReferences": [{"uid": "x"}]}, "spec": {}}
-    failed = {
-        "metadata": {"name": "dead", "ownerReferences": [{"uid": "u-web"}]},
-        "status": {"phase": "Failed"},
-    }
-    assert pods_for_deployment(deployment(3), [*owned, foreign, failed], random.Random(1)).create == []
-    plan = pods_for_deployment(deployment(1), owned, random.Random(1))
-    assert plan.delete == ["web-2", "web-1"]  # newest first
-    assert len(pods_for_deployment(deployment(4), owned, random.Random(1)).create) == 1
 
 
 def test_spread_across_nodes_by_default() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
 from ambit.resources.objects import is_ambient, namespace_or_default
-from ambit.runtime import capture, kubeproxy, netplan, scheduler
+from ambit.runtime import capture, kubeproxy, netplan, replica_sets, scheduler
 from ambit.runtime.agent import AgentError, NodeAgent
 from ambit.runtime.ambit_command import ambit_argv
 from ambit.runtime.controllers import termination
@@ -257,12 +257,21 @@ class Kubelet:
         """Write the pod's status if it changed; returns the pod as stored now."""
         old = pod.get("status") or {}
         ready = state.ready and not held
+        ready_condition = {"type": "Ready", "status": "True" if ready else "False"}
+        previous = next((c for c in old.get("conditions") or () if c.get("type") == "Ready"), None)
+        if previous is not None and previous.get("status") == ready_condition["status"]:
+            since = previous.get("lastTransitionTime")
+        else:
+            since = replica_sets.rfc3339(time.time())  # minReadySeconds counts from here
+        if since:
+            ready_condition["lastTransitionTime"] = since
         status: dict[str, Any] = {
             "phase": "Pending" if held else "Running",
             "podIP": state.net.ip,
             "podIPs": [{"ip": state.net.ip}],
             "hostIP": netplan.underlay_ip(node_index(state.node)),
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "startTime": old.get("startTime") or replica_sets.rfc3339(time.time()),
+            "conditions": [ready_condition],
         }
         if held:
             status["reason"] = "WaitingForZtunnel"
