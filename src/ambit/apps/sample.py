@@ -27,9 +27,32 @@ A request body is read and counted (``body_bytes``), never returned.
 TCP: bytes are echoed back as they arrive. With ``tcp_prefix`` (the Istio tcp-echo server's
 second argument, e.g. ``hello``), each line is answered ``<prefix> <line>`` instead.
 
-Graceful stop (SIGTERM/SIGINT in `serve`): the listeners close at once; HTTP requests in progress and
-open TCP echo connections get up to ``grace`` seconds (default 5) to finish; idle keep-alive
-connections close at once; then the process exits 0.
+Graceful stop (SIGTERM/SIGINT in `serve`): the app drains (`SampleApp.drain`), then stops. Kubernetes
+takes a deleted pod's endpoints out of every proxy before it sends SIGTERM, but clients still hold
+kept-alive connections to the pod, and a request can be on its way on one just as the server closes
+it: the client then gets a reset although the server looked idle (the keep-alive race). Closing the
+listeners at once also refuses a connection that races in. So for a rollout or a scale-down under
+load to lose no request, during the drain:
+
+* the listeners stay open, and a request that still arrives, on a new or a kept-alive connection, is
+  served as usual, except that every response from the start of the drain carries
+  ``Connection: close`` and its connection closes after it: each client learns in-band to go elsewhere;
+* an HTTP connection idle between requests (none in progress, nothing of a next one received) for
+  ``drain_idle`` seconds (default 1) counted from the start of the drain is closed by the app; a request
+  in progress or partly received is never cut; WebSockets get a close frame 1001 (going away) at once;
+* TCP echo connections keep echoing; one that has had no bytes (and, with ``tcp_prefix``, holds no
+  unfinished line) for ``drain_idle`` seconds is closed (FIN); new ones are served the same way;
+* the drain ends once no connection of either kind is open and none has opened for ``drain_quiet``
+  seconds (default 0.5), after ``grace`` seconds at most (default 25, under Kubernetes' default
+  ``terminationGracePeriodSeconds`` of 30), or at a second signal. Then the listeners close, whatever
+  is still open is cut, and the process exits 0.
+
+The drain logs ``drain start http=<open> tcp=<open> ws=<open> ...`` and ``drain done closed=<n> idle=<n>
+ws=<n> left=<n> by=quiet|grace|signal <ms>ms`` (connections that ended during the drain, those the app
+closed for being idle, WebSockets sent 1001, connections still open at its end, why it ended);
+``--quiet`` keeps these two lines. `SampleApp.stop` (tests, ``async with``) stops without a drain: the
+listeners close, idle connections close at once, and requests in progress and open TCP connections
+get ``grace`` seconds (after a drain, what is left of them) before they are cut.
 
 Every HTTP request and every closed TCP connection logs one compact line to stdout, flushed
 (``--quiet`` turns them off). The first line, once every port listens, is
@@ -55,14 +78,18 @@ import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO, cast
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 MAX_DELAY_SECONDS = 10.0
-DEFAULT_GRACE_SECONDS = 5.0
+DEFAULT_GRACE_SECONDS = 25.0  # the drain's bound, under Kubernetes' terminationGracePeriodSeconds (30)
+DEFAULT_DRAIN_IDLE_SECONDS = 1.0
+DEFAULT_DRAIN_QUIET_SECONDS = 0.5
+_CUT_SECONDS = 0.25  # once the grace is spent, how long aiohttp may take to cancel a request handler
+_MAX_DRAIN_TICK = 0.05
 _MAX_PREFIX_LINE = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 _HEALTH_PATHS = frozenset({"/healthz", "/ready", "/health"})
@@ -86,7 +113,9 @@ class SampleConfig:
     tcp_prefix: str | None = None
     bind: str = "0.0.0.0"
     log_requests: bool = True
-    grace: float = DEFAULT_GRACE_SECONDS
+    grace: float = DEFAULT_GRACE_SECONDS  # the drain's bound, and what `SampleApp.stop` gives open work
+    drain_idle: float = DEFAULT_DRAIN_IDLE_SECONDS  # during the drain, close connections idle this long
+    drain_quiet: float = DEFAULT_DRAIN_QUIET_SECONDS  # the drain ends once no connection opened this long
     seed: int | None = None  # of the generator that draws weighted ``/status/`` codes (None: from the OS)
     # a pod that fails by itself: every request but the health paths answers a status drawn from this
     # weighted list (``/status/``'s form, e.g. ``200:0.5,503:0.5``); 200 answers as usual
@@ -100,18 +129,12 @@ class SampleConfig:
         ``SERVICE_VERSION``, then ``unknown``; ``fail_statuses`` to ``SAMPLE_FAIL_STATUSES``.
         """
         env = os.environ if env is None else env
-        return SampleConfig(
-            http_ports=self.http_ports,
-            tcp_ports=self.tcp_ports,
+        return replace(
+            self,
             pod=self.pod or env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname(),
             node=self.node or env.get("NODE_NAME", ""),
             namespace=self.namespace or env.get("POD_NAMESPACE") or "default",
             version=self.version or env.get("SERVICE_VERSION") or "unknown",
-            tcp_prefix=self.tcp_prefix,
-            bind=self.bind,
-            log_requests=self.log_requests,
-            grace=self.grace,
-            seed=self.seed,
             fail_statuses=self.fail_statuses or env.get("SAMPLE_FAIL_STATUSES", ""),
         )
 
@@ -126,8 +149,10 @@ class SampleConfig:
         fixed = [p for p in ports if p != 0]
         if len(fixed) != len(set(fixed)):
             raise ValueError(f"a port is listed twice: {ports}")
-        if self.grace < 0:
-            raise ValueError("grace must be >= 0")
+        for name in ("grace", "drain_idle", "drain_quiet"):
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a number of seconds >= 0, not {value}")
         if self.fail_statuses and parse_weighted_statuses(self.fail_statuses) is None:
             raise ValueError(
                 f"fail statuses {self.fail_statuses!r} are not a weighted status list (200:0.5,503:0.5)"
@@ -257,6 +282,8 @@ class _EchoProtocol(asyncio.Protocol):
         self._rest = b""
         self._peer = ""
         self._opened = time.monotonic()
+        self._active = self._opened  # when bytes last came in (or were still waiting to go out)
+        self._closing = False
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -267,6 +294,7 @@ class _EchoProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
+        self._active = time.monotonic()
         if self._prefix is None:
             self._write(data)
             return
@@ -304,9 +332,90 @@ class _EchoProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def idle_for(self, now: float) -> float | None:
+        """Seconds without bytes in either direction; None while closing or holding an unfinished line."""
+        transport = self._transport
+        if self._closing or transport is None or transport.is_closing():
+            return None
+        if self._rest or transport.get_write_buffer_size():
+            self._active = now
+        return now - self._active
+
+    def close_idle(self) -> None:
+        """Close the idle connection (FIN)."""
+        self._closing = True
+        self.close()
+
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+class _HttpConnection(web.RequestHandler):
+    """aiohttp's HTTP/1.1 connection, telling the app when it opens and closes and whether it is idle.
+
+    Idle means between requests: no request in progress and nothing of a next one received since the
+    last one (bare CRLFs aside). A pipelined request that arrives while one is in progress is not seen
+    here, but it is handled as soon as that one ends, so the connection never looks idle meanwhile.
+    """
+
+    def __init__(self, app: SampleApp, manager: web.Server, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(manager, loop=loop, access_log=None)  # type: ignore[arg-type]  # None: no access log
+        self._sample = app
+        self._busy = 0  # requests in progress (only one at a time: aiohttp handles them in order)
+        self._partial = False  # bytes of a next request received, its handler not started yet
+        self._idle_since = time.monotonic()
+        self._closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._sample._http_open(self)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        self._sample._http_closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy and data.strip(b"\r\n"):
+            self._partial = True
+        super().data_received(data)
+
+    def request_started(self) -> None:
+        self._busy += 1
+        self._partial = False
+
+    def request_done(self) -> None:
+        self._busy -= 1
+        self._idle_since = time.monotonic()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy > 0
+
+    def idle_for(self, now: float) -> float | None:
+        """Seconds spent idle between requests; None while busy, partly received or closing."""
+        if self._busy or self._partial or self._closing or self.transport is None:
+            return None
+        return now - self._idle_since
+
+    def close_idle(self) -> None:
+        """Close the connection between requests (FIN), as aiohttp's own keep-alive timeout does."""
+        self._closing = True
+        self.force_close()
+
+
+class _HttpServer(web.Server):
+    """aiohttp's low-level server, its connections `_HttpConnection`s."""
+
+    def __init__(self, app: SampleApp) -> None:
+        super().__init__(app._handle, access_log=None)
+        self._sample = app
+
+    def __call__(self) -> web.RequestHandler:
+        return _HttpConnection(self._sample, self, asyncio.get_running_loop())
+
+
+_Connection = _HttpConnection | _EchoProtocol
 
 
 @dataclass(slots=True)
@@ -316,12 +425,14 @@ class _Listeners:
 
 
 class SampleApp:
-    """The sample app inside a running event loop: `start`, then `stop` (or ``async with``)."""
+    """The sample app inside a running event loop: `start`, then `stop` (or ``async with``); `serve`
+    runs `drain` between the two when signalled."""
 
     def __init__(self, config: SampleConfig, *, out: TextIO | None = None) -> None:
         config.validate()
         self.config = config
         self._log = _RequestLog(out if config.log_requests else None)
+        self._events = _RequestLog(out)  # the drain's two lines, kept by --quiet
         self._runner: web.ServerRunner | None = None
         self._listeners = _Listeners()
         self.http_ports: list[int] = []
@@ -329,6 +440,18 @@ class SampleApp:
         self._connections: set[_EchoProtocol] = set()
         self._no_connections = asyncio.Event()
         self._no_connections.set()
+        self._http: set[_HttpConnection] = set()
+        self._http_busy = 0
+        self._no_requests = asyncio.Event()  # no request in progress
+        self._no_requests.set()
+        self._websockets: set[web.WebSocketResponse] = set()
+        self._ws_closing: set[asyncio.Task[None]] = set()
+        self._last_open = 0.0  # when the newest connection (of either kind) opened
+        self._closing = False  # every response from now on closes its connection (drain or stop)
+        self._drain_started: float | None = None
+        self._deadline: float | None = None  # the drain's end at the latest, and so stop's
+        self._cut = False  # a second signal ended the drain
+        self._drain_ended = 0  # connections that ended during the drain
         self._stopped = False
         self._rng = random.Random(config.seed)  # not for security: picks weighted /status/ codes
         self._fail_choices = parse_weighted_statuses(config.fail_statuses) if config.fail_statuses else None
@@ -351,8 +474,8 @@ class SampleApp:
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         if self.config.http_ports:
-            server = web.Server(self._handle, access_log=None)
-            self._runner = web.ServerRunner(server, shutdown_timeout=self.config.grace)
+            # `stop` waits for requests in progress itself; aiohttp then only cancels what is left
+            self._runner = web.ServerRunner(_HttpServer(self), shutdown_timeout=_CUT_SECONDS)
             await self._runner.setup()
             for port in self.config.http_ports:
                 sock = _listen(self.config.bind, port)
@@ -378,24 +501,86 @@ class SampleApp:
         tcp = ",".join(map(str, self.tcp_ports))
         return f"ambit-sample ready pod={self.config.pod} node={self.config.node} http={http} tcp={tcp}"
 
+    async def drain(self) -> None:
+        """Keep serving while clients go away, then return (`stop` follows); see the module docstring.
+
+        The listeners stay open; every response closes its connection; connections idle for
+        ``drain_idle`` are closed and WebSockets get 1001 at once. Returns once no connection is open
+        and none opened for ``drain_quiet``, or after ``grace`` seconds at most. Does nothing after
+        `stop` or a first `drain`.
+        """
+        if self._stopped or self._drain_started is not None:
+            return
+        config = self.config
+        began = time.monotonic()
+        self._drain_started = began
+        self._deadline = began + config.grace
+        self._closing = True
+        self._events.line(
+            f"drain start http={len(self._http)} tcp={len(self._connections)} ws={len(self._websockets)}"
+            f" grace={config.grace:g}s idle={config.drain_idle:g}s quiet={config.drain_quiet:g}s"
+        )
+        sent_1001 = len(self._websockets)
+        self._close_websockets()
+        idle_closed = 0
+        tick = min(_MAX_DRAIN_TICK, max(0.005, min(config.drain_idle, config.drain_quiet) / 4))
+        while (now := time.monotonic()) < self._deadline:
+            conns: list[_Connection] = [*self._http, *self._connections]
+            for conn in conns:
+                idle = conn.idle_for(now)
+                if idle is not None and min(idle, now - began) >= config.drain_idle:
+                    conn.close_idle()
+                    idle_closed += 1
+            quiet = now - max(began, self._last_open)
+            if not self._http and not self._connections and quiet >= config.drain_quiet:
+                break
+            await asyncio.sleep(tick)
+        by = "signal" if self._cut else "quiet" if now < self._deadline else "grace"
+        left = len(self._http) + len(self._connections)
+        ms = (time.monotonic() - began) * 1000
+        self._events.line(
+            f"drain done closed={self._drain_ended} idle={idle_closed} ws={sent_1001} left={left} by={by}"
+            f" {ms:.1f}ms"
+        )
+
+    def _cut_drain(self) -> None:
+        """End a drain now (`serve`'s second signal); `stop` then cuts what is still open."""
+        if self._drain_started is not None and not self._cut:
+            self._cut = True
+            self._deadline = time.monotonic()
+
     async def stop(self) -> None:
-        """Stop listening, give requests and TCP connections `grace` seconds, then close the rest."""
+        """Stop listening, close idle connections, give requests and TCP connections `grace` seconds
+        (what is left of them after a `drain`), then close the rest."""
         if self._stopped:
             return
         self._stopped = True
+        self._closing = True
+        deadline = self._deadline if self._deadline is not None else time.monotonic() + self.config.grace
         for tcp in self._listeners.tcp:
             tcp.close()
-        await asyncio.gather(self._stop_http(), self._stop_tcp())
+        await asyncio.gather(self._stop_http(deadline), self._stop_tcp(deadline))
 
-    async def _stop_http(self) -> None:
+    async def _stop_http(self, deadline: float) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            for site in list(self._runner.sites):
+                await site.stop()
+            for sock in self._listeners.http:
+                sock.close()
+            self._close_websockets()
+            for conn in list(self._http):
+                if not conn.busy:
+                    conn.close_idle()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await self._no_requests.wait()
+            await self._runner.cleanup()  # cancels requests still in progress, closes their connections
         for sock in self._listeners.http:
             sock.close()
 
-    async def _stop_tcp(self) -> None:
+    async def _stop_tcp(self, deadline: float) -> None:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.grace):
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 await self._no_connections.wait()
         for conn in list(self._connections):
             conn.close()
@@ -408,14 +593,35 @@ class SampleApp:
             await tcp.wait_closed()
         await asyncio.sleep(0)  # let the aborted transports run connection_lost
 
+    def _http_open(self, conn: _HttpConnection) -> None:
+        self._http.add(conn)
+        self._last_open = time.monotonic()
+
+    def _http_closed(self, conn: _HttpConnection) -> None:
+        if conn in self._http:
+            self._http.discard(conn)
+            if self._drain_started is not None:
+                self._drain_ended += 1
+
     def _tcp_open(self, conn: _EchoProtocol) -> None:
         self._connections.add(conn)
         self._no_connections.clear()
+        self._last_open = time.monotonic()
 
     def _tcp_closed(self, conn: _EchoProtocol) -> None:
-        self._connections.discard(conn)
+        if conn in self._connections:
+            self._connections.discard(conn)
+            if self._drain_started is not None:
+                self._drain_ended += 1
         if not self._connections:
             self._no_connections.set()
+
+    def _close_websockets(self) -> None:
+        for ws in list(self._websockets):
+            self._websockets.discard(ws)
+            task = asyncio.ensure_future(_going_away(ws))
+            self._ws_closing.add(task)
+            task.add_done_callback(self._ws_closing.discard)
 
     # HTTP
 
@@ -442,17 +648,39 @@ class SampleApp:
         }
 
     async def _websocket_echo(self, request: web.BaseRequest) -> web.StreamResponse:
-        """``/ws`` with an Upgrade: a WebSocket that answers each message with ``<pod>: <message>``."""
+        """``/ws`` with an Upgrade: a WebSocket that answers each message with ``<pod>: <message>``.
+
+        Draining or stopping, it is closed with 1001 (going away) as soon as it opens."""
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        async for message in ws:
-            if message.type == web.WSMsgType.TEXT:
-                await ws.send_str(f"{self.config.pod}: {message.data}")
-            elif message.type == web.WSMsgType.BINARY:
-                await ws.send_bytes(message.data)
+        self._websockets.add(ws)
+        try:
+            if self._closing:
+                await _going_away(ws)
+            async for message in ws:
+                if message.type == web.WSMsgType.TEXT:
+                    await ws.send_str(f"{self.config.pod}: {message.data}")
+                elif message.type == web.WSMsgType.BINARY:
+                    await ws.send_bytes(message.data)
+        finally:
+            self._websockets.discard(ws)
         return ws
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        conn = request.protocol
+        assert isinstance(conn, _HttpConnection)  # _HttpServer makes every connection
+        conn.request_started()
+        self._http_busy += 1
+        self._no_requests.clear()
+        try:
+            return await self._serve(request)
+        finally:
+            conn.request_done()
+            self._http_busy -= 1
+            if not self._http_busy:
+                self._no_requests.set()
+
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path == "/ws" and request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._websocket_echo(request)
         started = time.monotonic()
@@ -460,6 +688,8 @@ class SampleApp:
         async for chunk in request.content.iter_any():
             body_bytes += len(chunk)
         response = await self._respond(request, body_bytes)
+        if self._closing:  # draining or stopping: `Connection: close`, and aiohttp closes after it
+            response.force_close()
         if self._log.enabled:
             transport = request.transport
             peer = format_addr(transport.get_extra_info("peername")) if transport else "-"
@@ -500,6 +730,12 @@ class SampleApp:
         return _json(echo)
 
 
+async def _going_away(ws: web.WebSocketResponse) -> None:
+    """Close `ws` with 1001 (going away); a peer already gone is no error."""
+    with contextlib.suppress(OSError, RuntimeError):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"going away")
+
+
 def _json(body: Mapping[str, Any], *, status: int = 200) -> web.Response:
     return web.Response(
         status=status, body=json.dumps(body, separators=(",", ":")).encode(), content_type="application/json"
@@ -507,18 +743,30 @@ def _json(body: Mapping[str, Any], *, status: int = 200) -> web.Response:
 
 
 async def serve(config: SampleConfig, *, out: TextIO | None = None) -> None:
-    """Run the app until SIGTERM or SIGINT, then stop gracefully (see the module docstring)."""
+    """Run the app until SIGTERM or SIGINT, then drain and stop (see the module docstring).
+
+    A second signal ends the drain at once.
+    """
     out = sys.stdout if out is None else out
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    app = SampleApp(config, out=out)
+    signalled = asyncio.Event()
+
+    def on_signal() -> None:
+        if signalled.is_set():
+            app._cut_drain()
+        app._closing = True  # from the signal on, no response keeps its connection (before drain() runs)
+        signalled.set()
+
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
-        async with SampleApp(config, out=out) as app:
+        async with app:
             out.write(app.ready_line() + "\n")
             out.flush()
-            await stop.wait()
+            await signalled.wait()
+            await app.drain()
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
@@ -541,7 +789,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", default="", help="version reported by /hello [$SERVICE_VERSION]")
     parser.add_argument("--tcp-prefix", default=None, help="answer each TCP line '<prefix> <line>'")
     parser.add_argument("--bind", default="0.0.0.0", help="address to listen on")
-    parser.add_argument("--grace", type=float, default=DEFAULT_GRACE_SECONDS, help="seconds to finish work")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_SECONDS,
+        help="after SIGTERM, seconds the drain may take at most (default %(default)s)",
+    )
+    parser.add_argument(
+        "--drain-idle",
+        type=float,
+        default=DEFAULT_DRAIN_IDLE_SECONDS,
+        help="draining, close connections idle this many seconds (default %(default)s)",
+    )
+    parser.add_argument(
+        "--drain-quiet",
+        type=float,
+        default=DEFAULT_DRAIN_QUIET_SECONDS,
+        help="the drain ends when no connection is open and none opened for this long (default %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
     return parser
 
@@ -559,6 +824,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> SampleConfig:
         bind=args.bind,
         log_requests=not args.quiet,
         grace=args.grace,
+        drain_idle=args.drain_idle,
+        drain_quiet=args.drain_quiet,
     )
 
 

@@ -168,7 +168,10 @@ def test_python_module_entry_with_identity_from_the_environment(
     )
     assert tcp_exchange(app.tcp[0], b"world\n", 12) == b"hello world\n"
     assert app.terminate() == 0
-    assert app.log.read_text().count("\n") == 1  # --quiet: only the ready line
+    lines = app.log.read_text().splitlines()  # --quiet: the ready line and the drain's two, no request lines
+    assert len(lines) == 3, lines
+    assert " drain start " in lines[1]
+    assert " drain done " in lines[2]
 
 
 def test_load_cli_strict_exit_and_json_against_a_closed_port(tmp_path: Path) -> None:

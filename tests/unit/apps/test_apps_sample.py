@@ -3,6 +3,7 @@ and the CLI's argument checks."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -46,6 +47,9 @@ def test_validate() -> None:
         SampleConfig(http_ports=(80,), tcp_ports=(80,)),
         SampleConfig(http_ports=(70000,)),
         SampleConfig(http_ports=(80,), grace=-1),
+        SampleConfig(http_ports=(80,), grace=math.inf),
+        SampleConfig(http_ports=(80,), drain_idle=-0.1),
+        SampleConfig(http_ports=(80,), drain_quiet=math.nan),
     ):
         with pytest.raises(ValueError):
             bad.validate()
@@ -72,6 +76,12 @@ def test_module_arguments() -> None:
     assert config.tcp_prefix == "hello"
     assert config.log_requests
     assert not config_from_args(["--tcp-port", "1", "--quiet"]).log_requests
+    # the drain: bounded by --grace, under Kubernetes' default terminationGracePeriodSeconds of 30
+    assert (config.grace, config.drain_idle, config.drain_quiet) == (25.0, 1.0, 0.5)
+    drain_args = ["--http-port", "1", "--grace", "3", "--drain-idle", "0.2", "--drain-quiet", "0.1"]
+    drain = config_from_args(drain_args)
+    assert (drain.grace, drain.drain_idle, drain.drain_quiet) == (3.0, 0.2, 0.1)
+    assert drain.resolved({}).drain_idle == 0.2  # resolving identity keeps every other field
 
 
 def test_httpbin_paths() -> None:
