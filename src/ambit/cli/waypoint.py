@@ -34,6 +34,7 @@ from ambit.resources.objects import (
     GATEWAY_NAME_LABEL,
     USE_WAYPOINT,
     USE_WAYPOINT_NAMESPACE,
+    WAYPOINT_AUTOSCALE_MAX,
     WAYPOINT_FOR,
     WAYPOINT_REPLICAS,
     WAYPOINT_TRAFFIC_TYPES,
@@ -61,11 +62,16 @@ _POLL_SECONDS = 0.2
 # -- pure ------------------------------------------------------------------------------------------
 
 
-def waypoint_gateway(name: str, namespace: str, traffic_for: str, replicas: int | None = None) -> Obj:
-    """The Gateway ``istioctl waypoint generate`` would print (plus ``ambit.dev/replicas`` if given)."""
+def waypoint_gateway(
+    name: str, namespace: str, traffic_for: str, replicas: int | None = None, autoscale: int | None = None
+) -> Obj:
+    """The Gateway ``istioctl waypoint generate`` would print (plus ``ambit.dev/replicas`` and
+    ``ambit.dev/autoscale-max-replicas`` if given)."""
     metadata: Obj = {"name": name, "namespace": namespace, "labels": {WAYPOINT_FOR: traffic_for}}
     if replicas is not None:
         metadata["annotations"] = {WAYPOINT_REPLICAS: str(replicas)}
+    if autoscale is not None:
+        metadata.setdefault("annotations", {})[WAYPOINT_AUTOSCALE_MAX] = str(autoscale)
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
@@ -144,6 +150,14 @@ def _namespace_option(func: Any) -> Any:
 
 def _gateway_options(func: Any) -> Any:
     func = click.option(
+        "--autoscale",
+        "autoscale",
+        type=click.IntRange(min=2),
+        metavar="MAX",
+        help="Autoscale the waypoint 2..MAX replicas on requests/s (an HPA; annotation "
+        "ambit.dev/autoscale-max-replicas).",
+    )(func)
+    func = click.option(
         "--replicas",
         type=click.IntRange(min=0),
         help="Replicas of the waypoint Deployment (annotation ambit.dev/replicas; default 2).",
@@ -167,12 +181,15 @@ def waypoint() -> None:
 
 @waypoint.command("generate")
 @_gateway_options
-def generate(*, namespace: str, name: str, traffic_for: str, replicas: int | None) -> None:
+def generate(
+    *, namespace: str, name: str, traffic_for: str, replicas: int | None, autoscale: int | None
+) -> None:
     """Print the waypoint Gateway as YAML."""
     import yaml
 
     click.echo(
-        yaml.safe_dump(waypoint_gateway(name, namespace, traffic_for, replicas), sort_keys=False), nl=False
+        yaml.safe_dump(waypoint_gateway(name, namespace, traffic_for, replicas, autoscale), sort_keys=False),
+        nl=False,
     )
 
 
@@ -191,6 +208,7 @@ def apply(
     name: str,
     traffic_for: str,
     replicas: int | None,
+    autoscale: int | None,
     enroll_namespace: bool,
     overwrite: bool,
     wait: bool,
@@ -205,7 +223,7 @@ def apply(
       ambit waypoint apply -n shop --name shop-wp --for all --replicas 3
     """
     target = store_target(cluster_override, store_socket)
-    gateway = waypoint_gateway(name, namespace, traffic_for, replicas)
+    gateway = waypoint_gateway(name, namespace, traffic_for, replicas, autoscale)
 
     async def work(client: StoreClient) -> list[str]:
         notes = []

@@ -12,7 +12,13 @@ ownerReferences to the Gateway (so deleting the Gateway deletes them: the store 
   HBONE itself and is never captured) and `networking.istio.io/tunnel: http` (so its workload is
   reached over HBONE), running `ambit waypoint run --gateway <name> --namespace <ns>`;
 * a Service on 15008 (HBONE) and 15021 (readiness), labelled so no waypoint binds to it;
-* a PodDisruptionBudget with minAvailable 1.
+* a PodDisruptionBudget with minAvailable 1;
+* with the Gateway annotation `ambit.dev/autoscale-max-replicas: N` (`ambit waypoint apply
+  --autoscale N`), a HorizontalPodAutoscaler (autoscaling/v2) of the Deployment: `minReplicas: 2`
+  (never fewer, so the PDB above never blocks every drain; Kubernetes' own default of 1 is kept for
+  HPAs users write), `maxReplicas: N`, on the Pods metric `istio_requests_per_second` (each replica's
+  rate of `istio_requests_total{reporter="waypoint"}`, measured by the runtime) with an average target
+  of `ambit.dev/autoscale-target-rps` (default 100) per replica. Removing the annotation deletes it.
 
 `spec.infrastructure.labels` and `.annotations` (Gateway API GEP-1867) go on every one of them and on
 the pod template; the controller's own labels win a clash (a waypoint pod is never enrolled).
@@ -35,6 +41,7 @@ it at once: creates that lose the race (409 AlreadyExists) and updates that lose
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from collections.abc import Callable, Mapping
@@ -50,6 +57,8 @@ from ambit.resources.objects import (
     GATEWAY_MANAGED_LABEL,
     GATEWAY_NAME_LABEL,
     MESH_CONTROLLER,
+    WAYPOINT_AUTOSCALE_MAX,
+    WAYPOINT_AUTOSCALE_RPS,
     WAYPOINT_REPLICAS,
     annotations_of,
     is_waypoint,
@@ -78,6 +87,9 @@ APPLIED_REPLICAS_ANNOTATION = (
     "ambit.dev/gateway-replicas"  # on the Deployment: the value its replicas came from
 )
 DEFAULT_REPLICAS = 2
+AUTOSCALE_MIN_REPLICAS = 2
+DEFAULT_TARGET_RPS = 100
+REQUESTS_METRIC = "istio_requests_per_second"
 WAYPOINT_RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "100m", "memory": "128Mi"},
     "limits": {"cpu": "2", "memory": "1Gi"},
@@ -109,6 +121,23 @@ def replicas_of(gateway: Mapping[str, Any]) -> int:
 def replicas_source(gateway: Mapping[str, Any]) -> str:
     """What the Deployment's replicas are set from: the annotation's text, or "" for the default."""
     return str(annotations_of(gateway).get(REPLICAS_ANNOTATION, ""))
+
+
+def autoscale_of(gateway: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(maxReplicas, target requests/s per replica) when the Gateway asks for an autoscaler."""
+    annotations = annotations_of(gateway)
+    text = annotations.get(WAYPOINT_AUTOSCALE_MAX)
+    if text is None:
+        return None
+    try:
+        high = max(AUTOSCALE_MIN_REPLICAS, int(text))
+        target = int(annotations.get(WAYPOINT_AUTOSCALE_RPS, DEFAULT_TARGET_RPS))
+    except ValueError:
+        _log.warning(
+            "Gateway %s: %s / %s must be numbers; no autoscaler", _name(gateway), text, WAYPOINT_AUTOSCALE_RPS
+        )
+        return None
+    return high, max(1, target)
 
 
 def infrastructure_metadata(gateway: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -150,6 +179,30 @@ def desired_objects(gateway: Mapping[str, Any]) -> list[Obj]:
     if infra_annotations:
         pod_metadata["annotations"] = dict(infra_annotations)
     deployment_metadata = metadata(**{APPLIED_REPLICAS_ANNOTATION: replicas_source(gateway)})
+    autoscale = autoscale_of(gateway)
+    autoscaler: list[Obj] = []
+    if autoscale is not None:
+        autoscaler.append(
+            {
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": metadata(),
+                "spec": {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                    "minReplicas": AUTOSCALE_MIN_REPLICAS,
+                    "maxReplicas": autoscale[0],
+                    "metrics": [
+                        {
+                            "type": "Pods",
+                            "pods": {
+                                "metric": {"name": REQUESTS_METRIC},
+                                "target": {"type": "AverageValue", "averageValue": str(autoscale[1])},
+                            },
+                        }
+                    ],
+                },
+            }
+        )
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata()},
         {
@@ -208,6 +261,7 @@ def desired_objects(gateway: Mapping[str, Any]) -> list[Obj]:
             "metadata": metadata(),
             "spec": {"minAvailable": 1, "selector": {"matchLabels": dict(selector)}},
         },
+        *autoscaler,
     ]
 
 
@@ -328,9 +382,27 @@ async def write_status(
 async def reconcile(client: ObjectSource, gateway: Mapping[str, Any]) -> dict[str, str]:
     """Bring one waypoint Gateway's objects to their desired state."""
     results = {}
-    for obj in desired_objects(gateway):
+    desired = desired_objects(gateway)
+    for obj in desired:
         results[f"{obj['kind']}/{_name(obj)}"] = await ensure(client, obj)
+    if not any(obj["kind"] == "HorizontalPodAutoscaler" for obj in desired):
+        results["HorizontalPodAutoscaler"] = await _remove_autoscaler(client, gateway)
     return results
+
+
+async def _remove_autoscaler(client: ObjectSource, gateway: Mapping[str, Any]) -> str:
+    """Delete the HPA this controller made for the Gateway (owned by it) once autoscaling is off."""
+    name, namespace = name_of(gateway), namespace_or_default(gateway)
+    try:
+        existing = await client.get("HorizontalPodAutoscaler", name, namespace)
+    except NotFound:
+        return "absent"
+    owners = existing.get("metadata", {}).get("ownerReferences") or []
+    if not any(ref.get("uid") == uid_of(gateway) for ref in owners):
+        return "not ours"
+    with contextlib.suppress(NotFound):
+        await client.delete("HorizontalPodAutoscaler", name, namespace)
+    return "deleted"
 
 
 class WaypointController:

@@ -160,6 +160,40 @@ def _selects(pdb: Mapping[str, Any], pod_labels: Mapping[str, str]) -> bool:
         return False
 
 
+def expected_scale_of(objects: Iterable[Mapping[str, Any]], namespace: str) -> ExpectedScale:
+    """``expected_scale`` over a namespace's workload objects (Deployments and ReplicaSets): a
+    ReplicaSet owned by a Deployment counts the Deployment's ``spec.replicas``, another ReplicaSet its
+    own, a Deployment owning pods directly its own; None when the controller is not among them."""
+    by_uid: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for obj in objects:
+        if (metadata(obj).get("namespace") or "default") == namespace and metadata(obj).get("uid"):
+            by_uid[(str(obj.get("kind")), str(metadata(obj).get("uid")))] = obj
+
+    def replicas(obj: Mapping[str, Any]) -> int:
+        value = mapping(obj, "spec").get("replicas")
+        return 1 if value is None else int(value)
+
+    def controller(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+        for ref in metadata(obj).get("ownerReferences") or ():
+            if isinstance(ref, Mapping) and ref.get("controller"):
+                return (str(ref.get("kind")), str(ref.get("uid")))
+        return None
+
+    def scale(pod: JSON) -> int | None:
+        key = controller(pod)
+        found = by_uid.get(key) if key is not None else None
+        if found is None:
+            return None
+        if found.get("kind") == "ReplicaSet":
+            up = controller(found)
+            if up is not None and up[0] == "Deployment":
+                deployment = by_uid.get(up)
+                return None if deployment is None else replicas(deployment)
+        return replicas(found)
+
+    return scale
+
+
 def pdbs_for_pod(pod: Mapping[str, Any], pdbs: Iterable[JSON]) -> list[JSON]:
     """The PodDisruptionBudgets of the pod's namespace whose selector matches the pod's labels."""
     namespace, pod_labels = namespace_or_default(pod), labels(pod)

@@ -5,11 +5,13 @@ Namespaces, Deployments, Pods and Services, the command server on ``<cd>/daemon.
 (:mod:`.controllers.commands`), and a reconcile pass (on every change, at least each second) over the
 controllers, in order:
 
-1. the scheduler (:mod:`.controllers.scheduling`): Deployments → Pods, unbound Pods → ``spec.nodeName``;
+1. the workload controllers and the scheduler (:mod:`.controllers.scheduling`): Deployments →
+   ReplicaSets → Pods, unbound Pods → ``spec.nodeName``;
 2. the kubelet of each node (:mod:`.controllers.kubelet`): pod network, capture + ZDS handoff before
    the processes start, processes, readiness probes, status, hosts files;
 3. kube-proxy (:mod:`.controllers.service_proxy`): service DNAT tables on every node, hosts files;
-4. the supervisor tick (restarts), and one ztunnel per node once the control-plane pods have IPs
+4. every 5 s, the autoscalers and the PodDisruptionBudget status (:mod:`.controllers.autoscaling`);
+5. the supervisor tick (restarts), and one ztunnel per node once the control-plane pods have IPs
    (:mod:`.controllers.ztunnels`).
 
 While the store is stopped by command, a pass only ticks the supervisor. SIGTERM stops every process
@@ -32,6 +34,7 @@ from ambit.runtime import control
 from ambit.runtime.ambit_command import ztunnel_available
 from ambit.runtime.bootstrap import bootstrap
 from ambit.runtime.controllers import kubelet
+from ambit.runtime.controllers.autoscaling import AutoscalingController
 from ambit.runtime.controllers.commands import CommandServer
 from ambit.runtime.controllers.kubelet import Kubelet
 from ambit.runtime.controllers.scheduling import SchedulerController
@@ -47,7 +50,17 @@ from ambit.store import Informer, StoreClient
 
 log = logging.getLogger("ambit.runtime.daemon")
 
-WATCHED = ["Node", "Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "PodDisruptionBudget"]
+WATCHED = [
+    "Node",
+    "Namespace",
+    "Deployment",
+    "ReplicaSet",
+    "Pod",
+    "Service",
+    "PodDisruptionBudget",
+    "HorizontalPodAutoscaler",
+    "VerticalPodAutoscaler",
+]
 RESYNC = 1.0  # a reconcile pass at least this often
 COALESCE = 0.05  # after a pass: let a burst of changes arrive before the next
 
@@ -98,6 +111,7 @@ class Daemon:
         }
         self.scheduler = SchedulerController(self.client, self.view, random.Random())
         self.service_proxy = ServiceProxy(net, self.view, self.kubelets)
+        self.autoscaling = AutoscalingController(self.client, self.view, net, self._pod_pids)
         self.commands = CommandServer(
             self.layout,
             self.nodes,
@@ -107,6 +121,16 @@ class Daemon:
             pods=self._pod_refs,
             wake=self.wake,
         )
+
+    def _pod_pids(self) -> dict[str, list[int]]:
+        """Each running pod's container pids (what the autoscalers measure)."""
+        pids: dict[str, list[int]] = {}
+        for k in self.kubelets.values():
+            for uid, state in k.pods.items():
+                found = [pid for key in state.keys if (pid := self.supervisor.pid(key)) is not None]
+                if found:
+                    pids[uid] = found
+        return pids
 
     def _pod_refs(self) -> list[control.PodRef]:
         return [
@@ -153,6 +177,7 @@ class Daemon:
         await self.scheduler.sync()
         await kubelet.sync_all(self.kubelets, self.view)
         await self.service_proxy.sync()
+        await self.autoscaling.sync()
         self.supervisor.tick()
         self.ztunnels.sync()
 

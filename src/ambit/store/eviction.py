@@ -9,9 +9,8 @@ one lower, the pod in ``disruptedPods``), so two evictions racing cannot both sp
 disruption: the second is prepared after the first is committed (the server's write lock) and sees
 the lower budget. A refusal raises :class:`TooManyRequests` (429) naming the budget, as Kubernetes.
 
-A budget's expected count comes from the pods' controllers: a ReplicaSet owned by a Deployment counts
-the Deployment's ``spec.replicas``, another ReplicaSet its own, a Deployment (pods it owns directly)
-its own. Pure: reads a mapping of stored objects.
+A budget's expected count comes from the pods' controllers
+(:func:`ambit.resources.disruption.expected_scale_of`). Pure: reads a mapping of stored objects.
 """
 
 from __future__ import annotations
@@ -29,39 +28,6 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return found if isinstance(found, Mapping) else {}
 
 
-def _replicas(obj: Mapping[str, Any]) -> int:
-    value = (obj.get("spec") or {}).get("replicas")
-    return 1 if value is None else int(value)
-
-
-def expected_scale(objects: Mapping[Key, Obj], namespace: str) -> disruption.ExpectedScale:
-    """The desired replica count of a pod's controller (None when the controller is unknown)."""
-
-    def owner(kind: str, uid: str) -> Obj | None:
-        for (k, ns, _), obj in objects.items():
-            if k == kind and ns == namespace and _meta(obj).get("uid") == uid:
-                return obj
-        return None
-
-    def scale(pod: Obj) -> int | None:
-        for ref in _meta(pod).get("ownerReferences") or ():
-            if not ref.get("controller"):
-                continue
-            kind, uid = str(ref.get("kind")), str(ref.get("uid"))
-            found = owner(kind, uid)
-            if found is None:
-                return None
-            if kind == "ReplicaSet":
-                for up in _meta(found).get("ownerReferences") or ():
-                    if up.get("controller") and up.get("kind") == "Deployment":
-                        deployment = owner("Deployment", str(up.get("uid")))
-                        return None if deployment is None else _replicas(deployment)
-            return _replicas(found)
-        return None
-
-    return scale
-
-
 def eviction_ops(
     objects: Mapping[Key, Obj], namespace: str, name: str, *, grace_period: int | None, now: str
 ) -> tuple[list[Op], disruption.EvictionDecision]:
@@ -71,8 +37,9 @@ def eviction_ops(
         raise NotFound(f'pods "{name}" not found')
     in_namespace = [o for (k, ns, _), o in objects.items() if ns == namespace and k == "Pod"]
     pdbs = [o for (k, ns, _), o in objects.items() if ns == namespace and k == "PodDisruptionBudget"]
+    owners = [o for (k, ns, _), o in objects.items() if ns == namespace and k in ("Deployment", "ReplicaSet")]
     decision = disruption.evaluate_eviction(
-        pod, pdbs, in_namespace, expected_scale=expected_scale(objects, namespace), now=now
+        pod, pdbs, in_namespace, expected_scale=disruption.expected_scale_of(owners, namespace), now=now
     )
     if not decision.allowed:
         causes = "; ".join(str(c.get("message")) for c in decision.causes if c.get("message"))

@@ -245,3 +245,45 @@ def test_desired_objects_validate_against_the_schemas() -> None:
     gw["metadata"]["uid"] = "00000000-0000-0000-0000-000000000001"
     for obj in desired_objects(gw):
         validate(obj)
+
+
+async def test_the_autoscale_annotation_makes_an_hpa_from_two_replicas_and_its_removal_deletes_it(
+    client: StoreClient,
+) -> None:
+    gw = gateway()
+    gw["metadata"]["annotations"] = {
+        "ambit.dev/autoscale-max-replicas": "4",
+        "ambit.dev/autoscale-target-rps": "20",
+    }
+    gw = await client.create(gw)
+    await reconcile(client, gw)
+    hpa = await client.get("HorizontalPodAutoscaler", "waypoint", "default")
+    spec = hpa["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (
+        2,
+        4,
+    )  # never 1: the PDB (minAvailable 1) must allow a drain
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "waypoint"}
+    assert spec["metrics"][0]["pods"] == {
+        "metric": {"name": "istio_requests_per_second"},
+        "target": {"type": "AverageValue", "averageValue": "20"},
+    }
+    assert hpa["metadata"]["ownerReferences"][0]["uid"] == gw["metadata"]["uid"]
+    del gw["metadata"]["annotations"]
+    gw = await client.update(gw)
+    assert (await reconcile(client, gw))["HorizontalPodAutoscaler"] == "deleted"
+    with pytest.raises(NotFound):
+        await client.get("HorizontalPodAutoscaler", "waypoint", "default")
+    # control: without the annotation there never is one
+    assert (await reconcile(client, gw))["HorizontalPodAutoscaler"] == "absent"
+
+
+def test_the_autoscaler_validates_against_the_schemas() -> None:
+    from ambit.resources import validate
+
+    gw = gateway()
+    gw["metadata"]["uid"] = "00000000-0000-0000-0000-000000000001"
+    gw["metadata"]["annotations"] = {"ambit.dev/autoscale-max-replicas": "1"}  # raised to the minimum, 2
+    [hpa] = [o for o in desired_objects(gw) if o["kind"] == "HorizontalPodAutoscaler"]
+    validate(hpa)
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 2)
