@@ -83,9 +83,22 @@ async def _wait_ready(cluster: str, timeout_s: float, items: list[dict[str, Any]
 @click.option(
     "--timeout", default=120.0, show_default=True, help="Seconds to wait for every pod to be ready."
 )
+@click.option(
+    "--node-grace",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(min=2.0),
+    help="Seconds without a node heartbeat before the node is NotReady (Kubernetes' default is 50).",
+)
 @click.pass_context
 def up(
-    ctx: click.Context, nodes: int, zones: str, files: tuple[str, ...], no_ztunnel: bool, timeout: float
+    ctx: click.Context,
+    nodes: int,
+    zones: str,
+    files: tuple[str, ...],
+    no_ztunnel: bool,
+    timeout: float,
+    node_grace: float,
 ) -> None:
     """Build the cluster, start its runtime daemon, and return once every pod is ready."""
     from ambit.cli.manifests import read_manifests
@@ -93,7 +106,9 @@ def up(
 
     name = _cluster(ctx)
     items = [obj for _, obj in read_manifests(files)] if files else []
-    options = rt.UpOptions(nodes=nodes, zones=[z for z in zones.split(",") if z], ztunnel=not no_ztunnel)
+    options = rt.UpOptions(
+        nodes=nodes, zones=[z for z in zones.split(",") if z], ztunnel=not no_ztunnel, node_grace=node_grace
+    )
     try:
         rt.prepare(name, options)
     except (rt.ClusterError, ValueError) as exc:

@@ -24,6 +24,7 @@ from ambit.model.identity import DEFAULT_TRUST_DOMAIN, NodeIdentity
 from ambit.proxy.control_plane import NodeCredentialFiles
 from ambit.runtime import netplan, procs
 from ambit.runtime.ambit_command import ambit_argv
+from ambit.runtime.fabric_pki import FabricPki
 from ambit.runtime.layout import Layout, node_name, write_json
 from ambit.runtime.netns import NetRuntime, list_netns, netns_pids
 
@@ -38,6 +39,7 @@ class UpOptions:
     zones: list[str] = field(default_factory=list)
     ztunnel: bool = True
     controlplane_replicas: int = 2
+    node_grace: float = 8.0  # seconds without a heartbeat before a node is NotReady (Kubernetes: 50 s)
 
 
 def exists(cluster: str) -> bool:
@@ -64,6 +66,7 @@ def prepare(cluster: str, options: UpOptions) -> Layout:
             "zones": options.zones,
             "ztunnel": options.ztunnel,
             "controlplane_replicas": options.controlplane_replicas,
+            "node_grace": options.node_grace,
         },
     )
     ca = CertificateAuthority.create(DEFAULT_TRUST_DOMAIN)
@@ -77,6 +80,9 @@ def prepare(cluster: str, options: UpOptions) -> Layout:
         NodeCredentialFiles.in_dir(directory).write(
             issue(ca, NodeIdentity(DEFAULT_TRUST_DOMAIN, name)), bundle
         )
+    FabricPki(layout.fabric_pki_dir).ensure(
+        [node_name(i) for i in range(1, options.nodes + 1)], netplan.FABRIC_STORE_ADDRESS
+    )
     net = NetRuntime(cluster, layout.state_dir)
     net.create_cluster(netplan.plan_cluster(netplan.ClusterLayout.simple(cluster, options.nodes)))
     return layout

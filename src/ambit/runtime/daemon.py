@@ -5,6 +5,8 @@ Namespaces, Deployments, Pods and Services, the command server on ``<cd>/daemon.
 (:mod:`.controllers.commands`), and a reconcile pass (on every change, at least each second) over the
 controllers, in order:
 
+0. node liveness (:mod:`.controllers.node_lifecycle`): Ready or NotReady from each node's Lease,
+   which the node renews over the fabric;
 1. the workload controllers and the scheduler (:mod:`.controllers.scheduling`): Deployments →
    ReplicaSets → Pods, unbound Pods → ``spec.nodeName``;
 2. the kubelet of each node (:mod:`.controllers.kubelet`): pod network, capture + ZDS handoff before
@@ -30,20 +32,22 @@ from typing import Any
 
 from ambit.identity.ca import TRUST_BUNDLE_FILE
 from ambit.identity.tokens import load_signer
-from ambit.runtime import control
+from ambit.runtime import control, netplan
 from ambit.runtime.ambit_command import ztunnel_available
 from ambit.runtime.bootstrap import bootstrap
 from ambit.runtime.controllers import kubelet
 from ambit.runtime.controllers.autoscaling import AutoscalingController
 from ambit.runtime.controllers.commands import CommandServer
 from ambit.runtime.controllers.kubelet import Kubelet
+from ambit.runtime.controllers.node_lifecycle import NodeLifecycle
 from ambit.runtime.controllers.scheduling import SchedulerController
 from ambit.runtime.controllers.service_proxy import ServiceProxy
 from ambit.runtime.controllers.store_host import StoreHost
 from ambit.runtime.controllers.tokens import TokenProjector
 from ambit.runtime.controllers.view import ClusterView
 from ambit.runtime.controllers.ztunnels import ZtunnelController
-from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_name, read_json
+from ambit.runtime.fabric_pki import FabricPki
+from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
 from ambit.runtime.netns import NetRuntime
 from ambit.runtime.supervisor import Supervisor
 from ambit.store import Informer, StoreClient
@@ -60,6 +64,7 @@ WATCHED = [
     "PodDisruptionBudget",
     "HorizontalPodAutoscaler",
     "VerticalPodAutoscaler",
+    "Lease",
 ]
 RESYNC = 1.0  # a reconcile pass at least this often
 COALESCE = 0.05  # after a pass: let a burst of changes arrive before the next
@@ -96,6 +101,14 @@ class Daemon:
             if self.layout.tokens_dir.exists()
             else None
         )
+        self.lifecycle = NodeLifecycle(
+            self.nodes,
+            client=self.client,
+            view=self.view,
+            pki=FabricPki(self.layout.fabric_pki_dir),
+            node_netns={n: netplan.node_netns(cluster, node_index(n)) for n in self.nodes},
+            grace=float(self.config.get("node_grace", 8.0)),
+        )
         self.kubelets = {
             n: Kubelet(
                 n,
@@ -106,6 +119,7 @@ class Daemon:
                 supervisor=self.supervisor,
                 agent=self.ztunnels.agents[n],
                 tokens=tokens,
+                node_ready=self.lifecycle.node_ready,
             )
             for n in self.nodes
         }
@@ -151,6 +165,8 @@ class Daemon:
             informer.subscribe(lambda _t, _o: self.wake.set())
             informer.start()
             await informer.wait_synced()
+            if self.store.pki is not None:
+                self.lifecycle.start()
             log.info("runtime daemon of %s ready (ztunnel: %s)", self.cluster, self.ztunnels.enabled)
             while not stop.is_set():
                 try:
@@ -162,6 +178,7 @@ class Daemon:
                 await asyncio.sleep(COALESCE)
         finally:
             log.info("stopping every process")
+            await self.lifecycle.close()
             await self.commands.close()
             await asyncio.to_thread(self.supervisor.stop_all)
             await self.ztunnels.close()
@@ -174,6 +191,8 @@ class Daemon:
         if self.store.held:  # `ambit stop store`: keep supervising, write nothing
             self.supervisor.tick()
             return
+        if self.store.pki is not None:
+            await self.lifecycle.sync()
         await self.scheduler.sync()
         await kubelet.sync_all(self.kubelets, self.view)
         await self.service_proxy.sync()

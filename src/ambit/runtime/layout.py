@@ -27,9 +27,10 @@ SYSTEM_NAMESPACE = CONTROL_PLANE_NAMESPACE  # the runtime runs the control plane
 HBONE_PORT = 15008  # mTLS data between ztunnels (pod to pod)
 XDS_PORT = 15012  # the control plane: xDS and the CA, over mTLS
 TOKEN_CA_PORT = 15013  # the control plane's CA for token callers (a waypoint's first certificate), TLS
+STORE_FABRIC_PORT = 6443  # the store's TLS listener on the fabric (node heartbeats; kube-apiserver's port)
 # The only TCP ports an enrolled cluster's traffic uses between nodes (the fabric): anything else on the
 # wire is plaintext. `ambit demo` and the fabric-capture tests check against this one list.
-FABRIC_PORTS = frozenset({HBONE_PORT, XDS_PORT, TOKEN_CA_PORT})
+FABRIC_PORTS = frozenset({HBONE_PORT, XDS_PORT, TOKEN_CA_PORT, STORE_FABRIC_PORT})
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Layout:
     @property
     def ca_dir(self) -> Path:
         return self.state_dir / CA_SUBDIR
+
+    @property
+    def fabric_pki_dir(self) -> Path:
+        """The store's fabric listener: its CA, its server certificate, each node's client certificate."""
+        return self.state_dir / "fabric-pki"
 
     @property
     def tokens_dir(self) -> Path:

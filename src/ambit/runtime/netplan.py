@@ -14,7 +14,9 @@ Names (cluster ``C`` matches ``[a-z0-9-]{1,12}``, so every name stays short):
 
 Addresses:
 
-- underlay ``172.30.0.<10+i>/24`` on node i's ``eth0``; the fabric bridge has no address.
+- underlay ``172.30.0.<10+i>/24`` on node i's ``eth0``; the fabric bridge holds ``172.30.0.1/24``
+  (:data:`FABRIC_STORE_ADDRESS`), where the runtime's store listens for the nodes' heartbeats, so a
+  node cut off the fabric stops renewing its Lease.
 - pods ``10.244.<i>.<n>/32``, ``n`` from 2 upward, the lowest free number first (reused after
   removal). The pod's default route goes to the link-local gateway ``169.254.1.1`` on ``eth0``.
 - every node holds ``169.254.1.1/32`` (the pods' gateway, so the node answers the pods' ARP for it) and
@@ -57,6 +59,7 @@ NETNS_PREFIX = "ambit-"
 
 UNDERLAY_PREFIXLEN = 24
 UNDERLAY_BASE = 10  # node i is 172.30.0.<10+i>
+FABRIC_STORE_ADDRESS = "172.30.0.1"  # on the fabric bridge: the store's listener for node heartbeats
 POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")
 SERVICE_CIDR = services.SERVICE_CIDR
 GATEWAY_IP = "169.254.1.1"
@@ -324,6 +327,7 @@ class FabricPlan:
             "link set dev lo up",
             f"link add name {self.bridge} type bridge",
             f"link set dev {self.bridge} up",
+            f"addr add {FABRIC_STORE_ADDRESS}/{UNDERLAY_PREFIXLEN} dev {self.bridge}",
         ]
         for port, netns in self.ports:
             lines += [

@@ -36,6 +36,8 @@ import contextlib
 import json
 import logging
 import os
+import socket
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +63,7 @@ from ambit.store.types import (
     BOOKMARK,
     ERROR,
     BadRequest,
+    Forbidden,
     Gone,
     NotFound,
     Obj,
@@ -77,6 +80,7 @@ DEFAULT_BOOKMARK_INTERVAL: Final = 5.0
 DEFAULT_COMPACT_EVERY: Final = 1000
 DEFAULT_WATCH_QUEUE: Final = 10_000
 MAX_BODY: Final = 64 * 1024 * 1024
+NODE_LEASE_NAMESPACE: Final = "kube-node-lease"  # Kubernetes' namespace of node heartbeat Leases
 NO_NAMESPACE: Final = "_"
 
 
@@ -146,6 +150,7 @@ class StoreServer:
         self._watchers: set[_Watcher] = set()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._node_runner: web.AppRunner | None = None
         self._streams: set[asyncio.Task[Any]] = set()
         self._compaction: asyncio.Task[None] | None = None
 
@@ -214,6 +219,9 @@ class StoreServer:
             watcher.wake.set()
         if self._streams:
             await asyncio.wait(list(self._streams), timeout=2.0)
+        if self._node_runner is not None:
+            node_runner, self._node_runner = self._node_runner, None
+            await node_runner.cleanup()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -232,6 +240,40 @@ class StoreServer:
     @property
     def revision(self) -> int:
         return self.store.revision
+
+    async def listen_for_nodes(
+        self, sock: socket.socket, ssl_context: ssl.SSLContext, identify: Callable[[Any], str | None]
+    ) -> None:
+        """Serve node heartbeats on ``sock`` (a listening TCP socket, e.g. on the fabric) over TLS with a
+        client certificate: ``PUT /objects/Lease/kube-node-lease/{node}`` renews that node's Lease, and
+        only the node that ``identify(peercert)`` names may write it (403 otherwise); nothing else is
+        served there (404)."""
+        app = web.Application(client_max_size=64 * 1024, middlewares=[self._errors])
+        app.router.add_put("/objects/Lease/" + NODE_LEASE_NAMESPACE + "/{name}", self._node_lease(identify))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+        self._node_runner = runner
+
+    def _node_lease(
+        self, identify: Callable[[Any], str | None]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def renew(request: web.Request) -> web.Response:
+            name = request.match_info["name"]
+            peer = request.transport.get_extra_info("peercert") if request.transport else None
+            node = identify(peer)
+            if node is None or node != name:
+                raise Forbidden(f"{node or 'an unidentified client'} may not write the Lease of node {name}")
+            body = await self._body(request)
+            if not isinstance(body, dict) or body.get("kind") != "Lease":
+                raise BadRequest("the body must be a Lease")
+            meta = body.get("metadata") or {}
+            if meta.get("name") != name or meta.get("namespace") != NODE_LEASE_NAMESPACE:
+                raise BadRequest(f"the Lease must be {NODE_LEASE_NAMESPACE}/{name}")
+            result = await self.write([Op("apply", body)])
+            return web.json_response(result.results[0].object, dumps=_dumps)
+
+        return renew
 
     # -- writes ----------------------------------------------------------------------------------
 

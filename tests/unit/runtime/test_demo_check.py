@@ -47,8 +47,8 @@ def good() -> DemoResult:
     )
 
 
-def test_fabric_ports_are_hbone_xds_and_the_token_ca() -> None:
-    assert {15008, 15012, 15013} == FABRIC_PORTS
+def test_fabric_ports_are_hbone_xds_the_token_ca_and_the_store() -> None:
+    assert {15008, 15012, 15013, 6443} == FABRIC_PORTS
 
 
 def test_a_demo_that_kept_its_promises_passes() -> None:

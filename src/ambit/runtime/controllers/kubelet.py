@@ -20,7 +20,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,8 +82,10 @@ class Kubelet:
         supervisor: Supervisor,
         agent: NodeAgent,
         tokens: TokenProjector | None = None,
+        node_ready: Callable[[str], bool] = lambda _node: True,
     ) -> None:
         self.node = node
+        self.node_ready = node_ready
         self.tokens = tokens
         self.layout = layout
         self.client = client
@@ -256,7 +258,7 @@ class Kubelet:
     async def _write_status(self, pod: dict[str, Any], state: PodState, held: bool = False) -> dict[str, Any]:
         """Write the pod's status if it changed; returns the pod as stored now."""
         old = pod.get("status") or {}
-        ready = state.ready and not held
+        ready = state.ready and not held and self.node_ready(self.node)  # NotReady node: no ready pods
         ready_condition = {"type": "Ready", "status": "True" if ready else "False"}
         previous = next((c for c in old.get("conditions") or () if c.get("type") == "Ready"), None)
         if previous is not None and previous.get("status") == ready_condition["status"]:
