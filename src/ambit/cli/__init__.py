@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "demo": "ambit.cli.demo:demo",
     "down": "ambit.cli.runtime:down",
     "exec": "ambit.cli.runtime:exec_",
+    "fault": "ambit.cli.fault:fault",
     "get": "ambit.cli.get:get",
     "kill": "ambit.cli.runtime:kill",
     "label": "ambit.cli.label:label",

@@ -14,6 +14,26 @@ Connections are closed after ``max_connection_age`` (default 30 min, as Istio's
 ``keepaliveMaxServerConnectionAge``) with ``max_connection_age_grace`` (default 10 s) for streams to
 finish, so proxies reconnect through the Service and spread over replicas. The credential can be
 replaced at run time (:meth:`ControlPlaneServer.update_credentials`); new handshakes use it.
+
+PINGs. Proxies send a keepalive PING after 2 s without a byte (``ambit.xds.channel``, "Liveness": a
+replica on a node cut off the fabric must be found dead within ~4 s), and the server must take that
+without answering ``GOAWAY too_many_pings`` (grpc/grpc ``doc/keepalive.md``), which gRPC's defaults
+would send at the 3rd strike:
+
+* ``grpc.http2.min_ping_interval_without_data_ms`` (:data:`MIN_RECV_PING_INTERVAL`, 1 s, was 10 s;
+  this name is GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, the *receive* side, default
+  5 min; the sent side, ``grpc.http2.min_time_between_pings_ms``, no longer does anything): a PING
+  sooner than 1 s after the previous one, while the server sent no data, is a strike. Half the
+  proxies' interval, so they never earn one (and a gRPC client never PINGs more than once a second);
+* ``grpc.http2.max_ping_strikes`` = 0: strikes never close a connection anyway;
+* ``grpc.keepalive_permit_without_calls`` = 1: PINGs on a connection with no open call are fine too
+  (without it gRPC allows one per 2 h there).
+
+``tests/integration/xds/test_xds_failover.py`` keeps a client PINGing once a second on a replica for
+~7 s without a GOAWAY (with gRPC's default policy it gets one at the 4th PING). The server's own
+keepalive (``keepalive``, default 60 s) only finds dead *proxies*, whose streams cost little
+meanwhile. Cost of the proxies' PINGs: 0.5/s per proxy, ~40 bytes each way, answered in gRPC's C core
+without reaching Python (500/s for 1,000 proxies).
 """
 
 from __future__ import annotations
@@ -35,6 +55,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONNECTION_AGE = 30 * 60.0
 DEFAULT_MAX_CONNECTION_AGE_GRACE = 10.0
 DEFAULT_KEEPALIVE = 60.0
+# the shortest gap between two PINGs from a client that is not a strike (module docstring)
+MIN_RECV_PING_INTERVAL = 1.0
 
 
 class ControlPlaneServer:
@@ -70,7 +92,7 @@ class ControlPlaneServer:
             ("grpc.keepalive_time_ms", int(keepalive * 1000)),
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", int(MIN_RECV_PING_INTERVAL * 1000)),
             ("grpc.http2.max_ping_strikes", 0),
             ("grpc.so_reuseport", 0),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

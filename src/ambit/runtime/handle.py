@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ambit.resources.kinds import is_namespaced
 from ambit.resources.objects import DATAPLANE_MODE, DATAPLANE_MODE_AMBIENT
-from ambit.runtime import admin_client, capture, control, kubeproxy, netplan, nsexec, procs
+from ambit.runtime import admin_client, capture, control, faults, kubeproxy, netplan, nsexec, procs
 from ambit.runtime import cluster as rt
 from ambit.runtime.controllers.kubelet import is_enrolled
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
@@ -295,6 +295,50 @@ class ClusterHandle:
     def held(self) -> set[str]:
         """The keys held down by `ambit stop` (and "store")."""
         return control.read_held(self.layout)
+
+    # -- network faults ---------------------------------------------------------------------------
+
+    def cut(self, node: str) -> bool:
+        """Cut ``node`` off the fabric: every packet between it and the other nodes or the fabric
+        bridge (the store's heartbeat listener) is dropped silently, both ways (:mod:`ambit.runtime.faults`
+        says what a cut severs and what it does not). Idempotent; True when the node was not cut before.
+        Raises :class:`HandleError` for an unknown node or a cluster that is not up."""
+        index = self._fault_node(node)
+        try:
+            return faults.cut(self.name, index)
+        except faults.FaultError as exc:
+            raise HandleError(f"cutting {node}: {exc}") from exc
+
+    def heal(self, node: str) -> bool:
+        """Remove ``node``'s cut (exactly the table :meth:`cut` added). Idempotent; True when it was cut."""
+        index = self._fault_node(node)
+        try:
+            return faults.heal(self.name, index)
+        except faults.FaultError as exc:
+            raise HandleError(f"healing {node}: {exc}") from exc
+
+    def cuts(self) -> set[str]:
+        """The nodes cut off the fabric now (read from the kernel, not from a file)."""
+        self._fault_nodes()
+        try:
+            return {node_name(i) for i in faults.cuts(self.name)}
+        except faults.FaultError as exc:
+            raise HandleError(str(exc)) from exc
+
+    def _fault_nodes(self) -> list[str]:
+        """The cluster's nodes, or :class:`HandleError` when the cluster is not up."""
+        if not faults.fabric_up(self.name):
+            raise HandleError(f"cluster {self.name} is not up (no fabric namespace)")
+        try:
+            return self.nodes()
+        except (OSError, ValueError, KeyError) as exc:
+            raise HandleError(f"cluster {self.name} is not up (no config: {exc})") from exc
+
+    def _fault_node(self, node: str) -> int:
+        nodes = self._fault_nodes()
+        if node not in nodes:
+            raise HandleError(f"cluster {self.name} has no node {node!r} (nodes: {', '.join(nodes)})")
+        return node_index(node)
 
     # -- status -----------------------------------------------------------------------------------
 

@@ -18,6 +18,50 @@ exactly the expected identity (normally ``spiffe://<td>/ns/ambit-system/sa/contr
 with any other identity, even one from our own CA, gets no bytes: the local connection is closed and
 gRPC sees the channel as unavailable. The price is one extra in-process copy of the (small) config
 and certificate traffic.
+
+Liveness. A control-plane replica can vanish without a FIN or RST (its node cut off the fabric:
+packets silently dropped), and the stream must then be found dead well inside the node-liveness grace
+(8 s), so the proxy moves to another replica before the cut node's endpoints are withdrawn. TCP alone
+would take minutes, so gRPC's HTTP/2 keepalive does it (``doc/keepalive.md`` in grpc/grpc):
+
+* ``grpc.keepalive_time_ms`` = ``keepalive`` (:data:`DEFAULT_KEEPALIVE`, 2 s): gRPC sends a PING once
+  nothing has been read for 2 s (every read restarts that timer);
+* the PING must be answered within ``min(keepalive, 10 s)`` (2 s), else gRPC closes the transport and
+  the call fails with ``UNAVAILABLE: ... (ping timeout)``. That wait is set twice: as
+  ``grpc.keepalive_timeout_ms``, and as ``grpc.http2.ping_timeout_ms``, which is what bounds it in
+  grpcio 1.85: chttp2 never arms the keepalive watchdog, and a keepalive PING gets the generic ping
+  timeout, 1 min by default (``GRPC_TRACE=http_keepalive,http2_ping`` shows "Set ping timeout timer of
+  60000ms" and no "Set keepalive ping timeout timer"). So the former 30 s + "10 s" was really 30 s +
+  60 s;
+* so a blackholed stream is given up at most 2 + 2 = 4 s after the last byte it delivered: measured
+  2.2-4.2 s after the blackhole (teardown of the dead channel included), the other replica's config
+  applied 20 ms later, while a client with the old 30 s was still on the dead stream at 6 s
+  (``tests/integration/xds/test_xds_failover.py``);
+* ``grpc.http2.max_pings_without_data`` = 0: a quiet xDS stream (no push for hours) keeps pinging
+  (gRPC's default stops after 2 PINGs without data). gRPC never lets a client PING more often than
+  once a second, whatever ``keepalive`` says;
+* no ``grpc.keepalive_permit_without_calls``: an xDS channel carries its one stream for its whole
+  life, and a CA channel (``ambit.xds.ca_client``) that is idle between certificate requests has no
+  reason to ping;
+* the server must accept that rate: ``ambit.control.grpc_server`` takes a PING every 1 s and never
+  acts on strikes, so no ``GOAWAY too_many_pings``;
+* the PING and its ACK cross the bridge, so a stall of the proxy's event loop longer than ~2 s looks
+  like a dead server. The one such stall we know of is the first sync of a big mesh (decoding and
+  applying the first response): 18,000 workloads block the loop ~0.75 s and 30,000 ~1.5 s, which pass;
+  60,000 block it ~2.5 s, so the stream is given up just *after* that response was applied (its ACK
+  cannot be written), and the next stream, sent only what changed, syncs at once: measured 3.0 s to
+  synced instead of 2.8 s. Nothing is lost, and a ping timeout cannot interrupt an apply.
+
+Cost: 0.5 PING/s per proxy, each a 17-byte HTTP/2 frame in its own TLS record (~40 bytes, the same
+back for the ACK), under 100 B/s each way per proxy with TCP/IP headers; the server answers in gRPC's
+C core without reaching Python: 500 PINGs/s for 1,000 proxies.
+
+:data:`DEFAULT_CONNECT_TIMEOUT` (2 s, was 5 s) bounds one connection attempt, TCP connect and TLS
+handshake together: a SYN to a cut node is never answered, and 2 s still rides out one lost SYN (the
+kernel resends it after 1 s). A proxy that picks the dead replica (starting, or moving between
+replicas) loses 2 s there, then tries another (``ambit.xds.client``); measured: a client starting at
+the blackhole synced from the other replica after 2.03 s. Keep it below keepalive + timeout (4 s):
+gRPC's keepalive already runs on the local side of the bridge while the bridge is still connecting.
 """
 
 from __future__ import annotations
@@ -47,8 +91,10 @@ CONTROL_PLANE_PORT = 15012
 # The control plane's second port: server-only TLS for callers with no certificate yet, who show a
 # pod-bound token to the CA (see ambit.control.grpc_server).
 TOKEN_PORT = 15013
-DEFAULT_CONNECT_TIMEOUT = 5.0
-DEFAULT_KEEPALIVE = 30.0
+# one connection attempt (TCP + TLS), and the keepalive PING interval; see "Liveness" above
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_KEEPALIVE = 2.0
+_MAX_KEEPALIVE_TIMEOUT = 10.0
 _CHUNK = 64 * 1024
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 _CLOSE_GRACE = 0.1
@@ -144,9 +190,11 @@ class VerifiedChannel:
         options: Sequence[tuple[str, Any]] = (),
     ) -> VerifiedChannel:
         """Start the bridge and the gRPC channel (no connection is made until the first call)."""
+        timeout_ms = int(min(keepalive, _MAX_KEEPALIVE_TIMEOUT) * 1000)
         grpc_options: list[tuple[str, Any]] = [
             ("grpc.keepalive_time_ms", int(keepalive * 1000)),
-            ("grpc.keepalive_timeout_ms", int(min(keepalive, 10.0) * 1000)),
+            ("grpc.keepalive_timeout_ms", timeout_ms),
+            ("grpc.http2.ping_timeout_ms", timeout_ms),  # what actually bounds the wait (docstring)
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.enable_retries", 0),
             ("grpc.default_authority", f"{CONTROL_PLANE_SERVICE}.{CONTROL_PLANE_NAMESPACE}.svc"),
@@ -257,7 +305,7 @@ class VerifiedChannel:
                         host, port, ssl=self._context, ssl_handshake_timeout=self._connect_timeout
                     )
             except (OSError, TimeoutError) as exc:
-                self.last_error = f"cannot connect to {host}:{port}: {exc or type(exc).__name__}"
+                self.last_error = f"cannot connect to {host}:{port}: {str(exc) or type(exc).__name__}"
                 log.info("%s", self.last_error)
                 return
             remote_writer = remote

@@ -17,6 +17,15 @@ One aggregated stream at a time, to any control-plane replica:
 * a broken stream is retried with jittered exponential backoff from 10 ms up to 15 s (reset once a
   stream delivers a response); after ``max_connection_age`` (default 30 min, jittered down by up to
   10 %) the client closes the stream itself and reconnects at once, so proxies spread over replicas;
+* a replica that silently vanishes (its node cut off the fabric: no FIN, no RST) is failed over in
+  ~4 s: the keepalive (``keepalive``, a PING after 2 s without a byte, 2 s to answer; see "Liveness"
+  in ``ambit.xds.channel``) gives the stream up at most 4 s after its last byte; it had delivered a
+  response, so the backoff is back at its first step (5-10 ms), and the next attempt goes to another
+  replica (``_pick`` never retries the one that just failed while there is another). An attempt on a
+  dead address gives up after ``connect_timeout`` (2 s, TCP connect + TLS handshake). Measured with a
+  blackholing relay (``tests/integration/xds/test_xds_failover.py``): the other replica's config
+  applied 2.2-4.25 s after the blackhole; a client starting at that moment, trying the dead replica
+  first, synced from the other after 2.03 s;
 * ``synced`` is set once the first response of every type has been applied, and stays set: the
   store keeps the last good config while the control plane is away.
 """
