@@ -105,6 +105,11 @@ def workload_status(cluster: str, node: str, uid: str) -> str:
     return str(found.get("status")) if found else "absent"
 
 
+def xds_peer(cluster: str, node: str) -> str:
+    """The control-plane address ``node``'s ztunnel streams xDS from now."""
+    return str((ClusterHandle(cluster).ztunnel_config(node).get("xds") or {}).get("address", ["?"])[0])
+
+
 def node_ready(cluster: str, node: str) -> str:
     conditions = ClusterHandle(cluster).get("Node", node).get("status", {}).get("conditions") or []
     return next((str(c["status"]) for c in conditions if c.get("type") == "Ready"), "?")
@@ -116,7 +121,20 @@ def test_a_cut_node_leaves_every_proxys_config_within_grace_and_others_lose_noth
     handle = ClusterHandle(cluster)
     near = pod(cluster, "near")
     uid = near["metadata"]["uid"]
-    assert all(workload_status(cluster, n, uid) == "HEALTHY" for n in NODES)
+    wait_for(lambda: all(workload_status(cluster, n, uid) == "HEALTHY" for n in NODES), "near served", 30)
+    # Put every proxy's xDS stream on node2's control-plane replica (replica 1 stopped for a moment), so
+    # the cut kills the streams of node1's and node3's ztunnels: they must notice and fail over in time.
+    replica2 = next(
+        p["status"]["podIP"] for p in handle.pods("ambit-system") if p["spec"].get("nodeName") == "node2"
+    )
+    handle.stop("controlplane", "controlplane-1")
+    try:
+        wait_for(
+            lambda: all(xds_peer(cluster, n) == replica2 for n in NODES), "every stream on replica 2", 30
+        )
+    finally:
+        handle.start("controlplane", "controlplane-1")
+    wait_for(lambda: all(ready(p) for p in handle.pods("ambit-system")), "replica 1 ready again", 30)
     client = pod(cluster, "client")["metadata"]["name"]
     load = start_load(cluster, client, NS, "http://far/", tmp_path / "load.json", duration=25)
     try:
@@ -135,7 +153,11 @@ def test_a_cut_node_leaves_every_proxys_config_within_grace_and_others_lose_noth
     finally:
         load.stop()
         handle.heal("node2")
-    print(f"node2's endpoint left each proxy's config after (s): {left} (grace {GRACE})")
+    moved = {n: xds_peer(cluster, n) for n in ("node1", "node3")}
+    print(
+        f"node2's endpoint left each proxy's config after (s): {left} (grace {GRACE}); streams now: {moved}"
+    )
+    assert replica2 not in moved.values(), f"a proxy still streams from the cut node's replica: {moved}"
     assert set(left) == set(NODES), f"still served by some proxy {GRACE + 6}s after the cut: {left}"
     assert max(left.values()) <= GRACE + 2, left
     assert min(left.values()) >= GRACE - 2.5, f"gone before the grace period could have expired: {left}"
