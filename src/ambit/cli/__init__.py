@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "cordon": "ambit.cli.cordon:cordon",
     "delete": "ambit.cli.delete:delete",
     "demo": "ambit.cli.demo:demo",
+    "drain": "ambit.cli.drain:drain",
     "down": "ambit.cli.runtime:down",
     "exec": "ambit.cli.runtime:exec_",
     "fault": "ambit.cli.fault:fault",

@@ -1,5 +1,10 @@
 """The objects the runtime daemon writes once at start: one Node per node, and the control plane
-(ServiceAccount, Service and its replica Pods, pinned to different nodes while there are enough)."""
+(ServiceAccount, Service and its replica Pods, pinned to different nodes while there are enough).
+
+The control-plane Pods are ambit's static pods: pinned to a node, owned by no controller, run by the
+runtime itself. They carry Kubernetes' mirror-pod annotation ``kubernetes.io/config.mirror`` (the mark
+the kubelet puts on a static pod's API object), so ``ambit drain`` skips them as ``kubectl drain``
+skips mirror pods instead of refusing to drain the node for want of ``--force``."""
 
 from __future__ import annotations
 
@@ -76,7 +81,11 @@ def controlplane_objects(
             {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": f"controlplane-{k}", **meta},
+                "metadata": {
+                    "name": f"controlplane-{k}",
+                    **meta,
+                    "annotations": {"kubernetes.io/config.mirror": "ambit"},
+                },
                 "spec": {
                     "nodeName": nodes[(k - 1) % len(nodes)],
                     "serviceAccountName": CP_SERVICE_ACCOUNT,
