@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "label": "ambit.cli.label:label",
     "logs": "ambit.cli.runtime:logs",
     "restart": "ambit.cli.runtime:restart",
+    "rollout": "ambit.cli.rollout:rollout",
     "runtime-daemon": "ambit.cli.runtime:runtime_daemon",
     "scale": "ambit.cli.scale:scale",
     "start": "ambit.cli.runtime:start",

@@ -13,7 +13,7 @@ import yaml
 from ambit.cli.resource_args import kind_names
 from ambit.cli.store_session import run_on_store, store_options, store_target
 from ambit.store.client import StoreClient
-from ambit.store.display import plural, resource_name, table
+from ambit.store.display import hpa_columns, plural, resource_name, table
 from ambit.store.types import NotFound, Obj
 
 
@@ -117,6 +117,12 @@ def _render(
     if output == "name":
         return "\n".join(resource_name(obj) for obj in found)
     distinct = list(dict.fromkeys(kinds))
+    columns_of = {}
+    if any(obj.get("kind") == "HorizontalPodAutoscaler" for obj in found):
+        # TARGETS is the runtime's rule, which the store's display may not import
+        from ambit.runtime.hpa import format_targets
+
+        columns_of["HorizontalPodAutoscaler"] = hpa_columns(format_targets)
     blocks = []
     for kind in dict.fromkeys(str(obj.get("kind")) for obj in found):
         objects = [obj for obj in found if obj.get("kind") == kind]
@@ -128,6 +134,7 @@ def _render(
                 with_namespace=all_namespaces and is_namespaced(kind),
                 with_type=len(distinct) > 1,
                 show_labels=show_labels,
+                columns_of=columns_of,
             )
         )
     return "\n\n".join(blocks)

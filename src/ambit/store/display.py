@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -138,9 +138,38 @@ def _selector(mapping: Any) -> str:
     return ",".join(f"{k}={v}" for k, v in mapping.items())
 
 
-def _deploy_ready(obj: Obj) -> str:
+def _label_selector(selector: Any) -> str:
+    """``metav1.FormatLabelSelector``: matchLabels and matchExpressions as one selector, by key."""
+    if not isinstance(selector, dict):
+        return NONE
+    parts: list[tuple[str, str]] = []
+    for key, value in (selector.get("matchLabels") or {}).items():
+        parts.append((str(key), f"{key}={value}"))
+    for expr in selector.get("matchExpressions") or []:
+        if not isinstance(expr, dict):
+            continue
+        key, op = str(expr.get("key", "")), expr.get("operator")
+        values = ",".join(sorted(str(v) for v in expr.get("values") or []))
+        shown = {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key}
+        shown["DoesNotExist"] = f"!{key}"
+        if str(op) not in shown:
+            return "<error>"  # LabelSelectorAsSelector fails on an unknown operator
+        parts.append((key, shown[str(op)]))
+    return ",".join(text for _, text in sorted(parts, key=lambda p: p[0])) or NONE
+
+
+def _count(obj: Obj, *path: str) -> str:
+    return str(_get(obj, *path) or 0)
+
+
+def _desired(obj: Obj) -> str:
+    """``spec.replicas``, 1 when unset (the API default)."""
     wanted = _get(obj, "spec", "replicas")
-    return f"{_get(obj, 'status', 'readyReplicas') or 0}/{1 if wanted is None else wanted}"
+    return str(1 if wanted is None else wanted)
+
+
+def _deploy_ready(obj: Obj) -> str:
+    return f"{_count(obj, 'status', 'readyReplicas')}/{_desired(obj)}"
 
 
 def _node_status(obj: Obj) -> str:
@@ -174,6 +203,51 @@ def _containers(field: str) -> Callable[[Obj], str]:
     return render
 
 
+def _int_or_percent(value: Any) -> str:
+    """A PodDisruptionBudget's minAvailable / maxUnavailable; ``N/A`` when unset (kubectl)."""
+    return "N/A" if value is None else str(value)
+
+
+def _vpa_target(resource: str) -> Callable[[Obj], str]:
+    """The VPA CRD's CPU / Mem printer column: the first container recommendation's target."""
+
+    def render(obj: Obj) -> str:
+        value = _get(obj, "status", "recommendation", "containerRecommendations", 0, "target", resource)
+        return "" if value is None else str(value)
+
+    return render
+
+
+def _vpa_provided(obj: Obj) -> str:
+    found = condition(obj, "RecommendationProvided")
+    return "" if found is None or found.get("status") is None else str(found["status"])
+
+
+def _hpa_reference(obj: Obj) -> str:
+    ref = _get(obj, "spec", "scaleTargetRef") or {}
+    return f"{ref.get('kind') or ''}/{ref.get('name') or ''}"
+
+
+def _hpa_min_pods(obj: Obj) -> str:
+    value = _get(obj, "spec", "minReplicas")
+    return "<unset>" if value is None else str(value)
+
+
+def hpa_columns(targets: Callable[[Obj], str]) -> tuple[list[Column], list[Column]]:
+    """``kubectl get hpa``'s columns. TARGETS is ``targets(hpa)``: ``ambit.runtime.hpa.format_targets``,
+    which this layer may not import, so the caller passes these columns in (``table(columns_of=...)``)."""
+    return (
+        [
+            ("REFERENCE", _hpa_reference),
+            ("TARGETS", targets),
+            ("MINPODS", _hpa_min_pods),
+            ("MAXPODS", lambda o: _count(o, "spec", "maxReplicas")),
+            ("REPLICAS", lambda o: _count(o, "status", "currentReplicas")),
+        ],
+        [],
+    )
+
+
 # per kind: (columns between NAME and AGE, extra columns for -o wide)
 _COLUMNS: Final[dict[str, tuple[list[Column], list[Column]]]] = {
     "Pod": (
@@ -195,14 +269,44 @@ _COLUMNS: Final[dict[str, tuple[list[Column], list[Column]]]] = {
     "Deployment": (
         [
             ("READY", _deploy_ready),
-            ("UP-TO-DATE", lambda o: str(_get(o, "status", "updatedReplicas") or 0)),
-            ("AVAILABLE", lambda o: str(_get(o, "status", "availableReplicas") or 0)),
+            ("UP-TO-DATE", lambda o: _count(o, "status", "updatedReplicas")),
+            ("AVAILABLE", lambda o: _count(o, "status", "availableReplicas")),
         ],
         [
             ("CONTAINERS", _containers("name")),
             ("IMAGES", _containers("image")),
-            ("SELECTOR", lambda o: _selector(_get(o, "spec", "selector", "matchLabels"))),
+            ("SELECTOR", lambda o: _label_selector(_get(o, "spec", "selector"))),
         ],
+    ),
+    "ReplicaSet": (
+        [
+            ("DESIRED", _desired),
+            ("CURRENT", lambda o: _count(o, "status", "replicas")),
+            ("READY", lambda o: _count(o, "status", "readyReplicas")),
+        ],
+        [
+            ("CONTAINERS", _containers("name")),
+            ("IMAGES", _containers("image")),
+            ("SELECTOR", lambda o: _label_selector(_get(o, "spec", "selector"))),
+        ],
+    ),
+    # the VPA CRD's additionalPrinterColumns (an absent value is an empty cell, as kubectl shows a CRD's)
+    "VerticalPodAutoscaler": (
+        [
+            ("MODE", lambda o: str(_get(o, "spec", "updatePolicy", "updateMode") or "")),
+            ("CPU", _vpa_target("cpu")),
+            ("MEM", _vpa_target("memory")),
+            ("PROVIDED", _vpa_provided),
+        ],
+        [],
+    ),
+    "PodDisruptionBudget": (
+        [
+            ("MIN AVAILABLE", lambda o: _int_or_percent(_get(o, "spec", "minAvailable"))),
+            ("MAX UNAVAILABLE", lambda o: _int_or_percent(_get(o, "spec", "maxUnavailable"))),
+            ("ALLOWED DISRUPTIONS", lambda o: _count(o, "status", "disruptionsAllowed")),
+        ],
+        [],
     ),
     "Namespace": ([("STATUS", lambda o: str(_get(o, "status", "phase") or "Active"))], []),
     "Node": ([("STATUS", _node_status)], [("INTERNAL-IP", _node_ip)]),
@@ -227,9 +331,12 @@ def table(
     with_type: bool = False,
     show_labels: bool = False,
     now: datetime | None = None,
+    columns_of: Mapping[str, tuple[list[Column], list[Column]]] | None = None,
 ) -> str:
-    """The ``kubectl get`` table of `objects` (all of `kind`), columns padded, three spaces apart."""
-    middle, extra = _COLUMNS.get(kind, ([], []))
+    """The ``kubectl get`` table of `objects` (all of `kind`), columns padded, three spaces apart.
+
+    `columns_of` adds or replaces kinds' columns, for those a higher layer renders (``hpa_columns``)."""
+    middle, extra = {**_COLUMNS, **(columns_of or {})}.get(kind, ([], []))
     columns: list[Column] = []
     if with_namespace:
         columns.append(("NAMESPACE", lambda o: str((o.get("metadata") or {}).get("namespace", ""))))
