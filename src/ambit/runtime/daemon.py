@@ -77,6 +77,7 @@ class Daemon:
         self.config: dict[str, Any] = read_json(self.layout.config)
         self.nodes = [node_name(i) for i in range(1, int(self.config["nodes"]) + 1)]
         self.wake = asyncio.Event()
+        self._store_was_held = False
         self.view = ClusterView()
         self.store = StoreHost(self.layout)
         self.client = StoreClient(self.layout.store_socket)
@@ -119,7 +120,7 @@ class Daemon:
                 supervisor=self.supervisor,
                 agent=self.ztunnels.agents[n],
                 tokens=tokens,
-                node_ready=self.lifecycle.node_ready,
+                node_ready=self.lifecycle.node_ready if self.store.pki is not None else lambda _n: True,
             )
             for n in self.nodes
         }
@@ -179,6 +180,8 @@ class Daemon:
         finally:
             log.info("stopping every process")
             await self.lifecycle.close()
+            for k in self.kubelets.values():
+                await k.cancel_terminations()
             await self.commands.close()
             await asyncio.to_thread(self.supervisor.stop_all)
             await self.ztunnels.close()
@@ -190,7 +193,11 @@ class Daemon:
     async def reconcile(self) -> None:
         if self.store.held:  # `ambit stop store`: keep supervising, write nothing
             self.supervisor.tick()
+            self._store_was_held = True
             return
+        if self._store_was_held:  # no node could renew its Lease meanwhile: a fresh grace period each
+            self.lifecycle.restart_clock()
+            self._store_was_held = False
         if self.store.pki is not None:
             await self.lifecycle.sync()
         await self.scheduler.sync()

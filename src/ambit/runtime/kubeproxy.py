@@ -64,7 +64,12 @@ def selects(service: Obj, pod: Obj) -> bool:
 
 
 def service_ports(services: Iterable[Obj], pods: Iterable[Obj]) -> list[ServicePort]:
-    ready = [p for p in pods if pod_ready(p) and pod_ip(p)]
+    # a terminating pod is no endpoint (as Kubernetes' EndpointSlice "serving" without "ready")
+    ready = [
+        p
+        for p in pods
+        if pod_ready(p) and pod_ip(p) and not (p.get("metadata") or {}).get("deletionTimestamp")
+    ]
     out: list[ServicePort] = []
     for svc in services:
         vip = cluster_ip(svc)

@@ -55,6 +55,10 @@ SYSTEM_NAMESPACES: Final = ("default",)
 _KEPT_ON_APPLY: Final[dict[str, tuple[str, ...]]] = {
     "Service": ("clusterIP", "clusterIPs"),
     "Pod": ("nodeName",),
+    # a manifest without replicas leaves the live count (an HPA's, `ambit scale`'s), as kubectl apply does
+    # when the field was never in the manifest
+    "Deployment": ("replicas",),
+    "ReplicaSet": ("replicas",),
 }
 _KIND = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")
 _MAX_NAME = 253

@@ -341,3 +341,20 @@ def test_parse_ops() -> None:
     assert info.value.index == 1
     with pytest.raises(BadRequest):
         parse_ops([])
+
+
+def test_apply_without_replicas_keeps_the_live_count_an_autoscaler_set() -> None:
+    store = make()
+    deployment: Obj = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}},
+    }
+    write(store, Op("create", {**deployment, "spec": {**deployment["spec"], "replicas": 4}}))
+    write(store, Op("apply", {**deployment, "spec": {**deployment["spec"], "template": {"x": 1}}}))
+    stored = store.get(("Deployment", "default", "web"))
+    assert stored is not None and stored["spec"]["replicas"] == 4 and stored["spec"]["template"] == {"x": 1}
+    write(store, Op("apply", {**deployment, "spec": {**deployment["spec"], "replicas": 2}}))  # control
+    stored = store.get(("Deployment", "default", "web"))
+    assert stored is not None and stored["spec"]["replicas"] == 2

@@ -45,6 +45,7 @@ SYNC_PERIOD = 5.0
 REQUESTS_METRIC = "istio_requests_per_second"
 REQUESTS_WINDOW = 30.0
 METRICS_PORT = 15020
+SCRAPE_BUDGET = 3.0  # every scrape of a round together, at most
 
 PodPids = Callable[[], Mapping[str, list[int]]]  # pod uid → the pids of its containers
 
@@ -125,8 +126,18 @@ class AutoscalingController:
             seconds = podmetrics.cpu_seconds(tree)
             usage.cpu_cores = self._meter.update(uid, seconds, time.monotonic(), incarnation=tuple(pids))
             usage.memory_bytes = float(podmetrics.memory_bytes(tree))
-        scraped = [p for p in pods if _uid(p) in self._usage and self._scaled_on_requests(p)]
-        totals = await asyncio.gather(*(asyncio.to_thread(self._scrape, p) for p in scraped))
+        targeted = self._scaled_on_requests()
+        scraped = [p for p in pods if _uid(p) in self._usage and _uid(p) in targeted]
+        try:  # all scrapes together, bounded: this runs inside the daemon's reconcile pass
+            async with asyncio.timeout(SCRAPE_BUDGET):
+                totals = await asyncio.gather(*(asyncio.to_thread(self._scrape, p) for p in scraped))
+        except TimeoutError:
+            log.warning(
+                "autoscaling: scraping %d pods took over %.0fs; skipped this round",
+                len(scraped),
+                SCRAPE_BUDGET,
+            )
+            return
         for pod, total in zip(scraped, totals, strict=True):
             if total is None:
                 continue
@@ -135,18 +146,20 @@ class AutoscalingController:
             while len(window) > 2 and now - window[1][0] >= REQUESTS_WINDOW:
                 window.popleft()
 
-    def _scaled_on_requests(self, pod: dict[str, Any]) -> bool:
-        """Whether an HPA with the requests metric targets a Deployment selecting this pod."""
+    def _scaled_on_requests(self) -> set[str]:
+        """The uids of the pods an HPA with the requests metric scales (their Deployments select them)."""
+        uids: set[str] = set()
         for autoscaler in self.view.objects("HorizontalPodAutoscaler"):
             if not any(
                 (m.get("pods") or {}).get("metric", {}).get("name") == REQUESTS_METRIC
                 for m in (autoscaler.get("spec") or {}).get("metrics") or ()
             ):
                 continue
-            target = self._target(autoscaler, "scaleTargetRef")
-            if target is not None and pod in self._selected(target):
-                return True
-        return False
+            with contextlib.suppress(ValueError):
+                target = self._target(autoscaler, "scaleTargetRef")
+                if target is not None:
+                    uids.update(_uid(p) for p in self._selected(target))
+        return uids
 
     def _scrape(self, pod: dict[str, Any]) -> float | None:
         status, node = pod.get("status") or {}, (pod.get("spec") or {}).get("nodeName")
@@ -215,8 +228,11 @@ class AutoscalingController:
         history = self._hpa_history.setdefault(_uid(autoscaler), hpa.HpaHistory())
         decision = hpa.reconcile(autoscaler, current, samples, history, now=now)
         if decision.replicas is not None and decision.replicas != current:
-            scaled = {**target, "spec": {**target["spec"], "replicas": decision.replicas}}
-            await self.client.update(scaled)
+            # the informer's copy may lag a status write of this very pass: scale the stored one
+            fresh = await self.client.get(
+                "Deployment", str(meta(target)["name"]), str(meta(target)["namespace"])
+            )
+            await self.client.update({**fresh, "spec": {**fresh["spec"], "replicas": decision.replicas}})
             log.info(
                 "HorizontalPodAutoscaler %s/%s: %s %d -> %d",
                 meta(autoscaler).get("namespace"),

@@ -17,6 +17,7 @@ and renewed while it runs (:mod:`.tokens`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -104,6 +105,15 @@ class Kubelet:
                 task.cancel()
             await self._remove_pod(self.pods.pop(uid))
 
+    async def cancel_terminations(self) -> None:
+        """Stop every running termination (the daemon is shutting down and stops every process)."""
+        tasks = list(self.terminating.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     def begin_termination(self, uid: str, pod: dict[str, Any]) -> None:
         """Start terminating a pod marked for deletion (once; :mod:`.termination`)."""
         if uid not in self.terminating:
@@ -111,14 +121,23 @@ class Kubelet:
                 self._terminate(uid, pod), name=f"terminate-{meta(pod).get('name')}"
             )
 
-    def _control_plane_ips(self) -> list[str]:
+    def _control_planes(self) -> list[tuple[str, str]]:
+        """(pod IP, the namespace of the node it runs on) of each control-plane replica."""
         return [
-            str((p.get("status") or {}).get("podIP"))
+            (str(p["status"]["podIP"]), self.net.node_netns(node_index(str(p["spec"]["nodeName"]))))
             for p in self.view.objects("Pod")
             if meta(p).get("namespace") == SYSTEM_NAMESPACE
             and (meta(p).get("labels") or {}).get("app") == "controlplane"
             and (p.get("status") or {}).get("podIP")
+            and (p.get("spec") or {}).get("nodeName")
         ]
+
+    def _grace_now(self, uid: str, name: str, namespace: str, grace: float) -> float:
+        """The grace period, shortened if the pod was deleted again with a shorter one since."""
+        current = self.view.get("Pod", name, namespace)
+        if current is None or meta(current).get("uid") != uid:
+            return grace
+        return min(grace, termination.grace_of(current))
 
     async def _terminate(self, uid: str, pod: dict[str, Any]) -> None:
         name, ns = str(meta(pod).get("name")), str(meta(pod).get("namespace") or "default")
@@ -128,22 +147,29 @@ class Kubelet:
             state = self.pods.get(uid)
             if state is not None:
                 node_netns = self.net.node_netns(node_index(self.node))
-                within = min(termination.ENDPOINT_ACK_CAP, grace)
-                _, synced = await termination.wait_endpoints_removed(
-                    node_netns, self._control_plane_ips, uid, within
-                )
+                within = min(termination.ENDPOINT_ACK_CAP, grace / 2)
+                _, synced = await termination.wait_endpoints_removed(self._control_planes, uid, within)
                 steps = [f"endpoints: {synced}"]
-                for container, handler in termination.pre_stop_handlers(pod):
+
+                def grace_left() -> float:
+                    return self._grace_now(uid, name, ns, grace) - (time.monotonic() - started)
+
+                for container, handler, named in termination.pre_stop_handlers(pod):
                     done = await termination.run_pre_stop(
                         handler,
                         pod_ip=state.net.ip,
                         pod_netns=state.net.netns,
                         node_netns=node_netns,
-                        within=grace - (time.monotonic() - started),
+                        within=grace_left(),
+                        named_ports=named,
                     )
                     steps.append(f"preStop of {container}: {done}")
-                left = max(termination.MIN_SIGTERM_GRACE, grace - (time.monotonic() - started))
-                steps.append(await termination.stop_processes(self.supervisor, state.keys, left))
+                sigterm_at = time.monotonic()
+
+                def kill_at() -> float:
+                    return max(sigterm_at + termination.MIN_SIGTERM_GRACE, time.monotonic() + grace_left())
+
+                steps.append(await termination.stop_processes(self.supervisor, state.keys, kill_at))
                 await self._remove_pod(state)
                 self.pods.pop(uid, None)
                 log.info("terminated pod %s/%s (grace %gs): %s", ns, name, grace, "; ".join(steps))
@@ -262,7 +288,7 @@ class Kubelet:
         ready_condition = {"type": "Ready", "status": "True" if ready else "False"}
         previous = next((c for c in old.get("conditions") or () if c.get("type") == "Ready"), None)
         if previous is not None and previous.get("status") == ready_condition["status"]:
-            since = previous.get("lastTransitionTime")
+            since = previous.get("lastTransitionTime") or replica_sets.rfc3339(time.time())
         else:
             since = replica_sets.rfc3339(time.time())  # minReadySeconds counts from here
         if since:

@@ -29,6 +29,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,6 +90,7 @@ class NodeLifecycle:
         pki: FabricPki,
         node_netns: dict[str, str],
         grace: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.nodes = nodes
         self.client = client
@@ -96,7 +98,9 @@ class NodeLifecycle:
         self.pki = pki
         self.node_netns = node_netns
         self.grace = grace
-        self.started = time.time()
+        self._clock = clock
+        self._clock_start = clock()
+        self._seen: dict[str, tuple[str, float]] = {}  # node → (renewTime last seen, when, monotonic)
         self._tasks: list[asyncio.Task[None]] = []
         self.failures: dict[str, str] = {}
 
@@ -113,16 +117,18 @@ class NodeLifecycle:
                 await task
 
     async def _heartbeat(self, node: str) -> None:
-        context = self.pki.client_context(node)
+        context: ssl.SSLContext | None = None
         while True:
             started = time.monotonic()
             try:
+                if context is None:
+                    context = self.pki.client_context(node)
                 async with asyncio.timeout(HEARTBEAT_TIMEOUT):
                     await self._renew(node, context)
                 if node in self.failures:
                     log.info("node %s: heartbeat renewed again", node)
                     self.failures.pop(node, None)
-            except (OSError, TimeoutError, ValueError) as exc:
+            except Exception as exc:  # never stop renewing: a dead loop would leave the node NotReady
                 reason = str(exc) or type(exc).__name__
                 if self.failures.get(node) != reason:
                     log.warning("node %s: heartbeat failed: %s", node, reason)
@@ -161,18 +167,24 @@ class NodeLifecycle:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def renewed_at(self, node: str) -> float | None:
-        found = self.view.get("Lease", node, NODE_LEASE_NAMESPACE)
-        return parse_micro_time(((found or {}).get("spec") or {}).get("renewTime"))
+    def restart_clock(self) -> None:
+        """Give every node a full grace period from now (the store was away: no renewal could land)."""
+        self._clock_start = self._clock()
 
     def node_ready(self, node: str) -> bool:
-        """Whether ``node`` renewed its Lease within the grace period (a new daemon gives every node
-        one grace period to send its first heartbeat)."""
-        now = time.time()
-        renewed = self.renewed_at(node)
-        if renewed is None:
-            return now - self.started < self.grace
-        return now - renewed <= self.grace
+        """Whether a renewal of ``node``'s Lease was *observed* within the grace period, timed by this
+        daemon's own clock, as Kubernetes' node lifecycle controller does (the ``renewTime`` a node
+        writes is compared with the last one seen, never with the clock: a stale Lease after a store
+        restart, or a node's clock, cannot decide). A new daemon, or a store back from a hold, gives
+        every node one grace period."""
+        found = self.view.get("Lease", node, NODE_LEASE_NAMESPACE)
+        renewed = ((found or {}).get("spec") or {}).get("renewTime")
+        now = self._clock()
+        seen = self._seen.get(node)
+        if isinstance(renewed, str) and (seen is None or seen[0] != renewed):
+            seen = self._seen[node] = (renewed, now)
+        last = max(self._clock_start, seen[1] if seen is not None else self._clock_start)
+        return now - last <= self.grace
 
     async def sync(self) -> None:
         for node in self.nodes:

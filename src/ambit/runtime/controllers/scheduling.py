@@ -35,6 +35,14 @@ def _key(obj: dict[str, Any]) -> Key:
     return (str(meta(obj).get("namespace") or "default"), str(meta(obj).get("name")))
 
 
+def _node_ready(node: dict[str, Any]) -> bool:
+    """False only when the node's Ready condition says so (a node without conditions is Ready)."""
+    for condition in (node.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return True
+
+
 def _rv(obj: dict[str, Any]) -> int:
     return int(meta(obj).get("resourceVersion") or 0)
 
@@ -48,6 +56,7 @@ class _Recent:
 
     def wrote(self, obj: dict[str, Any]) -> None:
         self.written[_key(obj)] = (obj, time.monotonic())
+        self.deleted.pop(_key(obj), None)  # deleted and made again under the same name
 
     def gone(self, key: Key) -> None:
         self.deleted[key] = time.monotonic()
@@ -158,7 +167,8 @@ class SchedulerController:
             scheduler.NodeInfo(
                 meta(n)["name"],
                 dict(meta(n).get("labels") or {}),
-                unschedulable=bool((n.get("spec") or {}).get("unschedulable")),
+                # cordoned, or NotReady (Kubernetes taints it not-ready/unreachable:NoSchedule)
+                unschedulable=bool((n.get("spec") or {}).get("unschedulable")) or not _node_ready(n),
             )
             for n in self.view.objects("Node")
         ]

@@ -2,16 +2,18 @@
 
 1. **Endpoints out, and ACKed.** The store has set the pod's ``deletionTimestamp``, so the control
    plane stops serving it as an endpoint (its workload turns unhealthy). The kubelet asks every
-   control-plane replica (``GET /debug/workload_sync?uid=U`` on 15014, from the node's namespace)
-   until each says it no longer serves the pod and every proxy connected to it has ACKed that state,
-   for at most min(5 s, grace). Kubernetes does not wait here: endpoint removal and SIGTERM race
-   there, which is why so many pods carry a ``preStop: sleep``. Here no proxy picks the pod for a new
-   connection once SIGTERM is sent.
+   control-plane replica (``GET /debug/workload_sync?uid=U`` on 15014, from the namespace of the node
+   the replica runs on, so this plaintext never crosses the fabric) until each says it no longer
+   serves the pod and every proxy connected to it has ACKed that state, for at most min(5 s, grace/2):
+   half the grace period is always left for preStop and SIGTERM. Kubernetes does not wait here:
+   endpoint removal and SIGTERM race there, which is why so many pods carry a ``preStop: sleep``.
+   Here no proxy picks the pod for a new connection once SIGTERM is sent.
 2. **preStop** of each container that has one (``exec``: the command in the pod's network namespace;
    ``httpGet``: a GET from the node; ``sleep``), within the grace period.
 3. **SIGTERM** to every container process (held: the supervisor does not restart it).
 4. **SIGKILL** to what still runs when ``deletionGracePeriodSeconds`` (counted from the start of step
-   1, as the kubelet counts it) are over.
+   1, as the kubelet counts it) are over; a later delete that shortens the grace period shortens this
+   wait too.
 
 The kubelet then removes the pod's network and deletes the Pod object with a grace period of 0.
 """
@@ -53,7 +55,8 @@ class ReplicaSync:
 
 
 def ask_replica(node_netns: str, address: str, uid: str, timeout: float) -> ReplicaSync:
-    """Ask one replica whether it still serves ``uid`` and how many proxies hold its current state."""
+    """Ask one replica (from ``node_netns``, its own node's) whether it still serves ``uid`` and how
+    many proxies hold its current state."""
     try:
         status, body = http_get(
             node_netns,
@@ -63,28 +66,31 @@ def ask_replica(node_netns: str, address: str, uid: str, timeout: float) -> Repl
             timeout=timeout,
         )
         answer = json.loads(body) if status == 200 else None
-    except (OSError, AdminError, ValueError):
+        if not isinstance(answer, dict):
+            return ReplicaSync(address, reachable=False)
+        proxies, synced = int(answer.get("proxies") or 0), int(answer.get("synced") or 0)
+    except (OSError, AdminError, ValueError, TypeError):
         return ReplicaSync(address, reachable=False)
-    if not isinstance(answer, dict):
-        return ReplicaSync(address, reachable=False)
-    proxies, synced = int(answer.get("proxies") or 0), int(answer.get("synced") or 0)
     done = bool(answer.get("ready")) and not answer.get("serving") and synced >= proxies
     return ReplicaSync(address, True, done, proxies, synced)
 
 
 async def wait_endpoints_removed(
-    node_netns: str, replicas: Callable[[], Sequence[str]], uid: str, within: float
+    replicas: Callable[[], Sequence[tuple[str, str]]], uid: str, within: float
 ) -> tuple[bool, str]:
-    """Step 1: (whether every reachable replica's proxies ACKed the pod's removal in time, a summary)."""
+    """Step 1: (whether every reachable replica's proxies ACKed the pod's removal in time, a summary).
+    ``replicas()`` gives each replica's (address, the netns of the node it runs on)."""
     started = time.monotonic()
     deadline = started + within
     answers: list[ReplicaSync] = []
     while True:
         remaining = max(0.1, deadline - time.monotonic())
-        addresses = list(replicas())
         answers = list(
             await asyncio.gather(
-                *(asyncio.to_thread(ask_replica, node_netns, a, uid, min(1.0, remaining)) for a in addresses)
+                *(
+                    asyncio.to_thread(ask_replica, netns, address, uid, min(1.0, remaining))
+                    for address, netns in replicas()
+                )
             )
         )
         reachable = [a for a in answers if a.reachable]
@@ -100,18 +106,27 @@ async def wait_endpoints_removed(
         await asyncio.sleep(SYNC_POLL)
 
 
-def pre_stop_handlers(pod: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(container name, its ``lifecycle.preStop``) of each container that has one."""
+def pre_stop_handlers(pod: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, int]]]:
+    """(container name, its ``lifecycle.preStop``, its named ports) of each container that has one."""
     found = []
     for container in (pod.get("spec") or {}).get("containers") or ():
         handler = (container.get("lifecycle") or {}).get("preStop")
         if isinstance(handler, dict) and handler:
-            found.append((str(container.get("name")), handler))
+            named = {
+                str(p["name"]): int(p["containerPort"]) for p in container.get("ports") or () if p.get("name")
+            }
+            found.append((str(container.get("name")), handler, named))
     return found
 
 
 async def run_pre_stop(
-    handler: dict[str, Any], *, pod_ip: str, pod_netns: str, node_netns: str, within: float
+    handler: dict[str, Any],
+    *,
+    pod_ip: str,
+    pod_netns: str,
+    node_netns: str,
+    within: float,
+    named_ports: dict[str, int] | None = None,
 ) -> str:
     """Run one preStop handler for at most ``within`` seconds; what happened, for the log."""
     if within <= 0:
@@ -131,9 +146,14 @@ async def run_pre_stop(
         get = handler["httpGet"] or {}
         path = str(get.get("path") or "/")
         host = str(get.get("host") or pod_ip)
+        port = get.get("port") or 80
+        if isinstance(port, str) and not port.isdigit():  # a named container port
+            if port not in (named_ports or {}):
+                return f"httpGet {path}: no container port named {port!r}"
+            port = (named_ports or {})[port]
         try:
             status, _ = await asyncio.to_thread(
-                http_get, node_netns, path, host=host, port=int(get.get("port") or 80), timeout=within
+                http_get, node_netns, path, host=host, port=int(port), timeout=within
             )
         except (OSError, AdminError, ValueError) as exc:
             return f"httpGet {path} failed: {exc}"
@@ -145,8 +165,9 @@ async def run_pre_stop(
     return "no action (exec, httpGet or sleep)"
 
 
-async def stop_processes(supervisor: Supervisor, keys: Sequence[str], within: float) -> str:
-    """Steps 3 and 4: SIGTERM every process (held down), SIGKILL what runs after ``within`` seconds."""
+async def stop_processes(supervisor: Supervisor, keys: Sequence[str], deadline: Callable[[], float]) -> str:
+    """Steps 3 and 4: SIGTERM every process (held down), SIGKILL what runs at ``deadline()`` (monotonic,
+    asked again while waiting: a later delete may shorten the grace period)."""
     started = time.monotonic()
     supervised = set(supervisor.keys())
     for key in keys:
@@ -156,11 +177,13 @@ async def stop_processes(supervisor: Supervisor, keys: Sequence[str], within: fl
     def all_exited() -> bool:
         return not any(supervisor.running(k) for k in keys)
 
-    if await poll(all_exited, within, interval=0.05):
-        return f"exited {time.monotonic() - started:.2f}s after SIGTERM"
-    killed = [k for k in keys if supervisor.kill(k) is not None]
-    await poll(all_exited, KILL_WAIT, interval=0.05)
-    return f"SIGKILL after {within:.1f}s: {', '.join(killed)}"
+    while not all_exited():
+        if time.monotonic() >= deadline():
+            killed = [k for k in keys if supervisor.kill(k) is not None]
+            await poll(all_exited, KILL_WAIT, interval=0.05)
+            return f"SIGKILL after {time.monotonic() - started:.1f}s: {', '.join(killed)}"
+        await asyncio.sleep(0.05)
+    return f"exited {time.monotonic() - started:.2f}s after SIGTERM"
 
 
 def grace_of(pod: dict[str, Any]) -> float:
