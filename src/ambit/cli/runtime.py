@@ -24,6 +24,7 @@ def _cluster(ctx: click.Context) -> str:
 
 async def _wait_ready(cluster: str, timeout_s: float, items: list[dict[str, Any]]) -> None:
     from ambit.runtime import cluster as rt
+    from ambit.runtime.deployments import RolloutError, rollout_status
     from ambit.runtime.layout import Layout
 
     layout = Layout(cluster)
@@ -58,16 +59,11 @@ async def _wait_ready(cluster: str, timeout_s: float, items: list[dict[str, Any]
                 f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods if not is_ready(p)
             ]
             for dep in (o for o in listed.items if o["kind"] == "Deployment"):
-                want = (dep.get("spec") or {}).get("replicas")
-                want = 1 if want is None else int(want)
-                uid = dep["metadata"].get("uid")
-                have = [
-                    p
-                    for p in pods
-                    if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or ())
-                    and is_ready(p)
-                ]
-                if len(have) < want:
+                try:  # what `kubectl rollout status` waits for (its ReplicaSet's pods ready and available)
+                    _, done = rollout_status(dep)
+                except RolloutError:
+                    done = False
+                if not done:
                     waiting.append(f"deployment {dep['metadata']['namespace']}/{dep['metadata']['name']}")
             if not waiting and pods:
                 return

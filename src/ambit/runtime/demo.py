@@ -64,6 +64,7 @@ class Call:
     source: str  # the source pod's workload (its Deployment)
     url: str
     answered_by: str  # the answering pod
+    answered_workload: str  # its Deployment
     node: str  # the answering pod's node
     peer: str  # the source address the app saw
     marker_seen: bool  # the app received the marker header
@@ -91,9 +92,21 @@ class DemoResult:
     marker_found: bool = False
 
 
-def workload(pod_name: str) -> str:
-    """The metric names the owning Deployment (reviews-v1): the pod name without its suffix."""
-    return pod_name.rsplit("-", 1)[0]
+POD_TEMPLATE_HASH = "pod-template-hash"
+
+
+def workload(pod_name: str, template_hash: str = "") -> str:
+    """The owning Deployment the metrics name (reviews-v1) from a Deployment pod's name
+    (``<deployment>-<pod-template-hash>-<suffix>``): without its suffix and, when known, its hash."""
+    base = pod_name.rsplit("-", 1)[0]
+    if template_hash and base.endswith(f"-{template_hash}"):
+        return base[: -len(template_hash) - 1]
+    return base
+
+
+def workload_of(pod: dict[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return workload(str(meta.get("name")), str((meta.get("labels") or {}).get(POD_TEMPLATE_HASH) or ""))
 
 
 def problems(result: DemoResult) -> list[str]:
@@ -104,8 +117,8 @@ def problems(result: DemoResult) -> list[str]:
             found.append(f"{call.source} -> {call.url}: the app did not receive the marker")
     pairs = {(t.source, t.destination) for t in result.talkers if t.security == MUTUAL_TLS and t.connections}
     for call in result.calls:
-        if (call.source, workload(call.answered_by)) not in pairs:
-            found.append(f"{call.source} -> {workload(call.answered_by)}: no mTLS connection in the metrics")
+        if (call.source, call.answered_workload) not in pairs:
+            found.append(f"{call.source} -> {call.answered_workload}: no mTLS connection in the metrics")
     if not result.calls:
         found.append("no call was made")
     if not result.ports[HBONE_PORT]:
@@ -239,15 +252,21 @@ class Demo:
 
     def send_traffic(self, marker: str) -> list[Call]:
         calls = []
+        by_name = {str(p["metadata"]["name"]): p for p in self.pods()}
         for source, url in CALLS:
-            name = self.pod(source)["metadata"]["name"]
+            source_pod = self.pod(source)
+            name = source_pod["metadata"]["name"]
             argv = ["curl", "-sS", "-m", "5", "-H", f"X-Demo-Marker: {marker}", url]
             for _ in range(3):
                 body = json.loads(self.exec(argv, pod=name))
+            answered = str(body["pod"])
             call = Call(
-                source=workload(name),
+                source=workload_of(source_pod),
                 url=url,
-                answered_by=str(body["pod"]),
+                answered_by=answered,
+                answered_workload=workload_of(by_name[answered])
+                if answered in by_name
+                else workload(answered),
                 node=str(body["node"]),
                 peer=str(body["peer"]).rsplit(":", 1)[0],
                 marker_seen=body.get("headers", {}).get("X-Demo-Marker") == marker,
@@ -290,7 +309,7 @@ class Demo:
         return found
 
     def show_talkers(self, talkers: list[Talker]) -> None:
-        nodes = {workload(p["metadata"]["name"]): p["spec"].get("nodeName") for p in self.pods()}
+        nodes = {workload_of(p): p["spec"].get("nodeName") for p in self.pods()}
         identity = "verified source (spiffe://cluster.local/…)"
         table = Table("source", "node", "destination", "node", identity, "mTLS", "n")
         for t in talkers:

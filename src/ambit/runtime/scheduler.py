@@ -54,11 +54,6 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return meta if isinstance(meta, Mapping) else {}
 
 
-def owned_by(pod: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
-    uid = _meta(owner).get("uid")
-    return any(ref.get("uid") == uid for ref in _meta(pod).get("ownerReferences") or ())
-
-
 def is_active(pod: Mapping[str, Any]) -> bool:
     status = pod.get("status") or {}
     return status.get("phase") not in TERMINAL_PHASES and not _meta(pod).get("deletionTimestamp")

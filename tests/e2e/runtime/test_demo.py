@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 from rich.console import Console
 
-from ambit.runtime.demo import CALLS, MUTUAL_TLS, Demo, problems, workload
+from ambit.runtime.demo import CALLS, MUTUAL_TLS, Demo, problems
 from ambit.runtime.layout import FABRIC_PORTS, HBONE_PORT
 from ambit.testing.e2e import SAMPLES, temporary_cluster
 
@@ -40,7 +40,7 @@ def test_demo_keeps_its_promises(
         (t.source, t.destination) for t in result.talkers if t.security == MUTUAL_TLS and t.connections > 0
     }
     for call in result.calls:
-        assert (call.source, workload(call.answered_by)) in mtls, (call, result.talkers)
+        assert (call.source, call.answered_workload) in mtls, (call, result.talkers)
     # only the fabric ports between nodes, HBONE among them
     assert result.ports[HBONE_PORT] > 0, result.ports
     assert set(result.ports) <= FABRIC_PORTS, f"plaintext between nodes: {result.ports}"

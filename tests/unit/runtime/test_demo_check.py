@@ -21,7 +21,8 @@ def good() -> DemoResult:
             Call(
                 "curl",
                 "http://productpage:9080/productpage",
-                "productpage-v1-abcde",
+                "productpage-v1-7d4b9c8f6d-abcde",
+                "productpage-v1",
                 "node2",
                 "10.244.1.2",
                 True,
@@ -29,7 +30,8 @@ def good() -> DemoResult:
             Call(
                 "productpage-v1",
                 "http://reviews:9080/reviews/0",
-                "reviews-v2-fghjk",
+                "reviews-v2-5c8d7f9b4c-fghjk",
+                "reviews-v2",
                 "node3",
                 "10.244.2.2",
                 True,
@@ -81,3 +83,11 @@ def test_a_marker_the_app_did_not_receive_is_flagged() -> None:
     result = good()
     result.calls[0] = dataclasses.replace(result.calls[0], marker_seen=False)
     assert any("did not receive the marker" in p for p in problems(result))
+
+
+def test_a_deployment_pods_workload_drops_its_suffix_and_template_hash() -> None:
+    from ambit.runtime.demo import workload, workload_of
+
+    pod = {"metadata": {"name": "reviews-v1-778dbd86b9-95lh5", "labels": {"pod-template-hash": "778dbd86b9"}}}
+    assert workload_of(pod) == "reviews-v1"
+    assert workload("reviews-v1-778dbd86b9-95lh5") == "reviews-v1-778dbd86b9"  # control: no hash known
