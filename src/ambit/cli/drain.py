@@ -52,8 +52,9 @@ from typing import Any, Final
 import click
 
 from ambit.cli.cordon import set_unschedulable
+from ambit.cli.go_duration import GoDuration
 from ambit.cli.store_session import fail, run_on_store, store_options, store_target
-from ambit.resources.durations import SECOND, parse_go_nanos
+from ambit.resources.durations import SECOND
 from ambit.resources.objects import (
     annotations_of,
     labels,
@@ -466,20 +467,6 @@ async def _report_pending(
 # -- the command ------------------------------------------------------------------------------------
 
 
-class _GoDuration(click.ParamType[int]):
-    """A Go duration (``time.ParseDuration``: ``90s``, ``5m``, ``1h30m``, ``0``), as nanoseconds."""
-
-    name = "duration"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_go_nanos(str(value))
-        except ValueError:
-            self.fail(f"time: invalid duration {_quoted(str(value))}", param, ctx)
-
-
 @click.command("drain")
 @click.argument("node")
 @click.option(
@@ -500,7 +487,7 @@ class _GoDuration(click.ParamType[int]):
 )
 @click.option(
     "--timeout",
-    type=_GoDuration(),
+    type=GoDuration(),
     default="0s",
     show_default=True,
     help="Give up after this long (a Go duration: 30s, 5m, 1h30m); 0 waits forever.",

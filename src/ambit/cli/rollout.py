@@ -27,8 +27,8 @@ from typing import Any
 import click
 import yaml
 
+from ambit.cli.go_duration import SECOND, GoDuration
 from ambit.cli.store_session import fail, run_on_store, server_error, store_options, store_target
-from ambit.resources.durations import parse_go_duration
 from ambit.runtime.deployments import (
     RolloutError,
     restart_template,
@@ -48,24 +48,6 @@ _TIMED_OUT = "error: timed out waiting for the condition"
 _DEPLOYMENTS = 'deployments.apps "{}"'
 
 # --- arguments -----------------------------------------------------------------------------------
-
-
-class Duration(click.ParamType[float]):
-    """A Go duration (``time.ParseDuration``, what kubectl's ``--timeout`` takes) in seconds: ``90s``,
-    ``2m``, ``1h30m``, ``500ms``, ``0``."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            seconds = parse_go_duration(str(value))
-        except ValueError:
-            self.fail(f'time: invalid duration "{value}"', param, ctx)
-        if seconds < 0:
-            self.fail(f"must not be negative: {value}", param, ctx)
-        return seconds
 
 
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -166,7 +148,7 @@ def rollout() -> None:
 )
 @click.option(
     "--timeout",
-    type=Duration(),
+    type=GoDuration(),
     default="0s",
     show_default=True,
     help="How long to watch before giving up (90s, 2m, 1h; 0: forever).",
@@ -178,7 +160,7 @@ def status(
     *,
     args: tuple[str, ...],
     watch: bool,
-    timeout: float,
+    timeout: int,
     revision: int,
     namespace: str | None,
     cluster_override: str | None,
@@ -195,7 +177,7 @@ def status(
     ns = namespace or "default"
 
     async def work(client: StoreClient) -> None:
-        deadline = time.monotonic() + timeout if timeout > 0 else None
+        deadline = time.monotonic() + timeout / SECOND if timeout > 0 else None
         uid: object = None
         last: str | None = None
         while True:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from test_cli_store import ThreadedStore, ambit, ok, run_dir, store  # noqa: F401 - run_dir, store: fixtures
+from cli_harness import ThreadedStore, ambit, ok
 
 from ambit.cli.drain import EVICTION_RETRY_DELAY, aggregate, go_duration
 from ambit.runtime.bootstrap import controlplane_objects

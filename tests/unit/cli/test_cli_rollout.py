@@ -9,97 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from cli_harness import ThreadedStore, ambit, ok
 
-from ambit.cli import cli
 from ambit.store.client import StoreClient
-from ambit.store.server import StoreServer
 
-CLUSTER = "rollouttest"
 Obj = dict[str, Any]
-
-
-class ThreadedStore:
-    """The real store server on its own loop in a thread, so CLI calls (which run their own loop) reach it."""
-
-    def __init__(self, data: Path, socket_path: Path) -> None:
-        self.data = data
-        self.socket_path = socket_path
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="store", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            server = StoreServer(self.data, self.socket_path)
-            self.loop.run_until_complete(server.start())
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
-            self.loop.close()
-            return
-        self.ready.set()
-        try:
-            self.loop.run_forever()
-        finally:
-            self.loop.run_until_complete(server.close())
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    def start(self) -> None:
-        self.thread.start()
-        assert self.ready.wait(15), "the store did not start"
-        if self.error is not None:
-            raise self.error
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(15)
-
-
-@pytest.fixture
-def run_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="ambit-rollout-", dir="/tmp"))
-    monkeypatch.setenv("AMBIT_RUN_DIR", str(root))
-    monkeypatch.delenv("AMBIT_CLUSTER", raising=False)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def store(run_dir: Path) -> Iterator[ThreadedStore]:
-    server = ThreadedStore(run_dir / CLUSTER / "store", run_dir / CLUSTER / "store.sock")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def ambit(*args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["--cluster", CLUSTER, *args], input=stdin, catch_exceptions=False)
-
-
-def ok(*args: str, stdin: str | None = None) -> Result:
-    result = ambit(*args, stdin=stdin)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def on_store(store: ThreadedStore, work: Callable[[StoreClient], Any]) -> Any:

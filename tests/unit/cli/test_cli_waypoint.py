@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_cli_store import CLUSTER, ambit, ok, run_dir, store  # noqa: F401 - run_dir, store: fixtures
+from cli_harness import CLUSTER, ambit, ok
 
 from ambit.cli.waypoint import list_rows, status_rows, waypoint_gateway
 from ambit.control.waypoints import reconcile, write_status
