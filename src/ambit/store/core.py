@@ -50,7 +50,7 @@ CLUSTER_SCOPED: Final = frozenset({"Namespace", "Node"})
 #: metadata the server owns: a client's values are ignored (uid, creation time) or checked (resourceVersion)
 SERVER_FIELDS: Final = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")
 #: namespaces the store always has (kube-apiserver keeps ``default`` the same way) and refuses to delete
-SYSTEM_NAMESPACES: Final = ("default",)
+SYSTEM_NAMESPACES: Final = ("default", "kube-node-lease")
 #: fields that the store or a controller assigns and an ``apply`` without them keeps (as kubectl's merge does)
 _KEPT_ON_APPLY: Final[dict[str, tuple[str, ...]]] = {
     "Service": ("clusterIP", "clusterIPs"),

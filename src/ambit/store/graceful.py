@@ -7,7 +7,7 @@ of the grace period) and then deletes it with a grace period of 0. The grace per
 request's ``gracePeriodSeconds``, else the pod's ``spec.terminationGracePeriodSeconds``, else 30 s.
 A pod that is not bound to a node, or has finished (Succeeded/Failed), or is deleted with a grace
 period of 0, is removed at once. A second delete may shorten a pending grace period, never lengthen
-it (Kubernetes: "the deletion grace period may only be shortened").
+it, and the shorter one counts from when the deletion began (kube-apiserver's ``BeforeDelete``).
 
 The two deletion fields are server-owned: a write never sets, changes or clears them.
 
@@ -44,17 +44,25 @@ def grace_seconds(pod: dict[str, Any], requested: int | None) -> int:
 
 
 def terminating(pod: dict[str, Any], grace: int, now: datetime) -> dict[str, Any] | None:
-    """``pod`` marked for deletion in ``grace`` seconds, or None when nothing changes (it is already
-    terminating with a deadline no later than this one)."""
+    """``pod`` marked for deletion in ``grace`` seconds, or None when nothing changes. A pod already
+    terminating only takes a *shorter* grace period, counted from when its deletion began, as
+    kube-apiserver's ``BeforeDelete`` does (new deadline = old deadline - old grace + new grace)."""
     meta = pod.get("metadata") or {}
+    pending, old_grace = meta.get("deletionTimestamp"), meta.get("deletionGracePeriodSeconds")
     deadline = now + timedelta(seconds=grace)
-    pending = meta.get("deletionTimestamp")
     if pending:
         try:
-            if parse_rfc3339(str(pending)) <= deadline:
-                return None
+            old_deadline = parse_rfc3339(str(pending))
         except ValueError:
-            pass  # an unreadable deadline is replaced
+            old_deadline = None  # an unreadable deadline is replaced
+        if old_deadline is not None:
+            if isinstance(old_grace, int) and grace >= old_grace:
+                return None
+            if not isinstance(old_grace, int):
+                if old_deadline <= deadline:
+                    return None
+            else:
+                deadline = old_deadline - timedelta(seconds=old_grace) + timedelta(seconds=grace)
     return {
         **pod,
         "metadata": {**meta, "deletionTimestamp": rfc3339(deadline), "deletionGracePeriodSeconds": grace},

@@ -152,3 +152,15 @@ def test_parse_ops_reads_and_checks_the_grace_period() -> None:
             parse_ops(
                 {"operations": [{"op": "delete", "object": {"kind": "Pod"}, "gracePeriodSeconds": bad}]}
             )
+
+
+def test_a_shorter_grace_counts_from_when_the_deletion_began() -> None:
+    store, clock = make()
+    write(store, Op("create", pod("web", grace=30)))
+    write(store, delete_op("web"))  # at 00:00, deadline 00:30
+    clock[0] = datetime(2026, 1, 1, 0, 0, 15, tzinfo=UTC)
+    write(store, delete_op("web", grace=20))  # 15 s in: 20 < 30, so 00:20, not 00:35
+    stored = store.get(("Pod", "default", "web"))
+    assert stored is not None
+    assert stored["metadata"]["deletionTimestamp"] == "2026-01-01T00:00:20Z"
+    assert stored["metadata"]["deletionGracePeriodSeconds"] == 20
