@@ -29,7 +29,7 @@ import yaml
 
 from ambit.cli.go_duration import SECOND, GoDuration
 from ambit.cli.store_session import fail, run_on_store, server_error, store_options, store_target
-from ambit.runtime.deployments import (
+from ambit.runtime.deployment_revisions import (
     RolloutError,
     restart_template,
     rollback,

@@ -24,7 +24,7 @@ def _cluster(ctx: click.Context) -> str:
 
 async def _wait_ready(cluster: str, timeout_s: float, items: list[dict[str, Any]]) -> None:
     from ambit.runtime import cluster as rt
-    from ambit.runtime.deployments import RolloutError, rollout_status
+    from ambit.runtime.deployment_revisions import RolloutError, rollout_status
     from ambit.runtime.layout import Layout
 
     layout = Layout(cluster)

@@ -1,10 +1,10 @@
 """Deployments → ReplicaSets (pure): Kubernetes' deployment controller for the local runtime.
 
 Kubernetes is the spec: ``pkg/controller/deployment/{deployment_controller,sync,rolling,recreate,
-progress}.go`` and ``util/deployment_util.go``; ``kubectl rollout {status,undo,restart}``
-(``pkg/polymorphichelpers/{rollout_status,rollback,objectrestarter}.go``). One :func:`reconcile` is one
-``syncDeployment`` pass; the caller applies the plan and calls again on the next change (or after
-``requeue_after``), as the controller is requeued by watch events.
+progress}.go`` and ``util/deployment_util.go``. The revision side kubectl sees (the template hash,
+revision numbers, ``rollout status|undo|restart``) is :mod:`.deployment_revisions`. One
+:func:`reconcile` is one ``syncDeployment`` pass; the caller applies the plan and calls again on the
+next change (or after ``requeue_after``), as the controller is requeued by watch events.
 
 - **Ownership**: a Deployment owns the ReplicaSets whose controller ``ownerReference`` carries its uid
   (no adoption by selector). The *new* ReplicaSet is the oldest whose template equals the Deployment's,
@@ -55,11 +55,32 @@ surplus not deleted yet) stops this pass's scale-down. No I/O; time is injected;
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ambit.runtime.deployment_revisions import (
+    ANNOTATIONS_NOT_COPIED,
+    AVAILABLE,
+    DESIRED_REPLICAS,
+    FOUND_NEW_RS,
+    MAX_HISTORY_CHARS,
+    MAX_REPLICAS,
+    NEW_RS_AVAILABLE,
+    NEW_RS_CREATED,
+    PAUSED,
+    PROGRESSING,
+    RESUMED,
+    REVISION,
+    REVISION_HISTORY,
+    RS_UPDATED,
+    TIMED_OUT,
+    equal_ignore_hash,
+    find_condition,
+    quoted,
+    revision_of,
+    template_hash,
+)
 from ambit.runtime.replica_sets import (
     HASH_LABEL,
     Obj,
@@ -77,96 +98,9 @@ from ambit.runtime.replica_sets import (
     spec,
     status,
 )
-from ambit.runtime.scheduler import NAME_ALPHABET, is_active
+from ambit.runtime.scheduler import is_active
 
-REVISION = "deployment.kubernetes.io/revision"
-REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
-DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
-MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-_NOT_COPIED = frozenset(
-    {
-        "kubectl.kubernetes.io/last-applied-configuration",
-        REVISION,
-        REVISION_HISTORY,
-        DESIRED_REPLICAS,
-        MAX_REPLICAS,
-        "deprecated.deployment.rollback.to",
-    }
-)
 _MAX_INT32 = 2**31 - 1  # progressDeadlineSeconds / revisionHistoryLimit: "no limit"
-_MAX_HISTORY_CHARS = 2000
-PROGRESSING, AVAILABLE = "Progressing", "Available"
-NEW_RS_CREATED, FOUND_NEW_RS, RS_UPDATED = "NewReplicaSetCreated", "FoundNewReplicaSet", "ReplicaSetUpdated"
-NEW_RS_AVAILABLE, TIMED_OUT = "NewReplicaSetAvailable", "ProgressDeadlineExceeded"
-PAUSED, RESUMED = "DeploymentPaused", "DeploymentResumed"
-
-
-class RolloutError(ValueError):
-    """What kubectl reports as an error for a rollout command."""
-
-
-class RevisionNotFound(RolloutError):
-    pass
-
-
-class ProgressDeadlineExceeded(RolloutError):
-    pass
-
-
-# --- templates and revisions ---------------------------------------------------------------------
-
-
-def _canonical(value: Any) -> Any:
-    """Maps with sorted keys, nulls and empty maps/lists dropped (Go's zero values compare equal)."""
-    if isinstance(value, Mapping):
-        out = {str(k): _canonical(v) for k, v in value.items()}
-        return {k: v for k, v in sorted(out.items()) if v is not None and v not in ({}, [])}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    return value
-
-
-def _without_hash(template: Mapping[str, Any]) -> Any:
-    t = copy.deepcopy(dict(template))
-    labels = (t.get("metadata") or {}).get("labels")
-    if isinstance(labels, dict):
-        labels.pop(HASH_LABEL, None)
-    return _canonical(t)
-
-
-def fnv1a_32(data: bytes) -> int:
-    h = 0x811C9DC5
-    for byte in data:
-        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return h
-
-
-def template_hash(template: Mapping[str, Any], collision_count: int = 0) -> str:
-    """The ``pod-template-hash`` (``controller.ComputeHash``): FNV-1a 32 over the canonical JSON of the
-    template without that label, then the collision count as 8 little-endian bytes when non-zero,
-    its decimal digits mapped through ``rand.SafeEncodeString``'s alphabet."""
-    data = json.dumps(_without_hash(template), separators=(",", ":"), ensure_ascii=False).encode()
-    if collision_count:
-        data += (collision_count & 0xFFFFFFFF).to_bytes(8, "little")
-    return "".join(NAME_ALPHABET[ord(c) % len(NAME_ALPHABET)] for c in str(fnv1a_32(data)))
-
-
-def equal_ignore_hash(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    return bool(_without_hash(a) == _without_hash(b))
-
-
-def _revision(obj: Mapping[str, Any]) -> int | None:
-    """The revision annotation: 0 when absent, None when not a number (``deploymentutil.Revision``)."""
-    try:
-        return int((meta(obj).get("annotations") or {}).get(REVISION) or 0)
-    except (TypeError, ValueError):
-        return None
-
-
-def revision_of(obj: Mapping[str, Any]) -> int:
-    """The ``deployment.kubernetes.io/revision`` annotation; 0 when absent or not a number."""
-    return _revision(obj) or 0
 
 
 def _int_or_percent(value: Any, total: int, round_up: bool) -> int:
@@ -309,17 +243,13 @@ def _condition(ctype: str, cstatus: str, reason: str, message: str, now: float) 
     }
 
 
-def _find(conditions: Sequence[Mapping[str, Any]], ctype: str) -> Mapping[str, Any] | None:
-    return next((c for c in conditions if c.get("type") == ctype), None)
-
-
 def _remove(conditions: list[Obj], ctype: str) -> None:
     conditions[:] = [c for c in conditions if c.get("type") != ctype]
 
 
 def _set(conditions: list[Obj], cond: Obj) -> None:
     """``SetDeploymentCondition``: same status and reason → unchanged; same status → transition time kept."""
-    current = _find(conditions, cond["type"])
+    current = find_condition(conditions, cond["type"])
     if (
         current is not None
         and current.get("status") == cond["status"]
@@ -330,13 +260,6 @@ def _set(conditions: list[Obj], cond: Obj) -> None:
         cond["lastTransitionTime"] = current.get("lastTransitionTime")
     _remove(conditions, cond["type"])
     conditions.append(cond)
-
-
-def _q(name: str) -> str:
-    return json.dumps(name)  # Go's %q for a DNS name
-
-
-# --- one sync pass -------------------------------------------------------------------------------
 
 
 class _Pass:
@@ -386,7 +309,7 @@ class _Pass:
     def _annotate_new(self, rs: _RS, revision: int, exists: bool) -> None:
         """``SetNewReplicaSetAnnotations``."""
         for key, value in (meta(self.d).get("annotations") or {}).items():
-            if key not in _NOT_COPIED:
+            if key not in ANNOTATIONS_NOT_COPIED:
                 rs.annotate(str(key), str(value))
         old = rs.annotation(REVISION)
         try:
@@ -398,7 +321,7 @@ class _Pass:
             if old:  # rolled back to this ReplicaSet: keep the revisions it served
                 history = rs.annotation(REVISION_HISTORY) or ""
                 parts = history.split(",") if history else []
-                while parts and len(",".join([*parts, old])) > _MAX_HISTORY_CHARS:
+                while parts and len(",".join([*parts, old])) > MAX_HISTORY_CHARS:
                     parts.pop(0)
                 rs.annotate(REVISION_HISTORY, ",".join([*parts, old]))
         if not exists:
@@ -416,8 +339,8 @@ class _Pass:
         if min_ready_seconds(rs.obj) != self.s.min_ready:
             rs.obj.setdefault("spec", {})["minReadySeconds"] = self.s.min_ready
         self._follow_revision(rs.annotation(REVISION))
-        if self.s.deadline is not None and _find(self.conditions, PROGRESSING) is None:
-            msg = f"Found new replica set {_q(rs.name)}"
+        if self.s.deadline is not None and find_condition(self.conditions, PROGRESSING) is None:
+            msg = f"Found new replica set {quoted(rs.name)}"
             _set(self.conditions, _condition(PROGRESSING, "True", FOUND_NEW_RS, msg, self.now))
 
     def _create_new(self) -> _RS:
@@ -458,7 +381,7 @@ class _Pass:
         self._annotate_new(rs, revision, exists=False)
         self._follow_revision(str(revision))
         if self.s.deadline is not None:
-            msg = f"Created new replica set {_q(name)}"
+            msg = f"Created new replica set {quoted(name)}"
             _set(self.conditions, _condition(PROGRESSING, "True", NEW_RS_CREATED, msg, self.now))
         self.new = rs
         return rs
@@ -669,8 +592,12 @@ class _Pass:
         if self.s.deadline is None:
             _remove(conditions, PROGRESSING)
             return result
-        current = _find(self.conditions, PROGRESSING)
-        what = f"ReplicaSet {_q(self.new.name)}" if self.new is not None else f"Deployment {_q(self.s.name)}"
+        current = find_condition(self.conditions, PROGRESSING)
+        what = (
+            f"ReplicaSet {quoted(self.new.name)}"
+            if self.new is not None
+            else f"Deployment {quoted(self.s.name)}"
+        )
         settled = result["replicas"] == result["updatedReplicas"] and (
             current is not None and current.get("reason") == NEW_RS_AVAILABLE
         )
@@ -687,7 +614,7 @@ class _Pass:
             elif self._timed_out(conditions):
                 msg = f"{what} has timed out progressing."
                 _set(conditions, _condition(PROGRESSING, "False", TIMED_OUT, msg, self.now))
-        final = _find(conditions, PROGRESSING)
+        final = find_condition(conditions, PROGRESSING)
         if (
             final is not None
             and final.get("reason") not in (TIMED_OUT, NEW_RS_AVAILABLE)
@@ -713,7 +640,7 @@ class _Pass:
         )
 
     def _timed_out(self, conditions: Sequence[Mapping[str, Any]]) -> bool:
-        cond = _find(conditions, PROGRESSING)
+        cond = find_condition(conditions, PROGRESSING)
         if cond is None or self.s.deadline is None or cond.get("reason") == NEW_RS_AVAILABLE:
             return False
         if cond.get("reason") == TIMED_OUT:
@@ -725,7 +652,7 @@ class _Pass:
         """``checkPausedConditions``."""
         if self.s.deadline is None:
             return
-        current = _find(self.conditions, PROGRESSING)
+        current = find_condition(self.conditions, PROGRESSING)
         reason = current.get("reason") if current is not None else None
         if reason == TIMED_OUT:
             return
@@ -787,115 +714,3 @@ def reconcile(
 
 
 # --- kubectl rollout -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rollback:
-    template: Obj  # the Deployment's spec.template after the undo
-    annotations: dict[str, str]  # the Deployment's metadata.annotations after the undo
-    revision: int  # the revision rolled back to
-    skipped: bool  # the template already matched: nothing to write
-    message: str  # what kubectl prints after the name: "rolled back" / "skipped rollback (...)"
-
-
-def rollback(
-    deployment: Mapping[str, Any], replica_sets: Iterable[Mapping[str, Any]], to_revision: int = 0
-) -> Rollback:
-    """``kubectl rollout undo [--to-revision=N]``: the previous revision's template, or revision N's."""
-    if to_revision < 0:
-        raise RevisionNotFound(f"unable to find specified revision {to_revision} in history")
-    owned = [rs for rs in replica_sets if controlled_by(rs, deployment)]
-    target: Mapping[str, Any] | None = None
-    if to_revision > 0:
-        target = next((rs for rs in owned if _revision(rs) == to_revision), None)
-        if target is None:
-            raise RevisionNotFound(f"unable to find specified revision {to_revision} in history")
-    else:  # the second highest revision, as kubectl scans them
-        latest: Mapping[str, Any] | None = None
-        latest_number = previous_number = -1
-        for rs in owned:
-            number = _revision(rs)
-            if number is None:
-                continue
-            if latest_number < number:
-                target, previous_number, latest, latest_number = latest, latest_number, rs, number
-            elif previous_number < number:
-                target, previous_number = rs, number
-        if target is None:
-            name = _q(str(meta(deployment).get("name")))
-            raise RolloutError(f"no rollout history found for deployment {name}")
-    if spec(deployment).get("paused"):
-        raise RolloutError(
-            "you cannot rollback a paused deployment; "
-            "resume it first with 'kubectl rollout resume' and try again"
-        )
-    current: Mapping[str, Any] = spec(deployment).get("template") or {}
-    own = {str(k): str(v) for k, v in (meta(deployment).get("annotations") or {}).items()}
-    wanted: Mapping[str, Any] = spec(target).get("template") or {}
-    if equal_ignore_hash(wanted, current):
-        msg = f"skipped rollback (current template already matches revision {to_revision})"
-        return Rollback(copy.deepcopy(dict(current)), own, revision_of(target), True, msg)
-    template = copy.deepcopy(dict(wanted))
-    labels = (template.get("metadata") or {}).get("labels")
-    if isinstance(labels, dict):
-        labels.pop(HASH_LABEL, None)
-    annotations = {k: v for k, v in own.items() if k in _NOT_COPIED}
-    annotations.update(
-        {str(k): str(v) for k, v in (meta(target).get("annotations") or {}).items() if k not in _NOT_COPIED}
-    )
-    return Rollback(template, annotations, revision_of(target), False, "rolled back")
-
-
-def rollback_template(
-    deployment: Mapping[str, Any], replica_sets: Iterable[Mapping[str, Any]], to_revision: int = 0
-) -> Obj:
-    """The template :func:`rollback` restores (the current one when it already matches)."""
-    return rollback(deployment, replica_sets, to_revision).template
-
-
-def restart_template(deployment: Mapping[str, Any], now_rfc3339: str) -> Obj:
-    """``kubectl rollout restart``: the template with ``kubectl.kubernetes.io/restartedAt`` set."""
-    if spec(deployment).get("paused"):
-        raise RolloutError("can't restart paused deployment (run rollout resume first)")
-    template = copy.deepcopy(dict(spec(deployment).get("template") or {}))
-    if not isinstance(template.get("metadata"), dict):
-        template["metadata"] = {}
-    tmeta = template["metadata"]
-    annotations = tmeta.get("annotations")
-    tmeta["annotations"] = {
-        **(annotations if isinstance(annotations, dict) else {}),
-        RESTARTED_AT: now_rfc3339,
-    }
-    return template
-
-
-def rollout_status(deployment: Mapping[str, Any], revision: int = 0) -> tuple[str, bool]:
-    """``kubectl rollout status``: the line it prints (without the newline) and whether it is done.
-
-    Raises :class:`ProgressDeadlineExceeded` as kubectl fails, and :class:`RolloutError` when
-    ``revision`` is given and is not the Deployment's.
-    """
-    name = _q(str(meta(deployment).get("name")))
-    if revision > 0 and revision != revision_of(deployment):
-        raise RolloutError(
-            f"desired revision ({revision}) is different from the running revision "
-            f"({revision_of(deployment)})"
-        )
-    st = status(deployment)
-    if int(meta(deployment).get("generation") or 0) > int(st.get("observedGeneration") or 0):
-        return "Waiting for deployment spec update to be observed...", False
-    cond = _find(st.get("conditions") or [], PROGRESSING)
-    if cond is not None and cond.get("reason") == TIMED_OUT:
-        raise ProgressDeadlineExceeded(f"deployment {name} exceeded its progress deadline")
-    replicas = replicas_of(deployment)
-    updated = int(st.get("updatedReplicas") or 0)
-    total = int(st.get("replicas") or 0)
-    available = int(st.get("availableReplicas") or 0)
-    waiting = f"Waiting for deployment {name} rollout to finish: "
-    if updated < replicas:
-        return f"{waiting}{updated} out of {replicas} new replicas have been updated...", False
-    if total > updated:
-        return f"{waiting}{total - updated} old replicas are pending termination...", False
-    if available < updated:
-        return f"{waiting}{available} of {updated} updated replicas are available...", False
-    return f"deployment {name} successfully rolled out", True

@@ -9,18 +9,16 @@ from typing import Any
 
 import pytest
 
-from ambit.runtime.deployments import (
+from ambit.runtime.deployment_revisions import (
     DESIRED_REPLICAS,
     MAX_REPLICAS,
     RESTARTED_AT,
     REVISION,
     REVISION_HISTORY,
-    DeploymentPlan,
     ProgressDeadlineExceeded,
     RevisionNotFound,
     RolloutError,
     fnv1a_32,
-    reconcile,
     restart_template,
     revision_of,
     rollback,
@@ -28,6 +26,7 @@ from ambit.runtime.deployments import (
     rollout_status,
     template_hash,
 )
+from ambit.runtime.deployments import DeploymentPlan, reconcile
 from ambit.runtime.replica_sets import (
     HASH_LABEL,
     deletion_order,
