@@ -33,6 +33,7 @@ def test_ready_while_renewals_are_observed_not_ready_after_the_grace(tmp_path: P
     view, clock = View(), [100.0]
     nodes = lifecycle(view, clock, tmp_path)
     assert nodes.node_ready("node1")  # a new daemon gives one grace period
+    nodes.failures["node1"] = "TimeoutError"  # its heartbeat cannot reach the store (a cut)
     clock[0] = 108.5
     assert not nodes.node_ready("node1")  # no Lease ever
     view.leases["node1"] = lease("node1", 8, 1.0)
@@ -49,6 +50,7 @@ def test_a_stale_lease_after_a_store_hold_gets_a_fresh_grace_not_an_outage(tmp_p
     view, clock = View(), [0.0]
     view.leases["node1"] = lease("node1", 8, 1.0)  # its renewTime is old: the clock never reads it
     nodes = lifecycle(view, clock, tmp_path)
+    nodes.failures["node1"] = "TimeoutError"
     assert nodes.node_ready("node1")
     clock[0] = 30.0  # the store was held: nothing could be renewed
     assert not nodes.node_ready("node1")  # control: without the restart the node would be NotReady
@@ -56,3 +58,13 @@ def test_a_stale_lease_after_a_store_hold_gets_a_fresh_grace_not_an_outage(tmp_p
     assert nodes.node_ready("node1")
     clock[0] = 38.5
     assert not nodes.node_ready("node1")
+
+
+def test_no_failed_heartbeat_no_not_ready_even_when_no_renewal_was_seen(tmp_path: Path) -> None:
+    """A stalled observer (no attempt made) or a late informer is no evidence of a cut."""
+    view, clock = View(), [0.0]
+    nodes = lifecycle(view, clock, tmp_path)
+    clock[0] = 60.0
+    assert nodes.node_ready("node1")  # nothing failed: stays Ready
+    nodes.failures["node1"] = "TimeoutError"
+    assert not nodes.node_ready("node1")  # control: the same age with a failing heartbeat

@@ -100,7 +100,9 @@ class NodeLifecycle:
         self.grace = grace
         self._clock = clock
         self._clock_start = clock()
-        self._seen: dict[str, tuple[str, float]] = {}  # node → (renewTime last seen, when, monotonic)
+        # node → (the renewTime last seen, when it was seen) and when its last heartbeat was answered
+        self._seen: dict[str, tuple[str, float]] = {}
+        self._succeeded: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.failures: dict[str, str] = {}
 
@@ -125,6 +127,7 @@ class NodeLifecycle:
                     context = self.pki.client_context(node)
                 async with asyncio.timeout(HEARTBEAT_TIMEOUT):
                     await self._renew(node, context)
+                self._succeeded[node] = self._clock()
                 if node in self.failures:
                     log.info("node %s: heartbeat renewed again", node)
                     self.failures.pop(node, None)
@@ -176,15 +179,25 @@ class NodeLifecycle:
         daemon's own clock, as Kubernetes' node lifecycle controller does (the ``renewTime`` a node
         writes is compared with the last one seen, never with the clock: a stale Lease after a store
         restart, or a node's clock, cannot decide). A new daemon, or a store back from a hold, gives
-        every node one grace period."""
+        every node one grace period.
+
+        One more condition, because this daemon also sends the heartbeats: a node turns NotReady only
+        while its heartbeat is *failing* (its last attempt could not reach the store). A renewal that
+        succeeded but is not yet in the informer, or no attempt at all because this process was stalled,
+        is no evidence of a cut and never takes a node's pods out of service (on a busy machine that
+        would be an outage made by the observer)."""
         found = self.view.get("Lease", node, NODE_LEASE_NAMESPACE)
         renewed = ((found or {}).get("spec") or {}).get("renewTime")
         now = self._clock()
         seen = self._seen.get(node)
         if isinstance(renewed, str) and (seen is None or seen[0] != renewed):
             seen = self._seen[node] = (renewed, now)
-        last = max(self._clock_start, seen[1] if seen is not None else self._clock_start)
-        return now - last <= self.grace
+        last = max(
+            self._clock_start,
+            seen[1] if seen is not None else self._clock_start,
+            self._succeeded.get(node, self._clock_start),
+        )
+        return now - last <= self.grace or node not in self.failures
 
     async def sync(self) -> None:
         for node in self.nodes:
