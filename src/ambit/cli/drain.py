@@ -57,9 +57,9 @@ from ambit.cli.store_session import fail, run_on_store, store_options, store_tar
 from ambit.resources.durations import SECOND
 from ambit.resources.objects import (
     annotations_of,
+    controller_of,
     labels,
     mapping,
-    metadata,
     name_of,
     namespace_or_default,
     node_name,
@@ -127,16 +127,9 @@ class DrainFailed(Exception):
 # -- choosing the pods (pure) -----------------------------------------------------------------------
 
 
-def _controller(pod: Obj) -> Mapping[str, Any] | None:
-    for ref in metadata(pod).get("ownerReferences") or ():
-        if isinstance(ref, Mapping) and ref.get("controller") is True:
-            return ref
-    return None
-
-
 def _daemonset_ref(pod: Obj) -> tuple[str, str] | None:
     """(namespace, name) of the DaemonSet controlling `pod`, if one does."""
-    ref = _controller(pod)
+    ref = controller_of(pod)
     if ref is None or ref.get("kind") != "DaemonSet" or ref.get("apiVersion") != "apps/v1":
         return None
     return namespace_or_default(pod), str(ref.get("name") or "")
@@ -203,7 +196,7 @@ def _local_storage_filter(
 def _unreplicated_filter(
     pod: Obj, options: DrainOptions, daemonsets: Mapping[tuple[str, str], str | None]
 ) -> PodDelete:
-    if _finished(pod) or _controller(pod) is not None:
+    if _finished(pod) or controller_of(pod) is not None:
         return PodDelete(pod, True)
     if options.force:
         return PodDelete(pod, True, WARNING, _UNMANAGED_WARNING)

@@ -83,6 +83,7 @@ from ambit.resources.objects import (
     JSON,
     SelectorError,
     condition,
+    controller_of,
     is_ready,
     items,
     labels,
@@ -174,10 +175,8 @@ def expected_scale_of(objects: Iterable[Mapping[str, Any]], namespace: str) -> E
         return 1 if value is None else int(value)
 
     def controller(obj: Mapping[str, Any]) -> tuple[str, str] | None:
-        for ref in metadata(obj).get("ownerReferences") or ():
-            if isinstance(ref, Mapping) and ref.get("controller"):
-                return (str(ref.get("kind")), str(ref.get("uid")))
-        return None
+        ref = controller_of(obj)
+        return None if ref is None else (str(ref.get("kind")), str(ref.get("uid")))
 
     def scale(pod: JSON) -> int | None:
         key = controller(pod)
@@ -213,10 +212,10 @@ def is_terminating(pod: Mapping[str, Any]) -> bool:
 
 def _controller_key(pod: Mapping[str, Any]) -> str | None:
     """The pod's controller ``ownerReference`` (uid, else kind/name), or None for an unmanaged pod."""
-    for ref in items(metadata(pod), "ownerReferences"):
-        if ref.get("controller") is True:
-            return text(ref, "uid") or f"{text(ref, 'kind')}/{text(ref, 'name')}"
-    return None
+    ref = controller_of(pod)
+    if ref is None:
+        return None
+    return text(ref, "uid") or f"{text(ref, 'kind')}/{text(ref, 'name')}"
 
 
 # --- time ---------------------------------------------------------------------------------------

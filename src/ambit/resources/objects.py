@@ -209,6 +209,14 @@ def is_ambient(pod: Any, namespace_obj: Any) -> bool:
 # --- waypoint use -------------------------------------------------------------------------------
 
 
+def controller_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``ownerReference`` marked ``controller: true`` (the object's managing controller), if any."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            return ref
+    return None
+
+
 def is_waypoint(gateway: Any) -> bool:
     """A Gateway of class ``istio-waypoint`` (Istio's) or ``ambit-waypoint``."""
     return (

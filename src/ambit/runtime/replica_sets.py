@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ambit.resources.objects import controller_of
 from ambit.runtime.scheduler import is_active, random_suffix
 
 Obj = dict[str, Any]
@@ -72,10 +73,8 @@ def replicas_of(obj: Mapping[str, Any]) -> int:
 
 def controller_uid(obj: Mapping[str, Any]) -> str | None:
     """The uid of the ``ownerReference`` marked ``controller: true``, if any."""
-    for ref in meta(obj).get("ownerReferences") or ():
-        if isinstance(ref, Mapping) and ref.get("controller") and ref.get("uid"):
-            return str(ref["uid"])
-    return None
+    ref = controller_of(obj)
+    return str(ref["uid"]) if ref is not None and ref.get("uid") else None
 
 
 def controlled_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:

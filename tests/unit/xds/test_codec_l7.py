@@ -9,9 +9,9 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from xds_wire import packed
+from xds_wire import packed, proxy_state
 
-from ambit.control.cache import SnapshotCache, Value, versioned
+from ambit.control.cache import SnapshotCache, versioned
 from ambit.model.policy import (
     GATEWAY_TARGET,
     SERVICE_TARGET,
@@ -29,9 +29,8 @@ from ambit.model.policy import (
 )
 from ambit.model.version import content_version
 from ambit.model.workload import Workload
-from ambit.protocol.xds import ClientSession, ServerSession
 from ambit.proxy.cache import decode_state, encode_state
-from ambit.state import L7_POLICY_PREFIX, StateStore, resource_name
+from ambit.state import L7_POLICY_PREFIX, resource_name
 from ambit.xds import codec
 from ambit.xds.pb.discovery.v1 import discovery_pb2
 from ambit.xds.pb.security.v1 import authorization_pb2, l7_authorization_pb2
@@ -240,35 +239,10 @@ def test_l7_names_belong_only_to_their_type() -> None:
         codec.decode_resource(wrong, codec.L7_AUTHORIZATION_TYPE_URL)
 
 
-def _ztunnel_state(resources: dict[str, tuple[str, Value]]) -> tuple[StateStore, list[str]]:
-    """Serve ``resources`` from a control-plane cache to a proxy's sessions and store, type by type,
-    over the wire bytes; return the store and every NACK message."""
-    cache = SnapshotCache()
-    cache.set(resources)
-    snapshot = cache.current
-    store = StateStore()
-    nacks: list[str] = []
-    for type_url in codec.TYPE_URLS:
-        server = ServerSession(type_url)
-        client = ClientSession(type_url)
-        server.on_request(client.start_stream())
-        response = server.next_response(snapshot.versions(type_url))
-        assert response is not None, f"the first response of {type_url} is always sent"
-        pb = codec.response_to_pb(response, snapshot.wire(type_url, (r.name for r in response.resources)))
-        wire = discovery_pb2.DeltaDiscoveryResponse.FromString(pb.SerializeToString())
-        envelope, decoded, rejected = codec.decode_response(wire)
-        update = client.on_response(envelope, rejected)
-        store.apply({ref.name: decoded[ref.name] for ref in update.accepted}, update.removed)
-        if update.reply.error is not None:
-            nacks.append(update.reply.error.message)
-        assert client.synced_on_stream
-    return store, nacks
-
-
 def test_a_proxy_takes_l7_policies_without_nack_and_keeps_its_l4_view() -> None:
     workload = Workload("u1", "web-0", "default", "web", "n1", ("10.244.1.5",))
     l4 = Authorization("allow-all", "default", Scope.NAMESPACE, Action.ALLOW, ())
-    store, nacks = _ztunnel_state(versioned([workload, l4, POLICY]))
+    store, nacks = proxy_state(versioned([workload, l4, POLICY]))
     assert nacks == []
     snap = store.current
     assert dict(snap.l7_policies) == {"default/deny-admin": POLICY}

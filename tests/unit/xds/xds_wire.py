@@ -40,4 +40,5 @@ def proxy_state(resources: dict[str, tuple[str, Value]]) -> tuple[StateStore, li
         store.apply({ref.name: decoded[ref.name] for ref in update.accepted}, update.removed)
         if update.reply.error is not None:
             nacks.append(update.reply.error.message)
+        assert client.synced_on_stream
     return store, nacks
