@@ -1,0 +1,1 @@
+"""`ambit chaos`: fault experiments on a running cluster, measured against a computed prediction."""
