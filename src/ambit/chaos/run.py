@@ -1,4 +1,4 @@
-"""One experiment run as the engine records it (`ChaosRun`): everything a report, an image or a rerun needs."""
+"""One experiment run as the engine records it (`ChaosRun`): all a report, an image or a rerun needs."""
 
 from __future__ import annotations
 
