@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "apply": "ambit.cli.apply:apply",
     "bench": "ambit.cli.bench:bench",
     "ca": "ambit.cli.ca:ca",
+    "chaos": "ambit.cli.chaos:chaos",
     "controlplane": "ambit.cli.controlplane:controlplane",
     "cordon": "ambit.cli.cordon:cordon",
     "delete": "ambit.cli.delete:delete",

@@ -8,10 +8,13 @@ call`` checks one, printing JSON (see ``ambit.apps.grpc_echo``, imported only wh
 grpc is not loaded by the other commands).
 ``ambit app load`` sends open-loop fixed-rate HTTP or TCP load, prints a summary and a per-second
 timeline, and with ``--json`` writes every request's record (see ``ambit.apps.load``).
+``ambit app probe`` is the chaos engine's probe: several flows at once, new and kept-alive
+connections, every request written as a JSON line as it ends (see ``ambit.apps.load.probe``).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ambit.apps.load import MODES, LoadConfig, LoadResult, Mode, run_load
+from ambit.apps.load import MODES, LoadConfig, LoadResult, Mode, Target, run_load
+from ambit.apps.load import probe as load_probe
 from ambit.apps.load.config import DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, MAX_DURATION, MAX_RATE, MAX_TIMEOUT
 from ambit.apps.load.result import PERCENTILES
 from ambit.apps.sample import DEFAULT_GRACE_SECONDS, SampleConfig
@@ -240,6 +244,120 @@ def load(
     print_result(result, Console())
     if strict and result.failed:
         sys.exit(1)
+
+
+def _flow(value: str) -> tuple[str, str]:
+    name, sep, url = value.partition("=")
+    name, url = name.strip(), url.strip()
+    if not sep or not name or not url:
+        raise click.BadParameter(f"{value!r} is not NAME=URL", param_hint="--flow")
+    try:
+        Target.parse(url)
+    except ValueError as exc:
+        raise click.BadParameter(f"{name}: {exc}", param_hint="--flow") from None
+    return name, url
+
+
+def _kinds(value: str) -> tuple[load_probe.ProbeKind, ...]:
+    kinds: list[load_probe.ProbeKind] = []
+    for word in (w.strip() for w in value.split(",")):
+        kind = next((k for k in load_probe.PROBE_KINDS if k == word), None)
+        if kind is None or kind in kinds:
+            raise click.BadParameter(
+                f"{value!r}: give one or both of {','.join(load_probe.PROBE_KINDS)}", param_hint="--kinds"
+            )
+        kinds.append(kind)
+    return tuple(kinds)
+
+
+@app.command("probe")
+@click.option(
+    "--flow", "flows", multiple=True, required=True, metavar="NAME=URL", help="A flow to probe (repeat)."
+)
+@click.option("--source", required=True, help="This probe's label (its node's name), on every line.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The JSON-lines file."
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0, MAX_RATE, min_open=True),
+    default=load_probe.DEFAULT_RATE,
+    show_default=True,
+    help="Requests per second per flow and kind.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(0, MAX_DURATION, min_open=True),
+    default=load_probe.DEFAULT_DURATION,
+    show_default=True,
+    help="Seconds; SIGTERM ends the probe sooner.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, MAX_TIMEOUT, min_open=True),
+    default=load_probe.DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds per request.",
+)
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=0),
+    default=load_probe.DEFAULT_MAX_AGE,
+    show_default=True,
+    help="Seconds a kept-alive connection is reused (0: for ever).",
+)
+@click.option(
+    "--kinds", default=",".join(load_probe.PROBE_KINDS), show_default=True, help="Connection kinds to send."
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(min=1),
+    default=load_probe.DEFAULT_CONNECTIONS,
+    show_default=True,
+    help="Kept-alive connections per flow.",
+)
+def probe(
+    flows: tuple[str, ...],
+    source: str,
+    out: Path,
+    rate: float,
+    duration: float,
+    timeout: float,
+    max_age: float,
+    kinds: str,
+    connections: int,
+) -> None:
+    """The chaos probe: open-loop load on every --flow, with new and kept-alive connections at once.
+
+    Every request is written to --out as one JSON line when it ends (source, destination, kind,
+    start, end, outcome, detail, status, served_node, connection; times are time.monotonic()).
+    Nothing is retried. Prints 'probe running source=<s> flows=<n>' once every flow is under way and
+    'probe done requests=<n> failed=<m>' at the end; SIGTERM ends it early, the file complete.
+    """
+    parsed = tuple(_flow(f) for f in flows)
+    names = [name for name, _ in parsed]
+    if dup := sorted({n for n in names if names.count(n) > 1}):
+        raise click.BadParameter(f"flow {dup[0]!r} given twice", param_hint="--flow")
+    config = load_probe.ProbeConfig(
+        flows=parsed,
+        source=source,
+        kinds=_kinds(kinds),
+        rate=rate,
+        duration=duration,
+        timeout=timeout,
+        max_age=max_age or None,
+        connections=connections,
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    import uvloop
+
+    try:
+        uvloop.run(load_probe.run_probe(config, out, signals=(signal.SIGTERM, signal.SIGINT)))
+    except OSError as exc:  # the output file
+        raise click.ClickException(str(exc)) from None
 
 
 def _mode(value: str) -> Mode:

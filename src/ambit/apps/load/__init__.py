@@ -20,6 +20,12 @@ of a limit is recorded too, as ``overloaded``:
   free (first come, first served), and the wait counts in its latency: a fixed pool of exactly
   ``max_connections`` connections, as fortio's ``-c`` with ``-qps``.
 
+With ``max_age`` (seconds, default none), a kept-alive connection older than that (counted from
+when it was connected) is closed instead of being reused, when it comes back from a request or is
+next taken from the pool; the request that would have reused it opens a new one (its
+``connection`` is ``new``). A client that reconnects every so often sees a changed route or a
+replaced peer, as long-lived clients with a connection lifetime do.
+
 Each request runs under ``timeout`` seconds (default 5) from its actual start.
 
 Modes
@@ -41,6 +47,11 @@ Outcomes
 the middle of a response or echo), ``protocol_error`` (unparseable HTTP), ``mismatch`` (TCP echo
 differs), ``overloaded`` (a limit above), ``error`` (anything else; detail says what).
 
+Served by: with ``served_by_field`` (e.g. ``node``; HTTP only), the body of a 2xx answer is read
+(framed as always: Content-Length, chunked or until close; its first 64 KiB kept) and, if it is a
+JSON object whose field of that name is a string, that string becomes the record's ``served_by``
+(otherwise "": that is no failure). The sample app's answers carry ``node`` and ``pod``.
+
 Targets: ``http://host[:port]/path?query`` (https is not supported) or ``tcp://host:port``. TCP
 requests send a line ``<marker> <index> ....\\n`` of ``payload`` bytes (default 64) and expect it
 back (with ``expect_prefix``: ``<prefix> <line>``, the Istio tcp-echo answer). HTTP requests send
@@ -52,9 +63,15 @@ The run ends by itself at about ``duration + timeout``.
 
 API: ``await run_load(LoadConfig(...)) -> LoadResult``; the CLI is ``ambit app load``.
 
+The chaos probe (``probe``): several flows (name, URL) in one process and one event loop, each sent
+both ways (``new`` and ``keepalive``) on its own open-loop schedule with no retries, every request
+written as one JSON line as it ends (``await run_probe(ProbeConfig(...), path)``,
+`read_probe_lines`; the CLI is ``ambit app probe``; see ``ambit.apps.load.probe``).
+
 Modules: ``config`` (knobs, bounds, target), ``outcomes`` (outcome names, `classify`), ``result``
 (records, stats, the JSON), ``open_loop`` (the scheduler), ``pool`` (kept-alive connections),
-``http1`` (reading a response), ``clients`` (HTTP and TCP-echo exchanges, `run_load`).
+``http1`` (reading a response), ``clients`` (HTTP and TCP-echo exchanges, `run_load`), ``probe``
+(the chaos probe).
 """
 
 from ambit.apps.load.clients import run_load

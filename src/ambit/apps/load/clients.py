@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 from ambit.apps.load.config import LoadConfig, Target
@@ -20,7 +21,9 @@ class LoadClient:
         self.config = config
         self.target = target
         self.address: tuple[str, int] = (target.host, target.port)
-        self.pool = KeepAlivePool(config.connections, config.pool_limit)
+        self.pool = KeepAlivePool(config.connections, config.pool_limit, config.max_age)
+        # With ``served_by_field``: request index -> the field's value in its 2xx answer (when there was one).
+        self.served: dict[int, str] = {}
 
     async def prepare(self) -> None:
         """Resolve the host once; if that fails, every connect resolves (and fails) by itself."""
@@ -115,6 +118,7 @@ class HttpClient(LoadClient):
         size = config.payload_bytes("http")
         self.method = (config.method or ("POST" if size else "GET")).upper()
         self.payload = size
+        self.served_by_field = config.served_by_field
 
     def request(self, index: int, keepalive: bool) -> bytes:
         body = _filler(f"{self.config.marker} {index} ".encode(), self.payload, b"x") if self.payload else b""
@@ -135,7 +139,13 @@ class HttpClient(LoadClient):
         conn.writer.write(self.request(attempt.index, attempt.keepalive))
         await conn.writer.drain()
         attempt.phase = "response"
-        status, close = await read_response(conn.reader, head=self.method == "HEAD")
+        if self.served_by_field is None:
+            status, close = await read_response(conn.reader, head=self.method == "HEAD")
+        else:
+            body = bytearray()
+            status, close = await read_response(conn.reader, head=self.method == "HEAD", body=body)
+            if body and (served := served_by(body, self.served_by_field)):
+                self.served[attempt.index] = served
         attempt.status = status
         return http_outcome(status), not close
 
@@ -163,6 +173,16 @@ class TcpClient(LoadClient):
         return OK, True
 
 
+def served_by(body: bytes | bytearray, field: str) -> str:
+    """`field`'s string value in a JSON object `body`; "" if the body is not one or lacks it."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
+        return ""
+    value = data.get(field) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""
+
+
 def _filler(head: bytes, size: int, pad: bytes) -> bytes:
     return head[:size] if len(head) >= size else head + pad * (size - len(head))
 
@@ -173,6 +193,9 @@ async def run_load(config: LoadConfig) -> LoadResult:
     client: LoadClient = HttpClient(config, target) if target.scheme == "http" else TcpClient(config, target)
     await client.prepare()
     try:
-        return await run_open_loop(config, client.execute)
+        result = await run_open_loop(config, client.execute)
     finally:
         client.close()
+    for index, served in client.served.items():
+        result.records[index].served_by = served
+    return result

@@ -72,6 +72,8 @@ class LoadConfig:
     expect_prefix: str | None = None
     retry_stale: bool = True
     queue: bool = False
+    max_age: float | None = None
+    served_by_field: str | None = None
 
     @property
     def total_requests(self) -> int:
@@ -111,6 +113,13 @@ class LoadConfig:
         for name, value in self.headers:
             if not name or any(c in name + value for c in "\r\n") or ":" in name:
                 raise ValueError(f"bad header {name!r}")
+        if self.max_age is not None and not self.max_age > 0:
+            raise ValueError("max_age must be > 0 seconds")
+        if self.served_by_field is not None:
+            if not self.served_by_field:
+                raise ValueError("served_by_field must not be empty")
+            if target.scheme != "http":
+                raise ValueError("served_by_field needs an http target")
         return target
 
     def keepalive(self, index: int) -> bool:

@@ -1,4 +1,4 @@
-"""Reading one HTTP/1.x response off a stream: status, whether to close, and the body discarded."""
+"""Reading one HTTP/1.x response off a stream: status, whether to close, and the body discarded (or kept)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,17 @@ import asyncio
 from ambit.apps.load.outcomes import CLOSED, PROTOCOL_ERROR, SHORT_READ, RequestFailed
 
 MAX_HEAD_LINE = 64 * 1024
+MAX_KEPT_BODY = 64 * 1024  # bytes of a body kept for the caller (`read_response`'s ``body``)
 _MAX_HEADERS = 200
 
 
-async def read_response(reader: asyncio.StreamReader, *, head: bool = False) -> tuple[int, bool]:
-    """Read one HTTP/1.x response (discarding the body): (status, whether the connection must close).
+async def read_response(
+    reader: asyncio.StreamReader, *, head: bool = False, body: bytearray | None = None
+) -> tuple[int, bool]:
+    """Read one HTTP/1.x response: (status, whether the connection must close).
+
+    The body is discarded, or with `body`, a 2xx answer's body is appended to it (its first
+    `MAX_KEPT_BODY` bytes; the rest is discarded): the framing is the same either way.
 
     Raises RequestFailed: ``closed`` (EOF before the first byte), ``short_read`` (EOF later),
     ``protocol_error`` (not HTTP/1.x, bad framing, a line over 64 KiB).
@@ -30,13 +36,15 @@ async def read_response(reader: asyncio.StreamReader, *, head: bool = False) -> 
         close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
         if head or status in (204, 304):
             return status, close
+        sink = body if body is not None and 200 <= status <= 299 else None
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            await _chunked(reader)
+            await _chunked(reader, sink)
         elif "content-length" in headers:
-            await _discard(reader, _content_length(headers["content-length"]))
+            await _discard(reader, _content_length(headers["content-length"]), sink)
         else:
-            while await reader.read(65536):
-                pass
+            while chunk := await reader.read(65536):
+                if sink is not None:
+                    _keep(sink, chunk)
             close = True
         return status, close
     except asyncio.IncompleteReadError as exc:
@@ -76,12 +84,21 @@ def _content_length(text: str) -> int:
     return int(value)
 
 
-async def _discard(reader: asyncio.StreamReader, size: int) -> None:
+def _keep(sink: bytearray, data: bytes) -> None:
+    room = MAX_KEPT_BODY - len(sink)
+    if room > 0:
+        sink += data[:room]
+
+
+async def _discard(reader: asyncio.StreamReader, size: int, sink: bytearray | None = None) -> None:
     while size > 0:
-        size -= len(await reader.readexactly(min(size, 65536)))
+        data = await reader.readexactly(min(size, 65536))
+        size -= len(data)
+        if sink is not None:
+            _keep(sink, data)
 
 
-async def _chunked(reader: asyncio.StreamReader) -> None:
+async def _chunked(reader: asyncio.StreamReader, sink: bytearray | None = None) -> None:
     while True:
         line = await reader.readuntil(b"\r\n")
         text = line.split(b";", 1)[0].strip()
@@ -93,4 +110,8 @@ async def _chunked(reader: asyncio.StreamReader) -> None:
             while await reader.readuntil(b"\r\n") != b"\r\n":
                 pass  # trailers
             return
-        await _discard(reader, size + 2)
+        if sink is None:
+            await _discard(reader, size + 2)
+        else:
+            await _discard(reader, size, sink)
+            await reader.readexactly(2)  # the chunk's CRLF

@@ -6,19 +6,24 @@ See "keep-alive connections" in the package docstring of ``ambit.apps.load``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 from ambit.apps.load.outcomes import OVERLOADED, RequestFailed
 
 
 class Connection:
-    """One TCP connection's reader and writer, new or kept alive."""
+    """One TCP connection's reader and writer, new or kept alive, and when it was connected
+    (``time.monotonic()``)."""
 
-    __slots__ = ("reader", "writer")
+    __slots__ = ("connected", "reader", "writer")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connected: float | None = None
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.connected = time.monotonic() if connected is None else connected
 
     def usable(self) -> bool:
         return not (self.writer.is_closing() or self.reader.at_eof() or self.reader.exception() is not None)
@@ -33,9 +38,10 @@ class Connection:
 class KeepAlivePool:
     """Kept-alive connections: see "keep-alive connections" in the module docstring."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, max_age: float | None = None) -> None:
         self.size = size
         self.limit = limit
+        self.max_age = max_age  # seconds since connected; an older connection is closed, not reused
         self.open = 0
         self.idle: deque[Connection] = deque()
         # Requests queued for a connection (``queue``): handed a free connection, or None for a free slot.
@@ -78,10 +84,17 @@ class KeepAlivePool:
             return None
         while self.idle:
             conn = self.idle.popleft()
-            if conn.usable():
+            if not conn.usable():
+                self.discard(conn)
+            elif self.expired(conn):
+                self.retire(conn)
+            else:
                 return conn
-            self.discard(conn)
         return None
+
+    def expired(self, conn: Connection) -> bool:
+        """Whether `conn` is older than ``max_age`` (never without one)."""
+        return self.max_age is not None and time.monotonic() - conn.connected > self.max_age
 
     def reserve(self) -> None:
         if self.open >= self.limit:
@@ -94,16 +107,20 @@ class KeepAlivePool:
         self._slot_freed()
 
     def give_back(self, conn: Connection, reusable: bool) -> None:
-        if reusable and self.open <= self.size and conn.usable():
+        if reusable and self.open <= self.size and conn.usable() and not self.expired(conn):
             waiter = self._next_waiter()
             if waiter is not None:
                 waiter.set_result(conn)
             else:
                 self.idle.append(conn)
         else:
-            conn.close()
-            self.open -= 1
-            self._slot_freed()
+            self.retire(conn)
+
+    def retire(self, conn: Connection) -> None:
+        """Close `conn` cleanly (it is not reused) and free its slot."""
+        conn.close()
+        self.open -= 1
+        self._slot_freed()
 
     def discard(self, conn: Connection) -> None:
         conn.abort()

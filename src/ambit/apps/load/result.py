@@ -30,6 +30,7 @@ class RequestRecord:
     status: int | None = None
     detail: str = ""
     retried: bool = False
+    served_by: str = ""  # with ``served_by_field``: that field of a 2xx JSON answer ("" otherwise)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +58,7 @@ class RequestRecord:
             "status": self.status,
             "detail": self.detail,
             "retried": self.retried,
+            "served_by": self.served_by,
         }
 
     @classmethod
@@ -72,6 +74,7 @@ class RequestRecord:
             status=None if data.get("status") is None else int(data["status"]),
             detail=str(data.get("detail", "")),
             retried=bool(data.get("retried", False)),
+            served_by=str(data.get("served_by", "")),
         )
 
 

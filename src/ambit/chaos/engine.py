@@ -1,0 +1,268 @@
+"""The chaos engine: one experiment run on a running cluster, from the probe workload to the verdict.
+
+A run: make sure the probe workload is deployed and ready (:mod:`ambit.chaos.workload`), read the
+topology back from the cluster, start one probe client (``ambit app probe``) in every node's load pod
+(its traffic is captured like any pod's), wait until all of them send, let the load run for a warm-up,
+inject the fault (:mod:`ambit.chaos.experiments`; it waits for its own recovery), keep the load running
+for a tail, stop the probes, then compute the prediction from the topology and the observed fault
+timeline (:func:`ambit.reliability.predict.predict`) and judge every recorded request against it
+(:func:`ambit.reliability.verdict.judge`). The probe's records and stderr stay in the run's directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ambit.apps.load.probe import read_probe_lines
+from ambit.chaos import experiments, workload
+from ambit.chaos.run import ChaosRun, LoadParameters
+from ambit.reliability.flows import ConnKind, Observation, Timing
+from ambit.reliability.predict import predict
+from ambit.reliability.verdict import judge
+from ambit.runtime.ambit_command import ambit_argv
+from ambit.runtime.handle import ClusterHandle
+from ambit.runtime.layout import read_json
+
+PROBE_START_TIMEOUT = 60.0
+
+
+class ChaosError(RuntimeError):
+    """A run could not be carried out (not a FAIL verdict: the experiment did not take place)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """One experiment's knobs (the CLI's flags)."""
+
+    experiment: str
+    target: str | None = None  # a node (or, for the waypoint experiments, a node hosting a replica)
+    rate: float = 10.0  # requests per second per flow and connection kind
+    timeout: float = 3.0  # per request
+    duration: float = 20.0  # how long a held fault lasts (partition, outages)
+    warmup: float = 3.0  # load before the fault
+    tail: float = 8.0  # load after the fault is over
+    restarts: int = 10  # ztunnel-restart
+    max_age: float = 20.0  # the probe's kept-alive connections are retired at this age
+    seed: int = 0
+
+
+def wait_probe_layout(handle: ClusterHandle, within: float = 180.0) -> workload.ProbeLayout:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return workload.probe_layout(handle.nodes(), handle.objects(["Pod", "Service"]))
+        except workload.LayoutError as exc:
+            if time.monotonic() > deadline:
+                raise ChaosError(f"the probe workload is not ready after {within:.0f} s: {exc}") from exc
+        time.sleep(0.5)
+
+
+def ensure_workload(handle: ClusterHandle, *, waypoint: bool) -> workload.ProbeLayout:
+    """Deploy (or update) the probe workload and wait until it is ready and meshed."""
+    handle.apply(workload.manifests(handle.nodes(), waypoint=waypoint))
+    layout = wait_probe_layout(handle)
+    deadline = time.monotonic() + 60
+    while not all(
+        on is True
+        for name, on in handle.meshed(workload.NAMESPACE).items()
+        if name.startswith(("echo-", "load-"))  # waypoints are not captured: they are the mesh
+    ):
+        if time.monotonic() > deadline:
+            raise ChaosError("the probe pods are not all captured and served by their ztunnel after 60 s")
+        time.sleep(0.5)
+    if waypoint and not any(d.waypoint for d in layout.topology.destinations):
+        raise ChaosError("the probe's waypointed Service is not bound to its waypoint")
+    return wait_probe_layout(handle)
+
+
+def remove_workload(handle: ClusterHandle) -> None:
+    handle.delete("Namespace", workload.NAMESPACE)
+
+
+def cluster_timing(handle: ClusterHandle, options: RunOptions) -> Timing:
+    config = read_json(handle.layout.config)
+    return Timing(
+        request_timeout=options.timeout,
+        node_grace=float(config.get("node_grace", 8.0)),
+        keepalive_max_age=options.max_age,
+    )
+
+
+def choose_target(layout: workload.ProbeLayout, options: RunOptions) -> str:
+    """The fault's node: ``--target``, else one drawn by the seed from the nodes that host a ``spread``
+    endpoint (so the node without one exercises the client ztunnel's retry)."""
+    nodes = layout.topology.nodes
+    if options.target is not None:
+        if options.target not in nodes:
+            raise ChaosError(f"no node {options.target!r} (nodes: {', '.join(nodes)})")
+        return options.target
+    gap = workload.spread_gap(nodes)
+    return random.Random(options.seed).choice([n for n in nodes if n != gap] or list(nodes))
+
+
+@dataclass
+class Probe:
+    node: str
+    proc: subprocess.Popen[bytes]
+    out: Path
+    err: IO[bytes]
+
+
+def start_probes(
+    handle: ClusterHandle, layout: workload.ProbeLayout, options: RunOptions, directory: Path
+) -> list[Probe]:
+    probes: list[Probe] = []
+    for node, pod in sorted(layout.load_pods.items()):
+        out = directory / f"probe-{node}.jsonl"
+        err = (directory / f"probe-{node}.log").open("wb")
+        argv = [*ambit_argv(), "app", "probe", "--source", node, "--out", str(out)]
+        argv += ["--rate", f"{options.rate:g}", "--timeout", f"{options.timeout:g}", "--duration", "3600"]
+        argv += ["--max-age", f"{options.max_age:g}"]
+        for target in layout.targets:
+            argv += ["--flow", f"{target.name}={target.url}"]
+        proc = handle.popen(argv, pod=pod, namespace=workload.NAMESPACE, stdout=subprocess.PIPE, stderr=err)
+        probes.append(Probe(node, proc, out, err))
+    return probes
+
+
+def wait_running(probes: Sequence[Probe], within: float = PROBE_START_TIMEOUT) -> None:
+    """Until every probe printed ``probe running``."""
+    deadline = time.monotonic() + within
+    pending = {p.proc.stdout: p for p in probes if p.proc.stdout is not None}
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ChaosError(f"probes on {', '.join(p.node for p in pending.values())} did not start")
+        ready, _, _ = select.select(list(pending), [], [], min(left, 1.0))
+        for stream in ready:
+            line = stream.readline()
+            probe = pending[stream]
+            if not line:
+                raise ChaosError(f"the probe on {probe.node} exited (see {probe.out.with_suffix('.log')})")
+            if line.startswith(b"probe running"):
+                del pending[stream]
+
+
+def stop_probes(probes: Sequence[Probe]) -> None:
+    for probe in probes:
+        if probe.proc.poll() is None:
+            probe.proc.send_signal(signal.SIGTERM)
+    for probe in probes:
+        try:
+            probe.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            probe.proc.kill()
+            probe.proc.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            if probe.proc.stdout is not None:
+                probe.proc.stdout.close()
+        probe.err.close()
+
+
+def observations(probes: Sequence[Probe]) -> list[Observation]:
+    found: list[Observation] = []
+    for probe in probes:
+        for line in read_probe_lines(probe.out.read_text() if probe.out.exists() else ""):
+            kind: ConnKind = "new" if line.get("kind") == "new" else "keepalive"
+            outcome = str(line.get("outcome", ""))
+            found.append(
+                Observation(
+                    source=str(line.get("source") or probe.node),
+                    destination=str(line["destination"]),
+                    kind=kind,
+                    start=float(line["start"]),
+                    end=float(line["end"]),
+                    ok=outcome == "ok",
+                    outcome=outcome,
+                    error=str(line.get("detail") or ""),
+                    served_node=str(line.get("served_node") or ""),
+                )
+            )
+    return found
+
+
+def _commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        reply = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return reply.stdout.strip() if reply.returncode == 0 else ""
+
+
+def context(handle: ClusterHandle, options: RunOptions, target: str) -> dict[str, Any]:
+    return {
+        "cluster": handle.name,
+        "nodes": len(handle.nodes()),
+        "seed": options.seed,
+        "target": target,
+        "commit": _commit(),
+        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "options": {
+            "rate": options.rate,
+            "timeout": options.timeout,
+            "duration": options.duration,
+            "warmup": options.warmup,
+            "tail": options.tail,
+            "restarts": options.restarts,
+            "max_age": options.max_age,
+        },
+    }
+
+
+def run_experiment(handle: ClusterHandle, options: RunOptions, directory: Path, index: int = 1) -> ChaosRun:
+    """One run of ``options.experiment``; its probe records go to ``directory``."""
+    inject = experiments.EXPERIMENTS.get(options.experiment)
+    if inject is None:
+        raise ChaosError(
+            f"unknown experiment {options.experiment!r} (one of {', '.join(sorted(experiments.EXPERIMENTS))})"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    layout = ensure_workload(handle, waypoint=options.experiment in experiments.NEEDS_WAYPOINT)
+    target = choose_target(layout, options)
+    timing = cluster_timing(handle, options)
+    plan = experiments.FaultPlan(target, options.duration, options.restarts, options.seed)
+    probes = start_probes(handle, layout, options, directory)
+    try:
+        wait_running(probes)
+        origin = time.monotonic()
+        time.sleep(options.warmup)
+        events = inject(handle, plan)
+        time.sleep(options.tail)
+    finally:
+        stop_probes(probes)
+    seen = observations(probes)
+    origin = min((o.start for o in seen), default=origin)
+    prediction = predict(layout.topology, events, timing)
+    verdict = judge(prediction, layout.topology, seen)
+    return ChaosRun(
+        experiment=options.experiment,
+        index=index,
+        topology=layout.topology,
+        timing=timing,
+        load=LoadParameters(options.rate, options.timeout, time.monotonic() - origin, options.max_age),
+        events=events,
+        prediction=prediction,
+        verdict=verdict,
+        observations=tuple(seen),
+        origin=origin,
+        placement=layout.placement,
+        context=context(handle, options, target),
+    )

@@ -1,0 +1,259 @@
+"""The faults `ambit chaos` injects, one function per experiment: each acts on a running cluster through
+:class:`ambit.runtime.handle.ClusterHandle` and returns what it did and saw, stamped on the machine's
+monotonic clock (`FaultEvents`), for the prediction to be computed from.
+
+Each waits for its own recovery before returning (the killed component ready again, the healed node
+Ready, the stopped replicas serving), so ``FaultEvents.end`` is observed, not assumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ambit.chaos import workload
+from ambit.reliability.flows import FaultEvents
+from ambit.resources.objects import GATEWAY_NAME_LABEL, is_ready, labels, name_of, node_name
+from ambit.runtime import admin_client
+from ambit.runtime.control import ControlError
+from ambit.runtime.handle import ClusterHandle, HandleError
+
+READY_PORT = 15021
+
+
+class ExperimentError(RuntimeError):
+    """The fault could not be injected or the cluster did not recover; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """What an experiment acts on and for how long."""
+
+    target_node: str
+    duration: float  # how long a held fault lasts (partition, outages)
+    restarts: int = 10  # ztunnel-restart: how many in a row
+    seed: int = 0
+    recovery_timeout: float = 90.0
+
+
+Experiment = Callable[[ClusterHandle, FaultPlan], FaultEvents]
+
+
+def now() -> float:
+    return time.monotonic()
+
+
+def wait_until(predicate: Callable[[], bool], what: str, within: float, interval: float = 0.1) -> float:
+    """Poll until ``predicate``; the monotonic time it first held. :class:`ExperimentError` on timeout."""
+    deadline = now() + within
+    while True:
+        with contextlib.suppress(HandleError, OSError, admin_client.AdminError):
+            if predicate():
+                return now()
+        if now() > deadline:
+            raise ExperimentError(f"timed out after {within:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def ztunnel_serving(handle: ClusterHandle, node: str, old_pid: int | None) -> bool:
+    """A new ztunnel (not ``old_pid``) on ``node`` is ready and serves every probe pod of the node."""
+    pid = handle.ztunnel_pid(node)
+    if pid is None or pid == old_pid:
+        return False
+    status, _ = admin_client.http_get(handle.node_netns(node), "/healthz/ready", port=READY_PORT, timeout=1.0)
+    if status != 200:
+        return False
+    pods = [p for p in handle.pods(workload.NAMESPACE) if node_name(p) == node]
+    serving = handle.serving(node)
+    return all(serving.get(p["metadata"]["uid"]) == "serving" for p in pods)
+
+
+def ztunnel_kill(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
+    """SIGKILL the node's ztunnel; the supervisor starts a new one. Ends when the new one serves."""
+    node = plan.target_node
+    old = handle.ztunnel_pid(node)
+    start = now()
+    handle.kill("ztunnel", node=node)
+    restarted = wait_until(lambda: handle.ztunnel_pid(node) not in (None, old), "a new ztunnel pid", 30)
+    end = wait_until(
+        lambda: ztunnel_serving(handle, node, old), f"{node}'s new ztunnel to serve", plan.recovery_timeout
+    )
+    return FaultEvents(
+        "ztunnel-kill", node, node, start, end, marks=(("new pid", restarted), ("serving", end))
+    )
+
+
+def ztunnel_restart(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
+    """``plan.restarts`` graceful overlapping replacements of the node's ztunnel, one after the other
+    (each returns once the old one has drained)."""
+    node = plan.target_node
+    episodes: list[tuple[float, float]] = []
+    marks: list[tuple[str, float]] = []
+    for i in range(plan.restarts):
+        old = handle.ztunnel_pid(node)
+        start = now()
+        handle.restart("ztunnel", node=node)
+        end = wait_until(
+            lambda old=old: ztunnel_serving(handle, node, old),  # type: ignore[misc]
+            f"{node}'s ztunnel to serve after restart {i + 1}",
+            plan.recovery_timeout,
+        )
+        episodes.append((start, end))
+        marks.append((f"restart {i + 1}", start))
+    return FaultEvents(
+        "ztunnel-restart",
+        node,
+        node,
+        episodes[0][0],
+        episodes[-1][1],
+        episodes=tuple(episodes),
+        marks=tuple(marks),
+    )
+
+
+def probe_ready(handle: ClusterHandle) -> bool:
+    objects = handle.objects(["Pod", "Service"])
+    try:
+        workload.probe_layout(handle.nodes(), objects)
+    except workload.LayoutError:
+        return False
+    return True
+
+
+def node_partition(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
+    """Cut the node off the fabric for ``plan.duration`` seconds, heal it, and wait until its probe pods
+    are ready again (the node Ready, its endpoints back)."""
+    node = plan.target_node
+    start = now()
+    handle.cut(node)
+    try:
+        time.sleep(plan.duration)
+    finally:
+        handle.heal(node)
+    end = now()
+    back = wait_until(lambda: probe_ready(handle), "the probe workload to be ready after the heal", 120, 0.5)
+    return FaultEvents("node-partition", node, node, start, end, marks=(("heal", end), ("ready", back)))
+
+
+def controlplane_ready(handle: ClusterHandle) -> bool:
+    ready, total = handle.status().controlplane
+    return total > 0 and ready == total
+
+
+def controlplane_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
+    """Stop every control-plane replica for ``plan.duration`` s; halfway through, restart the target
+    node's ztunnel gracefully (it must serve from its cache); then start the replicas again."""
+    node = plan.target_node
+    start = now()
+    handle.stop("controlplane")
+    marks: list[tuple[str, float]] = [("stopped", now())]
+    try:
+        time.sleep(plan.duration / 2)
+        marks.append(("ztunnel restart", now()))
+        handle.restart("ztunnel", node=node)
+        marks.append(("ztunnel replaced", now()))
+        time.sleep(max(0.0, start + plan.duration - now()))
+    finally:
+        handle.start("controlplane")
+    end = now()
+    ready = wait_until(
+        lambda: controlplane_ready(handle),
+        "the control plane to be ready again",
+        plan.recovery_timeout,
+        0.5,
+    )
+    marks.append(("controlplane ready", ready))
+    return FaultEvents("controlplane-down", "controlplane", "", start, end, marks=tuple(marks))
+
+
+def waypoint_pods(handle: ClusterHandle) -> list[dict[str, object]]:
+    return [
+        p
+        for p in handle.pods(workload.NAMESPACE)
+        if labels(p).get(GATEWAY_NAME_LABEL) == workload.WAYPOINT
+        and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def _pod_pids(handle: ClusterHandle, name: str) -> set[int]:
+    prefix = f"pod-{workload.NAMESPACE}-{name}-"
+    keys = [f.stem for f in handle.layout.pids_dir.glob(f"{prefix}*.json")]
+    return {pid for key in keys if (pid := handle.pid(key)) is not None}
+
+
+def _waypoint_ready(handle: ClusterHandle, name: str, old: set[int]) -> bool:
+    pids = _pod_pids(handle, name)
+    if not pids or pids & old:
+        return False
+    pod = handle.pod(name, workload.NAMESPACE)
+    if not is_ready(pod):
+        return False
+    status, _ = admin_client.http_get(
+        handle.netns(pod=name, namespace=workload.NAMESPACE), "/healthz/ready", port=READY_PORT, timeout=1.0
+    )
+    return status == 200
+
+
+def waypoint_replica_kill(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
+    """SIGKILL the waypoint replica on the target node (else one chosen by the seed); the supervisor
+    restarts it. Ends when it is ready again."""
+    replicas = sorted(waypoint_pods(handle), key=name_of)
+    on_node = [p for p in replicas if node_name(p) == plan.target_node]
+    if not replicas:
+        raise ExperimentError(f"waypoint {workload.WAYPOINT} has no replica")
+    victim = on_node[0] if on_node else random.Random(plan.seed).choice(replicas)
+    name = name_of(victim)
+    old = _pod_pids(handle, name)
+    start = now()
+    handle.kill("pod", name, namespace=workload.NAMESPACE)
+    end = wait_until(
+        lambda: _waypoint_ready(handle, name, old), f"waypoint replica {name}", plan.recovery_timeout
+    )
+    return FaultEvents("waypoint-replica-kill", name, node_name(victim), start, end, marks=(("ready", end),))
+
+
+def waypoint_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
+    """Stop every replica of the waypoint for ``plan.duration`` s (held down, as a crash that does not
+    come back), then start them and wait until one serves."""
+    names = sorted(name_of(p) for p in waypoint_pods(handle))
+    if not names:
+        raise ExperimentError(f"waypoint {workload.WAYPOINT} has no replica")
+    old = {n: _pod_pids(handle, n) for n in names}
+    start = now()
+    try:
+        for name in names:
+            handle.stop("pod", name, namespace=workload.NAMESPACE)
+        down = now()
+        time.sleep(plan.duration)
+    finally:
+        for name in names:
+            with contextlib.suppress(ControlError):
+                handle.start("pod", name, namespace=workload.NAMESPACE)
+    started = now()
+    end = wait_until(
+        lambda: any(_waypoint_ready(handle, n, old[n]) for n in names),
+        "a waypoint replica to serve again",
+        plan.recovery_timeout,
+    )
+    return FaultEvents(
+        "waypoint-down",
+        workload.WAYPOINT,
+        "",
+        start,
+        end,
+        marks=(("down", down), ("started", started), ("ready", end)),
+    )
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "ztunnel-kill": ztunnel_kill,
+    "ztunnel-restart": ztunnel_restart,
+    "node-partition": node_partition,
+    "controlplane-down": controlplane_down,
+    "waypoint-replica-kill": waypoint_replica_kill,
+    "waypoint-down": waypoint_down,
+}
+NEEDS_WAYPOINT = frozenset({"waypoint-replica-kill", "waypoint-down"})

@@ -1,0 +1,77 @@
+"""Several runs of one experiment (`run_many`), and the suite (`run_suite`): every experiment, in an order
+that leaves the cluster as it found it, at full length (`make chaos`) or shortened (the reduced suite in
+`make test`). Each experiment's runs are written to ``<directory>/<experiment>/`` as they finish."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from ambit.chaos.engine import RunOptions, run_experiment
+from ambit.chaos.report import write_report
+from ambit.chaos.run import ChaosRun
+from ambit.runtime.handle import ClusterHandle
+
+Profile = Literal["full", "short"]
+
+# Per experiment, what differs from RunOptions' defaults.
+SUITE: dict[str, dict[Profile, dict[str, float]]] = {
+    "ztunnel-kill": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
+    "ztunnel-restart": {"full": {"restarts": 10}, "short": {"restarts": 2, "warmup": 2.0, "tail": 4.0}},
+    "node-partition": {"full": {"duration": 60.0}, "short": {"duration": 12.0, "warmup": 2.0, "tail": 6.0}},
+    "controlplane-down": {
+        "full": {"duration": 120.0},
+        "short": {"duration": 16.0, "warmup": 2.0, "tail": 4.0},
+    },
+    "waypoint-replica-kill": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
+    "waypoint-down": {"full": {"duration": 20.0}, "short": {"duration": 8.0, "warmup": 2.0, "tail": 6.0}},
+}
+
+
+def options_for(experiment: str, profile: Profile, base: RunOptions) -> RunOptions:
+    overrides: dict[str, Any] = dict(SUITE.get(experiment, {}).get(profile, {}))
+    if "restarts" in overrides:
+        overrides["restarts"] = int(overrides["restarts"])
+    return replace(base, experiment=experiment, **overrides)
+
+
+def run_many(
+    handle: ClusterHandle,
+    options: RunOptions,
+    runs: int,
+    directory: Path,
+    on_run: Callable[[ChaosRun], None] | None = None,
+) -> list[ChaosRun]:
+    """``runs`` runs of one experiment (seed, seed+1, ...); the report is rewritten after each."""
+    done: list[ChaosRun] = []
+    where = directory / options.experiment
+    for index in range(1, runs + 1):
+        run = run_experiment(
+            handle, replace(options, seed=options.seed + index - 1), where / f"run-{index}", index
+        )
+        done.append(run)
+        write_report(done, where)
+        if on_run is not None:
+            on_run(run)
+    return done
+
+
+def run_suite(
+    handle: ClusterHandle,
+    base: RunOptions,
+    *,
+    profile: Profile,
+    runs: int,
+    directory: Path,
+    experiments: Sequence[str] | None = None,
+    on_run: Callable[[ChaosRun], None] | None = None,
+) -> dict[str, list[ChaosRun]]:
+    """Every experiment of the suite (or ``experiments``), ``runs`` runs each."""
+    results: dict[str, list[ChaosRun]] = {}
+    for experiment in experiments or list(SUITE):
+        results[experiment] = run_many(
+            handle, options_for(experiment, profile, base), runs, directory, on_run
+        )
+    return results
