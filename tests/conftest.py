@@ -1,4 +1,4 @@
-"""Rules for every tier: in CI, a skipped e2e, interop or bench test is an error, not a silent pass.
+"""Rules for every tier: in CI, a skipped e2e, chaos, interop or bench test is an error, not a silent pass.
 
 CI (``CI=true``) sets the machine up with `make setup` (``scripts/sysdeps.sh`` installs every tool) and
 runs as root, so a skip in those tiers means a claim that was not checked. There, a test that skips
@@ -24,7 +24,7 @@ import pytest
 pytest_plugins = ["pytester"]  # tests/unit/test_ci_skips.py runs small suites under these rules
 
 TESTS = Path(__file__).parent
-GUARDED_TIERS = frozenset({"e2e", "interop", "bench"})
+GUARDED_TIERS = frozenset({"e2e", "chaos", "interop", "bench"})
 ALLOWED_SKIP = "allowed_skip"
 
 AllowedSkip = tuple[str, str, str]  # (test id, why it may skip, the skip's own reason)
@@ -66,7 +66,7 @@ def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
 
 def _refusal(reason: str) -> str:
     return (
-        f"skipped in CI (CI=true): {reason} [a skipped e2e/interop/bench test is an error in CI: "
+        f"skipped in CI (CI=true): {reason} [a skipped e2e/chaos/interop/bench test is an error in CI: "
         f'install what it needs (make setup) or declare it with @pytest.mark.{ALLOWED_SKIP}("why")]'
     )
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ambit.identity.secrets import SecretUnavailable
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
 from ambit.proxy.admin import AdminServers
@@ -246,6 +247,14 @@ class ZtunnelApp:
                 known.service_account,
             )
         pod = PodInfo(uid, known.name, known.namespace, known.service_account, known.trust_domain)
+        # The certificate first: the listeners join the pod's SO_REUSEPORT groups as soon as they are
+        # bound, and during an overlapping restart the kernel hands them a share of new connections at
+        # once; fetched after binding, those connections would wait in the accept queue for the CA
+        # (measured: a request timed out after 3 s during `ambit chaos run ztunnel-restart`).
+        try:
+            await z.inputs.credentials.listener_context(pod.identity)
+        except SecretUnavailable as exc:
+            raise PodStartError(f"no certificate for {pod.identity}: {exc}") from exc
         sockets = self.config.sockets_for(netns_fd)
         listeners = await open_listeners(sockets, self.config.listen_ip, z.config)
         await z.add_pod(pod, listeners, sockets=sockets)

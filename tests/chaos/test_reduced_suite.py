@@ -1,0 +1,179 @@
+"""The reduced chaos suite, in `make test`: every experiment of `ambit chaos suite --short` on one 3-node
+cluster, judged by the engine against its computed prediction (:mod:`ambit.reliability.predict`).
+
+Each test asserts the verdict (every failure inside the prediction, pair and window; nothing outside;
+no bypass) **and** that the load really crossed every ordered node pair: for each (i, j), i != j, some
+request from node i's load pod was answered by the server on node j (the answer names its node).
+The probe never retries (a kept-alive connection closed under a request is a failure), and each flow's
+request count is checked against its schedule, so nothing was hidden or dropped.
+
+Each fault is shown to have happened where the prediction says it may (the control: a ztunnel-kill
+with no failure from its node would mean the fault missed), and the experiments whose prediction is
+"nothing fails" (graceful restart, control plane down, one waypoint replica killed) carry the claim:
+0 failed across every pair. A unit test (tests/unit/reliability/test_verdict.py) shows the verdict
+failing a deliberately wrong prediction.
+
+The last test keeps the fail-closed check of the old resilience tests: a pod whose ztunnel is held
+down reaches nothing, and nothing of it crosses the fabric in plaintext.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ambit.chaos import workload
+from ambit.chaos.engine import RunOptions, run_experiment
+from ambit.chaos.report import write_report
+from ambit.chaos.run import ChaosRun
+from ambit.chaos.suite import SUITE, options_for
+from ambit.runtime import pcap
+from ambit.runtime.control import ControlError
+from ambit.runtime.handle import ClusterHandle
+from ambit.testing.e2e import ambit, temporary_cluster, wait_for
+
+pytestmark = pytest.mark.root
+
+NODES = ("node1", "node2", "node3")
+TARGET = "node2"  # hosts a `spread` endpoint; node3 has none, so its spread traffic crosses nodes
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
+    with temporary_cluster(cluster_name("c"), tmp_path_factory.mktemp("run")) as name:
+        ambit(name, "up", "--nodes", "3")
+        yield name
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chaos-report")
+
+
+def run(cluster: str, experiment: str, reports: Path) -> ChaosRun:
+    options = options_for(experiment, "short", RunOptions(experiment, TARGET))
+    result = run_experiment(ClusterHandle(cluster), options, reports / experiment / "run-1")
+    write_report([result], reports / experiment)
+    return result
+
+
+def assert_crossed_every_pair(result: ChaosRun) -> None:
+    crossed = result.verdict.crossed
+    missing = [(i, j) for i in NODES for j in NODES if i != j and crossed.get((i, j), 0) == 0]
+    assert not missing, f"no answered request for these (from, to) node pairs: {missing}; {crossed}"
+
+
+def assert_every_flow_ran_its_schedule(result: ChaosRun) -> None:
+    counts: dict[tuple[str, str, str], int] = {}
+    for obs in result.observations:
+        counts[(obs.source, obs.destination, obs.kind)] = (
+            counts.get((obs.source, obs.destination, obs.kind), 0) + 1
+        )
+    expected = len(result.topology.sources) * len(result.topology.destinations) * 2
+    assert len(counts) == expected, f"{len(counts)} flows recorded, {expected} expected"
+    span = max(o.end for o in result.observations) - result.origin
+    floor = int(result.load.rate * (span - result.load.timeout - 2) * 0.9)
+    short = {k: n for k, n in counts.items() if n < floor}
+    assert not short, f"flows with fewer than {floor} requests over {span:.0f} s: {short}"
+
+
+def assert_passed(result: ChaosRun) -> None:
+    verdict = result.verdict
+    assert verdict.passed, "\n".join(verdict.reasons)
+    assert_crossed_every_pair(result)
+    assert_every_flow_ran_its_schedule(result)
+
+
+def failed_from(result: ChaosRun, node: str) -> int:
+    return sum(1 for o in result.observations if not o.ok and o.source == node)
+
+
+def test_the_suite_is_what_the_cli_runs() -> None:
+    assert list(SUITE) == [
+        "ztunnel-kill",
+        "ztunnel-restart",
+        "node-partition",
+        "controlplane-down",
+        "waypoint-replica-kill",
+        "waypoint-down",
+    ]
+
+
+def test_ztunnel_kill_touches_only_its_node(cluster: str, reports: Path) -> None:
+    result = run(cluster, "ztunnel-kill", reports)
+    assert_passed(result)
+    assert failed_from(result, TARGET) > 0, "the kill touched nothing: the fault missed"
+    assert result.verdict.pairs_touched <= round(result.verdict.pair_bound * 9)
+
+
+def test_graceful_ztunnel_restarts_lose_nothing(cluster: str, reports: Path) -> None:
+    result = run(cluster, "ztunnel-restart", reports)
+    assert_passed(result)
+    assert result.verdict.failed == 0
+    assert len(result.events.spans) == SUITE["ztunnel-restart"]["short"]["restarts"]
+
+
+def test_a_partitioned_node_touches_only_its_pairs(cluster: str, reports: Path) -> None:
+    result = run(cluster, "node-partition", reports)
+    assert_passed(result)
+    assert failed_from(result, TARGET) > 0, "the cut touched nothing: the fault missed"
+    assert ClusterHandle(cluster).cuts() == set()
+
+
+def test_the_data_plane_serves_with_the_control_plane_down(cluster: str, reports: Path) -> None:
+    result = run(cluster, "controlplane-down", reports)
+    assert_passed(result)
+    assert result.verdict.failed == 0
+    assert any(name == "ztunnel replaced" for name, _ in result.events.marks)
+
+
+def test_killing_one_waypoint_replica_loses_no_new_connection(cluster: str, reports: Path) -> None:
+    result = run(cluster, "waypoint-replica-kill", reports)
+    assert_passed(result)
+    new_failed = [o for o in result.observations if not o.ok and o.kind == "new"]
+    assert not new_failed, new_failed[:5]
+
+
+def test_with_every_waypoint_replica_down_covered_traffic_fails_closed(cluster: str, reports: Path) -> None:
+    result = run(cluster, "waypoint-down", reports)
+    assert_passed(result)  # includes: no success inside the must-fail window (a bypass)
+    covered = [o for o in result.observations if o.destination == workload.WAYPOINTED and not o.ok]
+    assert covered, "no covered request failed: the waypoint was not down"
+    others = [o for o in result.observations if o.destination != workload.WAYPOINTED and not o.ok]
+    assert not others, others[:5]
+
+
+def test_a_pod_whose_ztunnel_is_down_reaches_nothing_in_plaintext(cluster: str, tmp_path: Path) -> None:
+    handle = ClusterHandle(cluster)
+    layout = workload.probe_layout(handle.nodes(), handle.objects(["Pod", "Service"]))
+    victim = layout.load_pods["node3"]
+    target = next(t.url for t in layout.targets if t.name == "echo-node1")
+    marker = f"victim-{uuid.uuid4().hex}"
+
+    def curl() -> subprocess.CompletedProcess[str]:
+        argv = ["curl", "-sS", "-m", "3", "-H", f"X-Marker: {marker}", target]
+        return handle.exec(argv, pod=victim, namespace=workload.NAMESPACE, check=False)
+
+    assert curl().returncode == 0, "the control: with its ztunnel up, the pod reaches echo-node1"
+    handle.stop("ztunnel", node="node3")
+    try:
+        capture = pcap.start(cluster, tmp_path / "fabric.pcap")
+        try:
+            reply = curl()
+        finally:
+            pcap.stop(capture)
+        assert reply.returncode != 0, "a pod whose ztunnel is down must reach nothing"
+        assert "curl: (" in reply.stderr, f"the curl never ran: {reply.stderr}"
+        crossed = pcap.summarise(tmp_path / "fabric.pcap")
+        assert not crossed.contains(marker), "the victim's request crossed the fabric in plaintext"
+        ip = handle.pod(victim, workload.NAMESPACE)["status"]["podIP"]
+        assert not [p for p in crossed.packets if ip in (p.src, p.dst)], "nothing of the pod left its node"
+    finally:
+        with contextlib.suppress(ControlError):
+            handle.start("ztunnel", node="node3")
+    wait_for(lambda: curl().returncode == 0, "node3's pod to recover after `ambit start`", 40)
