@@ -86,6 +86,28 @@ def ensure_workload(handle: ClusterHandle, *, waypoint: bool) -> workload.ProbeL
     return wait_probe_layout(handle)
 
 
+def settle(handle: ClusterHandle, layout: workload.ProbeLayout, within: float = 90.0) -> None:
+    """Until every load pod gets an answer from every target, twice in a row: pods ready and captured
+    is not yet a mesh that serves (a waypoint just deployed is known to the client ztunnels a push
+    before the destinations admit it), and a failure before the fault would be a false FAIL."""
+    urls = " ".join(t.url for t in layout.targets)
+    script = f'ok=0; for u in {urls}; do curl -s -o /dev/null -m 2 -f "$u" && ok=$((ok+1)); done; echo $ok'
+    deadline = time.monotonic() + within
+    streak = 0
+    while streak < 2:
+        answered = [
+            handle.exec(
+                ["sh", "-c", script], pod=pod, namespace=workload.NAMESPACE, check=False
+            ).stdout.strip()
+            for pod in layout.load_pods.values()
+        ]
+        streak = streak + 1 if all(a == str(len(layout.targets)) for a in answered) else 0
+        if streak < 2:
+            if time.monotonic() > deadline:
+                raise ChaosError(f"the probe's targets do not all answer after {within:.0f} s: {answered}")
+            time.sleep(0.5)
+
+
 def remove_workload(handle: ClusterHandle) -> None:
     handle.delete("Namespace", workload.NAMESPACE)
 
@@ -236,6 +258,7 @@ def run_experiment(handle: ClusterHandle, options: RunOptions, directory: Path, 
         )
     directory.mkdir(parents=True, exist_ok=True)
     layout = ensure_workload(handle, waypoint=options.experiment in experiments.NEEDS_WAYPOINT)
+    settle(handle, layout)
     target = choose_target(layout, options)
     timing = cluster_timing(handle, options)
     plan = experiments.FaultPlan(target, options.duration, options.restarts, options.seed)

@@ -152,6 +152,11 @@ class Demo:
         found = problems(result)
         if found:
             raise DemoError("\n".join(found))
+        self.farewell()
+        return result
+
+    def farewell(self) -> None:
+        """Where to look next, and how to stop the cluster."""
         self.console.print(
             "\n[bold green]Done.[/] Look around:\n"
             f"  ambit --cluster {self.cluster} status\n"
@@ -161,7 +166,6 @@ class Demo:
             f"  ambit --cluster {self.cluster} exec --node node1 -- curl -s localhost:15000/config_dump\n"
             f"Stop it with:\n  ambit --cluster {self.cluster} down"
         )
-        return result
 
     def collect(self) -> DemoResult:
         """Bring the cluster up, run bookinfo in the mesh, send the traffic under a fabric capture."""
@@ -272,9 +276,10 @@ class Demo:
                 marker_seen=body.get("headers", {}).get("X-Demo-Marker") == marker,
             )
             calls.append(call)
+            self.console.print(f"  {source} → {url}", soft_wrap=True)
             self.console.print(
-                f"  {source:12} → {url:38} answered by {call.answered_by} on {call.node} "
-                f"(the app saw peer {call.peer})"
+                f"    answered by {call.answered_by} on {call.node} (the app saw peer {call.peer})",
+                soft_wrap=True,
             )
         return calls
 
@@ -309,20 +314,17 @@ class Demo:
         return found
 
     def show_talkers(self, talkers: list[Talker]) -> None:
+        """One line per pair, then its verified identity whole on a line of its own (a table would wrap
+        or cut a SPIFFE id at 80 columns)."""
         nodes = {workload_of(p): p["spec"].get("nodeName") for p in self.pods()}
-        identity = "verified source (spiffe://cluster.local/…)"
-        table = Table("source", "node", "destination", "node", identity, "mTLS", "n")
         for t in talkers:
-            table.add_row(
-                t.source,
-                nodes.get(t.source, "?"),
-                t.destination,
-                t.node,
-                t.principal.removeprefix("spiffe://cluster.local/"),
-                t.security,
-                str(t.connections),
+            security = "mTLS" if t.security == MUTUAL_TLS else t.security
+            self.console.print(
+                f"  {t.source} ({nodes.get(t.source, '?')}) → {t.destination} ({t.node}): "
+                f"{t.connections} connection(s), {security}",
+                soft_wrap=True,
             )
-        self.console.print(table)
+            self.console.print(f"    verified peer {t.principal}", soft_wrap=True, highlight=False)
 
     def show_capture(self, result: DemoResult) -> None:
         table = Table("port", "packets")
@@ -332,7 +334,8 @@ class Demo:
         found = result.marker_found
         plaintext = sum(c for port, c in result.ports.items() if port not in FABRIC_PORTS)
         verdict = "[bold red]FOUND (plaintext leak!)[/]" if found else "[bold green]never found[/]"
-        self.console.print(f"marker {result.marker} in {result.captured_bytes} captured bytes: {verdict}")
+        self.console.print(f"marker {result.marker}", soft_wrap=True)
+        self.console.print(f"  searched in {result.captured_bytes} captured bytes: {verdict}")
         self.console.print(f"packets on other ports between nodes: {plaintext}")
 
 

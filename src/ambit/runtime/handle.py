@@ -76,11 +76,18 @@ class ClusterStatus:
         """The body of `ambit status` (after its first line)."""
         out = ["NODES"]
         out += [f"  {n.name:<8} zone={n.zone:<6} ztunnel={n.ztunnel}" for n in self.nodes]
-        out += ["PODS", f"  {'NAMESPACE':<14} {'NAME':<28} {'NODE':<7} {'IP':<15} {'READY':<6} AMBIENT"]
-        out += [
-            f"  {p.namespace:<14} {p.name:<28} {p.node:<7} "
-            f"{p.ip:<15} {'yes' if p.ready else 'no':<6} {'yes' if p.ambient else 'no'}"
+        # Columns as wide as their widest cell (kubectl's way), so the table stays within 80 columns
+        # whenever the names allow it.
+        rows = [("NAMESPACE", "NAME", "NODE", "IP", "READY", "AMBIENT")]
+        rows += [
+            (p.namespace, p.name, p.node, p.ip, "yes" if p.ready else "no", "yes" if p.ambient else "no")
             for p in self.pods
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        out.append("PODS")
+        out += [
+            "  " + " ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + " " + row[5]
+            for row in rows
         ]
         ready, total = self.controlplane
         out.append(f"CONTROL PLANE: {ready}/{total} replicas ready")
