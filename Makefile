@@ -2,6 +2,7 @@
 #   make demo   the main job (arrives with the L4 mesh issue)
 #   make test   make check, then the whole test suite
 #   make bench  the benchmarks (results go to BENCHMARKS.md)
+#   make chaos  the full chaos suite (ambit chaos suite --runs 3 on a bookinfo cluster)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.sysdeps
 PYTEST_ARGS ?=
 
-.PHONY: all setup sysdeps check test test-unit test-integration bench proto demo fmt clean
+.PHONY: all setup sysdeps check test test-unit test-integration bench chaos proto demo fmt clean
 
 all: test
 
@@ -41,6 +42,11 @@ test-unit: setup
 
 test-integration: setup
 	$(BIN)/pytest tests/integration tests/interop $(PYTEST_ARGS)
+
+# The full chaos suite (every experiment, full length, 3 runs each) on a bookinfo cluster; `make test` runs
+# the reduced one (tests/chaos). Report: chaos-report/ (summary.md, per experiment report.md and images).
+chaos: setup
+	bash scripts/chaos.sh
 
 bench: setup
 	$(BIN)/ambit bench hbone --out BENCHMARKS.md

@@ -116,6 +116,10 @@ def test_graceful_ztunnel_restarts_lose_nothing(cluster: str, reports: Path) -> 
     assert_passed(result)
     assert result.verdict.failed == 0
     assert len(result.events.spans) == SUITE["ztunnel-restart"]["short"]["restarts"]
+    measured = dict(result.events.measures)
+    assert measured["connects attempted (10 ms prober)"] > 1000, measured
+    assert measured["connects refused"] == 0, measured  # a listener always took the pod's traffic
+    assert measured["handover max ms"] <= 1000, measured  # the old listeners close within 1 s
 
 
 def test_a_partitioned_node_touches_only_its_pairs(cluster: str, reports: Path) -> None:

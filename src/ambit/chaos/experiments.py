@@ -9,10 +9,16 @@ Ready, the stopped replicas serving), so ``FaultEvents.end`` is observed, not as
 from __future__ import annotations
 
 import contextlib
+import json
 import random
+import signal
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from ambit.chaos import workload
 from ambit.reliability.flows import FaultEvents
@@ -86,23 +92,99 @@ def ztunnel_kill(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
     )
 
 
+LOG_STAMP = "%Y-%m-%d %H:%M:%S,%f"
+
+
+def handover_seconds(log_text: str) -> float | None:
+    """From a ztunnel log written during one overlapping restart: seconds from the new ztunnel serving
+    its last pod to the old one closing its listeners (its ``draining`` line); None if either is absent."""
+    served: datetime | None = None
+    for line in log_text.splitlines():
+        if "ambit.ztunnel.app: serving pod" in line:
+            served = _stamp(line) or served
+        elif "ambit.cli.ztunnel: draining" in line and served is not None:
+            drained = _stamp(line)
+            return None if drained is None else (drained - served).total_seconds()
+    return None
+
+
+def _stamp(line: str) -> datetime | None:
+    try:
+        return datetime.strptime(line[:23], LOG_STAMP)
+    except ValueError:
+        return None
+
+
+def connect_prober(handle: ClusterHandle, node: str) -> subprocess.Popen[str]:
+    """A 10 ms TCP connect prober in ``node``'s load pod, to another node's echo Service."""
+    layout = workload.probe_layout(handle.nodes(), handle.objects(["Pod", "Service"]))
+    other = next(n for n in layout.topology.nodes if n != node)
+    url = next(t.url for t in layout.targets if t.name == workload.echo(other))
+    host = url.removeprefix("http://").rstrip("/")
+    proc = handle.popen(
+        [sys.executable, "-m", "ambit.apps.load.connect_probe", host, "80", "0.01"],
+        pod=layout.load_pods[node],
+        namespace=workload.NAMESPACE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if not proc.stdout.readline().startswith("connect-probe running"):
+        raise ExperimentError(f"the connect prober on {node} did not start")
+    return proc
+
+
+def stop_prober(proc: subprocess.Popen[str]) -> dict[str, object]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return dict(json.loads(lines[-1])) if lines else {}
+
+
 def ztunnel_restart(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
     """``plan.restarts`` graceful overlapping replacements of the node's ztunnel, one after the other
-    (each returns once the old one has drained)."""
+    (each returns once the old one has drained), with a 10 ms connect prober in the node's load pod.
+    Measures: refused connects (must be 0) and the handover, from the new ztunnel serving to the old
+    one's listeners closing (p50, max; from the ztunnel log)."""
     node = plan.target_node
     episodes: list[tuple[float, float]] = []
     marks: list[tuple[str, float]] = []
-    for i in range(plan.restarts):
-        old = handle.ztunnel_pid(node)
-        start = now()
-        handle.restart("ztunnel", node=node)
-        end = wait_until(
-            lambda old=old: ztunnel_serving(handle, node, old),  # type: ignore[misc]
-            f"{node}'s ztunnel to serve after restart {i + 1}",
-            plan.recovery_timeout,
-        )
-        episodes.append((start, end))
-        marks.append((f"restart {i + 1}", start))
+    handovers: list[float] = []
+    log = handle.layout.log(f"ztunnel-{node}")
+    prober = connect_prober(handle, node)
+    try:
+        for i in range(plan.restarts):
+            old = handle.ztunnel_pid(node)
+            offset = log.stat().st_size if log.exists() else 0
+            start = now()
+            handle.restart("ztunnel", node=node)
+            end = wait_until(
+                lambda old=old: ztunnel_serving(handle, node, old),  # type: ignore[misc]
+                f"{node}'s ztunnel to serve after restart {i + 1}",
+                plan.recovery_timeout,
+            )
+            episodes.append((start, end))
+            marks.append((f"restart {i + 1}", start))
+            with log.open("rb") as f:
+                f.seek(offset)
+                handover = handover_seconds(f.read().decode(errors="replace"))
+            if handover is not None:
+                handovers.append(handover)
+    finally:
+        counts = stop_prober(prober)
+    measures: list[tuple[str, float]] = [
+        ("connects attempted (10 ms prober)", float(str(counts.get("attempts", 0)))),
+        ("connects refused", float(str(counts.get("refused", 0)))),
+        (
+            "connects failed otherwise",
+            float(str(counts.get("timeout", 0))) + float(str(counts.get("other", 0))),
+        ),
+    ]
+    if handovers:
+        measures += [
+            ("handover p50 ms", round(statistics.median(handovers) * 1000, 1)),
+            ("handover max ms", round(max(handovers) * 1000, 1)),
+        ]
     return FaultEvents(
         "ztunnel-restart",
         node,
@@ -111,6 +193,7 @@ def ztunnel_restart(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
         episodes[-1][1],
         episodes=tuple(episodes),
         marks=tuple(marks),
+        measures=tuple(measures),
     )
 
 

@@ -226,6 +226,7 @@ def _events_json(e: FaultEvents) -> dict[str, Any]:
         "end": _num(e.end),
         "episodes": [[_num(a), _num(b)] for a, b in e.episodes],
         "marks": [[name, _num(t)] for name, t in e.marks],
+        "measures": [[name, _num(v)] for name, v in e.measures],
     }
 
 
@@ -238,6 +239,7 @@ def _events(data: Mapping[str, Any]) -> FaultEvents:
         end=_float(data["end"]),
         episodes=tuple((_float(a), _float(b)) for a, b in data["episodes"]),
         marks=tuple((name, _float(t)) for name, t in data["marks"]),
+        measures=tuple((name, _float(v)) for name, v in data.get("measures", [])),
     )
 
 
@@ -546,7 +548,12 @@ def _timeline_md(run: ChaosRun) -> str:
     rows += [[name, seconds(relative(run, t))] for name, t in e.marks]
     last = max((o.end for o in run.observations), default=run.origin)
     rows.append(["load ends (last request)", seconds(relative(run, last))])
-    return md_table(["event", "seconds since the load began"], rows)
+    table = md_table(["event", "seconds since the load began"], rows)
+    if e.measures:
+        table += "\n\n" + md_table(
+            ["measured", "value"], [[name, f"{value:g}"] for name, value in e.measures]
+        )
+    return table
 
 
 def flow_list(keys: Iterable[FlowKey]) -> str:
@@ -824,16 +831,17 @@ def _verdict_text(run: ChaosRun, total_runs: int) -> Text:
     return text
 
 
-def render_terminal(runs: Sequence[ChaosRun], console: Console) -> None:
+def render_terminal(runs: Sequence[ChaosRun], console: Console, *, of: int | None = None) -> None:
     """A compact rendering of each run: its verdict, the observed failure matrix beside the predicted
     one (names abbreviated, with a legend, when the full ones do not fit the console), the node pairs
-    touched and the recovery. No table is wider than the console."""
+    touched and the recovery. No table is wider than the console. ``of``: how many runs there are in
+    all (when runs are shown one at a time as they finish)."""
     if not runs:
         console.print(Text("FAIL: no runs", style="bold red"))
         return
     for run in runs:
         v = run.verdict
-        console.print(_verdict_text(run, len(runs)))
+        console.print(_verdict_text(run, of or len(runs)))
         for reason in v.reasons:
             console.print(Padding(Text(f"- {reason}", style="red"), (0, 0, 0, 2)))
         layout = _terminal_matrices(run, console)
@@ -848,6 +856,8 @@ def render_terminal(runs: Sequence[ChaosRun], console: Console) -> None:
                 + ("none needed" if v.recovery_seconds is None else f"{seconds(v.recovery_seconds)} s")
             )
         )
+        for name, value in run.events.measures:
+            console.print(Text(f"{name}: {value:g}"))
         console.print()
     if len(runs) > 1:
         ok = passed(runs)
@@ -881,8 +891,8 @@ def _suite_entry(experiment: str, runs: Sequence[ChaosRun]) -> dict[str, Any]:
 
 
 def summary_lines(results: Mapping[str, Sequence[ChaosRun]]) -> list[str]:
-    """One line per experiment of a suite: verdict, runs, failures, node pairs touched (the most of any
-    run) against the bound, and the longest recovery."""
+    """One line per experiment of a suite: verdict, runs passed of runs, failures, node pairs touched (the
+    most of any run) against the bound (``pairs 5/9 (≤5)``), and the longest recovery (``up 1.7 s``)."""
     width = max((len(name) for name in results), default=0)
     lines = []
     for experiment, runs in results.items():
@@ -890,11 +900,11 @@ def summary_lines(results: Mapping[str, Sequence[ChaosRun]]) -> list[str]:
         square = s["nodes"] ** 2
         bound = round(s["pair_bound"] * square)
         recovery = s["recovery_seconds"]
-        lines.append(
-            f"{_verdict_word(s['passed'])}  {experiment:<{width}}  "
-            f"runs {s['runs_passed']}/{s['runs']} passed  failed {s['failed']}/{s['total']}  "
-            f"pairs {s['pairs_touched']}/{square} (bound {bound}/{square})  "
-            f"recovery {'—' if recovery is None else seconds(recovery, 1) + ' s'}"
+        lines.append(  # within 80 columns for the suite's names
+            f"{_verdict_word(s['passed'])} {experiment:<{width}} "
+            f"{s['runs_passed']}/{s['runs']}  failed {s['failed']}/{s['total']}  "
+            f"pairs {s['pairs_touched']}/{square} (≤{bound})  "
+            f"up {'—' if recovery is None else seconds(recovery, 1) + ' s'}"
         )
     return lines
 

@@ -181,7 +181,9 @@ def _run(handle: ClusterHandle, options: RunOptions, runs: int, report: Path) ->
     console = Console()
     click.echo(f"chaos: {options.experiment}, {runs} run(s), report in {report / options.experiment}")
     try:
-        return run_many(handle, options, runs, report, on_run=lambda r: render_terminal([r], console))
+        return run_many(
+            handle, options, runs, report, on_run=lambda r: render_terminal([r], console, of=runs)
+        )
     except (ChaosError, ExperimentError, ControlError, HandleError) as exc:
         raise click.ClickException(f"{options.experiment}: {exc}") from exc
 

@@ -92,7 +92,8 @@ class FaultEvents:
     engine observed it (the killed component ready again, the cut healed, the replicas started).
     ``episodes``: for an experiment that repeats its fault (ten restarts in a row), each (start, end);
     otherwise the single (start, end). ``marks``: other instants worth a line on the timeline (name,
-    time), e.g. ``("ready", t)``."""
+    time), e.g. ``("ready", t)``. ``measures``: numbers the experiment measured besides the requests, with
+    their unit in the name, e.g. ``("handover p50 ms", 12.0)``, ``("refused connects", 0)``."""
 
     experiment: str
     target: str  # a node, or a waypoint/replica/deployment name
@@ -101,6 +102,9 @@ class FaultEvents:
     end: float
     episodes: tuple[tuple[float, float], ...] = ()
     marks: tuple[tuple[str, float], ...] = ()
+    measures: tuple[
+        tuple[str, float], ...
+    ] = ()  # what the experiment measured besides requests (name, value)
 
     @property
     def spans(self) -> tuple[tuple[float, float], ...]:

@@ -218,8 +218,8 @@ def test_summary_lines_one_per_experiment() -> None:
         }
     )
     assert lines == [
-        "FAIL  ztunnel-kill    runs 1/2 passed  failed 161/5760  pairs 6/9 (bound 5/9)  recovery 10.0 s",
-        "PASS  node-partition  runs 1/1 passed  failed 0/2880  pairs 0/9 (bound 5/9)  recovery —",
+        "FAIL ztunnel-kill   1/2  failed 161/5760  pairs 6/9 (≤5)  up 10.0 s",
+        "PASS node-partition 1/1  failed 0/2880  pairs 0/9 (≤5)  up —",
     ]
 
 
