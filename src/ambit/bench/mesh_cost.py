@@ -19,6 +19,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ambit.runtime.procs import pss_kib
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -61,20 +63,6 @@ def cpu_seconds(pids: list[int]) -> float:
         if fields is not None:  # utime, stime, cutime, cstime (fields 14-17 of stat(5))
             total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / _CLOCK_TICKS
-
-
-def pss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            continue
-    return total
 
 
 @dataclass(slots=True)

@@ -36,7 +36,8 @@ from ambit.bench.mesh_cluster import (
     json_object,
     nofile_limit,
 )
-from ambit.bench.mesh_cost import CostSampler, pss_kib, tree
+from ambit.bench.mesh_cost import CostSampler, tree
+from ambit.runtime.procs import pss_kib
 
 PERCENTILES = ("p50", "p90", "p99", "p99.9")
 

@@ -54,6 +54,9 @@ class RunOptions:
     tail: float = 8.0  # load after the fault is over
     restarts: int = 10  # ztunnel-restart
     max_age: float = 20.0  # the probe's kept-alive connections are retired at this age
+    memory_settle: float = (
+        0.0  # node-partition: each ztunnel's PSS this long after the heal (0: not measured)
+    )
     seed: int = 0
 
 
@@ -245,6 +248,7 @@ def context(handle: ClusterHandle, options: RunOptions, target: str) -> dict[str
             "tail": options.tail,
             "restarts": options.restarts,
             "max_age": options.max_age,
+            "memory_settle": options.memory_settle,
         },
     }
 
@@ -261,7 +265,9 @@ def run_experiment(handle: ClusterHandle, options: RunOptions, directory: Path, 
     settle(handle, layout)
     target = choose_target(layout, options)
     timing = cluster_timing(handle, options)
-    plan = experiments.FaultPlan(target, options.duration, options.restarts, options.seed)
+    plan = experiments.FaultPlan(
+        target, options.duration, options.restarts, options.seed, memory_settle=options.memory_settle
+    )
     probes = start_probes(handle, layout, options, directory)
     try:
         wait_running(probes)

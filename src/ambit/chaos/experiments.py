@@ -23,7 +23,7 @@ from datetime import datetime
 from ambit.chaos import workload
 from ambit.reliability.flows import FaultEvents
 from ambit.resources.objects import GATEWAY_NAME_LABEL, is_ready, labels, name_of, node_name
-from ambit.runtime import admin_client
+from ambit.runtime import admin_client, procs
 from ambit.runtime.control import ControlError
 from ambit.runtime.handle import ClusterHandle, HandleError
 
@@ -43,6 +43,7 @@ class FaultPlan:
     restarts: int = 10  # ztunnel-restart: how many in a row
     seed: int = 0
     recovery_timeout: float = 90.0
+    memory_settle: float = 0.0  # node-partition: measure every ztunnel's PSS this long after the heal (0: no)
 
 
 Experiment = Callable[[ClusterHandle, FaultPlan], FaultEvents]
@@ -210,6 +211,7 @@ def node_partition(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
     """Cut the node off the fabric for ``plan.duration`` seconds, heal it, and wait until its probe pods
     are ready again (the node Ready, its endpoints back)."""
     node = plan.target_node
+    before = ztunnel_pss(handle)
     start = now()
     handle.cut(node)
     try:
@@ -218,7 +220,33 @@ def node_partition(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
         handle.heal(node)
     end = now()
     back = wait_until(lambda: probe_ready(handle), "the probe workload to be ready after the heal", 120, 0.5)
-    return FaultEvents("node-partition", node, node, start, end, marks=(("heal", end), ("ready", back)))
+    measures: list[tuple[str, float]] = []
+    if plan.memory_settle > 0:
+        time.sleep(max(0.0, end + plan.memory_settle - now()))
+        after = ztunnel_pss(handle)
+        measures = [
+            (
+                f"{n} ztunnel PSS growth MiB ({plan.memory_settle:.0f} s after the heal)",
+                round((after[n] - kib) / 1024, 1),
+            )
+            for n, kib in sorted(before.items())
+            if n in after
+        ]
+    return FaultEvents(
+        "node-partition",
+        node,
+        node,
+        start,
+        end,
+        marks=(("heal", end), ("ready", back)),
+        measures=tuple(measures),
+    )
+
+
+def ztunnel_pss(handle: ClusterHandle) -> dict[str, int]:
+    """Node -> its ztunnel's PSS in KiB."""
+    pids = {n: handle.ztunnel_pid(n) for n in handle.nodes()}
+    return {n: procs.pss_kib([pid]) for n, pid in pids.items() if pid is not None}
 
 
 def controlplane_ready(handle: ClusterHandle) -> bool:

@@ -20,7 +20,10 @@ Profile = Literal["full", "short"]
 SUITE: dict[str, dict[Profile, dict[str, float]]] = {
     "ztunnel-kill": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
     "ztunnel-restart": {"full": {"restarts": 10}, "short": {"restarts": 2, "warmup": 2.0, "tail": 4.0}},
-    "node-partition": {"full": {"duration": 60.0}, "short": {"duration": 12.0, "warmup": 2.0, "tail": 6.0}},
+    "node-partition": {
+        "full": {"duration": 60.0, "memory_settle": 30.0},
+        "short": {"duration": 12.0, "warmup": 2.0, "tail": 6.0},
+    },
     "controlplane-down": {
         "full": {"duration": 120.0},
         "short": {"duration": 16.0, "warmup": 2.0, "tail": 4.0},

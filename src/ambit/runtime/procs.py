@@ -84,3 +84,19 @@ def stop_recorded(directory: Path, *, grace: float = 3.0) -> list[int]:
             stopped.append(entry[0])
         path.unlink(missing_ok=True)
     return stopped
+
+
+def pss_kib(pids: Sequence[int]) -> int:
+    """The proportional set size of ``pids`` together, in KiB (``Pss:`` of ``/proc/PID/smaps_rollup``;
+    a process that is gone counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
