@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.console import Console
 
 from ambit.chaos.engine import RunOptions, run_experiment
-from ambit.chaos.report import render_terminal, write_report
+from ambit.chaos.report import write_report
+from ambit.chaos.report_terminal import render_terminal
 from ambit.chaos.run import ChaosRun
 from ambit.chaos.suite import options_for
 from ambit.runtime.handle import ClusterHandle

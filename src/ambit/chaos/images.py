@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ambit.chaos.report import column_of, expectations, matrix_rows, relative
+from ambit.chaos.report_common import column_of, expectations, matrix_rows, relative
 from ambit.chaos.run import ChaosRun
 from ambit.reliability.flows import CONN_KINDS, Observation
 

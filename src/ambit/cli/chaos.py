@@ -173,7 +173,7 @@ def _run(handle: ClusterHandle, options: RunOptions, runs: int, report: Path) ->
 
     from ambit.chaos.engine import ChaosError
     from ambit.chaos.experiments import ExperimentError
-    from ambit.chaos.report import render_terminal
+    from ambit.chaos.report_terminal import render_terminal
     from ambit.chaos.suite import run_many
     from ambit.runtime.control import ControlError
     from ambit.runtime.handle import HandleError
@@ -189,7 +189,7 @@ def _run(handle: ClusterHandle, options: RunOptions, runs: int, report: Path) ->
 
 
 def _finish(results: dict, report: Path, *, single: bool) -> None:  # type: ignore[type-arg]
-    from ambit.chaos.report import summary_lines, write_suite_summary
+    from ambit.chaos.report_suite import summary_lines, write_suite_summary
 
     if not single:
         path = write_suite_summary(results, report)
