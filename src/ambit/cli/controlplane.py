@@ -1,7 +1,11 @@
 """`ambit controlplane`: run one control-plane replica (xDS + CA on 15012, HTTP on 15014).
 
 This is the edge where the replica's object source is chosen: the cluster store's client
-(``StoreClient`` on ``--store-socket``), handed to ``ControlPlane`` as an ``ObjectSource``.
+(``StoreClient`` on ``--store-socket``), handed to ``ControlPlane`` as an ``ObjectSource``; and where
+the options ``ControlPlaneConfig`` does not carry are set on the replica before it starts: the
+workload-certificate policy (``--workload-cert-ttl``, ``--outage-tolerance``:
+``ambit.control.ca_server.WorkloadCertPolicy``) and the chaos tests' fault route
+(``--test-fault-endpoints``: ``POST /debug/fault/ca`` on the HTTP port, ``ambit.control.http``).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,11 +21,18 @@ import click
 import uvloop
 
 from ambit.cli import GlobalOptions
+from ambit.cli.go_duration import SECOND, GoDuration
 from ambit.resources.names import CA_SUBDIR
 from ambit.store import StoreClient, paths
 
 if TYPE_CHECKING:
     from ambit.control.app import ControlPlaneConfig
+    from ambit.control.ca_server import WorkloadCertPolicy
+
+
+def nanos_to_timedelta(nanos: int | None) -> timedelta | None:
+    """A GoDuration option's nanoseconds as a timedelta (microsecond precision); None stays None."""
+    return None if nanos is None else timedelta(seconds=nanos / SECOND)
 
 
 @click.command("controlplane")
@@ -49,6 +61,27 @@ if TYPE_CHECKING:
 )
 @click.option("--max-connection-age", default=1800.0, show_default=True, type=float)
 @click.option("--no-waypoint-controller", is_flag=True, help="Do not run the waypoint controller here.")
+@click.option(
+    "--workload-cert-ttl",
+    type=GoDuration(),
+    default=None,
+    help="Longest workload certificate the CA signs, and the lifetime when the caller names none (Go "
+    "duration: 60s, 10m, 24h; at least 10s). Default: as the caller asks (24h), at most 90 days.",
+)
+@click.option(
+    "--outage-tolerance",
+    type=GoDuration(),
+    default=None,
+    help="CA outage the workloads must survive: no workload certificate is shorter than twice this "
+    "(refreshed at half-life, it then outlives such an outage). A --workload-cert-ttl below twice "
+    "this is an error.",
+)
+@click.option(
+    "--test-fault-endpoints",
+    is_flag=True,
+    help="FOR CHAOS TESTS ONLY: serve POST /debug/fault/ca on the HTTP port (state=refuse makes the CA "
+    "refuse every request while xDS serves on). Never in production.",
+)
 @click.pass_context
 def controlplane(
     ctx: click.Context,
@@ -63,11 +96,22 @@ def controlplane(
     debounce: float,
     max_connection_age: float,
     no_waypoint_controller: bool,
+    workload_cert_ttl: int | None,
+    outage_tolerance: int | None,
+    test_fault_endpoints: bool,
 ) -> None:
     """Run one control-plane replica until SIGTERM/SIGINT (every replica is complete: no leader)."""
     # Imported here: every ambit process (a ztunnel's too) imports the CLI, and the control plane
     # (with its translation, CA and token verification) is not theirs to carry in memory.
     from ambit.control.app import ControlPlaneConfig
+    from ambit.control.ca_server import WorkloadCertPolicy
+
+    try:
+        policy = WorkloadCertPolicy.resolve(
+            nanos_to_timedelta(workload_cert_ttl), nanos_to_timedelta(outage_tolerance)
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
     cluster = ctx.find_object(GlobalOptions)
     name = cluster.cluster if cluster is not None else "ambit"
@@ -90,14 +134,19 @@ def controlplane(
             f"no CA at {config.state_dir / 'ca'}: create one with `ambit ca init --dir ...`"
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvloop.run(_serve(config, socket))
+    uvloop.run(_serve(config, socket, policy, test_fault_endpoints))
 
 
-async def _serve(config: ControlPlaneConfig, store_socket: Path) -> None:
+async def _serve(
+    config: ControlPlaneConfig, store_socket: Path, policy: WorkloadCertPolicy, fault_endpoints: bool
+) -> None:
     from ambit.control.app import ControlPlane
 
     async with StoreClient(store_socket) as source:
         plane = ControlPlane(config, source)
+        # Not in ControlPlaneConfig (yet): set on the CA service and the HTTP port before they serve.
+        plane.ca_service.policy = policy
+        plane.http.fault_endpoints = fault_endpoints
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

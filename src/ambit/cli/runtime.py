@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ambit.cli import GlobalOptions
+from ambit.cli.go_duration import SECOND, GoDuration
 from ambit.cli.nodes import NODE
 from ambit.resources.objects import is_ready
 from ambit.store import StoreClient
@@ -86,6 +87,27 @@ async def _wait_ready(cluster: str, timeout_s: float, items: list[dict[str, Any]
     type=click.FloatRange(min=2.0),
     help="Seconds without a node heartbeat before the node is NotReady (Kubernetes' default is 50).",
 )
+@click.option(
+    "--workload-cert-ttl",
+    type=GoDuration(),
+    default=None,
+    help="Lifetime of workload certificates (Go duration: 60s, 10m, 24h; 10s to 90 days). Proxies "
+    "refresh them at half-life, so 60s means a new certificate every ~30s. Default: the CA's, 24h.",
+)
+@click.option(
+    "--outage-tolerance",
+    type=GoDuration(),
+    default=None,
+    help="How long a CA outage the running workloads must survive: workload certificates then live "
+    "at least twice this (the default TTL is raised to it). A --workload-cert-ttl shorter than twice "
+    "the tolerance is refused, not raised.",
+)
+@click.option(
+    "--test-fault-endpoints",
+    is_flag=True,
+    help="For chaos tests only (ambit chaos ca-down): the control-plane replicas serve "
+    "POST /debug/fault/ca, which makes their CA refuse every request. Never on a real cluster.",
+)
 @click.pass_context
 def up(
     ctx: click.Context,
@@ -95,15 +117,30 @@ def up(
     no_ztunnel: bool,
     timeout: float,
     node_grace: float,
+    workload_cert_ttl: int | None,
+    outage_tolerance: int | None,
+    test_fault_endpoints: bool,
 ) -> None:
-    """Build the cluster, start its runtime daemon, and return once every pod is ready."""
+    """Build the cluster, start its runtime daemon, and return once every pod is ready.
+
+    Workload certificates: by default the CA signs them for 24h and proxies refresh them at half-life,
+    so running workloads survive a CA outage of about 12h. --outage-tolerance T guarantees T (every
+    certificate lives at least 2T); --workload-cert-ttl sets the lifetime itself (and must then be at
+    least 2T). Both are recorded in the cluster's config and passed to every control-plane replica.
+    """
     from ambit.cli.manifests import read_manifests
     from ambit.runtime import cluster as rt
 
     name = _cluster(ctx)
     items = [obj for _, obj in read_manifests(files)] if files else []
     options = rt.UpOptions(
-        nodes=nodes, zones=[z for z in zones.split(",") if z], ztunnel=not no_ztunnel, node_grace=node_grace
+        nodes=nodes,
+        zones=[z for z in zones.split(",") if z],
+        ztunnel=not no_ztunnel,
+        node_grace=node_grace,
+        workload_cert_ttl=None if workload_cert_ttl is None else workload_cert_ttl / SECOND,
+        outage_tolerance=None if outage_tolerance is None else outage_tolerance / SECOND,
+        test_fault_endpoints=test_fault_endpoints,
     )
     try:
         rt.prepare(name, options)

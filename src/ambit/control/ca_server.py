@@ -14,6 +14,17 @@ they share the CA keys.
 A bad credential is ``UNAUTHENTICATED``, a refusal ``PERMISSION_DENIED``, a malformed request
 ``INVALID_ARGUMENT``, each carrying the reason; all are logged and counted (and passed to
 ``on_denied``).
+
+How long a workload certificate lives is the :class:`WorkloadCertPolicy` (``ambit up
+--workload-cert-ttl / --outage-tolerance``, passed to every replica): by default what the caller asks
+for (a ztunnel asks for 24 h; the CA's default is 24 h, its maximum 90 d). Short certificates are
+backdated by a tenth of their lifetime instead of the CA's one minute, so that half-life still falls
+half a lifetime after issue (a 60 s certificate is refreshed ~27 s after it was signed, not at once).
+
+**Fault injection (chaos tests only).** :attr:`CertificateServer.refusing` makes the replica refuse
+every request with ``UNAVAILABLE`` (:data:`CA_REFUSING`), as a CA that is down while xDS still serves;
+it is counted as a denial. Only ``/debug/fault/ca`` sets it, and that route exists only in a replica
+started with ``--test-fault-endpoints`` (``ambit.control.http``).
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from ambit.identity.authenticators import (
     authenticate,
     authorize,
 )
-from ambit.identity.ca import CaError, CertificateAuthority
+from ambit.identity.ca import CLOCK_SKEW, DEFAULT_MAX_TTL, CaError, CertificateAuthority
 from ambit.model.identity import Identity, IdentityError, NodeIdentity, parse_spiffe_id
 from ambit.model.placement import PodPlacement
 from ambit.xds.pb.ca.v1 import ca_pb2
@@ -50,6 +61,80 @@ CA_SERVICE = "ambit.ca.v1.CertificateService"
 CA_METHOD = "CreateCertificate"
 MAX_CSR_BYTES = 16 * 1024
 _HISTORY = 100
+CA_REFUSING = "CA refusing: fault injected by /debug/fault/ca"
+MIN_WORKLOAD_TTL = timedelta(seconds=10)  # a ztunnel refreshes at half-life: at most every ~5 s
+_SHORT_BACKDATE_DIVISOR = 10  # certificates shorter than 10 x CLOCK_SKEW are backdated by 1/10 of their TTL
+
+
+def _seconds(value: timedelta) -> str:
+    return f"{value.total_seconds():g}s"
+
+
+def backdate(lifetime: timedelta) -> timedelta:
+    """How far before "now" a certificate of ``lifetime`` starts: the CA's clock-skew allowance, or a
+    tenth of the lifetime when that is shorter (otherwise its half-life would already be past)."""
+    return min(CLOCK_SKEW, lifetime / _SHORT_BACKDATE_DIVISOR)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadCertPolicy:
+    """How long the CA signs workload certificates for (node identities are not affected).
+
+    ``ttl``: every workload certificate lives at most this long, and this long when the caller names
+    no lifetime (``--workload-cert-ttl``); None: as the caller asks (the CA's default and maximum).
+    ``minimum``: no workload certificate lives less (twice ``--outage-tolerance``): refreshed at
+    half-life, a certificate then outlives a CA outage of the tolerance.
+    """
+
+    ttl: timedelta | None = None
+    minimum: timedelta = timedelta(0)
+
+    @classmethod
+    def resolve(
+        cls, ttl: timedelta | None = None, outage_tolerance: timedelta | None = None
+    ) -> WorkloadCertPolicy:
+        """The policy of ``--workload-cert-ttl`` and ``--outage-tolerance``; ValueError, saying which
+        flag to change, when they contradict each other or leave the CA's bounds.
+
+        A TTL shorter than twice the tolerance is refused rather than silently raised: the operator
+        asked for both, and only one can hold (SPIRE refuses such an ``availability_target`` too)."""
+        if ttl is not None:
+            if ttl < MIN_WORKLOAD_TTL:
+                raise ValueError(
+                    f"--workload-cert-ttl {_seconds(ttl)} is too short: at least "
+                    f"{_seconds(MIN_WORKLOAD_TTL)} (certificates are refreshed at half-life)"
+                )
+            if ttl > DEFAULT_MAX_TTL:
+                raise ValueError(
+                    f"--workload-cert-ttl {_seconds(ttl)} exceeds the CA's maximum of "
+                    f"{DEFAULT_MAX_TTL.days} days"
+                )
+        minimum = timedelta(0)
+        if outage_tolerance is not None:
+            if outage_tolerance <= timedelta(0):
+                raise ValueError(f"--outage-tolerance {_seconds(outage_tolerance)} must be positive")
+            minimum = 2 * outage_tolerance
+            if minimum > DEFAULT_MAX_TTL:
+                raise ValueError(
+                    f"--outage-tolerance {_seconds(outage_tolerance)} needs certificates of "
+                    f"{_seconds(minimum)}, more than the CA's maximum of {DEFAULT_MAX_TTL.days} days"
+                )
+            if ttl is not None and ttl < minimum:
+                raise ValueError(
+                    f"--workload-cert-ttl {_seconds(ttl)} is shorter than twice --outage-tolerance "
+                    f"{_seconds(outage_tolerance)}: a certificate refreshed at half-life could expire "
+                    f"during such an outage. Give --workload-cert-ttl {_seconds(minimum)} or more, "
+                    "or a shorter --outage-tolerance"
+                )
+        return cls(ttl=ttl, minimum=minimum)
+
+    def lifetime(self, requested: timedelta | None, default: timedelta) -> timedelta:
+        """The lifetime of a workload certificate whose caller asked for ``requested`` (None: nothing);
+        ``default`` is the CA's own default."""
+        lifetime = requested if requested is not None else (self.ttl if self.ttl is not None else default)
+        if self.ttl is not None:
+            lifetime = min(lifetime, self.ttl)
+        return max(lifetime, self.minimum)
 
 
 class _BadRequest(Exception):
@@ -69,8 +154,9 @@ class Denial:
 @dataclass
 class CaServerStats:
     issued: int = 0
-    denied: int = 0
+    denied: int = 0  # including the requests refused while the fault switch is on
     invalid: int = 0
+    fault_refused: int = 0  # requests refused by the fault switch (/debug/fault/ca)
     recent_denials: deque[Denial] = field(default_factory=lambda: deque(maxlen=_HISTORY))
 
 
@@ -125,6 +211,7 @@ class CertificateServer:
         on_denied: Callable[[Denial], None] | None = None,
         authenticators: Sequence[Authenticator] = (NodeCertificateAuthenticator(),),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        policy: WorkloadCertPolicy | None = None,
     ) -> None:
         self._ca = ca
         self._pods = pods
@@ -132,6 +219,8 @@ class CertificateServer:
         self._authenticators = tuple(authenticators)
         self._clock = clock
         self.stats = CaServerStats()
+        self.policy = policy if policy is not None else WorkloadCertPolicy()
+        self.refusing = False  # the fault switch: see the module docstring
 
     def register(self, server: Any) -> None:
         """Add CreateCertificate to a ``grpc.aio`` server."""
@@ -148,6 +237,10 @@ class CertificateServer:
         self, request: ca_pb2.CertificateRequest, context: Any
     ) -> ca_pb2.CertificateResponse:
         credentials = Credentials(peer=peer_identity(context), authorization=_authorization(context))
+        if self.refusing:
+            self.stats.denied += 1
+            self.stats.fault_refused += 1
+            await self._refuse(context, credentials.peer, None, grpc.StatusCode.UNAVAILABLE, CA_REFUSING)
         try:
             caller = authenticate(self._authenticators, credentials, now=self._clock())
         except AuthenticationError as exc:
@@ -163,8 +256,14 @@ class CertificateServer:
             self.stats.denied += 1
             await self._refuse(context, caller, requested, grpc.StatusCode.PERMISSION_DENIED, decision.reason)
         ttl = timedelta(seconds=request.validity_duration) if request.validity_duration else None
+        not_before: datetime | None = None
+        if isinstance(requested, Identity):
+            ttl = self.policy.lifetime(ttl, self._ca.default_ttl)
+            early = backdate(ttl)
+            if early < CLOCK_SKEW:  # short-lived: start it closer to now than the CA would
+                not_before, ttl = self._clock() - early, ttl + early
         try:
-            issued = self._ca.sign_csr(csr_pem, requested, ttl=ttl)
+            issued = self._ca.sign_csr(csr_pem, requested, ttl=ttl, not_before=not_before)
         except CaError as exc:
             self.stats.invalid += 1
             await self._refuse(context, caller, requested, grpc.StatusCode.INVALID_ARGUMENT, str(exc))

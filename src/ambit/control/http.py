@@ -7,7 +7,13 @@
 * `GET /debug/workload_sync?uid=U`: whether this replica's snapshot still serves pod ``U`` as an
   endpoint, and how many of its connected proxies have ACKed that state (the kubelet waits on it
   before it stops a deleted pod's processes);
-* `GET /metrics`: Prometheus (rendered in a thread: exposition must not block the loop).
+* `GET /metrics`: Prometheus (rendered in a thread: exposition must not block the loop);
+* **only in a replica started with `--test-fault-endpoints` (chaos tests)**:
+  `GET /debug/fault/ca` reads the CA fault switch, `POST /debug/fault/ca` with `state=refuse|serve`
+  (query string, form body or JSON body) sets it. While it says "refuse", every certificate request
+  is answered `UNAVAILABLE` (`ambit.control.ca_server.CA_REFUSING`) and xDS serves on. Without the
+  flag the route is not registered at all (404), so a production replica cannot be switched off by
+  anyone who reaches its 15014.
 
 It reads the replica through the :class:`ServedPlane` protocol, so it does not import the app.
 """
@@ -15,7 +21,10 @@ It reads the replica through the :class:`ServedPlane` protocol, so it does not i
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from aiohttp import web
 
@@ -27,6 +36,11 @@ from ambit.control.xds_server import XdsServer
 from ambit.model.jsonable import jsonable
 from ambit.model.workload import HealthStatus, Workload
 from ambit.state.snapshot import WORKLOAD_PREFIX
+
+log = logging.getLogger(__name__)
+
+FAULT_CA_PATH = "/debug/fault/ca"
+CA_STATES = ("serve", "refuse")
 
 
 class ServedPlane(Protocol):
@@ -47,10 +61,12 @@ class ServedPlane(Protocol):
 
 
 class ControlPlaneHttp:
-    def __init__(self, plane: ServedPlane, *, host: str, port: int) -> None:
+    def __init__(self, plane: ServedPlane, *, host: str, port: int, fault_endpoints: bool = False) -> None:
+        """``fault_endpoints``: serve ``/debug/fault/ca`` (chaos tests only; read by ``start``)."""
         self.plane = plane
         self.host = host
         self.port = port
+        self.fault_endpoints = fault_endpoints
         self._runner: web.AppRunner | None = None
         self.address: tuple[str, int] = (host, port)
 
@@ -61,6 +77,12 @@ class ControlPlaneHttp:
         app.router.add_get("/debug/syncz", self.syncz)
         app.router.add_get("/debug/workload_sync", self.workload_sync)
         app.router.add_get("/metrics", self.metrics)
+        if self.fault_endpoints:
+            app.router.add_get(FAULT_CA_PATH, self.fault_ca)
+            app.router.add_post(FAULT_CA_PATH, self.set_fault_ca)
+            log.warning(
+                "test fault endpoints are on: POST %s can make this replica's CA refuse", FAULT_CA_PATH
+            )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -108,8 +130,28 @@ class ControlPlaneHttp:
                 "recent_nacks": [jsonable(n) for n in stats.recent_nacks],
                 "certificates_issued": self.plane.ca_service.stats.issued,
                 "certificates_denied": self.plane.ca_service.stats.denied,
+                "certificates_refused_by_fault": self.plane.ca_service.stats.fault_refused,
             }
         )
+
+    def _fault_state(self) -> dict[str, Any]:
+        ca = self.plane.ca_service
+        return {"state": "refuse" if ca.refusing else "serve", "refused": ca.stats.fault_refused}
+
+    async def fault_ca(self, _request: web.Request) -> web.Response:
+        return web.json_response(self._fault_state())
+
+    async def set_fault_ca(self, request: web.Request) -> web.Response:
+        state = request.query.get("state") or await _state_from_body(request)
+        if state not in CA_STATES:
+            return web.json_response(
+                {"error": f"state must be one of {', '.join(CA_STATES)}, got {state!r}"}, status=400
+            )
+        ca = self.plane.ca_service
+        previous = "refuse" if ca.refusing else "serve"
+        ca.refusing = state == "refuse"
+        log.warning("CA fault switch: %s -> %s (POST %s)", previous, state, FAULT_CA_PATH)
+        return web.json_response({**self._fault_state(), "previous": previous})
 
     async def workload_sync(self, request: web.Request) -> web.Response:
         from ambit.xds import codec
@@ -136,3 +178,19 @@ class ControlPlaneHttp:
     async def metrics(self, _request: web.Request) -> web.Response:
         text = await asyncio.get_running_loop().run_in_executor(None, self.plane.metrics.exposition)
         return web.Response(body=text, content_type="text/plain", charset="utf-8")
+
+
+async def _state_from_body(request: web.Request) -> str | None:
+    """``state`` from a JSON object or a form-encoded body; None if there is none."""
+    if not request.can_read_body:
+        return None
+    text = await request.text()
+    if request.content_type == "application/json" or text.lstrip().startswith("{"):
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return None
+        value = body.get("state") if isinstance(body, dict) else None
+        return value if isinstance(value, str) else None
+    values = parse_qs(text.strip()).get("state")  # a form body, or plain ``state=refuse``
+    return values[-1] if values else None

@@ -4,11 +4,15 @@
 The control-plane Pods are ambit's static pods: pinned to a node, owned by no controller, run by the
 runtime itself. They carry Kubernetes' mirror-pod annotation ``kubernetes.io/config.mirror`` (the mark
 the kubelet puts on a static pod's API object), so ``ambit drain`` skips them as ``kubectl drain``
-skips mirror pods instead of refusing to drain the node for want of ``--force``."""
+skips mirror pods instead of refusing to drain the node for want of ``--force``.
+
+Their command carries the cluster config's control-plane options (``ambit up --workload-cert-ttl``,
+``--outage-tolerance``, ``--test-fault-endpoints``): :func:`controlplane_flags`."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from ambit.resources.names import CONTROL_PLANE_SERVICE, CONTROL_PLANE_SERVICE_ACCOUNT
@@ -39,10 +43,32 @@ def node_objects(nodes: list[str], zones: list[str]) -> list[dict[str, Any]]:
     return objs
 
 
+def go_seconds(seconds: float) -> str:
+    """Seconds as a Go duration the control plane's flags parse (``60s``, ``0.5s``, ``86400s``)."""
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
+def controlplane_flags(config: Mapping[str, Any]) -> list[str]:
+    """The flags of every replica from the cluster config (``cluster.json``; absent keys: none)."""
+    flags: list[str] = []
+    if config.get("workload_cert_ttl") is not None:
+        flags += ["--workload-cert-ttl", go_seconds(float(config["workload_cert_ttl"]))]
+    if config.get("outage_tolerance") is not None:
+        flags += ["--outage-tolerance", go_seconds(float(config["outage_tolerance"]))]
+    if config.get("test_fault_endpoints"):
+        flags.append("--test-fault-endpoints")
+    return flags
+
+
 def controlplane_objects(
-    replicas: int, nodes: list[str], cluster: str, layout: Layout
+    replicas: int,
+    nodes: list[str],
+    cluster: str,
+    layout: Layout,
+    config: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """ServiceAccount, Service and the control-plane Pods (on different nodes while there are enough)."""
+    """ServiceAccount, Service and the control-plane Pods (on different nodes while there are enough);
+    ``config`` is the cluster config the replicas' flags come from."""
     argv = [
         *ambit_argv(),
         "--cluster",
@@ -54,6 +80,7 @@ def controlplane_objects(
         str(layout.state_dir),
         "--listen",
         "0.0.0.0",
+        *controlplane_flags(config or {}),
     ]
     meta = {"namespace": SYSTEM_NAMESPACE, "labels": {"app": "controlplane"}}
     objs: list[dict[str, Any]] = [
@@ -110,6 +137,6 @@ async def bootstrap(
     for node in node_objects(nodes, list(config.get("zones") or [])):
         await client.apply(node)
     replicas = int(config.get("controlplane_replicas", 2))
-    for obj in controlplane_objects(replicas, nodes, cluster, layout):
+    for obj in controlplane_objects(replicas, nodes, cluster, layout, config):
         with contextlib.suppress(AlreadyExists):
             await client.create(obj)

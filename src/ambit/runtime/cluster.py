@@ -2,6 +2,9 @@
 
 :func:`prepare` makes the cluster's files (config, CA, node credentials) and its network, then
 :func:`start_daemon` detaches ``ambit --cluster C runtime-daemon`` (own session, pid recorded).
+The config (``cluster.json``) also records the control plane's workload-certificate options
+(``workload_cert_ttl``, ``outage_tolerance``: seconds or null) and ``test_fault_endpoints``; the daemon
+passes them to every control-plane replica (``ambit.runtime.bootstrap``).
 :func:`down` works without the daemon: it stops the daemon and every recorded process (by pid, only
 while ``/proc/<pid>/cmdline`` still matches), any process left inside the cluster's own namespaces,
 then deletes the namespaces (state file + name sweep) and the cluster directory.
@@ -16,6 +19,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from ambit.identity.ca import CertificateAuthority
 from ambit.identity.certs import issue
@@ -40,6 +44,24 @@ class UpOptions:
     ztunnel: bool = True
     controlplane_replicas: int = 2
     node_grace: float = 8.0  # seconds without a heartbeat before a node is NotReady (Kubernetes: 50 s)
+    workload_cert_ttl: float | None = None  # seconds; None: the CA's default (as the caller asks, 24 h)
+    outage_tolerance: float | None = None  # seconds; certificates live at least twice this
+    test_fault_endpoints: bool = False  # chaos tests only: the replicas serve POST /debug/fault/ca
+
+
+def check_certificate_options(options: UpOptions) -> None:
+    """ClusterError when the workload-certificate options contradict each other (the control plane's
+    own rule, :meth:`ambit.control.ca_server.WorkloadCertPolicy.resolve`), before anything is made."""
+    # Imported here: the CA service loads grpc, which `ambit down` and `status` have no use for.
+    from ambit.control.ca_server import WorkloadCertPolicy
+
+    def seconds(value: float | None) -> timedelta | None:
+        return None if value is None else timedelta(seconds=value)
+
+    try:
+        WorkloadCertPolicy.resolve(seconds(options.workload_cert_ttl), seconds(options.outage_tolerance))
+    except ValueError as exc:
+        raise ClusterError(str(exc)) from None
 
 
 def exists(cluster: str) -> bool:
@@ -51,6 +73,7 @@ def prepare(cluster: str, options: UpOptions) -> Layout:
     netplan.validate_cluster_name(cluster)
     if options.nodes < 1:
         raise ClusterError("a cluster needs at least one node")
+    check_certificate_options(options)
     layout = Layout(cluster)
     if exists(cluster):
         raise ClusterError(f"cluster {cluster} already exists (ambit --cluster {cluster} down)")
@@ -67,6 +90,9 @@ def prepare(cluster: str, options: UpOptions) -> Layout:
             "ztunnel": options.ztunnel,
             "controlplane_replicas": options.controlplane_replicas,
             "node_grace": options.node_grace,
+            "workload_cert_ttl": options.workload_cert_ttl,
+            "outage_tolerance": options.outage_tolerance,
+            "test_fault_endpoints": options.test_fault_endpoints,
         },
     )
     ca = CertificateAuthority.create(DEFAULT_TRUST_DOMAIN)
