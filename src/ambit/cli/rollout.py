@@ -1,7 +1,8 @@
 """``ambit rollout status|restart|undo|history``: a Deployment's rollout, as ``kubectl rollout`` shows it.
 
-The rules are the runtime's pure model (``runtime/deployments.py``: :func:`rollout_status`,
-:func:`restart_template`, :func:`rollback`); this module reads the store and writes what they decide.
+The rules are the runtime's pure model (``runtime/deployment_revisions.py``: :func:`rollout_status`,
+:func:`restart_template`, :func:`rollback`) and the restart's write is ``runtime/rollout.py``'s (shared
+with the chaos experiment ``app-rollout``); this module reads the store and prints what they decide.
 
 - ``status`` polls the Deployment every 0.5 s and prints each new line of :func:`rollout_status` (kubectl
   prints one per watch event, so a line repeats there when something else in the object changed); exit
@@ -29,13 +30,9 @@ import yaml
 
 from ambit.cli.go_duration import SECOND, GoDuration
 from ambit.cli.store_session import fail, run_on_store, server_error, store_options, store_target
-from ambit.runtime.deployment_revisions import (
-    RolloutError,
-    restart_template,
-    rollback,
-    rollout_status,
-)
+from ambit.runtime.deployment_revisions import RolloutError, rollback, rollout_status
 from ambit.runtime.replica_sets import controlled_by, rfc3339
+from ambit.runtime.rollout import KeptChanging, RestartTooSoon, restart_deployment
 from ambit.store.client import StoreClient
 from ambit.store.display import resource_name
 from ambit.store.labels import LABEL_RETRIES as _RETRIES
@@ -228,22 +225,24 @@ def restart(
     ns = namespace or "default"
 
     async def work(client: StoreClient) -> str:
-        for _ in range(_RETRIES):
-            obj = await _deployment(client, name, ns)
-            spec = dict(obj.get("spec") or {})
-            try:
-                template = restart_template(obj, rfc3339(time.time()))
-            except RolloutError as exc:
-                fail(f"error: {_DEPLOYMENTS.format(name)} {exc}")
-            if template == spec.get("template"):
-                fail(
-                    f"error: failed to create patch for {name}: if restart has already been triggered within "
-                    "the past second, please wait before attempting to trigger another"
-                )
-            obj["spec"] = {**spec, "template": template}
-            if await _write(client, obj):
-                return f"{resource_name(obj)} restarted"
-        fail(f"error: {_DEPLOYMENTS.format(name)} kept changing; gave up after {_RETRIES} attempts")
+        try:
+            obj = await restart_deployment(client, name, ns, rfc3339(time.time()))
+        except NotFound:
+            fail(f"Error from server (NotFound): {_DEPLOYMENTS.format(name)} not found")
+        except RestartTooSoon:
+            fail(
+                f"error: failed to create patch for {name}: if restart has already been triggered within "
+                "the past second, please wait before attempting to trigger another"
+            )
+        except KeptChanging:
+            fail(f"error: {_DEPLOYMENTS.format(name)} kept changing; gave up after {_RETRIES} attempts")
+        except RolloutError as exc:
+            fail(f"error: {_DEPLOYMENTS.format(name)} {exc}")
+        except Unavailable:
+            raise
+        except StoreError as exc:
+            server_error(exc)
+        return f"{resource_name(obj)} restarted"
 
     click.echo(run_on_store(target, work))
 
