@@ -9,9 +9,11 @@ request count is checked against its schedule, so nothing was hidden or dropped.
 
 Each fault is shown to have happened where the prediction says it may (the control: a ztunnel-kill
 with no failure from its node would mean the fault missed), and the experiments whose prediction is
-"nothing fails" (graceful restart, control plane down, one waypoint replica killed) carry the claim:
-0 failed across every pair. A unit test (tests/unit/reliability/test_verdict.py) shows the verdict
-failing a deliberately wrong prediction.
+"nothing fails" (graceful restart, control plane down, CA down, one waypoint replica killed) carry the
+claim: 0 failed across every pair. The drain and the rolling restart lose no Service request (only the
+pod IPs of replaced pods go). The cluster runs 60 s certificates, so the outages refuse real refreshes.
+A unit test (tests/unit/reliability/test_verdict.py) shows the verdict failing a deliberately wrong
+prediction.
 
 The last test keeps the fail-closed check of the old resilience tests: a pod whose ztunnel is held
 down reaches nothing, and nothing of it crosses the fabric in plaintext.
@@ -46,7 +48,9 @@ TARGET = "node2"  # hosts a `spread` endpoint; node3 has none, so its spread tra
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, cluster_name: Callable[[str], str]) -> Iterator[str]:
     with temporary_cluster(cluster_name("c"), tmp_path_factory.mktemp("run")) as name:
-        ambit(name, "up", "--nodes", "3")
+        # ca-down needs the CA's fault switch; 60 s certificates are refreshed every ~30 s, so the
+        # control-plane and CA outages below exercise a refused refresh and the refresh after them.
+        ambit(name, "up", "--nodes", "3", "--test-fault-endpoints", "--workload-cert-ttl", "60s")
         yield name
 
 
@@ -99,8 +103,11 @@ def test_the_suite_is_what_the_cli_runs() -> None:
         "ztunnel-restart",
         "node-partition",
         "controlplane-down",
+        "ca-down",
         "waypoint-replica-kill",
         "waypoint-down",
+        "node-drain",
+        "app-rollout",
     ]
 
 
@@ -134,6 +141,23 @@ def test_the_data_plane_serves_with_the_control_plane_down(cluster: str, reports
     assert_passed(result)
     assert result.verdict.failed == 0
     assert any(name == "ztunnel replaced" for name, _ in result.events.marks)
+    assert_refreshed_after_the_outage(result)
+
+
+def assert_refreshed_after_the_outage(result: ChaosRun) -> None:
+    """Certificates fell due during the outage (60 s TTL), none expired, and all were refreshed after."""
+    measured = dict(result.events.measures)
+    assert measured["workload certificate TTL s"] == 60, measured
+    assert measured["certificates due for refresh"] > 0, measured  # the control: a refresh was refused
+    assert measured["certificates expired during the outage"] == 0, measured
+    assert any(name == "refreshed" for name, _ in result.events.marks), result.events.marks
+
+
+def test_the_data_plane_serves_while_the_ca_refuses(cluster: str, reports: Path) -> None:
+    result = run(cluster, "ca-down", reports)
+    assert_passed(result)
+    assert result.verdict.failed == 0
+    assert_refreshed_after_the_outage(result)
 
 
 def test_killing_one_waypoint_replica_loses_no_new_connection(cluster: str, reports: Path) -> None:
@@ -181,3 +205,19 @@ def test_a_pod_whose_ztunnel_is_down_reaches_nothing_in_plaintext(cluster: str, 
         with contextlib.suppress(ControlError):
             handle.start("ztunnel", node="node3")
     wait_for(lambda: curl().returncode == 0, "node3's pod to recover after `ambit start`", 40)
+
+
+def test_a_drained_node_loses_only_its_pinned_endpoints(cluster: str, reports: Path) -> None:
+    result = run(cluster, "node-drain", reports)
+    assert_passed(result)
+    marks = [name for name, _ in result.events.marks]
+    assert "eviction refused" in marks, marks  # the PodDisruptionBudget was respected first
+    others = [o for o in result.observations if not o.ok and TARGET not in o.destination]
+    assert not others, others[:5]  # spread and the other nodes' servers: graceful, 0 failed
+
+
+def test_a_rolling_restart_under_load_loses_no_service_request(cluster: str, reports: Path) -> None:
+    result = run(cluster, "app-rollout", reports)
+    assert_passed(result)
+    services = [o for o in result.observations if not o.ok and not o.destination.startswith("pod-")]
+    assert not services, services[:5]  # no refused window per terminating pod (istio#54063, #58514)

@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from ambit.apps.load.probe import read_probe_lines
-from ambit.chaos import experiments, workload
+from ambit.chaos import catalog, experiments, workload
 from ambit.chaos.run import ChaosRun, LoadParameters
 from ambit.reliability.flows import ConnKind, Observation, Timing
 from ambit.reliability.predict import predict
 from ambit.reliability.verdict import judge
 from ambit.runtime.ambit_command import ambit_argv
+from ambit.runtime.deployment_revisions import RolloutError
 from ambit.runtime.handle import ClusterHandle
 from ambit.runtime.layout import read_json
+from ambit.runtime.rollout import rolled_out
 
 PROBE_START_TIMEOUT = 60.0
 
@@ -74,6 +76,13 @@ def wait_probe_layout(handle: ClusterHandle, within: float = 180.0) -> workload.
 def ensure_workload(handle: ClusterHandle, *, waypoint: bool) -> workload.ProbeLayout:
     """Deploy (or update) the probe workload and wait until it is ready and meshed."""
     handle.apply(workload.manifests(handle.nodes(), waypoint=waypoint))
+    # Re-applying a template an earlier run changed (app-rollout's restartedAt) rolls the Deployment
+    # again: wait for every rollout to finish and every old pod to be gone before reading the layout.
+    deadline = time.monotonic() + 120
+    while not workload_settled(handle):
+        if time.monotonic() > deadline:
+            raise ChaosError("the probe workload's Deployments did not finish rolling out in 120 s")
+        time.sleep(0.5)
     layout = wait_probe_layout(handle)
     deadline = time.monotonic() + 60
     while not all(
@@ -109,6 +118,21 @@ def settle(handle: ClusterHandle, layout: workload.ProbeLayout, within: float = 
             if time.monotonic() > deadline:
                 raise ChaosError(f"the probe's targets do not all answer after {within:.0f} s: {answered}")
             time.sleep(0.5)
+
+
+def workload_settled(handle: ClusterHandle) -> bool:
+    """Every Deployment of the probe rolled out, and no pod of the namespace terminating."""
+    objects = [
+        o
+        for o in handle.objects(["Deployment", "Pod"])
+        if (o.get("metadata") or {}).get("namespace") == workload.NAMESPACE
+    ]
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    terminating = [o for o in objects if o["kind"] == "Pod" and o["metadata"].get("deletionTimestamp")]
+    try:
+        return bool(deployments) and all(rolled_out(d) for d in deployments) and not terminating
+    except RolloutError:
+        return False
 
 
 def remove_workload(handle: ClusterHandle) -> None:
@@ -255,13 +279,13 @@ def context(handle: ClusterHandle, options: RunOptions, target: str) -> dict[str
 
 def run_experiment(handle: ClusterHandle, options: RunOptions, directory: Path, index: int = 1) -> ChaosRun:
     """One run of ``options.experiment``; its probe records go to ``directory``."""
-    inject = experiments.EXPERIMENTS.get(options.experiment)
+    inject = catalog.EXPERIMENTS.get(options.experiment)
     if inject is None:
         raise ChaosError(
-            f"unknown experiment {options.experiment!r} (one of {', '.join(sorted(experiments.EXPERIMENTS))})"
+            f"unknown experiment {options.experiment!r} (one of {', '.join(sorted(catalog.EXPERIMENTS))})"
         )
     directory.mkdir(parents=True, exist_ok=True)
-    layout = ensure_workload(handle, waypoint=options.experiment in experiments.NEEDS_WAYPOINT)
+    layout = ensure_workload(handle, waypoint=options.experiment in catalog.NEEDS_WAYPOINT)
     settle(handle, layout)
     target = choose_target(layout, options)
     timing = cluster_timing(handle, options)

@@ -249,37 +249,6 @@ def ztunnel_pss(handle: ClusterHandle) -> dict[str, int]:
     return {n: procs.pss_kib([pid]) for n, pid in pids.items() if pid is not None}
 
 
-def controlplane_ready(handle: ClusterHandle) -> bool:
-    ready, total = handle.status().controlplane
-    return total > 0 and ready == total
-
-
-def controlplane_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
-    """Stop every control-plane replica for ``plan.duration`` s; halfway through, restart the target
-    node's ztunnel gracefully (it must serve from its cache); then start the replicas again."""
-    node = plan.target_node
-    start = now()
-    handle.stop("controlplane")
-    marks: list[tuple[str, float]] = [("stopped", now())]
-    try:
-        time.sleep(plan.duration / 2)
-        marks.append(("ztunnel restart", now()))
-        handle.restart("ztunnel", node=node)
-        marks.append(("ztunnel replaced", now()))
-        time.sleep(max(0.0, start + plan.duration - now()))
-    finally:
-        handle.start("controlplane")
-    end = now()
-    ready = wait_until(
-        lambda: controlplane_ready(handle),
-        "the control plane to be ready again",
-        plan.recovery_timeout,
-        0.5,
-    )
-    marks.append(("controlplane ready", ready))
-    return FaultEvents("controlplane-down", "controlplane", "", start, end, marks=tuple(marks))
-
-
 def waypoint_pods(handle: ClusterHandle) -> list[dict[str, object]]:
     return [
         p
@@ -357,14 +326,3 @@ def waypoint_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
         end,
         marks=(("down", down), ("started", started), ("ready", end)),
     )
-
-
-EXPERIMENTS: dict[str, Experiment] = {
-    "ztunnel-kill": ztunnel_kill,
-    "ztunnel-restart": ztunnel_restart,
-    "node-partition": node_partition,
-    "controlplane-down": controlplane_down,
-    "waypoint-replica-kill": waypoint_replica_kill,
-    "waypoint-down": waypoint_down,
-}
-NEEDS_WAYPOINT = frozenset({"waypoint-replica-kill", "waypoint-down"})

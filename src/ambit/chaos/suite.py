@@ -16,7 +16,8 @@ from ambit.runtime.handle import ClusterHandle
 
 Profile = Literal["full", "short"]
 
-# Per experiment, what differs from RunOptions' defaults.
+# Per experiment, in the order the suite runs them, what differs from RunOptions' defaults. ca-down needs a
+# cluster started with `ambit up --test-fault-endpoints` (and a short --workload-cert-ttl to see refreshes).
 SUITE: dict[str, dict[Profile, dict[str, float]]] = {
     "ztunnel-kill": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
     "ztunnel-restart": {"full": {"restarts": 10}, "short": {"restarts": 2, "warmup": 2.0, "tail": 4.0}},
@@ -28,8 +29,11 @@ SUITE: dict[str, dict[Profile, dict[str, float]]] = {
         "full": {"duration": 120.0},
         "short": {"duration": 16.0, "warmup": 2.0, "tail": 4.0},
     },
+    "ca-down": {"full": {"duration": 45.0}, "short": {"duration": 20.0, "warmup": 2.0, "tail": 4.0}},
     "waypoint-replica-kill": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
     "waypoint-down": {"full": {"duration": 20.0}, "short": {"duration": 8.0, "warmup": 2.0, "tail": 6.0}},
+    "node-drain": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
+    "app-rollout": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
 }
 
 

@@ -20,13 +20,16 @@ if TYPE_CHECKING:
     from ambit.chaos.engine import RunOptions
     from ambit.runtime.handle import ClusterHandle
 
-EXPERIMENT_NAMES = (
+EXPERIMENT_NAMES = (  # chaos.catalog's, listed here so that `--help` imports no runtime
     "ztunnel-kill",
     "ztunnel-restart",
     "node-partition",
     "controlplane-down",
+    "ca-down",
     "waypoint-replica-kill",
     "waypoint-down",
+    "node-drain",
+    "app-rollout",
 )
 
 
@@ -93,7 +96,7 @@ def chaos() -> None:
 @chaos.command("list")
 def list_() -> None:
     """The experiments, one a line."""
-    from ambit.chaos.experiments import EXPERIMENTS
+    from ambit.chaos.catalog import EXPERIMENTS
 
     for name in EXPERIMENTS:
         click.echo(name)

@@ -1,5 +1,6 @@
-"""The ``ca-down`` experiment: every control-plane replica's CA refuses certificates for a while, xDS
-serves on.
+"""The control plane's faults: ``controlplane-down`` (every replica stopped, a ztunnel restarted during
+the outage) and ``ca-down`` (every replica's CA refuses certificates for a while, xDS serves on); both
+end once the certificates that fell due during the outage are refreshed.
 
 It needs a cluster started with ``ambit up --test-fault-endpoints``: only then do the replicas serve
 ``POST /debug/fault/ca`` on 15014 (``ambit.control.http``), reached here from the network namespace of
@@ -177,7 +178,6 @@ def ca_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
     targets = replicas(handle)
     if not targets:
         raise ExperimentError("the cluster has no control-plane replica with an IP")
-    nodes = handle.nodes()
     lifetime = workload_lifetime(config)
     marks: list[tuple[str, float]] = []
     start = now()
@@ -185,10 +185,7 @@ def ca_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
         for replica in targets:
             set_state(handle, replica, "refuse")
         marks.append(("refusing", now()))
-        try:
-            held = {node: certificates(handle.ztunnel_config(node)) for node in nodes}
-        except admin_client.AdminError as exc:
-            raise ExperimentError(f"cannot read the ztunnels' certificates: {exc}") from exc
+        held = held_certificates(handle)
         time.sleep(max(0.0, start + plan.duration - now()))
     finally:
         errors: list[str] = []
@@ -198,10 +195,34 @@ def ca_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
             except ExperimentError as exc:
                 errors.append(str(exc))
     restored = now()
-    restored_wall = datetime.now(UTC)
     marks.append(("restored", restored))
     if errors:
         raise ExperimentError("the CA was not restored: " + "; ".join(errors))
+    end, more_marks, measures = await_refresh(handle, plan, held, restored, lifetime)
+    marks += more_marks
+    return FaultEvents("ca-down", "ca", "", start, end, marks=tuple(marks), measures=tuple(measures))
+
+
+def held_certificates(handle: ClusterHandle) -> dict[str, dict[str, datetime]]:
+    """Node -> SPIFFE id -> ``not_after`` of every workload certificate its ztunnel holds."""
+    try:
+        return {node: certificates(handle.ztunnel_config(node)) for node in handle.nodes()}
+    except admin_client.AdminError as exc:
+        raise ExperimentError(f"cannot read the ztunnels' certificates: {exc}") from exc
+
+
+def await_refresh(
+    handle: ClusterHandle,
+    plan: FaultPlan,
+    held: Mapping[str, Mapping[str, datetime]],
+    restored: float,
+    lifetime: timedelta,
+) -> tuple[float, list[tuple[str, float]], list[tuple[str, float]]]:
+    """After an outage of the CA that ended at ``restored`` (monotonic, now or just before): wait until
+    every ztunnel holds a newer certificate for each identity whose refresh fell due in ``held`` (the
+    certificates held during the outage). (end, marks, measures); end is ``restored`` if none was due."""
+    restored_wall = datetime.now(UTC) - timedelta(seconds=now() - restored)
+    marks: list[tuple[str, float]] = []
 
     def monotonic(at: datetime) -> float:
         return restored - (restored_wall - at).total_seconds()
@@ -232,4 +253,49 @@ def ca_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
     ]
     if due:
         measures.append(("refresh after restore s", round(end - restored, 2)))
-    return FaultEvents("ca-down", "ca", "", start, end, marks=tuple(marks), measures=tuple(measures))
+    return end, marks, measures
+
+
+def controlplane_ready(handle: ClusterHandle) -> bool:
+    ready, total = handle.status().controlplane
+    return total > 0 and ready == total
+
+
+def controlplane_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
+    """Stop every control-plane replica for ``plan.duration`` s; halfway through, restart the target
+    node's ztunnel gracefully (it must serve from its cache, with no CA and no xDS); then start the
+    replicas again, wait until they are ready, and until every ztunnel holds a new certificate for each
+    one whose refresh fell due during the outage (with `ambit up --workload-cert-ttl` short enough)."""
+    node = plan.target_node
+    lifetime = workload_lifetime(read_json(handle.layout.config))
+    held = held_certificates(handle)
+    start = now()
+    handle.stop("controlplane")
+    marks: list[tuple[str, float]] = [("stopped", now())]
+    try:
+        time.sleep(plan.duration / 2)
+        marks.append(("ztunnel restart", now()))
+        handle.restart("ztunnel", node=node)
+        marks.append(("ztunnel replaced", now()))
+        time.sleep(max(0.0, start + plan.duration - now()))
+    finally:
+        handle.start("controlplane")
+    restored = now()
+    ready = wait_until(
+        lambda: controlplane_ready(handle),
+        "the control plane to be ready again",
+        plan.recovery_timeout,
+        0.5,
+    )
+    marks.append(("controlplane ready", ready))
+    # The restarted ztunnel holds what it fetched before the outage (its cache): compare with that.
+    end, more_marks, measures = await_refresh(handle, plan, held, restored, lifetime)
+    return FaultEvents(
+        "controlplane-down",
+        "controlplane",
+        "",
+        start,
+        max(end, ready),
+        marks=tuple(marks + more_marks),
+        measures=tuple(measures),
+    )

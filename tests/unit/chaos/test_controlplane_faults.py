@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ambit.chaos import ca_fault
+from ambit.chaos import controlplane_faults as ca_fault
 from ambit.chaos.experiments import ExperimentError, FaultPlan
 
 SA = "spiffe://cluster.local/ns/ambit-chaos/sa/echo"
