@@ -297,3 +297,80 @@ def test_goaway_and_data_in_one_read_keep_the_stream_alive() -> None:
     events = pair.server.receive(pair.client.data_to_send())  # both frames in one call
     assert [type(e) for e in events] == [GoAwayReceived, DataReceived]
     assert not pair.server.is_aborted()
+
+
+# ---------------------------------------------------------------- GOAWAY crossing queued frames
+#
+# h2 clears its outbound buffer when it *receives* a GOAWAY ("we cannot send further data now").
+# The edge writes what the core queued once per loop iteration, so a frame queued before the peer's
+# GOAWAY was read -- the 200 answering a CONNECT, an END_STREAM, a RST_STREAM -- was silently lost
+# while the stream it belonged to stayed open on both sides: the tunnel hung until the drain deadline.
+
+
+def test_a_200_queued_when_the_clients_goaway_arrives_is_still_sent() -> None:
+    pair = HbonePair.create()
+    sid = pair.client.open_tunnel("10.0.0.1:80")
+    pair.pump()
+    pair.server.respond(sid, 200)  # queued, not yet written (the edge flushes once per iteration)
+    pair.client.goaway()  # the client pool drains at the same moment
+    pair.server_events.extend(pair.server.receive(pair.client.data_to_send()))
+    assert pair.of_type("server", GoAwayReceived)
+    pair.pump()
+    [resp] = pair.of_type("client", TunnelResponse)
+    assert (resp.stream_id, resp.status) == (sid, 200)
+    pair.client.send(sid, b"request")
+    pair.client.end(sid)
+    pair.pump()
+    assert pair.received("server", sid) == b"request"
+    pair.server.send(sid, b"response")
+    pair.server.end(sid)
+    pair.pump()
+    assert pair.received("client", sid) == b"response"
+    assert pair.client.open_streams == 0 and pair.server.open_streams == 0
+
+
+def test_an_end_stream_queued_when_the_servers_goaway_arrives_is_still_sent() -> None:
+    pair = HbonePair.create()
+    sid = pair.client.open_tunnel("10.0.0.1:80")
+    pair.pump()
+    pair.server.respond(sid, 200)
+    pair.pump()
+    pair.client.send(sid, b"request")
+    pair.client.end(sid)  # DATA and END_STREAM queued
+    pair.server.goaway()  # the server drains at the same moment
+    pair.client_events.extend(pair.client.receive(pair.server.data_to_send()))
+    assert pair.of_type("client", GoAwayReceived)[0].last_stream_id == sid
+    pair.pump()
+    assert pair.received("server", sid) == b"request"
+    assert StreamEnded(sid) in pair.server_events, "the client's half-close was lost"
+
+
+def test_a_reset_queued_when_a_goaway_arrives_is_still_sent() -> None:
+    pair = HbonePair.create()
+    sid = pair.client.open_tunnel("10.0.0.1:80")
+    pair.pump()
+    pair.server.respond(sid, 200)
+    pair.pump()
+    pair.client.reset(sid)
+    pair.server.goaway()
+    pair.client.receive(pair.server.data_to_send())
+    pair.pump()
+    resets = pair.of_type("server", StreamReset)
+    assert [(e.stream_id, e.error_code) for e in resets] == [(sid, ErrorCodes.CANCEL)]
+    assert pair.server.open_streams == 0
+
+
+def test_goaway_both_ways_crossing_a_connect_in_flight_refuses_it_on_the_client() -> None:
+    """The CONNECT is queued when the server's GOAWAY (which cannot cover it) arrives: the client
+    reports it refused (safe to retry), and the server, which still receives it, refuses it too."""
+    pair = HbonePair.create()
+    sid = pair.client.open_tunnel("10.0.0.1:80")
+    pair.client.goaway()
+    pair.server.goaway()
+    pair.client_events.extend(pair.client.receive(pair.server.data_to_send()))
+    resets = pair.of_type("client", StreamReset)
+    assert [(e.stream_id, e.error_code) for e in resets] == [(sid, ErrorCodes.REFUSED_STREAM)]
+    pair.pump()
+    assert [e.stream_id for e in pair.of_type("server", TunnelRefused)] == [sid]
+    assert not pair.of_type("server", TunnelRequested)
+    assert pair.client.open_streams == 0 and pair.server.open_streams == 0
