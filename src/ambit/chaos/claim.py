@@ -20,14 +20,15 @@ TARGET = "node2"
 
 def show_claim(handle: ClusterHandle, console: Console, directory: Path) -> ChaosRun:
     """Run the experiment on ``handle``'s cluster, print it, write its report under ``directory``."""
+    options = options_for(EXPERIMENT, "short", RunOptions(EXPERIMENT, TARGET))
     console.print(
         "\n[bold cyan]▶ Is ambient a single point of failure? "
         f"Kill {TARGET}'s ztunnel under load[/]\n"
         "  Every node's load pod sends to every node (a Service each, the pod IPs,\n"
-        "  a Service spread over two nodes): 10 req/s per flow, new and kept-alive\n"
-        "  connections, no retries. The prediction is computed from the cluster."
+        f"  a Service spread over two nodes): {options.rate:g} req/s per flow, new and\n"
+        "  kept-alive connections, no retries. The prediction is computed from the\n"
+        "  cluster."
     )
-    options = options_for(EXPERIMENT, "short", RunOptions(EXPERIMENT, TARGET))
     run = run_experiment(handle, options, directory / EXPERIMENT / "run-1")
     write_report([run], directory / EXPERIMENT)
     render_terminal([run], console)

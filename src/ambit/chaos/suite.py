@@ -16,24 +16,35 @@ from ambit.runtime.handle import ClusterHandle
 
 Profile = Literal["full", "short"]
 
-# Per experiment, in the order the suite runs them, what differs from RunOptions' defaults. ca-down needs a
+# Per experiment, in the order the suite runs them, what differs from RunOptions' defaults. The short
+# profile (the reduced suite in `make test`) halves the probe's rate: a 2-core CI machine runs the whole
+# cluster, and a verdict that failed for want of CPU could never be retried green. ca-down needs a
 # cluster started with `ambit up --test-fault-endpoints` (and a short --workload-cert-ttl to see refreshes).
 SUITE: dict[str, dict[Profile, dict[str, float]]] = {
-    "ztunnel-kill": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
-    "ztunnel-restart": {"full": {"restarts": 10}, "short": {"restarts": 2, "warmup": 2.0, "tail": 4.0}},
+    "ztunnel-kill": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
+    "ztunnel-restart": {
+        "full": {"restarts": 10},
+        "short": {"rate": 5.0, "restarts": 2, "warmup": 2.0, "tail": 4.0},
+    },
     "node-partition": {
         "full": {"duration": 60.0, "memory_settle": 30.0},
-        "short": {"duration": 12.0, "warmup": 2.0, "tail": 6.0},
+        "short": {"rate": 5.0, "duration": 12.0, "warmup": 2.0, "tail": 6.0},
     },
     "controlplane-down": {
         "full": {"duration": 120.0},
-        "short": {"duration": 16.0, "warmup": 2.0, "tail": 4.0},
+        "short": {"rate": 5.0, "duration": 16.0, "warmup": 2.0, "tail": 4.0},
     },
-    "ca-down": {"full": {"duration": 45.0}, "short": {"duration": 20.0, "warmup": 2.0, "tail": 4.0}},
-    "waypoint-replica-kill": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
-    "waypoint-down": {"full": {"duration": 20.0}, "short": {"duration": 8.0, "warmup": 2.0, "tail": 6.0}},
-    "node-drain": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
-    "app-rollout": {"full": {}, "short": {"warmup": 2.0, "tail": 6.0}},
+    "ca-down": {
+        "full": {"duration": 45.0},
+        "short": {"rate": 5.0, "duration": 20.0, "warmup": 2.0, "tail": 4.0},
+    },
+    "waypoint-replica-kill": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
+    "waypoint-down": {
+        "full": {"duration": 20.0},
+        "short": {"rate": 5.0, "duration": 8.0, "warmup": 2.0, "tail": 6.0},
+    },
+    "node-drain": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
+    "app-rollout": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
 }
 
 
