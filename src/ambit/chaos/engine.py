@@ -242,18 +242,30 @@ def observations(probes: Sequence[Probe]) -> list[Observation]:
 
 
 def _commit() -> str:
-    try:
-        here = Path(__file__).resolve().parent
-        reply = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
+    """The commit of the checkout this code runs from (read from ``.git``, no git binary), or ""."""
+    for root in Path(__file__).resolve().parents:
+        git = root / ".git"
+        if git.is_file():  # a worktree: "gitdir: <path>"
+            git = Path(git.read_text().split(":", 1)[1].strip())
+        if not git.is_dir():
+            continue
+        try:
+            head = (git / "HEAD").read_text().strip()
+            if not head.startswith("ref: "):
+                return head[:7]
+            ref = head.removeprefix("ref: ")
+            common = Path((git / "commondir").read_text().strip()) if (git / "commondir").exists() else git
+            common = common if common.is_absolute() else git / common
+            for base in (git, common):
+                if (base / ref).is_file():
+                    return (base / ref).read_text().strip()[:7]
+            for line in (common / "packed-refs").read_text().splitlines():
+                if line.endswith(" " + ref):
+                    return line.split()[0][:7]
+        except OSError:
+            return ""
         return ""
-    return reply.stdout.strip() if reply.returncode == 0 else ""
+    return ""
 
 
 def context(handle: ClusterHandle, options: RunOptions, target: str) -> dict[str, Any]:

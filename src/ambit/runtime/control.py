@@ -1,17 +1,22 @@
-"""Component control: the runtime daemon's command channel (`ambit stop|start|kill|restart`).
+"""Component control: the runtime daemon's command channel (`ambit stop|start|kill|restart`, `ambit fault
+reboot`).
 
 The daemon listens on ``<cd>/daemon.sock`` (a Unix stream socket, mode 0600). A request is one JSON
 line, answered with one JSON line, then the connection closes::
 
-    {"op": "stop", "component": "ztunnel", "node": "node1", "name": null, "namespace": null}
+    {"op": "stop", "component": "ztunnel", "node": "node1", "name": null, "namespace": null, "seed": null}
     {"ok": true, "message": "...", "keys": ["ztunnel-node1"]}
 
 ``op`` is stop (SIGTERM + hold down), start (release + start now), kill (SIGKILL; the supervisor
 restarts it) or restart (ztunnel: overlapping replacement; others: stop then start). ``component`` is
 ztunnel (``node`` required), controlplane (every replica, or those on ``node`` / named ``name``),
 store (in the daemon's own process: stop closes it, kill/restart close and reopen it at once) or pod
-(``name``, ``namespace``). The daemon also writes the held keys to ``<cd>/held.json`` after every
-command, so `ambit status` can say "stopped" without asking the daemon.
+(``name``, ``namespace``). ``reboot`` takes only ``node`` (``node`` required, ``seed`` optional: the
+order its pods come back in): every process of the node SIGKILLed, its pods' network namespaces
+deleted, then the node boots (:mod:`ambit.runtime.controllers.node_reboot`; the reply adds ``boot``,
+the monotonic time of the kill, ``seed``, ``order`` and ``killed``). The daemon also writes the held
+keys to ``<cd>/held.json`` after every command, so `ambit status` can say "stopped" without asking the
+daemon.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from ambit.runtime.layout import Layout, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-OPS = ("stop", "start", "kill", "restart")
-COMPONENTS = ("ztunnel", "controlplane", "store", "pod")
+OPS = ("stop", "start", "kill", "restart", "reboot")
+COMPONENTS = ("ztunnel", "controlplane", "store", "pod", "node")
 MAX_REQUEST = 64 * 1024
 
 
@@ -67,6 +72,7 @@ class Command:
     node: str | None = None
     name: str | None = None
     namespace: str | None = None
+    seed: int | None = None  # reboot: the seed of the order the node's pods come back in
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +81,7 @@ class Command:
             "node": self.node,
             "name": self.name,
             "namespace": self.namespace,
+            "seed": self.seed,
         }
 
     @classmethod
@@ -88,7 +95,12 @@ class Command:
                 raise ControlError(f"{field} must be a string")
             return value or None
 
-        cmd = cls(str(data.get("op")), str(data.get("component")), opt("node"), opt("name"), opt("namespace"))
+        seed = data.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ControlError("seed must be an integer")
+        cmd = cls(
+            str(data.get("op")), str(data.get("component")), opt("node"), opt("name"), opt("namespace"), seed
+        )
         cmd.validate()
         return cmd
 
@@ -97,12 +109,45 @@ class Command:
             raise ControlError(f"unknown operation {self.op!r} (one of {', '.join(OPS)})")
         if self.component not in COMPONENTS:
             raise ControlError(f"unknown component {self.component!r} (one of {', '.join(COMPONENTS)})")
+        if (self.op == "reboot") != (self.component == "node"):
+            raise ControlError("only a node reboots, and a node only reboots (ambit fault reboot NODE)")
+        if self.component == "node" and (not self.node or self.name or self.namespace):
+            raise ControlError("reboot takes a node and nothing else")
+        if self.seed is not None and self.op != "reboot":
+            raise ControlError("only a reboot takes a seed")
         if self.component == "ztunnel" and not self.node:
             raise ControlError("ztunnel needs --node")
         if self.component == "pod" and not self.name:
             raise ControlError("pod needs a NAME")
         if self.op == "restart" and self.component == "ztunnel" and self.name:
             raise ControlError("ztunnel takes no NAME")
+
+
+@dataclass(frozen=True)
+class RebootReply:
+    """The daemon's answer to a reboot: the boot's id (the monotonic time of the SIGKILLs), the seed and
+    the order (``namespace/name``) the node's pods come back in, the pids killed."""
+
+    node: str
+    boot: float
+    seed: int
+    order: tuple[str, ...]
+    killed: tuple[int, ...]
+    message: str
+
+    @classmethod
+    def from_reply(cls, node: str, reply: dict[str, Any]) -> RebootReply:
+        try:
+            return cls(
+                node,
+                float(reply["boot"]),
+                int(reply["seed"]),
+                tuple(str(p) for p in reply.get("order") or ()),
+                tuple(int(p) for p in reply.get("killed") or ()),
+                str(reply.get("message") or ""),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ControlError(f"bad reply to a reboot: {reply!r}") from exc
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,7 @@ class Daemon:
             store=self.store,
             pods=self._pod_refs,
             wake=self.wake,
+            kubelets=self.kubelets,
         )
 
     def _pod_pids(self) -> dict[str, list[int]]:

@@ -20,7 +20,17 @@ from typing import Any, TypeVar
 
 from ambit.resources.kinds import is_namespaced
 from ambit.resources.objects import DATAPLANE_MODE, DATAPLANE_MODE_AMBIENT
-from ambit.runtime import admin_client, capture, control, faults, kubeproxy, netplan, nsexec, procs
+from ambit.runtime import (
+    admin_client,
+    capture,
+    control,
+    faults,
+    kubeproxy,
+    netplan,
+    nsexec,
+    procs,
+    start_order,
+)
 from ambit.runtime import cluster as rt
 from ambit.runtime.controllers.kubelet import is_enrolled
 from ambit.runtime.layout import SYSTEM_NAMESPACE, Layout, node_index, node_name, read_json
@@ -302,6 +312,31 @@ class ClusterHandle:
     def held(self) -> set[str]:
         """The keys held down by `ambit stop` (and "store")."""
         return control.read_held(self.layout)
+
+    def reboot(self, node: str, *, seed: int | None = None) -> control.RebootReply:
+        """Reboot ``node`` (`ambit fault reboot`): every process of it SIGKILLed, its pods' network
+        namespaces deleted, then it boots: its ztunnel and its pods (in an order from ``seed``, else a
+        drawn one) come back, racing (:mod:`ambit.runtime.controllers.node_reboot`). Returns once the
+        node boots, not once its pods are ready. Raises :class:`HandleError` for an unknown node and
+        :class:`control.ControlError` when the daemon refuses."""
+        nodes = self.nodes()
+        if node not in nodes:
+            raise HandleError(f"cluster {self.name} has no node {node!r} (nodes: {', '.join(nodes)})")
+        cmd = control.Command("reboot", "node", node, seed=seed)
+        return control.RebootReply.from_reply(node, control.request(control.socket_path(self.layout), cmd))
+
+    def pod_start_order(self, node: str, boot: float | None = None) -> list[start_order.StartRecord]:
+        """The pod starts the kubelet of ``node`` recorded for one reboot (``boot``: its id, the
+        :class:`control.RebootReply`'s; default: the latest), in the order the apps started: when each
+        pod's capture was installed, when the node's ztunnel ACKed it, when its app was spawned
+        (:mod:`ambit.runtime.start_order`). Empty when the node never rebooted."""
+        path = start_order.records_path(self.layout, node)
+        try:
+            records = start_order.parse(path.read_text())
+        except FileNotFoundError:
+            return []
+        chosen = start_order.last_boot(records) if boot is None else boot
+        return [] if chosen is None else start_order.of_boot(records, chosen)
 
     # -- network faults ---------------------------------------------------------------------------
 

@@ -209,9 +209,11 @@ class NetRuntime:
 
     # --- pods ----------------------------------------------------------------------------------------
 
-    def add_pod(self, node_index: int, uid: str) -> PodNet:
-        """Create the pod's netns and routed veth on node ``node_index``; the address is the lowest free
-        ``10.244.<node>.<n>``. Capture is separate (:func:`ambit.runtime.capture.apply`)."""
+    def add_pod(self, node_index: int, uid: str, *, host: int | None = None) -> PodNet:
+        """Create the pod's netns and routed veth on node ``node_index``; the address is
+        ``10.244.<node>.<host>`` when ``host`` is given and free (a pod whose sandbox is re-created after
+        a node reboot keeps its address), else the lowest free ``10.244.<node>.<n>``. Capture is
+        separate (:func:`ambit.runtime.capture.apply`)."""
         with self._lock:
             layout = self.layout
             short = netplan.pod_short(uid)
@@ -219,7 +221,14 @@ class NetRuntime:
                 other = self._state["pods"][short]["uid"]
                 raise NetError(f"pod {uid}: short id {short} already used by pod {other}")
             used = [p["host"] for p in self._state["pods"].values() if p["node_index"] == node_index]
-            plan = netplan.plan_pod(layout, node_index, netplan.allocate_pod_host(used), short)
+            chosen = netplan.allocate_pod_host(used)
+            if (
+                host is not None
+                and host not in used
+                and netplan.FIRST_POD_HOST <= host <= netplan.LAST_POD_HOST
+            ):
+                chosen = host
+            plan = netplan.plan_pod(layout, node_index, chosen, short)
             pod = _pod_net(uid, plan)
             self._state["pods"][short] = asdict(pod)
             self._record_netns([plan.netns])

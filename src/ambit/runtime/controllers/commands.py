@@ -1,15 +1,18 @@
 """The command server: `ambit stop|start|kill|restart` of a ztunnel, the control plane, the store or a
-pod, received on ``<cd>/daemon.sock`` (:mod:`ambit.runtime.control`: protocol, key resolution) and
-applied through the supervisor (hold, release, kill), the ztunnel controller (overlapping restart) or
-the store host; after each command the held keys go to ``held.json`` and the daemon is woken."""
+pod, and `ambit fault reboot` of a node, received on ``<cd>/daemon.sock`` (:mod:`ambit.runtime.control`:
+protocol, key resolution) and applied through the supervisor (hold, release, kill), the ztunnel
+controller (overlapping restart), the store host or a node's kubelet (:mod:`.node_reboot`); after each
+command the held keys go to ``held.json`` and the daemon is woken."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ambit.runtime import control
+from ambit.runtime.controllers import node_reboot
+from ambit.runtime.controllers.kubelet import Kubelet
 from ambit.runtime.controllers.store_host import StoreHost
 from ambit.runtime.controllers.view import poll
 from ambit.runtime.controllers.ztunnels import ZtunnelController
@@ -30,6 +33,7 @@ class CommandServer:
         store: StoreHost,
         pods: Callable[[], list[control.PodRef]],
         wake: asyncio.Event,
+        kubelets: Mapping[str, Kubelet] | None = None,
     ) -> None:
         self.layout = layout
         self.nodes = nodes
@@ -38,6 +42,7 @@ class CommandServer:
         self.store = store
         self.pods = pods
         self.wake = wake
+        self.kubelets = dict(kubelets or {})
         self.server = control.ControlServer(control.socket_path(layout), self.command)
 
     async def start(self) -> None:
@@ -52,6 +57,8 @@ class CommandServer:
             state = await self.store.command(cmd.op)
             self._write_held()
             return {"message": f"store {cmd.op}: {state}", "keys": ["store"]}
+        if cmd.component == "node":
+            return await self._reboot(cmd)
         keys = control.resolve(cmd, self.nodes, self.pods(), self.supervisor.keys())
         try:
             if cmd.op == "stop":
@@ -72,6 +79,15 @@ class CommandServer:
         finally:
             self._write_held()
         return {"message": message, "keys": keys}
+
+    async def _reboot(self, cmd: control.Command) -> dict[str, Any]:
+        kubelet = self.kubelets.get(cmd.node or "")
+        if kubelet is None:
+            raise control.ControlError(f"no node {cmd.node}")
+        try:
+            return (await node_reboot.reboot(kubelet, self.supervisor, seed=cmd.seed)).reply()
+        finally:
+            self._write_held()
 
     def _write_held(self) -> None:
         held = self.supervisor.held_keys() + (["store"] if self.store.held else [])

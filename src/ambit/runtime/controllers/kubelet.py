@@ -12,6 +12,13 @@ node over the informer's pods.
 
 Every pod gets a pod-bound token before its processes start, named to them in ``AMBIT_TOKEN_FILE``
 and renewed while it runs (:mod:`.tokens`).
+
+Each pod start is recorded (:mod:`ambit.runtime.start_order`: when its capture was installed, when the
+ztunnel ACKed it, when its app was spawned) in ``<cd>/nodes/<node>/pod-starts.jsonl``. A node reboot
+(:mod:`.node_reboot`) pauses the node's kubelet (a pass leaves its pods alone; ``lock`` is held by a
+pass's work on one of its pods, so the reboot waits for the one in flight), tears it down, then hands it
+a boot: the pods come back through the ordinary path above, in the boot's random order first, each
+keeping its address when it is still free.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Any
 from ambit.net.tasks import spawn
 from ambit.protocol import zds
 from ambit.resources.objects import is_ambient, namespace_or_default
-from ambit.runtime import capture, kubeproxy, netplan, replica_sets, scheduler
+from ambit.runtime import capture, kubeproxy, netplan, replica_sets, scheduler, start_order
 from ambit.runtime.agent import AgentError, NodeAgent
 from ambit.runtime.ambit_command import ambit_argv
 from ambit.runtime.controllers import termination
@@ -69,6 +76,18 @@ class PodState:
     ready: bool = False
     last_probe: float = 0.0
     held: str = ""
+    captured_at: float | None = None  # monotonic: capture installed (this sandbox)
+    acked_at: float | None = None  # monotonic: the node's ztunnel ACKed the pod
+
+
+@dataclass(frozen=True)
+class Boot:
+    """A node coming back from a reboot: its kill time (the boot's id), the seeded random order its pods
+    come up in (uid -> rank), and the address (host number) each had."""
+
+    at: float
+    order: Mapping[str, int]
+    hosts: Mapping[str, int]
 
 
 class Kubelet:
@@ -96,14 +115,36 @@ class Kubelet:
         self.agent = agent
         self.pods: dict[str, PodState] = {}
         self.terminating: dict[str, asyncio.Task[None]] = {}
+        self.lock = asyncio.Lock()  # a pass's work on one pod of this node, or a reboot's teardown
+        self.paused = False  # a reboot tears the node down: passes leave its pods alone
+        self.boot: Boot | None = None
+        self._unstarted: dict[str, int] = {}  # this boot's pods not started yet: uid -> rank
+        self._hosts: dict[str, int] = {}  # this boot's pods without a sandbox yet: uid -> host to keep
+        self.records = start_order.records_path(layout, node)
+
+    def begin_boot(self, boot: Boot) -> None:
+        """The node boots: its pods come up first, in ``boot.order``, each asking for its old address."""
+        self.boot = boot
+        self._unstarted = dict(boot.order)
+        self._hosts = dict(boot.hosts)
+
+    def boot_rank(self, uid: str) -> int | None:
+        """The pod's place in the current boot's order while it has not started; None otherwise."""
+        return self._unstarted.get(uid)
 
     async def remove_gone(self, live: Mapping[str, Any]) -> None:
         """Stop and remove the pods whose uid is no longer in ``live`` (at once: no grace is left)."""
         for uid in [u for u in self.pods if u not in live]:
-            task = self.terminating.pop(uid, None)
-            if task is not None:
-                task.cancel()
-            await self._remove_pod(self.pods.pop(uid))
+            if self.paused:
+                return
+            async with self.lock:
+                state = self.pods.pop(uid, None)
+                if state is None:
+                    continue
+                task = self.terminating.pop(uid, None)
+                if task is not None:
+                    task.cancel()
+                await self._remove_pod(state)
 
     async def cancel_terminations(self) -> None:
         """Stop every running termination (the daemon is shutting down and stops every process)."""
@@ -194,7 +235,9 @@ class Kubelet:
             net = (
                 existing
                 if existing is not None
-                else await asyncio.to_thread(self.net.add_pod, node_index(self.node), uid)
+                else await asyncio.to_thread(
+                    self.net.add_pod, node_index(self.node), uid, host=self._hosts.pop(uid, None)
+                )
             )
             state = PodState(uid, name, ns, self.node, net)
             self.pods[uid] = state
@@ -205,6 +248,7 @@ class Kubelet:
             if not state.captured:
                 await asyncio.to_thread(capture.apply, state.net.netns)
                 state.captured = True
+                state.captured_at = time.monotonic()
             info = zds.WorkloadInfo(name, ns, sa, (state.net.ip,), self.node)
             if (pod.get("status") or {}).get("podIP") != state.net.ip:
                 # Publish the IP first: ztunnel takes a pod only once the control plane has pushed its
@@ -215,6 +259,7 @@ class Kubelet:
             try:
                 await self.agent.add(uid, info, state.net.netns)
                 state.enrolled, state.held = True, ""
+                state.acked_at = time.monotonic()
             except AgentError as exc:
                 state.held = str(exc)
         elif not want and state.enrolled:
@@ -232,8 +277,10 @@ class Kubelet:
         if self.tokens is not None:
             self.tokens.project(uid=state.uid, namespace=state.namespace, name=state.name, service_account=sa)
         if not state.started:
+            spawned = time.monotonic()
             self._start_containers(pod, state, services)
             state.started = True
+            self._record_start(state, spawned)
         now = time.monotonic()
         interval = PROBE_INTERVAL_READY if state.ready else PROBE_INTERVAL
         if now - state.last_probe >= interval:
@@ -275,6 +322,29 @@ class Kubelet:
             spec = ProcessSpec(key, argv, self.layout.log(key), netns=state.net.netns, env=cenv)
             self.supervisor.start(spec)
             state.keys.append(key)
+
+    def _record_start(self, state: PodState, spawned: float) -> None:
+        """One line in the node's start record (:mod:`ambit.runtime.start_order`)."""
+        rank = self._unstarted.pop(state.uid, None)
+        record = start_order.StartRecord(
+            node=self.node,
+            namespace=state.namespace,
+            name=state.name,
+            uid=state.uid,
+            ip=state.net.ip,
+            enrolled=state.enrolled,
+            capture=state.captured_at if state.captured else None,
+            ack=state.acked_at if state.enrolled else None,
+            app=spawned,
+            boot=self.boot.at if self.boot is not None and rank is not None else None,
+            rank=rank,
+        )
+        try:
+            self.records.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.records, "a") as f:
+                f.write(start_order.line(record))
+        except OSError as exc:
+            log.warning("recording the start of %s/%s: %s", state.namespace, state.name, exc)
 
     async def _probe(self, pod: dict[str, Any], state: PodState) -> bool:
         if not all(self.supervisor.running(k) for k in state.keys):
@@ -348,13 +418,32 @@ async def sync_all(kubelets: Mapping[str, Kubelet], view: ClusterView) -> None:
     for kubelet in kubelets.values():
         await kubelet.remove_gone(pods)
     services = view.objects("Service")
-    for uid, pod in pods.items():
+    for uid, pod in pass_order(pods, kubelets):
+        kubelet = kubelets[str(pod["spec"]["nodeName"])]
+        if kubelet.paused:  # rebooting: its pods come back once it boots
+            continue
         if uid and meta(pod).get("deletionTimestamp"):
-            kubelets[str(pod["spec"]["nodeName"])].begin_termination(uid, pod)
+            kubelet.begin_termination(uid, pod)
             continue
         if not uid or not scheduler.is_active(pod):
             continue
         try:
-            await kubelets[str(pod["spec"]["nodeName"])].sync_pod(str(uid), pod, services)
+            async with kubelet.lock:
+                if not kubelet.paused:
+                    await kubelet.sync_pod(str(uid), pod, services)
         except Exception:
             log.exception("pod %s/%s", meta(pod).get("namespace"), meta(pod).get("name"))
+
+
+def pass_order(pods: Mapping[str, dict[str, Any]], kubelets: Mapping[str, Kubelet]) -> list[tuple[str, Any]]:
+    """The pass's order: the pods of a booting node not started yet first, in their boot's random order;
+    then every other pod in the informer's order."""
+    booting: list[tuple[int, str, Any]] = []
+    others: list[tuple[str, Any]] = []
+    for uid, pod in pods.items():
+        rank = kubelets[str(pod["spec"]["nodeName"])].boot_rank(uid)
+        if rank is None:
+            others.append((uid, pod))
+        else:
+            booting.append((rank, uid, pod))
+    return [(uid, pod) for _, uid, pod in sorted(booting, key=lambda b: b[0])] + others
