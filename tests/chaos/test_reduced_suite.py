@@ -102,6 +102,7 @@ def test_the_suite_is_what_the_cli_runs() -> None:
         "ztunnel-kill",
         "ztunnel-restart",
         "node-partition",
+        "node-reboot",
         "controlplane-down",
         "ca-down",
         "waypoint-replica-kill",
@@ -134,6 +135,17 @@ def test_a_partitioned_node_touches_only_its_pairs(cluster: str, reports: Path) 
     assert_passed(result)
     assert failed_from(result, TARGET) > 0, "the cut touched nothing: the fault missed"
     assert ClusterHandle(cluster).cuts() == set()
+
+
+def test_a_rebooted_node_fails_closed_and_touches_only_its_pairs(cluster: str, reports: Path) -> None:
+    result = run(cluster, "node-reboot", reports)
+    assert_passed(result)
+    measured = dict(result.events.measures)
+    assert measured["pods rebooted"] >= 2, measured  # the node's echo and load pods at least
+    assert measured["apps started before capture+ACK"] == 0, measured  # istio#60882
+    assert measured["plaintext packets from the node on the fabric"] == 0, measured
+    assert measured["fabric packets from the node"] > 0, measured  # the control: the capture saw the node
+    assert failed_from(result, TARGET) > 0, "the reboot touched nothing: the fault missed"
 
 
 def test_the_data_plane_serves_with_the_control_plane_down(cluster: str, reports: Path) -> None:

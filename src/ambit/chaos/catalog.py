@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from ambit.chaos import controlplane_faults, experiments, lifecycle_faults
+from ambit.chaos import controlplane_faults, experiments, lifecycle_faults, reboot_fault
 from ambit.chaos.experiments import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
     "ztunnel-kill": experiments.ztunnel_kill,
     "ztunnel-restart": experiments.ztunnel_restart,
     "node-partition": experiments.node_partition,
+    "node-reboot": reboot_fault.node_reboot,
     "controlplane-down": controlplane_faults.controlplane_down,
     "ca-down": controlplane_faults.ca_down,
     "waypoint-replica-kill": experiments.waypoint_replica_kill,

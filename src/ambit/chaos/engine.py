@@ -19,7 +19,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -169,16 +169,26 @@ class Probe:
 
 
 def start_probes(
-    handle: ClusterHandle, layout: workload.ProbeLayout, options: RunOptions, directory: Path
+    handle: ClusterHandle,
+    layout: workload.ProbeLayout,
+    options: RunOptions,
+    directory: Path,
+    *,
+    nodes: Collection[str] | None = None,
+    suffix: str = "",
+    targets: Sequence[workload.ProbeTarget] | None = None,
 ) -> list[Probe]:
+    """One probe per node (or per node of ``nodes``), in its load pod, to ``targets`` (the layout's)."""
     probes: list[Probe] = []
     for node, pod in sorted(layout.load_pods.items()):
-        out = directory / f"probe-{node}.jsonl"
-        err = (directory / f"probe-{node}.log").open("wb")
+        if nodes is not None and node not in nodes:
+            continue
+        out = directory / f"probe-{node}{suffix}.jsonl"
+        err = (directory / f"probe-{node}{suffix}.log").open("wb")
         argv = [*ambit_argv(), "app", "probe", "--source", node, "--out", str(out)]
         argv += ["--rate", f"{options.rate:g}", "--timeout", f"{options.timeout:g}", "--duration", "3600"]
         argv += ["--max-age", f"{options.max_age:g}"]
-        for target in layout.targets:
+        for target in targets if targets is not None else layout.targets:
             argv += ["--flow", f"{target.name}={target.url}"]
         proc = handle.popen(argv, pod=pod, namespace=workload.NAMESPACE, stdout=subprocess.PIPE, stderr=err)
         probes.append(Probe(node, proc, out, err))
@@ -201,6 +211,33 @@ def wait_running(probes: Sequence[Probe], within: float = PROBE_START_TIMEOUT) -
                 raise ChaosError(f"the probe on {probe.node} exited (see {probe.out.with_suffix('.log')})")
             if line.startswith(b"probe running"):
                 del pending[stream]
+
+
+def restart_dead_probes(
+    handle: ClusterHandle,
+    layout: workload.ProbeLayout,
+    options: RunOptions,
+    directory: Path,
+    probes: Sequence[Probe],
+) -> list[Probe]:
+    """A new probe on every node whose probe died in the fault (a node reboot SIGKILLs every process
+    in its pods' namespaces, the probe's too), in the same load pod, writing a file of its own; both
+    files are read. Returns the new ones, running."""
+    dead = {p.node for p in probes if p.proc.poll() is not None}
+    if not dead:
+        return []
+    current = wait_probe_layout(handle)
+    fresh = start_probes(
+        handle,
+        current,
+        options,
+        directory,
+        nodes=dead,
+        suffix=f"-{sum(1 for p in probes if p.node in dead) + 1}",
+        targets=layout.targets,
+    )
+    wait_running(fresh)
+    return fresh
 
 
 def stop_probes(probes: Sequence[Probe]) -> None:
@@ -310,6 +347,7 @@ def run_experiment(handle: ClusterHandle, options: RunOptions, directory: Path, 
         origin = time.monotonic()
         time.sleep(options.warmup)
         events = inject(handle, plan)
+        probes += restart_dead_probes(handle, layout, options, directory, probes)
         time.sleep(options.tail)
     finally:
         stop_probes(probes)

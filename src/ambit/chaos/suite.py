@@ -30,6 +30,7 @@ SUITE: dict[str, dict[Profile, dict[str, float]]] = {
         "full": {"duration": 60.0, "memory_settle": 30.0},
         "short": {"rate": 5.0, "duration": 12.0, "warmup": 2.0, "tail": 6.0},
     },
+    "node-reboot": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
     "controlplane-down": {
         "full": {"duration": 120.0},
         "short": {"rate": 5.0, "duration": 16.0, "warmup": 2.0, "tail": 4.0},

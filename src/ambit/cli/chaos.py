@@ -24,6 +24,7 @@ EXPERIMENT_NAMES = (  # chaos.catalog's, listed here so that `--help` imports no
     "ztunnel-kill",
     "ztunnel-restart",
     "node-partition",
+    "node-reboot",
     "controlplane-down",
     "ca-down",
     "waypoint-replica-kill",
