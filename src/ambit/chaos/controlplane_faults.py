@@ -270,9 +270,10 @@ def controlplane_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
     lifetime = workload_lifetime(read_json(handle.layout.config))
     held = held_certificates(handle)
     start = now()
-    handle.stop("controlplane")
-    marks: list[tuple[str, float]] = [("stopped", now())]
+    marks: list[tuple[str, float]] = []
     try:
+        handle.stop("controlplane")
+        marks.append(("stopped", now()))
         time.sleep(plan.duration / 2)
         marks.append(("ztunnel restart", now()))
         handle.restart("ztunnel", node=node)

@@ -177,22 +177,33 @@ def start_probes(
     nodes: Collection[str] | None = None,
     suffix: str = "",
     targets: Sequence[workload.ProbeTarget] | None = None,
+    into: list[Probe] | None = None,
 ) -> list[Probe]:
-    """One probe per node (or per node of ``nodes``), in its load pod, to ``targets`` (the layout's)."""
-    probes: list[Probe] = []
+    """One probe per node (or per node of ``nodes``), in its load pod, to ``targets`` (the layout's).
+    Each is appended to ``into`` as soon as it runs, so a caller's ``finally`` stops it even when a later
+    one fails to start. It ends by itself after :func:`probe_lifetime` should nothing stop it."""
+    probes: list[Probe] = into if into is not None else []
     for node, pod in sorted(layout.load_pods.items()):
         if nodes is not None and node not in nodes:
             continue
         out = directory / f"probe-{node}{suffix}.jsonl"
         err = (directory / f"probe-{node}{suffix}.log").open("wb")
         argv = [*ambit_argv(), "app", "probe", "--source", node, "--out", str(out)]
-        argv += ["--rate", f"{options.rate:g}", "--timeout", f"{options.timeout:g}", "--duration", "3600"]
+        argv += ["--rate", f"{options.rate:g}", "--timeout", f"{options.timeout:g}"]
+        argv += ["--duration", f"{probe_lifetime(options):.0f}"]
         argv += ["--max-age", f"{options.max_age:g}"]
         for target in targets if targets is not None else layout.targets:
             argv += ["--flow", f"{target.name}={target.url}"]
         proc = handle.popen(argv, pod=pod, namespace=workload.NAMESPACE, stdout=subprocess.PIPE, stderr=err)
         probes.append(Probe(node, proc, out, err))
     return probes
+
+
+def probe_lifetime(options: RunOptions) -> float:
+    """How long a probe may run at most: the run's longest plausible length, so that a probe nobody
+    stopped (the engine killed) ends by itself instead of loading the machine for an hour."""
+    restarts = options.restarts * 40.0 if options.experiment == "ztunnel-restart" else 0.0
+    return options.warmup + options.duration + options.memory_settle + restarts + options.tail + 600.0
 
 
 def wait_running(probes: Sequence[Probe], within: float = PROBE_START_TIMEOUT) -> None:
@@ -218,16 +229,22 @@ def restart_dead_probes(
     layout: workload.ProbeLayout,
     options: RunOptions,
     directory: Path,
-    probes: Sequence[Probe],
-) -> list[Probe]:
-    """A new probe on every node whose probe died in the fault (a node reboot SIGKILLs every process
-    in its pods' namespaces, the probe's too), in the same load pod, writing a file of its own; both
-    files are read. Returns the new ones, running."""
+    probes: list[Probe],
+    *,
+    rebooted: str,
+) -> None:
+    """A node reboot SIGKILLs every process in its pods' namespaces, the probe's too: start a new one
+    in the same load pod, writing a file of its own (both are read), appended to ``probes``. A probe that
+    died in any other experiment, or on another node, is an error (its node's traffic went unmeasured)."""
     dead = {p.node for p in probes if p.proc.poll() is not None}
     if not dead:
-        return []
+        return
+    if options.experiment != "node-reboot" or dead != {rebooted}:
+        codes = ", ".join(f"{p.node} (exit {p.proc.returncode})" for p in probes if p.proc.poll() is not None)
+        raise ChaosError(f"probes died during {options.experiment}: {codes}; see probe-<node>.log")
     current = wait_probe_layout(handle)
-    fresh = start_probes(
+    before = len(probes)
+    start_probes(
         handle,
         current,
         options,
@@ -235,21 +252,26 @@ def restart_dead_probes(
         nodes=dead,
         suffix=f"-{sum(1 for p in probes if p.node in dead) + 1}",
         targets=layout.targets,
+        into=probes,
     )
-    wait_running(fresh)
-    return fresh
+    wait_running(probes[before:])
 
 
 def stop_probes(probes: Sequence[Probe]) -> None:
+    """SIGTERM every probe (they write what they have and exit), SIGKILL one that does not within 15 s;
+    each on its own, so one that misbehaves never leaves the others running."""
     for probe in probes:
-        if probe.proc.poll() is None:
-            probe.proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            if probe.proc.poll() is None:
+                probe.proc.send_signal(signal.SIGTERM)
     for probe in probes:
         try:
             probe.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            probe.proc.kill()
-            probe.proc.wait(timeout=5)
+            with contextlib.suppress(OSError):
+                probe.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                probe.proc.wait(timeout=5)
         with contextlib.suppress(OSError):
             if probe.proc.stdout is not None:
                 probe.proc.stdout.close()
@@ -341,13 +363,14 @@ def run_experiment(handle: ClusterHandle, options: RunOptions, directory: Path, 
     plan = experiments.FaultPlan(
         target, options.duration, options.restarts, options.seed, memory_settle=options.memory_settle
     )
-    probes = start_probes(handle, layout, options, directory)
+    probes: list[Probe] = []
     try:
+        start_probes(handle, layout, options, directory, into=probes)
         wait_running(probes)
         origin = time.monotonic()
         time.sleep(options.warmup)
         events = inject(handle, plan)
-        probes += restart_dead_probes(handle, layout, options, directory, probes)
+        restart_dead_probes(handle, layout, options, directory, probes, rebooted=events.target_node)
         time.sleep(options.tail)
     finally:
         stop_probes(probes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import select
 import signal
 import statistics
 import subprocess
@@ -19,12 +20,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ambit.chaos import workload
 from ambit.reliability.flows import FaultEvents
-from ambit.resources.objects import GATEWAY_NAME_LABEL, is_ready, labels, name_of, node_name
+from ambit.resources.objects import GATEWAY_NAME_LABEL, is_ready, labels, name_of, namespace_of, node_name
 from ambit.runtime import admin_client, procs
 from ambit.runtime.control import ControlError
+from ambit.runtime.controllers.kubelet import is_enrolled
 from ambit.runtime.handle import ClusterHandle, HandleError
 
 READY_PORT = 15021
@@ -65,15 +68,22 @@ def wait_until(predicate: Callable[[], bool], what: str, within: float, interval
         time.sleep(interval)
 
 
+def enrolled(handle: ClusterHandle, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Those of ``pods`` the runtime hands to their node's ztunnel (not a waypoint, not the system's)."""
+    namespaces = {name_of(o): o for o in handle.objects(["Namespace"])}
+    return [p for p in pods if is_enrolled(p, namespaces.get(namespace_of(p)))]
+
+
 def ztunnel_serving(handle: ClusterHandle, node: str, old_pid: int | None) -> bool:
-    """A new ztunnel (not ``old_pid``) on ``node`` is ready and serves every probe pod of the node."""
+    """A new ztunnel (not ``old_pid``) on ``node`` is ready and serves every enrolled probe pod of the
+    node (waypoint replicas are not captured: they are never "served")."""
     pid = handle.ztunnel_pid(node)
     if pid is None or pid == old_pid:
         return False
     status, _ = admin_client.http_get(handle.node_netns(node), "/healthz/ready", port=READY_PORT, timeout=1.0)
     if status != 200:
         return False
-    pods = [p for p in handle.pods(workload.NAMESPACE) if node_name(p) == node]
+    pods = enrolled(handle, [p for p in handle.pods(workload.NAMESPACE) if node_name(p) == node])
     serving = handle.serving(node)
     return all(serving.get(p["metadata"]["uid"]) == "serving" for p in pods)
 
@@ -130,14 +140,20 @@ def connect_prober(handle: ClusterHandle, node: str) -> subprocess.Popen[str]:
         text=True,
     )
     assert proc.stdout is not None
-    if not proc.stdout.readline().startswith("connect-probe running"):
-        raise ExperimentError(f"the connect prober on {node} did not start")
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    if not ready or not proc.stdout.readline().startswith("connect-probe running"):
+        stop_prober(proc)
+        raise ExperimentError(f"the connect prober on {node} did not start within 30 s")
     return proc
 
 
 def stop_prober(proc: subprocess.Popen[str]) -> dict[str, object]:
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=10)
+    try:
+        out, _ = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate(timeout=5)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     return dict(json.loads(lines[-1])) if lines else {}
 
@@ -309,9 +325,15 @@ def waypoint_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
         down = now()
         time.sleep(plan.duration)
     finally:
+        restarting = now()
+        failed = []
         for name in names:
-            with contextlib.suppress(ControlError):
+            try:
                 handle.start("pod", name, namespace=workload.NAMESPACE)
+            except ControlError as exc:
+                failed.append(f"{name}: {exc}")
+        if failed:
+            raise ExperimentError("waypoint replicas left held down: " + "; ".join(failed))
     started = now()
     end = wait_until(
         lambda: any(_waypoint_ready(handle, n, old[n]) for n in names),
@@ -324,5 +346,5 @@ def waypoint_down(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
         "",
         start,
         end,
-        marks=(("down", down), ("started", started), ("ready", end)),
+        marks=(("down", down), ("restarting", restarting), ("started", started), ("ready", end)),
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ambit.chaos import workload
-from ambit.chaos.experiments import ExperimentError, FaultPlan, now, wait_until
+from ambit.chaos.experiments import ExperimentError, FaultPlan, enrolled, now, wait_until
 from ambit.net.tasks import spawn
 from ambit.reliability.flows import FaultEvents
 from ambit.resources.durations import SECOND
@@ -177,7 +177,9 @@ async def _replaced(
             break
         await asyncio.sleep(POLL)
     ready = now()
-    names = {name_of(p) for group in replacements(evicted, pods).values() for p in group if is_ready(p)}
+    ready_pods = [p for group in replacements(evicted, pods).values() for p in group if is_ready(p)]
+    # A waypoint replica among them is never captured (it is the mesh): wait for the enrolled ones.
+    names = {name_of(p) for p in await asyncio.to_thread(enrolled, handle, ready_pods)}
     while True:
         if await asyncio.to_thread(_meshed, handle, names):
             break

@@ -61,7 +61,13 @@ def node_reboot(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
     every pod that was on it is ready again and its new ztunnel serves the enrolled ones."""
     node = plan.target_node
     before = handle.status().pods
-    on_node = [p for p in before if p.node == node]
+    terminating = {
+        f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+        for p in handle.pods(None)
+        if p["metadata"].get("deletionTimestamp")
+    }
+    # A pod being deleted does not come back after the reboot: do not wait for it.
+    on_node = [p for p in before if p.node == node and f"{p.namespace}/{p.name}" not in terminating]
     ip_before = {f"{p.namespace}/{p.name}": p.ip for p in on_node}
     pods = set(ip_before)
     enrolled = {f"{p.namespace}/{p.name}" for p in on_node if p.ambient}

@@ -50,9 +50,8 @@ def _load_options(function: click.decorators.FC) -> click.decorators.FC:
             click.option(
                 "--rate",
                 type=click.FloatRange(0.5, 200),
-                default=10.0,
-                show_default=True,
-                help="Requests per second per flow and connection kind.",
+                default=None,
+                help="Requests per second per flow and connection kind [default: 10; 5 with --short].",
             ),
             click.option(
                 "--timeout",
@@ -123,7 +122,7 @@ def run(
     target: str | None,
     duration: float | None,
     restarts: int | None,
-    rate: float,
+    rate: float | None,
     timeout: float,
     runs: int,
     seed: int,
@@ -136,7 +135,9 @@ def run(
     from ambit.chaos.suite import options_for
 
     handle = _handle(ctx)
-    options = options_for(experiment, "full", RunOptions(experiment, target, rate, timeout, seed=seed))
+    options = options_for(experiment, "full", RunOptions(experiment, target, timeout=timeout, seed=seed))
+    if rate is not None:
+        options = replace(options, rate=rate)
     if duration is not None:
         options = replace(options, duration=duration)
     if restarts is not None:
@@ -153,7 +154,7 @@ def suite(
     ctx: click.Context,
     short: bool,
     only: tuple[str, ...],
-    rate: float,
+    rate: float | None,
     timeout: float,
     runs: int,
     seed: int,
@@ -164,10 +165,14 @@ def suite(
     from ambit.chaos.suite import SUITE, options_for
 
     handle = _handle(ctx)
-    base = RunOptions("", None, rate, timeout, seed=seed)
+    from dataclasses import replace
+
+    base = RunOptions("", None, timeout=timeout, seed=seed)
     results = {}
     for experiment in only or tuple(SUITE):
         options = options_for(experiment, "short" if short else "full", base)
+        if rate is not None:  # the user's rate wins over the profile's
+            options = replace(options, rate=rate)
         results[experiment] = _run(handle, options, runs, report)
     _finish(results, report, single=False)
 

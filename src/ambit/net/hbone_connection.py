@@ -30,6 +30,7 @@ from ambit.protocol import hbone as core
 _log = logging.getLogger("ambit.net.hbone")
 
 PeerId = Identity | NodeIdentity
+PING_CONFIRM = 0.05  # after the PING timeout, one more turn of the loop to read an answer already there
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class Timeouts:
     # A silent peer (partitioned, its host gone) is found dead within interval + timeout = 5 s, and the
     # connection dropped from the pool (Istio's ztunnel: 20 s). A PING costs 17 bytes each way.
     keepalive_interval: float = 2.0
-    keepalive_timeout: float = 3.0
+    keepalive_timeout: float = 2.9  # + PING_CONFIRM: dead within 5 s
     idle: float | None = 300.0
     connect: float = 10.0
 
@@ -388,6 +389,12 @@ class HboneConnectionProtocol(asyncio.Protocol):
         self._arm("keepalive", self.timeouts.keepalive_timeout, self._ping_timeout)
 
     def _ping_timeout(self) -> None:
+        # The loop runs due timers before it reads sockets: after a stall of our own as long as the
+        # timeout, the answer may be waiting unread. Judge once the next read has had its turn.
+        if self._ping_outstanding is not None:
+            self._arm("keepalive", PING_CONFIRM, self._ping_timeout_confirmed)
+
+    def _ping_timeout_confirmed(self) -> None:
         if self._ping_outstanding is not None:
             _log.warning("HBONE peer did not answer PING within %.1fs", self.timeouts.keepalive_timeout)
             self.abort("keepalive timeout")

@@ -34,6 +34,8 @@ NODE_EXPERIMENTS = frozenset(
 
 DOWN_MARK = "down"
 """The `FaultEvents.marks` name of the instant the last waypoint replica was gone (waypoint-down)."""
+RESTARTING_MARK = "restarting"
+"""... and of the instant the engine began to start them again (the must-fail window ends there)."""
 
 KEEPALIVE_ONLY: tuple[ConnKind, ...] = ("keepalive",)
 
@@ -379,7 +381,7 @@ def _waypoint_replica_kill(span: _Span) -> None:
             span.out.add(
                 span.flows(span.topology.sources, [destination]),
                 s,
-                span.end + t.recovery_slack,
+                span.end + t.push_delay + t.recovery_slack,
                 rule=f"flows to {destination.name} (its waypoint's only replica killed): every source",
                 reason="its waypoint's only replica is down",
             )
@@ -409,13 +411,18 @@ def _waypoint_down(span: _Span) -> None:
         rule=f"flows to {_names(covered)} (waypoint {span.fault.target} scaled to zero): every source",
         reason=f"waypoint {span.fault.target} has no ready replica",
     )
+    # A replica can serve again from the moment the engine starts the first one, before it sees it
+    # ready (``end``): the must-fail window closes at that mark when there is one.
+    restarting = min(
+        (at for name, at in span.fault.marks if name == RESTARTING_MARK and s <= at <= e), default=e
+    )
     for name, down in span.fault.marks:
         if name != DOWN_MARK or not s <= down <= e:
             continue
         span.out.add(
             flows,
             down + t.push_delay + t.request_timeout,
-            e,
+            restarting,
             must_fail=True,
             rule=f"flows to {_names(covered)} must fail while no replica of {span.fault.target} runs "
             "(a success would bypass the waypoint)",

@@ -146,7 +146,7 @@ async def test_max_age_retires_kept_alive_connections(node_a: SampleApp) -> None
     assert len(by_peer) >= 5, by_peer.keys()
     assert result.connections()["new"] == len(by_peer)  # each new connection is one peer
     for starts in by_peer.values():
-        assert max(starts) - min(starts) <= 0.3 + 0.05, starts
+        assert max(starts) - min(starts) <= 0.3 + 0.15, starts  # 0.15: the stamp after the age check
 
     # the control: without a maximum age the pool's connections serve the whole run
     control = await run_load(

@@ -249,6 +249,11 @@ class SimulatedNode:
     def meshed(self, namespace: str) -> dict[str, bool]:
         return {name: True for name in self.pods}
 
+    def objects(self, kinds: list[str]) -> list[dict[str, Any]]:
+        namespace = {"kind": "Namespace", "metadata": {"name": "ambit-chaos"}}
+        namespace["metadata"]["labels"] = {"istio.io/dataplane-mode": "ambient"}
+        return [namespace] if "Namespace" in kinds else []
+
 
 def test_node_drain_cordons_is_refused_by_the_budget_evicts_and_ends_when_the_replacement_is_ready(
     monkeypatch: pytest.MonkeyPatch,

@@ -223,11 +223,11 @@ CASES: list[tuple[str, FaultEvents, Timing, Topology, list[Group]]] = [
         [(ALL, ["waypointed"], KEEPALIVE, [(S, S + 3 + 2)])],
     ),
     (
-        "waypoint-replica-kill, its only replica: both kinds until it is back",
+        "waypoint-replica-kill, its only replica: both kinds until it is back and pushed",
         fault("waypoint-replica-kill", "node1", target="wp-0"),
         TIMING,
         topology(waypoint_replicas=("node1",)),
-        [(ALL, ["waypointed"], CONN_KINDS, [(S, E + 2)])],
+        [(ALL, ["waypointed"], CONN_KINDS, [(S, E + 2 + 2)])],
     ),
     (
         "waypoint-down: every flow to its destinations may fail",
@@ -291,6 +291,14 @@ def test_waypoint_down_window_after_the_last_replica_went_must_fail() -> None:
     windows = prediction.windows[FlowKey("node2", "waypointed", "new")]
     assert [(w.start, w.end, w.must_fail) for w in windows] == [(S, E + 4, False), (108.0, E, True)]
     assert any("bypass" in rule for rule in prediction.rules)
+
+
+def test_waypoint_down_must_fail_window_closes_when_the_replicas_are_started_again() -> None:
+    """A replica may serve from the moment it is started, before the engine sees it ready (``end``)."""
+    marks = (("down", 103.0), ("restarting", 109.0))
+    prediction = predict(topology(), fault("waypoint-down", target="wp", marks=marks), TIMING)
+    windows = prediction.windows[FlowKey("node2", "waypointed", "new")]
+    assert [(w.start, w.end, w.must_fail) for w in windows] == [(S, E + 4, False), (108.0, 109.0, True)]
 
 
 def test_waypoint_down_mark_too_late_for_a_must_fail_window() -> None:
