@@ -159,7 +159,7 @@ async def _kill(supervisor: Supervisor, keys: list[str], netns: list[str]) -> tu
     killed: list[int] = []
     first = time.monotonic()
     for sweep in range(SWEEPS):
-        residents = _open_residents(netns)
+        residents = await asyncio.to_thread(_open_residents, netns)  # a /proc walk: off the daemon's loop
         try:
             if sweep > 0 and not residents:
                 break
@@ -229,8 +229,10 @@ def _all_exited(pidfds: list[int]) -> bool:
     """Every process exited (a pidfd turns readable when its process exits)."""
     if not pidfds:
         return True
-    readable, _, _ = select.select(pidfds, [], [], 0)
-    return len(readable) == len(pidfds)
+    poller = select.poll()  # not select(): a daemon with many pods has descriptors above 1024
+    for fd in pidfds:
+        poller.register(fd, select.POLLIN)
+    return len(poller.poll(0)) == len(pidfds)
 
 
 async def _remove_sandbox(kubelet: Kubelet, supervisor: Supervisor, state: PodState) -> None:
