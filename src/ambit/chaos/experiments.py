@@ -108,12 +108,13 @@ LOG_STAMP = "%Y-%m-%d %H:%M:%S,%f"
 
 def handover_seconds(log_text: str) -> float | None:
     """From a ztunnel log written during one overlapping restart: seconds from the new ztunnel serving
-    its last pod to the old one closing its listeners (its ``draining`` line); None if either is absent."""
+    its last pod to the old one closing its listeners (its ``listeners closed`` line); None if either is
+    absent."""
     served: datetime | None = None
     for line in log_text.splitlines():
         if "ambit.ztunnel.app: serving pod" in line:
             served = _stamp(line) or served
-        elif "ambit.cli.ztunnel: draining" in line and served is not None:
+        elif "ambit.ztunnel.manager: listeners closed" in line and served is not None:
             drained = _stamp(line)
             return None if drained is None else (drained - served).total_seconds()
     return None

@@ -142,8 +142,11 @@ class Ztunnel:
     async def drain(self, deadline: float | None = None) -> None:
         """Graceful stop: every pod stops accepting and finishes within ``deadline`` s, then close."""
         deadline = self.config.drain_deadline if deadline is None else deadline
-        self.pool.drain()
         proxies = list(self.pods.values())
+        for proxy in proxies:  # first, and all at once: a replacement's listeners take the traffic
+            proxy.stop_accepting()
+        log.info("listeners closed (%d pods); draining", len(proxies))
+        self.pool.drain()
         self.pods.clear()
         await asyncio.gather(*(self._stop(p, drain=True, deadline=deadline) for p in proxies))
         await self.close()

@@ -177,14 +177,18 @@ class PodProxy:
 
         return start
 
+    def stop_accepting(self) -> None:
+        """Close the listeners (idempotent): connections already accepted carry on."""
+        for server in self._servers:
+            server.close()
+
     async def drain(self, deadline: float | None = None) -> None:
         """Stop accepting, let in-flight connections finish for up to ``deadline`` s, then abort the rest."""
         if self.state in ("draining", "closed"):
             return
         deadline = self.inputs.config.drain_deadline if deadline is None else deadline
         self.state = "draining"
-        for server in self._servers:
-            server.close()
+        self.stop_accepting()
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
         # One loop iteration: asyncio makes the protocol of a connection it accepted just before the
