@@ -135,8 +135,18 @@ def workload_settled(handle: ClusterHandle) -> bool:
         return False
 
 
-def remove_workload(handle: ClusterHandle) -> None:
-    handle.delete("Namespace", workload.NAMESPACE)
+def check_untouched(handle: ClusterHandle) -> None:
+    """A run starts from a cluster no earlier fault left changed (a cut, a component held down, a
+    cordoned node): its prediction assumes every node and component up. :class:`ChaosError` names it."""
+    left = [f"node {n} cut off the fabric (ambit fault heal {n})" for n in sorted(handle.cuts())]
+    left += [f"{key} held down (ambit start)" for key in sorted(handle.held())]
+    left += [
+        f"node {n['metadata']['name']} cordoned (ambit uncordon {n['metadata']['name']})"
+        for n in handle.objects(["Node"])
+        if (n.get("spec") or {}).get("unschedulable")
+    ]
+    if left:
+        raise ChaosError("the cluster is not as a run needs it: " + "; ".join(left))
 
 
 def cluster_timing(handle: ClusterHandle, options: RunOptions) -> Timing:
@@ -356,6 +366,7 @@ def run_experiment(handle: ClusterHandle, options: RunOptions, directory: Path, 
             f"unknown experiment {options.experiment!r} (one of {', '.join(sorted(catalog.EXPERIMENTS))})"
         )
     directory.mkdir(parents=True, exist_ok=True)
+    check_untouched(handle)
     layout = ensure_workload(handle, waypoint=options.experiment in catalog.NEEDS_WAYPOINT)
     settle(handle, layout)
     target = choose_target(layout, options)

@@ -36,8 +36,8 @@ from ambit.store.types import NotFound, Obj, StoreError, TooManyRequests
 
 T = TypeVar("T")
 
-LOAD_APP = "chaos-load"  # the ``app`` label of the probe's load pods (workload.manifests)
-ECHO_APP = "chaos-echo"  # the ``app`` label of the probe's echo pods
+LOAD_APP = workload.LOAD_APP
+ECHO_APP = workload.ECHO_APP
 NOT_PROBE_LOAD: Mapping[str, Any] = {
     "matchExpressions": [{"key": "app", "operator": "NotIn", "values": [LOAD_APP]}]
 }

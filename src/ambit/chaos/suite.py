@@ -1,10 +1,13 @@
-"""Several runs of one experiment (`run_many`), and the suite (`run_suite`): every experiment, in an order
-that leaves the cluster as it found it, at full length (`make chaos`) or shortened (the reduced suite in
-`make test`). Each experiment's runs are written to ``<directory>/<experiment>/`` as they finish."""
+"""Several runs of one experiment (`run_many`), and the suite's table (`SUITE`, `options_for`): every
+experiment, in the order `ambit chaos suite` runs them, at full length (`make chaos`) or shortened (the
+reduced suite in `make test`). Each experiment's runs are written to ``<directory>/<experiment>/`` as
+they finish. Each experiment restores what it changed (heals its cut, starts what it stopped, uncordons,
+deletes its PDB); the probe's waypoint, once deployed, stays. The engine refuses to start a run on a
+cluster a fault left changed (`engine.check_untouched`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -75,22 +78,3 @@ def run_many(
         if on_run is not None:
             on_run(run)
     return done
-
-
-def run_suite(
-    handle: ClusterHandle,
-    base: RunOptions,
-    *,
-    profile: Profile,
-    runs: int,
-    directory: Path,
-    experiments: Sequence[str] | None = None,
-    on_run: Callable[[ChaosRun], None] | None = None,
-) -> dict[str, list[ChaosRun]]:
-    """Every experiment of the suite (or ``experiments``), ``runs`` runs each."""
-    results: dict[str, list[ChaosRun]] = {}
-    for experiment in experiments or list(SUITE):
-        results[experiment] = run_many(
-            handle, options_for(experiment, profile, base), runs, directory, on_run
-        )
-    return results

@@ -41,6 +41,8 @@ PART_OF = {"app.kubernetes.io/part-of": "ambit-chaos"}
 ECHO_PORT = 8080
 WAYPOINT = "chaos-waypoint"
 WAYPOINT_REPLICA_COUNT = 2
+ECHO_APP = "chaos-echo"  # the ``app`` label of the echo servers
+LOAD_APP = "chaos-load"  # ... and of the load pods (the probe runs in their netns)
 SPREAD = "spread"
 WAYPOINTED = "waypointed"
 
@@ -122,11 +124,11 @@ def manifests(nodes: Sequence[str], *, waypoint: bool = False) -> list[Obj]:
         }
     ]
     for node in nodes:
-        pod_labels = {"app": "chaos-echo", "chaos-node": node, "spread": "no" if node == gap else "yes"}
+        pod_labels = {"app": ECHO_APP, "chaos-node": node, "spread": "no" if node == gap else "yes"}
         objects.append(_deployment(echo(node), node, pod_labels))
-        objects.append(_service(echo(node), {"app": "chaos-echo", "chaos-node": node}))
-        objects.append(_deployment(load(node), node, {"app": "chaos-load", "chaos-node": node}))
-    objects.append(_service(SPREAD, {"app": "chaos-echo", "spread": "yes"}))
+        objects.append(_service(echo(node), {"app": ECHO_APP, "chaos-node": node}))
+        objects.append(_deployment(load(node), node, {"app": LOAD_APP, "chaos-node": node}))
+    objects.append(_service(SPREAD, {"app": ECHO_APP, "spread": "yes"}))
     if waypoint:
         objects.append(
             {
@@ -144,7 +146,7 @@ def manifests(nodes: Sequence[str], *, waypoint: bool = False) -> list[Obj]:
                 },
             }
         )
-        objects.append(_service(WAYPOINTED, {"app": "chaos-echo"}, {USE_WAYPOINT: WAYPOINT}))
+        objects.append(_service(WAYPOINTED, {"app": ECHO_APP}, {USE_WAYPOINT: WAYPOINT}))
     return objects
 
 
@@ -190,7 +192,7 @@ def probe_layout(nodes: Sequence[str], objects: Iterable[Obj]) -> ProbeLayout:
     targets: list[ProbeTarget] = []
     destinations: list[Destination] = []
     for node in nodes:
-        loaders = [p for p in ready if labels(p).get("app") == "chaos-load" and node_name(p) == node]
+        loaders = [p for p in ready if labels(p).get("app") == LOAD_APP and node_name(p) == node]
         if not loaders:
             raise LayoutError(f"no ready load pod on {node}")
         load_pods[node] = name_of(loaders[0])
@@ -204,7 +206,7 @@ def probe_layout(nodes: Sequence[str], objects: Iterable[Obj]) -> ProbeLayout:
         destinations.append(Destination(echo(node), "service", (node,)))
         targets.append(ProbeTarget(echo(node), f"http://{service['spec']['clusterIP']}/"))
     for node in nodes:
-        server = next(p for p in endpoints({"app": "chaos-echo", "chaos-node": node}))
+        server = next(p for p in endpoints({"app": ECHO_APP, "chaos-node": node}))
         destinations.append(Destination(pod_destination(node), "pod", (node,)))
         targets.append(ProbeTarget(pod_destination(node), f"http://{server['status']['podIP']}:{ECHO_PORT}/"))
     for name in (SPREAD, WAYPOINTED):
