@@ -188,6 +188,8 @@ def test_the_data_plane_serves_while_the_ca_refuses(cluster: str, reports: Path)
 def test_killing_one_waypoint_replica_loses_no_new_connection(cluster: str, reports: Path) -> None:
     result = run(cluster, "waypoint-replica-kill", reports)
     assert_passed(result)
+    waypointed = result.topology.destination(workload.WAYPOINTED).waypoint
+    assert waypointed is not None and len(waypointed.replica_nodes) == 2, waypointed  # one left to serve
     new_failed = [o for o in result.observations if not o.ok and o.kind == "new"]
     assert not new_failed, new_failed[:5]
 

@@ -88,3 +88,11 @@ def test_the_topology_read_back_has_every_destination_with_its_endpoint_nodes() 
 def test_a_probe_pod_not_ready_is_reported_by_name() -> None:
     with pytest.raises(workload.LayoutError, match="echo-node2"):
         workload.probe_layout(NODES, stored(unready="echo-node2"))
+
+
+def test_a_run_waits_for_every_waypoint_replica() -> None:
+    objects = stored(waypoint=True)
+    replica = next(o for o in objects if o["metadata"]["name"] == f"{workload.WAYPOINT}-node3")
+    replica["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    with pytest.raises(workload.LayoutError, match="1 of 2 replicas ready"):
+        workload.probe_layout(NODES, objects)
