@@ -170,12 +170,16 @@ def test_the_data_plane_serves_with_the_control_plane_down(cluster: str, reports
 
 
 def assert_refreshed_after_the_outage(result: ChaosRun) -> None:
-    """Certificates fell due during the outage (60 s TTL), none expired, and all were refreshed after."""
+    """No certificate expired during the outage, and every one whose refresh fell due in it (with 60 s
+    certificates refreshed every ~27 s, a 16-20 s outage catches one about two times in three) was
+    refreshed after it. That a refresh is refused while the CA refuses, and signed once it serves, is
+    shown deterministically by tests/integration/control/test_ca_fault_route.py."""
     measured = dict(result.events.measures)
     assert measured["workload certificate TTL s"] == 60, measured
-    assert measured["certificates due for refresh"] > 0, measured  # the control: a refresh was refused
+    assert measured["certificates held"] > 0, measured
     assert measured["certificates expired during the outage"] == 0, measured
-    assert any(name == "refreshed" for name, _ in result.events.marks), result.events.marks
+    if measured["certificates due for refresh"] > 0:
+        assert any(name == "refreshed" for name, _ in result.events.marks), result.events.marks
 
 
 def test_the_data_plane_serves_while_the_ca_refuses(cluster: str, reports: Path) -> None:
