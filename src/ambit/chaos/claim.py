@@ -35,7 +35,8 @@ def show_claim(handle: ClusterHandle, console: Console, directory: Path) -> Chao
     verdict = run.verdict
     console.print(
         f"  Only {TARGET}'s row and column failed, for {verdict.recovery_seconds or 0:.1f} s;\n"
-        f"  every other pair served throughout. Report: {directory / EXPERIMENT}/report.md",
+        "  every other pair served throughout. The report, with its images:\n"
+        f"  {directory / EXPERIMENT}/report.md",
         soft_wrap=True,
     )
     return run

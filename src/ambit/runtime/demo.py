@@ -278,7 +278,7 @@ class Demo:
             calls.append(call)
             self.console.print(f"  {source} → {url}", soft_wrap=True)
             self.console.print(
-                f"    answered by {call.answered_by} on {call.node} (the app saw peer {call.peer})",
+                f"    answered by {call.answered_by} ({call.node}), peer {call.peer}",
                 soft_wrap=True,
             )
         return calls
