@@ -66,10 +66,12 @@ def echo_budget(node: str) -> Obj:
 
 
 def drain_options(timeout: float) -> DrainOptions:
-    """``ambit drain --ignore-daemonsets --pod-selector app!=chaos-load --timeout <timeout>``, with a
-    shorter retry after a budget's refusal and a finer poll for the pods still to go."""
+    """``ambit drain --ignore-daemonsets --delete-emptydir-data --pod-selector app!=chaos-load
+    --timeout <timeout>``, with a shorter retry after a budget's refusal and a finer poll for the pods
+    still to go."""
     return DrainOptions(
         ignore_daemonsets=True,
+        delete_emptydir_data=True,  # as operators drain: bookinfo's pods keep an emptyDir
         pod_selector=NOT_PROBE_LOAD,
         timeout_ns=int(timeout * SECOND),
         retry_delay=BUDGET_RETRY,
@@ -253,8 +255,8 @@ def _roll(handle: ClusterHandle, name: str, within: float) -> tuple[float, float
 
 
 def node_drain(handle: ClusterHandle, plan: FaultPlan) -> FaultEvents:
-    """Drain the target node as ``ambit drain --ignore-daemonsets --pod-selector app!=chaos-load``,
-    then put it back into service.
+    """Drain the target node as ``ambit drain --ignore-daemonsets --delete-emptydir-data --pod-selector
+    app!=chaos-load``, then put it back into service.
 
     * Before the fault, a PodDisruptionBudget ``echo-<node>`` (``minAvailable: 1``) covers the node's
       echo pod. With one replica it allows no disruption, so the eviction must be refused (429) and
