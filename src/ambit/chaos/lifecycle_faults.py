@@ -25,7 +25,15 @@ from ambit.chaos.experiments import ExperimentError, FaultPlan, enrolled, now, w
 from ambit.net.tasks import spawn
 from ambit.reliability.flows import FaultEvents
 from ambit.resources.durations import SECOND
-from ambit.resources.objects import controller_of, is_ready, labels, name_of, selector_matches, uid_of
+from ambit.resources.objects import (
+    controller_of,
+    is_ready,
+    labels,
+    name_of,
+    namespace_of,
+    selector_matches,
+    uid_of,
+)
 from ambit.runtime.deployment_revisions import RolloutError
 from ambit.runtime.drain import DrainEvents, DrainFailed, DrainOptions, cordon, drain_pods, pods_for_deletion
 from ambit.runtime.handle import ClusterHandle, HandleError
@@ -160,12 +168,14 @@ class Drained:
     events: BudgetRelease
 
 
-def _meshed(handle: ClusterHandle, names: set[str]) -> bool:
+def _meshed(handle: ClusterHandle, pods: set[tuple[str, str]]) -> bool:
+    """Every (namespace, name) of ``pods`` captured and served by its node's ztunnel: the drain moves
+    the user's pods too (bookinfo's, in `make chaos`), not only the probe's."""
     try:
-        state = handle.meshed(workload.NAMESPACE)
+        states = {ns: handle.meshed(ns) for ns in {ns for ns, _ in pods}}
     except (HandleError, OSError):
         return False
-    return all(state.get(name) is True for name in names)
+    return all(states[ns].get(name) is True for ns, name in pods)
 
 
 async def _replaced(
@@ -181,7 +191,7 @@ async def _replaced(
     ready = now()
     ready_pods = [p for group in replacements(evicted, pods).values() for p in group if is_ready(p)]
     # A waypoint replica among them is never captured (it is the mesh): wait for the enrolled ones.
-    names = {name_of(p) for p in await asyncio.to_thread(enrolled, handle, ready_pods)}
+    names = {(namespace_of(p), name_of(p)) for p in await asyncio.to_thread(enrolled, handle, ready_pods)}
     while True:
         if await asyncio.to_thread(_meshed, handle, names):
             break
