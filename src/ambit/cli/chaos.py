@@ -160,7 +160,7 @@ def suite(
     seed: int,
     report: Path,
 ) -> None:
-    """Run every experiment and write one summary."""
+    """Run every experiment and write one summary; one that cannot run is reported and the rest go on."""
     from ambit.chaos.engine import RunOptions
     from ambit.chaos.suite import SUITE, options_for
 
@@ -169,12 +169,20 @@ def suite(
 
     base = RunOptions("", None, timeout=timeout, seed=seed)
     results = {}
+    errors: list[str] = []
     for experiment in only or tuple(SUITE):
         options = options_for(experiment, "short" if short else "full", base)
         if rate is not None:  # the user's rate wins over the profile's
             options = replace(options, rate=rate)
-        results[experiment] = _run(handle, options, runs, report)
+        try:
+            results[experiment] = _run(handle, options, runs, report)
+        except click.ClickException as exc:  # the experiment could not run: the others still do
+            click.echo(f"Error: {exc.message}", err=True)
+            results[experiment] = []
+            errors.append(exc.message)
     _finish(results, report, single=False)
+    if errors:
+        raise SystemExit(1)
 
 
 def _run(handle: ClusterHandle, options: RunOptions, runs: int, report: Path) -> list:  # type: ignore[type-arg]
@@ -205,5 +213,5 @@ def _finish(results: dict, report: Path, *, single: bool) -> None:  # type: igno
         click.echo(f"summary: {path}")
     for line in summary_lines(results):
         click.echo(line)
-    if not all(run.verdict.passed for runs in results.values() for run in runs):
-        raise SystemExit(1)
+    if not all(runs and all(run.verdict.passed for run in runs) for runs in results.values()):
+        raise SystemExit(1)  # a FAIL, or an experiment that could not run (no runs)
