@@ -23,32 +23,22 @@ Profile = Literal["full", "short"]
 # profile (the reduced suite in `make test`) halves the probe's rate: a 2-core CI machine runs the whole
 # cluster, and a verdict that failed for want of CPU could never be retried green. ca-down needs a
 # cluster started with `ambit up --test-fault-endpoints` (and a short --workload-cert-ttl to see refreshes).
+# The short profile: half the probe's rate, 1.5 s of load before the fault and 4 s after it.
+SHORT: dict[str, float] = {"rate": 5.0, "warmup": 1.5, "tail": 4.0}
 SUITE: dict[str, dict[Profile, dict[str, float]]] = {
-    "ztunnel-kill": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
-    "ztunnel-restart": {
-        "full": {"restarts": 10},
-        "short": {"rate": 5.0, "restarts": 2, "warmup": 2.0, "tail": 4.0},
-    },
+    "ztunnel-kill": {"full": {}, "short": {**SHORT}},
+    "ztunnel-restart": {"full": {"restarts": 10}, "short": {**SHORT, "restarts": 1}},
     "node-partition": {
         "full": {"duration": 60.0, "memory_settle": 30.0},
-        "short": {"rate": 5.0, "duration": 12.0, "warmup": 2.0, "tail": 6.0},
+        "short": {**SHORT, "duration": 10.0},
     },
-    "node-reboot": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
-    "controlplane-down": {
-        "full": {"duration": 120.0},
-        "short": {"rate": 5.0, "duration": 16.0, "warmup": 2.0, "tail": 4.0},
-    },
-    "ca-down": {
-        "full": {"duration": 45.0},
-        "short": {"rate": 5.0, "duration": 20.0, "warmup": 2.0, "tail": 4.0},
-    },
-    "waypoint-replica-kill": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
-    "waypoint-down": {
-        "full": {"duration": 20.0},
-        "short": {"rate": 5.0, "duration": 8.0, "warmup": 2.0, "tail": 6.0},
-    },
-    "node-drain": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
-    "app-rollout": {"full": {}, "short": {"rate": 5.0, "warmup": 2.0, "tail": 6.0}},
+    "node-reboot": {"full": {}, "short": {**SHORT}},
+    "controlplane-down": {"full": {"duration": 120.0}, "short": {**SHORT, "duration": 10.0}},
+    "ca-down": {"full": {"duration": 45.0}, "short": {**SHORT, "duration": 10.0}},
+    "waypoint-replica-kill": {"full": {}, "short": {**SHORT}},
+    "waypoint-down": {"full": {"duration": 20.0}, "short": {**SHORT, "duration": 8.0}},
+    "node-drain": {"full": {}, "short": {**SHORT}},
+    "app-rollout": {"full": {}, "short": {**SHORT}},
 }
 
 
