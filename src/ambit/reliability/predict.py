@@ -38,6 +38,11 @@ RESTARTING_MARK = "restarting"
 """... and of the instant the engine began to start them again (the must-fail window ends there)."""
 
 KEEPALIVE_ONLY: tuple[ConnKind, ...] = ("keepalive",)
+NEW_ONLY: tuple[ConnKind, ...] = ("new",)
+IN_FLIGHT = 0.5
+"""A request on a new connection that was already relayed through a component when it died fails with
+it (the client ztunnel's retry saves only a connect that fails): the window covers requests in flight at
+the fault, and those whose connect raced it by up to this many seconds."""
 
 
 def matrix_column(destination: Destination) -> str:
@@ -263,6 +268,14 @@ def _node_process_loss(span: _Span, settled: float, cause: str) -> None:
             f"({', '.join(without_local)}): connections open to its endpoint on {k} break once",
             reason=f"a kept-alive connection to the endpoint on {k} broke; new ones go elsewhere",
         )
+        span.out.add(
+            span.flows(without_local, [destination], NEW_ONLY),
+            s,
+            s + IN_FLIGHT,
+            rule=f"new-connection requests to {destination.name} from nodes without a local endpoint, in "
+            f"flight through its endpoint on {k} at the fault (a retry only saves a connect)",
+            reason=f"in flight through the endpoint on {k} when it went",
+        )
     waypointed = span.waypointed_touching(k)
     span.out.add(
         span.flows(span.topology.sources, waypointed),
@@ -393,6 +406,14 @@ def _waypoint_replica_kill(span: _Span) -> None:
                 rule=f"keepalive flows to {destination.name} (connections through the killed waypoint "
                 "replica break once; new ones go to another replica): every source",
                 reason="a kept-alive connection through the killed waypoint replica broke",
+            )
+            span.out.add(
+                span.flows(span.topology.sources, [destination], NEW_ONLY),
+                s,
+                s + IN_FLIGHT,
+                rule=f"new-connection requests to {destination.name} in flight through the killed replica "
+                "(the client ztunnel retries only a connect): every source",
+                reason="in flight through the killed waypoint replica",
             )
 
 

@@ -68,6 +68,7 @@ EVERY_DESTINATION = (
     "waypointed",
 )
 KEEPALIVE: tuple[ConnKind, ...] = ("keepalive",)
+NEW: tuple[ConnKind, ...] = ("new",)
 Group = tuple[Sequence[str], Sequence[str], Sequence[ConnKind], Sequence[tuple[float, float]]]
 
 
@@ -99,6 +100,7 @@ CASES: list[tuple[str, FaultEvents, Timing, Topology, list[Group]]] = [
             (["node1"], EVERY_DESTINATION, CONN_KINDS, [(S, E + 2)]),
             (ALL, ["echo-node1", "pod-node1", "waypointed"], CONN_KINDS, [(S, E + 2)]),
             (["node3"], ["spread"], KEEPALIVE, [(S, S + 3 + 2)]),
+            (["node3"], ["spread"], NEW, [(S, S + 0.5)]),  # in flight at the kill
         ],
     ),
     (
@@ -110,6 +112,7 @@ CASES: list[tuple[str, FaultEvents, Timing, Topology, list[Group]]] = [
             (["node2"], EVERY_DESTINATION, CONN_KINDS, [(S, E + 2)]),
             (ALL, ["echo-node2", "pod-node2", "waypointed"], CONN_KINDS, [(S, E + 2)]),
             (["node3"], ["spread"], KEEPALIVE, [(S, S + 5)]),
+            (["node3"], ["spread"], NEW, [(S, S + 0.5)]),  # in flight at the kill
         ],
     ),
     (
@@ -213,14 +216,15 @@ CASES: list[tuple[str, FaultEvents, Timing, Topology, list[Group]]] = [
             (["node1"], EVERY_DESTINATION, CONN_KINDS, [(S, E + 2 + 2)]),
             (ALL, ["echo-node1", "pod-node1", "waypointed"], CONN_KINDS, [(S, E + 2 + 2)]),
             (["node3"], ["spread"], KEEPALIVE, [(S, S + 3 + 2)]),
+            (["node3"], ["spread"], NEW, [(S, S + 0.5)]),  # in flight at the kill
         ],
     ),
     (
-        "waypoint-replica-kill, two replicas: keepalive breaks once, new connections retry",
+        "waypoint-replica-kill, two replicas: keepalive breaks once, new connections only in flight",
         fault("waypoint-replica-kill", "node1", target="wp-0"),
         TIMING,
         topology(),
-        [(ALL, ["waypointed"], KEEPALIVE, [(S, S + 3 + 2)])],
+        [(ALL, ["waypointed"], KEEPALIVE, [(S, S + 3 + 2)]), (ALL, ["waypointed"], NEW, [(S, S + 0.5)])],
     ),
     (
         "waypoint-replica-kill, its only replica: both kinds until it is back and pushed",
@@ -306,9 +310,12 @@ def test_waypoint_down_mark_too_late_for_a_must_fail_window() -> None:
     assert not any(w.must_fail for windows in prediction.windows.values() for w in windows)
 
 
-def test_spread_new_from_node3_under_a_ztunnel_kill_of_node1_is_predicted_to_never_fail() -> None:
+def test_spread_new_from_node3_under_a_ztunnel_kill_of_node1_fails_only_in_flight() -> None:
+    """The client ztunnel retries a connect that fails: only requests already relayed through node1's
+    endpoint at the kill may fail (a window of 0.5 s from the kill), none after it."""
     prediction = predict(topology(), fault("ztunnel-kill", "node1"), TIMING)
-    assert FlowKey("node3", "spread", "new") not in prediction.windows
+    [window] = prediction.windows[FlowKey("node3", "spread", "new")]
+    assert (window.start, window.end) == (S, S + 0.5)
     assert FlowKey("node2", "spread", "new") not in prediction.windows  # a local endpoint
     assert FlowKey("node3", "spread", "keepalive") in prediction.windows
 
